@@ -1,0 +1,105 @@
+"""Run Studybase: `python main.py` serves the API; `migrate` and `create-admin EMAIL` manage the database."""
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from pydantic import ValidationError
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def migrate(database_url: str | None = None) -> None:
+    """Apply every migration to DATABASE_URL (or the given URL)."""
+    from src.config import settings
+    from src.database import ensure_sqlite_directory
+
+    url = database_url or settings.DATABASE_URL
+    ensure_sqlite_directory(url)
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    config.attributes["database_url"] = url
+    command.upgrade(config, "head")
+
+
+def serve() -> None:
+    import uvicorn
+
+    from src.config import settings
+
+    migrate()
+    uvicorn.run(
+        "src.app:create_app",
+        factory=True,
+        host=settings.HOST,
+        port=settings.PORT,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def read_admin_password() -> str:
+    password = os.environ.get("ADMIN_PASSWORD")
+    if password:
+        return password
+    first = getpass.getpass("Password for the new admin: ")
+    if first != getpass.getpass("Repeat it: "):
+        raise SystemExit("The passwords differ; nothing was created.")
+    return first
+
+
+async def create_admin(email: str, password: str, full_name: str) -> str:
+    from src.auth import service
+    from src.auth.constants import Role
+    from src.auth.exceptions import EmailTaken
+    from src.auth.schemas import RegisterRequest
+    from src.database import SessionFactory, engine
+
+    try:
+        data = RegisterRequest(email=email, password=password, full_name=full_name)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"Not created: {problems}") from None
+    try:
+        async with SessionFactory() as session:
+            user = await service.create_user(
+                session, email=data.email, password=data.password, full_name=data.full_name, role=Role.ADMIN
+            )
+    except EmailTaken:
+        raise SystemExit(f"Not created: an account with the email {data.email} already exists.") from None
+    finally:
+        await engine.dispose()
+    return f"Created admin {user.email} ({user.id})."
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python main.py", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="apply migrations, then serve the API (the default)")
+    commands.add_parser("migrate", help="apply every migration to DATABASE_URL")
+    admin = commands.add_parser(
+        "create-admin", help="create an admin account (password from ADMIN_PASSWORD or a prompt)"
+    )
+    admin.add_argument("email")
+    admin.add_argument("--full-name", default="Administrator")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "migrate":
+        migrate()
+    elif args.command == "create-admin":
+        migrate()
+        print(asyncio.run(create_admin(args.email, read_admin_password(), args.full_name)))
+    else:
+        serve()
+
+
+if __name__ == "__main__":
+    main()

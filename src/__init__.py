@@ -1,0 +1,1 @@
+"""Studybase: studies, samples and sample files for research teams."""

@@ -1,0 +1,82 @@
+"""create_app(): the FastAPI application with its middleware, error handlers and routers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from src.auth.router import router as auth_router
+from src.config import Settings, settings
+from src.constants import API_PREFIX, ErrorCode
+from src.database import database_is_ready, engine
+from src.exceptions import ServiceUnavailable, register_exception_handlers
+from src.logging import configure_logging
+from src.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from src.schemas import problem_responses
+
+DESCRIPTION = """
+Studybase keeps research studies, the samples in them and the sample files they come from.
+
+Sign in with **Authorize** (email and password); every error is `application/problem+json`
+with a stable `code`.
+"""
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = ErrorCode.DATABASE_UNAVAILABLE
+    detail = "The database is not answering."
+
+
+health_router = APIRouter(prefix="/health", tags=["health"])
+
+
+@health_router.get("", summary="Liveness: the process answers (no database call)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health_router.get("/ready", summary="Readiness: the database answers", responses=problem_responses(503))
+async def ready() -> dict[str, str]:
+    if not await database_is_ready():
+        raise DatabaseUnavailable
+    return {"status": "ok"}
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await engine.dispose()
+
+
+def add_middleware(app: FastAPI, config: Settings) -> None:
+    # Added innermost first: security headers wrap everything, including the last-resort 500.
+    if config.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.CORS_ORIGINS,
+            allow_credentials="*" not in config.CORS_ORIGINS,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Location", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+
+
+def create_app(config: Settings = settings) -> FastAPI:
+    configure_logging(config.LOG_LEVEL)
+    app = FastAPI(
+        title="Studybase API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    add_middleware(app, config)
+    register_exception_handlers(app)
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(health_router)
+    api.include_router(auth_router)
+    app.include_router(api)
+    return app

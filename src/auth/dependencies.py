@@ -1,0 +1,72 @@
+"""Who is calling, and may they touch this user or session."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from src.auth import service
+from src.auth.constants import Role
+from src.auth.exceptions import AdminRequired, AuthenticationRequired, SessionNotFound, UserNotFound
+from src.auth.models import AuthSession, User
+from src.auth.service import Authenticated
+from src.constants import API_PREFIX
+from src.database import DbSession
+
+# auto_error=False: a missing token gets our problem+json 401, not FastAPI's plain one.
+bearer_token = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_error=False)
+
+
+async def get_authenticated(
+    request: Request, token: Annotated[str | None, Depends(bearer_token)], db: DbSession
+) -> Authenticated:
+    if not token:
+        raise AuthenticationRequired
+    caller = await service.authenticate_access_token(db, token=token)
+    request.state.user_id = str(caller.user.id)  # for the access log line
+    return caller
+
+
+CurrentCaller = Annotated[Authenticated, Depends(get_authenticated)]
+
+
+async def get_current_user(caller: CurrentCaller) -> User:
+    return caller.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_admin(user: CurrentUser) -> User:
+    if user.role != Role.ADMIN:
+        raise AdminRequired
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin)]
+
+
+async def valid_user_for_admin(user_id: uuid.UUID, _admin: AdminUser, db: DbSession) -> User:
+    user = await service.get_user(db, user_id=user_id)
+    if user is None:
+        raise UserNotFound
+    return user
+
+
+async def valid_own_session(session_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> AuthSession:
+    """An active session of the caller's; anyone else's is reported as not found."""
+    auth_session = await service.get_active_session(db, user=caller.user, session_id=session_id)
+    if auth_session is None:
+        raise SessionNotFound
+    return auth_session
+
+
+def client_info(request: Request) -> service.ClientInfo:
+    return service.ClientInfo(
+        user_agent=request.headers.get("user-agent"),
+        ip_address=request.client.host if request.client else None,
+    )
+
+
+Client = Annotated[service.ClientInfo, Depends(client_info)]

@@ -1,0 +1,86 @@
+"""Errors of the auth module."""
+
+from src.auth.constants import ErrorCode
+from src.exceptions import (
+    Conflict,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    TooManyRequests,
+    UnprocessableEntity,
+)
+
+
+class AuthenticationRequired(NotAuthenticated):
+    code = ErrorCode.NOT_AUTHENTICATED
+    detail = "Send an access token as `Authorization: Bearer <token>`."
+
+
+class InvalidToken(NotAuthenticated):
+    code = ErrorCode.TOKEN_INVALID
+    detail = "The access token is not valid."
+
+
+class TokenExpired(NotAuthenticated):
+    code = ErrorCode.TOKEN_EXPIRED
+    detail = "The access token has expired; refresh it."
+
+
+class SessionRevoked(NotAuthenticated):
+    code = ErrorCode.SESSION_REVOKED
+    detail = "The session behind this token has ended; sign in again."
+
+
+class InvalidCredentials(NotAuthenticated):
+    code = ErrorCode.INVALID_CREDENTIALS
+    detail = "Incorrect email or password."
+
+
+class LoginLocked(TooManyRequests):
+    code = ErrorCode.LOGIN_LOCKED
+    detail = "Too many failed sign-ins for this email; try again later."
+
+
+class InvalidRefreshToken(NotAuthenticated):
+    code = ErrorCode.REFRESH_TOKEN_INVALID
+    detail = "The refresh token is not valid; sign in again."
+
+
+class RefreshTokenReused(NotAuthenticated):
+    code = ErrorCode.REFRESH_TOKEN_REUSED
+    detail = "This refresh token was already used; the session has been ended. Sign in again."
+
+
+class EmailTaken(Conflict):
+    code = ErrorCode.EMAIL_TAKEN
+    detail = "An account with this email already exists."
+
+
+class RegistrationClosed(PermissionDenied):
+    code = ErrorCode.REGISTRATION_CLOSED
+    detail = "Registration is closed; ask an administrator for an account."
+
+
+class AdminRequired(PermissionDenied):
+    code = ErrorCode.ADMIN_REQUIRED
+    detail = "Only administrators may do this."
+
+
+class UserNotFound(NotFound):
+    code = ErrorCode.USER_NOT_FOUND
+    detail = "No such user."
+
+
+class SessionNotFound(NotFound):
+    code = ErrorCode.SESSION_NOT_FOUND
+    detail = "No such active session."
+
+
+class LastAdmin(Conflict):
+    code = ErrorCode.LAST_ADMIN
+    detail = "The last active administrator cannot be demoted or deactivated."
+
+
+class WrongPassword(UnprocessableEntity):
+    code = ErrorCode.WRONG_PASSWORD
+    detail = "The current password is not correct."

@@ -1,0 +1,60 @@
+"""Access tokens: HS256 JWTs that name a user and the session they belong to."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jose import ExpiredSignatureError, JWTError, jwt
+
+from src.auth.constants import JWT_ALGORITHM, REQUIRED_ACCESS_CLAIMS, TOKEN_TYPE_ACCESS
+from src.auth.exceptions import InvalidToken, TokenExpired
+from src.config import settings
+
+_DECODE_OPTIONS = {f"require_{claim}": True for claim in ("exp", "iat", "sub", "jti")}
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    token_id: str
+
+
+def _signing_key() -> str:
+    return settings.SECRET_KEY.get_secret_value()
+
+
+def create_access_token(
+    *, user_id: uuid.UUID, session_id: uuid.UUID, issued_at: datetime, lifetime: timedelta
+) -> str:
+    claims = {
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "jti": uuid.uuid4().hex,
+        "type": TOKEN_TYPE_ACCESS,
+        "iat": int(issued_at.timestamp()),
+        "exp": int((issued_at + lifetime).timestamp()),
+    }
+    return jwt.encode(claims, _signing_key(), algorithm=JWT_ALGORITHM)
+
+
+def decode_access_token(token: str) -> AccessClaims:
+    """The token's claims, or InvalidToken/TokenExpired; only HS256 with our key is accepted."""
+    try:
+        claims = jwt.decode(token, _signing_key(), algorithms=[JWT_ALGORITHM], options=_DECODE_OPTIONS)
+    except ExpiredSignatureError as exc:
+        raise TokenExpired from exc
+    except JWTError as exc:
+        raise InvalidToken from exc
+    if any(claim not in claims for claim in REQUIRED_ACCESS_CLAIMS):
+        raise InvalidToken
+    if claims["type"] != TOKEN_TYPE_ACCESS or not isinstance(claims["jti"], str):
+        raise InvalidToken
+    try:
+        return AccessClaims(
+            user_id=uuid.UUID(claims["sub"]),
+            session_id=uuid.UUID(claims["sid"]),
+            token_id=claims["jti"],
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidToken from exc

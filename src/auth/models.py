@@ -1,0 +1,69 @@
+"""Tables of the auth module: users, their sessions, refresh tokens and login throttles."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from src.auth.constants import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, USER_AGENT_MAX_LENGTH, Role
+from src.database import Base, Timestamps, UUIDPrimaryKey, utcnow
+
+
+class User(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "users"
+
+    # Stored normalized (trimmed, lower-case), so the unique index is case-insensitive.
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
+    full_name: Mapped[str] = mapped_column(String(FULL_NAME_MAX_LENGTH))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(
+        Enum(
+            Role,
+            name="user_role",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda roles: [role.value for role in roles],
+        ),
+        index=True,
+    )
+    is_active: Mapped[bool] = mapped_column(default=True, index=True)
+
+
+class AuthSession(UUIDPrimaryKey, Base):
+    """One sign-in on one device; every access and refresh token names it, so revoking it kills them."""
+
+    __tablename__ = "auth_sessions"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+
+
+class RefreshToken(UUIDPrimaryKey, Base):
+    """Every refresh token a session was given, by hash; a rotated one shown again means theft."""
+
+    __tablename__ = "refresh_tokens"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None]
+
+
+class LoginThrottle(Base):
+    """Consecutive failed sign-ins per email, known or not, so a lockout reveals nothing."""
+
+    __tablename__ = "login_throttles"
+
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), primary_key=True)
+    failure_count: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]

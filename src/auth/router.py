@@ -1,0 +1,189 @@
+"""Routes of the auth module, under /api/v1/auth."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Response, status
+
+from src.auth import service
+from src.auth.constants import Role, UserSort
+from src.auth.dependencies import (
+    AdminUser,
+    Client,
+    CurrentCaller,
+    CurrentUser,
+    valid_own_session,
+    valid_user_for_admin,
+)
+from src.auth.models import AuthSession, User
+from src.auth.schemas import (
+    MeUpdate,
+    PasswordChange,
+    RefreshRequest,
+    RegisterRequest,
+    SessionRead,
+    TokenForm,
+    TokenPair,
+    UserRead,
+    UserUpdate,
+)
+from src.constants import API_PREFIX
+from src.database import DbSession
+from src.dependencies import Pagination
+from src.schemas import Page, problem_responses
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+AUTHENTICATED_ERRORS = problem_responses(401)
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    summary="Create an account",
+    description="Self-registration (when `OPEN_REGISTRATION` is on). New accounts get the `researcher` role. "
+    "Emails are trimmed and compared case-insensitively.",
+    responses=problem_responses(403, 409, 422),
+)
+async def register(data: RegisterRequest, db: DbSession, response: Response) -> User:
+    user = await service.register_user(db, data=data)
+    response.headers["Location"] = f"{API_PREFIX}/auth/users/{user.id}"
+    return user
+
+
+@router.post(
+    "/token",
+    response_model=TokenPair,
+    summary="Sign in (OAuth2 password grant)",
+    description="Form fields `username` (the email) and `password`. Returns an access token "
+    "(a short-lived JWT) and an opaque refresh token. After repeated failures for one email, "
+    "further attempts get 429 with `Retry-After`.",
+    responses=problem_responses(401, 422, 429),
+)
+async def token(form: Annotated[TokenForm, Form()], client: Client, db: DbSession) -> TokenPair:
+    return await service.login(db, email=form.username, password=form.password, client=client)
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    summary="Exchange a refresh token for a new token pair",
+    description="Refresh tokens are single-use: each call returns a new one. Presenting one that was "
+    "already used ends the whole session (its access tokens stop working too).",
+    responses=problem_responses(401, 422),
+)
+async def refresh(data: RefreshRequest, db: DbSession) -> TokenPair:
+    return await service.refresh_tokens(db, refresh_token=data.refresh_token)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End this session",
+    description="The session's access and refresh tokens stop working at once.",
+    responses=AUTHENTICATED_ERRORS,
+)
+async def logout(caller: CurrentCaller, db: DbSession) -> None:
+    await service.revoke_session(db, auth_session=caller.session)
+
+
+@router.post(
+    "/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End every session of the current user",
+    responses=AUTHENTICATED_ERRORS,
+)
+async def logout_all(user: CurrentUser, db: DbSession) -> None:
+    await service.revoke_all_sessions(db, user=user)
+
+
+@router.get(
+    "/sessions",
+    response_model=list[SessionRead],
+    summary="List the current user's active sessions",
+    responses=AUTHENTICATED_ERRORS,
+)
+async def list_sessions(caller: CurrentCaller, db: DbSession) -> list[SessionRead]:
+    sessions = await service.list_active_sessions(db, user=caller.user)
+    return [SessionRead.of(s, current_session_id=caller.session.id) for s in sessions]
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End one of the current user's sessions",
+    responses=problem_responses(401, 404, 422),
+)
+async def delete_session(
+    auth_session: Annotated[AuthSession, Depends(valid_own_session)], db: DbSession
+) -> None:
+    await service.revoke_session(db, auth_session=auth_session)
+
+
+@router.get("/me", response_model=UserRead, summary="The current user", responses=AUTHENTICATED_ERRORS)
+async def read_me(user: CurrentUser) -> User:
+    return user
+
+
+@router.patch(
+    "/me", response_model=UserRead, summary="Change your name", responses=problem_responses(401, 422)
+)
+async def update_me(data: MeUpdate, user: CurrentUser, db: DbSession) -> User:
+    return await service.update_me(db, user=user, data=data)
+
+
+@router.post(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Change your password",
+    description="Needs the current password; every other session of yours is ended. "
+    "Wrong guesses count toward the sign-in lockout.",
+    responses=problem_responses(401, 422, 429),
+)
+async def change_password(data: PasswordChange, caller: CurrentCaller, db: DbSession) -> None:
+    await service.change_password(db, caller=caller, data=data)
+
+
+@router.get(
+    "/users",
+    response_model=Page[UserRead],
+    summary="List users (admin)",
+    description="`q` matches email or name (case-insensitive substring).",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_users(
+    _admin: AdminUser,
+    db: DbSession,
+    page: Pagination,
+    q: Annotated[str | None, Query(max_length=200, description="search in email and name")] = None,
+    role: Role | None = None,
+    is_active: bool | None = None,
+    sort: UserSort = UserSort.NEWEST_FIRST,
+) -> Page[UserRead]:
+    users, total = await service.list_users(
+        db, page=page, search=q, role=role, is_active=is_active, sort=sort
+    )
+    return Page[UserRead](items=users, total=total, page=page.page, page_size=page.page_size)
+
+
+@router.get(
+    "/users/{user_id}",
+    response_model=UserRead,
+    summary="One user (admin)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def read_user(user: Annotated[User, Depends(valid_user_for_admin)]) -> User:
+    return user
+
+
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserRead,
+    summary="Change a user's name, role or active flag (admin)",
+    description="Deactivating a user ends all their sessions at once. The last active admin "
+    "cannot be demoted or deactivated (409).",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def update_user(
+    data: UserUpdate, user: Annotated[User, Depends(valid_user_for_admin)], db: DbSession
+) -> User:
+    return await service.update_user(db, user=user, data=data)

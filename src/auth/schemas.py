@@ -1,0 +1,139 @@
+"""The JSON contract of the auth module."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
+
+from src.auth.constants import (
+    EMAIL_MAX_LENGTH,
+    FULL_NAME_MAX_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    Role,
+)
+from src.auth.utils import normalize_email
+
+
+def _strip_if_text(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+Email = Annotated[
+    EmailStr,
+    BeforeValidator(_strip_if_text),
+    AfterValidator(normalize_email),
+    Field(max_length=EMAIL_MAX_LENGTH, examples=["ada@example.org"]),
+]
+Password = Annotated[
+    str,
+    Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, examples=["correct horse battery"]),
+]
+FullName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=FULL_NAME_MAX_LENGTH),
+    Field(examples=["Ada Lovelace"]),
+]
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: Password
+    full_name: FullName
+
+
+class TokenForm(BaseModel):
+    """The OAuth2 password grant (form fields), so Swagger's Authorize button works."""
+
+    grant_type: Annotated[str | None, Field(pattern="^password$")] = None
+    username: Annotated[str, Field(max_length=EMAIL_MAX_LENGTH, description="the account's email")]
+    password: Annotated[str, Field(max_length=PASSWORD_MAX_LENGTH)]
+    scope: str = ""
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class TokenPair(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                "refresh_token": "q5vV0c1mQm4m3m8bqf0wqg7s9X1h2JkLwYp3Q6n0e1M",
+                "token_type": "bearer",
+                "expires_in": 900,
+            }
+        }
+    )
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
+    expires_in: int = Field(description="seconds until the access token expires")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+
+
+class MeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: FullName
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    new_password: Password
+
+
+class UserUpdate(BaseModel):
+    """An administrator's change to a user; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: FullName | None = None
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class SessionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime = Field(description="when the session last signed in or refreshed its tokens")
+    expires_at: datetime
+    user_agent: str | None
+    ip_address: str | None
+    current: bool = Field(default=False, description="whether this is the session making the request")
+
+    @classmethod
+    def of(cls, auth_session: object, *, current_session_id: uuid.UUID) -> "SessionRead":
+        read = cls.model_validate(auth_session)
+        return read.model_copy(update={"current": read.id == current_session_id})

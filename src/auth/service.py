@@ -1,0 +1,371 @@
+"""Business rules of the auth module: accounts, sign-in, sessions and tokens."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import anyio
+from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.auth import jwt, utils
+from src.auth.config import auth_settings
+from src.auth.constants import REFRESH_TOKEN_BYTES, USER_AGENT_MAX_LENGTH, Role, UserSort
+from src.auth.exceptions import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    LastAdmin,
+    LoginLocked,
+    RefreshTokenReused,
+    RegistrationClosed,
+    SessionRevoked,
+    WrongPassword,
+)
+from src.auth.models import AuthSession, LoginThrottle, RefreshToken, User
+from src.auth.schemas import MeUpdate, PasswordChange, RegisterRequest, TokenPair, UserUpdate
+from src.database import insert_for, utcnow
+from src.dependencies import PageParams
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The caller of a request: the user and the session their access token names."""
+
+    user: User
+    session: AuthSession
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    user_agent: str | None
+    ip_address: str | None
+
+
+# Passwords: argon2 is deliberately slow, so it never runs on the event loop.
+
+
+async def hash_password(password: str) -> str:
+    return await anyio.to_thread.run_sync(utils.hash_password, password)
+
+
+async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    return await anyio.to_thread.run_sync(utils.verify_password, password, password_hash)
+
+
+# Users.
+
+
+async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == utils.normalize_email(email)))
+
+
+async def create_user(
+    session: AsyncSession, *, email: str, password: str, full_name: str, role: Role
+) -> User:
+    email = utils.normalize_email(email)
+    if await get_user_by_email(session, email=email) is not None:
+        raise EmailTaken
+    user = User(email=email, full_name=full_name, password_hash=await hash_password(password), role=role)
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a concurrent registration won the race for this email
+        await session.rollback()
+        raise EmailTaken from exc
+    return user
+
+
+async def register_user(session: AsyncSession, *, data: RegisterRequest) -> User:
+    if not auth_settings.OPEN_REGISTRATION:
+        raise RegistrationClosed
+    return await create_user(
+        session, email=data.email, password=data.password, full_name=data.full_name, role=Role.RESEARCHER
+    )
+
+
+async def update_me(session: AsyncSession, *, user: User, data: MeUpdate) -> User:
+    user.full_name = data.full_name
+    await session.commit()
+    return user
+
+
+def _user_filters(query: Select, *, search: str | None, role: Role | None, is_active: bool | None) -> Select:
+    if search:
+        pattern = f"%{escape_like(search)}%"
+        query = query.where(
+            or_(User.email.ilike(pattern, escape="\\"), User.full_name.ilike(pattern, escape="\\"))
+        )
+    if role is not None:
+        query = query.where(User.role == role)
+    if is_active is not None:
+        query = query.where(User.is_active == is_active)
+    return query
+
+
+_USER_SORT_COLUMNS = {
+    UserSort.CREATED_AT: User.created_at.asc(),
+    UserSort.NEWEST_FIRST: User.created_at.desc(),
+    UserSort.EMAIL: User.email.asc(),
+    UserSort.EMAIL_DESC: User.email.desc(),
+    UserSort.FULL_NAME: User.full_name.asc(),
+    UserSort.FULL_NAME_DESC: User.full_name.desc(),
+}
+
+
+def escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    search: str | None,
+    role: Role | None,
+    is_active: bool | None,
+    sort: UserSort,
+) -> tuple[list[User], int]:
+    filtered = _user_filters(select(User), search=search, role=role, is_active=is_active)
+    total = await session.scalar(select(func.count()).select_from(filtered.subquery()))
+    rows = await session.scalars(
+        filtered.order_by(_USER_SORT_COLUMNS[sort], User.id).offset(page.offset).limit(page.page_size)
+    )
+    return list(rows), total or 0
+
+
+async def update_user(session: AsyncSession, *, user: User, data: UserUpdate) -> User:
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    stays_active_admin = changes.get("role", user.role) == Role.ADMIN and changes.get(
+        "is_active", user.is_active
+    )
+    if user.role == Role.ADMIN and user.is_active and not stays_active_admin:
+        await _ensure_another_active_admin(session, user=user)
+    deactivated = user.is_active and changes.get("is_active") is False
+    for field, value in changes.items():
+        setattr(user, field, value)
+    if deactivated:
+        await _revoke_sessions(session, user_id=user.id, now=utcnow())
+    await session.commit()
+    return user
+
+
+async def _ensure_another_active_admin(session: AsyncSession, *, user: User) -> None:
+    # Locking every active admin row (PostgreSQL) makes two admins demoting each other serialize.
+    admin_ids = await session.scalars(
+        select(User.id).where(User.role == Role.ADMIN, User.is_active.is_(True)).with_for_update()
+    )
+    if not any(admin_id != user.id for admin_id in admin_ids):
+        raise LastAdmin
+
+
+# Sign-in throttling: per email, known or not, so a lockout says nothing about who has an account.
+
+
+async def _ensure_login_not_locked(session: AsyncSession, *, email: str, now: datetime) -> None:
+    locked_until = await session.scalar(
+        select(LoginThrottle.locked_until).where(LoginThrottle.email == email)
+    )
+    if locked_until is not None and locked_until > now:
+        raise LoginLocked(retry_after_seconds=int((locked_until - now).total_seconds()) + 1)
+
+
+async def _record_login_failure(session: AsyncSession, *, email: str, now: datetime) -> None:
+    """Counts a failure (committed even though the request fails) and locks at the limit."""
+    window_start = now - timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES)
+    insert = insert_for(session, LoginThrottle).values(email=email, failure_count=1, last_failure_at=now)
+    stale = LoginThrottle.last_failure_at < window_start
+    upsert = insert.on_conflict_do_update(
+        index_elements=[LoginThrottle.email],
+        set_={
+            "failure_count": case((stale, 1), else_=LoginThrottle.failure_count + 1),
+            "last_failure_at": now,
+        },
+    ).returning(LoginThrottle.failure_count)
+    failures = (await session.execute(upsert)).scalar_one()
+    if failures >= auth_settings.LOGIN_MAX_FAILURES:
+        await session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.email == email)
+            .values(
+                failure_count=0, locked_until=now + timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES)
+            )
+        )
+    await session.commit()
+
+
+async def _clear_login_failures(session: AsyncSession, *, email: str) -> None:
+    await session.execute(LoginThrottle.__table__.delete().where(LoginThrottle.email == email))
+
+
+async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
+    """The active user with this email and password; unknown emails cost the same as wrong passwords."""
+    email = utils.normalize_email(email)
+    now = utcnow()
+    await _ensure_login_not_locked(session, email=email, now=now)
+    user = await get_user_by_email(session, email=email)
+    matches, upgraded_hash = await verify_password(password, user.password_hash if user else None)
+    if user is None or not matches or not user.is_active:
+        await _record_login_failure(session, email=email, now=now)
+        raise InvalidCredentials
+    if upgraded_hash is not None:
+        user.password_hash = upgraded_hash
+    await _clear_login_failures(session, email=email)
+    return user
+
+
+async def change_password(session: AsyncSession, *, caller: Authenticated, data: PasswordChange) -> None:
+    """Sets a new password and ends every other session; wrong guesses count toward the lockout."""
+    user = caller.user
+    now = utcnow()
+    await _ensure_login_not_locked(session, email=user.email, now=now)
+    matches, _ = await verify_password(data.current_password, user.password_hash)
+    if not matches:
+        await _record_login_failure(session, email=user.email, now=now)
+        raise WrongPassword
+    user.password_hash = await hash_password(data.new_password)
+    await _clear_login_failures(session, email=user.email)
+    await _revoke_sessions(session, user_id=user.id, now=now, keep=caller.session.id)
+    await session.commit()
+
+
+# Sessions and tokens.
+
+
+def _session_is_live(auth_session: AuthSession, now: datetime) -> bool:
+    return auth_session.revoked_at is None and auth_session.expires_at > now
+
+
+def _refresh_expiry(now: datetime) -> datetime:
+    """Sessions slide: each refresh gives the session another full refresh-token lifetime."""
+    return now + timedelta(days=auth_settings.REFRESH_TOKEN_EXPIRE_DAYS)
+
+
+async def _issue_tokens(session: AsyncSession, *, auth_session: AuthSession, now: datetime) -> TokenPair:
+    refresh_token = utils.new_refresh_token(REFRESH_TOKEN_BYTES)
+    session.add(RefreshToken(session_id=auth_session.id, token_hash=utils.hash_refresh_token(refresh_token)))
+    auth_session.last_used_at = now
+    auth_session.expires_at = _refresh_expiry(now)
+    lifetime = timedelta(minutes=auth_settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    access_token = jwt.create_access_token(
+        user_id=auth_session.user_id, session_id=auth_session.id, issued_at=now, lifetime=lifetime
+    )
+    await session.commit()
+    return TokenPair(
+        access_token=access_token, refresh_token=refresh_token, expires_in=int(lifetime.total_seconds())
+    )
+
+
+async def login(session: AsyncSession, *, email: str, password: str, client: ClientInfo) -> TokenPair:
+    user = await authenticate(session, email=email, password=password)
+    now = utcnow()
+    auth_session = AuthSession(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        created_at=now,
+        expires_at=_refresh_expiry(now),
+        user_agent=client.user_agent[:USER_AGENT_MAX_LENGTH] if client.user_agent else None,
+        ip_address=client.ip_address,
+    )
+    session.add(auth_session)
+    return await _issue_tokens(session, auth_session=auth_session, now=now)
+
+
+async def refresh_tokens(session: AsyncSession, *, refresh_token: str) -> TokenPair:
+    """Rotates the refresh token; one that was already rotated ends its whole session."""
+    now = utcnow()
+    row = (
+        await session.execute(
+            select(RefreshToken, AuthSession, User)
+            .join(AuthSession, RefreshToken.session_id == AuthSession.id)
+            .join(User, AuthSession.user_id == User.id)
+            .where(RefreshToken.token_hash == utils.hash_refresh_token(refresh_token))
+        )
+    ).first()
+    if row is None:
+        raise InvalidRefreshToken
+    token, auth_session, user = row
+    if not _session_is_live(auth_session, now) or not user.is_active:
+        raise InvalidRefreshToken
+    # The conditional update lets exactly one of two concurrent uses of the same token win.
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))
+        .values(rotated_at=now)
+    )
+    if claimed.rowcount != 1:
+        await _end_session(session, auth_session=auth_session, now=now)
+        raise RefreshTokenReused
+    return await _issue_tokens(session, auth_session=auth_session, now=now)
+
+
+async def _end_session(session: AsyncSession, *, auth_session: AuthSession, now: datetime) -> None:
+    auth_session.revoked_at = now
+    await session.commit()
+
+
+async def revoke_session(session: AsyncSession, *, auth_session: AuthSession) -> None:
+    await _end_session(session, auth_session=auth_session, now=utcnow())
+
+
+async def revoke_all_sessions(session: AsyncSession, *, user: User) -> None:
+    await _revoke_sessions(session, user_id=user.id, now=utcnow())
+    await session.commit()
+
+
+async def _revoke_sessions(
+    session: AsyncSession, *, user_id: uuid.UUID, now: datetime, keep: uuid.UUID | None = None
+) -> None:
+    statement = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+    if keep is not None:
+        statement = statement.where(AuthSession.id != keep)
+    await session.execute(statement.values(revoked_at=now).execution_options(synchronize_session=False))
+
+
+async def authenticate_access_token(session: AsyncSession, *, token: str) -> Authenticated:
+    """The caller behind an access token: signature and claims, then user and session in one query."""
+    claims = jwt.decode_access_token(token)
+    row = (
+        await session.execute(
+            select(User, AuthSession)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
+        )
+    ).first()
+    if row is None:
+        raise SessionRevoked
+    user, auth_session = row
+    if not _session_is_live(auth_session, utcnow()) or not user.is_active:
+        raise SessionRevoked
+    return Authenticated(user=user, session=auth_session)
+
+
+async def list_active_sessions(session: AsyncSession, *, user: User) -> list[AuthSession]:
+    rows = await session.scalars(
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user.id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > utcnow(),
+        )
+        .order_by(AuthSession.last_used_at.desc(), AuthSession.id)
+    )
+    return list(rows)
+
+
+async def get_active_session(
+    session: AsyncSession, *, user: User, session_id: uuid.UUID
+) -> AuthSession | None:
+    auth_session = await session.get(AuthSession, session_id)
+    if (
+        auth_session is None
+        or auth_session.user_id != user.id
+        or not _session_is_live(auth_session, utcnow())
+    ):
+        return None
+    return auth_session

@@ -1,0 +1,46 @@
+"""Pure helpers of the auth module: email normalization, password hashing, refresh-token values."""
+
+import hashlib
+import secrets
+
+from passlib.context import CryptContext
+
+# argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane); hashes made with other
+# parameters verify and are flagged for an upgrade.
+password_context = CryptContext(
+    schemes=["argon2"],
+    argon2__type="ID",
+    argon2__memory_cost=19456,
+    argon2__time_cost=2,
+    argon2__parallelism=1,
+)
+# A real hash of a random password: verifying against it costs what verifying a real user does.
+DUMMY_PASSWORD_HASH = password_context.hash(secrets.token_urlsafe(16))
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def hash_password(password: str) -> str:
+    return password_context.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    """Whether the password matches, and a fresh hash when the stored one has outdated parameters.
+
+    Without a stored hash the dummy one is checked, so an unknown email costs as much as a known one.
+    """
+    if password_hash is None:
+        password_context.verify(password, DUMMY_PASSWORD_HASH)
+        return False, None
+    return password_context.verify_and_update(password, password_hash)
+
+
+def new_refresh_token(nbytes: int) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def hash_refresh_token(token: str) -> str:
+    """SHA-256 suffices: refresh tokens are long random strings, not guessable passwords."""
+    return hashlib.sha256(token.encode()).hexdigest()

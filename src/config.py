@@ -1,0 +1,59 @@
+"""Global settings, read from the environment and `.env` (see `.env.sample`)."""
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from src.constants import Environment
+
+# The value shipped in `.env.sample`; good enough on a laptop, refused anywhere else.
+SAMPLE_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"  # noqa: S105 (public on purpose)
+MIN_SECRET_KEY_BYTES = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    ENVIRONMENT: Environment = Environment.DEVELOPMENT
+    DATABASE_URL: str = "sqlite+aiosqlite:///./data/studybase.db"
+    SECRET_KEY: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
+    HOST: str = "127.0.0.1"
+    PORT: int = 8000
+    UPLOAD_DIR: Path = Path("./data/uploads")
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    LOG_LEVEL: str = "INFO"
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def strong_secret_outside_development(self) -> "Settings":
+        if self.ENVIRONMENT.allows_sample_secret:
+            return self
+        secret = self.SECRET_KEY.get_secret_value()
+        if secret == SAMPLE_SECRET_KEY:
+            raise ValueError(f"SECRET_KEY is the sample value; set a random one in {self.ENVIRONMENT}")
+        if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+
+settings = Settings()

@@ -1,0 +1,28 @@
+"""Error codes and limits shared by every module."""
+
+from enum import StrEnum
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+    @property
+    def allows_sample_secret(self) -> bool:
+        return self in (Environment.DEVELOPMENT, Environment.TEST)
+
+
+class ErrorCode(StrEnum):
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    HTTP_ERROR = "HTTP_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+
+
+API_PREFIX = "/api/v1"
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20

@@ -1,0 +1,156 @@
+"""The error base class and the handlers that render every error as problem+json."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from types import MappingProxyType
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from src.constants import ErrorCode
+from src.logging import current_request_id
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+logger = logging.getLogger("studybase.errors")
+
+
+class AppError(Exception):
+    """Base of every error the API answers with; subclasses set status, code and title."""
+
+    status_code: int = 500
+    code: str = ErrorCode.INTERNAL_ERROR
+    title: str = "Internal server error"
+    detail: str = "The server could not complete the request."
+    headers: Mapping[str, str] | None = None
+
+    def __init__(self, detail: str | None = None, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail or self.detail)
+        if detail is not None:
+            self.detail = detail
+        if headers is not None:
+            self.headers = headers
+
+
+class BadRequest(AppError):
+    status_code = 400
+    title = "Bad request"
+
+
+class NotAuthenticated(AppError):
+    status_code = 401
+    title = "Not authenticated"
+    headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+class PermissionDenied(AppError):
+    status_code = 403
+    title = "Forbidden"
+
+
+class NotFound(AppError):
+    status_code = 404
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    title = "Conflict"
+
+
+class UnprocessableEntity(AppError):
+    status_code = 422
+    title = "Unprocessable content"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    title = "Service unavailable"
+
+
+def problem_type(code: str) -> str:
+    return f"urn:studybase:problem:{code.lower().replace('_', '-')}"
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem_type(code),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": current_request_id(),
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def internal_error_response() -> JSONResponse:
+    return problem_response(
+        status=500, code=ErrorCode.INTERNAL_ERROR, title=AppError.title, detail=AppError.detail
+    )
+
+
+async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
+    return problem_response(
+        status=exc.status_code, code=exc.code, title=exc.title, detail=exc.detail, headers=exc.headers
+    )
+
+
+def validation_error_entries(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Location, message and type of each error; never the input, which may be a password."""
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "code": error.get("type", "invalid")}
+        for error in exc.errors()
+    ]
+
+
+async def handle_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    return problem_response(
+        status=422,
+        code=ErrorCode.VALIDATION_ERROR,
+        title="Validation failed",
+        detail="The request is not valid; see `errors`.",
+        errors=validation_error_entries(exc),
+    )
+
+
+HTTP_STATUS_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+
+
+async def handle_http_exception(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else f"{phrase}."
+    return problem_response(
+        status=exc.status_code,
+        code=HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR),
+        title=phrase,
+        detail=detail,
+        headers=exc.headers,
+    )
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, handle_app_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)

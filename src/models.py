@@ -1,0 +1,5 @@
+"""Every module's tables, so Alembic and the tests see the whole schema."""
+
+
+def import_all_models() -> None:
+    import src.auth.models  # noqa: F401

@@ -1,0 +1,150 @@
+"""Test setup: a migrated database (SQLite, or TEST_DATABASE_URL), emptied after every test."""
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# Settings are read at import, so the environment is fixed before anything from src is imported.
+_TMP_DIR = Path(tempfile.mkdtemp(prefix="studybase-tests-"))
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
+    f"sqlite+aiosqlite:///{(_TMP_DIR / 'test.db').as_posix()}"
+)
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+os.environ.update(
+    {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "UPLOAD_DIR": str(_TMP_DIR / "uploads"),
+        "CORS_ORIGINS": "",
+        "LOG_LEVEL": "INFO",
+        "OPEN_REGISTRATION": "true",
+        "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
+        "REFRESH_TOKEN_EXPIRE_DAYS": "14",
+        "LOGIN_MAX_FAILURES": "5",
+        "LOGIN_LOCKOUT_MINUTES": "15",
+    }
+)
+
+import httpx  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
+
+from main import migrate  # noqa: E402
+from src.app import create_app  # noqa: E402
+from src.auth import service as auth_service  # noqa: E402
+from src.auth.constants import Role  # noqa: E402
+from src.auth.models import User  # noqa: E402
+from src.database import Base, SessionFactory, create_engine_for, engine  # noqa: E402
+from src.models import import_all_models  # noqa: E402
+
+import_all_models()
+DEFAULT_PASSWORD = "correct horse battery staple"
+
+
+async def _reset_postgresql_schema(url: str) -> None:
+    reset_engine = create_engine_for(url)
+    async with reset_engine.begin() as connection:
+        await connection.execute(text("DROP SCHEMA public CASCADE"))
+        await connection.execute(text("CREATE SCHEMA public"))
+    await reset_engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_database() -> Iterator[str]:
+    """The schema comes only from migrations, as in production."""
+    if TEST_DATABASE_URL.startswith("postgresql"):
+        asyncio.run(_reset_postgresql_schema(TEST_DATABASE_URL))
+    migrate(TEST_DATABASE_URL)
+    yield TEST_DATABASE_URL
+    shutil.rmtree(_TMP_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+async def clean_database() -> AsyncIterator[None]:
+    yield
+    async with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+
+
+@pytest.fixture(scope="session")
+def app():
+    return create_app()
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[AsyncSession]:
+    async with SessionFactory() as session:
+        yield session
+
+
+_user_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def make_user() -> Callable[..., Awaitable[User]]:
+    """`await make_user(role=Role.ADMIN)`: a user straight in the database, password DEFAULT_PASSWORD."""
+
+    async def make(
+        *,
+        email: str | None = None,
+        password: str = DEFAULT_PASSWORD,
+        full_name: str = "Test User",
+        role: Role = Role.RESEARCHER,
+        is_active: bool = True,
+    ) -> User:
+        async with SessionFactory() as session:
+            user = await auth_service.create_user(
+                session,
+                email=email or f"user{next(_user_counter)}@example.org",
+                password=password,
+                full_name=full_name,
+                role=role,
+            )
+            if not is_active:
+                user.is_active = False
+                await session.commit()
+            return user
+
+    return make
+
+
+@pytest.fixture
+def login(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict]]:
+    """`tokens = await login(user)`: signs in through the API and returns the token pair."""
+
+    async def sign_in(user: User, password: str = DEFAULT_PASSWORD, **headers: str) -> dict:
+        response = await client.post(
+            "/api/v1/auth/token", data={"username": user.email, "password": password}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return sign_in
+
+
+def bearer(tokens: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.fixture
+def auth_headers(login) -> Callable[..., Awaitable[dict[str, str]]]:
+    """`headers = await auth_headers(user)`: an Authorization header for a fresh session of the user."""
+
+    async def headers_for(user: User) -> dict[str, str]:
+        return bearer(await login(user))
+
+    return headers_for
