@@ -64,6 +64,18 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
     app.add_middleware(SecurityHeadersMiddleware)
 
 
+def document_errors_as_problems(app: FastAPI) -> None:
+    """Error responses are problem+json with the Problem schema, FastAPI's own 422 included."""
+    schema = app.openapi()
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for operation in (op for path in schema["paths"].values() for op in path.values()):
+        for status, response in operation.get("responses", {}).items():
+            if int(status) >= 400:
+                response["content"] = {"application/problem+json": {"schema": problem}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(unused, None)
+
+
 def create_app(config: Settings = settings) -> FastAPI:
     configure_logging(config.LOG_LEVEL)
     app = FastAPI(
@@ -79,4 +91,5 @@ def create_app(config: Settings = settings) -> FastAPI:
     api.include_router(health_router)
     api.include_router(auth_router)
     app.include_router(api)
+    document_errors_as_problems(app)
     return app

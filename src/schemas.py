@@ -45,14 +45,6 @@ class Problem(BaseModel):
     errors: list[ProblemError] | None = None
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries documenting the problem+json errors a route can answer with."""
-    return {
-        status: {"model": Problem, "content": {"application/problem+json": {}}, "description": description}
-        for status, description in ((s, _STATUS_DESCRIPTIONS.get(s, "Error")) for s in statuses)
-    }
-
-
 _STATUS_DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing, expired, revoked or forged credentials",
@@ -63,3 +55,8 @@ _STATUS_DESCRIPTIONS = {
     429: "Too many attempts; see Retry-After",
     503: "A dependency is unavailable",
 }
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the problem+json errors a route can answer with."""
+    return {status: {"model": Problem, "description": _STATUS_DESCRIPTIONS[status]} for status in statuses}

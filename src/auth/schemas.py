@@ -89,7 +89,19 @@ class TokenPair(BaseModel):
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90",
+                "email": "ada@example.org",
+                "full_name": "Ada Lovelace",
+                "role": "researcher",
+                "is_active": True,
+                "created_at": "2026-11-22T09:30:00Z",
+            }
+        },
+    )
 
     id: uuid.UUID
     email: str
@@ -123,7 +135,20 @@ class UserUpdate(BaseModel):
 
 
 class SessionRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "9b1d4c2e-1f3a-4b5c-8d6e-7f8091a2b3c4",
+                "created_at": "2026-11-22T09:30:00Z",
+                "last_used_at": "2026-11-22T10:05:00Z",
+                "expires_at": "2026-12-06T10:05:00Z",
+                "user_agent": "curl/8.5.0",
+                "ip_address": "203.0.113.7",
+                "current": True,
+            }
+        },
+    )
 
     id: uuid.UUID
     created_at: datetime

@@ -1,0 +1,97 @@
+"""Sign-in costs, measured in-process on a throwaway SQLite database.
+
+    python -m benchmarks.auth_bench [--rounds 15]
+
+Prints medians and ratios measured in the same run (these machines are shared and noisy):
+- unknown email vs wrong password: near 1.0 means timing does not reveal who has an account;
+- /health while sign-ins run vs /health alone: password hashing runs in worker threads, so
+  other requests on the same event loop keep answering.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+_DB_DIR = Path(tempfile.mkdtemp(prefix="studybase-bench-"))
+os.environ.update(
+    {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{(_DB_DIR / 'bench.db').as_posix()}",
+        "LOG_LEVEL": "WARNING",
+        "LOGIN_MAX_FAILURES": "1000000",
+    }
+)
+
+import httpx  # noqa: E402
+
+from main import migrate  # noqa: E402
+from src.app import create_app  # noqa: E402
+
+PASSWORD = "benchmark passphrase"  # noqa: S105 (a throwaway account in a temp database)
+
+
+async def timed(call) -> float:
+    started = time.perf_counter()
+    await call()
+    return (time.perf_counter() - started) * 1000
+
+
+async def median_ms(call, rounds: int) -> float:
+    return statistics.median([await timed(call) for _ in range(rounds)])
+
+
+async def health_latency_during_logins(client: httpx.AsyncClient, rounds: int) -> float:
+    async def sign_ins() -> None:
+        for _ in range(rounds):
+            await client.post("/api/v1/auth/token", data={"username": "a@example.org", "password": PASSWORD})
+
+    background = [asyncio.create_task(sign_ins()) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    samples = []
+    while not all(task.done() for task in background) and len(samples) < rounds * 4:
+        samples.append(await timed(lambda: client.get("/api/v1/health")))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*background)
+    return statistics.median(samples)
+
+
+async def run(rounds: int) -> None:
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        body = {"email": "a@example.org", "password": PASSWORD, "full_name": "Bench"}
+        assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
+
+        def login(email: str, password: str):
+            return lambda: client.post("/api/v1/auth/token", data={"username": email, "password": password})
+
+        success = await median_ms(login("a@example.org", PASSWORD), rounds)
+        wrong = await median_ms(login("a@example.org", "wrong passphrase"), rounds)
+        unknown = await median_ms(login("nobody@example.org", "wrong passphrase"), rounds)
+        idle_health = await median_ms(lambda: client.get("/api/v1/health"), rounds * 4)
+        busy_health = await health_latency_during_logins(client, rounds)
+
+    print(f"sign-in success          median {success:8.2f} ms")
+    print(f"wrong password           median {wrong:8.2f} ms")
+    print(f"unknown email            median {unknown:8.2f} ms")
+    print(f"unknown / wrong-password ratio  {unknown / wrong:8.2f}   (1.00 = indistinguishable)")
+    print(f"/health idle             median {idle_health:8.2f} ms")
+    print(f"/health during sign-ins  median {busy_health:8.2f} ms")
+    print(f"/health busy / sign-in success  {busy_health / success:8.2f}   (far below 1 = not blocked)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="samples per measurement (bounded)")
+    rounds = min(parser.parse_args().rounds, 200)
+    migrate(os.environ["DATABASE_URL"])
+    asyncio.run(run(rounds))
+
+
+if __name__ == "__main__":
+    main()

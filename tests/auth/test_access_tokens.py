@@ -1,0 +1,154 @@
+"""Every way an access token can be wrong gets 401 with WWW-Authenticate: Bearer."""
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from jose import jwt
+from sqlalchemy import select
+
+from src.auth.models import AuthSession
+from tests.conftest import TEST_SECRET_KEY, bearer
+
+ME = "/api/v1/auth/me"
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def valid_claims(db, user) -> dict:
+    session_id = await db.scalar(select(AuthSession.id).where(AuthSession.user_id == user.id))
+    now = datetime.now(UTC)
+    return {
+        "sub": str(user.id),
+        "sid": str(session_id),
+        "jti": uuid.uuid4().hex,
+        "type": "access",
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=5)).timestamp()),
+    }
+
+
+def sign(claims: dict, key: str = TEST_SECRET_KEY, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+async def assert_rejected(client, token: str, code: str = "TOKEN_INVALID") -> None:
+    response = await client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == code
+
+
+@pytest.fixture
+async def signed_in(make_user, login, db):
+    user = await make_user()
+    await login(user)
+    return user, await valid_claims(db, user)
+
+
+async def test_a_hand_signed_token_with_all_claims_is_accepted(client, signed_in):
+    _, claims = signed_in
+
+    response = await client.get(ME, headers={"Authorization": f"Bearer {sign(claims)}"})
+
+    assert response.status_code == 200
+
+
+async def test_missing_token_is_401(client):
+    response = await client.get(ME)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["code"] == "NOT_AUTHENTICATED"
+
+
+async def test_non_bearer_scheme_is_401(client):
+    response = await client.get(ME, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("claim", ["sub", "sid", "jti", "type", "iat", "exp"])
+async def test_token_missing_a_claim_is_401(client, signed_in, claim):
+    _, claims = signed_in
+    del claims[claim]
+
+    await assert_rejected(client, sign(claims))
+
+
+async def test_wrong_signature_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, sign(claims, key="another-key-another-key-another-key!!"))
+
+
+async def test_tampered_payload_is_401(client, signed_in, make_user):
+    _, claims = signed_in
+    header, _, signature = sign(claims).split(".")
+    other = await make_user()
+
+    await assert_rejected(client, ".".join([header, b64(claims | {"sub": str(other.id)}), signature]))
+
+
+async def test_alg_none_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.")
+
+
+async def test_other_hmac_algorithm_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, sign(claims, algorithm="HS512"))
+
+
+async def test_expired_token_is_401_token_expired(client, signed_in):
+    _, claims = signed_in
+    past = datetime.now(UTC) - timedelta(minutes=1)
+
+    await assert_rejected(
+        client,
+        sign(claims | {"iat": int(past.timestamp()) - 60, "exp": int(past.timestamp())}),
+        "TOKEN_EXPIRED",
+    )
+
+
+async def test_wrong_token_type_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, sign(claims | {"type": "refresh"}))
+
+
+async def test_non_uuid_subject_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, sign(claims | {"sub": "admin"}))
+
+
+async def test_garbage_token_is_401(client):
+    await assert_rejected(client, "not.a.jwt")
+
+
+async def test_token_naming_an_unknown_session_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, sign(claims | {"sid": str(uuid.uuid4())}), "SESSION_REVOKED")
+
+
+async def test_token_naming_someone_elses_session_is_401(client, signed_in, make_user):
+    _, claims = signed_in
+    other = await make_user()
+
+    await assert_rejected(client, sign(claims | {"sub": str(other.id)}), "SESSION_REVOKED")
+
+
+async def test_token_of_a_revoked_session_is_401(client, make_user, login):
+    tokens = await login(await make_user())
+    await client.post("/api/v1/auth/logout", headers=bearer(tokens))
+
+    await assert_rejected(client, tokens["access_token"], "SESSION_REVOKED")

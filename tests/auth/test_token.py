@@ -1,0 +1,260 @@
+"""Sign-in: the OAuth2 password grant, throttling without user enumeration, password hashing."""
+
+import threading
+from datetime import timedelta
+
+from passlib.context import CryptContext
+from sqlalchemy import select, update
+
+from src.auth import utils
+from src.auth.config import auth_settings
+from src.auth.models import AuthSession, LoginThrottle, User
+from src.database import utcnow
+from tests.conftest import DEFAULT_PASSWORD, bearer
+
+TOKEN = "/api/v1/auth/token"
+
+
+def credentials(email: str, password: str = DEFAULT_PASSWORD) -> dict[str, str]:
+    return {"username": email, "password": password}
+
+
+async def fail_logins(client, email: str, times: int) -> None:
+    for _ in range(times):
+        response = await client.post(TOKEN, data=credentials(email, "wrong password!"))
+        assert response.status_code == 401
+
+
+async def test_token_returns_a_bearer_pair(client, make_user):
+    user = await make_user()
+
+    response = await client.post(TOKEN, data=credentials(user.email))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 15 * 60
+    assert response.headers["cache-control"] == "no-store"
+    me = await client.get("/api/v1/auth/me", headers=bearer(body))
+    assert me.json()["email"] == user.email
+
+
+async def test_token_accepts_the_full_oauth2_form_swagger_sends(client, make_user):
+    user = await make_user()
+    form = credentials(user.email) | {"grant_type": "password", "scope": "", "client_id": ""}
+
+    response = await client.post(TOKEN, data=form)
+
+    assert response.status_code == 200
+
+
+async def test_token_rejects_other_grant_types(client, make_user):
+    user = await make_user()
+
+    response = await client.post(TOKEN, data=credentials(user.email) | {"grant_type": "client_credentials"})
+
+    assert response.status_code == 422
+
+
+async def test_token_email_is_case_and_space_insensitive(client, make_user):
+    user = await make_user(email="grace@example.org")
+
+    response = await client.post(TOKEN, data=credentials("  GRACE@Example.org "))
+
+    assert response.status_code == 200
+    assert user.email == "grace@example.org"
+
+
+async def test_token_records_the_session_client(client, make_user, db):
+    user = await make_user()
+
+    await client.post(TOKEN, data=credentials(user.email), headers={"User-Agent": "pytest-agent/1.0"})
+
+    stored = await db.scalar(select(AuthSession).where(AuthSession.user_id == user.id))
+    assert stored.user_agent == "pytest-agent/1.0"
+    assert stored.ip_address == "203.0.113.7"
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_401(client, make_user):
+    user = await make_user()
+
+    wrong_password = await client.post(TOKEN, data=credentials(user.email, "not the password"))
+    unknown_email = await client.post(TOKEN, data=credentials("nobody@example.org", "not the password"))
+
+    assert wrong_password.status_code == unknown_email.status_code == 401
+    assert wrong_password.headers["www-authenticate"] == "Bearer"
+    strip = lambda body: {k: v for k, v in body.items() if k != "request_id"}  # noqa: E731
+    assert strip(wrong_password.json()) == strip(unknown_email.json())
+    assert wrong_password.json()["code"] == "INVALID_CREDENTIALS"
+
+
+async def test_unknown_email_still_verifies_a_password_hash(client, monkeypatch):
+    verified = []
+    real_verify = utils.password_context.verify
+    monkeypatch.setattr(
+        utils.password_context,
+        "verify",
+        lambda secret, hash_: verified.append(hash_) or real_verify(secret, hash_),
+    )
+
+    response = await client.post(TOKEN, data=credentials("nobody@example.org", "whatever password"))
+
+    assert response.status_code == 401
+    assert verified == [utils.DUMMY_PASSWORD_HASH]
+
+
+async def test_inactive_user_gets_the_same_401_as_a_wrong_password(client, make_user):
+    user = await make_user(is_active=False)
+
+    response = await client.post(TOKEN, data=credentials(user.email))
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "INVALID_CREDENTIALS"
+
+
+async def test_password_hashing_and_checking_run_off_the_event_loop(client, monkeypatch):
+    loop_thread = threading.get_ident()
+    threads = []
+    real_hash, real_verify = utils.password_context.hash, utils.password_context.verify_and_update
+    monkeypatch.setattr(
+        utils.password_context,
+        "hash",
+        lambda secret: threads.append(threading.get_ident()) or real_hash(secret),
+    )
+    monkeypatch.setattr(
+        utils.password_context,
+        "verify_and_update",
+        lambda secret, hash_: threads.append(threading.get_ident()) or real_verify(secret, hash_),
+    )
+    payload = {"email": "ada@example.org", "password": DEFAULT_PASSWORD, "full_name": "Ada"}
+
+    await client.post("/api/v1/auth/register", json=payload)
+    await client.post(TOKEN, data=credentials("ada@example.org"))
+
+    assert len(threads) == 2
+    assert loop_thread not in threads
+
+
+async def test_outdated_hash_is_upgraded_at_the_next_login(client, make_user, db):
+    user = await make_user()
+    weak = CryptContext(schemes=["argon2"], argon2__memory_cost=8192, argon2__time_cost=1)
+    old_hash = weak.hash(DEFAULT_PASSWORD)
+    await db.execute(update(User).where(User.id == user.id).values(password_hash=old_hash))
+    await db.commit()
+
+    response = await client.post(TOKEN, data=credentials(user.email))
+
+    assert response.status_code == 200
+    db.expire_all()
+    new_hash = await db.scalar(select(User.password_hash).where(User.id == user.id))
+    assert new_hash != old_hash
+    assert "m=19456,t=2,p=1" in new_hash
+    assert not utils.password_context.needs_update(new_hash)
+
+
+async def test_failed_login_does_not_upgrade_the_hash(client, make_user, db):
+    user = await make_user()
+    weak_hash = CryptContext(schemes=["argon2"], argon2__memory_cost=8192, argon2__time_cost=1).hash("x" * 12)
+    await db.execute(update(User).where(User.id == user.id).values(password_hash=weak_hash))
+    await db.commit()
+
+    await client.post(TOKEN, data=credentials(user.email, "y" * 12))
+
+    db.expire_all()
+    assert await db.scalar(select(User.password_hash).where(User.id == user.id)) == weak_hash
+
+
+async def test_lockout_after_five_failures_for_a_known_email(client, make_user):
+    user = await make_user()
+    await fail_logins(client, user.email, 5)
+
+    response = await client.post(TOKEN, data=credentials(user.email))
+
+    assert response.status_code == 429
+    assert response.json()["code"] == "LOGIN_LOCKED"
+    assert 14 * 60 < int(response.headers["retry-after"]) <= 15 * 60 + 1
+
+
+async def test_lockout_applies_to_unknown_emails_too(client):
+    await fail_logins(client, "ghost@example.org", 5)
+
+    response = await client.post(TOKEN, data=credentials("ghost@example.org"))
+
+    assert response.status_code == 429
+    assert "retry-after" in response.headers
+
+
+async def test_lockout_counts_emails_case_insensitively(client, make_user):
+    user = await make_user(email="case@example.org")
+    await fail_logins(client, "CASE@example.org", 5)
+
+    response = await client.post(TOKEN, data=credentials(user.email))
+
+    assert response.status_code == 429
+
+
+async def test_lockout_is_per_email(client, make_user):
+    victim, other = await make_user(), await make_user()
+    await fail_logins(client, victim.email, 5)
+
+    response = await client.post(TOKEN, data=credentials(other.email))
+
+    assert response.status_code == 200
+
+
+async def test_success_resets_the_failure_count(client, make_user, db):
+    user = await make_user()
+    await fail_logins(client, user.email, 4)
+    assert (await client.post(TOKEN, data=credentials(user.email))).status_code == 200
+
+    await fail_logins(client, user.email, 4)
+
+    assert (await client.post(TOKEN, data=credentials(user.email))).status_code == 200
+
+
+async def test_lockout_ends_after_its_period(client, make_user, db):
+    user = await make_user()
+    await fail_logins(client, user.email, 5)
+    await db.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.email == user.email)
+        .values(locked_until=utcnow() - timedelta(seconds=1))
+    )
+    await db.commit()
+
+    response = await client.post(TOKEN, data=credentials(user.email))
+
+    assert response.status_code == 200
+
+
+async def test_old_failures_do_not_add_up_to_a_lockout(client, make_user, db):
+    user = await make_user()
+    await fail_logins(client, user.email, 4)
+    stale = utcnow() - timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES + 1)
+    await db.execute(update(LoginThrottle).values(last_failure_at=stale))
+    await db.commit()
+
+    await fail_logins(client, user.email, 1)
+
+    assert (await client.post(TOKEN, data=credentials(user.email))).status_code == 200
+
+
+async def test_lockout_threshold_and_period_are_configurable(client, make_user, monkeypatch):
+    monkeypatch.setattr(auth_settings, "LOGIN_MAX_FAILURES", 2)
+    monkeypatch.setattr(auth_settings, "LOGIN_LOCKOUT_MINUTES", 1)
+    user = await make_user()
+    await fail_logins(client, user.email, 2)
+
+    response = await client.post(TOKEN, data=credentials(user.email))
+
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) <= 61
+
+
+async def test_token_rejects_missing_and_oversized_fields(client):
+    missing = await client.post(TOKEN, data={"username": "a@example.org"})
+    oversized = await client.post(TOKEN, data=credentials("a@example.org", "p" * 1025))
+
+    assert missing.status_code == oversized.status_code == 422
+    assert "p" * 100 not in oversized.text
