@@ -1,7 +1,6 @@
 """Run Studybase: `python main.py` serves the API; `migrate` and `create-admin EMAIL` manage the database."""
 
 import argparse
-import asyncio
 import getpass
 import os
 import sys
@@ -40,6 +39,7 @@ def serve() -> None:
         log_config=None,
         proxy_headers=False,
         server_header=False,
+        loop="asyncio:SelectorEventLoop",  # psycopg's async mode cannot use Windows' proactor loop
     )
 
 
@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         migrate()
     elif args.command == "create-admin":
         migrate()
-        print(asyncio.run(create_admin(args.email, read_admin_password(), args.full_name)))
+        from src.database import run_async
+
+        print(run_async(create_admin(args.email, read_admin_password(), args.full_name)))
     else:
         serve()
 

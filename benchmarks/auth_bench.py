@@ -30,6 +30,7 @@ import httpx  # noqa: E402
 
 from main import migrate  # noqa: E402
 from src.app import create_app  # noqa: E402
+from src.database import run_async  # noqa: E402
 
 PASSWORD = "benchmark passphrase"  # noqa: S105 (a throwaway account in a temp database)
 
@@ -90,7 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="samples per measurement (bounded)")
     rounds = min(parser.parse_args().rounds, 200)
     migrate(os.environ["DATABASE_URL"])
-    asyncio.run(run(rounds))
+    run_async(run(rounds))
 
 
 if __name__ == "__main__":

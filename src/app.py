@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from src.auth.router import router as auth_router
 from src.config import Settings, settings
@@ -12,7 +11,7 @@ from src.constants import API_PREFIX, ErrorCode
 from src.database import database_is_ready, engine
 from src.exceptions import ServiceUnavailable, register_exception_handlers
 from src.logging import configure_logging
-from src.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from src.middleware import ProblemCORSMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from src.schemas import problem_responses
 
 DESCRIPTION = """
@@ -53,7 +52,7 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
     # Added innermost first: security headers wrap everything, including the last-resort 500.
     if config.CORS_ORIGINS:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=config.CORS_ORIGINS,
             allow_credentials="*" not in config.CORS_ORIGINS,
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],

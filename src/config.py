@@ -14,7 +14,10 @@ MIN_SECRET_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a refused setting must not print the secrets (SECRET_KEY, DATABASE_URL) it saw.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     ENVIRONMENT: Environment = Environment.DEVELOPMENT
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/studybase.db"

@@ -2,10 +2,10 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from fastapi import Depends
 from sqlalchemy import DateTime, MetaData, event, text
@@ -26,6 +26,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 READY_CHECK_TIMEOUT_SECONDS = 3.0
+T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -92,6 +93,12 @@ def create_engine_for(url: str) -> AsyncEngine:
 
 engine = create_engine_for(settings.DATABASE_URL)
 SessionFactory = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on a selector loop: psycopg's async mode cannot use Windows' default proactor loop."""
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(coroutine)
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:

@@ -35,39 +35,40 @@ class AppError(Exception):
             self.headers = headers
 
 
-class BadRequest(AppError):
-    status_code = 400
-    title = "Bad request"
-
-
 class NotAuthenticated(AppError):
     status_code = 401
+    code = ErrorCode.NOT_AUTHENTICATED
     title = "Not authenticated"
     headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
 
 
 class PermissionDenied(AppError):
     status_code = 403
+    code = ErrorCode.FORBIDDEN
     title = "Forbidden"
 
 
 class NotFound(AppError):
     status_code = 404
+    code = ErrorCode.NOT_FOUND
     title = "Not found"
 
 
 class Conflict(AppError):
     status_code = 409
+    code = ErrorCode.CONFLICT
     title = "Conflict"
 
 
 class UnprocessableEntity(AppError):
     status_code = 422
+    code = ErrorCode.VALIDATION_ERROR
     title = "Unprocessable content"
 
 
 class TooManyRequests(AppError):
     status_code = 429
+    code = ErrorCode.RATE_LIMITED
     title = "Too many requests"
 
     def __init__(self, detail: str | None = None, *, retry_after_seconds: int) -> None:
@@ -76,6 +77,7 @@ class TooManyRequests(AppError):
 
 class ServiceUnavailable(AppError):
     status_code = 503
+    code = ErrorCode.SERVICE_UNAVAILABLE
     title = "Service unavailable"
 
 

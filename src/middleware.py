@@ -6,10 +6,13 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.exceptions import internal_error_response
+from src.constants import ErrorCode
+from src.exceptions import internal_error_response, problem_response
 from src.logging import bind_request_id, unbind_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -123,3 +126,22 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered in problem+json like every error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        return problem_response(
+            status=400,
+            code=ErrorCode.CORS_REJECTED,
+            title="Cross-origin request refused",
+            detail=f"This cross-origin request is not allowed (refused: {refused}).",
+            headers={
+                k: v for k, v in response.headers.items() if k.startswith("access-control-") or k == "vary"
+            },
+        )

@@ -40,7 +40,7 @@ from src.app import create_app  # noqa: E402
 from src.auth import service as auth_service  # noqa: E402
 from src.auth.constants import Role  # noqa: E402
 from src.auth.models import User  # noqa: E402
-from src.database import Base, SessionFactory, create_engine_for, engine  # noqa: E402
+from src.database import Base, SessionFactory, create_engine_for, engine, run_async  # noqa: E402
 from src.models import import_all_models  # noqa: E402
 
 import_all_models()
@@ -55,11 +55,16 @@ async def _reset_postgresql_schema(url: str) -> None:
     await reset_engine.dispose()
 
 
+def pytest_asyncio_loop_factories(config, item):
+    """Selector loops everywhere: psycopg's async mode cannot use Windows' default proactor loop."""
+    return {"selector": asyncio.SelectorEventLoop}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def migrated_database() -> Iterator[str]:
     """The schema comes only from migrations, as in production."""
     if TEST_DATABASE_URL.startswith("postgresql"):
-        asyncio.run(_reset_postgresql_schema(TEST_DATABASE_URL))
+        run_async(_reset_postgresql_schema(TEST_DATABASE_URL))
     migrate(TEST_DATABASE_URL)
     yield TEST_DATABASE_URL
     shutil.rmtree(_TMP_DIR, ignore_errors=True)

@@ -1,12 +1,10 @@
 """Alembic environment: async engines, batch mode on SQLite, every module's models registered."""
 
-import asyncio
-
 from alembic import context
 from sqlalchemy.engine import Connection
 
 from src.config import settings
-from src.database import Base, create_engine_for
+from src.database import Base, create_engine_for, run_async
 from src.models import import_all_models
 
 import_all_models()
@@ -55,4 +53,4 @@ def run_offline() -> None:
 if context.is_offline_mode():
     run_offline()
 else:
-    asyncio.run(run_online())
+    run_async(run_online())

@@ -1,0 +1,245 @@
+"""The database layer: UTC timestamps, SQLite foreign keys, models matching migrations, sessions."""
+
+import sqlite3
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.auth.models import AuthSession, User
+from src.database import SQLITE_BUSY_TIMEOUT_MS, Base, SessionFactory, engine, get_session, insert_for
+from src.models import import_all_models
+from tests.conftest import TEST_DATABASE_URL
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+import_all_models()
+ALL_TABLES = set(Base.metadata.tables)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    config.attributes["database_url"] = url
+    return config
+
+
+def sqlite_tables(path: Path) -> set[str]:
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    finally:
+        connection.close()
+    return {name for (name,) in rows} - {"sqlite_sequence"}
+
+
+def alembic_revisions(path: Path) -> list[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return [revision for (revision,) in connection.execute("SELECT version_num FROM alembic_version")]
+    finally:
+        connection.close()
+
+
+async def reload_user(user_id: uuid.UUID) -> User:
+    async with SessionFactory() as session:
+        return await session.scalar(select(User).where(User.id == user_id))
+
+
+# UTCDateTime
+
+
+async def test_timestamps_come_back_as_aware_utc(make_user):
+    user = await make_user()
+
+    stored = await reload_user(user.id)
+
+    assert stored.created_at.tzinfo is UTC
+    assert stored.created_at.utcoffset() == timedelta(0)
+
+
+async def test_timestamp_in_another_zone_is_stored_as_the_same_instant_in_utc(db, make_user):
+    user = await make_user()
+    in_berlin_summer = datetime(2024, 7, 1, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    stored = await db.get(User, user.id)
+    stored.created_at = in_berlin_summer
+    await db.commit()
+
+    reloaded = await reload_user(user.id)
+
+    assert reloaded.created_at == in_berlin_summer
+    assert reloaded.created_at.tzinfo is UTC
+    assert reloaded.created_at.hour == 12
+    assert reloaded.created_at.microsecond == 123456
+
+
+async def test_timestamps_order_by_instant_not_by_local_clock(db, make_user):
+    earlier = await make_user()
+    later = await make_user()
+    plus_five = timezone(timedelta(hours=5))
+    (await db.get(User, earlier.id)).created_at = datetime(2024, 1, 1, 14, 0, tzinfo=plus_five)
+    (await db.get(User, later.id)).created_at = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
+    await db.commit()
+
+    ordered = await db.scalars(select(User.id).order_by(User.created_at))
+
+    assert list(ordered) == [earlier.id, later.id]
+
+
+async def test_naive_datetime_is_refused(db, make_user):
+    user = await make_user()
+    stored = await db.get(User, user.id)
+    stored.created_at = datetime(2024, 7, 1, 14, 30)  # naive on purpose
+
+    with pytest.raises(StatementError, match="naive"):
+        await db.commit()
+    await db.rollback()
+
+    assert (await reload_user(user.id)).created_at == user.created_at
+
+
+# SQLite connections
+
+
+@pytest.mark.skipif(
+    not TEST_DATABASE_URL.startswith("sqlite"), reason="a PRAGMA of SQLite connections; tests run elsewhere"
+)
+async def test_sqlite_connections_enforce_foreign_keys():
+    async with engine.connect() as connection:
+        enabled = await connection.scalar(text("PRAGMA foreign_keys"))
+
+    assert enabled == 1
+
+
+@pytest.mark.skipif(
+    not TEST_DATABASE_URL.startswith("sqlite"), reason="a PRAGMA of SQLite connections; tests run elsewhere"
+)
+async def test_sqlite_connections_wait_for_a_busy_database_instead_of_failing():
+    async with engine.connect() as connection:
+        timeout_ms = await connection.scalar(text("PRAGMA busy_timeout"))
+
+    assert timeout_ms == SQLITE_BUSY_TIMEOUT_MS
+
+
+async def test_row_pointing_at_a_missing_parent_is_refused(db):
+    now = datetime.now(UTC)
+    db.add(AuthSession(user_id=uuid.uuid4(), expires_at=now + timedelta(days=1)))
+
+    with pytest.raises(IntegrityError):
+        await db.commit()
+    await db.rollback()
+
+
+async def test_deleting_a_user_cascades_to_their_sessions(db, make_user):
+    user = await make_user()
+    db.add(AuthSession(user_id=user.id, expires_at=datetime.now(UTC) + timedelta(days=1)))
+    await db.commit()
+
+    await db.execute(User.__table__.delete().where(User.id == user.id))
+    await db.commit()
+
+    assert await db.scalar(select(AuthSession)) is None
+
+
+# Models and migrations
+
+
+async def test_models_and_migrations_agree():
+    def differences(sync_connection) -> list:
+        context = MigrationContext.configure(connection=sync_connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with engine.connect() as connection:
+        diff = await connection.run_sync(differences)
+
+    assert diff == []
+
+
+def test_migrations_upgrade_on_a_fresh_sqlite_file(tmp_path):
+    path = tmp_path / "fresh.db"
+
+    command.upgrade(alembic_config(f"sqlite+aiosqlite:///{path.as_posix()}"), "head")
+
+    assert sqlite_tables(path) == ALL_TABLES | {"alembic_version"}
+    assert len(alembic_revisions(path)) == 1
+
+
+def test_migrations_downgrade_to_base_leaves_no_tables(tmp_path):
+    path = tmp_path / "roundtrip.db"
+    config = alembic_config(f"sqlite+aiosqlite:///{path.as_posix()}")
+    command.upgrade(config, "head")
+
+    command.downgrade(config, "base")
+
+    assert sqlite_tables(path) == {"alembic_version"}
+    assert alembic_revisions(path) == []
+
+
+def test_migrations_upgrade_again_after_downgrade(tmp_path):
+    path = tmp_path / "roundtrip.db"
+    config = alembic_config(f"sqlite+aiosqlite:///{path.as_posix()}")
+    command.upgrade(config, "head")
+    command.downgrade(config, "base")
+
+    command.upgrade(config, "head")
+
+    assert sqlite_tables(path) == ALL_TABLES | {"alembic_version"}
+    assert len(alembic_revisions(path)) == 1
+
+
+# Sessions and inserts
+
+
+async def test_get_session_yields_a_working_session():
+    sessions = get_session()
+    session = await anext(sessions)
+    try:
+        assert isinstance(session, AsyncSession)
+        assert await session.scalar(text("SELECT 1")) == 1
+    finally:
+        await sessions.aclose()
+
+
+async def test_get_session_rolls_back_what_was_not_committed(db):
+    sessions = get_session()
+    session = await anext(sessions)
+    session.add(User(email="ghost@example.org", full_name="Ghost", password_hash="x", role="viewer"))
+    await session.flush()
+
+    await sessions.aclose()
+
+    assert await db.scalar(select(User).where(User.email == "ghost@example.org")) is None
+
+
+async def test_insert_for_returns_the_insert_of_the_backend_in_use(db):
+    statement = insert_for(db, User.__table__)
+
+    expected = postgresql.Insert if engine.dialect.name == "postgresql" else sqlite.Insert
+    assert isinstance(statement, expected)
+
+
+async def test_insert_for_supports_on_conflict_do_nothing(db, make_user):
+    user = await make_user(email="taken@example.org")
+    duplicate = {
+        "id": uuid.uuid4(),
+        "email": "taken@example.org",
+        "full_name": "Someone Else",
+        "password_hash": "x",
+        "role": "viewer",
+        "is_active": True,
+        "created_at": datetime.now(UTC),
+        "updated_at": datetime.now(UTC),
+    }
+
+    await db.execute(insert_for(db, User.__table__).values(duplicate).on_conflict_do_nothing())
+    await db.commit()
+
+    users = (await db.scalars(select(User))).all()
+    assert [(stored.id, stored.full_name) for stored in users] == [(user.id, "Test User")]

@@ -1,0 +1,198 @@
+"""main.py: `serve` (the default), `migrate` and `create-admin EMAIL`."""
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+import main
+from src.auth.constants import Role
+from src.auth.models import User
+from src.config import settings
+from src.database import SessionFactory
+
+ADMIN_EMAIL = "root@example.org"
+ADMIN_PASSWORD = "a long admin password"
+
+
+async def users_with_email(email: str) -> list[User]:
+    async with SessionFactory() as session:
+        return list(await session.scalars(select(User).where(User.email == email)))
+
+
+async def user_count() -> int:
+    async with SessionFactory() as session:
+        return await session.scalar(select(func.count()).select_from(User))
+
+
+def sqlite_tables(path: Path) -> set[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        connection.close()
+
+
+# create_admin
+
+
+async def test_create_admin_creates_an_active_admin():
+    message = await main.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD, "Root")
+
+    (admin,) = await users_with_email(ADMIN_EMAIL)
+    assert admin.role == Role.ADMIN
+    assert admin.is_active is True
+    assert admin.full_name == "Root"
+    assert message == f"Created admin {ADMIN_EMAIL} ({admin.id})."
+
+
+async def test_created_admin_can_sign_in(client):
+    await main.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD, "Root")
+
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["access_token"]
+
+
+async def test_create_admin_normalizes_the_email():
+    await main.create_admin("  Root@Example.ORG ", ADMIN_PASSWORD, "Root")
+
+    assert len(await users_with_email(ADMIN_EMAIL)) == 1
+
+
+async def test_create_admin_with_a_taken_email_exits_and_changes_nothing(make_user):
+    existing = await make_user(email=ADMIN_EMAIL, full_name="Already Here")
+
+    with pytest.raises(SystemExit, match="already exists"):
+        await main.create_admin("ROOT@example.org", ADMIN_PASSWORD, "Root")
+
+    (stored,) = await users_with_email(ADMIN_EMAIL)
+    assert stored.id == existing.id
+    assert stored.role == Role.RESEARCHER
+    assert stored.full_name == "Already Here"
+    assert await user_count() == 1
+
+
+async def test_create_admin_with_a_short_password_exits_naming_the_password():
+    with pytest.raises(SystemExit, match="password") as caught:
+        await main.create_admin(ADMIN_EMAIL, "tiny7", "Root")
+
+    assert "tiny7" not in str(caught.value)
+    assert await user_count() == 0
+
+
+async def test_create_admin_with_an_invalid_email_exits_naming_the_email():
+    with pytest.raises(SystemExit, match="email"):
+        await main.create_admin("not-an-email", ADMIN_PASSWORD, "Root")
+
+    assert await user_count() == 0
+
+
+# read_admin_password
+
+
+def test_admin_password_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.setattr(main.getpass, "getpass", pytest.fail)
+
+    assert main.read_admin_password() == ADMIN_PASSWORD
+
+
+def test_admin_password_is_prompted_twice_without_the_environment(monkeypatch):
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
+    answers = iter([ADMIN_PASSWORD, ADMIN_PASSWORD])
+    monkeypatch.setattr(main.getpass, "getpass", lambda _prompt: next(answers))
+
+    assert main.read_admin_password() == ADMIN_PASSWORD
+
+
+def test_differing_prompted_passwords_exit(monkeypatch):
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
+    answers = iter([ADMIN_PASSWORD, "something else entirely"])
+    monkeypatch.setattr(main.getpass, "getpass", lambda _prompt: next(answers))
+
+    with pytest.raises(SystemExit, match="differ"):
+        main.read_admin_password()
+
+
+# The command line
+
+
+def test_no_command_means_serve():
+    assert main.parse_args([]).command is None
+
+
+def test_create_admin_takes_the_email_and_a_default_full_name():
+    args = main.parse_args(["create-admin", ADMIN_EMAIL])
+
+    assert args.command == "create-admin"
+    assert args.email == ADMIN_EMAIL
+    assert args.full_name == "Administrator"
+
+
+def test_create_admin_without_an_email_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main.parse_args(["create-admin"])
+
+    assert caught.value.code == 2
+    assert "email" in capsys.readouterr().err
+
+
+def test_main_without_arguments_serves(monkeypatch):
+    calls = []
+    monkeypatch.setattr(main, "serve", lambda: calls.append("serve"))
+
+    main.main([])
+
+    assert calls == ["serve"]
+
+
+def test_serve_migrates_then_runs_the_app_factory(monkeypatch):
+    calls = []
+    monkeypatch.setattr(main, "migrate", lambda: calls.append(("migrate",)))
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: calls.append(("run", args, kwargs)))
+
+    main.serve()
+
+    assert [call[0] for call in calls] == ["migrate", "run"]
+    _, args, kwargs = calls[1]
+    assert args == ("src.app:create_app",)
+    assert kwargs["factory"] is True
+    assert kwargs["host"] == settings.HOST
+    assert kwargs["port"] == settings.PORT
+
+
+def test_main_migrate_creates_the_schema_at_database_url(tmp_path, monkeypatch):
+    path = tmp_path / "not-yet" / "studybase.db"
+    monkeypatch.setattr(settings, "DATABASE_URL", f"sqlite+aiosqlite:///{path.as_posix()}")
+
+    main.main(["migrate"])
+
+    assert "users" in sqlite_tables(path)
+
+
+async def test_main_create_admin_takes_the_password_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.setattr(main.getpass, "getpass", pytest.fail)
+
+    # In a worker thread: main() runs its own event loop, as it does from the command line.
+    await asyncio.to_thread(main.main, ["create-admin", ADMIN_EMAIL, "--full-name", "Grace Hopper"])
+
+    (admin,) = await users_with_email(ADMIN_EMAIL)
+    assert admin.role == Role.ADMIN
+    assert admin.full_name == "Grace Hopper"
+    assert capsys.readouterr().out.strip() == f"Created admin {ADMIN_EMAIL} ({admin.id})."
+
+
+async def test_database_still_works_after_create_admin_disposed_the_engine(client, make_user, login):
+    await main.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD, "Root")
+    user = await make_user()
+
+    tokens = await login(user)
+
+    assert tokens["access_token"]

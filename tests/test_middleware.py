@@ -1,0 +1,352 @@
+"""Request ids, security headers, the access log, JSON log lines and CORS."""
+
+import io
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from src.app import create_app
+from src.config import Settings
+from src.logging import JsonFormatter, bind_request_id, unbind_request_id
+from src.middleware import DOCS_CSP
+
+HEALTH = "/api/v1/health"
+FRESH_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "studybase.access"]
+
+
+@pytest.fixture
+def access_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """caplog formatting as production does, at the time of the call, so lines carry the request id."""
+    caplog.handler.setFormatter(JsonFormatter())
+    caplog.set_level(logging.INFO, logger="studybase.access")
+    return caplog
+
+
+@pytest.fixture
+def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing through JsonFormatter into a string."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("studybase.test-json")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, stream
+    logger.removeHandler(handler)
+    logger.propagate = True
+
+
+async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def cors_app() -> FastAPI:
+    return create_app(Settings(_env_file=None, CORS_ORIGINS="https://a.example"))
+
+
+@pytest.fixture(scope="module")
+def any_origin_app() -> FastAPI:
+    return create_app(Settings(_env_file=None, CORS_ORIGINS="*"))
+
+
+@pytest.fixture
+async def cors_client(cors_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in client_for(cors_app):
+        yield http
+
+
+@pytest.fixture
+async def any_origin_client(any_origin_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in client_for(any_origin_app):
+        yield http
+
+
+# Request id
+
+
+async def test_request_id_is_generated_when_absent(client):
+    response = await client.get(HEALTH)
+
+    assert FRESH_REQUEST_ID.match(response.headers["x-request-id"])
+
+
+async def test_generated_request_ids_differ_between_requests(client):
+    first = await client.get(HEALTH)
+    second = await client.get(HEALTH)
+
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+async def test_sane_client_request_id_is_echoed(client):
+    response = await client.get(HEALTH, headers={"X-Request-ID": "abc-123"})
+
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+async def test_client_request_id_of_128_characters_is_echoed(client):
+    request_id = "a" * 128
+
+    response = await client.get(HEALTH, headers={"X-Request-ID": request_id})
+
+    assert response.headers["x-request-id"] == request_id
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["a" * 129, "abc 123", "<script>alert(1)</script>", "id;rm", "ü-nicode"],
+    ids=["too-long", "space", "markup", "semicolon", "non-ascii"],
+)
+async def test_insane_client_request_id_is_replaced(client, request_id):
+    response = await client.get(HEALTH, headers={"X-Request-ID": request_id.encode()})
+
+    assert FRESH_REQUEST_ID.match(response.headers["x-request-id"])
+
+
+async def test_replaced_request_id_is_the_one_in_the_error_body(client):
+    response = await client.get("/api/v1/missing", headers={"X-Request-ID": "<script>"})
+
+    assert response.status_code == 404
+    assert FRESH_REQUEST_ID.match(response.headers["x-request-id"])
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+# Security headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", HEALTH, 200), ("GET", "/api/v1/missing", 404), ("POST", "/api/v1/auth/register", 422)],
+)
+async def test_security_headers_are_on_every_response(client, method, path, status):
+    response = await client.request(method, path)
+
+    assert response.status_code == status
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_api_responses_get_a_csp_that_allows_nothing(client):
+    response = await client.get(HEALTH)
+
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "cdn.jsdelivr.net" not in csp
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+async def test_docs_pages_get_the_csp_that_loads_their_scripts(client, path):
+    response = await client.get(path)
+
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"] == DOCS_CSP
+    assert "https://cdn.jsdelivr.net" in response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+async def test_openapi_schema_is_not_cacheable(client):
+    response = await client.get("/openapi.json")
+
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+
+
+# Access log
+
+
+async def test_access_log_has_one_line_per_request(client, access_log):
+    await client.get(HEALTH)
+    await client.get("/api/v1/missing")
+
+    records = access_records(access_log)
+    assert [(record.method, record.path, record.status) for record in records] == [
+        ("GET", HEALTH, 200),
+        ("GET", "/api/v1/missing", 404),
+    ]
+
+
+async def test_access_log_line_has_duration_and_no_user_when_anonymous(client, access_log):
+    await client.get(HEALTH)
+
+    (record,) = access_records(access_log)
+    assert isinstance(record.duration_ms, float)
+    assert record.duration_ms >= 0
+    assert record.user_id is None
+    assert record.client == "203.0.113.7"
+
+
+async def test_access_log_line_carries_the_request_id(client, access_log):
+    await client.get(HEALTH, headers={"X-Request-ID": "trace-me-1"})
+
+    lines = [json.loads(line) for line in access_log.text.splitlines()]
+    (line,) = [line for line in lines if line["logger"] == "studybase.access"]
+    assert line["request_id"] == "trace-me-1"
+    assert line["method"] == "GET"
+    assert line["path"] == HEALTH
+    assert line["status"] == 200
+
+
+async def test_access_log_names_the_authenticated_user(client, access_log, make_user, auth_headers):
+    user = await make_user()
+    headers = await auth_headers(user)
+    access_log.clear()
+
+    response = await client.get("/api/v1/auth/me", headers=headers)
+
+    assert response.status_code == 200
+    (record,) = access_records(access_log)
+    assert record.user_id == str(user.id)
+
+
+async def test_access_log_has_no_user_when_the_token_is_rejected(client, access_log):
+    response = await client.get("/api/v1/auth/me", headers={"Authorization": "Bearer forged"})
+
+    assert response.status_code == 401
+    (record,) = access_records(access_log)
+    assert record.status == 401
+    assert record.user_id is None
+
+
+# JSON log lines
+
+
+def test_json_formatter_writes_one_object_per_line_with_the_standard_fields(json_log):
+    logger, stream = json_log
+    token = bind_request_id("req-7")
+    try:
+        logger.warning("imported %d rows", 12)
+    finally:
+        unbind_request_id(token)
+
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "WARNING"
+    assert entry["logger"] == "studybase.test-json"
+    assert entry["msg"] == "imported 12 rows"
+    assert entry["request_id"] == "req-7"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$", entry["ts"])
+
+
+def test_json_formatter_request_id_is_null_outside_a_request(json_log):
+    logger, stream = json_log
+
+    logger.info("starting")
+
+    assert json.loads(stream.getvalue())["request_id"] is None
+
+
+def test_json_formatter_adds_extra_fields_and_stringifies_odd_values(json_log):
+    logger, stream = json_log
+
+    logger.info("imported", extra={"study_id": 7, "file": io.BytesIO})
+
+    entry = json.loads(stream.getvalue())
+    assert entry["study_id"] == 7
+    assert entry["file"] == str(io.BytesIO)
+    assert "args" not in entry
+    assert "levelno" not in entry
+
+
+def test_json_formatter_keeps_a_multiline_message_on_one_line(json_log):
+    logger, stream = json_log
+
+    logger.info("first line\nsecond line")
+
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line)["msg"] == "first line\nsecond line"
+
+
+def test_json_formatter_includes_the_traceback_of_a_logged_exception(json_log):
+    logger, stream = json_log
+
+    try:
+        raise ValueError("bad row")
+    except ValueError:
+        logger.exception("import failed")
+
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR"
+    assert "Traceback" in entry["exc_info"]
+    assert "ValueError: bad row" in entry["exc_info"]
+
+
+def test_json_formatter_has_no_exc_info_without_an_exception(json_log):
+    logger, stream = json_log
+
+    logger.error("plain error")
+
+    assert "exc_info" not in json.loads(stream.getvalue())
+
+
+# CORS
+
+
+async def test_cors_allowed_origin_gets_the_allow_origin_header(cors_client):
+    response = await cors_client.get(HEALTH, headers={"Origin": "https://a.example"})
+
+    assert response.headers["access-control-allow-origin"] == "https://a.example"
+    assert response.headers["access-control-allow-credentials"] == "true"
+    assert "x-request-id" in response.headers["access-control-expose-headers"].lower()
+
+
+async def test_cors_other_origin_gets_no_allow_origin_header(cors_client):
+    response = await cors_client.get(HEALTH, headers={"Origin": "https://evil.example"})
+
+    assert response.status_code == 200
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_cors_preflight_from_the_allowed_origin_is_answered(cors_client):
+    response = await cors_client.options(
+        HEALTH,
+        headers={
+            "Origin": "https://a.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "Authorization",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://a.example"
+    assert "authorization" in response.headers["access-control-allow-headers"].lower()
+
+
+async def test_cors_preflight_from_another_origin_is_refused_as_a_problem(cors_client):
+    response = await cors_client.options(
+        HEALTH, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "CORS_REJECTED"
+    assert "origin" in response.json()["detail"]
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+async def test_cors_any_origin_never_allows_credentials(any_origin_client):
+    response = await any_origin_client.get(HEALTH, headers={"Origin": "https://b.example"})
+
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers.get("access-control-allow-credentials") != "true"
+
+
+async def test_without_cors_origins_no_cross_origin_access(client):
+    response = await client.get(HEALTH, headers={"Origin": "https://a.example"})
+
+    assert "access-control-allow-origin" not in response.headers
