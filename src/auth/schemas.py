@@ -12,6 +12,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    field_validator,
 )
 
 from src.auth.constants import (
@@ -132,6 +133,14 @@ class UserUpdate(BaseModel):
     full_name: FullName | None = None
     role: Role | None = None
     is_active: bool | None = None
+
+    @field_validator("full_name", "role", "is_active", mode="before")
+    @classmethod
+    def not_null(cls, value: object) -> object:
+        # Only fields that were sent get here: an explicit null is a mistake, not "leave it".
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
 
 
 class SessionRead(BaseModel):

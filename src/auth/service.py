@@ -140,7 +140,7 @@ async def list_users(
 
 
 async def update_user(session: AsyncSession, *, user: User, data: UserUpdate) -> User:
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes = data.model_dump(exclude_unset=True)
     stays_active_admin = changes.get("role", user.role) == Role.ADMIN and changes.get(
         "is_active", user.is_active
     )
