@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src import database
 from src.auth.models import AuthSession, User
 from src.database import SQLITE_BUSY_TIMEOUT_MS, Base, SessionFactory, engine, get_session, insert_for
 from src.models import import_all_models
@@ -243,3 +244,16 @@ async def test_insert_for_supports_on_conflict_do_nothing(db, make_user):
 
     users = (await db.scalars(select(User))).all()
     assert [(stored.id, stored.full_name) for stored in users] == [(user.id, "Test User")]
+
+
+async def test_app_shutdown_releases_pooled_connections_and_the_engine_recovers(app):
+    async with database.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    assert database.engine.pool.checkedin() >= 1
+
+    async with app.router.lifespan_context(app):
+        pass
+
+    assert database.engine.pool.checkedin() == 0
+    async with database.engine.connect() as connection:
+        assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1

@@ -1,5 +1,6 @@
 from sqlalchemy import select
 
+from src.auth import service as auth_service
 from src.auth.config import auth_settings
 from src.auth.models import User
 
@@ -87,3 +88,17 @@ async def test_register_accepts_the_longest_password(client):
     response = await client.post(REGISTER, json=registration(password="p" * 1024))
 
     assert response.status_code == 201
+
+
+async def test_losing_a_registration_race_is_409_not_500(client, db, monkeypatch):
+    await client.post(REGISTER, json=registration())
+
+    async def nobody_has_it(*_args, **_kwargs):
+        return None  # as if the other registration committed between our check and our insert
+
+    monkeypatch.setattr(auth_service, "get_user_by_email", nobody_has_it)
+    response = await client.post(REGISTER, json=registration(full_name="Second Ada"))
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "EMAIL_TAKEN"
+    assert len(list(await db.scalars(select(User)))) == 1
