@@ -1,0 +1,51 @@
+"""gunicorn settings for Studybase, used by the Docker image and the stack tests alike.
+
+Every value that differs between deployments comes from the environment:
+GUNICORN_BIND, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS, GUNICORN_TIMEOUT, LOG_LEVEL.
+Migrations are not run here: `python main.py migrate` runs once, before the workers start.
+"""
+
+import os
+
+from src.logging import JsonFormatter
+
+
+def _int_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+wsgi_app = "src.app:create_app()"
+worker_class = "uvicorn_worker.UvicornWorker"
+bind = [os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")]
+workers = _int_from_env("WEB_CONCURRENCY", os.cpu_count() or 1)
+
+# A worker silent this long is killed and replaced; on shutdown, requests get this long to finish.
+timeout = _int_from_env("GUNICORN_TIMEOUT", 60)
+graceful_timeout = 30
+keepalive = 75  # longer than nginx's upstream keepalive_timeout (60s), so nginx closes first
+
+# Recycle workers now and then (staggered) so slow leaks never accumulate.
+max_requests = 2000
+max_requests_jitter = 200
+
+# X-Forwarded-For / -Proto are believed only from these addresses (nginx). Never "*" by default.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# No runtime control interface: nothing should reconfigure a production server through a socket.
+control_socket_disable = True
+
+# The app logs one JSON access line per request itself; gunicorn's own lines are JSON too.
+accesslog = None
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": JsonFormatter}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["stderr"], "level": loglevel.upper()},
+    "loggers": {
+        "gunicorn.error": {"handlers": [], "propagate": True},
+        "gunicorn.access": {"handlers": [], "propagate": False},
+    },
+}

@@ -1,0 +1,185 @@
+"""The production topology without Docker: nginx → gunicorn (uvicorn workers) → your database.
+
+    python -m scripts.local_stack [--port 8080] [--api-port 8000] [--workers 2]
+
+Uses the committed nginx/nginx.conf, nginx/default.conf and gunicorn.conf.py. Only what must
+differ outside Docker changes, in a rendered copy: the upstream address (`api:8000` in
+compose), the listen port and the file paths. DATABASE_URL, SECRET_KEY and the rest come from
+the environment or `.env`, as for `python main.py`. Migrations run once, before the workers
+start. Ctrl-C stops everything. The stack tests (tests/stack/) use the same functions.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+NGINX_DIR = PROJECT_DIR / "nginx"
+DEFAULT_MAX_UPLOAD_MB = 100
+NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+class ConfigDrift(RuntimeError):
+    """A committed config no longer contains a line the rendering expects to replace."""
+
+
+def replace_once(text: str, old: str, new: str, *, source: str) -> str:
+    if text.count(old) != 1:
+        raise ConfigDrift(f"{source}: expected exactly one {old!r}")
+    return text.replace(old, new)
+
+
+def render_nginx_config(
+    target: Path, *, listen: str, upstream: str, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+) -> Path:
+    """Writes runnable copies of the committed nginx files into `target`; returns nginx.conf's path."""
+    target.mkdir(parents=True, exist_ok=True)
+    target.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
+    server = (NGINX_DIR / "default.conf").read_text(encoding="utf-8")
+    server = replace_once(server, "server api:8000 ", f"server {upstream} ", source="default.conf")
+    server = replace_once(server, "listen 80 ", f"listen {listen} ", source="default.conf")
+    server = replace_once(server, "${MAX_UPLOAD_MB}", str(max_upload_mb), source="default.conf")
+    (target / "default.conf").write_text(server, encoding="utf-8")
+
+    main = (NGINX_DIR / "nginx.conf").read_text(encoding="utf-8")
+    for old, new in (
+        ("pid /var/run/nginx.pid;", f"pid {target / 'nginx.pid'};"),
+        ("error_log /var/log/nginx/error.log warn;", f"error_log {target / 'error.log'} warn;"),
+        ("/var/log/nginx/access.log", str(target / "access.log")),
+        ("include /etc/nginx/conf.d/*.conf;", f"include {target / 'default.conf'};"),
+    ):
+        main = replace_once(main, old, new, source="nginx.conf")
+    temp_paths = "".join(f"    {name}_temp_path {target / name};\n" for name in NGINX_TEMP_PATHS)
+    main = replace_once(main, "http {\n", "http {\n" + temp_paths, source="nginx.conf")
+    (target / "nginx.conf").write_text(main, encoding="utf-8")
+    return target / "nginx.conf"
+
+
+def check_nginx_config(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (fixed argv, our own config file)
+        [nginx_binary(), "-t", "-q", "-p", str(config.parent), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next(
+        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(path).exists()), None
+    )
+    if found is None:
+        raise FileNotFoundError("nginx is not installed (Debian/Ubuntu: apt-get install nginx)")
+    return found
+
+
+def start_nginx(config: Path) -> subprocess.Popen[bytes]:
+    with (config.parent / "nginx.stderr").open("wb") as stderr:  # the child keeps its own copy
+        return subprocess.Popen(  # noqa: S603
+            [nginx_binary(), "-p", str(config.parent), "-c", str(config), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def migrate(env: Mapping[str, str]) -> None:
+    subprocess.run([sys.executable, "main.py", "migrate"], cwd=PROJECT_DIR, env=dict(env), check=True)
+
+
+def start_gunicorn(*, bind: str, workers: int, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    environment = dict(env) | {"GUNICORN_BIND": bind, "WEB_CONCURRENCY": str(workers)}
+    with log.open("wb") as stderr:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+            cwd=PROJECT_DIR,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def wait_until_healthy(url: str, *, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URL we built)
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 15.0) -> None:
+    """SIGTERM (a graceful stop for both gunicorn and nginx), then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--port", type=int, default=8080, help="where nginx listens (127.0.0.1)")
+    parser.add_argument("--api-port", type=int, default=8000, help="where gunicorn listens (127.0.0.1)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--check", action="store_true", help="only run `nginx -t` on the rendered config")
+    parser.add_argument(
+        "--max-upload-mb", type=int, default=int(os.environ.get("MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
+    )
+    args = parser.parse_args()
+
+    env = dict(os.environ) | {"FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    work = Path(tempfile.mkdtemp(prefix="studybase-stack-"))
+    config = render_nginx_config(
+        work,
+        listen=f"127.0.0.1:{args.port}",
+        upstream=f"127.0.0.1:{args.api_port}",
+        max_upload_mb=args.max_upload_mb,
+    )
+    checked = check_nginx_config(config)
+    if checked.returncode != 0:
+        raise SystemExit(f"nginx -t failed:\n{checked.stderr}")
+    if args.check:
+        print("nginx -t: the committed configuration is valid")
+        return
+    migrate(env)
+    gunicorn = start_gunicorn(
+        bind=f"127.0.0.1:{args.api_port}", workers=args.workers, env=env, log=work / "gunicorn.log"
+    )
+    nginx = None
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{args.api_port}/api/v1/health", process=gunicorn)
+        nginx = start_nginx(config)
+        wait_until_healthy(f"http://127.0.0.1:{args.port}/healthz", process=nginx)
+        print(f"Studybase through nginx: http://127.0.0.1:{args.port}/docs  (logs in {work}; Ctrl-C stops)")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        gunicorn.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if nginx is not None:
+            stop(nginx)
+        stop(gunicorn)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Through nginx to gunicorn to PostgreSQL, as real processes (see conftest.py).
+
+The login flood runs last: it empties the sign-in rate-limit bucket for this client address.
+"""
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.stack.conftest import STACK_MAX_UPLOAD_MB, Stack
+
+pytestmark = pytest.mark.stack
+
+MB = 1024 * 1024
+SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "content-security-policy", "cache-control")
+
+
+def register_and_sign_in(http: httpx.Client, email: str, **headers: str) -> dict:
+    password = "stack test passphrase"
+    registered = http.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "full_name": "Stack Tester"}
+    )
+    assert registered.status_code == 201, registered.text
+    signed_in = http.post(
+        "/api/v1/auth/token", data={"username": email, "password": password}, headers=headers
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    return signed_in.json()
+
+
+def bearer(tokens: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+def assert_headers_once(response: httpx.Response) -> None:
+    for name in (*SECURITY_HEADERS, "x-request-id"):
+        assert len(response.headers.get_list(name)) == 1, (name, response.headers.get_list(name))
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def test_register_token_me_refresh_logout_through_nginx(http):
+    tokens = register_and_sign_in(http, "flow@example.org")
+
+    me = http.get("/api/v1/auth/me", headers=bearer(tokens))
+    assert me.status_code == 200
+    assert me.json()["email"] == "flow@example.org"
+
+    refreshed = http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    fresh = refreshed.json()
+    assert http.get("/api/v1/auth/me", headers=bearer(fresh)).status_code == 200
+
+    assert http.post("/api/v1/auth/logout", headers=bearer(fresh)).status_code == 204
+    after = http.get("/api/v1/auth/me", headers=bearer(fresh))
+    assert_problem(after, 401, "SESSION_REVOKED")
+    assert after.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_forged_x_forwarded_for_never_reaches_the_app_as_the_client(http):
+    tokens = register_and_sign_in(http, "forger@example.org", **{"X-Forwarded-For": "6.6.6.6"})
+
+    sessions = http.get(
+        "/api/v1/auth/sessions", headers=bearer(tokens) | {"X-Forwarded-For": "6.6.6.6, 7.7.7.7"}
+    ).json()
+
+    assert [session["ip_address"] for session in sessions] == ["127.0.0.1"]
+
+
+def test_bodies_over_the_default_limit_get_413_problem(http):
+    response = http.post(
+        "/api/v1/auth/register", content=b"x" * (MB + MB // 2), headers={"Content-Type": "application/json"}
+    )
+
+    assert_problem(response, 413, "PAYLOAD_TOO_LARGE")
+    assert_headers_once(response)
+
+
+def test_sample_file_uploads_may_be_larger_up_to_max_upload_mb(http):
+    path = "/api/v1/studies/0b6c1e9e-0000-4000-8000-000000000000/sample-files"
+    under = http.post(path, content=b"x" * (STACK_MAX_UPLOAD_MB * MB - MB // 2))
+    over = http.post(path, content=b"x" * (STACK_MAX_UPLOAD_MB * MB + MB))
+
+    assert under.status_code != 413  # nginx let it through; the API answered
+    assert under.headers["content-type"] == "application/problem+json"
+    assert_problem(over, 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_security_headers_appear_exactly_once_on_proxied_and_nginx_responses(http):
+    proxied_ok = http.get("/api/v1/health")
+    proxied_error = http.get("/api/v1/no-such-route")
+    nginx_error = http.request("TRACE", "/api/v1/health")
+
+    for response in (proxied_ok, proxied_error, nginx_error):
+        assert_headers_once(response)
+    assert proxied_ok.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_server_does_not_reveal_its_version(http):
+    assert http.get("/api/v1/health").headers["server"] == "nginx"
+
+
+def test_request_id_is_passed_through_or_made_by_nginx(http):
+    sent = http.get("/api/v1/health", headers={"X-Request-ID": "trace-abc.123"})
+    made = http.get("/api/v1/health")
+    hostile = http.get("/api/v1/health", headers={"X-Request-ID": 'a"b<script>'})
+
+    assert sent.headers["x-request-id"] == "trace-abc.123"
+    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+    assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["x-request-id"])
+
+
+def test_only_the_listed_methods_are_allowed(http):
+    response = http.request("TRACE", "/api/v1/health")
+
+    assert_problem(response, 405, "METHOD_NOT_ALLOWED")
+    assert "PATCH" in response.headers["allow"]
+
+
+def test_json_is_gzipped(http):
+    response = http.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
+
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.json()["info"]["title"] == "Studybase API"
+
+
+def test_access_log_is_json_with_request_id_and_upstream_time_and_skips_healthz(http, stack: Stack):
+    http.get("/healthz")
+    http.get("/api/v1/health", headers={"X-Request-ID": "logged-request-1"})
+
+    entries = [json.loads(line) for line in stack.access_log.read_text().splitlines()]
+
+    logged = [entry for entry in entries if entry["request_id"] == "logged-request-1"]
+    assert len(logged) == 1
+    assert logged[0]["uri"] == "/api/v1/health"
+    assert logged[0]["status"] == 200
+    assert float(logged[0]["upstream_time"]) >= 0
+    assert not [entry for entry in entries if entry["uri"] == "/healthz"]
+
+
+def test_killing_a_worker_does_not_take_the_api_down(http, stack: Stack):
+    workers = worker_pids(stack.gunicorn.pid)
+    assert len(workers) == 2
+    victim = min(workers)
+
+    os.kill(victim, signal.SIGKILL)
+    statuses = []
+    for _ in range(40):
+        statuses.append(http.get("/healthz").status_code)
+        time.sleep(0.05)
+
+    assert statuses == [200] * 40
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        replacement = worker_pids(stack.gunicorn.pid)
+        if len(replacement) == 2 and victim not in replacement:
+            break
+        time.sleep(0.2)
+    assert victim not in replacement
+    assert len(replacement) == 2
+
+
+def test_a_login_flood_gets_429_problem_from_nginx(http):
+    statuses = []
+    for attempt in range(30):
+        response = http.post(
+            "/api/v1/auth/token", data={"username": "flood@example.org", "password": f"guess {attempt}"}
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429 and response.json()["code"] == "RATE_LIMITED":
+            break
+
+    assert statuses[-1] == 429
+    assert_problem(response, 429, "RATE_LIMITED")
+    assert int(response.headers["retry-after"]) > 0
+    assert_headers_once(response)

@@ -1,0 +1,232 @@
+"""The deployment files say what an operator needs: checked statically (no Docker engine here)."""
+
+import os
+import re
+import runpy
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.local_stack import ConfigDrift, check_nginx_config, render_nginx_config, replace_once
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (PROJECT_DIR / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+# docker-compose.yml
+
+
+def test_every_depends_on_names_an_existing_service(services):
+    for name, service in services.items():
+        for target in service.get("depends_on", {}):
+            assert target in services, f"{name} depends on unknown service {target}"
+
+
+def test_only_nginx_publishes_ports(services):
+    publishing = {name for name, service in services.items() if service.get("ports")}
+
+    assert publishing == {"nginx"}
+
+
+def test_startup_order_is_db_then_migrate_then_api_then_nginx(services):
+    assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["migrate"]["command"] == ["python", "main.py", "migrate"]
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+    assert "/api/v1/health" in " ".join(services["api"]["healthcheck"]["test"])
+
+
+def test_data_lives_on_named_volumes(compose, services):
+    assert services["db"]["volumes"] == ["pgdata:/var/lib/postgresql/data"]
+    assert services["api"]["volumes"] == ["uploads:/app/data/uploads"]
+    assert {"pgdata", "uploads"} <= set(compose["volumes"])
+
+
+def test_database_and_api_sit_on_an_internal_network(compose, services):
+    assert compose["networks"]["backend"]["internal"] is True
+    assert services["db"]["networks"] == ["backend"]
+    assert services["api"]["networks"] == ["backend"]
+    assert set(services["nginx"]["networks"]) == {"frontend", "backend"}
+
+
+def test_api_trusts_forwarded_headers_only_from_nginx(services):
+    nginx_address = services["nginx"]["networks"]["backend"]["ipv4_address"]
+
+    assert services["api"]["environment"]["FORWARDED_ALLOW_IPS"] == nginx_address
+
+
+def test_secrets_come_from_env_and_are_required(services):
+    environment = services["api"]["environment"]
+
+    assert environment["ENVIRONMENT"] == "production"
+    assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")
+    assert "${POSTGRES_PASSWORD:?" in environment["DATABASE_URL"]
+    assert "@db:5432/" in environment["DATABASE_URL"]
+
+
+def test_every_long_running_service_restarts(services):
+    for name in ("db", "api", "nginx"):
+        assert services[name]["restart"] == "unless-stopped"
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_nginx_uses_the_committed_config_files(services):
+    mounts = services["nginx"]["volumes"]
+
+    assert "./nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in mounts
+    assert "./nginx/default.conf:/etc/nginx/templates/default.conf.template:ro" in mounts
+
+
+def test_images_are_pinned(services):
+    for name in ("db", "nginx"):
+        assert re.search(r":\d+\.\d+(\.\d+)?-", services[name]["image"]), services[name]["image"]
+
+
+# Dockerfile
+
+
+def test_dockerfile_is_multi_stage_on_a_pinned_slim_python():
+    instructions = dockerfile_instructions()
+    base = next(
+        value for keyword, value in instructions if keyword == "ARG" and value.startswith("PYTHON_IMAGE=")
+    )
+
+    assert sum(keyword == "FROM" for keyword, _ in instructions) >= 2
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.\d+\.\d+-slim-\w+", base)
+
+
+def test_api_image_runs_as_a_non_root_user():
+    users = [value for keyword, value in final_stage(dockerfile_instructions()) if keyword == "USER"]
+
+    assert users, "the final stage sets no USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+
+
+def test_api_image_starts_gunicorn_in_exec_form_with_the_config():
+    command = [value for keyword, value in final_stage(dockerfile_instructions()) if keyword == "CMD"][-1]
+
+    assert command == '["gunicorn", "--config", "gunicorn.conf.py"]'
+
+
+def test_api_image_has_a_python_healthcheck_and_no_build_tools():
+    stage = final_stage(dockerfile_instructions())
+    healthcheck = next(value for keyword, value in stage if keyword == "HEALTHCHECK")
+    runs = " ".join(value for keyword, value in stage if keyword == "RUN")
+
+    assert '"python"' in healthcheck
+    assert "/api/v1/health" in healthcheck
+    assert not re.search(r"apt-get|gcc|build-essential", runs)
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out():
+    ignored = (PROJECT_DIR / ".dockerignore").read_text(encoding="utf-8").splitlines()
+
+    assert ignored[ignored.index("*")] == "*"
+    allowed = {line[1:] for line in ignored if line.startswith("!")}
+    assert allowed == {"requirements.txt", "main.py", "alembic.ini", "gunicorn.conf.py", "src/"}
+
+
+# gunicorn.conf.py
+
+
+def load_gunicorn_config(monkeypatch, **env: str) -> dict:
+    for name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "GUNICORN_BIND", "GUNICORN_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(PROJECT_DIR / "gunicorn.conf.py"))
+
+
+def test_gunicorn_runs_the_app_factory_on_uvicorn_workers(monkeypatch):
+    config = load_gunicorn_config(monkeypatch)
+
+    assert config["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert config["wsgi_app"] == "src.app:create_app()"
+    assert config["control_socket_disable"] is True
+    assert config["timeout"] > 0
+    assert config["graceful_timeout"] > 0
+    assert config["max_requests"] > 0
+    assert config["max_requests_jitter"] > 0
+
+
+def test_gunicorn_workers_default_to_the_cores_and_follow_web_concurrency(monkeypatch):
+    assert load_gunicorn_config(monkeypatch)["workers"] == (os.cpu_count() or 1)
+    assert load_gunicorn_config(monkeypatch, WEB_CONCURRENCY="3")["workers"] == 3
+
+
+def test_gunicorn_trusts_forwarded_headers_only_from_the_configured_proxy(monkeypatch):
+    assert load_gunicorn_config(monkeypatch)["forwarded_allow_ips"] == "127.0.0.1"
+    configured = load_gunicorn_config(monkeypatch, FORWARDED_ALLOW_IPS="172.28.10.10")
+    assert configured["forwarded_allow_ips"] == "172.28.10.10"
+
+
+def test_gunicorn_logs_json(monkeypatch):
+    config = load_gunicorn_config(monkeypatch)
+
+    assert config["accesslog"] is None
+    assert config["logconfig_dict"]["formatters"]["json"]["()"].__name__ == "JsonFormatter"
+
+
+# nginx
+
+
+def test_rendering_refuses_a_config_that_drifted():
+    with pytest.raises(ConfigDrift):
+        replace_once("listen 80 default_server;", "server api:8000 ", "x", source="default.conf")
+
+
+def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
+    config = render_nginx_config(tmp_path / "nginx", listen="127.0.0.1:18080", upstream="127.0.0.1:18000")
+
+    server = (tmp_path / "nginx" / "default.conf").read_text(encoding="utf-8")
+    committed = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+    assert server == committed.replace("server api:8000 ", "server 127.0.0.1:18000 ").replace(
+        "listen 80 ", "listen 127.0.0.1:18080 "
+    ).replace("${MAX_UPLOAD_MB}", "100")
+    assert "include /etc/nginx/conf.d" not in config.read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(
+    shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists() and not UNDER_CI,
+    reason="nginx is not installed (CI installs it)",
+)
+def test_nginx_accepts_the_committed_config(tmp_path):
+    config = render_nginx_config(tmp_path / "nginx", listen="127.0.0.1:18080", upstream="127.0.0.1:18000")
+
+    checked = check_nginx_config(config)
+
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_token_endpoints_are_never_gzipped_and_are_rate_limited():
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+
+    block = server.split("location ~ ^/api/v1/auth/(token|refresh)$ {", 1)[1].split("}", 1)[0]
+
+    assert "gzip off;" in block
+    assert "limit_req zone=studybase_auth" in block
