@@ -141,6 +141,21 @@ def login(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict]]:
     return sign_in
 
 
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
+    """The one error shape: status, problem+json, every field, and the request id of the response."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert set(body) >= PROBLEM_FIELDS
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
 def bearer(tokens: dict) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 

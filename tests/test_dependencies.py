@@ -20,25 +20,17 @@ from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from src.database import utcnow
 from src.dependencies import PageParams, Pagination, page_params
 from src.exceptions import register_exception_handlers
-from tests.conftest import TEST_SECRET_KEY, bearer
+from src.middleware import RequestContextMiddleware
+from tests.conftest import TEST_SECRET_KEY, assert_problem, bearer
 
 USERS = "/api/v1/auth/users"
 LOGOUT = "/api/v1/auth/logout"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
-
-
-def assert_problem(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_KEYS
-    assert body["status"] == status
-    assert body["code"] == code
 
 
 def build_probe_app() -> FastAPI:
     """A bare app whose routes only return what each dependency hands them."""
     probe = FastAPI()
+    probe.add_middleware(RequestContextMiddleware)  # request ids, as in the real app
     register_exception_handlers(probe)
 
     @probe.get("/page")

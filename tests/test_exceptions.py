@@ -20,9 +20,9 @@ from src.exceptions import (
     UnprocessableEntity,
 )
 from src.logging import JsonFormatter
+from tests.conftest import assert_problem
 
 REGISTER = "/api/v1/auth/register"
-PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
 
 
 class ThingNotFound(NotFound):
@@ -36,18 +36,6 @@ class SlowDown(TooManyRequests):
 
 class WhoAreYou(NotAuthenticated):
     code = "WHO_ARE_YOU"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
-    """The shared shape: status, content type, fields, and the request id of the response header."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_FIELDS
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,12 @@ from sqlalchemy import select
 from src.auth.constants import Role
 from src.auth.models import AuthSession, User
 from src.database import SessionFactory
-from tests.conftest import bearer
+from tests.conftest import assert_problem, bearer
 
 USERS = "/api/v1/auth/users"
 ME = "/api/v1/auth/me"
 REFRESH = "/api/v1/auth/refresh"
 TOKEN = "/api/v1/auth/token"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
-
-
-def assert_problem(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_KEYS
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"]
 
 
 async def stored_user(user_id: uuid.UUID) -> User:

@@ -7,7 +7,7 @@ from src.auth.config import auth_settings
 from src.auth.constants import Role
 from src.auth.models import AuthSession, User
 from src.database import SessionFactory
-from tests.conftest import DEFAULT_PASSWORD, bearer
+from tests.conftest import DEFAULT_PASSWORD, assert_problem, bearer
 
 ME = "/api/v1/auth/me"
 PASSWORD = "/api/v1/auth/me/password"
@@ -15,17 +15,6 @@ TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/refresh"
 NEW_PASSWORD = "a brand new passphrase"
 WRONG_PASSWORD = "not the password at all"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
-
-
-def assert_problem(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_KEYS
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"]
 
 
 async def stored_user(user: User) -> User:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import assert_problem, bearer
 from tests.stack.conftest import STACK_MAX_UPLOAD_MB, Stack
 
 pytestmark = pytest.mark.stack
@@ -32,18 +33,6 @@ def register_and_sign_in(http: httpx.Client, email: str, **headers: str) -> dict
     )
     assert signed_in.status_code == 200, signed_in.text
     return signed_in.json()
-
-
-def bearer(tokens: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
 
 
 def assert_headers_once(response: httpx.Response) -> None:
