@@ -14,6 +14,19 @@ from src.config import MIN_SECRET_KEY_BYTES, SAMPLE_SECRET_KEY, Settings
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+def import_in_subprocess(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Imports a module in a fresh interpreter, as starting the app would, with the given environment."""
+    return subprocess.run(  # noqa: S603 (our interpreter, a fixed module name)
+        [sys.executable, "-c", f"import {module}"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def settings_from(**values: object) -> Settings:
     """Settings from the given values and the environment only, never from a developer's `.env`."""
     return Settings(_env_file=None, **values)
@@ -143,15 +156,7 @@ def test_app_refuses_to_start_in_production_with_the_sample_secret(tmp_path):
         "DATABASE_URL": f"sqlite+aiosqlite:///{(tmp_path / 'app.db').as_posix()}",
     }
 
-    result = subprocess.run(
-        [sys.executable, "-c", "import src.app"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = import_in_subprocess("src.app", env)
 
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
@@ -165,15 +170,7 @@ def test_app_refusing_to_start_does_not_print_the_weak_secret_or_database_passwo
         "DATABASE_URL": "postgresql+psycopg://app:db-password-123@db.invalid:5432/studybase",
     }
 
-    result = subprocess.run(
-        [sys.executable, "-c", "import src.config"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = import_in_subprocess("src.config", env)
 
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
