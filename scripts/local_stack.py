@@ -107,17 +107,23 @@ def start_gunicorn(*, bind: str, workers: int, env: Mapping[str, str], log: Path
         )
 
 
-def wait_until_healthy(url: str, *, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_until_answering(
+    url: str, *, process: subprocess.Popen[bytes], status: int | None = 200, timeout: float = 30.0
+) -> None:
+    """Polls `url` until it answers with `status` (any status when None) or the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URL we built)
-                if response.status == 200:
-                    return
+                answered = response.status
+        except urllib.error.HTTPError as error:
+            answered = error.code
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+            answered = None
+        if answered is not None and status in (None, answered):
+            return
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
@@ -167,9 +173,9 @@ def main() -> None:
     )
     nginx = None
     try:
-        wait_until_healthy(f"http://127.0.0.1:{args.api_port}/api/v1/health", process=gunicorn)
+        wait_until_answering(f"http://127.0.0.1:{args.api_port}/api/v1/health", process=gunicorn)
         nginx = start_nginx(config)
-        wait_until_healthy(f"http://127.0.0.1:{args.port}/healthz", process=nginx)
+        wait_until_answering(f"http://127.0.0.1:{args.port}/healthz", process=nginx)
         print(f"Studybase through nginx: http://127.0.0.1:{args.port}/docs  (logs in {work}; Ctrl-C stops)")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         gunicorn.wait()

@@ -105,9 +105,9 @@ def stack(stack_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     nginx = None
     try:
-        local_stack.wait_until_healthy(f"http://127.0.0.1:{api_port}/api/v1/health", process=gunicorn)
+        local_stack.wait_until_answering(f"http://127.0.0.1:{api_port}/api/v1/health", process=gunicorn)
         nginx = local_stack.start_nginx(config)
-        local_stack.wait_until_healthy(f"http://127.0.0.1:{nginx_port}/healthz", process=nginx)
+        local_stack.wait_until_answering(f"http://127.0.0.1:{nginx_port}/healthz", process=nginx)
         yield Stack(
             base_url=f"http://127.0.0.1:{nginx_port}",
             api_url=f"http://127.0.0.1:{api_port}",

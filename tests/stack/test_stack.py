@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts import local_stack
 from tests.conftest import assert_problem, bearer
-from tests.stack.conftest import STACK_MAX_UPLOAD_MB, Stack
+from tests.stack.conftest import STACK_MAX_UPLOAD_MB, Stack, free_port
 
 pytestmark = pytest.mark.stack
 
@@ -167,6 +168,24 @@ def test_killing_a_worker_does_not_take_the_api_down(http, stack: Stack):
         time.sleep(0.2)
     assert victim not in replacement
     assert len(replacement) == 2
+
+
+def test_an_unreachable_api_gets_503_problem_from_nginx(stack: Stack):
+    dead_upstream = f"127.0.0.1:{free_port()}"  # nothing listens there
+    port = free_port()
+    config = local_stack.render_nginx_config(
+        stack.work_dir / "nginx-dead-upstream", listen=f"127.0.0.1:{port}", upstream=dead_upstream
+    )
+    nginx = local_stack.start_nginx(config)
+    try:
+        local_stack.wait_until_answering(f"http://127.0.0.1:{port}/healthz", process=nginx, status=None)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10)
+    finally:
+        local_stack.stop(nginx)
+
+    assert_problem(response, 503, "SERVICE_UNAVAILABLE")
+    assert int(response.headers["retry-after"]) > 0
+    assert_headers_once(response)
 
 
 def test_a_login_flood_gets_429_problem_from_nginx(http):
