@@ -90,8 +90,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def describe_refused_settings(exc: ValidationError) -> str:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+    return f"Refusing to start, the configuration is not acceptable: {problems}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run_command(args)
+    except ValidationError as exc:  # settings are validated when src.config is first imported
+        raise SystemExit(describe_refused_settings(exc)) from None
+
+
+def run_command(args: argparse.Namespace) -> None:
     if args.command == "migrate":
         migrate()
     elif args.command == "create-admin":

@@ -11,6 +11,7 @@ Prints medians and ratios measured in the same run (these machines are shared an
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -90,8 +91,11 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=15, help="samples per measurement (bounded)")
     rounds = min(parser.parse_args().rounds, 200)
-    migrate(os.environ["DATABASE_URL"])
-    run_async(run(rounds))
+    try:
+        migrate(os.environ["DATABASE_URL"])
+        run_async(run(rounds))
+    finally:
+        shutil.rmtree(_DB_DIR, ignore_errors=True)
 
 
 if __name__ == "__main__":

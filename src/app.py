@@ -7,12 +7,12 @@ from fastapi import APIRouter, FastAPI
 
 from src.auth.router import router as auth_router
 from src.config import Settings, settings
-from src.constants import API_PREFIX, ErrorCode
-from src.database import database_is_ready, engine
-from src.exceptions import ServiceUnavailable, register_exception_handlers
+from src.constants import API_PREFIX
+from src.database import engine
+from src.exceptions import register_exception_handlers
+from src.health import router as health_router
 from src.logging import configure_logging
 from src.middleware import ProblemCORSMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
-from src.schemas import problem_responses
 
 DESCRIPTION = """
 Studybase keeps research studies, the samples in them and the sample files they come from.
@@ -20,26 +20,6 @@ Studybase keeps research studies, the samples in them and the sample files they 
 Sign in with **Authorize** (email and password); every error is `application/problem+json`
 with a stable `code`.
 """
-
-
-class DatabaseUnavailable(ServiceUnavailable):
-    code = ErrorCode.DATABASE_UNAVAILABLE
-    detail = "The database is not answering."
-
-
-health_router = APIRouter(prefix="/health", tags=["health"])
-
-
-@health_router.get("", summary="Liveness: the process answers (no database call)")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@health_router.get("/ready", summary="Readiness: the database answers", responses=problem_responses(503))
-async def ready() -> dict[str, str]:
-    if not await database_is_ready():
-        raise DatabaseUnavailable
-    return {"status": "ok"}
 
 
 @asynccontextmanager
@@ -70,7 +50,9 @@ def document_errors_as_problems(app: FastAPI) -> None:
     for operation in (op for path in schema["paths"].values() for op in path.values()):
         for status, response in operation.get("responses", {}).items():
             if int(status) >= 400:
-                response["content"] = {"application/problem+json": {"schema": problem}}
+                documented = response.get("content", {}).get("application/json", {})
+                examples = {"examples": documented["examples"]} if "examples" in documented else {}
+                response["content"] = {"application/problem+json": {"schema": problem, **examples}}
     for unused in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(unused, None)
 

@@ -54,9 +54,5 @@ class Settings(BaseSettings):
             raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes")
         return self
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.DATABASE_URL.startswith("sqlite")
-
 
 settings = Settings()

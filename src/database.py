@@ -83,12 +83,13 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine_for(url: str) -> AsyncEngine:
+    # hide_parameters: a failed statement's error (and so the log) never shows values such as hashes.
     if make_url(url).get_backend_name() == "sqlite":
         ensure_sqlite_directory(url)
-        sqlite_engine = create_async_engine(url)
+        sqlite_engine = create_async_engine(url, hide_parameters=True)
         event.listen(sqlite_engine.sync_engine, "connect", _configure_sqlite_connection)
         return sqlite_engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 engine = create_engine_for(settings.DATABASE_URL)
@@ -121,6 +122,11 @@ async def database_is_ready() -> bool:
     except Exception:  # any failure to answer means "not ready", whatever the driver raised
         return False
     return True
+
+
+def escape_like(text: str) -> str:
+    """Makes `%`, `_` and `\\` in user input match themselves in a LIKE pattern (with escape="\\")."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def insert_for(session: AsyncSession, table: Any) -> Any:

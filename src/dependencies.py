@@ -1,24 +1,14 @@
 """Dependencies shared across modules."""
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query
 
 from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from src.schemas import PageParams
 
 
-@dataclass(frozen=True, slots=True)
-class PageParams:
-    page: int
-    page_size: int
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.page_size
-
-
-def page_params(
+async def page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
     page_size: Annotated[
         int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page, at most {MAX_PAGE_SIZE}")

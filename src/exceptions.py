@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.constants import ErrorCode
 from src.logging import current_request_id
+from src.schemas import Problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 logger = logging.getLogger("studybase.errors")
@@ -66,6 +68,13 @@ class UnprocessableEntity(AppError):
     title = "Unprocessable content"
 
 
+class ValidationFailed(UnprocessableEntity):
+    """What a request the schemas refuse gets (raised by FastAPI as RequestValidationError)."""
+
+    title = "Validation failed"
+    detail = "The request is not valid; see `errors`."
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = ErrorCode.RATE_LIMITED
@@ -79,6 +88,12 @@ class ServiceUnavailable(AppError):
     status_code = 503
     code = ErrorCode.SERVICE_UNAVAILABLE
     title = "Service unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = ErrorCode.DATABASE_UNAVAILABLE
+    detail = "The database is not answering; try again shortly."
+    headers = MappingProxyType({"Retry-After": "5"})
 
 
 def problem_type(code: str) -> str:
@@ -129,15 +144,26 @@ def validation_error_entries(exc: RequestValidationError) -> list[dict[str, Any]
 
 async def handle_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
     return problem_response(
-        status=422,
-        code=ErrorCode.VALIDATION_ERROR,
-        title="Validation failed",
-        detail="The request is not valid; see `errors`.",
+        status=ValidationFailed.status_code,
+        code=ValidationFailed.code,
+        title=ValidationFailed.title,
+        detail=ValidationFailed.detail,
         errors=validation_error_entries(exc),
     )
 
 
-HTTP_STATUS_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+async def handle_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """A database that is down, overloaded (pool exhausted) or locked is a 503, not a crash."""
+    logger.warning("database unavailable", exc_info=exc)
+    return await handle_app_error(_request, DatabaseUnavailable())
+
+
+# FastAPI raises 400 only when it cannot parse a body at all (bad encoding, broken multipart).
+HTTP_STATUS_CODES = {
+    400: ErrorCode.MALFORMED_BODY,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+}
 
 
 async def handle_http_exception(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -156,3 +182,37 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    for database_failure in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError):
+        app.add_exception_handler(database_failure, handle_database_unavailable)
+
+
+def problem_example(error: type[AppError]) -> dict[str, Any]:
+    example: dict[str, Any] = {
+        "type": problem_type(error.code),
+        "title": error.title,
+        "status": error.status_code,
+        "detail": error.detail,
+        "code": error.code,
+        "request_id": "6f1c2f0d9a1e4f7c8b7a0d3e2c1b0a99",
+    }
+    if issubclass(error, ValidationFailed):
+        example["errors"] = [
+            {"loc": ["body", "email"], "msg": "value is not a valid email address", "code": "value_error"}
+        ]
+    return example
+
+
+def problem_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route: each error status it answers with, an example per code."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        response = responses.setdefault(
+            error.status_code,
+            {"model": Problem, "description": "", "content": {"application/json": {"examples": {}}}},
+        )
+        response["description"] += f"{'; ' if response['description'] else ''}`{error.code}`: {error.detail}"
+        response["content"]["application/json"]["examples"][error.code] = {
+            "summary": error.detail,
+            "value": problem_example(error),
+        }
+    return responses

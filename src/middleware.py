@@ -16,7 +16,7 @@ from src.exceptions import internal_error_response, problem_response
 from src.logging import bind_request_id, unbind_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 access_logger = logging.getLogger("studybase.access")
 error_logger = logging.getLogger("studybase.errors")
@@ -47,7 +47,7 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name.lower() == b"x-request-id":
             candidate = value.decode("latin-1")
-            if _SANE_REQUEST_ID.match(candidate):
+            if _SANE_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
     return uuid.uuid4().hex

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from src.auth.config import AuthSettings
 from src.config import MIN_SECRET_KEY_BYTES, SAMPLE_SECRET_KEY, Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -130,13 +131,20 @@ def test_database_url_defaults_to_the_local_sqlite_file(monkeypatch):
     config = settings_from()
 
     assert config.DATABASE_URL == "sqlite+aiosqlite:///./data/studybase.db"
-    assert config.is_sqlite is True
 
 
-def test_postgresql_url_is_not_sqlite():
-    config = settings_from(DATABASE_URL="postgresql+psycopg://app@db:5432/studybase")
-
-    assert config.is_sqlite is False
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ACCESS_TOKEN_EXPIRE_MINUTES",
+        "REFRESH_TOKEN_EXPIRE_DAYS",
+        "LOGIN_MAX_FAILURES",
+        "LOGIN_LOCKOUT_MINUTES",
+    ],
+)
+def test_auth_durations_and_limits_must_be_positive(name):
+    with pytest.raises(ValidationError, match=name):
+        AuthSettings(_env_file=None, **{name: 0})
 
 
 def test_settings_are_read_from_an_env_file(tmp_path, monkeypatch):

@@ -71,8 +71,8 @@ def test_page_params_offset_skips_the_earlier_pages(page, page_size, offset):
     assert PageParams(page=page, page_size=page_size).offset == offset
 
 
-def test_page_params_defaults_to_the_first_page_of_the_default_size():
-    params = page_params()
+async def test_page_params_defaults_to_the_first_page_of_the_default_size():
+    params = await page_params()
 
     assert params == PageParams(page=1, page_size=DEFAULT_PAGE_SIZE)
     assert params.offset == 0

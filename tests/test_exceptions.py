@@ -7,8 +7,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import IntegrityError
 
 from src.app import create_app
+from src.auth.constants import Role
+from src.auth.models import User
 from src.exceptions import (
     AppError,
     Conflict,
@@ -248,3 +252,47 @@ async def test_unexpected_exception_is_logged_once_in_the_access_log_as_500(cras
 )
 def test_each_base_error_has_a_code_of_its_own_kind(error, status, code):
     assert (error.status_code, error.code) == (status, code)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        sa_exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),
+        sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection")),
+    ],
+)
+async def test_an_unavailable_database_is_503_problem_not_500(failure, caplog):
+    app = create_app()
+
+    @app.get("/test/database-down")
+    async def database_down() -> None:
+        raise failure
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get("/test/database-down")
+
+    body = assert_problem(response, 503, "DATABASE_UNAVAILABLE")
+    assert int(response.headers["retry-after"]) > 0
+    assert "QueuePool" not in response.text
+    assert "server closed" not in response.text
+    assert body["detail"] == "The database is not answering; try again shortly."
+
+
+async def test_an_unparseable_body_is_400_malformed_body(client):
+    response = await client.post(
+        REGISTER, content=b'{"email": "\xff\xfe"}', headers={"Content-Type": "application/json"}
+    )
+
+    assert_problem(response, 400, "MALFORMED_BODY")
+
+
+async def test_database_errors_never_show_the_values_they_failed_on(db, make_user):
+    user = await make_user()
+    db.add(User(email=user.email, full_name="Copy", password_hash="$argon2id$SECRET-HASH", role=Role.VIEWER))
+
+    with pytest.raises(IntegrityError) as failure:
+        await db.commit()
+
+    assert "SECRET-HASH" not in str(failure.value)
+    assert "parameters hidden" in str(failure.value)

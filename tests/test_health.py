@@ -84,3 +84,9 @@ async def test_ready_gives_up_on_a_database_that_never_answers(client, monkeypat
 
     assert response.status_code == 503
     assert response.json()["code"] == "DATABASE_UNAVAILABLE"
+
+
+async def test_health_routes_answer_head_for_probes(client):
+    for path in ("/api/v1/health", "/api/v1/health/ready"):
+        response = await client.head(path)
+        assert response.status_code == 200, path

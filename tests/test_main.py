@@ -1,7 +1,10 @@
 """main.py: `serve` (the default), `migrate` and `create-admin EMAIL`."""
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,9 +13,10 @@ from sqlalchemy import func, select
 import main
 from src.auth.constants import Role
 from src.auth.models import User
-from src.config import settings
+from src.config import SAMPLE_SECRET_KEY, settings
 from src.database import SessionFactory
 
+PROJECT_DIR = Path(main.__file__).resolve().parent
 ADMIN_EMAIL = "root@example.org"
 ADMIN_PASSWORD = "a long admin password"
 
@@ -196,3 +200,28 @@ async def test_database_still_works_after_create_admin_disposed_the_engine(clien
     tokens = await login(user)
 
     assert tokens["access_token"]
+
+
+def test_refused_settings_stop_main_with_one_clear_line(tmp_path):
+    env = os.environ | {
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": SAMPLE_SECRET_KEY,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{(tmp_path / 'x.db').as_posix()}",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "main.py", "migrate"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("Refusing to start")
+    assert "SECRET_KEY" in lines[0]
+    assert "Traceback" not in result.stderr

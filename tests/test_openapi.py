@@ -10,9 +10,15 @@ async def test_every_route_has_a_summary_and_documents_its_errors_as_problems(cl
     assert len(operations) >= 15
     for operation in operations:
         assert operation.get("summary"), operation["operationId"]
+        assert operation.get("description"), operation["operationId"]
         for status, response in operation["responses"].items():
             if int(status) >= 400:
                 assert list(response["content"]) == ["application/problem+json"], operation["operationId"]
+                examples = response["content"]["application/problem+json"].get("examples", {})
+                assert examples, (operation["operationId"], status)
+                for code, example in examples.items():
+                    assert example["value"]["code"] == code
+                    assert example["value"]["status"] == int(status)
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     assert set(spec["components"]["schemas"]["Problem"]["required"]) >= set(Problem.model_fields) - {"errors"}
 

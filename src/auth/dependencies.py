@@ -62,7 +62,7 @@ async def valid_own_session(session_id: uuid.UUID, caller: CurrentCaller, db: Db
     return auth_session
 
 
-def client_info(request: Request) -> service.ClientInfo:
+async def client_info(request: Request) -> service.ClientInfo:
     return service.ClientInfo(
         user_agent=request.headers.get("user-agent"),
         ip_address=request.client.host if request.client else None,

@@ -12,7 +12,6 @@ from src.exceptions import (
 
 
 class AuthenticationRequired(NotAuthenticated):
-    code = ErrorCode.NOT_AUTHENTICATED
     detail = "Send an access token as `Authorization: Bearer <token>`."
 
 

@@ -10,8 +10,6 @@ from src.auth.constants import JWT_ALGORITHM, REQUIRED_ACCESS_CLAIMS, TOKEN_TYPE
 from src.auth.exceptions import InvalidToken, TokenExpired
 from src.config import settings
 
-_DECODE_OPTIONS = {f"require_{claim}": True for claim in ("exp", "iat", "sub", "jti")}
-
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
@@ -41,7 +39,7 @@ def create_access_token(
 def decode_access_token(token: str) -> AccessClaims:
     """The token's claims, or InvalidToken/TokenExpired; only HS256 with our key is accepted."""
     try:
-        claims = jwt.decode(token, _signing_key(), algorithms=[JWT_ALGORITHM], options=_DECODE_OPTIONS)
+        claims = jwt.decode(token, _signing_key(), algorithms=[JWT_ALGORITHM])
     except ExpiredSignatureError as exc:
         raise TokenExpired from exc
     except JWTError as exc:

@@ -59,11 +59,15 @@ class RefreshToken(UUIDPrimaryKey, Base):
 
 
 class LoginThrottle(Base):
-    """Consecutive failed sign-ins per email, known or not, so a lockout reveals nothing."""
+    """Password attempts per email, known or not, so a lockout reveals nothing about accounts.
+
+    Keyed by a hash of the normalized email: any string a client sends fits, and none is kept.
+    A success deletes the row.
+    """
 
     __tablename__ = "login_throttles"
 
-    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), primary_key=True)
-    failure_count: Mapped[int] = mapped_column(default=0)
-    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt_count: Mapped[int] = mapped_column(default=0)
+    last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]

@@ -14,6 +14,23 @@ from src.auth.dependencies import (
     valid_own_session,
     valid_user_for_admin,
 )
+from src.auth.exceptions import (
+    AdminRequired,
+    AuthenticationRequired,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidToken,
+    LastAdmin,
+    LoginLocked,
+    RefreshTokenReused,
+    RegistrationClosed,
+    SessionNotFound,
+    SessionRevoked,
+    TokenExpired,
+    UserNotFound,
+    WrongPassword,
+)
 from src.auth.models import AuthSession, User
 from src.auth.schemas import (
     MeUpdate,
@@ -29,10 +46,13 @@ from src.auth.schemas import (
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import Pagination
-from src.schemas import Page, problem_responses
+from src.exceptions import ValidationFailed, problem_responses
+from src.schemas import Page, SingleLineText
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-AUTHENTICATED_ERRORS = problem_responses(401)
+# What any route behind an access token can answer with.
+TOKEN_ERRORS = (AuthenticationRequired, InvalidToken, TokenExpired, SessionRevoked)
+ADMIN_ERRORS = (*TOKEN_ERRORS, AdminRequired, ValidationFailed)
 
 
 @router.post(
@@ -42,7 +62,7 @@ AUTHENTICATED_ERRORS = problem_responses(401)
     summary="Create an account",
     description="Self-registration (when `OPEN_REGISTRATION` is on). New accounts get the `researcher` role. "
     "Emails are trimmed and compared case-insensitively.",
-    responses=problem_responses(403, 409, 422),
+    responses=problem_responses(RegistrationClosed, EmailTaken, ValidationFailed),
 )
 async def register(data: RegisterRequest, db: DbSession, response: Response) -> User:
     user = await service.register_user(db, data=data)
@@ -57,7 +77,7 @@ async def register(data: RegisterRequest, db: DbSession, response: Response) -> 
     description="Form fields `username` (the email) and `password`. Returns an access token "
     "(a short-lived JWT) and an opaque refresh token. After repeated failures for one email, "
     "further attempts get 429 with `Retry-After`.",
-    responses=problem_responses(401, 422, 429),
+    responses=problem_responses(InvalidCredentials, LoginLocked, ValidationFailed),
 )
 async def token(form: Annotated[TokenForm, Form()], client: Client, db: DbSession) -> TokenPair:
     return await service.login(db, email=form.username, password=form.password, client=client)
@@ -69,7 +89,7 @@ async def token(form: Annotated[TokenForm, Form()], client: Client, db: DbSessio
     summary="Exchange a refresh token for a new token pair",
     description="Refresh tokens are single-use: each call returns a new one. Presenting one that was "
     "already used ends the whole session (its access tokens stop working too).",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(InvalidRefreshToken, RefreshTokenReused, ValidationFailed),
 )
 async def refresh(data: RefreshRequest, db: DbSession) -> TokenPair:
     return await service.refresh_tokens(db, refresh_token=data.refresh_token)
@@ -80,7 +100,7 @@ async def refresh(data: RefreshRequest, db: DbSession) -> TokenPair:
     status_code=status.HTTP_204_NO_CONTENT,
     summary="End this session",
     description="The session's access and refresh tokens stop working at once.",
-    responses=AUTHENTICATED_ERRORS,
+    responses=problem_responses(*TOKEN_ERRORS),
 )
 async def logout(caller: CurrentCaller, db: DbSession) -> None:
     await service.revoke_session(db, auth_session=caller.session)
@@ -90,7 +110,9 @@ async def logout(caller: CurrentCaller, db: DbSession) -> None:
     "/logout-all",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="End every session of the current user",
-    responses=AUTHENTICATED_ERRORS,
+    description="Signs you out everywhere: every access and refresh token of yours stops working at once, "
+    "this one included.",
+    responses=problem_responses(*TOKEN_ERRORS),
 )
 async def logout_all(user: CurrentUser, db: DbSession) -> None:
     await service.revoke_all_sessions(db, user=user)
@@ -100,7 +122,10 @@ async def logout_all(user: CurrentUser, db: DbSession) -> None:
     "/sessions",
     response_model=list[SessionRead],
     summary="List the current user's active sessions",
-    responses=AUTHENTICATED_ERRORS,
+    description="One entry per signed-in device that has not signed out or expired, most recently used "
+    "first. `current` marks the session making this request; `last_used_at` is its last sign-in or "
+    "token refresh.",
+    responses=problem_responses(*TOKEN_ERRORS),
 )
 async def list_sessions(caller: CurrentCaller, db: DbSession) -> list[SessionRead]:
     sessions = await service.list_active_sessions(db, user=caller.user)
@@ -111,7 +136,9 @@ async def list_sessions(caller: CurrentCaller, db: DbSession) -> list[SessionRea
     "/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="End one of the current user's sessions",
-    responses=problem_responses(401, 404, 422),
+    description="Its tokens stop working at once (for example a lost phone). A session that is not "
+    "yours, or already ended, is 404.",
+    responses=problem_responses(*TOKEN_ERRORS, SessionNotFound, ValidationFailed),
 )
 async def delete_session(
     auth_session: Annotated[AuthSession, Depends(valid_own_session)], db: DbSession
@@ -119,13 +146,23 @@ async def delete_session(
     await service.revoke_session(db, auth_session=auth_session)
 
 
-@router.get("/me", response_model=UserRead, summary="The current user", responses=AUTHENTICATED_ERRORS)
+@router.get(
+    "/me",
+    response_model=UserRead,
+    summary="The current user",
+    description="Your account as the server sees it now, role included.",
+    responses=problem_responses(*TOKEN_ERRORS),
+)
 async def read_me(user: CurrentUser) -> User:
     return user
 
 
 @router.patch(
-    "/me", response_model=UserRead, summary="Change your name", responses=problem_responses(401, 422)
+    "/me",
+    response_model=UserRead,
+    summary="Change your name",
+    description="Only `full_name` can be changed here; email and role are not yours to change.",
+    responses=problem_responses(*TOKEN_ERRORS, ValidationFailed),
 )
 async def update_me(data: MeUpdate, user: CurrentUser, db: DbSession) -> User:
     return await service.update_me(db, user=user, data=data)
@@ -137,7 +174,7 @@ async def update_me(data: MeUpdate, user: CurrentUser, db: DbSession) -> User:
     summary="Change your password",
     description="Needs the current password; every other session of yours is ended. "
     "Wrong guesses count toward the sign-in lockout.",
-    responses=problem_responses(401, 422, 429),
+    responses=problem_responses(*TOKEN_ERRORS, WrongPassword, ValidationFailed, LoginLocked),
 )
 async def change_password(data: PasswordChange, caller: CurrentCaller, db: DbSession) -> None:
     await service.change_password(db, caller=caller, data=data)
@@ -147,14 +184,15 @@ async def change_password(data: PasswordChange, caller: CurrentCaller, db: DbSes
     "/users",
     response_model=Page[UserRead],
     summary="List users (admin)",
-    description="`q` matches email or name (case-insensitive substring).",
-    responses=problem_responses(401, 403, 422),
+    description="`q` matches email or name (case-insensitive substring, `%` and `_` literal); `role` and "
+    "`is_active` filter; `sort` orders (prefix `-` for descending). Paged with `page` and `page_size`.",
+    responses=problem_responses(*ADMIN_ERRORS),
 )
 async def list_users(
     _admin: AdminUser,
     db: DbSession,
     page: Pagination,
-    q: Annotated[str | None, Query(max_length=200, description="search in email and name")] = None,
+    q: Annotated[SingleLineText | None, Query(max_length=200, description="search in email and name")] = None,
     role: Role | None = None,
     is_active: bool | None = None,
     sort: UserSort = UserSort.NEWEST_FIRST,
@@ -169,7 +207,8 @@ async def list_users(
     "/users/{user_id}",
     response_model=UserRead,
     summary="One user (admin)",
-    responses=problem_responses(401, 403, 404, 422),
+    description="Any account, active or not.",
+    responses=problem_responses(*ADMIN_ERRORS, UserNotFound),
 )
 async def read_user(user: Annotated[User, Depends(valid_user_for_admin)]) -> User:
     return user
@@ -181,7 +220,7 @@ async def read_user(user: Annotated[User, Depends(valid_user_for_admin)]) -> Use
     summary="Change a user's name, role or active flag (admin)",
     description="Deactivating a user ends all their sessions at once. The last active admin "
     "cannot be demoted or deactivated (409).",
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(*ADMIN_ERRORS, UserNotFound, LastAdmin),
 )
 async def update_user(
     data: UserUpdate, user: Annotated[User, Depends(valid_user_for_admin)], db: DbSession

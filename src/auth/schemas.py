@@ -23,6 +23,7 @@ from src.auth.constants import (
     Role,
 )
 from src.auth.utils import normalize_email
+from src.schemas import SingleLineText, no_control_characters
 
 
 def _strip_if_text(value: object) -> object:
@@ -42,6 +43,7 @@ Password = Annotated[
 FullName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=FULL_NAME_MAX_LENGTH),
+    no_control_characters,
     Field(examples=["Ada Lovelace"]),
 ]
 
@@ -57,8 +59,12 @@ class RegisterRequest(BaseModel):
 class TokenForm(BaseModel):
     """The OAuth2 password grant (form fields), so Swagger's Authorize button works."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"username": "ada@example.org", "password": "correct horse battery"}}
+    )
+
     grant_type: Annotated[str | None, Field(pattern="^password$")] = None
-    username: Annotated[str, Field(max_length=EMAIL_MAX_LENGTH, description="the account's email")]
+    username: Annotated[SingleLineText, Field(max_length=EMAIL_MAX_LENGTH, description="the account's email")]
     password: Annotated[str, Field(max_length=PASSWORD_MAX_LENGTH)]
     scope: str = ""
     client_id: str | None = None
@@ -66,7 +72,10 @@ class TokenForm(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"refresh_token": "q5vV0c1mQm4m3m8bqf0wqg7s9X1h2JkLwYp3Q6n0e1M"}},
+    )
 
     refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -113,13 +122,18 @@ class UserRead(BaseModel):
 
 
 class MeUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"full_name": "Ada King"}})
 
     full_name: FullName
 
 
 class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {"current_password": "correct horse battery", "new_password": "a new long passphrase"}
+        },
+    )
 
     current_password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
     new_password: Password
@@ -128,7 +142,9 @@ class PasswordChange(BaseModel):
 class UserUpdate(BaseModel):
     """An administrator's change to a user; fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"role": "viewer", "is_active": True}}
+    )
 
     full_name: FullName | None = None
     role: Role | None = None

@@ -1,13 +1,15 @@
 """Business rules of the auth module: accounts, sign-in, sessions and tokens."""
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import anyio
-from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy import Select, case, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from src.auth import jwt, utils
 from src.auth.config import auth_settings
@@ -25,8 +27,8 @@ from src.auth.exceptions import (
 )
 from src.auth.models import AuthSession, LoginThrottle, RefreshToken, User
 from src.auth.schemas import MeUpdate, PasswordChange, RegisterRequest, TokenPair, UserUpdate
-from src.database import insert_for, utcnow
-from src.dependencies import PageParams
+from src.database import escape_like, insert_for, utcnow
+from src.schemas import PageParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +45,21 @@ class ClientInfo:
     ip_address: str | None
 
 
-# Passwords: argon2 is deliberately slow, so it never runs on the event loop.
+# Passwords: argon2 is deliberately slow and memory-hungry (19 MiB a hash), so it runs in worker
+# threads, never on the event loop, and at most one per core at a time: a flood of sign-ins
+# queues here instead of exhausting memory or the threads other work needs. Callers release
+# their database connection before they get here, so waiting holds no connection either.
+_password_hashing = anyio.CapacityLimiter(os.cpu_count() or 1)
 
 
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(utils.hash_password, password)
+    return await anyio.to_thread.run_sync(utils.hash_password, password, limiter=_password_hashing)
 
 
 async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
-    return await anyio.to_thread.run_sync(utils.verify_password, password, password_hash)
+    return await anyio.to_thread.run_sync(
+        utils.verify_password, password, password_hash, limiter=_password_hashing
+    )
 
 
 # Users.
@@ -118,10 +126,6 @@ _USER_SORT_COLUMNS = {
 }
 
 
-def escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def list_users(
     session: AsyncSession,
     *,
@@ -141,81 +145,108 @@ async def list_users(
 
 async def update_user(session: AsyncSession, *, user: User, data: UserUpdate) -> User:
     changes = data.model_dump(exclude_unset=True)
-    stays_active_admin = changes.get("role", user.role) == Role.ADMIN and changes.get(
-        "is_active", user.is_active
-    )
-    if user.role == Role.ADMIN and user.is_active and not stays_active_admin:
-        await _ensure_another_active_admin(session, user=user)
     deactivated = user.is_active and changes.get("is_active") is False
-    for field, value in changes.items():
-        setattr(user, field, value)
+    if _removes_an_active_admin(user, changes):
+        await _update_unless_last_admin(session, user=user, changes=changes)
+    else:
+        for field, value in changes.items():
+            setattr(user, field, value)
     if deactivated:
         await _revoke_sessions(session, user_id=user.id, now=utcnow())
     await session.commit()
     return user
 
 
-async def _ensure_another_active_admin(session: AsyncSession, *, user: User) -> None:
-    # Locking every active admin row (PostgreSQL) makes two admins demoting each other serialize.
-    admin_ids = await session.scalars(
+def _removes_an_active_admin(user: User, changes: dict[str, object]) -> bool:
+    stays_admin = changes.get("role", user.role) == Role.ADMIN and changes.get("is_active", user.is_active)
+    return user.role == Role.ADMIN and user.is_active and not stays_admin
+
+
+async def _update_unless_last_admin(session: AsyncSession, *, user: User, changes: dict[str, object]) -> None:
+    """Applies the change only while another active admin exists, checked inside the UPDATE itself.
+
+    On PostgreSQL the active admins' rows are locked first, so two admins demoting each other
+    serialize; SQLite serializes writers anyway, and the check in the statement sees the winner.
+    """
+    await session.execute(
         select(User.id).where(User.role == Role.ADMIN, User.is_active.is_(True)).with_for_update()
     )
-    if not any(admin_id != user.id for admin_id in admin_ids):
+    other = aliased(User)
+    another_admin = exists().where(other.role == Role.ADMIN, other.is_active.is_(True), other.id != user.id)
+    result = await session.execute(update(User).where(User.id == user.id, another_admin).values(**changes))
+    if result.rowcount != 1:
+        await session.rollback()
         raise LastAdmin
 
 
 # Sign-in throttling: per email, known or not, so a lockout says nothing about who has an account.
 
 
-async def _ensure_login_not_locked(session: AsyncSession, *, email: str, now: datetime) -> None:
-    locked_until = await session.scalar(
-        select(LoginThrottle.locked_until).where(LoginThrottle.email == email)
+def _lockout() -> timedelta:
+    return timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES)
+
+
+async def _reserve_password_attempt(session: AsyncSession, *, key: str, now: datetime) -> int:
+    """Counts an attempt before its password is checked, so parallel guesses cannot outrun the limit.
+
+    Returns the attempt's number in the current run of attempts; raises LoginLocked while the email
+    is locked or its attempts are used up. Commits, which also frees the connection for the hash.
+    """
+    throttle = LoginThrottle
+    starts_afresh = or_(throttle.last_attempt_at < now - _lockout(), throttle.locked_until <= now)
+    reserve = (
+        insert_for(session, LoginThrottle)
+        .values(email_hash=key, attempt_count=1, last_attempt_at=now)
+        .on_conflict_do_update(
+            index_elements=[throttle.email_hash],
+            set_={
+                "attempt_count": case((starts_afresh, 1), else_=throttle.attempt_count + 1),
+                "last_attempt_at": now,
+                "locked_until": None,
+            },
+            where=or_(throttle.locked_until.is_(None), throttle.locked_until <= now),
+        )
+        .returning(throttle.attempt_count)
     )
-    if locked_until is not None and locked_until > now:
-        raise LoginLocked(retry_after_seconds=int((locked_until - now).total_seconds()) + 1)
+    attempt = (await session.execute(reserve)).scalar_one_or_none()
+    locked_until = None
+    if attempt is None:
+        locked_until = await session.scalar(select(throttle.locked_until).where(throttle.email_hash == key))
+    await session.commit()
+    if attempt is None or attempt > auth_settings.LOGIN_MAX_FAILURES:
+        until = locked_until or now + _lockout()
+        raise LoginLocked(retry_after_seconds=int((until - now).total_seconds()) + 1)
+    return attempt
 
 
-async def _record_login_failure(session: AsyncSession, *, email: str, now: datetime) -> None:
-    """Counts a failure (committed even though the request fails) and locks at the limit."""
-    window_start = now - timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES)
-    insert = insert_for(session, LoginThrottle).values(email=email, failure_count=1, last_failure_at=now)
-    stale = LoginThrottle.last_failure_at < window_start
-    upsert = insert.on_conflict_do_update(
-        index_elements=[LoginThrottle.email],
-        set_={
-            "failure_count": case((stale, 1), else_=LoginThrottle.failure_count + 1),
-            "last_failure_at": now,
-        },
-    ).returning(LoginThrottle.failure_count)
-    failures = (await session.execute(upsert)).scalar_one()
-    if failures >= auth_settings.LOGIN_MAX_FAILURES:
+async def _record_failed_attempt(session: AsyncSession, *, key: str, attempt: int, now: datetime) -> None:
+    """The failure was counted when the attempt was reserved; the last allowed one locks the email."""
+    if attempt >= auth_settings.LOGIN_MAX_FAILURES:
         await session.execute(
             update(LoginThrottle)
-            .where(LoginThrottle.email == email)
-            .values(
-                failure_count=0, locked_until=now + timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES)
-            )
+            .where(LoginThrottle.email_hash == key)
+            .values(attempt_count=0, locked_until=now + _lockout())
         )
-    await session.commit()
+        await session.commit()
 
 
-async def _clear_login_failures(session: AsyncSession, *, email: str) -> None:
-    await session.execute(LoginThrottle.__table__.delete().where(LoginThrottle.email == email))
+async def _clear_attempts(session: AsyncSession, *, key: str) -> None:
+    await session.execute(delete(LoginThrottle).where(LoginThrottle.email_hash == key))
 
 
 async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
     """The active user with this email and password; unknown emails cost the same as wrong passwords."""
-    email = utils.normalize_email(email)
     now = utcnow()
-    await _ensure_login_not_locked(session, email=email, now=now)
+    key = utils.login_throttle_key(email)
     user = await get_user_by_email(session, email=email)
+    attempt = await _reserve_password_attempt(session, key=key, now=now)
     matches, upgraded_hash = await verify_password(password, user.password_hash if user else None)
     if user is None or not matches or not user.is_active:
-        await _record_login_failure(session, email=email, now=now)
+        await _record_failed_attempt(session, key=key, attempt=attempt, now=now)
         raise InvalidCredentials
     if upgraded_hash is not None:
         user.password_hash = upgraded_hash
-    await _clear_login_failures(session, email=email)
+    await _clear_attempts(session, key=key)
     return user
 
 
@@ -223,13 +254,14 @@ async def change_password(session: AsyncSession, *, caller: Authenticated, data:
     """Sets a new password and ends every other session; wrong guesses count toward the lockout."""
     user = caller.user
     now = utcnow()
-    await _ensure_login_not_locked(session, email=user.email, now=now)
+    key = utils.login_throttle_key(user.email)
+    attempt = await _reserve_password_attempt(session, key=key, now=now)
     matches, _ = await verify_password(data.current_password, user.password_hash)
     if not matches:
-        await _record_login_failure(session, email=user.email, now=now)
+        await _record_failed_attempt(session, key=key, attempt=attempt, now=now)
         raise WrongPassword
     user.password_hash = await hash_password(data.new_password)
-    await _clear_login_failures(session, email=user.email)
+    await _clear_attempts(session, key=key)
     await _revoke_sessions(session, user_id=user.id, now=now, keep=caller.session.id)
     await session.commit()
 

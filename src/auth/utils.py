@@ -1,8 +1,10 @@
 """Pure helpers of the auth module: email normalization, password hashing, refresh-token values."""
 
+import contextlib
 import hashlib
 import secrets
 
+from email_validator import EmailNotValidError, validate_email
 from passlib.context import CryptContext
 
 # argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane); hashes made with other
@@ -19,7 +21,20 @@ DUMMY_PASSWORD_HASH = password_context.hash(secrets.token_urlsafe(16))
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """The one form an email is stored, looked up and throttled under, whoever typed it how.
+
+    Unicode and domain normalization (email-validator's), then lower case; text that is not an
+    email at all (a sign-in typo) is only trimmed and lowered, and simply matches no one.
+    """
+    text = email.strip()
+    with contextlib.suppress(EmailNotValidError):
+        text = validate_email(text, check_deliverability=False).normalized
+    return text.lower()
+
+
+def login_throttle_key(email: str) -> str:
+    """A fixed-size key for the throttle: any string a client types fits, and none is stored."""
+    return hashlib.sha256(normalize_email(email).encode()).hexdigest()
 
 
 def hash_password(password: str) -> str:

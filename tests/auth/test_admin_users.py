@@ -1,5 +1,6 @@
 """Admin-only user management: list, read and change users under /api/v1/auth/users."""
 
+import asyncio
 import uuid
 
 import pytest
@@ -708,3 +709,26 @@ async def test_promoted_user_gains_admin_access_with_their_existing_token(
     await client.patch(f"{USERS}/{user.id}", json={"role": "admin"}, headers=admin_headers)
 
     assert (await client.get(USERS, headers=user_headers)).status_code == 200
+
+
+async def test_list_users_refuses_control_characters_in_the_search(client, admin_headers):
+    response = await client.get(USERS, params={"q": "a\x00b"}, headers=admin_headers)
+
+    assert_problem(response, 422, "VALIDATION_ERROR")
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(client, make_user, login, db):
+    first = await make_user(role=Role.ADMIN)
+    second = await make_user(role=Role.ADMIN)
+    first_headers, second_headers = bearer(await login(first)), bearer(await login(second))
+
+    responses = await asyncio.gather(
+        client.patch(f"{USERS}/{second.id}", json={"role": "viewer"}, headers=first_headers),
+        client.patch(f"{USERS}/{first.id}", json={"role": "viewer"}, headers=second_headers),
+    )
+
+    assert sorted(r.status_code for r in responses) != [200, 200]
+    assert all(r.status_code in (200, 403, 409, 503) for r in responses)
+    db.expire_all()
+    admins = await db.scalars(select(User).where(User.role == Role.ADMIN, User.is_active.is_(True)))
+    assert len(list(admins)) >= 1

@@ -1,8 +1,9 @@
 """The current user's own account: GET/PATCH /me and POST /me/password."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from src import database
 from src.auth.config import auth_settings
 from src.auth.constants import Role
 from src.auth.models import AuthSession, User
@@ -353,3 +354,31 @@ async def test_successful_password_change_resets_the_failure_count(client, alice
         assert (await sign_in(client, alice.email, WRONG_PASSWORD)).status_code == 401
 
     assert (await sign_in(client, alice.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_update_me_refuses_control_characters(client, make_user, auth_headers):
+    user = await make_user(full_name="Unchanged")
+
+    response = await client.patch(ME, json={"full_name": "new\nname"}, headers=await auth_headers(user))
+
+    assert_problem(response, 422, "VALIDATION_ERROR")
+    assert (await client.get(ME, headers=await auth_headers(user))).json()["full_name"] == "Unchanged"
+
+
+async def test_me_costs_one_query_for_user_and_session(client, make_user, auth_headers):
+    headers = await auth_headers(await make_user())
+    statements = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        response = await client.get(ME, headers=headers)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+
+    assert response.status_code == 200
+    assert len(statements) == 1
+    assert "users" in statements[0]
+    assert "auth_sessions" in statements[0]

@@ -102,3 +102,11 @@ async def test_losing_a_registration_race_is_409_not_500(client, db, monkeypatch
     assert response.status_code == 409
     assert response.json()["code"] == "EMAIL_TAKEN"
     assert len(list(await db.scalars(select(User)))) == 1
+
+
+async def test_control_characters_in_a_name_are_422_not_a_database_error(client, db):
+    response = await client.post(REGISTER, json=registration(full_name="Ada\x00Lovelace"))
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "full_name"]
+    assert await db.scalar(select(User)) is None

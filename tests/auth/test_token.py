@@ -1,14 +1,19 @@
 """Sign-in: the OAuth2 password grant, throttling without user enumeration, password hashing."""
 
+import asyncio
+import os
 import threading
+import time
 from datetime import timedelta
 
 from passlib.context import CryptContext
 from sqlalchemy import select, update
 
+from src import database
 from src.auth import utils
 from src.auth.config import auth_settings
 from src.auth.models import AuthSession, LoginThrottle, User
+from src.auth.utils import login_throttle_key
 from src.database import utcnow
 from tests.conftest import DEFAULT_PASSWORD, bearer
 
@@ -218,7 +223,7 @@ async def test_lockout_ends_after_its_period(client, make_user, db):
     await fail_logins(client, user.email, 5)
     await db.execute(
         update(LoginThrottle)
-        .where(LoginThrottle.email == user.email)
+        .where(LoginThrottle.email_hash == login_throttle_key(user.email))
         .values(locked_until=utcnow() - timedelta(seconds=1))
     )
     await db.commit()
@@ -232,7 +237,7 @@ async def test_old_failures_do_not_add_up_to_a_lockout(client, make_user, db):
     user = await make_user()
     await fail_logins(client, user.email, 4)
     stale = utcnow() - timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES + 1)
-    await db.execute(update(LoginThrottle).values(last_failure_at=stale))
+    await db.execute(update(LoginThrottle).values(last_attempt_at=stale))
     await db.commit()
 
     await fail_logins(client, user.email, 1)
@@ -258,3 +263,74 @@ async def test_token_rejects_missing_and_oversized_fields(client):
 
     assert missing.status_code == oversized.status_code == 422
     assert "p" * 100 not in oversized.text
+
+
+async def test_parallel_guesses_cannot_outrun_the_lockout(client, make_user, monkeypatch):
+    user = await make_user()
+    checked = []
+    real_verify = utils.verify_password
+    monkeypatch.setattr(utils, "verify_password", lambda *args: checked.append(1) or real_verify(*args))
+
+    responses = await asyncio.gather(
+        *(client.post(TOKEN, data=credentials(user.email, f"guess number {n}")) for n in range(20))
+    )
+
+    statuses = [response.status_code for response in responses]
+    assert len(checked) <= auth_settings.LOGIN_MAX_FAILURES
+    assert statuses.count(401) <= auth_settings.LOGIN_MAX_FAILURES
+    assert statuses.count(429) >= 20 - auth_settings.LOGIN_MAX_FAILURES
+
+
+async def test_password_checks_hold_no_database_connection_and_run_one_per_core(
+    client, make_user, monkeypatch
+):
+    users = [await make_user() for _ in range(4)]
+    running, peak, held = [0], [0], []
+    lock = threading.Lock()
+    real_verify = utils.verify_password
+
+    def observed_verify(*args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            held.append(database.engine.sync_engine.pool.checkedout())
+        try:
+            time.sleep(0.05)
+            return real_verify(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(utils, "verify_password", observed_verify)
+
+    alone = await client.post(TOKEN, data=credentials(users[0].email))
+    responses = await asyncio.gather(*(client.post(TOKEN, data=credentials(u.email)) for u in users * 2))
+
+    assert alone.status_code == 200
+    assert held[0] == 0  # the request gave its connection back before hashing
+    assert all(response.status_code == 200 for response in responses)
+    assert peak[0] <= (os.cpu_count() or 1)
+
+
+async def test_control_characters_in_the_username_are_422_not_500(client):
+    response = await client.post(TOKEN, data=credentials("ada\x00@example.org"))
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "username"]
+
+
+async def test_a_username_that_grows_when_lowercased_is_just_wrong(client):
+    response = await client.post(TOKEN, data=credentials("\u0130" * 320))
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "INVALID_CREDENTIALS"
+
+
+async def test_sign_in_normalizes_the_email_exactly_as_registration_did(client):
+    for typed in ("Jose\u0301@example.org", "ada@\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.net"):
+        body = {"email": typed, "password": DEFAULT_PASSWORD, "full_name": "Unicode"}
+        assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
+
+        response = await client.post(TOKEN, data=credentials(typed))
+
+        assert response.status_code == 200, typed

@@ -21,11 +21,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "login_throttles",
-        sa.Column("email", sa.String(length=320), nullable=False),
-        sa.Column("failure_count", sa.Integer(), nullable=False),
-        sa.Column("last_failure_at", src.database.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("email_hash", sa.String(length=64), nullable=False),
+        sa.Column("attempt_count", sa.Integer(), nullable=False),
+        sa.Column("last_attempt_at", src.database.UTCDateTime(timezone=True), nullable=False),
         sa.Column("locked_until", src.database.UTCDateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("email", name=op.f("pk_login_throttles")),
+        sa.PrimaryKeyConstraint("email_hash", name=op.f("pk_login_throttles")),
     )
     op.create_table(
         "users",
