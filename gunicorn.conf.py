@@ -15,10 +15,17 @@ def _int_from_env(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set), not all the host has."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 wsgi_app = "src.app:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = [os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")]
-workers = _int_from_env("WEB_CONCURRENCY", os.cpu_count() or 1)
+workers = _int_from_env("WEB_CONCURRENCY", usable_cores())
 
 # A worker silent this long is killed and replaced; on shutdown, requests get this long to finish.
 timeout = _int_from_env("GUNICORN_TIMEOUT", 60)

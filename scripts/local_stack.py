@@ -10,6 +10,7 @@ start. Ctrl-C stops everything. The stack tests (tests/stack/) use the same func
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -45,7 +46,7 @@ def render_nginx_config(
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
     server = (NGINX_DIR / "default.conf").read_text(encoding="utf-8")
-    server = replace_once(server, "server api:8000 ", f"server {upstream} ", source="default.conf")
+    server = replace_once(server, "server api:8000;", f"server {upstream};", source="default.conf")
     server = replace_once(server, "listen 80 ", f"listen {listen} ", source="default.conf")
     server = replace_once(server, "${MAX_UPLOAD_MB}", str(max_upload_mb), source="default.conf")
     (target / "default.conf").write_text(server, encoding="utf-8")
@@ -88,6 +89,7 @@ def start_nginx(config: Path) -> subprocess.Popen[bytes]:
             [nginx_binary(), "-p", str(config.parent), "-c", str(config), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            start_new_session=True,  # its own process group, so stop() can reach the workers too
         )
 
 
@@ -104,6 +106,7 @@ def start_gunicorn(*, bind: str, workers: int, env: Mapping[str, str], log: Path
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            start_new_session=True,  # its own process group, so stop() can reach the workers too
         )
 
 
@@ -128,16 +131,22 @@ def wait_until_answering(
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
-def stop(process: subprocess.Popen[bytes], *, timeout: float = 15.0) -> None:
-    """SIGTERM (a graceful stop for both gunicorn and nginx), then SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
+# Longer than gunicorn's graceful_timeout (30s), so a graceful stop is never cut short.
+STOP_TIMEOUT_SECONDS = 40.0
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+    """SIGTERM (a graceful stop for gunicorn and nginx), then SIGKILL to the whole process group.
+
+    Killing only the master would leave its workers running, still bound to the port.
+    """
+    if process.poll() is None:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever the group still has: orphaned workers
+    process.wait(timeout=timeout)
 
 
 def main() -> None:
@@ -153,20 +162,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    env = dict(os.environ) | {"FORWARDED_ALLOW_IPS": "127.0.0.1"}
-    work = Path(tempfile.mkdtemp(prefix="studybase-stack-"))
-    config = render_nginx_config(
-        work,
-        listen=f"127.0.0.1:{args.port}",
-        upstream=f"127.0.0.1:{args.api_port}",
-        max_upload_mb=args.max_upload_mb,
-    )
-    checked = check_nginx_config(config)
-    if checked.returncode != 0:
-        raise SystemExit(f"nginx -t failed:\n{checked.stderr}")
     if args.check:
-        print("nginx -t: the committed configuration is valid")
+        check_only(max_upload_mb=args.max_upload_mb)
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a SIGTERM'd runner still stops its children
+    work = Path(tempfile.mkdtemp(prefix="studybase-stack-"))
+    work.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
+    config = rendered_and_checked(work / "nginx", args.port, args.api_port, args.max_upload_mb)
+    env = dict(os.environ) | {"FORWARDED_ALLOW_IPS": "127.0.0.1"}
     migrate(env)
     gunicorn = start_gunicorn(
         bind=f"127.0.0.1:{args.api_port}", workers=args.workers, env=env, log=work / "gunicorn.log"
@@ -177,14 +180,33 @@ def main() -> None:
         nginx = start_nginx(config)
         wait_until_answering(f"http://127.0.0.1:{args.port}/healthz", process=nginx)
         print(f"Studybase through nginx: http://127.0.0.1:{args.port}/docs  (logs in {work}; Ctrl-C stops)")
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        gunicorn.wait()
+        exit_code = gunicorn.wait()
+        raise SystemExit(f"gunicorn exited with {exit_code}; see {work / 'gunicorn.log'}")
     except KeyboardInterrupt:
         pass
     finally:
         if nginx is not None:
             stop(nginx)
         stop(gunicorn)
+
+
+def rendered_and_checked(target: Path, port: int, api_port: int, max_upload_mb: int) -> Path:
+    config = render_nginx_config(
+        target, listen=f"127.0.0.1:{port}", upstream=f"127.0.0.1:{api_port}", max_upload_mb=max_upload_mb
+    )
+    checked = check_nginx_config(config)
+    if checked.returncode != 0:
+        raise SystemExit(f"nginx -t failed:\n{checked.stderr}")
+    return config
+
+
+def check_only(*, max_upload_mb: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="studybase-nginx-check-"))
+    try:
+        rendered_and_checked(work / "nginx", 18080, 18000, max_upload_mb)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("nginx -t: the committed configuration is valid")
 
 
 if __name__ == "__main__":

@@ -69,8 +69,27 @@ def test_data_lives_on_named_volumes(compose, services):
 def test_database_and_api_sit_on_an_internal_network(compose, services):
     assert compose["networks"]["backend"]["internal"] is True
     assert services["db"]["networks"] == ["backend"]
-    assert services["api"]["networks"] == ["backend"]
+    assert list(services["api"]["networks"]) == ["backend"]
     assert set(services["nginx"]["networks"]) == {"frontend", "backend"}
+
+
+def test_api_keeps_a_fixed_address_nginx_can_find_after_a_recreate(services):
+    api_address = services["api"]["networks"]["backend"]["ipv4_address"]
+
+    assert api_address.startswith("172.28.10.")
+    assert api_address != services["nginx"]["networks"]["backend"]["ipv4_address"]
+    assert services["nginx"]["depends_on"]["api"]["restart"] is True
+
+
+def test_api_gets_longer_to_stop_than_gunicorns_graceful_timeout(services, monkeypatch):
+    grace = services["api"]["stop_grace_period"]
+
+    assert grace.endswith("s")
+    assert int(grace[:-1]) > load_gunicorn_config(monkeypatch)["graceful_timeout"]
+
+
+def test_db_readiness_is_checked_over_tcp(services):
+    assert "pg_isready -h 127.0.0.1" in " ".join(services["db"]["healthcheck"]["test"])
 
 
 def test_api_trusts_forwarded_headers_only_from_nginx(services):
@@ -175,7 +194,8 @@ def test_gunicorn_runs_the_app_factory_on_uvicorn_workers(monkeypatch):
 
 
 def test_gunicorn_workers_default_to_the_cores_and_follow_web_concurrency(monkeypatch):
-    assert load_gunicorn_config(monkeypatch)["workers"] == (os.cpu_count() or 1)
+    config = load_gunicorn_config(monkeypatch)
+    assert config["workers"] == config["usable_cores"]() >= 1
     assert load_gunicorn_config(monkeypatch, WEB_CONCURRENCY="3")["workers"] == 3
 
 
@@ -197,7 +217,7 @@ def test_gunicorn_logs_json(monkeypatch):
 
 def test_rendering_refuses_a_config_that_drifted():
     with pytest.raises(ConfigDrift):
-        replace_once("listen 80 default_server;", "server api:8000 ", "x", source="default.conf")
+        replace_once("listen 80 default_server;", "server api:8000;", "x", source="default.conf")
 
 
 def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
@@ -205,7 +225,7 @@ def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
 
     server = (tmp_path / "nginx" / "default.conf").read_text(encoding="utf-8")
     committed = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
-    assert server == committed.replace("server api:8000 ", "server 127.0.0.1:18000 ").replace(
+    assert server == committed.replace("server api:8000;", "server 127.0.0.1:18000;").replace(
         "listen 80 ", "listen 127.0.0.1:18080 "
     ).replace("${MAX_UPLOAD_MB}", "100")
     assert "include /etc/nginx/conf.d" not in config.read_text(encoding="utf-8")

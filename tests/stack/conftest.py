@@ -4,12 +4,16 @@ Skipped with a reason when nginx or PostgreSQL is missing, except under CI (CI=t
 missing piece fails the run. Every process is stopped and the database dropped, even on failure.
 """
 
+import itertools
+import json
 import os
 import shutil
 import socket
 import sys
+import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from scripts import local_stack
 
@@ -36,6 +41,18 @@ class Stack:
     @property
     def access_log(self) -> Path:
         return self.work_dir / "nginx" / "access.log"
+
+    def access_log_entry(self, request_id: str, timeout: float = 3.0) -> dict:
+        """nginx writes the line after the response is sent: wait for it briefly."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.access_log.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["request_id"] == request_id:
+                    return entry
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no access log line with request id {request_id}")
+            time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -68,31 +85,43 @@ def stack_database() -> Iterator[str]:
     name = f"studybase_stack_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(STACK_POSTGRES_URL, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    server = STACK_POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     try:
-        yield f"{server}/{name}"
+        yield (
+            make_url(STACK_POSTGRES_URL)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
     finally:
         with psycopg.connect(STACK_POSTGRES_URL, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture(scope="session")
-def stack(stack_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    work_dir = tmp_path_factory.mktemp("stack")
-    work_dir.chmod(0o755)
-    api_port, nginx_port = free_port(), free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TEST_", "DATABASE_", "SECRET_", "LOGIN_", "OPEN_", "CORS_", "ENVIRONMENT"))
-    } | {
+def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
+    """Every setting the stack relies on, set explicitly: a developer's `.env` must not leak in."""
+    return dict(os.environ) | {
         "ENVIRONMENT": "production",
-        "DATABASE_URL": stack_database,
+        "DATABASE_URL": database_url,
         "SECRET_KEY": STACK_SECRET_KEY,
         "UPLOAD_DIR": str(work_dir / "uploads"),
+        "CORS_ORIGINS": "",
+        "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
+        "REFRESH_TOKEN_EXPIRE_DAYS": "14",
+        "OPEN_REGISTRATION": "true",
+        "LOGIN_MAX_FAILURES": "5",
+        "LOGIN_LOCKOUT_MINUTES": "15",
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
         "LOG_LEVEL": "INFO",
     }
+
+
+@pytest.fixture(scope="session")
+def stack(stack_database: str) -> Iterator[Stack]:
+    # Not under pytest's 0700 temp folder: nginx workers (nobody, when root starts nginx) buffer
+    # request bodies to files in here and must be able to reach it.
+    work_dir = Path(tempfile.mkdtemp(prefix="studybase-stack-tests-"))
+    work_dir.chmod(0o755)
+    api_port, nginx_port = free_port(), free_port()
+    env = stack_environment(stack_database, work_dir)
     local_stack.migrate(env)
     config = local_stack.render_nginx_config(
         work_dir / "nginx",
@@ -118,10 +147,33 @@ def stack(stack_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         if nginx is not None:
             local_stack.stop(nginx)
         local_stack.stop(gunicorn)
-        shutil.rmtree(work_dir / "nginx" / "client_body", ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# Rate limits are per client address: every test speaks from an address of its own on the
+# loopback network (127.0.0.0/8), so no test spends another's budget.
+_client_addresses = (f"127.0.{n // 250}.{n % 250 + 2}" for n in itertools.count(1))
+
+
+def fresh_client_address() -> str:
+    return next(_client_addresses)
 
 
 @pytest.fixture
-def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
-        yield client
+def client_from(stack: Stack) -> Iterator[Callable[..., httpx.Client]]:
+    """`http = client_from()`: a client to nginx from a fresh loopback address (or the one given)."""
+    clients: list[httpx.Client] = []
+
+    def new_client(address: str | None = None) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address=address or fresh_client_address())
+        clients.append(httpx.Client(base_url=stack.base_url, transport=transport, timeout=10))
+        return clients[-1]
+
+    yield new_client
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def http(client_from) -> httpx.Client:
+    return client_from()

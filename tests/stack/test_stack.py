@@ -1,13 +1,14 @@
 """Through nginx to gunicorn to PostgreSQL, as real processes (see conftest.py).
 
-The login flood runs last: it empties the sign-in rate-limit bucket for this client address.
+Each test speaks from its own loopback address, so the per-address rate limits of one test
+never spend another's budget.
 """
 
-import json
 import os
 import re
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -15,12 +16,20 @@ import pytest
 
 from scripts import local_stack
 from tests.conftest import assert_problem, bearer
-from tests.stack.conftest import STACK_MAX_UPLOAD_MB, Stack, free_port
+from tests.stack.conftest import STACK_MAX_UPLOAD_MB, Stack, free_port, fresh_client_address
 
 pytestmark = pytest.mark.stack
 
 MB = 1024 * 1024
-SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "content-security-policy", "cache-control")
+SECURITY_HEADERS = (
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "content-security-policy",
+    "cross-origin-opener-policy",
+    "permissions-policy",
+    "cache-control",
+)
 
 
 def register_and_sign_in(http: httpx.Client, email: str, **headers: str) -> dict:
@@ -41,6 +50,15 @@ def assert_headers_once(response: httpx.Response) -> None:
         assert len(response.headers.get_list(name)) == 1, (name, response.headers.get_list(name))
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def flood_until_429(http: httpx.Client, send, limit: int = 40) -> list[httpx.Response]:
+    responses = []
+    for attempt in range(limit):
+        responses.append(send(attempt))
+        if responses[-1].status_code == 429 and responses[-1].json()["code"] == "RATE_LIMITED":
+            break
+    return responses
 
 
 def worker_pids(master_pid: int) -> set[int]:
@@ -66,14 +84,23 @@ def test_register_token_me_refresh_logout_through_nginx(http):
     assert after.headers["www-authenticate"] == "Bearer"
 
 
-def test_a_forged_x_forwarded_for_never_reaches_the_app_as_the_client(http):
+def test_the_app_sees_the_real_client_address_never_a_forged_one(client_from):
+    address = fresh_client_address()
+    http = client_from(address)
     tokens = register_and_sign_in(http, "forger@example.org", **{"X-Forwarded-For": "6.6.6.6"})
 
     sessions = http.get(
         "/api/v1/auth/sessions", headers=bearer(tokens) | {"X-Forwarded-For": "6.6.6.6, 7.7.7.7"}
     ).json()
 
-    assert [session["ip_address"] for session in sessions] == ["127.0.0.1"]
+    assert [session["ip_address"] for session in sessions] == [address]
+
+
+def test_redirects_point_back_through_nginx_with_host_port_and_scheme(http, stack: Stack):
+    response = http.get("/api/v1/auth/me/", follow_redirects=False)
+
+    assert response.status_code in (301, 302, 307, 308)
+    assert response.headers["location"] == f"{stack.base_url}/api/v1/auth/me"
 
 
 def test_bodies_over_the_default_limit_get_413_problem(http):
@@ -85,8 +112,16 @@ def test_bodies_over_the_default_limit_get_413_problem(http):
     assert_headers_once(response)
 
 
+def test_bodies_nginx_buffers_to_disk_reach_the_api(http):
+    body = b'{"email": "' + b"x" * (200 * 1024) + b'"}'  # larger than nginx's in-memory body buffer
+
+    response = http.post("/api/v1/auth/register", content=body, headers={"Content-Type": "application/json"})
+
+    assert_problem(response, 422, "VALIDATION_ERROR")
+
+
 def test_sample_file_uploads_may_be_larger_up_to_max_upload_mb(http):
-    path = "/api/v1/studies/0b6c1e9e-0000-4000-8000-000000000000/sample-files"
+    path = f"/api/v1/studies/{uuid.uuid4()}/sample-files"
     under = http.post(path, content=b"x" * (STACK_MAX_UPLOAD_MB * MB - MB // 2))
     over = http.post(path, content=b"x" * (STACK_MAX_UPLOAD_MB * MB + MB))
 
@@ -98,7 +133,7 @@ def test_sample_file_uploads_may_be_larger_up_to_max_upload_mb(http):
 def test_security_headers_appear_exactly_once_on_proxied_and_nginx_responses(http):
     proxied_ok = http.get("/api/v1/health")
     proxied_error = http.get("/api/v1/no-such-route")
-    nginx_error = http.request("TRACE", "/api/v1/health")
+    nginx_error = http.request("PROPFIND", "/api/v1/health")
 
     for response in (proxied_ok, proxied_error, nginx_error):
         assert_headers_once(response)
@@ -109,7 +144,7 @@ def test_server_does_not_reveal_its_version(http):
     assert http.get("/api/v1/health").headers["server"] == "nginx"
 
 
-def test_request_id_is_passed_through_or_made_by_nginx(http):
+def test_request_id_is_passed_through_or_made_by_nginx(http, stack: Stack):
     sent = http.get("/api/v1/health", headers={"X-Request-ID": "trace-abc.123"})
     made = http.get("/api/v1/health")
     hostile = http.get("/api/v1/health", headers={"X-Request-ID": 'a"b<script>'})
@@ -117,10 +152,12 @@ def test_request_id_is_passed_through_or_made_by_nginx(http):
     assert sent.headers["x-request-id"] == "trace-abc.123"
     assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
     assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["x-request-id"])
+    # nginx made the id and passed it on: its log line and the API's response carry the same one
+    assert stack.access_log_entry(made.headers["x-request-id"])["uri"] == "/api/v1/health"
 
 
 def test_only_the_listed_methods_are_allowed(http):
-    response = http.request("TRACE", "/api/v1/health")
+    response = http.request("PROPFIND", "/api/v1/health")
 
     assert_problem(response, 405, "METHOD_NOT_ALLOWED")
     assert "PATCH" in response.headers["allow"]
@@ -135,17 +172,15 @@ def test_json_is_gzipped(http):
 
 
 def test_access_log_is_json_with_request_id_and_upstream_time_and_skips_healthz(http, stack: Stack):
-    http.get("/healthz")
+    http.get("/healthz", headers={"X-Request-ID": "healthz-probe-1"})
     http.get("/api/v1/health", headers={"X-Request-ID": "logged-request-1"})
 
-    entries = [json.loads(line) for line in stack.access_log.read_text().splitlines()]
+    logged = stack.access_log_entry("logged-request-1")
 
-    logged = [entry for entry in entries if entry["request_id"] == "logged-request-1"]
-    assert len(logged) == 1
-    assert logged[0]["uri"] == "/api/v1/health"
-    assert logged[0]["status"] == 200
-    assert float(logged[0]["upstream_time"]) >= 0
-    assert not [entry for entry in entries if entry["uri"] == "/healthz"]
+    assert logged["uri"] == "/api/v1/health"
+    assert logged["status"] == 200
+    assert float(logged["upstream_time"]) >= 0
+    assert "healthz-probe-1" not in stack.access_log.read_text()
 
 
 def test_killing_a_worker_does_not_take_the_api_down(http, stack: Stack):
@@ -189,16 +224,43 @@ def test_an_unreachable_api_gets_503_problem_from_nginx(stack: Stack):
 
 
 def test_a_login_flood_gets_429_problem_from_nginx(http):
-    statuses = []
-    for attempt in range(30):
-        response = http.post(
-            "/api/v1/auth/token", data={"username": "flood@example.org", "password": f"guess {attempt}"}
-        )
-        statuses.append(response.status_code)
-        if response.status_code == 429 and response.json()["code"] == "RATE_LIMITED":
-            break
+    responses = flood_until_429(
+        http,
+        lambda n: http.post(
+            "/api/v1/auth/token", data={"username": "flood@example.org", "password": f"guess {n}"}
+        ),
+    )
 
-    assert statuses[-1] == 429
-    assert_problem(response, 429, "RATE_LIMITED")
-    assert int(response.headers["retry-after"]) > 0
-    assert_headers_once(response)
+    assert len(responses) <= 7  # 1 + a burst of 5, then refused
+    assert_problem(responses[-1], 429, "RATE_LIMITED")
+    assert responses[-1].headers["retry-after"] == "60"
+    assert_headers_once(responses[-1])
+
+
+def test_registration_and_refresh_share_the_strict_limit(http):
+    register = flood_until_429(
+        http, lambda n: http.post("/api/v1/auth/register", json={"email": f"r{n}@example.org"})
+    )
+    refresh = http.post("/api/v1/auth/refresh", json={"refresh_token": "x"})
+
+    assert_problem(register[-1], 429, "RATE_LIMITED")
+    assert len(register) <= 7
+    assert_problem(refresh, 429, "RATE_LIMITED")
+
+
+def test_cors_preflights_do_not_spend_the_sign_in_budget(http):
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    for _ in range(10):
+        http.options("/api/v1/auth/token", headers=preflight)
+
+    response = http.post("/api/v1/auth/token", data={"username": "cors@example.org", "password": "wrong one"})
+
+    assert response.status_code == 401
+
+
+def test_the_rest_of_the_api_has_a_looser_limit_with_a_short_retry(http):
+    responses = flood_until_429(http, lambda _: http.get("/api/v1/health"), limit=200)
+
+    assert len(responses) > 20  # far more than the sign-in zone allows
+    assert_problem(responses[-1], 429, "RATE_LIMITED")
+    assert responses[-1].headers["retry-after"] == "1"
