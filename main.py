@@ -1,10 +1,12 @@
-"""Run Studybase: `python main.py` serves the API; `migrate` and `create-admin EMAIL` manage the database."""
+"""Run Studybase: `python main.py` serves the API; `migrate`, `create-admin` and `promote-admin` manage it."""
 
 import argparse
 import getpass
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -77,6 +79,21 @@ async def create_admin(email: str, password: str, full_name: str) -> str:
     return f"Created admin {user.email} ({user.id})."
 
 
+async def promote_admin(email: str) -> str:
+    """Makes an existing account an active admin: the way back if no admin is left."""
+    from src.auth import service
+    from src.database import SessionFactory, engine
+
+    try:
+        async with SessionFactory() as session:
+            user = await service.promote_to_admin(session, email=email)
+    finally:
+        await engine.dispose()
+    if user is None:
+        raise SystemExit(f"Not promoted: there is no account with the email {email}.")
+    return f"Promoted {user.email} ({user.id}) to active admin."
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python main.py", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -87,6 +104,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     admin.add_argument("email")
     admin.add_argument("--full-name", default="Administrator")
+    promote = commands.add_parser("promote-admin", help="make an existing account an active admin")
+    promote.add_argument("email")
     return parser.parse_args(argv)
 
 
@@ -103,14 +122,21 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(describe_refused_settings(exc)) from None
 
 
+def run_async_command(command: Coroutine[Any, Any, str]) -> str:
+    from src.database import run_async
+
+    return run_async(command)
+
+
 def run_command(args: argparse.Namespace) -> None:
     if args.command == "migrate":
         migrate()
     elif args.command == "create-admin":
         migrate()
-        from src.database import run_async
-
-        print(run_async(create_admin(args.email, read_admin_password(), args.full_name)))
+        print(run_async_command(create_admin(args.email, read_admin_password(), args.full_name)))
+    elif args.command == "promote-admin":
+        migrate()
+        print(run_async_command(promote_admin(args.email)))
     else:
         serve()
 

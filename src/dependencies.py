@@ -1,11 +1,15 @@
-"""Dependencies shared across modules."""
+"""Dependencies shared across modules: who is calling, and which page of a list they want."""
 
 from typing import Annotated
 
 from fastapi import Depends, Query
 
+from src.auth.dependencies import AdminUser, CurrentUser
 from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from src.schemas import PageParams
+
+# The caller, typed: every module's routes take `user: CurrentUser` or `admin: AdminUser`.
+__all__ = ["AdminUser", "CurrentUser", "PageParams", "Pagination", "page_params"]
 
 
 async def page_params(

@@ -14,11 +14,10 @@ from sqlalchemy import update
 
 from src.auth import jwt
 from src.auth.constants import JWT_ALGORITHM, Role
-from src.auth.dependencies import AdminUser, CurrentUser
 from src.auth.models import User
 from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from src.database import utcnow
-from src.dependencies import PageParams, Pagination, page_params
+from src.dependencies import AdminUser, CurrentUser, PageParams, Pagination, page_params
 from src.exceptions import register_exception_handlers
 from src.middleware import RequestContextMiddleware
 from tests.conftest import TEST_SECRET_KEY, assert_problem, bearer

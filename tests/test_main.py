@@ -225,3 +225,21 @@ def test_refused_settings_stop_main_with_one_clear_line(tmp_path):
     assert lines[0].startswith("Refusing to start")
     assert "SECRET_KEY" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+async def test_promote_admin_makes_an_existing_account_an_active_admin(make_user, capsys):
+    user = await make_user(email="grace@example.org", role=Role.VIEWER, is_active=False)
+
+    await asyncio.to_thread(main.main, ["promote-admin", "  GRACE@example.org "])
+
+    (promoted,) = await users_with_email("grace@example.org")
+    assert (promoted.role, promoted.is_active) == (Role.ADMIN, True)
+    assert promoted.password_hash == user.password_hash
+    assert capsys.readouterr().out.strip() == f"Promoted grace@example.org ({user.id}) to active admin."
+
+
+async def test_promote_admin_of_an_unknown_email_exits_and_creates_nothing():
+    with pytest.raises(SystemExit, match=r"no account with the email nobody@example\.org"):
+        await main.promote_admin("nobody@example.org")
+
+    assert await users_with_email("nobody@example.org") == []

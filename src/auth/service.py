@@ -97,6 +97,15 @@ async def register_user(session: AsyncSession, *, data: RegisterRequest) -> User
     )
 
 
+async def promote_to_admin(session: AsyncSession, *, email: str) -> User | None:
+    user = await get_user_by_email(session, email=email)
+    if user is None:
+        return None
+    user.role, user.is_active = Role.ADMIN, True
+    await session.commit()
+    return user
+
+
 async def update_me(session: AsyncSession, *, user: User, data: MeUpdate) -> User:
     user.full_name = data.full_name
     await session.commit()
