@@ -77,15 +77,19 @@ async def create_user(
     session: AsyncSession, *, email: str, password: str, full_name: str, role: Role
 ) -> User:
     email = utils.normalize_email(email)
-    if await get_user_by_email(session, email=email) is not None:
+    taken = await get_user_by_email(session, email=email) is not None
+    await session.commit()  # ends the read: no connection is held while the password hashes
+    if taken:
         raise EmailTaken
     user = User(email=email, full_name=full_name, password_hash=await hash_password(password), role=role)
     session.add(user)
     try:
         await session.commit()
-    except IntegrityError as exc:  # a concurrent registration won the race for this email
+    except IntegrityError:
         await session.rollback()
-        raise EmailTaken from exc
+        if await get_user_by_email(session, email=email) is not None:
+            raise EmailTaken from None  # a concurrent registration won the race for this email
+        raise
     return user
 
 

@@ -1,6 +1,8 @@
 from sqlalchemy import select
 
+from src import database
 from src.auth import service as auth_service
+from src.auth import utils
 from src.auth.config import auth_settings
 from src.auth.models import User
 
@@ -93,10 +95,13 @@ async def test_register_accepts_the_longest_password(client):
 async def test_losing_a_registration_race_is_409_not_500(client, db, monkeypatch):
     await client.post(REGISTER, json=registration())
 
-    async def nobody_has_it(*_args, **_kwargs):
-        return None  # as if the other registration committed between our check and our insert
+    real_lookup, lookups = auth_service.get_user_by_email, []
 
-    monkeypatch.setattr(auth_service, "get_user_by_email", nobody_has_it)
+    async def first_lookup_misses(*args, **kwargs):
+        lookups.append(1)  # the first check runs before the other registration commits
+        return None if len(lookups) == 1 else await real_lookup(*args, **kwargs)
+
+    monkeypatch.setattr(auth_service, "get_user_by_email", first_lookup_misses)
     response = await client.post(REGISTER, json=registration(full_name="Second Ada"))
 
     assert response.status_code == 409
@@ -110,3 +115,18 @@ async def test_control_characters_in_a_name_are_422_not_a_database_error(client,
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", "full_name"]
     assert await db.scalar(select(User)) is None
+
+
+async def test_registration_holds_no_database_connection_while_hashing(client, monkeypatch):
+    held = []
+    real_hash = utils.hash_password
+    monkeypatch.setattr(
+        utils,
+        "hash_password",
+        lambda password: held.append(database.engine.sync_engine.pool.checkedout()) or real_hash(password),
+    )
+
+    response = await client.post(REGISTER, json=registration())
+
+    assert response.status_code == 201
+    assert held == [0]
