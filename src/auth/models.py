@@ -6,7 +6,13 @@ from datetime import datetime
 from sqlalchemy import Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from src.auth.constants import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, USER_AGENT_MAX_LENGTH, Role
+from src.auth.constants import (
+    EMAIL_MAX_LENGTH,
+    FULL_NAME_MAX_LENGTH,
+    IP_ADDRESS_MAX_LENGTH,
+    USER_AGENT_MAX_LENGTH,
+    Role,
+)
 from src.database import Base, Timestamps, UUIDPrimaryKey, utcnow
 
 
@@ -42,7 +48,7 @@ class AuthSession(UUIDPrimaryKey, Base):
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
-    ip_address: Mapped[str | None] = mapped_column(String(45))
+    ip_address: Mapped[str | None] = mapped_column(String(IP_ADDRESS_MAX_LENGTH))
 
 
 class RefreshToken(UUIDPrimaryKey, Base):

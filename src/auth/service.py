@@ -13,7 +13,13 @@ from sqlalchemy.orm import aliased
 
 from src.auth import jwt, utils
 from src.auth.config import auth_settings
-from src.auth.constants import REFRESH_TOKEN_BYTES, USER_AGENT_MAX_LENGTH, Role, UserSort
+from src.auth.constants import (
+    IP_ADDRESS_MAX_LENGTH,
+    REFRESH_TOKEN_BYTES,
+    USER_AGENT_MAX_LENGTH,
+    Role,
+    UserSort,
+)
 from src.auth.exceptions import (
     EmailTaken,
     InvalidCredentials,
@@ -314,8 +320,8 @@ async def login(session: AsyncSession, *, email: str, password: str, client: Cli
         user_id=user.id,
         created_at=now,
         expires_at=_refresh_expiry(now),
-        user_agent=client.user_agent[:USER_AGENT_MAX_LENGTH] if client.user_agent else None,
-        ip_address=client.ip_address,
+        user_agent=utils.storable_text(client.user_agent, USER_AGENT_MAX_LENGTH),
+        ip_address=utils.storable_text(client.ip_address, IP_ADDRESS_MAX_LENGTH),
     )
     session.add(auth_session)
     return await _issue_tokens(session, auth_session=auth_session, now=now)

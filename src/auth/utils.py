@@ -52,6 +52,13 @@ def verify_password(password: str, password_hash: str | None) -> tuple[bool, str
     return password_context.verify_and_update(password, password_hash)
 
 
+def storable_text(text: str | None, max_length: int) -> str | None:
+    """Client-supplied header text as it may be stored: no control characters, cut to the column."""
+    if text is None:
+        return None
+    return "".join(char for char in text if char.isprintable())[:max_length] or None
+
+
 def new_refresh_token(nbytes: int) -> str:
     return secrets.token_urlsafe(nbytes)
 

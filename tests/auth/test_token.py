@@ -334,3 +334,9 @@ async def test_sign_in_normalizes_the_email_exactly_as_registration_did(client):
         response = await client.post(TOKEN, data=credentials(typed))
 
         assert response.status_code == 200, typed
+
+
+def test_client_header_text_is_stored_printable_and_cut_to_its_column():
+    assert utils.storable_text("agent\x00/1.0\n" + "x" * 600, 512) == ("agent/1.0" + "x" * 600)[:512]
+    assert utils.storable_text("\x00\x01", 45) is None
+    assert utils.storable_text(None, 45) is None
