@@ -76,14 +76,18 @@ async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User | None:
 
 
 async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None:
-    return await session.scalar(select(User).where(User.email == utils.normalize_email(email)))
+    return await _user_with_normalized_email(session, utils.normalize_email(email))
+
+
+async def _user_with_normalized_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email))
 
 
 async def create_user(
     session: AsyncSession, *, email: str, password: str, full_name: str, role: Role
 ) -> User:
     email = utils.normalize_email(email)
-    taken = await get_user_by_email(session, email=email) is not None
+    taken = await _user_with_normalized_email(session, email) is not None
     await session.commit()  # ends the read: no connection is held while the password hashes
     if taken:
         raise EmailTaken
@@ -93,7 +97,7 @@ async def create_user(
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        if await get_user_by_email(session, email=email) is not None:
+        if await _user_with_normalized_email(session, email) is not None:
             raise EmailTaken from None  # a concurrent registration won the race for this email
         raise
     return user
@@ -256,8 +260,9 @@ async def _clear_attempts(session: AsyncSession, *, key: str) -> None:
 async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
     """The active user with this email and password; unknown emails cost the same as wrong passwords."""
     now = utcnow()
+    email = utils.normalize_email(email)  # once: email-validator is not free on this hot path
     key = utils.login_throttle_key(email)
-    user = await get_user_by_email(session, email=email)
+    user = await _user_with_normalized_email(session, email)
     attempt = await _reserve_password_attempt(session, key=key, now=now)
     matches, upgraded_hash = await verify_password(password, user.password_hash if user else None)
     if user is None or not matches or not user.is_active:

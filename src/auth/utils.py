@@ -32,9 +32,9 @@ def normalize_email(email: str) -> str:
     return text.lower()
 
 
-def login_throttle_key(email: str) -> str:
+def login_throttle_key(normalized_email: str) -> str:
     """A fixed-size key for the throttle: any string a client types fits, and none is stored."""
-    return hashlib.sha256(normalize_email(email).encode()).hexdigest()
+    return hashlib.sha256(normalized_email.encode()).hexdigest()
 
 
 def hash_password(password: str) -> str:

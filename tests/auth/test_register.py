@@ -95,13 +95,13 @@ async def test_register_accepts_the_longest_password(client):
 async def test_losing_a_registration_race_is_409_not_500(client, db, monkeypatch):
     await client.post(REGISTER, json=registration())
 
-    real_lookup, lookups = auth_service.get_user_by_email, []
+    real_lookup, lookups = auth_service._user_with_normalized_email, []
 
     async def first_lookup_misses(*args, **kwargs):
         lookups.append(1)  # the first check runs before the other registration commits
         return None if len(lookups) == 1 else await real_lookup(*args, **kwargs)
 
-    monkeypatch.setattr(auth_service, "get_user_by_email", first_lookup_misses)
+    monkeypatch.setattr(auth_service, "_user_with_normalized_email", first_lookup_misses)
     response = await client.post(REGISTER, json=registration(full_name="Second Ada"))
 
     assert response.status_code == 409
