@@ -8,27 +8,15 @@ Migrations are not run here: `python main.py migrate` runs once, before the work
 import os
 
 from src.logging import JsonFormatter
-
-
-def _int_from_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container's CPU set), not all the host has."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
+from src.workers import int_from_env, web_concurrency
 
 wsgi_app = "src.app:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = [os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")]
-workers = _int_from_env("WEB_CONCURRENCY", usable_cores())
+workers = web_concurrency()
 
 # A worker silent this long is killed and replaced; on shutdown, requests get this long to finish.
-timeout = _int_from_env("GUNICORN_TIMEOUT", 60)
+timeout = int_from_env("GUNICORN_TIMEOUT", 60)
 graceful_timeout = 30
 keepalive = 75  # longer than nginx's upstream keepalive_timeout (60s), so nginx closes first
 

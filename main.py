@@ -32,6 +32,8 @@ def serve() -> None:
 
     from src.config import settings
 
+    # One process serves here, not gunicorn's workers: its share of the cores is all of them.
+    os.environ.setdefault("WEB_CONCURRENCY", "1")
     migrate()
     uvicorn.run(
         "src.app:create_app",

@@ -140,6 +140,7 @@ def test_database_url_defaults_to_the_local_sqlite_file(monkeypatch):
         "REFRESH_TOKEN_EXPIRE_DAYS",
         "LOGIN_MAX_FAILURES",
         "LOGIN_LOCKOUT_MINUTES",
+        "PASSWORD_HASH_CONCURRENCY",
     ],
 )
 def test_auth_durations_and_limits_must_be_positive(name):

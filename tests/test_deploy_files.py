@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from scripts.local_stack import ConfigDrift, check_nginx_config, render_nginx_config, replace_once
+from src.workers import usable_cores
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
@@ -195,7 +196,7 @@ def test_gunicorn_runs_the_app_factory_on_uvicorn_workers(monkeypatch):
 
 def test_gunicorn_workers_default_to_the_cores_and_follow_web_concurrency(monkeypatch):
     config = load_gunicorn_config(monkeypatch)
-    assert config["workers"] == config["usable_cores"]() >= 1
+    assert config["workers"] == usable_cores() >= 1
     assert load_gunicorn_config(monkeypatch, WEB_CONCURRENCY="3")["workers"] == 3
 
 

@@ -15,6 +15,7 @@ from src.auth.constants import Role
 from src.auth.models import User
 from src.config import SAMPLE_SECRET_KEY, settings
 from src.database import SessionFactory
+from src.workers import cores_per_worker, usable_cores
 
 PROJECT_DIR = Path(main.__file__).resolve().parent
 ADMIN_EMAIL = "root@example.org"
@@ -169,6 +170,27 @@ def test_serve_migrates_then_runs_the_app_factory(monkeypatch):
     assert kwargs["factory"] is True
     assert kwargs["host"] == settings.HOST
     assert kwargs["port"] == settings.PORT
+
+
+def test_serve_runs_one_process_so_password_hashing_may_use_every_core(monkeypatch):
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.setattr(main, "migrate", lambda: None)
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+
+    main.serve()
+
+    assert os.environ["WEB_CONCURRENCY"] == "1"
+    assert cores_per_worker() == usable_cores()
+
+
+def test_serve_keeps_a_configured_web_concurrency(monkeypatch):
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setattr(main, "migrate", lambda: None)
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+
+    main.serve()
+
+    assert os.environ["WEB_CONCURRENCY"] == "3"
 
 
 def test_main_migrate_creates_the_schema_at_database_url(tmp_path, monkeypatch):

@@ -1,7 +1,9 @@
 """Settings of the auth module (environment and `.env`, listed in `.env.sample`)."""
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from src.workers import cores_per_worker
 
 
 class AuthSettings(BaseSettings):
@@ -13,6 +15,8 @@ class AuthSettings(BaseSettings):
     OPEN_REGISTRATION: bool = True
     LOGIN_MAX_FAILURES: PositiveInt = 5
     LOGIN_LOCKOUT_MINUTES: PositiveInt = 15
+    # argon2 hashes one worker process runs at once; the default shares the cores among the workers.
+    PASSWORD_HASH_CONCURRENCY: PositiveInt = Field(default_factory=cores_per_worker)
 
 
 auth_settings = AuthSettings()

@@ -1,6 +1,5 @@
 """Business rules of the auth module: accounts, sign-in, sessions and tokens."""
 
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,10 +51,11 @@ class ClientInfo:
 
 
 # Passwords: argon2 is deliberately slow and memory-hungry (19 MiB a hash), so it runs in worker
-# threads, never on the event loop, and at most one per core at a time: a flood of sign-ins
-# queues here instead of exhausting memory or the threads other work needs. Callers release
-# their database connection before they get here, so waiting holds no connection either.
-_password_hashing = anyio.CapacityLimiter(os.cpu_count() or 1)
+# threads, never on the event loop, and at most PASSWORD_HASH_CONCURRENCY at a time in this
+# process (by default the cores divided among the workers, so one per core machine-wide): a flood
+# of sign-ins queues here instead of exhausting memory or the threads other work needs. Callers
+# release their database connection before they get here, so waiting holds no connection either.
+_password_hashing = anyio.CapacityLimiter(auth_settings.PASSWORD_HASH_CONCURRENCY)
 
 
 async def hash_password(password: str) -> str:
