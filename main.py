@@ -1,4 +1,4 @@
-"""Run Studybase: `python main.py` serves the API; `migrate`, `create-admin` and `promote-admin` manage it."""
+"""Run Studybase: `python main.py` serves the API; subcommands migrate, add admins and unlock sign-ins."""
 
 import argparse
 import getpass
@@ -96,6 +96,21 @@ async def promote_admin(email: str) -> str:
     return f"Promoted {user.email} ({user.id}) to active admin."
 
 
+async def unlock(email: str) -> str:
+    """Lifts every sign-in lock and slowdown of an account, as the admin route does."""
+    from src.auth import service
+    from src.database import SessionFactory, engine
+
+    try:
+        async with SessionFactory() as session:
+            user = await service.clear_login_throttles_by_email(session, email=email)
+    finally:
+        await engine.dispose()
+    if user is None:
+        raise SystemExit(f"Not unlocked: there is no account with the email {email}.")
+    return f"Cleared the sign-in locks of {user.email} ({user.id})."
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python main.py", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -108,6 +123,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     admin.add_argument("--full-name", default="Administrator")
     promote = commands.add_parser("promote-admin", help="make an existing account an active admin")
     promote.add_argument("email")
+    unlock_parser = commands.add_parser("unlock", help="lift every sign-in lock and slowdown of an account")
+    unlock_parser.add_argument("email")
     return parser.parse_args(argv)
 
 
@@ -139,6 +156,9 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "promote-admin":
         migrate()
         print(run_async_command(promote_admin(args.email)))
+    elif args.command == "unlock":
+        migrate()
+        print(run_async_command(unlock(args.email)))
     else:
         serve()
 

@@ -24,6 +24,7 @@ os.environ.update(
         "DATABASE_URL": f"sqlite+aiosqlite:///{(_DB_DIR / 'bench.db').as_posix()}",
         "LOG_LEVEL": "WARNING",
         "LOGIN_MAX_FAILURES": "1000000",
+        "LOGIN_ACCOUNT_MAX_FAILURES": "1000000",
     }
 )
 

@@ -1,6 +1,7 @@
 """Test setup: a migrated database (SQLite, or TEST_DATABASE_URL), emptied after every test."""
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -88,6 +89,20 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+async def client_from(app) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+    """`other = client_from("198.51.100.9")`: a client of the same app speaking from another address."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        def open_client(address: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(address, 50000))
+            http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            stack.push_async_callback(http.aclose)
+            return http
+
+        yield open_client
 
 
 @pytest.fixture

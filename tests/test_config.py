@@ -140,6 +140,8 @@ def test_database_url_defaults_to_the_local_sqlite_file(monkeypatch):
         "REFRESH_TOKEN_EXPIRE_DAYS",
         "LOGIN_MAX_FAILURES",
         "LOGIN_LOCKOUT_MINUTES",
+        "LOGIN_ACCOUNT_MAX_FAILURES",
+        "LOGIN_SLOWDOWN_SECONDS",
         "PASSWORD_HASH_CONCURRENCY",
     ],
 )

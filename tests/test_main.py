@@ -1,4 +1,4 @@
-"""main.py: `serve` (the default), `migrate` and `create-admin EMAIL`."""
+"""main.py: `serve` (the default), `migrate`, `create-admin EMAIL`, `promote-admin EMAIL`, `unlock EMAIL`."""
 
 import asyncio
 import os
@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 import main
+from src.auth.config import auth_settings
 from src.auth.constants import Role
 from src.auth.models import User
 from src.config import SAMPLE_SECRET_KEY, settings
 from src.database import SessionFactory
 from src.workers import cores_per_worker, usable_cores
+from tests.conftest import DEFAULT_PASSWORD
 
 PROJECT_DIR = Path(main.__file__).resolve().parent
 ADMIN_EMAIL = "root@example.org"
@@ -265,3 +267,34 @@ async def test_promote_admin_of_an_unknown_email_exits_and_creates_nothing():
         await main.promote_admin("nobody@example.org")
 
     assert await users_with_email("nobody@example.org") == []
+
+
+# unlock
+
+
+async def lock_out_of_sign_in(client, email: str) -> None:
+    for _ in range(auth_settings.LOGIN_MAX_FAILURES):
+        await client.post("/api/v1/auth/token", data={"username": email, "password": "a wrong password"})
+
+
+async def test_unlock_lifts_the_sign_in_lock(client, make_user, capsys):
+    user = await make_user(email="grace@example.org")
+    await lock_out_of_sign_in(client, user.email)
+    credentials = {"username": user.email, "password": DEFAULT_PASSWORD}
+    assert (await client.post("/api/v1/auth/token", data=credentials)).status_code == 429
+
+    await asyncio.to_thread(main.main, ["unlock", "  GRACE@example.org "])
+
+    assert capsys.readouterr().out.strip() == f"Cleared the sign-in locks of grace@example.org ({user.id})."
+    assert (await client.post("/api/v1/auth/token", data=credentials)).status_code == 200
+
+
+async def test_unlock_of_an_unknown_email_exits():
+    with pytest.raises(SystemExit, match=r"no account with the email nobody@example\.org"):
+        await main.unlock("nobody@example.org")
+
+
+def test_unlock_takes_the_email():
+    args = main.parse_args(["unlock", ADMIN_EMAIL])
+
+    assert (args.command, args.email) == ("unlock", ADMIN_EMAIL)

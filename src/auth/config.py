@@ -13,8 +13,12 @@ class AuthSettings(BaseSettings):
     ACCESS_TOKEN_EXPIRE_MINUTES: PositiveInt = 15
     REFRESH_TOKEN_EXPIRE_DAYS: PositiveInt = 14
     OPEN_REGISTRATION: bool = True
+    # Per (account, client address): this many failures lock that address out of that account.
     LOGIN_MAX_FAILURES: PositiveInt = 5
     LOGIN_LOCKOUT_MINUTES: PositiveInt = 15
+    # Per account, all addresses together: past this many failures, new addresses are slowed down.
+    LOGIN_ACCOUNT_MAX_FAILURES: PositiveInt = 50
+    LOGIN_SLOWDOWN_SECONDS: PositiveInt = 10
     # argon2 hashes one worker process runs at once; the default shares the cores among the workers.
     PASSWORD_HASH_CONCURRENCY: PositiveInt = Field(default_factory=cores_per_worker)
 

@@ -9,6 +9,8 @@ class ErrorCode(StrEnum):
     SESSION_REVOKED = "SESSION_REVOKED"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     LOGIN_LOCKED = "LOGIN_LOCKED"
+    LOGIN_SLOWED = "LOGIN_SLOWED"
+    PASSWORD_CHANGE_LOCKED = "PASSWORD_CHANGE_LOCKED"
     REFRESH_TOKEN_INVALID = "REFRESH_TOKEN_INVALID"
     REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
     EMAIL_TAKEN = "EMAIL_TAKEN"
@@ -46,3 +48,8 @@ FULL_NAME_MAX_LENGTH = 200
 USER_AGENT_MAX_LENGTH = 512
 IP_ADDRESS_MAX_LENGTH = 45  # the longest textual IPv6 address
 REFRESH_TOKEN_BYTES = 32
+
+# Login throttles count attempts per email hash and scope: the account (all addresses together),
+# one client address ("address:" + its hash) or one session ("session:" + its id).
+LOGIN_THROTTLE_ACCOUNT_SCOPE = "account"
+LOGIN_THROTTLE_SCOPE_MAX_LENGTH = 72

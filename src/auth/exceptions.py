@@ -37,7 +37,20 @@ class InvalidCredentials(NotAuthenticated):
 
 class LoginLocked(TooManyRequests):
     code = ErrorCode.LOGIN_LOCKED
-    detail = "Too many failed sign-ins for this email; try again later."
+    detail = "Too many failed sign-ins for this email from your address; try again later."
+
+
+class LoginSlowed(TooManyRequests):
+    code = ErrorCode.LOGIN_SLOWED
+    detail = (
+        "Too many failed sign-ins for this email from many addresses: sign-ins from new addresses "
+        "are slowed; try again after Retry-After."
+    )
+
+
+class PasswordChangeLocked(TooManyRequests):
+    code = ErrorCode.PASSWORD_CHANGE_LOCKED
+    detail = "Too many wrong current passwords in this session; try again later."
 
 
 class InvalidRefreshToken(NotAuthenticated):

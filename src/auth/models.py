@@ -10,6 +10,7 @@ from src.auth.constants import (
     EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
     IP_ADDRESS_MAX_LENGTH,
+    LOGIN_THROTTLE_SCOPE_MAX_LENGTH,
     USER_AGENT_MAX_LENGTH,
     Role,
 )
@@ -65,15 +66,18 @@ class RefreshToken(UUIDPrimaryKey, Base):
 
 
 class LoginThrottle(Base):
-    """Password attempts per email, known or not, so a lockout reveals nothing about accounts.
+    """Password attempts per email (known or not, so a throttle reveals nothing about accounts) and scope.
 
-    Keyed by a hash of the normalized email: any string a client sends fits, and none is kept.
-    A success deletes the row.
+    Scopes: the account across all addresses (a high budget, then slowed), one client address
+    (a hard lock) or one session (wrong current passwords). Keyed by a hash of the normalized
+    email and of the address: any string a client sends fits, and none is kept.
     """
 
     __tablename__ = "login_throttles"
 
     email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(LOGIN_THROTTLE_SCOPE_MAX_LENGTH), primary_key=True)
     attempt_count: Mapped[int] = mapped_column(default=0)
     last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A hard lock's end, or for a slowed account the earliest next attempt.
     locked_until: Mapped[datetime | None]

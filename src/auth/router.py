@@ -23,6 +23,8 @@ from src.auth.exceptions import (
     InvalidToken,
     LastAdmin,
     LoginLocked,
+    LoginSlowed,
+    PasswordChangeLocked,
     RefreshTokenReused,
     RegistrationClosed,
     SessionNotFound,
@@ -75,9 +77,11 @@ async def register(data: RegisterRequest, db: DbSession, response: Response) -> 
     response_model=TokenPair,
     summary="Sign in (OAuth2 password grant)",
     description="Form fields `username` (the email) and `password`. Returns an access token "
-    "(a short-lived JWT) and an opaque refresh token. After repeated failures for one email, "
-    "further attempts get 429 with `Retry-After`.",
-    responses=problem_responses(InvalidCredentials, LoginLocked, ValidationFailed),
+    "(a short-lived JWT) and an opaque refresh token. After repeated failures for one email from "
+    "your address, further attempts from it get 429 `LOGIN_LOCKED` with `Retry-After`; after many "
+    "failures for one email from everywhere, addresses that have not signed in to it recently get "
+    "429 `LOGIN_SLOWED` between attempts.",
+    responses=problem_responses(InvalidCredentials, LoginLocked, LoginSlowed, ValidationFailed),
 )
 async def token(form: Annotated[TokenForm, Form()], client: Client, db: DbSession) -> TokenPair:
     return await service.login(db, email=form.username, password=form.password, client=client)
@@ -172,9 +176,9 @@ async def update_me(data: MeUpdate, user: CurrentUser, db: DbSession) -> User:
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Change your password",
-    description="Needs the current password; every other session of yours is ended. "
-    "Wrong guesses count toward the sign-in lockout.",
-    responses=problem_responses(*TOKEN_ERRORS, WrongPassword, ValidationFailed, LoginLocked),
+    description="Needs the current password; every other session of yours is ended. Failed sign-ins "
+    "elsewhere never block this; repeated wrong current passwords lock it for this session (429).",
+    responses=problem_responses(*TOKEN_ERRORS, WrongPassword, ValidationFailed, PasswordChangeLocked),
 )
 async def change_password(data: PasswordChange, caller: CurrentCaller, db: DbSession) -> None:
     await service.change_password(db, caller=caller, data=data)
@@ -226,3 +230,15 @@ async def update_user(
     data: UserUpdate, user: Annotated[User, Depends(valid_user_for_admin)], db: DbSession
 ) -> User:
     return await service.update_user(db, user=user, data=data)
+
+
+@router.delete(
+    "/users/{user_id}/login-lock",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Lift a user's sign-in locks (admin)",
+    description="Clears every sign-in lock and slowdown of the user's email (from every address) and "
+    "every session's password-change lock. 204 also when there was none.",
+    responses=problem_responses(*ADMIN_ERRORS, UserNotFound),
+)
+async def clear_login_lock(user: Annotated[User, Depends(valid_user_for_admin)], db: DbSession) -> None:
+    await service.clear_login_throttles(db, user=user)

@@ -14,6 +14,7 @@ from src.auth import jwt, utils
 from src.auth.config import auth_settings
 from src.auth.constants import (
     IP_ADDRESS_MAX_LENGTH,
+    LOGIN_THROTTLE_ACCOUNT_SCOPE,
     REFRESH_TOKEN_BYTES,
     USER_AGENT_MAX_LENGTH,
     Role,
@@ -25,6 +26,8 @@ from src.auth.exceptions import (
     InvalidRefreshToken,
     LastAdmin,
     LoginLocked,
+    LoginSlowed,
+    PasswordChangeLocked,
     RefreshTokenReused,
     RegistrationClosed,
     SessionRevoked,
@@ -33,6 +36,7 @@ from src.auth.exceptions import (
 from src.auth.models import AuthSession, LoginThrottle, RefreshToken, User
 from src.auth.schemas import MeUpdate, PasswordChange, RegisterRequest, TokenPair, UserUpdate
 from src.database import escape_like, insert_for, utcnow
+from src.exceptions import TooManyRequests
 from src.schemas import PageParams
 
 
@@ -202,26 +206,38 @@ async def _update_unless_last_admin(session: AsyncSession, *, user: User, change
         raise LastAdmin
 
 
-# Sign-in throttling: per email, known or not, so a lockout says nothing about who has an account.
+# Sign-in throttling, per email (known or not, so a throttle says nothing about who has an account):
+# - per (email, client address): LOGIN_MAX_FAILURES failures lock that address out of that email,
+#   so an attacker locks out only themselves, never the owner elsewhere;
+# - per email across all addresses: past LOGIN_ACCOUNT_MAX_FAILURES, addresses that have not signed
+#   in to the account recently get one attempt per LOGIN_SLOWDOWN_SECONDS between them, so many
+#   addresses guess slowly while the owner's usual devices are not slowed at all;
+# - per session, for wrong current passwords at the password change: a lock of that session only.
 
 
 def _lockout() -> timedelta:
     return timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES)
 
 
-async def _reserve_password_attempt(session: AsyncSession, *, key: str, now: datetime) -> int:
+def _retry_after(until: datetime | None, *, now: datetime, default: timedelta) -> int:
+    return int(((until or now + default) - now).total_seconds()) + 1
+
+
+async def _reserve_password_attempt(
+    session: AsyncSession, *, key: str, scope: str, now: datetime, locked: type[TooManyRequests]
+) -> int:
     """Counts an attempt before its password is checked, so parallel guesses cannot outrun the limit.
 
-    Returns the attempt's number in the current run of attempts; raises LoginLocked while the email
+    Returns the attempt's number in the current run of attempts; raises `locked` while the scope
     is locked or its attempts are used up. Commits, which also frees the connection for the hash.
     """
     throttle = LoginThrottle
     starts_afresh = or_(throttle.last_attempt_at < now - _lockout(), throttle.locked_until <= now)
     reserve = (
         insert_for(session, LoginThrottle)
-        .values(email_hash=key, attempt_count=1, last_attempt_at=now)
+        .values(email_hash=key, scope=scope, attempt_count=1, last_attempt_at=now)
         .on_conflict_do_update(
-            index_elements=[throttle.email_hash],
+            index_elements=[throttle.email_hash, throttle.scope],
             set_={
                 "attempt_count": case((starts_afresh, 1), else_=throttle.attempt_count + 1),
                 "last_attempt_at": now,
@@ -234,58 +250,174 @@ async def _reserve_password_attempt(session: AsyncSession, *, key: str, now: dat
     attempt = (await session.execute(reserve)).scalar_one_or_none()
     locked_until = None
     if attempt is None:
-        locked_until = await session.scalar(select(throttle.locked_until).where(throttle.email_hash == key))
+        locked_until = await _locked_until(session, key=key, scope=scope)
     await session.commit()
     if attempt is None or attempt > auth_settings.LOGIN_MAX_FAILURES:
-        until = locked_until or now + _lockout()
-        raise LoginLocked(retry_after_seconds=int((until - now).total_seconds()) + 1)
+        raise locked(retry_after_seconds=_retry_after(locked_until, now=now, default=_lockout()))
     return attempt
 
 
-async def _record_failed_attempt(session: AsyncSession, *, key: str, attempt: int, now: datetime) -> None:
-    """The failure was counted when the attempt was reserved; the last allowed one locks the email."""
+async def _locked_until(session: AsyncSession, *, key: str, scope: str) -> datetime | None:
+    return await session.scalar(
+        select(LoginThrottle.locked_until).where(
+            LoginThrottle.email_hash == key, LoginThrottle.scope == scope
+        )
+    )
+
+
+async def _reserve_account_attempt(session: AsyncSession, *, key: str, now: datetime) -> None:
+    """Counts an attempt against the email's budget across all addresses, before its password is checked.
+
+    Within the budget nothing is slowed; past it each attempt that gets through holds back the
+    next one for LOGIN_SLOWDOWN_SECONDS, and attempts in between raise LoginSlowed. The budget
+    renews once no attempt came for LOGIN_LOCKOUT_MINUTES. Commits.
+    """
+    throttle = LoginThrottle
+    slowdown = timedelta(seconds=auth_settings.LOGIN_SLOWDOWN_SECONDS)
+    count = case((throttle.last_attempt_at < now - _lockout(), 1), else_=throttle.attempt_count + 1)
+    reserve = (
+        insert_for(session, LoginThrottle)
+        .values(email_hash=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE, attempt_count=1, last_attempt_at=now)
+        .on_conflict_do_update(
+            index_elements=[throttle.email_hash, throttle.scope],
+            set_={
+                "attempt_count": count,
+                "last_attempt_at": now,
+                "locked_until": case((count > auth_settings.LOGIN_ACCOUNT_MAX_FAILURES, now + slowdown)),
+            },
+            where=or_(throttle.locked_until.is_(None), throttle.locked_until <= now),
+        )
+        .returning(throttle.attempt_count)
+    )
+    if (await session.execute(reserve)).scalar_one_or_none() is not None:
+        await session.commit()
+        return
+    locked_until = await _locked_until(session, key=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE)
+    await session.commit()
+    raise LoginSlowed(retry_after_seconds=_retry_after(locked_until, now=now, default=slowdown))
+
+
+async def _release_attempt(session: AsyncSession, *, key: str, scope: str) -> None:
+    """Uncounts a reserved attempt that turned out not to be a failure (refused unchecked, or right)."""
+    await session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.email_hash == key, LoginThrottle.scope == scope, LoginThrottle.attempt_count > 0)
+        .values(attempt_count=LoginThrottle.attempt_count - 1)
+    )
+    await session.commit()
+
+
+async def _record_failed_attempt(
+    session: AsyncSession, *, key: str, scope: str, attempt: int, now: datetime
+) -> None:
+    """The failure was counted when the attempt was reserved; the last allowed one locks the scope."""
     if attempt >= auth_settings.LOGIN_MAX_FAILURES:
         await session.execute(
             update(LoginThrottle)
-            .where(LoginThrottle.email_hash == key)
+            .where(LoginThrottle.email_hash == key, LoginThrottle.scope == scope)
             .values(attempt_count=0, locked_until=now + _lockout())
         )
         await session.commit()
 
 
-async def _clear_attempts(session: AsyncSession, *, key: str) -> None:
-    await session.execute(delete(LoginThrottle).where(LoginThrottle.email_hash == key))
+async def _clear_attempts(session: AsyncSession, *, key: str, scope: str) -> None:
+    await session.execute(
+        delete(LoginThrottle).where(LoginThrottle.email_hash == key, LoginThrottle.scope == scope)
+    )
 
 
-async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
+async def _signed_in_recently_from(
+    session: AsyncSession, *, email: str, ip_address: str | None, now: datetime
+) -> bool:
+    """Whether the account with this email signed in from this address within a refresh-token lifetime.
+
+    The same query whether the email has an account or not, so it costs the same either way.
+    """
+    since = now - timedelta(days=auth_settings.REFRESH_TOKEN_EXPIRE_DAYS)
+    signed_in = exists().where(
+        AuthSession.user_id == User.id,
+        User.email == email,
+        AuthSession.ip_address == utils.storable_text(ip_address, IP_ADDRESS_MAX_LENGTH),
+        AuthSession.created_at > since,
+    )
+    return bool(await session.scalar(select(signed_in)))
+
+
+async def _reserve_sign_in_attempt(
+    session: AsyncSession, *, key: str, address_scope: str, slowed: bool, now: datetime
+) -> int:
+    """Reserves the attempt for the address (a hard lock) and, unless exempt, the account (a slowdown).
+
+    Returns the attempt's number for the address. An attempt the account refuses is uncounted
+    for the address again: it was never checked, so it is no guess.
+    """
+    attempt = await _reserve_password_attempt(
+        session, key=key, scope=address_scope, now=now, locked=LoginLocked
+    )
+    if slowed:
+        try:
+            await _reserve_account_attempt(session, key=key, now=now)
+        except LoginSlowed:
+            await _release_attempt(session, key=key, scope=address_scope)
+            raise
+    return attempt
+
+
+async def authenticate(session: AsyncSession, *, email: str, password: str, ip_address: str | None) -> User:
     """The active user with this email and password; unknown emails cost the same as wrong passwords."""
     now = utcnow()
     email = utils.normalize_email(email)  # once: email-validator is not free on this hot path
-    key = utils.login_throttle_key(email)
+    key, address_scope = utils.login_throttle_key(email), utils.address_throttle_scope(ip_address)
     user = await _user_with_normalized_email(session, email)
-    attempt = await _reserve_password_attempt(session, key=key, now=now)
+    known_address = await _signed_in_recently_from(session, email=email, ip_address=ip_address, now=now)
+    attempt = await _reserve_sign_in_attempt(
+        session, key=key, address_scope=address_scope, slowed=not known_address, now=now
+    )
     matches, upgraded_hash = await verify_password(password, user.password_hash if user else None)
     if user is None or not matches or not user.is_active:
-        await _record_failed_attempt(session, key=key, attempt=attempt, now=now)
+        await _record_failed_attempt(session, key=key, scope=address_scope, attempt=attempt, now=now)
         raise InvalidCredentials
     if upgraded_hash is not None:
         user.password_hash = upgraded_hash
-    await _clear_attempts(session, key=key)
+    await _clear_attempts(session, key=key, scope=address_scope)
+    if not known_address:
+        await _release_attempt(session, key=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE)
+    return user
+
+
+async def clear_login_throttles(session: AsyncSession, *, user: User) -> None:
+    """Lifts every lock and slowdown on the user's email: all addresses, the account and sessions."""
+    await session.execute(
+        delete(LoginThrottle).where(LoginThrottle.email_hash == utils.login_throttle_key(user.email))
+    )
+    await session.commit()
+
+
+async def clear_login_throttles_by_email(session: AsyncSession, *, email: str) -> User | None:
+    user = await get_user_by_email(session, email=email)
+    if user is not None:
+        await clear_login_throttles(session, user=user)
     return user
 
 
 async def change_password(session: AsyncSession, *, caller: Authenticated, data: PasswordChange) -> None:
-    """Sets a new password and ends every other session; wrong guesses count toward the lockout."""
+    """Sets a new password and ends every other session.
+
+    Wrong current passwords are bounded per session, apart from sign-in failures: the caller has
+    proved a live session, so what other clients did at sign-in never blocks them here.
+    """
     user = caller.user
     now = utcnow()
-    key = utils.login_throttle_key(user.email)
-    attempt = await _reserve_password_attempt(session, key=key, now=now)
+    key, scope = utils.login_throttle_key(user.email), utils.session_throttle_scope(caller.session.id)
+    attempt = await _reserve_password_attempt(
+        session, key=key, scope=scope, now=now, locked=PasswordChangeLocked
+    )
     matches, _ = await verify_password(data.current_password, user.password_hash)
     if not matches:
-        await _record_failed_attempt(session, key=key, attempt=attempt, now=now)
+        await _record_failed_attempt(session, key=key, scope=scope, attempt=attempt, now=now)
         raise WrongPassword
     user.password_hash = await hash_password(data.new_password)
-    await _clear_attempts(session, key=key)
+    await _clear_attempts(session, key=key, scope=scope)
     await _revoke_sessions(session, user_id=user.id, now=now, keep=caller.session.id)
     await session.commit()
 
@@ -318,7 +450,7 @@ async def _issue_tokens(session: AsyncSession, *, auth_session: AuthSession, now
 
 
 async def login(session: AsyncSession, *, email: str, password: str, client: ClientInfo) -> TokenPair:
-    user = await authenticate(session, email=email, password=password)
+    user = await authenticate(session, email=email, password=password, ip_address=client.ip_address)
     now = utcnow()
     auth_session = AuthSession(
         id=uuid.uuid4(),

@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import secrets
+import uuid
 
 from email_validator import EmailNotValidError, validate_email
 from passlib.context import CryptContext
@@ -35,6 +36,15 @@ def normalize_email(email: str) -> str:
 def login_throttle_key(normalized_email: str) -> str:
     """A fixed-size key for the throttle: any string a client types fits, and none is stored."""
     return hashlib.sha256(normalized_email.encode()).hexdigest()
+
+
+def address_throttle_scope(ip_address: str | None) -> str:
+    """The throttle scope of one client address, hashed like the email: fixed size, nothing stored."""
+    return "address:" + hashlib.sha256((ip_address or "").encode()).hexdigest()
+
+
+def session_throttle_scope(session_id: uuid.UUID) -> str:
+    return f"session:{session_id.hex}"
 
 
 def hash_password(password: str) -> str:

@@ -6,10 +6,11 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from src.auth.config import auth_settings
 from src.auth.constants import Role
 from src.auth.models import AuthSession, User
 from src.database import SessionFactory
-from tests.conftest import assert_problem, bearer
+from tests.conftest import DEFAULT_PASSWORD, assert_problem, bearer
 
 USERS = "/api/v1/auth/users"
 ME = "/api/v1/auth/me"
@@ -21,6 +22,10 @@ async def stored_user(user_id: uuid.UUID) -> User:
     """The user as the database has it now, read in a session of its own."""
     async with SessionFactory() as session:
         return await session.get(User, user_id)
+
+
+async def sign_in(http, user: User):
+    return await http.post(TOKEN, data={"username": user.email, "password": DEFAULT_PASSWORD})
 
 
 @pytest.fixture
@@ -403,11 +408,13 @@ async def test_update_unknown_user_is_404(client, admin_headers):
 
 # Who may call these routes.
 
-ADMIN_ROUTES = [("GET", "list"), ("GET", "one"), ("PATCH", "one")]
+ADMIN_ROUTES = [("GET", "list"), ("GET", "one"), ("PATCH", "one"), ("DELETE", "login-lock")]
 
 
 def admin_route_request(method: str, kind: str, target: User) -> dict:
-    url = USERS if kind == "list" else f"{USERS}/{target.id}"
+    url = {"list": USERS, "one": f"{USERS}/{target.id}", "login-lock": f"{USERS}/{target.id}/login-lock"}[
+        kind
+    ]
     request = {"method": method, "url": url}
     if method == "PATCH":
         request["json"] = {"full_name": "Changed By Someone"}
@@ -732,3 +739,76 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(client, ma
     db.expire_all()
     admins = await db.scalars(select(User).where(User.role == Role.ADMIN, User.is_active.is_(True)))
     assert len(list(admins)) >= 1
+
+
+# DELETE /users/{id}/login-lock
+
+
+def login_lock(user_id: uuid.UUID | str) -> str:
+    return f"{USERS}/{user_id}/login-lock"
+
+
+async def lock_out(http, email: str, times: int = 6) -> None:
+    for _ in range(times):
+        await http.post(TOKEN, data={"username": email, "password": "a wrong password"})
+
+
+async def test_admin_lifts_an_address_lock(client, client_from, admin_headers, make_user):
+    user = await make_user()
+    locked_out = client_from("198.51.100.20")
+    await lock_out(locked_out, user.email)
+    assert (await sign_in(locked_out, user)).status_code == 429
+
+    response = await client.delete(login_lock(user.id), headers=admin_headers)
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert (await sign_in(locked_out, user)).status_code == 200
+
+
+async def test_admin_lifts_an_account_slowdown(client, client_from, admin_headers, make_user, monkeypatch):
+    monkeypatch.setattr(auth_settings, "LOGIN_ACCOUNT_MAX_FAILURES", 1)
+    user = await make_user()
+    await lock_out(client_from("198.51.100.20"), user.email, times=2)
+    newcomer = client_from("198.51.100.21")
+    assert (await sign_in(newcomer, user)).json()["code"] == "LOGIN_SLOWED"
+
+    await client.delete(login_lock(user.id), headers=admin_headers)
+
+    assert (await sign_in(newcomer, user)).status_code == 200
+
+
+async def test_lifting_a_lock_leaves_other_users_locks(client, client_from, admin_headers, make_user):
+    user, other = await make_user(), await make_user()
+    locked_out = client_from("198.51.100.20")
+    await lock_out(locked_out, other.email)
+
+    await client.delete(login_lock(user.id), headers=admin_headers)
+
+    assert (await sign_in(locked_out, other)).status_code == 429
+
+
+async def test_lifting_a_lock_that_is_not_there_is_204(client, admin_headers, make_user):
+    user = await make_user()
+
+    response = await client.delete(login_lock(user.id), headers=admin_headers)
+
+    assert response.status_code == 204
+
+
+async def test_non_admin_cannot_lift_a_lock(client, client_from, make_user, auth_headers):
+    user = await make_user()
+    locked_out = client_from("198.51.100.20")
+    await lock_out(locked_out, user.email)
+    researcher = await make_user(role=Role.RESEARCHER)
+
+    response = await client.delete(login_lock(user.id), headers=await auth_headers(researcher))
+
+    assert_problem(response, 403, "ADMIN_REQUIRED")
+    assert (await sign_in(locked_out, user)).status_code == 429
+
+
+async def test_lifting_the_lock_of_an_unknown_user_is_404(client, admin_headers):
+    response = await client.delete(login_lock(uuid.uuid4()), headers=admin_headers)
+
+    assert_problem(response, 404, "USER_NOT_FOUND")

@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from passlib.context import CryptContext
 from sqlalchemy import select, update
 
@@ -254,6 +255,188 @@ async def test_lockout_threshold_and_period_are_configurable(client, make_user, 
 
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) <= 61
+
+
+# The policy: a hard lock per (email, address); per email across addresses, a slowdown.
+
+ATTACKER = "198.51.100.66"
+WRONG = "wrong password!"
+
+
+async def statuses_and_codes(http, email: str, password: str, times: int) -> list[tuple[int, str | None]]:
+    answers = []
+    for _ in range(times):
+        response = await http.post(TOKEN, data=credentials(email, password))
+        answers.append((response.status_code, response.json().get("code")))
+    return answers
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(client, client_from, make_user):
+    owner = await make_user()
+    attacker = client_from(ATTACKER)
+
+    answers = await statuses_and_codes(attacker, owner.email, WRONG, auth_settings.LOGIN_MAX_FAILURES + 3)
+
+    assert answers[-1] == (429, "LOGIN_LOCKED")
+    assert (await client.post(TOKEN, data=credentials(owner.email))).status_code == 200
+
+
+async def test_the_guessing_address_stays_locked_even_with_the_right_password(client_from, make_user):
+    owner = await make_user()
+    attacker = client_from(ATTACKER)
+    await statuses_and_codes(attacker, owner.email, WRONG, auth_settings.LOGIN_MAX_FAILURES)
+
+    response = await attacker.post(TOKEN, data=credentials(owner.email))
+
+    assert response.status_code == 429
+    assert response.json()["code"] == "LOGIN_LOCKED"
+
+
+async def fail_from_new_addresses(client_from, email: str, count: int, first: int = 1) -> list:
+    answers = []
+    for n in range(first, first + count):
+        answers += await statuses_and_codes(client_from(f"198.51.100.{n}"), email, WRONG, 1)
+    return answers
+
+
+@pytest.fixture
+def small_account_budget(monkeypatch) -> int:
+    monkeypatch.setattr(auth_settings, "LOGIN_ACCOUNT_MAX_FAILURES", 3)
+    return 3
+
+
+async def test_past_the_account_budget_new_addresses_get_one_attempt_per_slowdown(
+    client_from, make_user, small_account_budget
+):
+    owner = await make_user()
+    within_budget = await fail_from_new_addresses(client_from, owner.email, small_account_budget)
+
+    let_through, slowed = await fail_from_new_addresses(client_from, owner.email, 2, first=10)
+
+    assert within_budget == [(401, "INVALID_CREDENTIALS")] * small_account_budget
+    assert let_through == (401, "INVALID_CREDENTIALS")
+    assert slowed == (429, "LOGIN_SLOWED")
+
+
+async def test_a_slowed_attempt_says_when_to_retry(client_from, make_user, small_account_budget):
+    owner = await make_user()
+    await fail_from_new_addresses(client_from, owner.email, small_account_budget + 1)
+
+    response = await client_from("192.0.2.1").post(TOKEN, data=credentials(owner.email))
+
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["retry-after"]) <= auth_settings.LOGIN_SLOWDOWN_SECONDS + 1
+
+
+async def test_the_slowdown_lets_the_next_attempt_through_once_its_time_has_come(
+    client_from, make_user, small_account_budget, db
+):
+    owner = await make_user()
+    await fail_from_new_addresses(client_from, owner.email, small_account_budget + 1)
+    await db.execute(update(LoginThrottle).values(locked_until=utcnow() - timedelta(seconds=1)))
+    await db.commit()
+
+    response = await client_from("192.0.2.1").post(TOKEN, data=credentials(owner.email))
+
+    assert response.status_code == 200
+
+
+async def test_the_owner_signs_in_from_a_known_address_while_the_account_is_slowed(
+    client, client_from, make_user, small_account_budget
+):
+    owner = await make_user()
+    assert (await client.post(TOKEN, data=credentials(owner.email))).status_code == 200
+    await fail_from_new_addresses(client_from, owner.email, small_account_budget + 1)
+    assert (await client_from("192.0.2.1").post(TOKEN, data=credentials(owner.email))).status_code == 429
+
+    response = await client.post(TOKEN, data=credentials(owner.email))
+
+    assert response.status_code == 200
+
+
+async def test_an_address_known_long_ago_is_slowed_like_a_new_one(
+    client, client_from, make_user, small_account_budget, db
+):
+    owner = await make_user()
+    assert (await client.post(TOKEN, data=credentials(owner.email))).status_code == 200
+    long_ago = utcnow() - timedelta(days=auth_settings.REFRESH_TOKEN_EXPIRE_DAYS + 1)
+    await db.execute(update(AuthSession).values(created_at=long_ago))
+    await db.commit()
+    await fail_from_new_addresses(client_from, owner.email, small_account_budget + 1)
+
+    response = await client.post(TOKEN, data=credentials(owner.email))
+
+    assert response.status_code == 429
+    assert response.json()["code"] == "LOGIN_SLOWED"
+
+
+async def test_slowed_attempts_are_not_counted_toward_the_addresss_lock(
+    client_from, make_user, small_account_budget, db
+):
+    owner = await make_user()
+    await fail_from_new_addresses(client_from, owner.email, small_account_budget + 1)
+    typo_maker = client_from("192.0.2.1")
+    slowed = await statuses_and_codes(typo_maker, owner.email, WRONG, auth_settings.LOGIN_MAX_FAILURES + 1)
+    await db.execute(update(LoginThrottle).values(locked_until=utcnow() - timedelta(seconds=1)))
+    await db.commit()
+
+    response = await typo_maker.post(TOKEN, data=credentials(owner.email))
+
+    assert set(slowed) == {(429, "LOGIN_SLOWED")}
+    assert response.status_code == 200
+
+
+async def test_successes_do_not_spend_the_account_budget(client_from, make_user, small_account_budget):
+    owner = await make_user()
+    for n in range(small_account_budget + 2):
+        response = await client_from(f"192.0.2.{n + 1}").post(TOKEN, data=credentials(owner.email))
+        assert response.status_code == 200
+
+    answers = await fail_from_new_addresses(client_from, owner.email, small_account_budget)
+
+    assert answers == [(401, "INVALID_CREDENTIALS")] * small_account_budget
+
+
+async def test_parallel_guesses_from_many_addresses_cannot_outrun_the_account_budget(
+    client_from, make_user, small_account_budget, monkeypatch
+):
+    owner = await make_user()
+    checked = []
+    real_verify = utils.verify_password
+    monkeypatch.setattr(utils, "verify_password", lambda *args: checked.append(1) or real_verify(*args))
+    guessers = [client_from(f"198.51.100.{n}") for n in range(1, 21)]
+
+    responses = await asyncio.gather(
+        *(
+            guesser.post(TOKEN, data=credentials(owner.email, f"guess {n}"))
+            for n, guesser in enumerate(guessers)
+        )
+    )
+
+    assert len(checked) <= small_account_budget + 1
+    assert sum(response.status_code == 429 for response in responses) >= 20 - small_account_budget - 1
+
+
+async def test_an_unknown_email_is_throttled_exactly_like_a_known_one(client_from, make_user, monkeypatch):
+    owner = await make_user()
+    budget = auth_settings.LOGIN_MAX_FAILURES + 2
+    monkeypatch.setattr(auth_settings, "LOGIN_ACCOUNT_MAX_FAILURES", budget)
+
+    async def scenario(email: str, network: str) -> list:
+        one_address = await statuses_and_codes(
+            client_from(f"{network}.1"), email, WRONG, auth_settings.LOGIN_MAX_FAILURES + 1
+        )
+        many_addresses = []
+        for n in range(2, 6):  # two more within the budget, one let through past it, one slowed
+            many_addresses += await statuses_and_codes(client_from(f"{network}.{n}"), email, WRONG, 1)
+        return one_address + many_addresses
+
+    known = await scenario(owner.email, "198.51.100")
+    unknown = await scenario("nobody@example.org", "203.0.113")
+
+    assert known == unknown
+    assert known[auth_settings.LOGIN_MAX_FAILURES] == (429, "LOGIN_LOCKED")
+    assert known[-2:] == [(401, "INVALID_CREDENTIALS"), (429, "LOGIN_SLOWED")]
 
 
 async def test_token_rejects_missing_and_oversized_fields(client):

@@ -96,6 +96,30 @@ def test_the_app_sees_the_real_client_address_never_a_forged_one(client_from):
     assert [session["ip_address"] for session in sessions] == [address]
 
 
+def test_failed_sign_ins_lock_out_only_the_address_they_came_from(client_from):
+    owner_address = fresh_client_address()
+    owner = client_from(owner_address)
+    register_and_sign_in(owner, "locked-owner@example.org")
+    attacker = client_from()  # claims to be the owner: nginx overwrites X-Forwarded-For
+    guess = {"username": "locked-owner@example.org", "password": "a wrong guess"}
+    pretend = {"X-Forwarded-For": owner_address}
+
+    failures = [attacker.post("/api/v1/auth/token", data=guess, headers=pretend) for _ in range(5)]
+    locked = attacker.post(
+        "/api/v1/auth/token",
+        data=guess | {"password": "stack test passphrase"},
+        headers=pretend,
+    )
+    owner_signs_in = owner.post(
+        "/api/v1/auth/token",
+        data={"username": "locked-owner@example.org", "password": "stack test passphrase"},
+    )
+
+    assert [response.status_code for response in failures] == [401] * 5
+    assert_problem(locked, 429, "LOGIN_LOCKED")
+    assert owner_signs_in.status_code == 200
+
+
 def test_redirects_point_back_through_nginx_with_host_port_and_scheme(http, stack: Stack):
     response = http.get("/api/v1/auth/me/", follow_redirects=False)
 
