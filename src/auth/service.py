@@ -265,12 +265,12 @@ async def _locked_until(session: AsyncSession, *, key: str, scope: str) -> datet
     )
 
 
-async def _reserve_account_attempt(session: AsyncSession, *, key: str, now: datetime) -> None:
+async def _reserve_account_attempt(session: AsyncSession, *, key: str, now: datetime) -> datetime | None:
     """Counts an attempt against the email's budget across all addresses, before its password is checked.
 
     Within the budget nothing is slowed; past it each attempt that gets through holds back the
-    next one for LOGIN_SLOWDOWN_SECONDS, and attempts in between raise LoginSlowed. The budget
-    renews once no attempt came for LOGIN_LOCKOUT_MINUTES. Commits.
+    next one for LOGIN_SLOWDOWN_SECONDS. Returns None when the attempt was counted, else when
+    the next one may come. The budget renews once no attempt came for LOGIN_LOCKOUT_MINUTES. Commits.
     """
     throttle = LoginThrottle
     slowdown = timedelta(seconds=auth_settings.LOGIN_SLOWDOWN_SECONDS)
@@ -291,10 +291,10 @@ async def _reserve_account_attempt(session: AsyncSession, *, key: str, now: date
     )
     if (await session.execute(reserve)).scalar_one_or_none() is not None:
         await session.commit()
-        return
+        return None
     locked_until = await _locked_until(session, key=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE)
     await session.commit()
-    raise LoginSlowed(retry_after_seconds=_retry_after(locked_until, now=now, default=slowdown))
+    return locked_until or now + slowdown
 
 
 async def _release_attempt(session: AsyncSession, *, key: str, scope: str) -> None:
@@ -343,24 +343,30 @@ async def _signed_in_recently_from(
     return bool(await session.scalar(select(signed_in)))
 
 
-async def _reserve_sign_in_attempt(
-    session: AsyncSession, *, key: str, address_scope: str, slowed: bool, now: datetime
-) -> int:
-    """Reserves the attempt for the address (a hard lock) and, unless exempt, the account (a slowdown).
+@dataclass(frozen=True, slots=True)
+class _SignInAttempt:
+    number: int  # in the current run of attempts from this address
+    counted_for_account: bool
 
-    Returns the attempt's number for the address. An attempt the account refuses is uncounted
-    for the address again: it was never checked, so it is no guess.
+
+async def _reserve_sign_in_attempt(
+    session: AsyncSession, *, key: str, address_scope: str, known_address: bool, now: datetime
+) -> _SignInAttempt:
+    """Reserves the attempt for the address (a hard lock) and for the account (a slowdown).
+
+    Both are reserved whoever asks, so a known and an unknown email cost the same work; only an
+    address the account signed in from recently may go on when the account is slowed. An attempt
+    the slowdown refuses is uncounted for the address again: it was never checked, so no guess.
     """
-    attempt = await _reserve_password_attempt(
+    number = await _reserve_password_attempt(
         session, key=key, scope=address_scope, now=now, locked=LoginLocked
     )
-    if slowed:
-        try:
-            await _reserve_account_attempt(session, key=key, now=now)
-        except LoginSlowed:
-            await _release_attempt(session, key=key, scope=address_scope)
-            raise
-    return attempt
+    slowed_until = await _reserve_account_attempt(session, key=key, now=now)
+    if slowed_until is not None and not known_address:
+        await _release_attempt(session, key=key, scope=address_scope)
+        slowdown = timedelta(seconds=auth_settings.LOGIN_SLOWDOWN_SECONDS)
+        raise LoginSlowed(retry_after_seconds=_retry_after(slowed_until, now=now, default=slowdown))
+    return _SignInAttempt(number=number, counted_for_account=slowed_until is None)
 
 
 async def authenticate(session: AsyncSession, *, email: str, password: str, ip_address: str | None) -> User:
@@ -371,16 +377,16 @@ async def authenticate(session: AsyncSession, *, email: str, password: str, ip_a
     user = await _user_with_normalized_email(session, email)
     known_address = await _signed_in_recently_from(session, email=email, ip_address=ip_address, now=now)
     attempt = await _reserve_sign_in_attempt(
-        session, key=key, address_scope=address_scope, slowed=not known_address, now=now
+        session, key=key, address_scope=address_scope, known_address=known_address, now=now
     )
     matches, upgraded_hash = await verify_password(password, user.password_hash if user else None)
     if user is None or not matches or not user.is_active:
-        await _record_failed_attempt(session, key=key, scope=address_scope, attempt=attempt, now=now)
+        await _record_failed_attempt(session, key=key, scope=address_scope, attempt=attempt.number, now=now)
         raise InvalidCredentials
     if upgraded_hash is not None:
         user.password_hash = upgraded_hash
     await _clear_attempts(session, key=key, scope=address_scope)
-    if not known_address:
+    if attempt.counted_for_account:  # a success is no failure: it does not spend the budget
         await _release_attempt(session, key=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE)
     return user
 

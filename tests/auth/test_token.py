@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from passlib.context import CryptContext
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from src import database
 from src.auth import utils
@@ -437,6 +437,32 @@ async def test_an_unknown_email_is_throttled_exactly_like_a_known_one(client_fro
     assert known == unknown
     assert known[auth_settings.LOGIN_MAX_FAILURES] == (429, "LOGIN_LOCKED")
     assert known[-2:] == [(401, "INVALID_CREDENTIALS"), (429, "LOGIN_SLOWED")]
+
+
+async def statements_of(send) -> list[str]:
+    statements = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await send()
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+    return statements
+
+
+async def test_a_wrong_guess_does_the_same_work_for_known_and_unknown_emails_even_from_a_known_address(
+    client, make_user
+):
+    owner = await make_user()
+    assert (await client.post(TOKEN, data=credentials(owner.email))).status_code == 200
+
+    known = await statements_of(lambda: client.post(TOKEN, data=credentials(owner.email, WRONG)))
+    unknown = await statements_of(lambda: client.post(TOKEN, data=credentials("nobody@example.org", WRONG)))
+
+    assert known == unknown
 
 
 async def test_token_rejects_missing_and_oversized_fields(client):
