@@ -175,7 +175,13 @@ def test_dockerignore_keeps_secrets_and_local_state_out():
 
 
 def load_gunicorn_config(monkeypatch, **env: str) -> dict:
-    for name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "GUNICORN_BIND", "GUNICORN_TIMEOUT"):
+    for name in (
+        "WEB_CONCURRENCY",
+        "FORWARDED_ALLOW_IPS",
+        "GUNICORN_BIND",
+        "GUNICORN_TIMEOUT",
+        "GUNICORN_MAX_REQUESTS",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -190,8 +196,14 @@ def test_gunicorn_runs_the_app_factory_on_uvicorn_workers(monkeypatch):
     assert config["control_socket_disable"] is True
     assert config["timeout"] > 0
     assert config["graceful_timeout"] > 0
-    assert config["max_requests"] > 0
-    assert config["max_requests_jitter"] > 0
+
+
+def test_gunicorn_recycles_workers_only_when_asked_and_then_staggered(monkeypatch):
+    # Load must never drive recycling: a fixed count of 2,000 restarted workers every ~2 s under load.
+    assert load_gunicorn_config(monkeypatch)["max_requests"] == 0
+    config = load_gunicorn_config(monkeypatch, GUNICORN_MAX_REQUESTS="5000000")
+    assert config["max_requests"] == 5_000_000
+    assert 0 < config["max_requests_jitter"] < config["max_requests"]
 
 
 def test_gunicorn_workers_default_to_the_cores_and_follow_web_concurrency(monkeypatch):
