@@ -24,7 +24,7 @@ keepalive = 75  # longer than nginx's upstream keepalive_timeout (60s), so nginx
 # Worker recycling is off unless asked for: a request count that load can reach recycled every
 # worker every ~2 s under the benchmark (p99 of /health 1 s). A deployment that must contain a slow
 # leak sets GUNICORN_MAX_REQUESTS high enough to mean hours at full load (e.g. 5,000,000).
-max_requests = _int_from_env("GUNICORN_MAX_REQUESTS", 0)
+max_requests = int_from_env("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = max_requests // 10  # staggered, so workers never restart together
 
 # X-Forwarded-For / -Proto are believed only from these addresses (nginx). Never "*" by default.
