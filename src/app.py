@@ -12,7 +12,12 @@ from src.database import engine
 from src.exceptions import register_exception_handlers
 from src.health import router as health_router
 from src.logging import configure_logging
-from src.middleware import ProblemCORSMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
+from src.middleware import (
+    JsonBodyLimitsMiddleware,
+    ProblemCORSMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 
 DESCRIPTION = """
 Studybase keeps research studies, the samples in them and the sample files they come from.
@@ -30,6 +35,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def add_middleware(app: FastAPI, config: Settings) -> None:
     # Added innermost first: security headers wrap everything, including the last-resort 500.
+    app.add_middleware(JsonBodyLimitsMiddleware)
     if config.CORS_ORIGINS:
         app.add_middleware(
             ProblemCORSMiddleware,

@@ -11,8 +11,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.constants import ErrorCode
-from src.exceptions import internal_error_response, problem_response
+from src.constants import MAX_BODY_BYTES, ErrorCode
+from src.exceptions import AppError, PayloadTooLarge, internal_error_response, problem_response
+from src.json_body import check_json_body
 from src.logging import bind_request_id, unbind_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -145,3 +146,69 @@ class ProblemCORSMiddleware(CORSMiddleware):
                 k: v for k, v in response.headers.items() if k.startswith("access-control-") or k == "vary"
             },
         )
+
+
+def is_json_content_type(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """What FastAPI would parse as JSON: application/json or application/*+json."""
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or (
+                media_type.startswith(b"application/") and media_type.endswith(b"+json")
+            )
+    return False
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole body, PayloadTooLarge past MAX_BODY_BYTES, or None if the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then whatever the server sends next."""
+    delivered = False
+
+    async def receive_again() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_again
+
+
+class JsonBodyLimitsMiddleware:
+    """Holds every JSON body to src.json_body's limits before routing, for every route alike."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_json_content_type(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(receive)
+            if body is None:
+                return
+            check_json_body(body)
+        except AppError as refused:
+            response = problem_response(
+                status=refused.status_code, code=refused.code, title=refused.title, detail=refused.detail
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, replaying(body, receive), send)

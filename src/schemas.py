@@ -4,7 +4,9 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, Field
+
+from src.constants import MAX_PROBLEM_ERRORS
 
 ItemT = TypeVar("ItemT")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -53,4 +55,11 @@ class Problem(BaseModel):
     detail: str
     code: str
     request_id: str | None
-    errors: list[ProblemError] | None = None
+    errors: list[ProblemError] | None = Field(
+        default=None, description=f"What is wrong with the request: at most the first {MAX_PROBLEM_ERRORS}."
+    )
+    errors_total: int | None = Field(default=None, description="How many errors there were in all.")
+    errors_truncated: bool | None = Field(
+        default=None,
+        description=f"True when there were more than {MAX_PROBLEM_ERRORS} and `errors` shows the first.",
+    )
