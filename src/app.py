@@ -13,6 +13,7 @@ from src.exceptions import register_exception_handlers
 from src.health import router as health_router
 from src.logging import configure_logging
 from src.middleware import (
+    ControlCharacterPathMiddleware,
     JsonBodyLimitsMiddleware,
     ProblemCORSMiddleware,
     RequestContextMiddleware,
@@ -45,6 +46,7 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Location", "Retry-After"],
         )
+    app.add_middleware(ControlCharacterPathMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 
@@ -70,6 +72,8 @@ def create_app(config: Settings = settings) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # A redirect would be built from the client's Host header: `/me/` is a 404 problem instead.
+        redirect_slashes=False,
         swagger_ui_parameters={"persistAuthorization": True},
     )
     add_middleware(app, config)

@@ -18,6 +18,9 @@ from src.logging import bind_request_id, unbind_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Python's `$` also matches before a final newline, so `/auth/register%0A` would reach the
+# `/auth/register` route while nginx's exact-match rate limit never saw that path.
+_CONTROL_CHARACTERS_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 access_logger = logging.getLogger("studybase.access")
 error_logger = logging.getLogger("studybase.errors")
@@ -103,6 +106,22 @@ class RequestContextMiddleware:
                 "client": client[0] if client else None,
             },
         )
+
+
+class ControlCharacterPathMiddleware:
+    """No route serves a path with control characters in it: they answer 404 before routing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _CONTROL_CHARACTERS_IN_PATH.search(scope["path"]):
+            response = problem_response(
+                status=404, code=ErrorCode.NOT_FOUND, title="Not Found", detail="There is no such path."
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:

@@ -14,6 +14,7 @@ from src.app import create_app
 from src.config import Settings
 from src.logging import JsonFormatter, bind_request_id, unbind_request_id
 from src.middleware import DOCS_CSP
+from tests.conftest import assert_problem
 
 HEALTH = "/api/v1/health"
 FRESH_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -350,3 +351,33 @@ async def test_without_cors_origins_no_cross_origin_access(client):
     response = await client.get(HEALTH, headers={"Origin": "https://a.example"})
 
     assert "access-control-allow-origin" not in response.headers
+
+
+# Paths with control characters (issue 11, item 2)
+
+
+@pytest.mark.parametrize("suffix", ["%0A", "%0D", "%09", "%00", "%7F", "%C2%85"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/token"), ("GET", HEALTH)],
+)
+async def test_a_path_with_a_control_character_is_never_served(client, method, path, suffix):
+    response = await client.request(method, path + suffix, json={})
+
+    assert_problem(response, 404, "NOT_FOUND")
+
+
+async def test_a_control_character_inside_a_path_is_refused_too(client):
+    response = await client.get("/api/v1/%0Ahealth")
+
+    assert_problem(response, 404, "NOT_FOUND")
+
+
+# Redirects (issue 11, item 10)
+
+
+async def test_a_trailing_slash_is_a_404_problem_not_a_redirect_to_the_clients_host(client):
+    response = await client.get("/api/v1/auth/me/", headers={"Host": "evil.example"})
+
+    assert_problem(response, 404, "NOT_FOUND")
+    assert "location" not in response.headers
