@@ -4,7 +4,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
@@ -57,6 +58,25 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
+def without_request_id(server_call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The server's receive or send, called with no request id bound.
+
+    uvicorn registers transport callbacks from inside them (resuming reading after a large body
+    paused it, the keep-alive timer, the next pipelined request), and asyncio runs each callback
+    in a copy of the context current at registration. A bound id would follow those callbacks and
+    label the server's later log lines for other requests on the connection.
+    """
+
+    async def call_unbound(*args: Any) -> Any:
+        token = bind_request_id(None)
+        try:
+            return await server_call(*args)
+        finally:
+            unbind_request_id(token)
+
+    return call_unbound
+
+
 class RequestContextMiddleware:
     """Gives each request an id, logs one access line for it, and turns a crash into a clean 500."""
 
@@ -68,6 +88,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(scope["headers"])
+        receive, send = without_request_id(receive), without_request_id(send)
         token = bind_request_id(request_id)
         started = time.perf_counter()
         status = 500
