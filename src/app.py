@@ -9,6 +9,7 @@ from src.auth.router import router as auth_router
 from src.config import Settings, settings
 from src.constants import API_PREFIX
 from src.database import engine
+from src.docs import add_docs
 from src.exceptions import register_exception_handlers
 from src.health import router as health_router
 from src.logging import configure_logging
@@ -74,7 +75,11 @@ def create_app(config: Settings = settings) -> FastAPI:
         lifespan=lifespan,
         # A redirect would be built from the client's Host header: `/me/` is a 404 problem instead.
         redirect_slashes=False,
-        swagger_ui_parameters={"persistAuthorization": True},
+        # Served by src/docs.py from pinned local assets; the OAuth2 redirect page only serves
+        # flows we do not offer (the password flow needs none) and would need an inline script.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     add_middleware(app, config)
     register_exception_handlers(app)
@@ -82,5 +87,6 @@ def create_app(config: Settings = settings) -> FastAPI:
     api.include_router(health_router)
     api.include_router(auth_router)
     app.include_router(api)
+    add_docs(app)
     document_errors_as_problems(app)
     return app

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from src.app import create_app
 from src.config import Settings
 from src.logging import JsonFormatter, bind_request_id, current_request_id, unbind_request_id
-from src.middleware import DOCS_CSP
+from src.middleware import DOCS_CSP, REDOC_CSP
 from tests.conftest import assert_problem
 
 HEALTH = "/api/v1/health"
@@ -152,14 +152,21 @@ async def test_api_responses_get_a_csp_that_allows_nothing(client):
     assert "cdn.jsdelivr.net" not in csp
 
 
-@pytest.mark.parametrize("path", ["/docs", "/redoc"])
-async def test_docs_pages_get_the_csp_that_loads_their_scripts(client, path):
+@pytest.mark.parametrize(("path", "csp"), [("/docs", DOCS_CSP), ("/redoc", REDOC_CSP)])
+async def test_docs_pages_allow_scripts_from_the_app_only(client, path, csp):
     response = await client.get(path)
 
     assert response.status_code == 200
-    assert response.headers["content-security-policy"] == DOCS_CSP
-    assert "https://cdn.jsdelivr.net" in response.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["content-security-policy"] == csp
+    directives = dict(directive.split(" ", 1) for directive in csp.split("; "))
+    assert directives["script-src"] == "'self'"
+    assert "https:" not in csp
+    assert "frame-ancestors 'none'" in csp
+
+
+async def test_only_the_redoc_page_allows_inline_styles():
+    assert "'unsafe-inline'" not in DOCS_CSP
+    assert "style-src 'self' 'unsafe-inline'" in REDOC_CSP
 
 
 async def test_openapi_schema_is_not_cacheable(client):

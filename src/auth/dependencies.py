@@ -25,7 +25,9 @@ class ExactBearerToken(OAuth2PasswordBearer):
 
 
 # auto_error=False: a missing token gets our problem+json 401, not FastAPI's plain one.
-bearer_token = ExactBearerToken(tokenUrl=f"{API_PREFIX}/auth/token", auto_error=False)
+bearer_token = ExactBearerToken(
+    tokenUrl=f"{API_PREFIX}/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False
+)
 
 
 async def get_authenticated(
