@@ -52,7 +52,7 @@ def duplicate_keys() -> bytes:
     return b"{" + b",".join([b'"refresh_token":"x"'] * 50_000) + b"}"
 
 
-def SHAPES() -> dict[str, bytes]:  # noqa: N802 (a table, built once)
+def hostile_bodies() -> dict[str, bytes]:
     return {
         "120k unknown keys": unknown_keys(),
         "100k open brackets": b"[" * 100_000,
@@ -83,7 +83,7 @@ async def in_process(rounds: int) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         print(f"{'shape':26} {'KB':>5}  {'endpoint':22} {'status':>6} {'ms':>8} {'bytes':>9}")
-        for name, body in SHAPES().items():
+        for name, body in hostile_bodies().items():
             assert len(body) <= BODY_LIMIT, name
             for path in ENDPOINTS:
                 ms, size, status = await measure(client, path, body, rounds)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from src.constants import MAX_BODY_BYTES, MAX_JSON_ARRAY_ITEMS, MAX_JSON_DEPTH, MAX_PROBLEM_ERRORS
+from src.middleware import JsonBodyLimitsMiddleware
 from tests.conftest import assert_problem
 
 REFRESH = "/api/v1/auth/refresh"
@@ -26,6 +27,7 @@ def nested(depth: int) -> bytes:
     [
         json.dumps({f"k{i}": 0 for i in range(80_000)}).encode(),
         b"[" * 100_000,
+        b"[" * 5_000,
         nested(MAX_JSON_DEPTH + 1),
         b"[" + b",".join([b"0"] * (MAX_JSON_ARRAY_ITEMS + 1)) + b"]",
         b'{"email": [' + b",".join([b"0"] * 200_000) + b"]}",
@@ -35,6 +37,7 @@ def nested(depth: int) -> bytes:
     ids=[
         "80k-unknown-keys",
         "100k-open-brackets",
+        "past-the-recursion-limit",
         "too-deep",
         "long-array",
         "long-array-in-a-field",
@@ -102,3 +105,57 @@ async def test_the_problem_schema_documents_the_capped_errors(client):
     problem = (await client.get("/openapi.json")).json()["components"]["schemas"]["Problem"]
 
     assert {"errors", "errors_total", "errors_truncated"} <= set(problem["properties"])
+
+
+JSON_SCOPE = {
+    "type": "http",
+    "method": "POST",
+    "path": "/x",
+    "headers": [(b"content-type", b"application/json")],
+}
+
+
+async def test_a_client_gone_before_its_body_ended_reaches_no_route():
+    called, sent = [], []
+    messages = iter([{"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"}])
+
+    async def route(scope, receive, send):
+        called.append(scope)
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    await JsonBodyLimitsMiddleware(route)(JSON_SCOPE, receive, send)
+
+    assert called == []
+    assert sent == []
+
+
+async def test_the_route_gets_the_body_read_once_then_what_the_server_sends_next():
+    received = []
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"a": ', "more_body": True},
+            {"type": "http.request", "body": b"1}", "more_body": False},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def route(scope, receive, send):
+        received.extend([await receive(), await receive()])
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        raise AssertionError(message)
+
+    await JsonBodyLimitsMiddleware(route)(JSON_SCOPE, receive, send)
+
+    assert received == [
+        {"type": "http.request", "body": b'{"a": 1}', "more_body": False},
+        {"type": "http.disconnect"},
+    ]

@@ -195,3 +195,9 @@ async def test_another_spelling_of_a_valid_token_is_401(client, signed_in, respe
 
     assert response.status_code == 401
     assert response.json()["code"] == "TOKEN_INVALID"
+
+
+async def test_a_segment_of_a_length_base64_cannot_have_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, sign(claims) + "AA")
