@@ -64,7 +64,10 @@ def hostile_bodies() -> dict[str, bytes]:
         "50k duplicate keys": duplicate_keys(),
         "500 x depth-900 columns": b"[" + b",".join([b"[" * 900 + b"]" * 900] * 500) + b"]",
         "250 x 4000-digit ints": b"[" + b",".join([b"9" * 4000] * 250) + b"]",
-        "1000 unknown keys (errors)": json.dumps({f"k{i}": [0] * 100 for i in range(1000)}).encode(),
+        "49,995 floats in limits": b"["
+        + b",".join([b"[" + b",".join([b"1.5e308"] * 9_999) + b"]"] * 5)
+        + b"]",
+        "999 unknown keys (errors)": json.dumps({f"k{i}": "x" * 300 for i in range(999)}).encode(),
     }
 
 

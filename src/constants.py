@@ -39,8 +39,10 @@ DEFAULT_PAGE_SIZE = 20
 # What one request body may hold; nginx refuses larger bodies first (client_max_body_size 1m).
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
-# Counted as `[` and `{` bytes anywhere in the body, strings included: a cheap, safe over-estimate.
+# Counted as bytes anywhere in the body, strings included (`[` and `{`; `,` for values): a
+# cheap over-estimate that bounds what json.loads builds before it runs.
 MAX_JSON_CONTAINERS = 10_000
+MAX_JSON_VALUES = 50_000
 MAX_JSON_OBJECT_KEYS = 1_000
 MAX_JSON_ARRAY_ITEMS = 10_000
 # A refused request lists at most this many errors (with the total), so its answer stays small.

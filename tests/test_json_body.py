@@ -32,6 +32,7 @@ def nested(depth: int) -> bytes:
         b"[" + b",".join([b"0"] * (MAX_JSON_ARRAY_ITEMS + 1)) + b"]",
         b'{"email": [' + b",".join([b"0"] * 200_000) + b"]}",
         b"[" + b",".join([b"[]"] * 20_000) + b"]",
+        b"[" + b",".join([b"[" + b",".join([b"1e308"] * 9_000) + b"]"] * 6) + b"]",
         b'{"refresh_token": ' + b"9" * 500_000 + b"}",
     ],
     ids=[
@@ -42,6 +43,7 @@ def nested(depth: int) -> bytes:
         "long-array",
         "long-array-in-a-field",
         "many-containers",
+        "many-values",
         "500k-digit-integer",
     ],
 )
