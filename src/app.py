@@ -9,10 +9,17 @@ from src.auth.router import router as auth_router
 from src.config import Settings, settings
 from src.constants import API_PREFIX
 from src.database import engine
+from src.docs import add_docs
 from src.exceptions import register_exception_handlers
 from src.health import router as health_router
 from src.logging import configure_logging
-from src.middleware import ProblemCORSMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
+from src.middleware import (
+    ControlCharacterPathMiddleware,
+    JsonBodyLimitsMiddleware,
+    ProblemCORSMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 
 DESCRIPTION = """
 Studybase keeps research studies, the samples in them and the sample files they come from.
@@ -30,6 +37,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def add_middleware(app: FastAPI, config: Settings) -> None:
     # Added innermost first: security headers wrap everything, including the last-resort 500.
+    app.add_middleware(JsonBodyLimitsMiddleware)
     if config.CORS_ORIGINS:
         app.add_middleware(
             ProblemCORSMiddleware,
@@ -39,6 +47,7 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Location", "Retry-After"],
         )
+    app.add_middleware(ControlCharacterPathMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 
@@ -64,7 +73,13 @@ def create_app(config: Settings = settings) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        swagger_ui_parameters={"persistAuthorization": True},
+        # A redirect would be built from the client's Host header: `/me/` is a 404 problem instead.
+        redirect_slashes=False,
+        # Served by src/docs.py from pinned local assets; the OAuth2 redirect page only serves
+        # flows we do not offer (the password flow needs none) and would need an inline script.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     add_middleware(app, config)
     register_exception_handlers(app)
@@ -72,5 +87,6 @@ def create_app(config: Settings = settings) -> FastAPI:
     api.include_router(health_router)
     api.include_router(auth_router)
     app.include_router(api)
+    add_docs(app)
     document_errors_as_problems(app)
     return app

@@ -23,6 +23,8 @@ class ErrorCode(StrEnum):
     CORS_REJECTED = "CORS_REJECTED"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     MALFORMED_BODY = "MALFORMED_BODY"
+    BODY_TOO_COMPLEX = "BODY_TOO_COMPLEX"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     HTTP_ERROR = "HTTP_ERROR"
@@ -33,3 +35,15 @@ class ErrorCode(StrEnum):
 API_PREFIX = "/api/v1"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+
+# What one request body may hold; nginx refuses larger bodies first (client_max_body_size 1m).
+MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+# Counted as bytes anywhere in the body, strings included (`[` and `{`; `,` for values): a
+# cheap over-estimate that bounds what json.loads builds before it runs.
+MAX_JSON_CONTAINERS = 10_000
+MAX_JSON_VALUES = 50_000
+MAX_JSON_OBJECT_KEYS = 1_000
+MAX_JSON_ARRAY_ITEMS = 10_000
+# A refused request lists at most this many errors (with the total), so its answer stays small.
+MAX_PROBLEM_ERRORS = 50

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from src.constants import ErrorCode
+from src.constants import MAX_PROBLEM_ERRORS, ErrorCode
 from src.logging import current_request_id
 from src.schemas import Problem
 
@@ -75,6 +75,28 @@ class ValidationFailed(UnprocessableEntity):
     detail = "The request is not valid; see `errors`."
 
 
+class MalformedBody(AppError):
+    status_code = 400
+    code = ErrorCode.MALFORMED_BODY
+    title = "Malformed body"
+    detail = "The request body could not be read."
+
+
+class BodyTooComplex(UnprocessableEntity):
+    """A JSON body past a structural limit, refused before any schema spends time on it."""
+
+    code = ErrorCode.BODY_TOO_COMPLEX
+    title = "Body too complex"
+    detail = "The JSON body is nested too deeply, or has too many keys, items or digits."
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+    title = "Payload too large"
+    detail = "The request body is larger than this endpoint accepts."
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = ErrorCode.RATE_LIMITED
@@ -118,7 +140,9 @@ def problem_response(
         "request_id": current_request_id(),
     }
     if errors is not None:
-        body["errors"] = list(errors)
+        body["errors"] = list(errors[:MAX_PROBLEM_ERRORS])
+        body["errors_total"] = len(errors)
+        body["errors_truncated"] = len(errors) > MAX_PROBLEM_ERRORS
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
 
 
@@ -199,6 +223,8 @@ def problem_example(error: type[AppError]) -> dict[str, Any]:
         example["errors"] = [
             {"loc": ["body", "email"], "msg": "value is not a valid email address", "code": "value_error"}
         ]
+        example["errors_total"] = 1
+        example["errors_truncated"] = False
     return example
 
 

@@ -4,35 +4,40 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.constants import ErrorCode
-from src.exceptions import internal_error_response, problem_response
+from src.constants import MAX_BODY_BYTES, ErrorCode
+from src.exceptions import AppError, PayloadTooLarge, internal_error_response, problem_response
+from src.json_body import check_json_body
 from src.logging import bind_request_id, unbind_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Python's `$` also matches before a final newline, so `/auth/register%0A` would reach the
+# `/auth/register` route while nginx's exact-match rate limit never saw that path.
+_CONTROL_CHARACTERS_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 access_logger = logging.getLogger("studybase.access")
 error_logger = logging.getLogger("studybase.errors")
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI and ReDoc load their scripts and styles from jsDelivr and run an inline bootstrap script.
+# Swagger UI comes from the app itself (src/docs.py): scripts and styles only from 'self', no
+# inline script; images include the data: URIs of its icons.
 DOCS_CSP = (
-    "default-src 'self'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "worker-src 'self' blob:; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# ReDoc (styled-components) builds its styles in <style> elements at run time and stops with
+# error #17 when they are refused, so its page alone allows inline styles; scripts stay 'self'.
+# Its search runs in a blob: worker.
+REDOC_CSP = DOCS_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'") + "; worker-src blob:"
+PAGE_CSPS = {"/docs": DOCS_CSP, "/redoc": REDOC_CSP}
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -53,6 +58,25 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
+def without_request_id(server_call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The server's receive or send, called with no request id bound.
+
+    uvicorn registers transport callbacks from inside them (resuming reading after a large body
+    paused it, the keep-alive timer, the next pipelined request), and asyncio runs each callback
+    in a copy of the context current at registration. A bound id would follow those callbacks and
+    label the server's later log lines for other requests on the connection.
+    """
+
+    async def call_unbound(*args: Any) -> Any:
+        token = bind_request_id(None)
+        try:
+            return await server_call(*args)
+        finally:
+            unbind_request_id(token)
+
+    return call_unbound
+
+
 class RequestContextMiddleware:
     """Gives each request an id, logs one access line for it, and turns a crash into a clean 500."""
 
@@ -64,6 +88,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(scope["headers"])
+        receive, send = without_request_id(receive), without_request_id(send)
         token = bind_request_id(request_id)
         started = time.perf_counter()
         status = 500
@@ -104,6 +129,22 @@ class RequestContextMiddleware:
         )
 
 
+class ControlCharacterPathMiddleware:
+    """No route serves a path with control characters in it: they answer 404 before routing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _CONTROL_CHARACTERS_IN_PATH.search(scope["path"]):
+            response = problem_response(
+                status=404, code=ErrorCode.NOT_FOUND, title="Not Found", detail="There is no such path."
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class SecurityHeadersMiddleware:
     """Headers that make browsers treat every response defensively; no response is cacheable."""
 
@@ -114,7 +155,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+        csp = PAGE_CSPS.get(scope["path"], API_CSP)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -145,3 +186,69 @@ class ProblemCORSMiddleware(CORSMiddleware):
                 k: v for k, v in response.headers.items() if k.startswith("access-control-") or k == "vary"
             },
         )
+
+
+def is_json_content_type(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """What FastAPI would parse as JSON: application/json or application/*+json."""
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or (
+                media_type.startswith(b"application/") and media_type.endswith(b"+json")
+            )
+    return False
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole body, PayloadTooLarge past MAX_BODY_BYTES, or None if the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then whatever the server sends next."""
+    delivered = False
+
+    async def receive_again() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_again
+
+
+class JsonBodyLimitsMiddleware:
+    """Holds every JSON body to src.json_body's limits before routing, for every route alike."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_json_content_type(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(receive)
+            if body is None:
+                return
+            check_json_body(body)
+        except AppError as refused:
+            response = problem_response(
+                status=refused.status_code, code=refused.code, title=refused.title, detail=refused.detail
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, replaying(body, receive), send)

@@ -4,16 +4,24 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, Field
+
+from src.constants import MAX_PROBLEM_ERRORS
 
 ItemT = TypeVar("ItemT")
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1 controls; zero width space; line and paragraph separators; bidirectional
+# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069, which can make a name read
+# backwards to an admin) with the rest of the invisible U+2060-U+206F block; and U+FEFF, a byte
+# order mark, not text. Kept: U+200C/U+200D (zero width non-joiner and joiner, part of the
+# spelling of names in Persian, Indic scripts and emoji) and the U+200E/U+200F/U+061C marks,
+# which only set the direction of neighbouring punctuation and are needed in mixed-script names.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff]")
 
 
 def _reject_control_characters(value: str) -> str:
     # NUL cannot even be stored in PostgreSQL text; the rest has no place in a one-line value.
     if _CONTROL_CHARACTERS.search(value):
-        raise ValueError("must not contain control characters")
+        raise ValueError("must not contain control, invisible or direction-changing characters")
     return value
 
 
@@ -53,4 +61,11 @@ class Problem(BaseModel):
     detail: str
     code: str
     request_id: str | None
-    errors: list[ProblemError] | None = None
+    errors: list[ProblemError] | None = Field(
+        default=None, description=f"What is wrong with the request: at most the first {MAX_PROBLEM_ERRORS}."
+    )
+    errors_total: int | None = Field(default=None, description="How many errors there were in all.")
+    errors_truncated: bool | None = Field(
+        default=None,
+        description=f"True when there were more than {MAX_PROBLEM_ERRORS} and `errors` shows the first.",
+    )

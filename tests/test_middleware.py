@@ -1,5 +1,6 @@
 """Request ids, security headers, the access log, JSON log lines and CORS."""
 
+import asyncio
 import io
 import json
 import logging
@@ -8,12 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from src.app import create_app
 from src.config import Settings
-from src.logging import JsonFormatter, bind_request_id, unbind_request_id
-from src.middleware import DOCS_CSP
+from src.logging import JsonFormatter, bind_request_id, current_request_id, unbind_request_id
+from src.middleware import DOCS_CSP, REDOC_CSP
+from tests.conftest import assert_problem
 
 HEALTH = "/api/v1/health"
 FRESH_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -149,14 +152,21 @@ async def test_api_responses_get_a_csp_that_allows_nothing(client):
     assert "cdn.jsdelivr.net" not in csp
 
 
-@pytest.mark.parametrize("path", ["/docs", "/redoc"])
-async def test_docs_pages_get_the_csp_that_loads_their_scripts(client, path):
+@pytest.mark.parametrize(("path", "csp"), [("/docs", DOCS_CSP), ("/redoc", REDOC_CSP)])
+async def test_docs_pages_allow_scripts_from_the_app_only(client, path, csp):
     response = await client.get(path)
 
     assert response.status_code == 200
-    assert response.headers["content-security-policy"] == DOCS_CSP
-    assert "https://cdn.jsdelivr.net" in response.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["content-security-policy"] == csp
+    directives = dict(directive.split(" ", 1) for directive in csp.split("; "))
+    assert directives["script-src"] == "'self'"
+    assert "https:" not in csp
+    assert "frame-ancestors 'none'" in csp
+
+
+async def test_only_the_redoc_page_allows_inline_styles():
+    assert "'unsafe-inline'" not in DOCS_CSP
+    assert "style-src 'self' 'unsafe-inline'" in REDOC_CSP
 
 
 async def test_openapi_schema_is_not_cacheable(client):
@@ -350,3 +360,131 @@ async def test_without_cors_origins_no_cross_origin_access(client):
     response = await client.get(HEALTH, headers={"Origin": "https://a.example"})
 
     assert "access-control-allow-origin" not in response.headers
+
+
+# Paths with control characters (issue 11, item 2)
+
+
+@pytest.mark.parametrize("suffix", ["%0A", "%0D", "%09", "%00", "%7F", "%C2%85"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/token"), ("GET", HEALTH)],
+)
+async def test_a_path_with_a_control_character_is_never_served(client, method, path, suffix):
+    response = await client.request(method, path + suffix, json={})
+
+    assert_problem(response, 404, "NOT_FOUND")
+
+
+async def test_a_control_character_inside_a_path_is_refused_too(client):
+    response = await client.get("/api/v1/%0Ahealth")
+
+    assert_problem(response, 404, "NOT_FOUND")
+
+
+# Redirects (issue 11, item 10)
+
+
+async def test_a_trailing_slash_is_a_404_problem_not_a_redirect_to_the_clients_host(client):
+    response = await client.get("/api/v1/auth/me/", headers={"Host": "evil.example"})
+
+    assert_problem(response, 404, "NOT_FOUND")
+    assert "location" not in response.headers
+
+
+# Request ids never outlive their request (issue 11, item 9)
+
+
+class RequestIdsSeen(logging.Handler):
+    """The request id bound when each record is emitted, as JsonFormatter would write it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.getMessage(), current_request_id()))
+
+
+async def test_server_callbacks_registered_during_a_request_log_without_its_id(app):
+    """uvicorn resumes reading a paused large body and arms its keep-alive timer from inside
+    receive and send; asyncio runs those callbacks in the context current when they were
+    registered, and they log for whatever comes next on the connection."""
+    loop = asyncio.get_running_loop()
+    server_log = logging.getLogger("studybase.test-server")
+    handler = RequestIdsSeen()
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    callbacks_ran = asyncio.Event()
+    body_sent = False
+
+    async def receive():
+        nonlocal body_sent
+        loop.call_soon(server_log.info, "after resume_reading")
+        if body_sent:
+            await asyncio.Event().wait()
+        body_sent = True
+        return {"type": "http.request", "body": b'{"refresh_token": "x"}', "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            loop.call_soon(server_log.info, "keep-alive timeout")
+            loop.call_soon(callbacks_ran.set)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/auth/refresh",
+        "raw_path": b"/api/v1/auth/refresh",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"x-request-id", b"the-large-body"),
+            (b"host", b"t"),
+        ],
+        "client": ("203.0.113.7", 50000),
+        "server": ("testserver", 80),
+    }
+    try:
+        await app(scope, receive, send)
+        await asyncio.wait_for(callbacks_ran.wait(), timeout=5)
+    finally:
+        server_log.removeHandler(handler)
+
+    assert handler.seen == [("after resume_reading", None), ("keep-alive timeout", None)]
+
+
+async def test_uvicorn_logs_nothing_with_the_id_of_an_earlier_large_body_request(app):
+    """The issue's case through a real uvicorn: a large body (which pauses and resumes reading),
+    then a broken request on the same connection, which uvicorn logs itself."""
+    handler = RequestIdsSeen()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(handler)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"refresh_token": "' + b"a" * 900_000 + b'"}'
+        writer.write(
+            b"POST /api/v1/auth/refresh HTTP/1.1\r\nHost: t\r\nX-Request-ID: the-large-body\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 422")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"BROKEN \x00 HTTP/1.1\r\n\r\n")
+        await reader.read()
+        writer.close()
+    finally:
+        server.should_exit = True
+        await serving
+        uvicorn_log.removeHandler(handler)
+
+    assert ("Invalid HTTP request received.", None) in handler.seen
+    assert all(request_id is None for _, request_id in handler.seen)

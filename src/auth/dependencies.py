@@ -14,8 +14,20 @@ from src.auth.service import Authenticated
 from src.constants import API_PREFIX
 from src.database import DbSession
 
+
+class ExactBearerToken(OAuth2PasswordBearer):
+    """The bearer token exactly as sent. FastAPI's own str.strip() also drops Unicode spaces
+    such as U+0085 and U+00A0, which would make `<token>\\x85` another spelling of `<token>`."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return token if scheme.lower() == "bearer" else None
+
+
 # auto_error=False: a missing token gets our problem+json 401, not FastAPI's plain one.
-bearer_token = OAuth2PasswordBearer(tokenUrl=f"{API_PREFIX}/auth/token", auto_error=False)
+bearer_token = ExactBearerToken(
+    tokenUrl=f"{API_PREFIX}/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False
+)
 
 
 async def get_authenticated(

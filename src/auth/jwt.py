@@ -1,5 +1,8 @@
 """Access tokens: HS256 JWTs that name a user and the session they belong to."""
 
+import base64
+import binascii
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -9,6 +12,8 @@ from jose import ExpiredSignatureError, JWTError, jwt
 from src.auth.constants import JWT_ALGORITHM, REQUIRED_ACCESS_CLAIMS, TOKEN_TYPE_ACCESS
 from src.auth.exceptions import InvalidToken, TokenExpired
 from src.config import settings
+
+_COMPACT_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +41,28 @@ def create_access_token(
     return jwt.encode(claims, _signing_key(), algorithm=JWT_ALGORITHM)
 
 
+def _is_canonical_base64url(segment: str) -> bool:
+    """True when the segment is the one unpadded base64url spelling of its bytes: no padding, and
+    no set bits past the last byte (which decoders ignore, so flipping them would go unnoticed)."""
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() == segment
+
+
+def is_canonical_compact_jwt(token: str) -> bool:
+    """python-jose accepts padded, non-ASCII-suffixed and low-bit-flipped spellings of one token;
+    exactly one string is a given token here."""
+    return _COMPACT_JWT.fullmatch(token) is not None and all(
+        _is_canonical_base64url(segment) for segment in token.split(".")
+    )
+
+
 def decode_access_token(token: str) -> AccessClaims:
     """The token's claims, or InvalidToken/TokenExpired; only HS256 with our key is accepted."""
+    if not is_canonical_compact_jwt(token):
+        raise InvalidToken
     try:
         claims = jwt.decode(token, _signing_key(), algorithms=[JWT_ALGORITHM])
     except ExpiredSignatureError as exc:

@@ -152,3 +152,52 @@ async def test_token_of_a_revoked_session_is_401(client, make_user, login):
     await client.post("/api/v1/auth/logout", headers=bearer(tokens))
 
     await assert_rejected(client, tokens["access_token"], "SESSION_REVOKED")
+
+
+# Only the canonical spelling of a token (issue 11, item 11)
+
+
+def flip_unused_low_bits(segment: str) -> str:
+    """The same bytes spelled differently: the last character's bits past the final byte set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    unused_bits = {2: 4, 3: 2}[len(segment) % 4]
+    last = alphabet.index(segment[-1])
+    return segment[:-1] + alphabet[last | ((1 << unused_bits) - 1)]
+
+
+async def test_a_signature_whose_length_leaves_unused_bits(client, signed_in):
+    # HS256 signatures are 32 bytes: 43 characters, the last carrying 2 unused bits.
+    _, claims = signed_in
+
+    assert len(sign(claims).split(".")[2]) % 4 == 3
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda token: token + "=",
+        lambda token: token + "==",
+        lambda token: token + "\xff",
+        lambda token: token + "\x85",
+        lambda token: token.rsplit(".", 1)[0] + "." + flip_unused_low_bits(token.rsplit(".", 1)[1]),
+    ],
+    ids=["padding", "double-padding", "non-ascii-byte", "c1-control", "flipped-unused-bits"],
+)
+async def test_another_spelling_of_a_valid_token_is_401(client, signed_in, respell):
+    _, claims = signed_in
+    token = sign(claims)
+    respelled = respell(token)
+    # python-jose alone takes it for the same token: the check has to come before it.
+    assert respelled != token
+    assert jwt.decode(respelled, TEST_SECRET_KEY, algorithms=["HS256"]) == claims
+
+    response = await client.get(ME, headers={"Authorization": f"Bearer {respelled}".encode("latin-1")})
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "TOKEN_INVALID"
+
+
+async def test_a_segment_of_a_length_base64_cannot_have_is_401(client, signed_in):
+    _, claims = signed_in
+
+    await assert_rejected(client, sign(claims) + "AA")

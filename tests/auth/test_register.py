@@ -1,3 +1,4 @@
+import pytest
 from sqlalchemy import select
 
 from src import database
@@ -130,3 +131,33 @@ async def test_registration_holds_no_database_connection_while_hashing(client, m
 
     assert response.status_code == 201
     assert held == [0]
+
+
+@pytest.mark.parametrize(
+    "character",
+    ["\u0085", "\u009b", "\u202e", "\u2066", "\u2028", "\u2029", "\u200b", "\ufeff"],
+    ids=[
+        "next-line",
+        "c1-csi",
+        "rtl-override",
+        "ltr-isolate",
+        "line-separator",
+        "paragraph-separator",
+        "zero-width-space",
+        "byte-order-mark",
+    ],
+)
+async def test_invisible_or_direction_changing_characters_in_a_name_are_422(client, db, character):
+    response = await client.post(REGISTER, json=registration(full_name=f"Ada{character}Lovelace"))
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "full_name"]
+    assert await db.scalar(select(User)) is None
+
+
+async def test_a_name_spelled_with_a_zero_width_non_joiner_is_accepted(client):
+    response = await client.post(
+        REGISTER, json=registration(full_name="\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645")
+    )
+
+    assert response.status_code == 201, response.text
