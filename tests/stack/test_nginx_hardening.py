@@ -287,3 +287,14 @@ def test_no_answer_through_nginx_is_uvicorns_plain_text(stack: Stack):
         assert response.status_code == 200, (request, response.content)
         assert response.headers["content-type"] == "application/json"
         assert response.json() == {"status": "ok"}
+
+
+def test_raw_bytes_outside_ascii_in_the_request_target_are_refused_by_nginx(stack: Stack):
+    """The API's HTTP parser would answer these with a plain-text 400 of its own."""
+    for target in (b"/api/v1/h\xc3\xa9alth", b"/api/v1/health?q=\xff"):
+        response = raw_exchange(
+            stack, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+
+        assert_problem(response, 400, "BAD_REQUEST")
+        assert_headers_once(response)
