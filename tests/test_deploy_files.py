@@ -317,3 +317,26 @@ def test_env_sample_lists_the_nginx_settings():
 
     for name in ("MAX_UPLOAD_MB", "SERVER_NAMES"):
         assert re.search(rf"^{name}=", sample, re.MULTILINE)
+
+
+def test_the_api_is_given_exactly_the_request_headers_nginx_checks():
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+    checked_key = re.search(
+        r'^map "\$studybase_own_uri:([^"]+)" \$studybase_control_in_headers', server, re.M
+    )
+    checked = set(re.findall(r"\$http_(\w+)", checked_key.group(1)))
+    passed = {
+        name.lower().replace("-", "_")
+        for name, variable in re.findall(r"^proxy_set_header ([\w-]+) \$http_(\w+);$", server, re.M)
+        if name.lower().replace("-", "_") == variable
+    }
+
+    assert "proxy_pass_request_headers off;" in server
+    assert passed == checked
+    assert {
+        "authorization",
+        "content_type",
+        "user_agent",
+        "origin",
+        "access_control_request_method",
+    } <= passed
