@@ -1,10 +1,13 @@
 """The production topology without Docker: nginx → gunicorn (uvicorn workers) → your database.
 
     python -m scripts.local_stack [--port 8080] [--api-port 8000] [--workers 2]
+        [--server-names "localhost 127.0.0.1"] [--trusted-client 127.0.0.1 ...]
 
-Uses the committed nginx/nginx.conf, nginx/default.conf and gunicorn.conf.py. Only what must
-differ outside Docker changes, in a rendered copy: the upstream address (`api:8000` in
-compose), the listen port and the file paths. DATABASE_URL, SECRET_KEY and the rest come from
+Uses the committed nginx/nginx.conf, nginx/default.conf, nginx/studybase/ and gunicorn.conf.py.
+Only what must differ outside Docker changes, in a rendered copy: the upstream address
+(`api:8000` in compose), the listen port, the file paths, the placeholders compose fills in
+(MAX_UPLOAD_MB, SERVER_NAMES) and the trusted clients (none unless given, as in production).
+DATABASE_URL, SECRET_KEY and the rest come from
 the environment or `.env`, as for `python main.py`. Migrations run once, before the workers
 start. Ctrl-C stops everything. The stack tests (tests/stack/) use the same functions.
 """
@@ -20,12 +23,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 NGINX_DIR = PROJECT_DIR / "nginx"
 DEFAULT_MAX_UPLOAD_MB = 100
+DEFAULT_SERVER_NAMES = "localhost 127.0.0.1"
 NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -40,16 +44,33 @@ def replace_once(text: str, old: str, new: str, *, source: str) -> str:
 
 
 def render_nginx_config(
-    target: Path, *, listen: str, upstream: str, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    target: Path,
+    *,
+    listen: str,
+    upstream: str,
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+    server_names: str = DEFAULT_SERVER_NAMES,
+    trusted_clients: Sequence[str] = (),
 ) -> Path:
     """Writes runnable copies of the committed nginx files into `target`; returns nginx.conf's path."""
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
     server = (NGINX_DIR / "default.conf").read_text(encoding="utf-8")
     server = replace_once(server, "server api:8000;", f"server {upstream};", source="default.conf")
-    server = replace_once(server, "listen 80 ", f"listen {listen} ", source="default.conf")
+    for old, new in (
+        ("listen 80;", f"listen {listen};"),
+        ("listen 80 default_server;", f"listen {listen} default_server;"),
+    ):
+        server = replace_once(server, old, new, source="default.conf")
     server = replace_once(server, "${MAX_UPLOAD_MB}", str(max_upload_mb), source="default.conf")
+    server = replace_once(server, "${SERVER_NAMES}", server_names, source="default.conf")
     (target / "default.conf").write_text(server, encoding="utf-8")
+
+    # nginx.conf and default.conf include these relative to their own folder, here as in compose.
+    shutil.copytree(NGINX_DIR / "studybase", target / "studybase", dirs_exist_ok=True)
+    trusted = "".join(f"{address} 1;\n" for address in trusted_clients)
+    with (target / "studybase" / "trusted-clients.conf").open("a", encoding="utf-8") as listed:
+        listed.write(trusted)
 
     main = (NGINX_DIR / "nginx.conf").read_text(encoding="utf-8")
     for old, new in (
@@ -160,15 +181,32 @@ def main() -> None:
     parser.add_argument(
         "--max-upload-mb", type=int, default=int(os.environ.get("MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
     )
+    parser.add_argument(
+        "--server-names",
+        default=os.environ.get("SERVER_NAMES", DEFAULT_SERVER_NAMES),
+        help="the host names nginx answers for (others get 421)",
+    )
+    parser.add_argument(
+        "--trusted-client",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="exempt this address or CIDR from the rate and connection limits (a load generator)",
+    )
     args = parser.parse_args()
+    options = {
+        "max_upload_mb": args.max_upload_mb,
+        "server_names": args.server_names,
+        "trusted_clients": args.trusted_client,
+    }
 
     if args.check:
-        check_only(max_upload_mb=args.max_upload_mb)
+        check_only(**options)
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a SIGTERM'd runner still stops its children
     work = Path(tempfile.mkdtemp(prefix="studybase-stack-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
-    config = rendered_and_checked(work / "nginx", args.port, args.api_port, args.max_upload_mb)
+    config = rendered_and_checked(work / "nginx", args.port, args.api_port, **options)
     env = dict(os.environ) | {"FORWARDED_ALLOW_IPS": "127.0.0.1"}
     migrate(env)
     gunicorn = start_gunicorn(
@@ -190,9 +228,9 @@ def main() -> None:
         stop(gunicorn)
 
 
-def rendered_and_checked(target: Path, port: int, api_port: int, max_upload_mb: int) -> Path:
+def rendered_and_checked(target: Path, port: int, api_port: int, **options) -> Path:
     config = render_nginx_config(
-        target, listen=f"127.0.0.1:{port}", upstream=f"127.0.0.1:{api_port}", max_upload_mb=max_upload_mb
+        target, listen=f"127.0.0.1:{port}", upstream=f"127.0.0.1:{api_port}", **options
     )
     checked = check_nginx_config(config)
     if checked.returncode != 0:
@@ -200,10 +238,10 @@ def rendered_and_checked(target: Path, port: int, api_port: int, max_upload_mb: 
     return config
 
 
-def check_only(*, max_upload_mb: int) -> None:
+def check_only(**options) -> None:
     work = Path(tempfile.mkdtemp(prefix="studybase-nginx-check-"))
     try:
-        rendered_and_checked(work / "nginx", 18080, 18000, max_upload_mb)
+        rendered_and_checked(work / "nginx", 18080, 18000, **options)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("nginx -t: the committed configuration is valid")

@@ -239,9 +239,30 @@ def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
     server = (tmp_path / "nginx" / "default.conf").read_text(encoding="utf-8")
     committed = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
     assert server == committed.replace("server api:8000;", "server 127.0.0.1:18000;").replace(
-        "listen 80 ", "listen 127.0.0.1:18080 "
-    ).replace("${MAX_UPLOAD_MB}", "100")
+        "listen 80", "listen 127.0.0.1:18080"
+    ).replace("${MAX_UPLOAD_MB}", "100").replace("${SERVER_NAMES}", "localhost 127.0.0.1")
     assert "include /etc/nginx/conf.d" not in config.read_text(encoding="utf-8")
+    for name in ("problem-pages.conf", "trusted-clients.conf"):
+        copied = (tmp_path / "nginx" / "studybase" / name).read_text(encoding="utf-8")
+        assert copied == (PROJECT_DIR / "nginx" / "studybase" / name).read_text(encoding="utf-8")
+
+
+def geo_entries(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_no_client_is_trusted_unless_the_rendering_is_told(tmp_path):
+    committed = (PROJECT_DIR / "nginx" / "studybase" / "trusted-clients.conf").read_text(encoding="utf-8")
+    render_nginx_config(
+        tmp_path / "nginx",
+        listen="127.0.0.1:18080",
+        upstream="127.0.0.1:18000",
+        trusted_clients=["127.0.0.1"],
+    )
+
+    rendered = (tmp_path / "nginx" / "studybase" / "trusted-clients.conf").read_text(encoding="utf-8")
+    assert geo_entries(committed) == []
+    assert geo_entries(rendered) == ["127.0.0.1 1;"]
 
 
 @pytest.mark.skipif(
@@ -256,10 +277,79 @@ def test_nginx_accepts_the_committed_config(tmp_path):
     assert checked.returncode == 0, checked.stderr
 
 
-def test_token_endpoints_are_never_gzipped_and_are_rate_limited():
+def test_token_endpoints_are_never_gzipped():
     server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
 
-    block = server.split("location ~ ^/api/v1/auth/(token|refresh)$ {", 1)[1].split("}", 1)[0]
+    block = server.split("location ~* ^/api/v1/auth/(token|refresh) {", 1)[1].split("}", 1)[0]
 
     assert "gzip off;" in block
-    assert "limit_req zone=studybase_auth" in block
+
+
+def test_every_request_falls_under_both_rate_limits_outside_any_location():
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+    shared = server.split("\nserver {", 1)[0]
+    main = (PROJECT_DIR / "nginx" / "nginx.conf").read_text(encoding="utf-8")
+
+    assert "limit_req zone=studybase_auth" in shared
+    assert "limit_req zone=studybase_api" in shared
+    assert "limit_conn studybase_conn" in shared
+    assert "limit_req " not in server.split("\nserver {", 1)[1]  # no location replaces them
+    assert '"~*^/api/v1/auth/(token|refresh|register|me/password)" 1;' in main
+
+
+def test_every_error_nginx_makes_has_a_problem_page():
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+    pages = (PROJECT_DIR / "nginx" / "studybase" / "problem-pages.conf").read_text(encoding="utf-8")
+
+    targets = dict(re.findall(r"^error_page ([\d ]+) = (\S+);$", server, re.MULTILINE))
+    statuses = {status for listed in targets for status in listed.split()}
+    assert {"400", "404", "405", "413", "414", "421", "429", "494", "500", "502", "503", "504"} <= statuses
+    for target in targets.values():
+        page = pages.split(f"location {'= ' if target.startswith('/') else ''}{target} {{", 1)[1].split(
+            "}", 1
+        )[0]
+        assert "default_type application/problem+json;" in page or target.startswith("/_studybase_problem/")
+        assert re.search(r"return \d{3} '\{\"type\":\"urn:studybase:problem:", page)
+    assert server.count("include studybase/problem-pages.conf;") == server.count("\nserver {")
+
+
+def test_compose_fills_in_every_placeholder_of_the_nginx_template(services):
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+    nginx = services["nginx"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", server))
+
+    assert placeholders == {"MAX_UPLOAD_MB", "SERVER_NAMES"}
+    for name in placeholders:
+        assert name in nginx["environment"]
+        assert re.fullmatch(nginx["environment"]["NGINX_ENVSUBST_FILTER"].replace("$$", "$"), name)
+    assert "./nginx/studybase:/etc/nginx/studybase:ro" in nginx["volumes"]
+
+
+def test_env_sample_lists_the_nginx_settings():
+    sample = (PROJECT_DIR / ".env.sample").read_text(encoding="utf-8")
+
+    for name in ("MAX_UPLOAD_MB", "SERVER_NAMES"):
+        assert re.search(rf"^{name}=", sample, re.MULTILINE)
+
+
+def test_the_api_is_given_exactly_the_request_headers_nginx_checks():
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+    checked_key = re.search(
+        r'^map "\$studybase_own_uri:([^"]+)" \$studybase_control_in_headers', server, re.M
+    )
+    checked = set(re.findall(r"\$http_(\w+)", checked_key.group(1)))
+    passed = {
+        name.lower().replace("-", "_")
+        for name, variable in re.findall(r"^proxy_set_header ([\w-]+) \$http_(\w+);$", server, re.M)
+        if name.lower().replace("-", "_") == variable
+    }
+
+    assert "proxy_pass_request_headers off;" in server
+    assert passed == checked
+    assert {
+        "authorization",
+        "content_type",
+        "user_agent",
+        "origin",
+        "access_control_request_method",
+    } <= passed
