@@ -252,8 +252,12 @@ async def _reserve_password_attempt(
     if attempt is None:
         locked_until = await _locked_until(session, key=key, scope=scope)
     await session.commit()
-    if attempt is None or attempt > auth_settings.LOGIN_MAX_FAILURES:
+    if attempt is None:
         raise locked(retry_after_seconds=_retry_after(locked_until, now=now, default=_lockout()))
+    if attempt > auth_settings.LOGIN_MAX_FAILURES:
+        # Not locked: the run's other attempts are still in flight and may yet succeed (a script
+        # signing in from several threads), so this one is told to retry in a second, not in 15 min.
+        raise locked(retry_after_seconds=1)
     return attempt
 
 

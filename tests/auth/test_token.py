@@ -548,3 +548,19 @@ def test_client_header_text_is_stored_printable_and_cut_to_its_column():
     assert utils.storable_text("agent\x00/1.0\n" + "x" * 600, 512) == ("agent/1.0" + "x" * 600)[:512]
     assert utils.storable_text("\x00\x01", 45) is None
     assert utils.storable_text(None, 45) is None
+
+
+async def test_parallel_right_passwords_past_the_budget_are_told_to_retry_at_once_not_locked(
+    client, make_user
+):
+    user = await make_user()
+    requests = auth_settings.LOGIN_MAX_FAILURES + 3
+
+    responses = await asyncio.gather(
+        *(client.post(TOKEN, data=credentials(user.email)) for _ in range(requests))
+    )
+
+    refused = [response for response in responses if response.status_code == 429]
+    assert all(response.status_code in (200, 429) for response in responses)
+    assert all(response.headers["retry-after"] == "1" for response in refused)
+    assert (await client.post(TOKEN, data=credentials(user.email))).status_code == 200
