@@ -1,0 +1,337 @@
+"""The whole stack under load, every figure a ratio to a ceiling measured in the same run.
+
+    python -m benchmarks.stack [--duration 10] [--rounds 3] [--quick] [--json PATH]
+
+Starts, on this machine: a fresh PostgreSQL database with the migrations, gunicorn with the
+committed `gunicorn.conf.py` and 2 workers, nginx with the committed configuration (rendered as
+the stack tests do), and the ceiling, a bare FastAPI "hello" app behind the same gunicorn flags
+and nginx settings. Seeds a data set, then drives each endpoint with wrk at 64 connections,
+alternating ceiling and endpoint runs, and prints the medians: req/s, p50, p99, the ratio to the
+ceiling, and any non-2xx answers. Also measures sign-in throughput and the p99 of /health while 8
+clients sign in. Writes the table as JSON (default `data/benchmarks/stack.json`).
+
+Needs PostgreSQL (`BENCH_POSTGRES_URL`, default postgresql://postgres@127.0.0.1:5432/postgres),
+nginx and wrk (`apt-get install nginx wrk`). The load comes from 127.0.0.1, which the rendered
+nginx config lists as a trusted load generator (see the README's benchmark section), so rate limits
+measure nothing here. Never fails on speed: it prints numbers.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from benchmarks import wrk
+from scripts import local_stack
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOAD_ADDRESS = "127.0.0.1"
+WORKERS = 2
+CEILING_PATH = "/api/v1/hello"
+BENCH_PASSWORD = "benchmark passphrase"  # noqa: S105 (a throwaway account in a throwaway database)
+DEFAULT_JSON = Path("data/benchmarks/stack.json")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    path: str
+    connections: int = 64
+    authenticated: bool = False
+
+
+@dataclass
+class Row:
+    endpoint: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ceiling_rps: float
+    ceiling_p99_ms: float
+    non_2xx: int
+    errors: int
+    ratio: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ratio = round(self.rps / self.ceiling_rps, 2) if self.ceiling_rps else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunningStack:
+    api_url: str  # through nginx
+    ceiling_url: str  # through an nginx with the same configuration
+    database_url: str
+    work_dir: Path
+
+
+# The stack.
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    name = f"studybase_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield (
+            make_url(POSTGRES_URL)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
+    return dict(os.environ) | {
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "benchmark-secret-" + uuid.uuid4().hex,
+        "UPLOAD_DIR": str(work_dir / "uploads"),
+        "CORS_ORIGINS": "",
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",
+        "ACCESS_TOKEN_EXPIRE_MINUTES": "240",  # outlives the run: no refresh in the middle of a measurement
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@contextlib.contextmanager
+def served(
+    work_dir: Path, name: str, env: dict[str, str], app: str | None, health_path: str
+) -> Iterator[str]:
+    """gunicorn (the committed config, `app` or Studybase) behind nginx (the committed config)."""
+    api_port, nginx_port = _free_port(), _free_port()
+    config = local_stack.render_nginx_config(
+        work_dir / f"nginx-{name}",
+        listen=f"127.0.0.1:{nginx_port}",
+        upstream=f"127.0.0.1:{api_port}",
+        trusted_clients=(LOAD_ADDRESS,),
+    )
+    gunicorn = local_stack.start_gunicorn(
+        bind=f"127.0.0.1:{api_port}", workers=WORKERS, env=env, log=work_dir / f"gunicorn-{name}.log", app=app
+    )
+    nginx = None
+    try:
+        local_stack.wait_until_answering(f"http://127.0.0.1:{api_port}{health_path}", process=gunicorn)
+        nginx = local_stack.start_nginx(config)
+        local_stack.wait_until_answering(f"http://127.0.0.1:{nginx_port}{health_path}", process=nginx)
+        yield f"http://127.0.0.1:{nginx_port}"
+    finally:
+        if nginx is not None:
+            local_stack.stop(nginx)
+        local_stack.stop(gunicorn)
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[RunningStack]:
+    work_dir = Path(tempfile.mkdtemp(prefix="studybase-bench-"))
+    work_dir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
+    try:
+        with fresh_database() as database_url:
+            env = stack_environment(database_url, work_dir)
+            local_stack.migrate(env)
+            with (
+                served(work_dir, "api", env, None, "/api/v1/health") as api_url,
+                served(work_dir, "ceiling", env, "benchmarks.hello_app:app", CEILING_PATH) as ceiling_url,
+            ):
+                yield RunningStack(api_url, ceiling_url, database_url, work_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# Data.
+
+
+def sign_in(api_url: str, email: str) -> str:
+    response = httpx.post(
+        f"{api_url}/api/v1/auth/token", data={"username": email, "password": BENCH_PASSWORD}, timeout=30
+    )
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def register(api_url: str, email: str) -> None:
+    response = httpx.post(
+        f"{api_url}/api/v1/auth/register",
+        json={"email": email, "password": BENCH_PASSWORD, "full_name": "Benchmark User"},
+        timeout=30,
+    )
+    response.raise_for_status()
+
+
+# Measurements.
+
+
+def measure(run: RunningStack, endpoint: Endpoint, *, token: str, duration_s: float, rounds: int) -> Row:
+    """Ceiling and endpoint in turns, so a noisy patch of a shared machine hits both alike."""
+    headers = {"Authorization": f"Bearer {token}"} if endpoint.authenticated else {}
+    ceiling, measured = [], []
+    for _ in range(rounds):
+        ceiling.append(
+            wrk.run_wrk(
+                run.ceiling_url + CEILING_PATH, connections=endpoint.connections, duration_s=duration_s
+            )
+        )
+        measured.append(
+            wrk.run_wrk(
+                run.api_url + endpoint.path,
+                connections=endpoint.connections,
+                duration_s=duration_s,
+                headers=headers,
+            )
+        )
+    return Row(
+        endpoint=endpoint.name,
+        connections=endpoint.connections,
+        rps=round(statistics.median(r.requests_per_second for r in measured)),
+        p50_ms=round(statistics.median(r.p50_ms for r in measured), 2),
+        p99_ms=round(statistics.median(r.p99_ms for r in measured), 2),
+        ceiling_rps=round(statistics.median(r.requests_per_second for r in ceiling)),
+        ceiling_p99_ms=round(statistics.median(r.p99_ms for r in ceiling), 2),
+        non_2xx=sum(r.non_2xx for r in measured),
+        errors=sum(r.socket_errors for r in measured),
+    )
+
+
+def measure_sign_in(run: RunningStack, *, email: str, duration_s: float) -> dict[str, float]:
+    """Sign-in throughput alone, then /health's latency while 8 clients sign in without pause."""
+    form = {"body": urlencode({"username": email, "password": BENCH_PASSWORD}), "method": "POST"}
+    form_headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    token_url = run.api_url + "/api/v1/auth/token"
+    alone = wrk.run_wrk(token_url, connections=8, duration_s=duration_s, headers=form_headers, **form)
+    signing_in = wrk.start_wrk(
+        token_url, connections=8, threads=1, duration_s=duration_s + 2, headers=form_headers, **form
+    )
+    try:
+        health = wrk.run_wrk(run.api_url + "/api/v1/health", connections=8, threads=1, duration_s=duration_s)
+    finally:
+        wrk.finish_wrk(signing_in, timeout=duration_s + 40)
+    return {
+        "sign_in_rps": round(alone.requests_per_second, 1),
+        "sign_in_p99_ms": round(alone.p99_ms, 1),
+        "sign_in_non_2xx": alone.non_2xx,
+        "health_p99_ms_while_signing_in": round(health.p99_ms, 2),
+        "health_rps_while_signing_in": round(health.requests_per_second),
+    }
+
+
+# The report.
+
+
+def print_table(rows: list[Row], sign_in: dict[str, float]) -> None:
+    header = (
+        f"{'endpoint':<44} {'conn':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
+        f"{'ceiling':>7} {'ratio':>5} {'non-2xx':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.endpoint:<44} {row.connections:>4} {row.rps:>7} {row.p50_ms:>7.2f} {row.p99_ms:>8.2f} "
+            f"{row.ceiling_rps:>7} {row.ratio:>5.2f} {row.non_2xx + row.errors:>7}"
+        )
+    print()
+    print(
+        f"sign-in: {sign_in['sign_in_rps']} req/s (p99 {sign_in['sign_in_p99_ms']} ms, "
+        f"non-2xx {sign_in['sign_in_non_2xx']}); /health p99 while 8 clients sign in: "
+        f"{sign_in['health_p99_ms_while_signing_in']} ms"
+    )
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_json(path: Path, rows: list[Row], sign_in: dict[str, float], options: argparse.Namespace) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": machine(),
+        "workers": WORKERS,
+        "duration_s": options.duration,
+        "rounds": options.rounds,
+        "endpoints": [asdict(row) for row in rows],
+        "sign_in": sign_in,
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwritten: {path}")
+
+
+def endpoints() -> list[Endpoint]:
+    return [
+        Endpoint("GET /api/v1/health", "/api/v1/health"),
+        Endpoint("GET /api/v1/auth/me", "/api/v1/auth/me", authenticated=True),
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per run (default 10)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating ceiling/endpoint rounds (default 3)"
+    )
+    parser.add_argument("--quick", action="store_true", help="CI's short version: 2 s runs, 1 round")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"where to write (default {DEFAULT_JSON})"
+    )
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.duration, options.rounds = 2.0, 1
+    return options
+
+
+def check_tools() -> None:
+    for find in (wrk.wrk_binary, local_stack.nginx_binary):
+        try:
+            find()
+        except FileNotFoundError as exc:
+            raise SystemExit(str(exc)) from exc
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_args(argv)
+    check_tools()
+    with running_stack() as run:
+        email = "bench@example.org"
+        register(run.api_url, email)
+        token = sign_in(run.api_url, email)
+        rows = [
+            measure(run, endpoint, token=token, duration_s=options.duration, rounds=options.rounds)
+            for endpoint in endpoints()
+        ]
+        sign_in_figures = measure_sign_in(run, email=email, duration_s=options.duration)
+    print_table(rows, sign_in_figures)
+    write_json(options.json, rows, sign_in_figures, options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
