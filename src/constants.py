@@ -28,8 +28,12 @@ class ErrorCode(StrEnum):
     HTTP_ERROR = "HTTP_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    PRECONDITION_FAILED = "PRECONDITION_FAILED"
+    INVALID_IF_MATCH = "INVALID_IF_MATCH"
 
 
 API_PREFIX = "/api/v1"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+# Filtered totals are counted exactly up to here; above it a list says `total_is_exact: false`.
+COUNT_CAP = 10_000

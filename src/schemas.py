@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 ItemT = TypeVar("ItemT")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -34,6 +34,9 @@ class PageParams:
 class Page(BaseModel, Generic[ItemT]):
     items: list[ItemT]
     total: int
+    total_is_exact: bool = Field(
+        description="false when `total` is only a lower bound: counting stopped at the cap (10,000)"
+    )
     page: int
     page_size: int
 
