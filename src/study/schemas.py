@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from src.schemas import SingleLineText
+from src.schemas import SingleLineText, no_control_characters
 from src.study.constants import (
     CHOICE_MAX_LENGTH,
     CODE_PATTERN,
@@ -52,17 +52,23 @@ StudyCode = Annotated[
     StringConstraints(strip_whitespace=True, pattern=CODE_PATTERN),
     Field(description="2-32 letters, digits and `-`; unique case-insensitively", examples=["ONC-2026-01"]),
 ]
-Title = Annotated[
-    SingleLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
-]
+
+
+def one_line(max_length: int) -> Any:
+    """Trimmed one-line text of 1 to max_length characters (trimmed first, then measured)."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
+        no_control_characters,
+    ]
+
+
+Title = one_line(TITLE_MAX_LENGTH)
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(without_nul)]
 Bound = Annotated[int | float, Field(allow_inf_nan=False)]
-Choice = Annotated[
-    SingleLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=CHOICE_MAX_LENGTH)
-]
+Choice = one_line(CHOICE_MAX_LENGTH)
 SampleId = Annotated[
-    SingleLineText,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=SAMPLE_ID_MAX_LENGTH),
+    one_line(SAMPLE_ID_MAX_LENGTH),
     Field(
         description="your identifier; unique in the study after trimming and case-folding",
         examples=["S-0001"],
@@ -86,12 +92,7 @@ class SampleFieldDefinition(BaseModel):
     name: Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
     type: FieldType
     required: bool = False
-    unit: (
-        Annotated[
-            SingleLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=UNIT_MAX_LENGTH)
-        ]
-        | None
-    ) = None
+    unit: one_line(UNIT_MAX_LENGTH) | None = None
     description: Annotated[SingleLineText, Field(max_length=FIELD_DESCRIPTION_MAX_LENGTH)] | None = None
     max_length: Annotated[int, Field(ge=1, le=TEXT_MAX_LENGTH_LIMIT)] | None = None
     pattern: Annotated[str, Field(min_length=1, max_length=PATTERN_MAX_LENGTH)] | None = None
@@ -253,10 +254,7 @@ class MemberAdd(BaseModel):
     )
 
     user_id: uuid.UUID | None = None
-    email: (
-        Annotated[SingleLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
-        | None
-    ) = None
+    email: one_line(320) | None = None
     role: StudyRole
 
     @model_validator(mode="after")

@@ -98,6 +98,7 @@ async def test_invalid_codes_are_422(client, alice_headers, code):
     [
         {"code": "AB"},
         {"code": "AB", "title": ""},
+        {"code": "AB", "title": "   "},
         {"code": "AB", "title": "a\nb"},
         {"code": "AB", "title": "x" * 201},
         {"code": "AB", "title": "T", "description": "nul\x00"},
