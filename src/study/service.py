@@ -136,12 +136,21 @@ def _check_version(row: Study | Sample, expected_version: int | None) -> None:
 
 
 async def _write_versioned(
-    session: AsyncSession, row: Study | Sample, *, expected_version: int | None, changes: Mapping[str, Any]
+    session: AsyncSession,
+    row: Study | Sample,
+    *,
+    expected_version: int | None,
+    changes: Mapping[str, Any],
+    only_if: tuple[ColumnElement[bool], ...] = (),
 ) -> None:
-    """Applies `changes` and the next version to the row, refreshing the loaded object."""
+    """Applies `changes` and the next version to the row, refreshing the loaded object.
+
+    `only_if` adds conditions the row must still meet when it is written; if it does not, nothing
+    is written and the caller gets 412 as for a stale version.
+    """
     _check_version(row, expected_version)
     model = type(row)
-    condition = [model.id == row.id]
+    condition = [model.id == row.id, *only_if]
     if expected_version is not None:
         condition.append(model.version == expected_version)
     statement = (
@@ -361,8 +370,15 @@ async def replace_sample_fields(
             )
     if new_fields == old_fields:
         return study
+    # Unchecked because the study was empty: it must still be empty when written (a sample added
+    # meanwhile holds the row until its commit, then this finds sample_count > 0 and writes nothing).
+    still_empty = () if study.sample_count else (Study.sample_count == 0,)
     await _write_versioned(
-        session, study, expected_version=expected_version, changes={"sample_fields": new_fields}
+        session,
+        study,
+        expected_version=expected_version,
+        changes={"sample_fields": new_fields},
+        only_if=still_empty,
     )
     record_activity(
         session,
@@ -544,14 +560,31 @@ async def _commit_unless_sample_id_taken(session: AsyncSession) -> None:
         raise SampleIdTaken from None  # taken by a concurrent request
 
 
-async def add_to_sample_count(session: AsyncSession, *, study_id: uuid.UUID, delta: int) -> None:
-    """Keeps the study's maintained sample count; call it in the transaction that adds or removes samples."""
-    await session.execute(
+async def add_to_sample_count(
+    session: AsyncSession, *, study_id: uuid.UUID, delta: int
+) -> list[dict[str, Any]]:
+    """Keeps the study's maintained sample count; call it in the transaction that adds or removes samples.
+
+    Returns the study's sample fields as they are now: the row stays locked until the commit, so a
+    caller that validated against these fields knows no schema change can slip in between.
+    """
+    result = await session.execute(
         update(Study)
         .where(Study.id == study_id)
         .values(sample_count=Study.sample_count + delta)
+        .returning(Study.sample_fields)
         .execution_options(synchronize_session=False)
     )
+    return result.scalar_one()
+
+
+async def _confirm_fields(session: AsyncSession, study: Study, current_fields: list[dict[str, Any]]) -> None:
+    """The values were validated against the fields loaded with the study; they must still be the fields."""
+    if current_fields != study.sample_fields:
+        await session.rollback()
+        raise PreconditionFailed(
+            "The study's sample fields changed while this was being saved; nothing was changed."
+        )
 
 
 async def create_sample(session: AsyncSession, *, access: StudyAccess, data: SampleCreate) -> Sample:
@@ -574,7 +607,7 @@ async def create_sample(session: AsyncSession, *, access: StudyAccess, data: Sam
         version=1,
     )
     session.add(sample)
-    await add_to_sample_count(session, study_id=study.id, delta=1)
+    await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
     record_activity(
         session,
         study_id=study.id,

@@ -2,6 +2,11 @@
 
 import pytest
 
+from src.database import SessionFactory
+from src.exceptions import PreconditionFailed
+from src.study import service as study_service
+from src.study.models import Study
+from src.study.schemas import SampleCreate, SampleFieldDefinition
 from tests.conftest import assert_problem
 from tests.study.conftest import FIELDS, study_url
 
@@ -129,3 +134,44 @@ async def test_new_fields_apply_to_the_next_sample(client, alice, alice_headers,
 
     body = assert_problem(response, 422, "INVALID_SAMPLE_VALUES")
     assert body["errors"] == [{"loc": ["body", "values", "note"], "msg": "is required", "code": "required"}]
+
+
+# The schema and samples written at the same time: neither may slip past the other's check.
+
+
+async def test_a_sample_validated_against_fields_that_changed_meanwhile_is_not_written(
+    client, alice, alice_headers, make_study
+):
+    study = await make_study(owner=alice, sample_fields=[TISSUE])
+    async with SessionFactory() as session:
+        stale = await study_service.get_study_access(session, study_id=study.id, user=alice)
+        await session.commit()
+        changed = await client.put(
+            fields_url(study), json=[{**TISSUE, "choices": ["urine"]}], headers=alice_headers
+        )
+        assert changed.status_code == 200
+
+        with pytest.raises(PreconditionFailed):
+            await study_service.create_sample(
+                session, access=stale, data=SampleCreate(sample_id="S1", values={"tissue": "blood"})
+            )
+
+    assert (await client.get(study_url(study), headers=alice_headers)).json()["sample_count"] == 0
+
+
+async def test_fields_checked_against_an_empty_study_are_not_written_once_it_has_samples(
+    alice, make_study, make_sample
+):
+    study = await make_study(owner=alice, sample_fields=[TISSUE, AGE])
+    async with SessionFactory() as session:
+        stale = await study_service.get_study_access(session, study_id=study.id, user=alice)
+        await session.commit()
+        await make_sample(study, values={"tissue": "blood"})
+
+        with pytest.raises(PreconditionFailed):
+            await study_service.replace_sample_fields(
+                session, access=stale, fields=[SampleFieldDefinition(**TISSUE)], expected_version=None
+            )
+
+    async with SessionFactory() as session:
+        assert (await session.get(Study, study.id)).sample_fields == [TISSUE, AGE]
