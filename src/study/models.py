@@ -74,6 +74,14 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_samples_study_id_updated_at", "study_id", "updated_at"),
         # `field.X=` filters are `values @> {...}` containment, which this index answers.
         Index("ix_samples_values", "values", postgresql_using="gin").ddl_if(dialect="postgresql"),
+        # `q` is a prefix match (LIKE 'abc%'), which a btree answers only with pattern operators
+        # unless the database collation is C; SQLite's LIKE cannot use an index for it anyway.
+        Index(
+            "ix_samples_study_id_sample_id_prefix",
+            "study_id",
+            "sample_id_normalized",
+            postgresql_ops={"sample_id_normalized": "text_pattern_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))

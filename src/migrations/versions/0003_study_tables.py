@@ -99,9 +99,17 @@ def upgrade() -> None:
         batch_op.create_index("ix_samples_study_id_created_at", ["study_id", "created_at"], unique=False)
         batch_op.create_index("ix_samples_study_id_status", ["study_id", "status"], unique=False)
         batch_op.create_index("ix_samples_study_id_updated_at", ["study_id", "updated_at"], unique=False)
-    # The GIN index answers `values @> {...}` field filters; SQLite has no such index (or need).
+    # PostgreSQL only: the GIN index answers `values @> {...}` field filters, the pattern-ops one
+    # sample_id prefixes; SQLite has neither kind of index.
     if op.get_bind().dialect.name == "postgresql":
         op.create_index("ix_samples_values", "samples", ["values"], unique=False, postgresql_using="gin")
+        op.create_index(
+            "ix_samples_study_id_sample_id_prefix",
+            "samples",
+            ["study_id", "sample_id_normalized"],
+            unique=False,
+            postgresql_ops={"sample_id_normalized": "text_pattern_ops"},
+        )
 
     op.create_table(
         "study_activity",
@@ -162,6 +170,7 @@ def downgrade() -> None:
 
     op.drop_table("study_activity")
     if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_samples_study_id_sample_id_prefix", table_name="samples")
         op.drop_index("ix_samples_values", table_name="samples", postgresql_using="gin")
     with op.batch_alter_table("samples", schema=None) as batch_op:
         batch_op.drop_index("ix_samples_study_id_updated_at")
