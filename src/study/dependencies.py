@@ -5,6 +5,7 @@ study's existence is not revealed), a member without the role 403, an admin acts
 """
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -43,7 +44,9 @@ async def valid_study_for_member(study_id: uuid.UUID, user: CurrentUser, db: DbS
     return access
 
 
-def _requiring(role: StudyRole):
+def _requiring(role: StudyRole) -> Callable[..., Awaitable[StudyAccess]]:
+    """A dependency: the study, if the caller's role in it is at least `role` (else 403)."""
+
     async def valid_study_for_role(
         access: Annotated[StudyAccess, Depends(valid_study_for_member)],
     ) -> StudyAccess:
@@ -72,18 +75,19 @@ async def valid_study_for_writing(access: EditableStudy) -> StudyAccess:
 WritableStudy = Annotated[StudyAccess, Depends(valid_study_for_writing)]
 
 
-async def valid_sample_for_reader(sample_pk: uuid.UUID, access: ReadableStudy, db: DbSession) -> Sample:
+async def _sample_of(access: StudyAccess, sample_pk: uuid.UUID, db: DbSession) -> Sample:
     sample = await service.get_sample(db, study=access.study, sample_pk=sample_pk)
     if sample is None:
         raise SampleNotFound
     return sample
+
+
+async def valid_sample_for_reader(sample_pk: uuid.UUID, access: ReadableStudy, db: DbSession) -> Sample:
+    return await _sample_of(access, sample_pk, db)
 
 
 async def valid_sample_for_writing(sample_pk: uuid.UUID, access: WritableStudy, db: DbSession) -> Sample:
-    sample = await service.get_sample(db, study=access.study, sample_pk=sample_pk)
-    if sample is None:
-        raise SampleNotFound
-    return sample
+    return await _sample_of(access, sample_pk, db)
 
 
 ReadableSample = Annotated[Sample, Depends(valid_sample_for_reader)]

@@ -66,7 +66,10 @@ IN_STUDY = (*TOKEN_ERRORS, StudyNotFound)
 ROLE = (*IN_STUDY, StudyRoleRequired)
 WRITE = (*ROLE, StudyReadOnly)
 VERSIONED = (InvalidIfMatch, PreconditionFailed)
-IF_MATCH_NOTE = " Send `If-Match` with the `ETag` you read to make sure nobody changed it meanwhile (412)."
+IF_MATCH_NOTE = (
+    " Send `If-Match` with the `ETag` you read to apply it only if nobody changed it meanwhile (else 412, "
+    "nothing changed); without `If-Match` it applies to the current version."
+)
 
 
 def study_read(access: StudyAccess, response: Response, study: Study | None = None) -> StudyRead:

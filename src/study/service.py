@@ -4,6 +4,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -35,6 +36,7 @@ from src.study.constants import (
     ALLOWED_TRANSITIONS,
     ActivityAction,
     SampleSort,
+    SampleStatus,
     StudyRole,
     StudySort,
     StudyStatus,
@@ -76,7 +78,7 @@ class StudyAccess:
 class Member:
     user: User
     role: StudyRole
-    added_at: Any
+    added_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -745,7 +747,7 @@ async def list_samples(
     *,
     study: Study,
     page: PageParams,
-    status: Any,
+    status: SampleStatus | None,
     sample_id_prefix: str | None,
     field_filters: list[tuple[str, str]],
     sort: SampleSort,

@@ -2,6 +2,7 @@
 
 import pytest
 
+from src.study import service as study_service
 from src.study.constants import StudyRole
 from tests.conftest import assert_problem
 from tests.study.conftest import StatementCounter, study_url
@@ -191,3 +192,30 @@ async def test_remove_member_ends_their_access(
     assert_problem(
         await client.delete(member_url(study, grace), headers=alice_headers), 404, "MEMBER_NOT_FOUND"
     )
+
+
+async def test_change_to_the_same_role_changes_nothing(client, alice, alice_headers, make_study):
+    study = await make_study(owner=alice)
+
+    response = await client.patch(member_url(study, alice), json={"role": "owner"}, headers=alice_headers)
+
+    assert response.json()["role"] == "owner"
+    assert len((await client.get(study_url(study, "activity"), headers=alice_headers)).json()["items"]) == 1
+
+
+async def test_a_member_added_by_a_concurrent_request_is_409_not_500(
+    client, alice, alice_headers, make_study, make_user, add_member, monkeypatch
+):
+    study = await make_study(owner=alice)
+    grace = await make_user()
+    await add_member(study, grace, StudyRole.VIEWER)
+
+    async def not_yet_a_member(*_args, **_kwargs) -> None:
+        return None  # as if the other request committed just after this one's check
+
+    monkeypatch.setattr(study_service, "get_member", not_yet_a_member)
+    response = await client.post(
+        study_url(study, "members"), json={"user_id": str(grace.id), "role": "editor"}, headers=alice_headers
+    )
+
+    assert_problem(response, 409, "ALREADY_A_MEMBER")

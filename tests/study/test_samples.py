@@ -548,3 +548,47 @@ async def test_the_version_check_is_inside_the_update_so_a_stale_loaded_sample_c
     async with SessionFactory() as check:
         stored = await check.get(Sample, sample.id)
         assert (stored.status, stored.version) == ("stored", 2)
+
+
+async def test_patch_without_changes_keeps_the_version(client, alice_headers, study, make_sample):
+    sample = await make_sample(study, values={"tissue": "blood", "age": 3})
+
+    response = await client.patch(
+        sample_url(sample), json={"values": {"age": "3"}, "status": "registered"}, headers=alice_headers
+    )
+
+    assert (response.json()["version"], response.headers["etag"]) == (1, '"1"')
+
+
+async def test_patch_or_delete_of_an_unknown_sample_is_404(client, alice_headers, study):
+    unknown = sample_url_of(study, "0d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a")
+
+    assert_problem(
+        await client.patch(unknown, json={"status": "stored"}, headers=alice_headers), 404, "SAMPLE_NOT_FOUND"
+    )
+    assert_problem(await client.delete(unknown, headers=alice_headers), 404, "SAMPLE_NOT_FOUND")
+
+
+async def test_delete_sample_with_the_current_if_match(client, alice_headers, study, make_sample):
+    sample = await make_sample(study, values={"tissue": "blood"})
+
+    response = await client.delete(sample_url(sample), headers={**alice_headers, "If-Match": '"1"'})
+
+    assert response.status_code == 204
+
+
+async def test_a_sample_id_taken_by_a_concurrent_insert_is_409_not_500(
+    client, alice_headers, study, make_sample, monkeypatch
+):
+    await make_sample(study, sample_id="RACE", values={"tissue": "blood"})
+
+    async def looks_free(*_args, **_kwargs) -> bool:
+        return False  # as if the other insert committed just after this request's check
+
+    monkeypatch.setattr(study_service, "_sample_id_taken", looks_free)
+    response = await client.post(
+        samples_url(study), json={"sample_id": "race", "values": {"tissue": "blood"}}, headers=alice_headers
+    )
+
+    assert_problem(response, 409, "SAMPLE_ID_TAKEN")
+    assert await sample_count(client, study, alice_headers) == 1

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from src.auth.constants import Role
+from src.study import service as study_service
 from src.study.constants import ALLOWED_TRANSITIONS, StudyRole, StudyStatus
 from src.study.models import Study, StudyMember
 from tests.conftest import assert_problem
@@ -580,3 +581,29 @@ async def test_read_only_studies_still_read_and_manage_members(
         headers=alice_headers,
     )
     assert added.status_code == 201
+
+
+async def test_delete_study_with_the_current_if_match(client, alice, alice_headers, make_study):
+    study = await make_study(owner=alice)
+
+    response = await client.delete(study_url(study), headers={**alice_headers, "If-Match": '"1"'})
+
+    assert response.status_code == 204
+
+
+async def test_a_code_taken_by_a_concurrent_create_is_409_not_500(
+    client, alice_headers, make_study, monkeypatch
+):
+    await make_study(code="RACE-1")
+    real_code_taken = study_service._code_taken
+    calls = []
+
+    async def free_at_first(*args, **kwargs) -> bool:
+        calls.append(args)
+        return False if len(calls) == 1 else await real_code_taken(*args, **kwargs)
+
+    monkeypatch.setattr(study_service, "_code_taken", free_at_first)
+    response = await client.post(STUDIES, json={"code": "race-1", "title": "T"}, headers=alice_headers)
+
+    assert_problem(response, 409, "STUDY_CODE_TAKEN")
+    assert len(calls) == 2
