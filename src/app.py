@@ -20,6 +20,7 @@ from src.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from src.study.router import router as study_router
 
 DESCRIPTION = """
 Studybase keeps research studies, the samples in them and the sample files they come from.
@@ -44,8 +45,8 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
             allow_origins=config.CORS_ORIGINS,
             allow_credentials="*" not in config.CORS_ORIGINS,
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Location", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "If-Match", "If-None-Match"],
+            expose_headers=["X-Request-ID", "Location", "Retry-After", "ETag"],
         )
     app.add_middleware(ControlCharacterPathMiddleware)
     app.add_middleware(RequestContextMiddleware)
@@ -86,6 +87,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health_router)
     api.include_router(auth_router)
+    api.include_router(study_router)
     app.include_router(api)
     add_docs(app)
     document_errors_as_problems(app)

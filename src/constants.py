@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     HTTP_ERROR = "HTTP_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    PRECONDITION_FAILED = "PRECONDITION_FAILED"
+    INVALID_IF_MATCH = "INVALID_IF_MATCH"
 
 
 API_PREFIX = "/api/v1"
@@ -47,3 +49,5 @@ MAX_JSON_OBJECT_KEYS = 1_000
 MAX_JSON_ARRAY_ITEMS = 10_000
 # A refused request lists at most this many errors (with the total), so its answer stays small.
 MAX_PROBLEM_ERRORS = 50
+# Filtered totals are counted exactly up to here; above it a list says `total_is_exact: false`.
+COUNT_CAP = 10_000

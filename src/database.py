@@ -2,13 +2,13 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from fastapi import Depends
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import DateTime, MetaData, Select, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from src.config import settings
+from src.constants import COUNT_CAP
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -134,3 +135,28 @@ def insert_for(session: AsyncSession, table: Any) -> Any:
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table)
+
+
+async def count_up_to(session: AsyncSession, query: Select, *, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """The number of rows `query` returns, and whether that is exact: counting stops after `cap`.
+
+    A count(*) over a large filtered set costs far more than the page it comes with; past the cap
+    the answer is `(cap, False)` and the client knows there are more.
+    """
+    capped = query.order_by(None).limit(cap + 1).subquery()
+    counted = await session.scalar(select(func.count()).select_from(capped)) or 0
+    return min(counted, cap), counted <= cap
+
+
+def include_object_for(dialect_name: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for a backend: leaves out what is created only on other backends.
+
+    An index declared with `.ddl_if(dialect="postgresql")` (the GIN index on sample values) does not
+    exist on SQLite; without this, autogenerate there would keep proposing to add it.
+    """
+
+    def include_object(obj: Any, _name: str | None, _type: str, _reflected: bool, _compare_to: Any) -> bool:
+        condition = getattr(obj, "_ddl_if", None)  # set by SQLAlchemy's public HasConditionalDDL.ddl_if()
+        return condition is None or condition.dialect in (None, dialect_name)
+
+    return include_object

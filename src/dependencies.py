@@ -1,15 +1,28 @@
-"""Dependencies shared across modules: who is calling, and which page of a list they want."""
+"""Dependencies shared across modules: who is calling, which page of a list, which version to change."""
 
+import re
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Header, Query
 
 from src.auth.dependencies import AdminUser, CurrentUser
 from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from src.exceptions import InvalidIfMatch
 from src.schemas import PageParams
 
 # The caller, typed: every module's routes take `user: CurrentUser` or `admin: AdminUser`.
-__all__ = ["AdminUser", "CurrentUser", "PageParams", "Pagination", "page_params"]
+__all__ = [
+    "AdminUser",
+    "CurrentUser",
+    "IfMatch",
+    "PageParams",
+    "Pagination",
+    "if_match_version",
+    "page_params",
+]
+
+# The ETag of a versioned resource is its version in quotes; a weak tag names the same version.
+_VERSION_TAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 
 
 async def page_params(
@@ -22,3 +35,29 @@ async def page_params(
 
 
 Pagination = Annotated[PageParams, Depends(page_params)]
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+async def if_match_version(
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='The `ETag` you read (e.g. `"3"`): the change applies only if the resource is '
+            "still at that version, else 412 and nothing changes. Left out (or `*`), the change applies "
+            "to whatever version is current."
+        ),
+    ] = None,
+) -> int | None:
+    """The version the caller expects the resource to be at, or None when they did not say."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    match = _VERSION_TAG.match(if_match.strip())
+    if match is None:
+        raise InvalidIfMatch
+    return int(match.group(1))
+
+
+IfMatch = Annotated[int | None, Depends(if_match_version)]

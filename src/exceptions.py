@@ -28,13 +28,23 @@ class AppError(Exception):
     title: str = "Internal server error"
     detail: str = "The server could not complete the request."
     headers: Mapping[str, str] | None = None
+    # Per-item problems (`[{"loc", "msg", "code"}]`), for errors that concern parts of the request.
+    errors: Sequence[Mapping[str, Any]] | None = None
 
-    def __init__(self, detail: str | None = None, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         super().__init__(detail or self.detail)
         if detail is not None:
             self.detail = detail
         if headers is not None:
             self.headers = headers
+        if errors is not None:
+            self.errors = errors
 
 
 class NotAuthenticated(AppError):
@@ -60,6 +70,24 @@ class Conflict(AppError):
     status_code = 409
     code = ErrorCode.CONFLICT
     title = "Conflict"
+
+
+class BadRequest(AppError):
+    status_code = 400
+    code = ErrorCode.MALFORMED_BODY
+    title = "Bad request"
+
+
+class InvalidIfMatch(BadRequest):
+    code = ErrorCode.INVALID_IF_MATCH
+    detail = 'If-Match must be one entity tag as sent in ETag, such as "3".'
+
+
+class PreconditionFailed(AppError):
+    status_code = 412
+    code = ErrorCode.PRECONDITION_FAILED
+    title = "Precondition failed"
+    detail = "It was changed since you read it (If-Match is stale); nothing was changed. Read it again."
 
 
 class UnprocessableEntity(AppError):
@@ -154,7 +182,12 @@ def internal_error_response() -> JSONResponse:
 
 async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
     return problem_response(
-        status=exc.status_code, code=exc.code, title=exc.title, detail=exc.detail, headers=exc.headers
+        status=exc.status_code,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        errors=exc.errors,
+        headers=exc.headers,
     )
 
 

@@ -2,4 +2,5 @@
 
 
 def import_all_models() -> None:
-    import src.auth.models  # noqa: F401
+    import src.auth.models
+    import src.study.models  # noqa: F401

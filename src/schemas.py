@@ -42,6 +42,9 @@ class PageParams:
 class Page(BaseModel, Generic[ItemT]):
     items: list[ItemT]
     total: int
+    total_is_exact: bool = Field(
+        description="false when `total` is only a lower bound: counting stopped at the cap (10,000)"
+    )
     page: int
     page_size: int
 

@@ -43,6 +43,10 @@ from src.auth.constants import Role  # noqa: E402
 from src.auth.models import User  # noqa: E402
 from src.database import Base, SessionFactory, create_engine_for, engine, run_async  # noqa: E402
 from src.models import import_all_models  # noqa: E402
+from src.study import service as study_service  # noqa: E402
+from src.study.constants import SampleStatus, StudyRole, StudyStatus  # noqa: E402
+from src.study.models import Sample, Study, StudyMember  # noqa: E402
+from src.study.schemas import SampleCreate, StudyCreate  # noqa: E402
 
 import_all_models()
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -154,6 +158,77 @@ def login(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict]]:
         return response.json()
 
     return sign_in
+
+
+_study_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def make_study(make_user) -> Callable[..., Awaitable[Study]]:
+    """`await make_study(owner=alice, sample_fields=[...], status=StudyStatus.ACTIVE)` via the service."""
+
+    async def make(
+        *,
+        owner: User | None = None,
+        code: str | None = None,
+        title: str = "A study",
+        description: str | None = None,
+        sample_fields: list[dict] | None = None,
+        status: StudyStatus = StudyStatus.DRAFT,
+    ) -> Study:
+        owner = owner or await make_user()
+        data = StudyCreate(
+            code=code or f"ST-{next(_study_counter)}",
+            title=title,
+            description=description,
+            sample_fields=sample_fields or [],
+        )
+        async with SessionFactory() as session:
+            study = (await study_service.create_study(session, owner=owner, data=data)).study
+            if status != StudyStatus.DRAFT:
+                study.status = status  # straight to the state the test needs, whatever the path
+                await session.commit()
+            return study
+
+    return make
+
+
+@pytest.fixture
+def add_member() -> Callable[..., Awaitable[None]]:
+    """`await add_member(study, user, StudyRole.EDITOR)`: straight in the database."""
+
+    async def add(study: Study, user: User, role: StudyRole) -> None:
+        async with SessionFactory() as session:
+            session.add(StudyMember(study_id=study.id, user_id=user.id, role=role))
+            await session.commit()
+
+    return add
+
+
+_sample_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def make_sample() -> Callable[..., Awaitable[Sample]]:
+    """`await make_sample(study, values={...})`: validated and counted through the service, by the creator."""
+
+    async def make(
+        study: Study,
+        *,
+        sample_id: str | None = None,
+        values: dict | None = None,
+        status: SampleStatus = SampleStatus.REGISTERED,
+    ) -> Sample:
+        async with SessionFactory() as session:
+            current = await session.get(Study, study.id)
+            creator = await session.get(User, current.created_by)
+            access = study_service.StudyAccess(study=current, user=creator, role=StudyRole.OWNER)
+            data = SampleCreate(
+                sample_id=sample_id or f"S-{next(_sample_counter)}", status=status, values=values or {}
+            )
+            return await study_service.create_sample(session, access=access, data=data)
+
+    return make
 
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}

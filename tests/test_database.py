@@ -16,8 +16,18 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src import database
+from src.auth.constants import Role
 from src.auth.models import AuthSession, User
-from src.database import SQLITE_BUSY_TIMEOUT_MS, Base, SessionFactory, engine, get_session, insert_for
+from src.database import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    Base,
+    SessionFactory,
+    count_up_to,
+    engine,
+    get_session,
+    include_object_for,
+    insert_for,
+)
 from src.models import import_all_models
 from tests.conftest import TEST_DATABASE_URL
 
@@ -154,7 +164,8 @@ async def test_deleting_a_user_cascades_to_their_sessions(db, make_user):
 
 async def test_models_and_migrations_agree():
     def differences(sync_connection) -> list:
-        context = MigrationContext.configure(connection=sync_connection, opts={"compare_type": True})
+        options = {"compare_type": True, "include_object": include_object_for(sync_connection.dialect.name)}
+        context = MigrationContext.configure(connection=sync_connection, opts=options)
         return compare_metadata(context, Base.metadata)
 
     async with engine.connect() as connection:
@@ -257,3 +268,26 @@ async def test_app_shutdown_releases_pooled_connections_and_the_engine_recovers(
     assert database.engine.pool.checkedin() == 0
     async with database.engine.connect() as connection:
         assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+# Capped counts
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"), [(5, (3, True)), (3, (3, True)), (2, (2, False)), (1, (1, False))]
+)
+async def test_count_up_to_counts_exactly_up_to_the_cap(db, make_user, cap, expected):
+    for _ in range(3):
+        await make_user()
+
+    assert await count_up_to(db, select(User), cap=cap) == expected
+
+
+async def test_count_up_to_ignores_the_order_and_keeps_the_filter(db, make_user):
+    await make_user(role=Role.VIEWER)
+    await make_user(role=Role.VIEWER)
+    await make_user(role=Role.ADMIN)
+
+    query = select(User).where(User.role == Role.VIEWER).order_by(User.email)
+
+    assert await count_up_to(db, query) == (2, True)

@@ -17,7 +17,7 @@ from src.auth.constants import JWT_ALGORITHM, Role
 from src.auth.models import User
 from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from src.database import utcnow
-from src.dependencies import AdminUser, CurrentUser, PageParams, Pagination, page_params
+from src.dependencies import AdminUser, CurrentUser, IfMatch, PageParams, Pagination, page_params
 from src.exceptions import register_exception_handlers
 from src.middleware import RequestContextMiddleware
 from tests.conftest import TEST_SECRET_KEY, assert_problem, bearer
@@ -39,6 +39,10 @@ def build_probe_app() -> FastAPI:
     @probe.get("/current-user")
     async def read_current_user(user: CurrentUser) -> dict[str, str]:
         return {"id": str(user.id), "role": user.role}
+
+    @probe.get("/if-match")
+    async def read_if_match(expected_version: IfMatch) -> dict[str, int | None]:
+        return {"expected_version": expected_version}
 
     @probe.get("/admin")
     async def read_admin(admin: AdminUser) -> dict[str, str]:
@@ -318,3 +322,30 @@ async def test_admin_user_with_a_revoked_admin_session_is_401(client, probe, mak
     response = await probe.get("/admin", headers=bearer(tokens))
 
     assert_problem(response, 401, "SESSION_REVOKED")
+
+
+# If-Match: the version a write expects.
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [('"3"', 3), ('W/"3"', 3), (' "12" ', 12), ('"0"', 0), ("*", None)],
+)
+async def test_if_match_names_the_version_of_an_etag(probe, header, expected):
+    response = await probe.get("/if-match", headers={"If-Match": header})
+
+    assert response.status_code == 200
+    assert response.json() == {"expected_version": expected}
+
+
+async def test_without_if_match_no_version_is_expected(probe):
+    response = await probe.get("/if-match")
+
+    assert response.json() == {"expected_version": None}
+
+
+@pytest.mark.parametrize("header", ["3", '"three"', '"3", "4"', "W/3", '"-1"', '""', '"1234567890123456789"'])
+async def test_malformed_if_match_is_a_400_problem(probe, header):
+    response = await probe.get("/if-match", headers={"If-Match": header})
+
+    assert_problem(response, 400, "INVALID_IF_MATCH")

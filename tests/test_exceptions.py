@@ -55,6 +55,10 @@ def crashing_app() -> FastAPI:
     async def missing_thing_with_detail() -> None:
         raise ThingNotFound("Thing 7 was deleted.")
 
+    @app.get("/test/conflicting-items")
+    async def conflicting_items() -> None:
+        raise Conflict(errors=[{"loc": ["body", 0], "msg": "clashes with item 2", "code": "clash"}])
+
     @app.get("/test/throttled")
     async def throttled() -> None:
         raise SlowDown(retry_after_seconds=42)
@@ -296,3 +300,16 @@ async def test_database_errors_never_show_the_values_they_failed_on(db, make_use
 
     assert "SECRET-HASH" not in str(failure.value)
     assert "parameters hidden" in str(failure.value)
+
+
+async def test_an_app_error_with_per_item_errors_lists_them(crash_client):
+    response = await crash_client.get("/test/conflicting-items")
+
+    body = assert_problem(response, 409, "CONFLICT")
+    assert body["errors"] == [{"loc": ["body", 0], "msg": "clashes with item 2", "code": "clash"}]
+
+
+async def test_an_app_error_without_per_item_errors_has_no_errors_key(crash_client):
+    response = await crash_client.get("/test/thing")
+
+    assert "errors" not in assert_problem(response, 404, "THING_NOT_FOUND")

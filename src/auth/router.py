@@ -201,10 +201,12 @@ async def list_users(
     is_active: bool | None = None,
     sort: UserSort = UserSort.NEWEST_FIRST,
 ) -> Page[UserRead]:
-    users, total = await service.list_users(
+    users, total, total_is_exact = await service.list_users(
         db, page=page, search=q, role=role, is_active=is_active, sort=sort
     )
-    return Page[UserRead](items=users, total=total, page=page.page, page_size=page.page_size)
+    return Page[UserRead](
+        items=users, total=total, total_is_exact=total_is_exact, page=page.page, page_size=page.page_size
+    )
 
 
 @router.get(

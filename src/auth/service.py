@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import anyio
-from sqlalchemy import Select, case, delete, exists, func, or_, select, update
+from sqlalchemy import Select, case, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -35,7 +35,7 @@ from src.auth.exceptions import (
 )
 from src.auth.models import AuthSession, LoginThrottle, RefreshToken, User
 from src.auth.schemas import MeUpdate, PasswordChange, RegisterRequest, TokenPair, UserUpdate
-from src.database import escape_like, insert_for, utcnow
+from src.database import count_up_to, escape_like, insert_for, utcnow
 from src.exceptions import TooManyRequests
 from src.schemas import PageParams
 
@@ -161,13 +161,14 @@ async def list_users(
     role: Role | None,
     is_active: bool | None,
     sort: UserSort,
-) -> tuple[list[User], int]:
+) -> tuple[list[User], int, bool]:
+    """A page of users, the total (counted up to the cap) and whether that total is exact."""
     filtered = _user_filters(select(User), search=search, role=role, is_active=is_active)
-    total = await session.scalar(select(func.count()).select_from(filtered.subquery()))
+    total, total_is_exact = await count_up_to(session, filtered)
     rows = await session.scalars(
         filtered.order_by(_USER_SORT_COLUMNS[sort], User.id).offset(page.offset).limit(page.page_size)
     )
-    return list(rows), total or 0
+    return list(rows), total, total_is_exact
 
 
 async def update_user(session: AsyncSession, *, user: User, data: UserUpdate) -> User:

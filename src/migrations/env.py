@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from src.config import settings
-from src.database import Base, create_engine_for, run_async
+from src.database import Base, create_engine_for, include_object_for, run_async
 from src.models import import_all_models
 
 import_all_models()
@@ -24,6 +24,7 @@ def configure(connection: Connection | None = None, url: str | None = None) -> N
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=dialect.startswith("sqlite"),
         compare_type=True,
+        include_object=include_object_for(dialect.split("+", 1)[0]),
         literal_binds=connection is None,
     )
 

@@ -52,8 +52,9 @@ async def test_list_users_returns_a_page_with_every_user(client, admin, admin_he
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"items", "total", "page", "page_size"}
+    assert set(body) == {"items", "total", "total_is_exact", "page", "page_size"}
     assert body["total"] == 2
+    assert body["total_is_exact"] is True
     assert body["page"] == 1
     assert body["page_size"] == 20
     by_email = {item["email"]: item for item in body["items"]}
@@ -177,7 +178,13 @@ async def test_list_users_q_without_matches_is_an_empty_page(client, admin_heade
     response = await client.get(USERS, params={"q": "nobody-has-this"}, headers=admin_headers)
 
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0, "page": 1, "page_size": 20}
+    assert response.json() == {
+        "items": [],
+        "total": 0,
+        "total_is_exact": True,
+        "page": 1,
+        "page_size": 20,
+    }
 
 
 async def test_list_users_filters_by_role(client, admin_headers, make_user):

@@ -1,0 +1,1 @@
+"""Studies, members and roles, the sample schema, samples and the activity log."""

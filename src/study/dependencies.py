@@ -1,0 +1,116 @@
+"""Which study (and sample, member) the caller means, and may they read, edit or own it.
+
+Every study-scoped route of every module goes through one of these: a non-member gets 404 (the
+study's existence is not revealed), a member without the role 403, an admin acts as owner.
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from src.auth.constants import Role
+from src.auth.models import User
+from src.database import DbSession
+from src.dependencies import CurrentUser
+from src.study import service
+from src.study.constants import FIELD_FILTER_PREFIX, ROLE_RANK, WRITABLE_STATUSES, StudyRole
+from src.study.exceptions import (
+    MemberNotFound,
+    SampleNotFound,
+    StudyCreationForbidden,
+    StudyNotFound,
+    StudyReadOnly,
+    StudyRoleRequired,
+)
+from src.study.models import Sample
+from src.study.service import Member, StudyAccess
+
+
+async def get_study_creator(user: CurrentUser) -> User:
+    if user.role == Role.VIEWER:
+        raise StudyCreationForbidden
+    return user
+
+
+StudyCreator = Annotated[User, Depends(get_study_creator)]
+
+
+async def valid_study_for_member(study_id: uuid.UUID, user: CurrentUser, db: DbSession) -> StudyAccess:
+    access = await service.get_study_access(db, study_id=study_id, user=user)
+    if access is None:
+        raise StudyNotFound
+    return access
+
+
+def _requiring(role: StudyRole) -> Callable[..., Awaitable[StudyAccess]]:
+    """A dependency: the study, if the caller's role in it is at least `role` (else 403)."""
+
+    async def valid_study_for_role(
+        access: Annotated[StudyAccess, Depends(valid_study_for_member)],
+    ) -> StudyAccess:
+        if ROLE_RANK[access.role] < ROLE_RANK[role]:
+            raise StudyRoleRequired
+        return access
+
+    return valid_study_for_role
+
+
+valid_study_for_reader = _requiring(StudyRole.VIEWER)
+valid_study_for_editor = _requiring(StudyRole.EDITOR)
+valid_study_for_owner = _requiring(StudyRole.OWNER)
+ReadableStudy = Annotated[StudyAccess, Depends(valid_study_for_reader)]
+EditableStudy = Annotated[StudyAccess, Depends(valid_study_for_editor)]
+OwnedStudy = Annotated[StudyAccess, Depends(valid_study_for_owner)]
+
+
+async def valid_study_for_writing(access: EditableStudy) -> StudyAccess:
+    """An editor's study whose data may change now: draft or active (locked and archived are frozen)."""
+    if access.study.status not in WRITABLE_STATUSES:
+        raise StudyReadOnly
+    return access
+
+
+WritableStudy = Annotated[StudyAccess, Depends(valid_study_for_writing)]
+
+
+async def _sample_of(access: StudyAccess, sample_pk: uuid.UUID, db: DbSession) -> Sample:
+    sample = await service.get_sample(db, study=access.study, sample_pk=sample_pk)
+    if sample is None:
+        raise SampleNotFound
+    return sample
+
+
+async def valid_sample_for_reader(sample_pk: uuid.UUID, access: ReadableStudy, db: DbSession) -> Sample:
+    return await _sample_of(access, sample_pk, db)
+
+
+async def valid_sample_for_writing(sample_pk: uuid.UUID, access: WritableStudy, db: DbSession) -> Sample:
+    return await _sample_of(access, sample_pk, db)
+
+
+ReadableSample = Annotated[Sample, Depends(valid_sample_for_reader)]
+WritableSample = Annotated[Sample, Depends(valid_sample_for_writing)]
+
+
+async def valid_member_for_owner(user_id: uuid.UUID, access: OwnedStudy, db: DbSession) -> Member:
+    member = await service.get_member(db, study=access.study, user_id=user_id)
+    if member is None:
+        raise MemberNotFound
+    return member
+
+
+StudyMemberOf = Annotated[Member, Depends(valid_member_for_owner)]
+
+
+async def field_filters(request: Request) -> list[tuple[str, str]]:
+    """The `field.<name>=<value>` query parameters, as (name, value) in the order given."""
+    return [
+        (key.removeprefix(FIELD_FILTER_PREFIX), value)
+        for key, value in request.query_params.multi_items()
+        if key.startswith(FIELD_FILTER_PREFIX)
+    ]
+
+
+FieldFilters = Annotated[list[tuple[str, str]], Depends(field_filters)]

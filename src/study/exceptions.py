@@ -1,0 +1,84 @@
+"""Errors of the study module."""
+
+from src.exceptions import Conflict, NotFound, PermissionDenied, UnprocessableEntity
+from src.study.constants import ErrorCode
+
+
+class StudyNotFound(NotFound):
+    code = ErrorCode.STUDY_NOT_FOUND
+    detail = "No such study (or you are not a member of it)."
+
+
+class StudyCodeTaken(Conflict):
+    code = ErrorCode.STUDY_CODE_TAKEN
+    detail = "Another study already has this code (codes are compared case-insensitively)."
+
+
+class StudyCreationForbidden(PermissionDenied):
+    code = ErrorCode.STUDY_CREATION_FORBIDDEN
+    detail = "Viewers cannot create studies; ask an administrator for the researcher role."
+
+
+class StudyRoleRequired(PermissionDenied):
+    code = ErrorCode.STUDY_ROLE_REQUIRED
+    detail = "Your role in this study does not allow this."
+
+
+class StudyReadOnly(Conflict):
+    code = ErrorCode.STUDY_READ_ONLY
+    detail = "The study is locked or archived: its details, sample fields and samples cannot change."
+
+
+class StudyNotDeletable(Conflict):
+    code = ErrorCode.STUDY_NOT_DELETABLE
+    detail = "Only a draft study without samples can be deleted; archive this one instead."
+
+
+class InvalidStatusTransition(Conflict):
+    code = ErrorCode.INVALID_STATUS_TRANSITION
+    detail = "The study cannot move to that status from its current one."
+
+
+class MemberNotFound(NotFound):
+    code = ErrorCode.MEMBER_NOT_FOUND
+    detail = "This user is not a member of the study."
+
+
+class AlreadyAMember(Conflict):
+    code = ErrorCode.ALREADY_A_MEMBER
+    detail = "This user is already a member of the study; change their role instead."
+
+
+class UnknownUser(UnprocessableEntity):
+    code = ErrorCode.UNKNOWN_USER
+    detail = "No active account has this id or email."
+
+
+class LastOwner(Conflict):
+    code = ErrorCode.LAST_OWNER
+    detail = "A study must keep at least one owner; make someone else owner first."
+
+
+class IncompatibleSampleFields(Conflict):
+    code = ErrorCode.INCOMPATIBLE_SAMPLE_FIELDS
+    detail = "The study has samples, and these changes could make them invalid; see `errors`."
+
+
+class SampleNotFound(NotFound):
+    code = ErrorCode.SAMPLE_NOT_FOUND
+    detail = "No such sample in this study."
+
+
+class SampleIdTaken(Conflict):
+    code = ErrorCode.SAMPLE_ID_TAKEN
+    detail = "The study already has a sample with this sample_id (compared trimmed and case-insensitively)."
+
+
+class InvalidSampleValues(UnprocessableEntity):
+    code = ErrorCode.INVALID_SAMPLE_VALUES
+    detail = "Some values do not fit the study's sample fields; see `errors`."
+
+
+class InvalidFieldFilter(UnprocessableEntity):
+    code = ErrorCode.INVALID_FIELD_FILTER
+    detail = "A `field.<name>` filter names no field of this study or has a value of the wrong type."

@@ -1,0 +1,113 @@
+"""Tables of the study module: studies, their members, samples and the activity log."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from src.database import Base, Timestamps, UUIDPrimaryKey, utcnow
+from src.study.constants import (
+    ACTIVITY_ACTION_MAX_LENGTH,
+    CODE_MAX_LENGTH,
+    SAMPLE_ID_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    SampleStatus,
+    StudyRole,
+    StudyStatus,
+)
+
+# JSONB on PostgreSQL (containment queries, a GIN index), plain JSON text elsewhere.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _string_enum(enum: type, name: str) -> Enum:
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Study(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "studies"
+
+    code: Mapped[str] = mapped_column(String(CODE_MAX_LENGTH))
+    # The code upper-cased: its unique index makes codes unique case-insensitively on every backend.
+    code_normalized: Mapped[str] = mapped_column(String(CODE_MAX_LENGTH), unique=True)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[StudyStatus] = mapped_column(
+        _string_enum(StudyStatus, "study_status"), default=StudyStatus.DRAFT, index=True
+    )
+    sample_fields: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Maintained in the transaction of every sample insert and delete: no count(*) per request.
+    sample_count: Mapped[int] = mapped_column(default=0)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class StudyMember(Base):
+    __tablename__ = "study_members"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[StudyRole] = mapped_column(_string_enum(StudyRole, "study_role"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sample(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "samples"
+    __table_args__ = (
+        UniqueConstraint("study_id", "sample_id_normalized", name="uq_samples_study_id_sample_id_normalized"),
+        Index("ix_samples_study_id_status", "study_id", "status"),
+        Index("ix_samples_study_id_created_at", "study_id", "created_at"),
+        Index("ix_samples_study_id_updated_at", "study_id", "updated_at"),
+        # `field.X=` filters are `values @> {...}` containment, which this index answers.
+        Index("ix_samples_values", "values", postgresql_using="gin").ddl_if(dialect="postgresql"),
+        # `q` is a prefix match (LIKE 'abc%'), which a btree answers only with pattern operators
+        # unless the database collation is C; SQLite's LIKE cannot use an index for it anyway.
+        Index(
+            "ix_samples_study_id_sample_id_prefix",
+            "study_id",
+            "sample_id_normalized",
+            postgresql_ops={"sample_id_normalized": "text_pattern_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    # Not indexed alone (unlike the mixin's): every query is per study, so (study_id, created_at) serves.
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sample_id: Mapped[str] = mapped_column(String(SAMPLE_ID_MAX_LENGTH))
+    # Trimmed and case-folded: the unique constraint makes " ab-1" and "AB-1" the same sample.
+    sample_id_normalized: Mapped[str] = mapped_column(String(SAMPLE_ID_MAX_LENGTH))
+    status: Mapped[SampleStatus] = mapped_column(
+        _string_enum(SampleStatus, "sample_status"), default=SampleStatus.REGISTERED
+    )
+    values: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    # The sample file it was imported from; its table (and the foreign key) come with that module.
+    source_file_id: Mapped[uuid.UUID | None]
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class StudyActivity(UUIDPrimaryKey, Base):
+    """Append-only: one row per change anyone made to a study, written with the change itself."""
+
+    __tablename__ = "study_activity"
+    __table_args__ = (Index("ix_study_activity_study_id_at_id", "study_id", "at", "id"),)
+
+    study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(ACTIVITY_ACTION_MAX_LENGTH))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

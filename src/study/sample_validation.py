@@ -1,0 +1,750 @@
+"""A study's sample schema compiled into a validator: one closure per field, applied without I/O.
+
+Values arrive from three places and all are accepted: JSON from the API (typed), CSV cells (always
+strings) and XLSX cells as openpyxl gives them (int, float, bool, datetime, date, str). Every value
+is normalised to one JSON form, so that stored values compare equal whoever typed them:
+
+- text: trimmed str. Numbers become their decimal text (an Excel cell holding 12 in a text column
+  reads "12"; a whole float 12.0 reads "12") and dates their ISO text; booleans are refused.
+  NUL and lone surrogates are refused: PostgreSQL's JSONB cannot store them. Without a
+  max_length of its own a text value may hold up to TEXT_MAX_LENGTH_LIMIT characters.
+- integer: int within the signed 64-bit range. "+42", "42.0" and 42.0 are 42 (Excel stores whole
+  numbers as floats); exponents, thousands separators and fractions are refused.
+- number: float. A decimal comma ("3,5", as European Excel writes CSV) is read as a decimal point
+  unless it could be a thousands separator ("1,234" is refused as ambiguous). NaN and ±inf refused.
+- boolean: bool, from true/false, yes/no, y/n, 1/0 in any case, or the numbers 1 and 0.
+- date: "YYYY-MM-DD", from that text, a date, or a date-time at midnight without time zone (which
+  is how Excel and most exports write a date).
+- datetime: "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" in UTC; text without an offset, and naive datetime
+  objects (Excel has no time zones), are taken as UTC.
+- choice: one of the defined choices, matched exactly after trimming.
+
+Text patterns run on RE2 (google-re2), whose matching time is linear in the text, so a
+researcher's pattern such as `(a+)+$` cannot cost seconds. RE2 has no backreferences or
+look-arounds, and its `\\d`, `\\w` and `\\s` are ASCII-only.
+"""
+
+import datetime as dt
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import re2
+
+# The limits are the ones the API's schemas enforce: a schema they accept always compiles here.
+from src.study.constants import (
+    CHOICE_MAX_LENGTH,
+    FIELD_DESCRIPTION_MAX_LENGTH,
+    FIELD_NAME_PATTERN,
+    MAX_CHOICES,
+    MAX_SAMPLE_FIELDS,
+    PATTERN_MAX_LENGTH,
+    RESERVED_FIELD_NAMES,
+    TEXT_MAX_LENGTH_LIMIT,
+    UNIT_MAX_LENGTH,
+    FieldType,
+    ValueErrorCode,
+)
+
+# An error message lists at most this many choices; a field may have a thousand.
+LISTED_CHOICES = 10
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# Longer numeric text is refused before parsing: int() of a 100,000-digit string costs time, and
+# no value within the bounds needs more characters than this.
+MAX_NUMERIC_TEXT_LENGTH = 40
+# RE2 memory per compiled pattern; a pattern needing more is refused as too complex.
+PATTERN_MAX_MEMORY = 2 << 20
+
+_CONSTRAINT_KEYS = frozenset({"max_length", "pattern", "min", "max", "choices"})
+_DEFINITION_KEYS = _CONSTRAINT_KEYS | {"name", "type", "required", "unit", "description"}
+_KEYS_OF_TYPE = {
+    FieldType.TEXT: {"max_length", "pattern"},
+    FieldType.INTEGER: {"min", "max"},
+    FieldType.NUMBER: {"min", "max"},
+    FieldType.CHOICE: {"choices"},
+}
+_FIELD_NAME = re.compile(FIELD_NAME_PATTERN)
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+_DECIMAL_COMMA_TEXT = re.compile(r"([+-]?)([0-9]+),([0-9]+)")
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+_TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "n", "0"})
+_MIDNIGHT = dt.time()
+_FLOAT_LIMIT = 2**1023  # float() of a larger int overflows
+
+
+@dataclass(frozen=True, slots=True)
+class ValueIssue:
+    field: str
+    code: ValueErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SampleField:
+    """One field definition, read and checked; absent constraints are None."""
+
+    name: str
+    type: FieldType
+    required: bool = False
+    unit: str | None = None
+    description: str | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+class SampleSchemaError(ValueError):
+    """A schema that cannot be compiled; `problems` has one message per mistake."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Refused(Exception):
+    """Raised by a field's coercer for a value it cannot accept; never leaves this module."""
+
+    def __init__(self, code: ValueErrorCode, message: str) -> None:
+        self.code = code
+        self.message = message
+
+
+def _fold(text: str) -> str:
+    """The case-insensitive key of a name or identifier: trimmed, NFC, case-folded."""
+    text = text.strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return text.casefold()
+
+
+def normalize_sample_id(sample_id: str) -> str:
+    """The key a sample_id is unique under within its study: " ab-1 " and "AB-1" are the same."""
+    return _fold(sample_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text patterns
+
+
+def compile_text_pattern(pattern: str) -> Callable[[str], bool]:
+    """A full-match test for a researcher's pattern, in linear time; ValueError if it cannot be one.
+
+    The test runs on an RE2 set first (a fast path through the library's public API); a set
+    answers "no match" also when its DFA runs out of memory, so a "no" is confirmed by the
+    regular matcher, which falls back to a slower linear engine instead of giving up.
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError("pattern must be a non-empty string")
+    if len(pattern) > PATTERN_MAX_LENGTH:
+        raise ValueError(f"pattern must be at most {PATTERN_MAX_LENGTH} characters")
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = PATTERN_MAX_MEMORY
+    try:
+        regexp = re2.compile(pattern, options)
+        fast_set = re2.Set.FullMatchSet(options)
+        fast_set.Add(pattern)
+        fast_set.Compile()
+    except (re2.error, UnicodeEncodeError) as error:
+        raise ValueError(f"invalid pattern: {_re2_reason(error)}") from None
+
+    def full_match(text: str) -> bool:
+        return fast_set.Match(text) is not None or regexp.fullmatch(text) is not None
+
+    return full_match
+
+
+def _re2_reason(error: Exception) -> str:
+    reason = error.args[0] if error.args else str(error)
+    if isinstance(reason, bytes):
+        reason = reason.decode("utf-8", "replace")
+    if "too large" in str(reason):
+        return "too complex"
+    return str(reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading definitions
+
+
+def read_sample_field(definition: Mapping[str, object]) -> SampleField:
+    """One field definition as a SampleField; SampleSchemaError lists what is wrong with it."""
+    problems: list[str] = []
+    if not isinstance(definition, Mapping):
+        raise SampleSchemaError(["a field definition must be an object"])
+    name = definition.get("name")
+    label = name if isinstance(name, str) else "?"
+    problems += _name_problems(name)
+    field_type = definition.get("type")
+    if field_type not in FieldType.__members__.values():
+        problems.append(f"{label}: type must be one of: {', '.join(FieldType)}")
+        raise SampleSchemaError(problems)
+    field_type = FieldType(field_type)
+    unknown = sorted(set(definition) - _DEFINITION_KEYS)
+    if unknown:
+        problems.append(f"{label}: unknown keys: {', '.join(map(str, unknown))}")
+    given = {key for key, value in definition.items() if value is not None}
+    misplaced = sorted((given & _CONSTRAINT_KEYS) - _KEYS_OF_TYPE.get(field_type, set()))
+    if misplaced:
+        problems.append(f"{label}: a {field_type} field cannot have {', '.join(misplaced)}")
+    required = definition.get("required", False)
+    if not isinstance(required, bool):
+        problems.append(f"{label}: required must be true or false")
+    problems += _optional_text_problems(label, "unit", definition.get("unit"), UNIT_MAX_LENGTH)
+    problems += _optional_text_problems(
+        label, "description", definition.get("description"), FIELD_DESCRIPTION_MAX_LENGTH
+    )
+    problems += _constraint_problems(label, field_type, definition)
+    if problems:
+        raise SampleSchemaError(problems)
+    choices = definition.get("choices")
+    return SampleField(
+        name=name,
+        type=field_type,
+        required=required,
+        unit=definition.get("unit"),
+        description=definition.get("description"),
+        max_length=definition.get("max_length"),
+        pattern=definition.get("pattern"),
+        min=_bound(field_type, definition.get("min")),
+        max=_bound(field_type, definition.get("max")),
+        choices=tuple(choices) if choices is not None else None,
+    )
+
+
+def _name_problems(name: object) -> list[str]:
+    if not isinstance(name, str) or not name:
+        return ["every field needs a name"]
+    if not _FIELD_NAME.fullmatch(name):
+        return [f"{name!r}: a field name is a letter then up to 63 letters, digits or _"]
+    if _fold(name) in RESERVED_FIELD_NAMES:
+        return [f"{name}: the name is taken by a built-in column of every sample"]
+    return []
+
+
+def _optional_text_problems(label: str, key: str, value: object, max_length: int) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        return [f"{label}: {key} must be text of at most {max_length} characters"]
+    return []
+
+
+def _constraint_problems(label: str, field_type: FieldType, definition: Mapping[str, object]) -> list[str]:
+    if field_type is FieldType.TEXT:
+        return _text_constraint_problems(label, definition.get("max_length"), definition.get("pattern"))
+    if field_type in (FieldType.INTEGER, FieldType.NUMBER):
+        return _bound_problems(label, field_type, definition.get("min"), definition.get("max"))
+    if field_type is FieldType.CHOICE:
+        return _choices_problems(label, definition.get("choices"))
+    return []
+
+
+def _text_constraint_problems(label: str, max_length: object, pattern: object) -> list[str]:
+    problems = []
+    if max_length is not None and (
+        not isinstance(max_length, int)
+        or isinstance(max_length, bool)
+        or not 1 <= max_length <= TEXT_MAX_LENGTH_LIMIT
+    ):
+        problems.append(f"{label}: max_length must be a whole number from 1 to {TEXT_MAX_LENGTH_LIMIT}")
+    if pattern is not None:
+        try:
+            compile_text_pattern(pattern)
+        except ValueError as error:
+            problems.append(f"{label}: {error}")
+    return problems
+
+
+def _bound_problems(label: str, field_type: FieldType, low: object, high: object) -> list[str]:
+    problems = []
+    for key, bound in (("min", low), ("max", high)):
+        if bound is None:
+            continue
+        if not _is_real(bound) or not (
+            math.isfinite(bound) if isinstance(bound, float) else abs(bound) < _FLOAT_LIMIT
+        ):
+            problems.append(f"{label}: {key} must be a finite number")
+        elif field_type is FieldType.INTEGER and isinstance(bound, float) and not bound.is_integer():
+            problems.append(f"{label}: {key} of an integer field must be a whole number")
+    if not problems and low is not None and high is not None and low > high:
+        problems.append(f"{label}: min must not be above max")
+    return problems
+
+
+def _choices_problems(label: str, choices: object) -> list[str]:
+    if not isinstance(choices, list | tuple) or not choices:
+        return [f"{label}: a choice field needs a non-empty list of choices"]
+    if len(choices) > MAX_CHOICES:
+        return [f"{label}: at most {MAX_CHOICES} choices"]
+    for choice in choices:
+        if (
+            not isinstance(choice, str)
+            or not choice
+            or choice != choice.strip()
+            or len(choice) > CHOICE_MAX_LENGTH
+            or _UNSTORABLE_TEXT.search(choice)
+        ):
+            return [f"{label}: each choice must be trimmed text of 1 to {CHOICE_MAX_LENGTH} characters"]
+    if len(set(choices)) != len(choices):
+        return [f"{label}: choices must be unique"]
+    return []
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _bound(field_type: FieldType, bound: int | float | None) -> int | float | None:
+    if bound is None:
+        return None
+    return int(bound) if field_type is FieldType.INTEGER else float(bound)
+
+
+def read_sample_schema(fields: Sequence[Mapping[str, object]]) -> tuple[SampleField, ...]:
+    """Every field definition of a schema read and checked, names unique case-insensitively."""
+    if not isinstance(fields, Sequence) or isinstance(fields, str):
+        raise SampleSchemaError(["sample fields must be a list"])
+    if len(fields) > MAX_SAMPLE_FIELDS:
+        raise SampleSchemaError([f"at most {MAX_SAMPLE_FIELDS} sample fields"])
+    problems: list[str] = []
+    read: list[SampleField] = []
+    seen: dict[str, str] = {}
+    for definition in fields:
+        try:
+            field = read_sample_field(definition)
+        except SampleSchemaError as error:
+            problems += error.problems
+            continue
+        key = _fold(field.name)
+        if key in seen:
+            problems.append(f"{field.name}: the name is already used by {seen[key]}")
+        seen[key] = field.name
+        read.append(field)
+    if problems:
+        raise SampleSchemaError(problems)
+    return tuple(read)
+
+
+def canonical_schema_json(fields: Sequence[Mapping[str, object]]) -> str:
+    """One text per schema whatever the key order and spacing: the cache key of `validator_for`."""
+    return json.dumps(list(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Coercers: one closure per field, raising _Refused for a value they cannot accept
+
+
+Coercer = Callable[[object], object]
+
+
+def _text_of(raw: object) -> str:
+    """A typed value as the text a spreadsheet shows for it; _Refused when there is none."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool):
+        raise _Refused(ValueErrorCode.NOT_TEXT, "must be text, not true/false")
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float) and math.isfinite(raw):
+        return str(int(raw)) if raw.is_integer() else repr(raw)
+    if isinstance(raw, dt.datetime):
+        return raw.date().isoformat() if raw.time() == _MIDNIGHT and raw.tzinfo is None else raw.isoformat()
+    if isinstance(raw, dt.date):
+        return raw.isoformat()
+    raise _Refused(ValueErrorCode.NOT_TEXT, "must be text")
+
+
+def _storable(text: str) -> str:
+    # isascii() is O(1) on CPython's strings and ASCII has no surrogates: only NUL to look for.
+    if "\x00" in text or (not text.isascii() and _UNSTORABLE_TEXT.search(text)):
+        raise _Refused(ValueErrorCode.INVALID_TEXT, "holds a NUL or an unpaired surrogate character")
+    return text
+
+
+def _text_coercer(field: SampleField, *, check_constraints: bool) -> Coercer:
+    # Without a max_length of its own, text is held to the highest one a field may set.
+    max_length = (field.max_length or TEXT_MAX_LENGTH_LIMIT) if check_constraints else None
+    matches = compile_text_pattern(field.pattern) if check_constraints and field.pattern else None
+
+    def coerce_text(raw: object) -> str:
+        text = _storable(raw if raw.__class__ is str else _text_of(raw).strip())
+        if max_length is not None and len(text) > max_length:
+            raise _Refused(ValueErrorCode.TOO_LONG, f"must be at most {max_length} characters")
+        if matches is not None and not matches(text):
+            raise _Refused(ValueErrorCode.PATTERN_MISMATCH, f"does not match the pattern {field.pattern}")
+        return text
+
+    return coerce_text
+
+
+def _integer_of(raw: object) -> int:
+    if raw.__class__ is str:
+        # int() alone would take "1_000", Arabic-Indic digits and 4,000-digit strings.
+        if raw.isdigit() and raw.isascii() and len(raw) <= MAX_NUMERIC_TEXT_LENGTH:
+            return int(raw)
+        if len(raw) <= MAX_NUMERIC_TEXT_LENGTH and _INTEGER_TEXT.fullmatch(raw):
+            return int(raw.partition(".")[0])
+    elif isinstance(raw, bool):
+        pass
+    elif isinstance(raw, int):
+        return raw
+    elif isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    raise _Refused(ValueErrorCode.NOT_AN_INTEGER, "must be a whole number")
+
+
+def _number_of(raw: object) -> float:
+    if raw.__class__ is str:
+        number = _number_of_text(raw) if len(raw) <= MAX_NUMERIC_TEXT_LENGTH else None
+    elif isinstance(raw, bool):
+        number = None
+    elif isinstance(raw, int):
+        number = float(raw) if abs(raw) < _FLOAT_LIMIT else None
+    elif isinstance(raw, float):
+        number = raw
+    else:
+        number = None
+    if number is None or not math.isfinite(number):
+        raise _Refused(ValueErrorCode.NOT_A_NUMBER, "must be a finite number")
+    return number + 0.0  # -0.0 is stored as 0.0
+
+
+def _number_of_text(text: str) -> float | None:
+    if "," not in text:
+        # float() also takes "1_0" and non-ASCII digits (and "nan" and "inf", refused as not finite).
+        if "_" in text or not text.isascii():
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    parts = _DECIMAL_COMMA_TEXT.fullmatch(text)
+    if parts is None:
+        return None
+    sign, whole, fraction = parts.groups()
+    # "1,234" is one thousand two hundred thirty-four in half the world and 1.234 in the other.
+    if len(fraction) == 3 and len(whole) <= 3 and whole[0] != "0":
+        raise _Refused(
+            ValueErrorCode.NOT_A_NUMBER,
+            "is ambiguous: the comma could be a decimal or a thousands separator; use a decimal point",
+        )
+    return float(f"{sign}{whole}.{fraction}")
+
+
+def _numeric_coercer(
+    read: Callable[[object], int | float],
+    bounds: tuple[int | float, int | float],
+    bound_texts: tuple[str, str],
+) -> Coercer:
+    low, high = bounds
+    low_text, high_text = bound_texts
+
+    def coerce_numeric(raw: object) -> int | float:
+        value = read(raw)
+        if value < low:
+            raise _Refused(ValueErrorCode.BELOW_MIN, f"must be at least {low_text}")
+        if value > high:
+            raise _Refused(ValueErrorCode.ABOVE_MAX, f"must be at most {high_text}")
+        return value
+
+    return coerce_numeric
+
+
+def _integer_coercer(field: SampleField, *, check_constraints: bool) -> Coercer:
+    # Whatever the bounds, integers stay within 64 bits, which every database and client can hold.
+    low = max(field.min, INT64_MIN) if check_constraints and field.min is not None else INT64_MIN
+    high = min(field.max, INT64_MAX) if check_constraints and field.max is not None else INT64_MAX
+    return _numeric_coercer(_integer_of, (low, high), (str(low), str(high)))
+
+
+def _number_coercer(field: SampleField, *, check_constraints: bool) -> Coercer:
+    if not check_constraints:
+        return _number_of
+    low = field.min if field.min is not None else -math.inf
+    high = field.max if field.max is not None else math.inf
+    return _numeric_coercer(_number_of, (low, high), (_number_text(low), _number_text(high)))
+
+
+def _number_text(bound: float) -> str:
+    """A bound as a researcher wrote it: 10, not 10.0."""
+    return str(int(bound)) if math.isfinite(bound) and float(bound).is_integer() else repr(bound)
+
+
+def _boolean_of(raw: object) -> bool:
+    if raw is True or raw is False:
+        return raw
+    if raw.__class__ is str:
+        word = raw.lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    elif isinstance(raw, int | float) and raw in (0, 1):
+        return bool(raw)
+    raise _Refused(ValueErrorCode.NOT_A_BOOLEAN, "must be true or false (also yes/no, y/n, 1/0)")
+
+
+def _date_of(raw: object) -> str:
+    if raw.__class__ is str:
+        if len(raw) == 10 and raw[4] == "-" and raw[7] == "-" and raw.isascii():
+            try:
+                dt.date.fromisoformat(raw)  # of ten ASCII characters it takes only YYYY-MM-DD
+            except ValueError:
+                pass
+            else:
+                return raw
+        elif len(raw) > 10 and raw[4] == "-" and raw[7] == "-":
+            raw = _datetime_text_or_none(raw)
+    if isinstance(raw, dt.datetime):
+        if raw.time() == _MIDNIGHT and raw.tzinfo is None:
+            return raw.date().isoformat()
+    elif isinstance(raw, dt.date):
+        return raw.isoformat()
+    raise _Refused(ValueErrorCode.NOT_A_DATE, "must be a date written YYYY-MM-DD")
+
+
+def _datetime_text_or_none(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _datetime_of(raw: object) -> str:
+    moment = raw
+    if raw.__class__ is str and len(raw) == 20 and raw[19] == "Z" and raw[10] == "T" and raw.isascii():
+        # Already the stored form (an export, a client echoing what it read): check, keep as is.
+        moment = _datetime_text_or_none(raw)
+        if moment is not None and moment.microsecond == 0:
+            return raw
+    if raw.__class__ is str:
+        moment = _datetime_text_or_none(raw) if len(raw) >= 10 and raw[4] == "-" and raw[7] == "-" else None
+    elif isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
+        moment = dt.datetime.combine(raw, _MIDNIGHT)
+    if isinstance(moment, dt.datetime):
+        if moment.tzinfo is None:
+            return moment.isoformat() + "Z"
+        try:
+            # Cheaper than dropping the tzinfo first: cut the "+00:00" that isoformat() appends.
+            return moment.astimezone(dt.UTC).isoformat()[:-6] + "Z"
+        except OverflowError:
+            pass
+    raise _Refused(
+        ValueErrorCode.NOT_A_DATETIME,
+        "must be a date and time written YYYY-MM-DDTHH:MM:SS with an offset or Z",
+    )
+
+
+def _choice_coercer(field: SampleField, *, check_constraints: bool) -> Coercer:
+    choices = frozenset(field.choices)
+    by_folded = {_fold(choice): choice for choice in field.choices}
+    listed = ", ".join(field.choices[:LISTED_CHOICES])
+    if len(field.choices) > LISTED_CHOICES:
+        listed += f", ... ({len(field.choices)} choices)"
+
+    def coerce_choice(raw: object) -> str:
+        text = raw if raw.__class__ is str else _text_of(raw).strip()
+        if text in choices:
+            return text
+        near = by_folded.get(_fold(text))
+        hint = f" (did you mean {near}?)" if near is not None else ""
+        raise _Refused(ValueErrorCode.NOT_A_CHOICE, f"not one of: {listed}{hint}")
+
+    return coerce_choice
+
+
+def _coercer(field: SampleField, *, check_constraints: bool) -> Coercer:
+    if field.type is FieldType.TEXT:
+        return _text_coercer(field, check_constraints=check_constraints)
+    if field.type is FieldType.INTEGER:
+        return _integer_coercer(field, check_constraints=check_constraints)
+    if field.type is FieldType.NUMBER:
+        return _number_coercer(field, check_constraints=check_constraints)
+    if field.type is FieldType.CHOICE:
+        return _choice_coercer(field, check_constraints=check_constraints)
+    return {FieldType.BOOLEAN: _boolean_of, FieldType.DATE: _date_of, FieldType.DATETIME: _datetime_of}[
+        field.type
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The validator
+
+
+class SampleValidator:
+    """A compiled schema: immutable, so one instance serves every thread and request."""
+
+    __slots__ = ("_by_folded_name", "_by_name", "_filter_coercers", "_required", "field_names", "fields")
+
+    def __init__(self, fields: tuple[SampleField, ...]) -> None:
+        self.fields = fields
+        self.field_names = tuple(field.name for field in fields)
+        # (name, required, coerce) per field, found in one look-up under its exact name (what an
+        # importer that mapped its headers passes) or else under its folded name.
+        compiled = [(field.name, field.required, _coercer(field, check_constraints=True)) for field in fields]
+        self._by_name = {entry[0]: entry for entry in compiled}
+        self._by_folded_name = {_fold(entry[0]): entry for entry in compiled}
+        self._required = tuple(field.name for field in fields if field.required)
+        self._filter_coercers = {field.name: _coercer(field, check_constraints=False) for field in fields}
+
+    def field_named(self, name: str) -> str | None:
+        entry = self._by_name.get(name) or self._by_folded_name.get(_fold(name))
+        return entry[0] if entry is not None else None
+
+    def validate(
+        self, values: Mapping[str, object], *, partial: bool = False
+    ) -> tuple[dict[str, object], list[ValueIssue]]:
+        """Normalised values keyed by field name, and every issue found.
+
+        None, "" and blank text mean "no value": a required field gets REQUIRED, an optional one
+        is left out. With partial=True (a PATCH merge, an upsert) absent fields are not checked,
+        and a given-but-empty optional field comes back as None ("clear it"); an importer that
+        wants an empty cell to leave the stored value alone leaves that cell out of `values`.
+        A field given twice under different spellings keeps the value under its exact name.
+        """
+        normalised: dict[str, object] = {}
+        issues: list[ValueIssue] = []
+        # Keys of a mapping are unique, so a field can be given twice only under another spelling.
+        respelled: set[str] = set()
+        by_name = self._by_name
+        for key, raw in values.items():
+            entry = by_name.get(key)
+            if entry is None:
+                entry = self._by_folded_name.get(_fold(key)) if isinstance(key, str) else None
+                if entry is None:
+                    issues.append(_unknown_field_issue(key))
+                    continue
+                if entry[0] in values or entry[0] in respelled:
+                    issues.append(ValueIssue(key, ValueErrorCode.UNKNOWN_FIELD, f"{entry[0]} is given twice"))
+                    continue
+                respelled.add(entry[0])
+            name, required, coerce = entry
+            if raw.__class__ is str:
+                raw = raw.strip()
+                if not raw:
+                    raw = None
+            if raw is None:
+                if required:
+                    issues.append(ValueIssue(name, ValueErrorCode.REQUIRED, "is required"))
+                elif partial:
+                    normalised[name] = None
+                continue
+            try:
+                normalised[name] = coerce(raw)
+            except _Refused as refused:
+                issues.append(ValueIssue(name, refused.code, refused.message))
+        if not partial:
+            issues += [
+                ValueIssue(name, ValueErrorCode.REQUIRED, "is required")
+                for name in self._required
+                if name not in values and name not in respelled
+            ]
+        return normalised, issues
+
+    def coerce_filter_value(self, name: str, raw: str) -> object:
+        """A query filter's text as the stored JSON value it must equal; ValueError when it cannot.
+
+        Only the type is checked (and a choice's membership): a value outside today's bounds
+        simply matches nothing.
+        """
+        field_name = self.field_named(name)
+        if field_name is None:
+            raise ValueError(f"no sample field is named {name}")
+        text = raw.strip()
+        if not text:
+            raise ValueError(f"the filter on {field_name} needs a value")
+        try:
+            return self._filter_coercers[field_name](text)
+        except _Refused as refused:
+            raise ValueError(f"{field_name} {refused.message}") from None
+
+
+def _unknown_field_issue(key: object) -> ValueIssue:
+    text = str(key)
+    if _fold(text) in RESERVED_FIELD_NAMES:
+        return ValueIssue(text, ValueErrorCode.UNKNOWN_FIELD, "is a column of every sample, not a value")
+    return ValueIssue(text, ValueErrorCode.UNKNOWN_FIELD, "is not a field of this study")
+
+
+def compile_sample_schema(fields: Sequence[Mapping[str, object]]) -> SampleValidator:
+    """The validator of a schema; SampleSchemaError (a ValueError) lists every mistake in it."""
+    return SampleValidator(read_sample_schema(fields))
+
+
+def validator_for(fields_json: str) -> SampleValidator:
+    """The compiled validator of a stored schema, compiled once per distinct schema."""
+    return _validator_for_canonical(canonical_schema_json(json.loads(fields_json)))
+
+
+@lru_cache(maxsize=256)
+def _validator_for_canonical(canonical_json: str) -> SampleValidator:
+    return compile_sample_schema(json.loads(canonical_json))
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema changes
+
+
+def incompatible_schema_changes(
+    old: Sequence[Mapping[str, object]], new: Sequence[Mapping[str, object]]
+) -> list[str]:
+    """One message per change after which a sample valid under `old` might not be under `new`.
+
+    Compatible: adding an optional field or choices, loosening or dropping a bound, a max_length
+    or a pattern, required→optional, editing a description or a unit (the issue lists a unit as
+    editable: the stored numbers are not converted).
+    """
+    old_fields = read_sample_schema(old)
+    new_fields = read_sample_schema(new)
+    new_by_name = {field.name: field for field in new_fields}
+    new_by_key = {_fold(field.name): field for field in new_fields}
+    old_names = {field.name for field in old_fields}
+    changes: list[str] = []
+    for before in old_fields:
+        after = new_by_name.get(before.name)
+        if after is not None:
+            changes += _field_changes(before, after)
+            continue
+        renamed = new_by_key.get(_fold(before.name))
+        if renamed is not None:
+            changes.append(f"{before.name}: renamed to {renamed.name}")
+        else:
+            changes.append(f"{before.name}: removed")
+    old_keys = {_fold(name) for name in old_names}
+    changes += [
+        f"{field.name}: added as a required field"
+        for field in new_fields
+        if field.required and _fold(field.name) not in old_keys
+    ]
+    return changes
+
+
+def _field_changes(before: SampleField, after: SampleField) -> list[str]:
+    name = before.name
+    if before.type is not after.type:
+        return [f"{name}: type changed from {before.type} to {after.type}"]
+    changes = []
+    if after.required and not before.required:
+        changes.append(f"{name}: made required")
+    if after.max_length is not None and (before.max_length is None or after.max_length < before.max_length):
+        changes.append(f"{name}: max_length lowered to {after.max_length}")
+    if after.pattern is not None and after.pattern != before.pattern:
+        changes.append(f"{name}: pattern added or changed")
+    if after.min is not None and (before.min is None or after.min > before.min):
+        changes.append(f"{name}: min raised to {_number_text(after.min)}")
+    if after.max is not None and (before.max is None or after.max < before.max):
+        changes.append(f"{name}: max lowered to {_number_text(after.max)}")
+    if before.choices is not None:
+        removed = [choice for choice in before.choices if choice not in set(after.choices or ())]
+        changes += [f"{name}: choice {choice} removed" for choice in removed]
+    return changes

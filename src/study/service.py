@@ -1,0 +1,770 @@
+"""Business rules of the study module: studies, members, the sample schema, samples, the activity log."""
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from src.auth import service as auth_service
+from src.auth.constants import Role
+from src.auth.models import User
+from src.database import count_up_to, escape_like, utcnow
+from src.exceptions import PreconditionFailed
+from src.schemas import PageParams
+from src.study import sample_validation
+from src.study.constants import (
+    ALLOWED_TRANSITIONS,
+    ActivityAction,
+    SampleSort,
+    SampleStatus,
+    StudyRole,
+    StudySort,
+    StudyStatus,
+)
+from src.study.exceptions import (
+    AlreadyAMember,
+    IncompatibleSampleFields,
+    InvalidFieldFilter,
+    InvalidSampleValues,
+    InvalidStatusTransition,
+    LastOwner,
+    SampleIdTaken,
+    StudyCodeTaken,
+    StudyNotDeletable,
+    UnknownUser,
+)
+from src.study.models import Sample, Study, StudyActivity, StudyMember
+from src.study.schemas import (
+    MemberAdd,
+    SampleCreate,
+    SampleFieldDefinition,
+    SampleUpdate,
+    StudyCreate,
+    StudyUpdate,
+)
+from src.study.utils import changed_values, normalize_code
+
+
+@dataclass(frozen=True, slots=True)
+class StudyAccess:
+    """A study as one caller sees it: the study, the caller and their effective role in it."""
+
+    study: Study
+    user: User
+    role: StudyRole
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user: User
+    role: StudyRole
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEntry:
+    activity: StudyActivity
+    actor: User | None
+
+
+# The activity log: every change is one entry, added to the session of the change itself.
+
+
+def record_activity(
+    session: AsyncSession,
+    *,
+    study_id: uuid.UUID,
+    actor: User | None,
+    action: ActivityAction,
+    details: Mapping[str, Any],
+) -> None:
+    """Adds an entry to the study's log; it is written by the commit of the change it describes."""
+    session.add(
+        StudyActivity(
+            study_id=study_id,
+            action=action,
+            actor_id=actor.id if actor is not None else None,
+            at=utcnow(),
+            details=dict(details),
+        )
+    )
+
+
+async def list_activity(
+    session: AsyncSession, *, study: Study, page: PageParams
+) -> tuple[list[ActivityEntry], int, bool]:
+    """Newest first, each entry with its actor, in one query for the page (no query per entry)."""
+    entries = select(StudyActivity).where(StudyActivity.study_id == study.id)
+    total, total_is_exact = await count_up_to(session, entries)
+    rows = await session.execute(
+        select(StudyActivity, User)
+        .outerjoin(User, User.id == StudyActivity.actor_id)
+        .where(StudyActivity.study_id == study.id)
+        .order_by(StudyActivity.at.desc(), StudyActivity.id.desc())
+        .offset(page.offset)
+        .limit(page.page_size)
+    )
+    return [ActivityEntry(activity, actor) for activity, actor in rows], total, total_is_exact
+
+
+# Versions: every change increments one; a caller who names the version they read (If-Match)
+# changes the row only if it is still at that version, checked inside the UPDATE itself so that
+# of two concurrent writers with the same version exactly one wins.
+
+
+def _check_version(row: Study | Sample, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != row.version:
+        raise PreconditionFailed
+
+
+async def _write_versioned(
+    session: AsyncSession,
+    row: Study | Sample,
+    *,
+    expected_version: int | None,
+    changes: Mapping[str, Any],
+    only_if: tuple[ColumnElement[bool], ...] = (),
+) -> None:
+    """Applies `changes` and the next version to the row, refreshing the loaded object.
+
+    `only_if` adds conditions the row must still meet when it is written; if it does not, nothing
+    is written and the caller gets 412 as for a stale version.
+    """
+    _check_version(row, expected_version)
+    model = type(row)
+    condition = [model.id == row.id, *only_if]
+    if expected_version is not None:
+        condition.append(model.version == expected_version)
+    statement = (
+        update(model)
+        .where(*condition)
+        .values(**changes, version=model.version + 1, updated_at=utcnow())
+        .returning(model)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    if (await session.execute(statement)).scalar_one_or_none() is None:
+        await session.rollback()
+        raise PreconditionFailed
+
+
+# Access: the study and the caller's membership in one query.
+
+
+async def get_study_access(session: AsyncSession, *, study_id: uuid.UUID, user: User) -> StudyAccess | None:
+    """The study with the caller's role in it; None when it does not exist or they may not see it."""
+    membership = and_(StudyMember.study_id == Study.id, StudyMember.user_id == user.id)
+    row = (
+        await session.execute(
+            select(Study, StudyMember.role).outerjoin(StudyMember, membership).where(Study.id == study_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    study, role = row
+    if user.role == Role.ADMIN:
+        role = StudyRole.OWNER  # administrators act as owner everywhere
+    return StudyAccess(study=study, user=user, role=role) if role is not None else None
+
+
+# Studies.
+
+
+def _stored_fields(fields: list[SampleFieldDefinition]) -> list[dict[str, Any]]:
+    return [field.model_dump(mode="json") for field in fields]
+
+
+async def _code_taken(session: AsyncSession, code: str, *, other_than: uuid.UUID | None = None) -> bool:
+    query = select(Study.id).where(Study.code_normalized == normalize_code(code))
+    if other_than is not None:
+        query = query.where(Study.id != other_than)
+    return await session.scalar(query) is not None
+
+
+async def _commit_unless_code_taken(session: AsyncSession, *, code: str) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        if await _code_taken(session, code):
+            raise StudyCodeTaken from None  # a concurrent request took the code first
+        raise
+
+
+async def create_study(session: AsyncSession, *, owner: User, data: StudyCreate) -> StudyAccess:
+    """A draft study; its creator becomes its owner."""
+    if await _code_taken(session, data.code):
+        raise StudyCodeTaken
+    study = Study(
+        id=uuid.uuid4(),
+        code=data.code,
+        code_normalized=normalize_code(data.code),
+        title=data.title,
+        description=data.description,
+        status=StudyStatus.DRAFT,
+        sample_fields=_stored_fields(data.sample_fields),
+        sample_count=0,
+        created_by=owner.id,
+        version=1,
+    )
+    session.add(study)
+    session.add(StudyMember(study_id=study.id, user_id=owner.id, role=StudyRole.OWNER))
+    record_activity(
+        session,
+        study_id=study.id,
+        actor=owner,
+        action=ActivityAction.STUDY_CREATED,
+        details={"code": study.code, "title": study.title, "sample_fields": study.sample_fields},
+    )
+    await _commit_unless_code_taken(session, code=data.code)
+    return StudyAccess(study=study, user=owner, role=StudyRole.OWNER)
+
+
+def _visible_studies(user: User) -> Select:
+    """(study, the caller's role) for every study the caller may see: their own, or all for admins."""
+    if user.role == Role.ADMIN:
+        return select(Study, literal(StudyRole.OWNER.value).label("role"))
+    member = and_(StudyMember.study_id == Study.id, StudyMember.user_id == user.id)
+    return select(Study, StudyMember.role).join(StudyMember, member)
+
+
+_STUDY_SORT_COLUMNS = {
+    StudySort.CREATED_AT: Study.created_at.asc(),
+    StudySort.NEWEST_FIRST: Study.created_at.desc(),
+    StudySort.UPDATED_AT: Study.updated_at.asc(),
+    StudySort.RECENTLY_UPDATED: Study.updated_at.desc(),
+    StudySort.CODE: Study.code_normalized.asc(),
+    StudySort.CODE_DESC: Study.code_normalized.desc(),
+    StudySort.TITLE: Study.title.asc(),
+    StudySort.TITLE_DESC: Study.title.desc(),
+}
+
+
+async def list_studies(
+    session: AsyncSession,
+    *,
+    user: User,
+    page: PageParams,
+    status: StudyStatus | None,
+    include_archived: bool,
+    search: str | None,
+    sort: StudySort,
+) -> tuple[list[StudyAccess], int, bool]:
+    """Archived studies only when asked for (by status or include_archived)."""
+    query = _visible_studies(user)
+    if status is not None:
+        query = query.where(Study.status == status)
+    elif not include_archived:
+        query = query.where(Study.status != StudyStatus.ARCHIVED)
+    if search:
+        pattern = f"%{escape_like(search)}%"
+        query = query.where(
+            or_(Study.code.ilike(pattern, escape="\\"), Study.title.ilike(pattern, escape="\\"))
+        )
+    total, total_is_exact = await count_up_to(session, query)
+    rows = await session.execute(
+        query.order_by(_STUDY_SORT_COLUMNS[sort], Study.id).offset(page.offset).limit(page.page_size)
+    )
+    items = [StudyAccess(study=study, user=user, role=StudyRole(role)) for study, role in rows]
+    return items, total, total_is_exact
+
+
+async def update_study(
+    session: AsyncSession, *, access: StudyAccess, data: StudyUpdate, expected_version: int | None
+) -> Study:
+    study = access.study
+    _check_version(study, expected_version)
+    requested = data.model_dump(exclude_unset=True)
+    if "code" in requested:
+        requested["code_normalized"] = normalize_code(requested["code"])
+    before = {key: getattr(study, key) for key in requested}
+    old, new = changed_values(before, requested)
+    if not new:
+        return study
+    if "code" in new and await _code_taken(session, new["code"], other_than=study.id):
+        raise StudyCodeTaken
+    await _write_versioned(session, study, expected_version=expected_version, changes=new)
+    old.pop("code_normalized", None)
+    new.pop("code_normalized", None)
+    record_activity(
+        session,
+        study_id=study.id,
+        actor=access.user,
+        action=ActivityAction.STUDY_UPDATED,
+        details={"old": old, "new": new},
+    )
+    await _commit_unless_code_taken(session, code=study.code)
+    return study
+
+
+async def change_status(
+    session: AsyncSession, *, access: StudyAccess, status: StudyStatus, expected_version: int | None
+) -> Study:
+    study = access.study
+    _check_version(study, expected_version)
+    allowed = ALLOWED_TRANSITIONS[study.status]
+    if status not in allowed:
+        options = ", ".join(sorted(allowed))
+        raise InvalidStatusTransition(f"A {study.status} study can move to: {options}; not to {status}.")
+    old_status = study.status
+    await _write_versioned(session, study, expected_version=expected_version, changes={"status": status})
+    record_activity(
+        session,
+        study_id=study.id,
+        actor=access.user,
+        action=ActivityAction.STATUS_CHANGED,
+        details={"old": old_status, "new": status},
+    )
+    await session.commit()
+    return study
+
+
+async def delete_study(session: AsyncSession, *, study: Study, expected_version: int | None) -> None:
+    """Only a draft without samples; checked in the DELETE itself, so a sample added meanwhile wins."""
+    _check_version(study, expected_version)
+    if study.status != StudyStatus.DRAFT or study.sample_count:
+        raise StudyNotDeletable
+    condition = [Study.id == study.id, Study.status == StudyStatus.DRAFT, Study.sample_count == 0]
+    if expected_version is not None:
+        condition.append(Study.version == expected_version)
+    deleted = await session.execute(delete(Study).where(*condition))
+    if deleted.rowcount != 1:
+        await session.rollback()
+        raise PreconditionFailed
+    await session.commit()
+
+
+async def replace_sample_fields(
+    session: AsyncSession,
+    *,
+    access: StudyAccess,
+    fields: list[SampleFieldDefinition],
+    expected_version: int | None,
+) -> Study:
+    """Anything goes while the study has no samples; after that only changes they all still satisfy."""
+    study = access.study
+    _check_version(study, expected_version)
+    old_fields, new_fields = study.sample_fields, _stored_fields(fields)
+    if study.sample_count:
+        changes = sample_validation.incompatible_schema_changes(old_fields, new_fields)
+        if changes:
+            raise IncompatibleSampleFields(
+                errors=[{"loc": ["body"], "msg": change, "code": "incompatible_change"} for change in changes]
+            )
+    if new_fields == old_fields:
+        return study
+    # Unchecked because the study was empty: it must still be empty when written (a sample added
+    # meanwhile holds the row until its commit, then this finds sample_count > 0 and writes nothing).
+    still_empty = () if study.sample_count else (Study.sample_count == 0,)
+    await _write_versioned(
+        session,
+        study,
+        expected_version=expected_version,
+        changes={"sample_fields": new_fields},
+        only_if=still_empty,
+    )
+    record_activity(
+        session,
+        study_id=study.id,
+        actor=access.user,
+        action=ActivityAction.SAMPLE_FIELDS_CHANGED,
+        details={"old": old_fields, "new": new_fields},
+    )
+    await session.commit()
+    return study
+
+
+# Members.
+
+
+def _members_of(study: Study) -> Select:
+    return (
+        select(StudyMember, User)
+        .join(User, User.id == StudyMember.user_id)
+        .where(StudyMember.study_id == study.id)
+    )
+
+
+async def list_members(
+    session: AsyncSession, *, study: Study, page: PageParams
+) -> tuple[list[Member], int, bool]:
+    query = _members_of(study)
+    total, total_is_exact = await count_up_to(session, query)
+    rows = await session.execute(
+        query.order_by(StudyMember.created_at, User.email).offset(page.offset).limit(page.page_size)
+    )
+    return (
+        [Member(user=user, role=member.role, added_at=member.created_at) for member, user in rows],
+        total,
+        total_is_exact,
+    )
+
+
+async def get_member(session: AsyncSession, *, study: Study, user_id: uuid.UUID) -> Member | None:
+    row = (await session.execute(_members_of(study).where(StudyMember.user_id == user_id))).first()
+    if row is None:
+        return None
+    member, user = row
+    return Member(user=user, role=member.role, added_at=member.created_at)
+
+
+async def _user_to_add(session: AsyncSession, *, data: MemberAdd) -> User:
+    if data.user_id is not None:
+        user = await auth_service.get_user(session, user_id=data.user_id)
+    else:
+        user = await auth_service.get_user_by_email(session, email=data.email or "")
+    if user is None or not user.is_active:
+        raise UnknownUser
+    return user
+
+
+def _member_details(user: User, **roles: StudyRole) -> dict[str, Any]:
+    return {"user_id": str(user.id), "email": user.email, **roles}
+
+
+async def add_member(session: AsyncSession, *, access: StudyAccess, data: MemberAdd) -> Member:
+    user = await _user_to_add(session, data=data)
+    if await get_member(session, study=access.study, user_id=user.id) is not None:
+        raise AlreadyAMember
+    member = StudyMember(study_id=access.study.id, user_id=user.id, role=data.role, created_at=utcnow())
+    session.add(member)
+    record_activity(
+        session,
+        study_id=access.study.id,
+        actor=access.user,
+        action=ActivityAction.MEMBER_ADDED,
+        details=_member_details(user, role=data.role),
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise AlreadyAMember from None  # added by a concurrent request
+    return Member(user=user, role=data.role, added_at=member.created_at)
+
+
+def _another_owner(study_id: uuid.UUID, user_id: uuid.UUID) -> ColumnElement[bool]:
+    other = aliased(StudyMember)
+    return exists().where(other.study_id == study_id, other.role == StudyRole.OWNER, other.user_id != user_id)
+
+
+async def _lock_owners(session: AsyncSession, study_id: uuid.UUID) -> None:
+    """On PostgreSQL, two owners demoting each other at once serialize here (SQLite serializes writers)."""
+    await session.execute(
+        select(StudyMember.user_id)
+        .where(StudyMember.study_id == study_id, StudyMember.role == StudyRole.OWNER)
+        .with_for_update()
+    )
+
+
+async def change_member_role(
+    session: AsyncSession, *, access: StudyAccess, member: Member, role: StudyRole
+) -> Member:
+    study_id = access.study.id
+    if role == member.role:
+        return member
+    this_member = and_(StudyMember.study_id == study_id, StudyMember.user_id == member.user.id)
+    statement = update(StudyMember).where(this_member)
+    if member.role == StudyRole.OWNER:
+        await _lock_owners(session, study_id)
+        statement = statement.where(_another_owner(study_id, member.user.id))
+    result = await session.execute(statement.values(role=role))
+    if result.rowcount != 1:
+        await session.rollback()
+        raise LastOwner
+    record_activity(
+        session,
+        study_id=study_id,
+        actor=access.user,
+        action=ActivityAction.MEMBER_CHANGED,
+        details=_member_details(member.user, old_role=member.role, new_role=role),
+    )
+    await session.commit()
+    return Member(user=member.user, role=role, added_at=member.added_at)
+
+
+async def remove_member(session: AsyncSession, *, access: StudyAccess, member: Member) -> None:
+    study_id = access.study.id
+    statement = delete(StudyMember).where(
+        StudyMember.study_id == study_id, StudyMember.user_id == member.user.id
+    )
+    if member.role == StudyRole.OWNER:
+        await _lock_owners(session, study_id)
+        statement = statement.where(_another_owner(study_id, member.user.id))
+    result = await session.execute(statement)
+    if result.rowcount != 1:
+        await session.rollback()
+        raise LastOwner
+    record_activity(
+        session,
+        study_id=study_id,
+        actor=access.user,
+        action=ActivityAction.MEMBER_REMOVED,
+        details=_member_details(member.user, role=member.role),
+    )
+    await session.commit()
+
+
+# Samples.
+
+
+def validator_of(study: Study) -> sample_validation.SampleValidator:
+    """The study's compiled schema (compiled once per distinct schema, then cached)."""
+    return sample_validation.validator_for(json.dumps(study.sample_fields))
+
+
+def _checked_values(study: Study, values: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
+    normalised, issues = validator_of(study).validate(values, partial=partial)
+    if issues:
+        raise InvalidSampleValues(
+            errors=[
+                {"loc": ["body", "values", issue.field], "msg": issue.message, "code": issue.code}
+                for issue in issues
+            ]
+        )
+    return normalised
+
+
+async def _sample_id_taken(
+    session: AsyncSession, *, study_id: uuid.UUID, normalized: str, other_than: uuid.UUID | None = None
+) -> bool:
+    query = select(Sample.id).where(Sample.study_id == study_id, Sample.sample_id_normalized == normalized)
+    if other_than is not None:
+        query = query.where(Sample.id != other_than)
+    return await session.scalar(query) is not None
+
+
+async def _commit_unless_sample_id_taken(session: AsyncSession) -> None:
+    # The only unique constraint a sample write can break is (study_id, sample_id_normalized).
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise SampleIdTaken from None  # taken by a concurrent request
+
+
+async def add_to_sample_count(
+    session: AsyncSession, *, study_id: uuid.UUID, delta: int
+) -> list[dict[str, Any]]:
+    """Keeps the study's maintained sample count; call it in the transaction that adds or removes samples.
+
+    Returns the study's sample fields as they are now: the row stays locked until the commit, so a
+    caller that validated against these fields knows no schema change can slip in between.
+    """
+    result = await session.execute(
+        update(Study)
+        .where(Study.id == study_id)
+        .values(sample_count=Study.sample_count + delta)
+        .returning(Study.sample_fields)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one()
+
+
+async def _confirm_fields(session: AsyncSession, study: Study, current_fields: list[dict[str, Any]]) -> None:
+    """The values were validated against the fields loaded with the study; they must still be the fields."""
+    if current_fields != study.sample_fields:
+        await session.rollback()
+        raise PreconditionFailed(
+            "The study's sample fields changed while this was being saved; nothing was changed."
+        )
+
+
+async def create_sample(session: AsyncSession, *, access: StudyAccess, data: SampleCreate) -> Sample:
+    study = access.study
+    values = _checked_values(study, data.values, partial=False)
+    normalized = sample_validation.normalize_sample_id(data.sample_id)
+    if await _sample_id_taken(session, study_id=study.id, normalized=normalized):
+        raise SampleIdTaken
+    now = utcnow()
+    sample = Sample(
+        id=uuid.uuid4(),
+        study_id=study.id,
+        sample_id=data.sample_id,
+        sample_id_normalized=normalized,
+        status=data.status,
+        values=values,
+        created_by=access.user.id,
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+    session.add(sample)
+    await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
+    record_activity(
+        session,
+        study_id=study.id,
+        actor=access.user,
+        action=ActivityAction.SAMPLE_CREATED,
+        details={"sample_id": sample.sample_id, "status": sample.status, "values": values},
+    )
+    await _commit_unless_sample_id_taken(session)
+    return sample
+
+
+async def get_sample(session: AsyncSession, *, study: Study, sample_pk: uuid.UUID) -> Sample | None:
+    return await session.scalar(select(Sample).where(Sample.id == sample_pk, Sample.study_id == study.id))
+
+
+def _merged_values(study: Study, sample: Sample, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored values with the patch applied: given keys replace, null clears, the rest stay."""
+    merged = {**sample.values, **_checked_values(study, patch, partial=True)}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
+async def update_sample(
+    session: AsyncSession,
+    *,
+    access: StudyAccess,
+    sample: Sample,
+    data: SampleUpdate,
+    expected_version: int | None,
+) -> Sample:
+    _check_version(sample, expected_version)
+    requested = data.model_dump(exclude_unset=True, exclude={"values"})
+    if data.values is not None:
+        requested["values"] = _merged_values(access.study, sample, data.values)
+    if "sample_id" in requested:
+        requested["sample_id_normalized"] = sample_validation.normalize_sample_id(requested["sample_id"])
+        if await _sample_id_taken(
+            session,
+            study_id=sample.study_id,
+            normalized=requested["sample_id_normalized"],
+            other_than=sample.id,
+        ):
+            raise SampleIdTaken
+    before = {key: getattr(sample, key) for key in requested}
+    old, new = changed_values(before, requested)
+    if not new:
+        return sample
+    await _write_versioned(session, sample, expected_version=expected_version, changes=new)
+    record_activity(
+        session,
+        study_id=sample.study_id,
+        actor=access.user,
+        action=ActivityAction.SAMPLE_UPDATED,
+        details={"sample_id": sample.sample_id, **_change_details(old, new)},
+    )
+    await _commit_unless_sample_id_taken(session)
+    return sample
+
+
+def _change_details(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Old and new of what changed; for values, only the fields that changed."""
+    old.pop("sample_id_normalized", None)
+    new.pop("sample_id_normalized", None)
+    if "values" in new:
+        old["values"], new["values"] = changed_values(old["values"] or {}, new["values"])
+    return {"old": old, "new": new}
+
+
+async def delete_sample(
+    session: AsyncSession, *, access: StudyAccess, sample: Sample, expected_version: int | None
+) -> None:
+    _check_version(sample, expected_version)
+    condition = [Sample.id == sample.id]
+    if expected_version is not None:
+        condition.append(Sample.version == expected_version)
+    deleted = await session.execute(delete(Sample).where(*condition))
+    if deleted.rowcount != 1:
+        await session.rollback()
+        raise PreconditionFailed
+    await add_to_sample_count(session, study_id=sample.study_id, delta=-1)
+    record_activity(
+        session,
+        study_id=sample.study_id,
+        actor=access.user,
+        action=ActivityAction.SAMPLE_DELETED,
+        details={"sample_id": sample.sample_id, "status": sample.status, "values": sample.values},
+    )
+    await session.commit()
+
+
+_SAMPLE_SORT_COLUMNS = {
+    SampleSort.SAMPLE_ID: Sample.sample_id_normalized.asc(),
+    SampleSort.SAMPLE_ID_DESC: Sample.sample_id_normalized.desc(),
+    SampleSort.STATUS: Sample.status.asc(),
+    SampleSort.STATUS_DESC: Sample.status.desc(),
+    SampleSort.CREATED_AT: Sample.created_at.asc(),
+    SampleSort.NEWEST_FIRST: Sample.created_at.desc(),
+    SampleSort.UPDATED_AT: Sample.updated_at.asc(),
+    SampleSort.RECENTLY_UPDATED: Sample.updated_at.desc(),
+}
+
+
+def field_filter_conditions(
+    session: AsyncSession, *, study: Study, filters: list[tuple[str, str]]
+) -> list[ColumnElement[bool]]:
+    """`field.<name>=<value>` filters as conditions on `values`: JSONB containment on PostgreSQL
+    (answered by the GIN index), json_extract on SQLite. Unknown names and bad values are 422."""
+    validator = validator_of(study)
+    conditions: list[ColumnElement[bool]] = []
+    errors: list[dict[str, Any]] = []
+    for parameter, raw in filters:
+        name = validator.field_named(parameter)
+        try:
+            value = validator.coerce_filter_value(parameter, raw)
+        except ValueError as error:
+            errors.append(
+                {"loc": ["query", f"field.{parameter}"], "msg": str(error), "code": "invalid_filter"}
+            )
+            continue
+        conditions.append(_value_equals(session, name or parameter, value))
+    if errors:
+        raise InvalidFieldFilter(errors=errors)
+    return conditions
+
+
+def _value_equals(session: AsyncSession, name: str, value: object) -> ColumnElement[bool]:
+    if session.get_bind().dialect.name == "postgresql":
+        # type_coerce, not CAST: the column already is JSONB, and a bare `values @>` uses the GIN index.
+        return type_coerce(Sample.values, JSONB).contains({name: value})
+    # Field names are letters, digits and `_` (checked when the schema is set): safe in a JSON path.
+    return func.json_extract(Sample.values, f"$.{name}") == value
+
+
+async def list_samples(
+    session: AsyncSession,
+    *,
+    study: Study,
+    page: PageParams,
+    status: SampleStatus | None,
+    sample_id_prefix: str | None,
+    field_filters: list[tuple[str, str]],
+    sort: SampleSort,
+) -> tuple[list[Sample], int, bool]:
+    """Unfiltered, the total is the study's maintained count; filtered, it is counted up to the cap."""
+    conditions = field_filter_conditions(session, study=study, filters=field_filters)
+    if status is not None:
+        conditions.append(Sample.status == status)
+    if sample_id_prefix:
+        prefix = escape_like(sample_validation.normalize_sample_id(sample_id_prefix))
+        conditions.append(Sample.sample_id_normalized.like(f"{prefix}%", escape="\\"))
+    query = select(Sample).where(Sample.study_id == study.id, *conditions)
+    if conditions:
+        total, total_is_exact = await count_up_to(session, query)
+    else:
+        total, total_is_exact = study.sample_count, True
+    rows = await session.scalars(
+        query.order_by(_SAMPLE_SORT_COLUMNS[sort], Sample.id).offset(page.offset).limit(page.page_size)
+    )
+    return list(rows), total, total_is_exact
