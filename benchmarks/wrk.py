@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +54,17 @@ def parse_wrk_output(text: str) -> WrkResult:
     )
 
 
-def _lua_script(method: str, body: str | None, headers: dict[str, str]) -> str:
+def _lua_script(method: str, bodies: Sequence[str], headers: dict[str, str]) -> str:
+    """Sets method and headers; with bodies, each request takes the next one in turn."""
     lines = [f'wrk.method = "{method}"']
-    if body is not None:
-        lines.append(f"wrk.body = {_lua_string(body)}")
     lines += [f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}" for name, value in headers.items()]
+    if bodies:
+        lines.append("local bodies = {" + ", ".join(_lua_string(body) for body in bodies) + "}")
+        lines.append("local turn = 0")
+        lines.append("request = function()")
+        lines.append("  turn = turn % #bodies + 1")
+        lines.append("  return wrk.format(nil, nil, nil, bodies[turn])")
+        lines.append("end")
     return "\n".join(lines) + "\n"
 
 
@@ -72,12 +79,12 @@ def start_wrk(
     duration_s: float,
     threads: int = 2,
     method: str = "GET",
-    body: str | None = None,
+    bodies: Sequence[str] = (),
     headers: dict[str, str] | None = None,
 ) -> "subprocess.Popen[str]":
     """wrk in the background; `finish_wrk` waits for it and reads its result."""
     script = Path(tempfile.mkstemp(prefix="studybase-wrk-", suffix=".lua")[1])
-    script.write_text(_lua_script(method, body, headers or {}), encoding="utf-8")
+    script.write_text(_lua_script(method, bodies, headers or {}), encoding="utf-8")
     argv = [
         wrk_binary(),
         f"-t{min(threads, connections)}",
