@@ -49,5 +49,10 @@ MAX_JSON_OBJECT_KEYS = 1_000
 MAX_JSON_ARRAY_ITEMS = 10_000
 # A refused request lists at most this many errors (with the total), so its answer stays small.
 MAX_PROBLEM_ERRORS = 50
+# ... and each entry's texts are cut short, and the list stops at a byte budget, so that whatever
+# the request held (a 900 KB unknown key is echoed in `loc`) a refusal answers in under 16 KB.
+MAX_ERROR_TEXT = 200
+MAX_ERROR_LOC_PARTS = 10
+MAX_PROBLEM_ERRORS_BYTES = 12 * 1024
 # Filtered totals are counted exactly up to here; above it a list says `total_is_exact: false`.
 COUNT_CAP = 10_000

@@ -1,5 +1,6 @@
 """The error base class and the handlers that render every error as problem+json."""
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -12,7 +13,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from src.constants import MAX_PROBLEM_ERRORS, ErrorCode
+from src.constants import (
+    MAX_ERROR_LOC_PARTS,
+    MAX_ERROR_TEXT,
+    MAX_PROBLEM_ERRORS,
+    MAX_PROBLEM_ERRORS_BYTES,
+    ErrorCode,
+)
 from src.logging import current_request_id
 from src.schemas import Problem
 
@@ -168,10 +175,48 @@ def problem_response(
         "request_id": current_request_id(),
     }
     if errors is not None:
-        body["errors"] = list(errors[:MAX_PROBLEM_ERRORS])
+        body["errors"] = errors_within_budget(errors)
         body["errors_total"] = len(errors)
-        body["errors_truncated"] = len(errors) > MAX_PROBLEM_ERRORS
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+        body["errors_truncated"] = len(body["errors"]) < len(errors)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+class ProblemResponse(JSONResponse):
+    """problem+json in ASCII: text that cannot be UTF-8 (a lone surrogate a client sent as a key,
+    echoed in `loc`) is escaped, never a failure to answer."""
+
+    media_type = PROBLEM_CONTENT_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One error with every part a client could have made long (a 900 KB key in `loc`) cut short."""
+    loc = [part if isinstance(part, int) else _shortened(str(part), MAX_ERROR_TEXT) for part in entry["loc"]]
+    return {
+        **entry,
+        "loc": loc[:MAX_ERROR_LOC_PARTS],
+        "msg": _shortened(str(entry["msg"]), MAX_ERROR_TEXT),
+        "code": _shortened(str(entry["code"]), MAX_ERROR_TEXT),
+    }
+
+
+def errors_within_budget(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The first errors, each cut short, as many as fit MAX_PROBLEM_ERRORS and the byte budget."""
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for entry in errors[:MAX_PROBLEM_ERRORS]:
+        bounded = _bounded_entry(entry)
+        size += len(json.dumps(bounded))
+        if size > MAX_PROBLEM_ERRORS_BYTES:
+            break
+        kept.append(bounded)
+    return kept
 
 
 def internal_error_response() -> JSONResponse:

@@ -8,6 +8,7 @@ bytes; the walk after parsing looks at containers only.
 """
 
 import json
+import re
 from typing import Any
 
 from src.constants import (
@@ -20,6 +21,9 @@ from src.constants import (
 from src.exceptions import BodyTooComplex, MalformedBody
 
 _CONTAINERS = (dict, list)
+# Possessive, and an unterminated string runs to the end: one linear pass, never backtracking.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TOO_DEEP = f"JSON may be nested at most {MAX_JSON_DEPTH} levels deep."
 
 
@@ -51,16 +55,45 @@ def _check_shape(document: Any) -> None:
         raise BodyTooComplex(_TOO_DEEP)
 
 
+def _outside_strings(body: bytes) -> bytes:
+    """The body with every string's content removed, so brackets and commas in text don't count."""
+    return _JSON_STRING.sub(b'""', body)
+
+
+def _check_counts(body: bytes) -> None:
+    """Containers and values, counted on the raw bytes first (free); only a body over a limit pays
+    for the exact count outside strings, so a text value full of commas or brackets passes."""
+    containers, values = body.count(b"[") + body.count(b"{"), body.count(b",")
+    if containers > MAX_JSON_CONTAINERS or values >= MAX_JSON_VALUES:
+        if body.count(b'"') > 2 * MAX_JSON_VALUES:
+            # More strings than values are allowed (each is a value or a key): no closer look needed,
+            # and the closer look's cost grows with the number of strings.
+            raise BodyTooComplex(f"A JSON body may hold at most {MAX_JSON_VALUES} values.")
+        structure = _outside_strings(body)
+        containers, values = structure.count(b"[") + structure.count(b"{"), structure.count(b",")
+    if containers > MAX_JSON_CONTAINERS:
+        raise BodyTooComplex(f"A JSON body may hold at most {MAX_JSON_CONTAINERS} arrays and objects.")
+    if values >= MAX_JSON_VALUES:
+        raise BodyTooComplex(f"A JSON body may hold at most {MAX_JSON_VALUES} values.")
+
+
+def _check_unicode(body: bytes, document: Any) -> None:
+    """A lone surrogate (`"\\ud800"`) is valid JSON but not text any database can store."""
+    if _SURROGATE_ESCAPE.search(body) is None:
+        return
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise MalformedBody("The body has text that is not valid Unicode (a lone surrogate).") from exc
+
+
 def check_json_body(body: bytes) -> None:
     """Raise BodyTooComplex or MalformedBody for a body past a limit; let anything else through.
 
     A body json.loads cannot read is left to the route, which answers it as it always has
     (422 `json_invalid`, or 400 for bytes that are not text).
     """
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_CONTAINERS:
-        raise BodyTooComplex(f"A JSON body may hold at most {MAX_JSON_CONTAINERS} arrays and objects.")
-    if body.count(b",") >= MAX_JSON_VALUES:
-        raise BodyTooComplex(f"A JSON body may hold at most {MAX_JSON_VALUES} values.")
+    _check_counts(body)
     try:
         document = json.loads(body, parse_constant=_refuse_constant)
     except RecursionError as exc:
@@ -73,3 +106,4 @@ def check_json_body(body: bytes) -> None:
         # conversion would be quadratic.
         raise BodyTooComplex("A JSON number has too many digits.") from exc
     _check_shape(document)
+    _check_unicode(body, document)

@@ -65,10 +65,12 @@ class Problem(BaseModel):
     code: str
     request_id: str | None
     errors: list[ProblemError] | None = Field(
-        default=None, description=f"What is wrong with the request: at most the first {MAX_PROBLEM_ERRORS}."
+        default=None,
+        description=f"What is wrong with the request: at most the first {MAX_PROBLEM_ERRORS}, each text "
+        "cut to 200 characters, and no more than fit 12 KB.",
     )
     errors_total: int | None = Field(default=None, description="How many errors there were in all.")
     errors_truncated: bool | None = Field(
         default=None,
-        description=f"True when there were more than {MAX_PROBLEM_ERRORS} and `errors` shows the first.",
+        description="True when `errors` shows only the first of `errors_total`.",
     )

@@ -161,3 +161,54 @@ async def test_the_route_gets_the_body_read_once_then_what_the_server_sends_next
         {"type": "http.request", "body": b'{"a": 1}', "more_body": False},
         {"type": "http.disconnect"},
     ]
+
+
+async def test_a_huge_unknown_key_is_echoed_cut_short_and_the_answer_stays_small(client):
+    response = await post_json(client, REFRESH, json.dumps({"k" * 900_000: 1}).encode())
+
+    body = assert_problem(response, 422, "VALIDATION_ERROR")
+    assert len(response.content) < SMALL_ANSWER_BYTES
+    assert body["errors_total"] == 2
+    assert all(len(str(part)) <= 200 for entry in body["errors"] for part in entry["loc"])
+
+
+async def test_many_long_keys_stop_at_the_byte_budget_and_say_so(client):
+    response = await post_json(
+        client, REFRESH, json.dumps({f"{n}" + "k" * 18_000: n for n in range(50)}).encode()
+    )
+
+    body = assert_problem(response, 422, "VALIDATION_ERROR")
+    assert len(response.content) < SMALL_ANSWER_BYTES
+    assert body["errors_total"] == 51
+    assert body["errors_truncated"] is True
+    assert len(body["errors"]) < 51
+
+
+async def test_a_lone_surrogate_in_a_body_is_400_not_500(client):
+    response = await post_json(client, REFRESH, b'{"refresh_token": "x", "\\ud800": 1}')
+
+    assert_problem(response, 400, "MALFORMED_BODY")
+
+
+async def test_a_surrogate_pair_is_ordinary_text(client):
+    response = await post_json(client, REFRESH, b'{"refresh_token": "\\ud83d\\ude00"}')
+
+    assert_problem(response, 401, "REFRESH_TOKEN_INVALID")
+
+
+@pytest.mark.parametrize("filler", [b"a,", b"[{"], ids=["commas", "brackets"])
+async def test_commas_and_brackets_inside_text_do_not_count_as_structure(client, filler):
+    text = (filler * 60_000).decode()
+
+    response = await post_json(client, REFRESH, json.dumps({"refresh_token": text}).encode())
+
+    body = assert_problem(response, 422, "VALIDATION_ERROR")  # the schema's verdict, not the shape's
+    assert [error["code"] for error in body["errors"]] == ["string_too_long"]
+
+
+async def test_more_strings_than_values_allowed_are_refused_without_a_closer_look(client):
+    body = b"[" + b",".join([b'"a"'] * 60_000) + b"]"
+
+    response = await post_json(client, REFRESH, body)
+
+    assert_problem(response, 422, "BODY_TOO_COMPLEX")
