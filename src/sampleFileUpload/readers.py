@@ -10,8 +10,10 @@ WHOLE file in one cheap pass of an incremental decoder, before any row is parsed
 UTF-8 for 64 KB and Windows-1252 after that (an "é" in row 5,000) is then read as what it is,
 instead of failing half way. Otherwise charset-normalizer guesses the encoding from a bounded
 sample (the start of the file and the bytes around the first non-UTF-8 byte), Windows-1252 being
-preferred when it reads the same text (what Excel on Windows saves). The same pass refuses NUL
-characters, which no spreadsheet writes in text and Python's csv module would let through.
+preferred when it reads the sample nearly as cleanly (what Excel on Windows saves; see
+_guessed_encoding). The same pass refuses NUL characters, which no spreadsheet writes in text and
+Python's csv module would let through. A binary file without NUL bytes decodes as some single-byte
+code page: it is read, and its headers then match no field.
 
 Rows are numbered as the user's editor shows them: every record counts (blank ones too, and a
 quoted cell spanning three lines is still one row), the header is the first non-blank row.
