@@ -18,7 +18,6 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import math
 import os
 import re
 import tempfile
@@ -81,8 +80,6 @@ def guard_formula(text: str) -> str:
 
 def plain_float(value: float) -> str:
     """The shortest decimal that reads back as the same float, without exponent or trailing .0."""
-    if not math.isfinite(value):
-        return repr(value)
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     text = repr(value)

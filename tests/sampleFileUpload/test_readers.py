@@ -376,6 +376,29 @@ def test_workbook_with_broken_sheet_xml_is_unreadable(tmp_path):
     assert refusal(tmp_path, content, "s.xlsx").code == "unreadable"
 
 
+def test_workbook_whose_sheet_breaks_after_some_rows_is_unreadable_while_iterating(tmp_path):
+    workbook = files.xlsx_bytes([["sample_id"], *[[f"S{i}"] for i in range(50)]])
+    with zipfile.ZipFile(files.io.BytesIO(workbook)) as archive:
+        sheet_xml = archive.read("xl/worksheets/sheet1.xml")
+    cut = sheet_xml.index(b'<row r="40"')
+    content = files.with_members(workbook, {"xl/worksheets/sheet1.xml": sheet_xml[:cut] + b"<row r=>"})
+    path = files.write_to(tmp_path, "stored", content)
+
+    with open_sheet(path, filename="s.xlsx", max_rows=1000) as sheet:
+        rows = []
+        with pytest.raises(SheetError) as caught:
+            rows.extend(sheet.rows)
+
+    assert caught.value.code == "unreadable"
+    assert rows[-1][0] <= 39
+
+
+def test_zip_with_a_damaged_central_directory_is_unreadable(tmp_path):
+    content = files.xlsx_bytes([["sample_id"]]).replace(b"PK\x01\x02", b"XX\x01\x02")
+
+    assert refusal(tmp_path, content, "s.xlsx").code == "unreadable"
+
+
 def test_text_named_xlsx_is_not_a_spreadsheet(tmp_path):
     error = refusal(tmp_path, files.csv_bytes([HEADER]), "s.xlsx")
 

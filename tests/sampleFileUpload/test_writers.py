@@ -4,6 +4,7 @@ import codecs
 import datetime as dt
 import tempfile
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ def test_csv_starts_with_a_bom_and_ends_lines_with_crlf(tmp_path):
         (dt.datetime(2025, 3, 4, 10, 30), "2025-03-04T10:30:00"),
         (dt.datetime(2025, 3, 4, 11, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))), "2025-03-04T10:30:00Z"),
         ("plain", "plain"),
+        (Decimal("1.50"), "1.50"),
+        (Decimal("-1.5"), "-1.5"),
     ],
 )
 def test_csv_cells_are_written_for_a_reupload(value, text):
