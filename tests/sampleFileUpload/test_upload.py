@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from src.database import SessionFactory
+from src.sampleFileUpload import service
 from src.study.models import Sample, StudyActivity
 from tests.conftest import assert_problem
 from tests.sampleFileUpload.conftest import (
@@ -408,3 +409,21 @@ async def test_imports_rejections_and_deletions_are_in_the_activity_log(client, 
             {"sample_file_id": rejected["sample_file_id"], "filename": "samples.csv", "status": "rejected"},
         ),
     ]
+
+
+@pytest.mark.parametrize("mode", ["insert", "upsert"])
+async def test_a_large_study_is_looked_up_in_the_database_batch_by_batch(
+    client, alice_headers, study, make_sample, monkeypatch, mode
+):
+    monkeypatch.setattr(service._Pass, "ids_in_memory_up_to", 0)  # as if the study were large
+    await make_sample(study, sample_id="S-000002", values={"tissue": "saliva"})
+
+    response = await upload(client, study, alice_headers, sample_csv(3), mode=mode)
+
+    if mode == "insert":
+        body = assert_problem(response, 422, "SAMPLE_FILE_REJECTED")
+        assert [(e["row"], e["code"]) for e in body["report"]["errors"]] == [(3, "already_exists")]
+    else:
+        assert response.status_code == 201, response.text
+        report = response.json()["report"]
+        assert (report["created"], report["updated"]) == (2, 1)
