@@ -427,3 +427,89 @@ async def test_a_large_study_is_looked_up_in_the_database_batch_by_batch(
         assert response.status_code == 201, response.text
         report = response.json()["report"]
         assert (report["created"], report["updated"]) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("sample_id", "code"),
+    [("S" * 101, "too_long"), ("S-\u202e1", "invalid_text"), ("", "required")],
+)
+async def test_sample_ids_are_one_line_of_at_most_100_characters(
+    client, alice_headers, study, sample_id, code
+):
+    content = csv_bytes([["sample_id", "tissue"], [sample_id, "blood"]])
+
+    body = assert_problem(await upload(client, study, alice_headers, content), 422, "SAMPLE_FILE_REJECTED")
+
+    assert [(e["row"], e["column"], e["code"]) for e in body["report"]["errors"]] == [(2, "sample_id", code)]
+
+
+async def test_a_value_in_a_column_without_a_header_is_an_error(client, alice_headers, study):
+    content = csv_bytes([["sample_id", "tissue"], ["S-1", "blood", "stray"]])
+
+    body = assert_problem(await upload(client, study, alice_headers, content), 422, "SAMPLE_FILE_REJECTED")
+
+    assert [(e["row"], e["column"], e["value"], e["code"]) for e in body["report"]["errors"]] == [
+        (2, None, "stray", "unknown_column")
+    ]
+
+
+async def test_an_empty_header_over_values_is_an_unknown_column(client, alice_headers, study):
+    content = csv_bytes([["sample_id", "", "tissue"], ["S-1", "x", "blood"]])
+
+    body = assert_problem(await upload(client, study, alice_headers, content), 422, "SAMPLE_FILE_REJECTED")
+
+    assert [(e["row"], e["code"]) for e in body["report"]["errors"]] == [(1, "unknown_column")]
+
+
+async def test_status_is_matched_case_insensitively(client, alice_headers, study):
+    content = csv_bytes([["sample_id", "Status", "tissue"], ["S-1", "STORED", "blood"]])
+
+    response = await upload(client, study, alice_headers, content)
+
+    assert response.status_code == 201, response.text
+    assert [sample.status for sample in await stored_samples(study)] == ["stored"]
+
+
+MULTIPART = "multipart/form-data; boundary=b0undary"
+
+
+def multipart(*parts: tuple[str, str | None, bytes]) -> bytes:
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--b0undary\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + b"--b0undary--\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (multipart(("file", "a.csv", sample_csv(1)), ("file", "b.csv", sample_csv(1))), "exactly one"),
+        (multipart(("mode", None, b"x" * 200), ("file", "a.csv", sample_csv(1))), "too long"),
+        (
+            b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="' + b"a" * 5_000,
+            "multipart",
+        ),
+        (b"no multipart here", "multipart"),
+    ],
+)
+async def test_malformed_multipart_bodies_are_400_and_leave_no_file(
+    client, alice_headers, study, body, detail
+):
+    response = await client.post(
+        files_url(study), content=body, headers={**alice_headers, "Content-Type": MULTIPART}
+    )
+
+    assert detail in assert_problem(response, 400, "MALFORMED_UPLOAD")["detail"]
+    assert stored_files() == []
+
+
+async def test_the_form_fields_may_come_after_the_file(client, alice_headers, study):
+    body = multipart(("file", "a.csv", sample_csv(2)), ("mode", None, b"upsert"), ("dry_run", None, b"1"))
+
+    response = await client.post(
+        files_url(study), content=body, headers={**alice_headers, "Content-Type": MULTIPART}
+    )
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["dry_run"], response.json()["mode"]) == (True, "upsert")
