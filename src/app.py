@@ -20,6 +20,7 @@ from src.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from src.sampleFileUpload.router import router as sample_file_router
 from src.study.router import router as study_router
 
 DESCRIPTION = """
@@ -87,6 +88,8 @@ def create_app(config: Settings = settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health_router)
     api.include_router(auth_router)
+    # Before the study routes: /studies/{id}/samples/export is not /studies/{id}/samples/{sample_pk}.
+    api.include_router(sample_file_router)
     api.include_router(study_router)
     app.include_router(api)
     add_docs(app)

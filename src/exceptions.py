@@ -37,6 +37,8 @@ class AppError(Exception):
     headers: Mapping[str, str] | None = None
     # Per-item problems (`[{"loc", "msg", "code"}]`), for errors that concern parts of the request.
     errors: Sequence[Mapping[str, Any]] | None = None
+    # RFC 9457 extension members added to the body (such as an import's `report`).
+    extensions: Mapping[str, Any] | None = None
 
     def __init__(
         self,
@@ -165,8 +167,10 @@ def problem_response(
     detail: str,
     errors: Sequence[Mapping[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extensions or {}),
         "type": problem_type(code),
         "title": title,
         "status": status,
@@ -233,6 +237,7 @@ async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
         detail=exc.detail,
         errors=exc.errors,
         headers=exc.headers,
+        extensions=exc.extensions,
     )
 
 

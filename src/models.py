@@ -3,4 +3,5 @@
 
 def import_all_models() -> None:
     import src.auth.models
+    import src.sampleFileUpload.models
     import src.study.models  # noqa: F401

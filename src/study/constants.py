@@ -123,6 +123,9 @@ class ActivityAction(StrEnum):
     SAMPLE_CREATED = "sample_created"
     SAMPLE_UPDATED = "sample_updated"
     SAMPLE_DELETED = "sample_deleted"
+    SAMPLE_FILE_IMPORTED = "sample_file_imported"
+    SAMPLE_FILE_REJECTED = "sample_file_rejected"
+    SAMPLE_FILE_DELETED = "sample_file_deleted"
 
 
 # Query parameters `field.<name>=<value>` filter samples by one of the study's fields.

@@ -94,8 +94,10 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
         _string_enum(SampleStatus, "sample_status"), default=SampleStatus.REGISTERED
     )
     values: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
-    # The sample file it was imported from; its table (and the foreign key) come with that module.
-    source_file_id: Mapped[uuid.UUID | None]
+    # The sample file that created it (src/sampleFileUpload); None when made through the API.
+    source_file_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("sample_files.id", ondelete="SET NULL"), index=True
+    )
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(default=1)
 

@@ -181,6 +181,11 @@ async def get_study_access(session: AsyncSession, *, study_id: uuid.UUID, user: 
     if row is None:
         return None
     study, role = row
+    return study_access_as(study=study, user=user, role=role)
+
+
+def study_access_as(*, study: Study, user: User, role: StudyRole | None) -> StudyAccess | None:
+    """The caller's access from their membership role (None: not a member); admins act as owner."""
     if user.role == Role.ADMIN:
         role = StudyRole.OWNER  # administrators act as owner everywhere
     return StudyAccess(study=study, user=user, role=role) if role is not None else None

@@ -107,6 +107,7 @@ def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "SECRET_KEY": STACK_SECRET_KEY,
         "UPLOAD_DIR": str(work_dir / "uploads"),
+        "MAX_UPLOAD_MB": str(STACK_MAX_UPLOAD_MB),
         "CORS_ORIGINS": "",
         "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
         "REFRESH_TOKEN_EXPIRE_DAYS": "14",

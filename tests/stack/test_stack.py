@@ -157,6 +157,42 @@ def test_sample_file_uploads_may_be_larger_up_to_max_upload_mb(http):
     assert_problem(over, 413, "PAYLOAD_TOO_LARGE")
 
 
+def test_a_csv_uploaded_through_nginx_is_imported_and_downloads_byte_for_byte(http):
+    headers = bearer(register_and_sign_in(http, f"uploader-{uuid.uuid4().hex[:8]}@example.org"))
+    study = http.post(
+        "/api/v1/studies",
+        json={
+            "code": f"UP-{uuid.uuid4().hex[:6]}",
+            "title": "Uploads",
+            "sample_fields": [{"name": "volume", "type": "number", "unit": "mL", "required": True}],
+        },
+        headers=headers,
+    )
+    assert study.status_code == 201, study.text
+    rows = "".join(f"S-{number},{number}.5\r\n" for number in range(20_000))
+    content = ("sample_id,volume [mL]\r\n" + rows).encode()
+    assert len(content) > 256 * 1024  # more than nginx keeps in memory: streamed through
+
+    uploaded = http.post(
+        f"/api/v1/studies/{study.json()['id']}/sample-files",
+        files={"file": ("../samples.csv", content, "text/csv")},
+        headers=headers,
+    )
+
+    assert uploaded.status_code == 201, uploaded.text
+    record = uploaded.json()
+    assert (record["filename"], record["report"]["created"]) == ("samples.csv", 20_000)
+    download = http.get(f"/api/v1/sample-files/{record['id']}/content", headers=headers)
+    assert download.status_code == 200
+    assert download.content == content
+    assert download.headers["content-disposition"].startswith('attachment; filename="samples.csv"')
+    again = http.get(
+        f"/api/v1/sample-files/{record['id']}/content",
+        headers={**headers, "If-None-Match": download.headers["etag"]},
+    )
+    assert again.status_code == 304
+
+
 def test_security_headers_appear_exactly_once_on_proxied_and_nginx_responses(http):
     proxied_ok = http.get("/api/v1/health")
     proxied_error = http.get("/api/v1/no-such-route")

@@ -1,0 +1,1 @@
+"""Upload, parse, validate, import and download sample files."""

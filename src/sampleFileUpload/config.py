@@ -1,0 +1,19 @@
+"""Settings of the sample-file module, read from the environment and `.env`."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UploadSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # The same limit as nginx's client_max_body_size for the upload route; the app enforces it too.
+    MAX_UPLOAD_MB: int = Field(default=100, ge=1, le=10_000)
+    MAX_UPLOAD_ROWS: int = Field(default=2_000_000, ge=1)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.MAX_UPLOAD_MB * 1024 * 1024
+
+
+upload_settings = UploadSettings()

@@ -1,0 +1,89 @@
+"""Error codes, report codes, states and limits of the sample-file module."""
+
+from enum import StrEnum
+
+from src.study.constants import ValueErrorCode
+
+
+class ErrorCode(StrEnum):
+    SAMPLE_FILE_NOT_FOUND = "SAMPLE_FILE_NOT_FOUND"
+    SAMPLE_FILE_REJECTED = "SAMPLE_FILE_REJECTED"
+    SAMPLE_FILE_NOT_DELETABLE = "SAMPLE_FILE_NOT_DELETABLE"
+    UPLOAD_TOO_LARGE = "UPLOAD_TOO_LARGE"
+    UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
+    UNREADABLE_FILE = "UNREADABLE_FILE"
+    MALFORMED_UPLOAD = "MALFORMED_UPLOAD"
+
+
+class ReportCode(StrEnum):
+    """Why a cell, row or column of a file was refused: stable strings, one per kind of mistake.
+
+    The value codes are the study module's (`required`, `not_an_integer`, ...), so a cell and a
+    sample sent as JSON are refused with the same words.
+    """
+
+    REQUIRED = ValueErrorCode.REQUIRED.value
+    NOT_TEXT = ValueErrorCode.NOT_TEXT.value
+    NOT_AN_INTEGER = ValueErrorCode.NOT_AN_INTEGER.value
+    NOT_A_NUMBER = ValueErrorCode.NOT_A_NUMBER.value
+    NOT_A_BOOLEAN = ValueErrorCode.NOT_A_BOOLEAN.value
+    NOT_A_DATE = ValueErrorCode.NOT_A_DATE.value
+    NOT_A_DATETIME = ValueErrorCode.NOT_A_DATETIME.value
+    BELOW_MIN = ValueErrorCode.BELOW_MIN.value
+    ABOVE_MAX = ValueErrorCode.ABOVE_MAX.value
+    NOT_A_CHOICE = ValueErrorCode.NOT_A_CHOICE.value
+    PATTERN_MISMATCH = ValueErrorCode.PATTERN_MISMATCH.value
+    TOO_LONG = ValueErrorCode.TOO_LONG.value
+    INVALID_TEXT = ValueErrorCode.INVALID_TEXT.value
+    UNKNOWN_FIELD = ValueErrorCode.UNKNOWN_FIELD.value
+    DUPLICATE_IN_FILE = "duplicate_in_file"
+    ALREADY_EXISTS = "already_exists"
+    UNKNOWN_COLUMN = "unknown_column"
+    MISSING_COLUMN = "missing_column"
+    DUPLICATE_COLUMN = "duplicate_column"
+    UNIT_MISMATCH = "unit_mismatch"
+
+
+class ImportMode(StrEnum):
+    INSERT = "insert"
+    UPSERT = "upsert"
+
+
+class SampleFileStatus(StrEnum):
+    IMPORTED = "imported"
+    REJECTED = "rejected"
+
+
+class SheetFormat(StrEnum):
+    CSV = "csv"
+    TSV = "tsv"
+    XLSX = "xlsx"
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    XLSX = "xlsx"
+
+
+# The built-in columns of every sample, as their headers read (matched trimmed and case-folded).
+SAMPLE_ID_COLUMN = "sample_id"
+STATUS_COLUMN = "status"
+# The first cell of the description row of a CSV template: a row starting with it is not a sample.
+TEMPLATE_DESCRIPTION_MARKER = "# description"
+TEMPLATE_FIELDS_SHEET = "fields"
+SAMPLES_SHEET = "samples"
+
+# A report lists this many errors; the stored errors file has all of them.
+MAX_REPORT_ERRORS = 1_000
+# Rows validated, looked up and written together: one IN (...) look-up and one multi-row INSERT each.
+IMPORT_BATCH_ROWS = 2_000
+# Samples read per query when exporting.
+EXPORT_PAGE_ROWS = 2_000
+FILENAME_MAX_LENGTH = 255
+# The request body is read in chunks; a multipart form field other than the file is this small.
+MAX_FORM_FIELD_BYTES = 100
+# The body may exceed the file by its multipart framing and the small fields.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+UPLOAD_FIELD_FILE = "file"
+UPLOAD_FIELD_MODE = "mode"
+UPLOAD_FIELD_DRY_RUN = "dry_run"

@@ -1,0 +1,319 @@
+"""Routes of sample files: upload and list under a study, read, download and delete one file,
+a study's template and its samples as a sheet."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from src.constants import API_PREFIX
+from src.database import DbSession
+from src.dependencies import Pagination
+from src.exceptions import PreconditionFailed, problem_responses
+from src.sampleFileUpload import service
+from src.sampleFileUpload.constants import ExportFormat
+from src.sampleFileUpload.dependencies import DeletableSampleFile, FileStorage, ReadableSampleFile
+from src.sampleFileUpload.exceptions import (
+    MalformedUpload,
+    SampleFileNotDeletable,
+    SampleFileNotFound,
+    SampleFileRejected,
+    UnreadableFile,
+    UnsupportedFileType,
+    UploadTooLarge,
+)
+from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileRead
+from src.sampleFileUpload.utils import content_disposition
+from src.schemas import Page
+from src.study import service as study_service
+from src.study.dependencies import ReadableStudy, WritableStudy
+from src.study.exceptions import StudyRoleRequired
+from src.study.router import IN_STUDY, TOKEN_ERRORS, WRITE, page_of
+
+router = APIRouter(tags=["sample files"])
+IN_FILE = (*TOKEN_ERRORS, SampleFileNotFound)
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a CSV, TSV or XLSX file",
+                        },
+                        "mode": {
+                            "type": "string",
+                            "enum": ["insert", "upsert"],
+                            "default": "insert",
+                            "description": "insert: a sample_id already in the study is an error; upsert: "
+                            "existing samples are updated (empty cells leave values as they are)",
+                        },
+                        "dry_run": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "check and report only: nothing is written or stored",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+REJECTED_EXAMPLE = {
+    "type": "urn:studybase:problem:sample-file-rejected",
+    "title": "Unprocessable content",
+    "status": 422,
+    "detail": SampleFileRejected.detail,
+    "code": SampleFileRejected.code,
+    "request_id": "6f1c2f0d9a1e4f7c8b7a0d3e2c1b0a99",
+    "sample_file_id": "0b6f2d56-8a43-4a3c-9a57-5d1f3e0c9a11",
+    "report": REPORT_EXAMPLE,
+}
+
+
+def file_url(file_id: object) -> str:
+    return f"{API_PREFIX}/sample-files/{file_id}"
+
+
+def file_read(outcome: service.ImportOutcome) -> SampleFileRead:
+    read = SampleFileRead.model_validate(outcome.record)
+    read.duplicate_of = outcome.duplicate_of
+    return read
+
+
+def upload_responses() -> dict:
+    responses = problem_responses(
+        *WRITE, PreconditionFailed, MalformedUpload, UploadTooLarge, UnsupportedFileType, UnreadableFile
+    )
+    responses[422]["description"] += f"; `{SampleFileRejected.code}`: {SampleFileRejected.detail}"
+    responses[422]["content"]["application/json"]["examples"][SampleFileRejected.code] = {
+        "summary": SampleFileRejected.detail,
+        "value": REJECTED_EXAMPLE,
+    }
+    responses[200] = {
+        "description": "A dry run's report, or the file was already imported (`duplicate_of` is set)",
+        "model": DryRunRead | SampleFileRead,
+    }
+    return responses
+
+
+@router.post(
+    "/studies/{study_id}/sample-files",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SampleFileRead,
+    summary="Upload a sheet of samples",
+    description="Editors and owners, while the study is `draft` or `active`. Multipart with `file` (CSV, TSV "
+    "or XLSX, at most MAX_UPLOAD_MB), `mode` and `dry_run`. All or nothing: if any cell is invalid nothing "
+    "is imported and the answer is 422 with the full `report` (row and column of each error, the first "
+    "1,000) and `sample_file_id`, the rejected file's record (its `errors.csv` has every error). The same "
+    "content already imported into the study answers 200 with that record and `duplicate_of`.",
+    responses=upload_responses(),
+    openapi_extra=UPLOAD_BODY,
+)
+async def upload_sample_file(
+    request: Request, access: WritableStudy, db: DbSession, storage: FileStorage, response: Response
+) -> SampleFileRead | JSONResponse:
+    outcome = await service.import_sample_file(
+        db,
+        access=access,
+        stream=request.stream(),
+        content_type=request.headers.get("content-type"),
+        storage=storage,
+    )
+    if outcome.record is None:
+        dry_run = DryRunRead(
+            filename=outcome.upload.filename,
+            size_bytes=outcome.upload.size_bytes,
+            sha256=outcome.upload.sha256,
+            format=outcome.format,
+            encoding=outcome.encoding,
+            mode=outcome.upload.mode,
+            report=outcome.report,
+        )
+        return JSONResponse(dry_run.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+    read = file_read(outcome)
+    if outcome.duplicate_of is not None:
+        return JSONResponse(read.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+    response.headers["Location"] = file_url(read.id)
+    return read
+
+
+@router.get(
+    "/studies/{study_id}/sample-files",
+    response_model=Page[SampleFileRead],
+    summary="List a study's sample files",
+    description="Any member; newest first, imported and rejected alike.",
+    responses=problem_responses(*IN_STUDY),
+)
+async def list_sample_files(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
+    files, total, total_is_exact = await service.list_sample_files(db, study=access.study, page=page)
+    return page_of([SampleFileRead.model_validate(item) for item in files], total, total_is_exact, page)
+
+
+@router.get(
+    "/sample-files/{file_id}",
+    response_model=SampleFileRead,
+    summary="One sample file, with its report",
+    description="Any member of its study.",
+    responses=problem_responses(*IN_FILE),
+)
+async def read_sample_file(found: ReadableSampleFile) -> SampleFileRead:
+    return SampleFileRead.model_validate(found.file)
+
+
+def _etag_of(sha256: str) -> str:
+    return f'"{sha256}"'
+
+
+def _matches(if_none_match: str | None, tag: str) -> bool:
+    if if_none_match is None:
+        return False
+    candidates = {candidate.strip().removeprefix("W/") for candidate in if_none_match.split(",")}
+    return "*" in candidates or tag in candidates
+
+
+@router.get(
+    "/sample-files/{file_id}/content",
+    summary="Download the file as uploaded",
+    description="The original bytes, streamed, as an attachment. `ETag` is the SHA-256 of the content; "
+    "send it back in `If-None-Match` to get 304 when you have it already.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the file"},
+        304: {"description": "unchanged: your copy (If-None-Match) is this file"},
+        **problem_responses(*IN_FILE),
+    },
+)
+async def download_sample_file(
+    found: ReadableSampleFile,
+    storage: FileStorage,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    record = found.file
+    tag = _etag_of(record.sha256)
+    if _matches(if_none_match, tag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
+    media_type = XLSX_MEDIA_TYPE if record.format == "xlsx" else "text/plain; charset=binary"
+    return StreamingResponse(
+        service.stored_chunks(storage, record.storage_key),
+        media_type=media_type,
+        headers={
+            "ETag": tag,
+            "Content-Length": str(record.size_bytes),
+            "Content-Disposition": content_disposition(record.filename),
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get(
+    "/sample-files/{file_id}/errors.csv",
+    summary="Every error of a rejected file, as CSV",
+    description="One line per error: `row, column, value, code, message` (rows numbered as in the file, "
+    "the header being row 1). An imported file has no errors: its errors.csv has the header only.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "the errors"},
+        **problem_responses(*IN_FILE),
+    },
+)
+async def download_errors(found: ReadableSampleFile, storage: FileStorage) -> StreamingResponse:
+    record = found.file
+    stem = Path(record.filename).stem or "upload"
+    return StreamingResponse(
+        service.errors_csv(storage, record),
+        media_type=CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": content_disposition(f"{stem}-errors.csv")},
+    )
+
+
+@router.delete(
+    "/sample-files/{file_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a sample file",
+    description="Owners, while the study is `draft` or `active`: a rejected file, or an imported one whose "
+    "samples have all been deleted (else 409). The stored file and its errors go with the record.",
+    responses=problem_responses(*IN_FILE, StudyRoleRequired, SampleFileNotDeletable),
+)
+async def delete_sample_file(found: DeletableSampleFile, db: DbSession, storage: FileStorage) -> None:
+    await service.delete_sample_file(db, file_access=found, storage=storage)
+
+
+def _sheet_response(path: Path, filename: str) -> StreamingResponse:
+    """A temporary XLSX file streamed, then deleted."""
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as sheet:
+            while chunk := sheet.read(256 * 1024):
+                yield chunk
+
+    return StreamingResponse(
+        chunks(),
+        media_type=XLSX_MEDIA_TYPE,
+        headers={"Content-Disposition": content_disposition(filename)},
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+FormatQuery = Annotated[ExportFormat, Query(alias="format", description="csv or xlsx")]
+
+
+@router.get(
+    "/studies/{study_id}/sample-template",
+    summary="An empty sheet with the study's columns",
+    description="Any member. The headers the upload expects (units as `volume [mL]`); CSV has a second row "
+    "describing each column (its first cell `# description`: skipped on upload, so it can stay), XLSX a "
+    "second sheet `fields`.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}, "description": "the template"},
+        **problem_responses(*IN_STUDY),
+    },
+)
+async def sample_template(access: ReadableStudy, sheet_format: FormatQuery = ExportFormat.CSV) -> Response:
+    validator = study_service.validator_of(access.study)
+    name = f"{access.study.code}-template"
+    if sheet_format is ExportFormat.XLSX:
+        path = await anyio.to_thread.run_sync(service.template_xlsx, validator)
+        return _sheet_response(path, f"{name}.xlsx")
+    return StreamingResponse(
+        service.template_csv(validator),
+        media_type=CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": content_disposition(f"{name}.csv")},
+    )
+
+
+@router.get(
+    "/studies/{study_id}/samples/export",
+    summary="Every sample of the study as a sheet",
+    description="Any member; streamed, in sample_id order, with the template's headers. Uploading it again "
+    "in `upsert` mode reports every row unchanged.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}, "description": "the samples"},
+        **problem_responses(*IN_STUDY),
+    },
+)
+async def export_samples(access: ReadableStudy, sheet_format: FormatQuery = ExportFormat.CSV) -> Response:
+    validator = study_service.validator_of(access.study)
+    name = f"{access.study.code}-samples"
+    if sheet_format is ExportFormat.XLSX:
+        path = await anyio.to_thread.run_sync(service.export_xlsx, access.study.id, validator)
+        return _sheet_response(path, f"{name}.xlsx")
+    return StreamingResponse(
+        service.export_csv(access.study.id, validator),
+        media_type=CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": content_disposition(f"{name}.csv")},
+    )

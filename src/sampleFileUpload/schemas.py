@@ -1,0 +1,96 @@
+"""The JSON contract of sample files: the record and its import report."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from src.sampleFileUpload.constants import MAX_REPORT_ERRORS, ImportMode, SampleFileStatus, SheetFormat
+
+REPORT_EXAMPLE = {
+    "rows": 3,
+    "created": 0,
+    "updated": 0,
+    "unchanged": 0,
+    "rejected": 1,
+    "columns": [
+        {"header": "sample_id", "field": "sample_id"},
+        {"header": "volume [mL]", "field": "volume"},
+    ],
+    "errors": [
+        {
+            "row": 3,
+            "column": "volume [mL]",
+            "value": "-1",
+            "code": "below_min",
+            "message": "must be at least 0",
+        }
+    ],
+    "errors_total": 1,
+    "errors_truncated": False,
+}
+
+
+class ReportColumn(BaseModel):
+    header: str = Field(description="the header as written in the file")
+    field: str | None = Field(
+        description="the field it was matched to (`sample_id`, `status` or a field name)"
+    )
+
+
+class ReportError(BaseModel):
+    row: int = Field(description="the row as your spreadsheet numbers it: the header is row 1")
+    column: str | None = Field(description="the header of the column, as written in the file")
+    value: Any = Field(description="the cell's value as read")
+    code: str = Field(description="a stable code, such as `required`, `below_min`, `duplicate_in_file`")
+    message: str
+
+
+class ImportReport(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": REPORT_EXAMPLE})
+
+    rows: int = Field(description="data rows read (blank rows are skipped)")
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int = Field(description="rows with at least one error")
+    columns: list[ReportColumn]
+    errors: list[ReportError] = Field(description=f"the first {MAX_REPORT_ERRORS}; errors.csv has them all")
+    errors_total: int
+    errors_truncated: bool
+
+
+class SampleFileRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    study_id: uuid.UUID
+    filename: str = Field(description="as sent, cleaned of any path and control characters; for display only")
+    size_bytes: int
+    sha256: str
+    format: SheetFormat
+    encoding: str | None = Field(description="the text encoding a CSV or TSV file was read in")
+    status: SampleFileStatus
+    mode: ImportMode
+    uploaded_by: uuid.UUID | None
+    created_at: datetime
+    duplicate_of: uuid.UUID | None = Field(
+        default=None,
+        description="set when this upload had the same content as a file already imported into the study: "
+        "that file's record is returned and nothing was imported again",
+    )
+    report: ImportReport
+
+
+class DryRunRead(BaseModel):
+    """What the import would do; nothing was written or stored."""
+
+    dry_run: bool = True
+    filename: str
+    size_bytes: int
+    sha256: str
+    format: SheetFormat
+    encoding: str | None
+    mode: ImportMode
+    report: ImportReport

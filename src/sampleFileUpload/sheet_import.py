@@ -1,0 +1,269 @@
+"""From a sheet's headers and rows to checked samples: pure CPU work, no database, no I/O.
+
+The service runs this in a worker thread, one batch of rows at a time, with one validator
+compiled per file (the study module's `SampleValidator`).
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from src.sampleFileUpload import readers
+from src.sampleFileUpload.constants import (
+    SAMPLE_ID_COLUMN,
+    STATUS_COLUMN,
+    TEMPLATE_DESCRIPTION_MARKER,
+    ImportMode,
+    ReportCode,
+)
+from src.schemas import SingleLineText
+from src.study.constants import SAMPLE_ID_MAX_LENGTH, SampleStatus
+from src.study.sample_validation import SampleValidator, normalize_sample_id
+
+_STATUSES = frozenset(SampleStatus)
+_BUILT_IN = {SAMPLE_ID_COLUMN: SAMPLE_ID_COLUMN, STATUS_COLUMN: STATUS_COLUMN}
+_ONE_LINE = TypeAdapter(SingleLineText)
+
+
+@dataclass(frozen=True, slots=True)
+class CellError:
+    row: int
+    column: str | None
+    value: Any
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        value = self.value
+        if value is not None and not isinstance(value, str | int | float | bool):
+            value = str(value)
+        return {
+            "row": self.row,
+            "column": self.column,
+            "value": value,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    index: int
+    header: str
+    # A field name of the study, "sample_id", "status", or None for a column that maps to nothing.
+    field: str | None
+
+
+@dataclass(slots=True)
+class ColumnPlan:
+    columns: list[Column]
+    errors: list[CellError]
+    # True when a required column is missing: rows are then checked only for the columns given.
+    incomplete: bool = False
+
+    def mapped(self) -> list[Column]:
+        return [column for column in self.columns if column.field is not None]
+
+
+@dataclass(slots=True)
+class CheckedRow:
+    row: int
+    sample_id: str | None
+    normalized: str | None
+    status: str | None
+    values: dict[str, Any]
+    errors: list[CellError] = field(default_factory=list)
+    # The header of each field, so a later error (already_exists) can name its column.
+    sample_id_header: str = SAMPLE_ID_COLUMN
+
+
+def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
+    """Each header matched to a field (trimmed, case-folded, `name [unit]` with the field's unit).
+
+    Unknown, duplicated and missing columns are reported once each, on the header row (row 1).
+    """
+    units = {definition.name: definition.unit for definition in validator.fields}
+    columns: list[Column] = []
+    errors: list[CellError] = []
+    seen: dict[str, str] = {}
+    for index, header in enumerate(headers):
+        name, unit = readers.parse_header(header)
+        target = _BUILT_IN.get(normalize_sample_id(name)) or validator.field_named(name)
+        problem = _header_problem(header, target, unit, units, seen)
+        if problem is not None:
+            errors.append(problem)
+            target = None
+        elif target is not None:
+            seen[target] = header
+        columns.append(Column(index=index, header=header, field=target))
+    missing = [SAMPLE_ID_COLUMN, *(d.name for d in validator.fields if d.required)]
+    missing = [name for name in missing if name not in seen]
+    errors += [
+        CellError(
+            1, name, None, ReportCode.MISSING_COLUMN, "is a required column but the file has no such header"
+        )
+        for name in missing
+    ]
+    return ColumnPlan(columns=columns, errors=errors, incomplete=bool(missing))
+
+
+def _header_problem(
+    header: str, target: str | None, unit: str | None, units: dict[str, str | None], seen: dict[str, str]
+) -> CellError | None:
+    if not header:
+        return CellError(1, header, header, ReportCode.UNKNOWN_COLUMN, "a column has values but no header")
+    if target is None:
+        return CellError(1, header, header, ReportCode.UNKNOWN_COLUMN, "is not a field of this study")
+    if target in seen:
+        return CellError(
+            1, header, header, ReportCode.DUPLICATE_COLUMN, f"is the same field as the column {seen[target]}"
+        )
+    expected = units.get(target)
+    if unit is not None and unit != expected:
+        wanted = f"[{expected}]" if expected else "no unit"
+        return CellError(1, header, header, ReportCode.UNIT_MISMATCH, f"the field {target} takes {wanted}")
+    return None
+
+
+def is_template_description(cells: list[object], plan: ColumnPlan) -> bool:
+    """The CSV template's second row describes the columns: not a sample, skipped."""
+    first = next((column for column in plan.columns if column.field == SAMPLE_ID_COLUMN), None)
+    return first is not None and cells[first.index] == TEMPLATE_DESCRIPTION_MARKER
+
+
+class RowChecker:
+    """Checks rows one by one against the plan and the compiled schema; remembers sample_ids seen."""
+
+    def __init__(self, plan: ColumnPlan, validator: SampleValidator, *, mode: ImportMode) -> None:
+        self.plan = plan
+        self.validator = validator
+        self.upsert = mode is ImportMode.UPSERT
+        self.partial = self.upsert or plan.incomplete
+        self.width = len(plan.columns)
+        self.values_columns = [
+            (c.index, c.field, c.header) for c in plan.mapped() if c.field not in _BUILT_IN
+        ]
+        self.id_column = next((c for c in plan.columns if c.field == SAMPLE_ID_COLUMN), None)
+        self.status_column = next((c for c in plan.columns if c.field == STATUS_COLUMN), None)
+        self.headers = {c.field: c.header for c in plan.mapped()}
+        # Normalised sample_ids of the file so far: ~100 bytes each, ~200 MB for 2,000,000 rows at
+        # the row limit, the one thing that grows with the file (the rest is per batch).
+        self.seen_ids: set[str] = set()
+
+    def check(self, row: int, cells: list[object]) -> CheckedRow:
+        errors: list[CellError] = []
+        sample_id, normalized = self._sample_id(row, cells, errors)
+        status = self._status(row, cells, errors)
+        raw = {}
+        for index, name, _header in self.values_columns:
+            cell = cells[index]
+            if self.upsert and (cell is None or (cell.__class__ is str and not cell.strip())):
+                continue  # an empty cell leaves the stored value as it is
+            raw[name] = cell
+        values, issues = self.validator.validate(raw, partial=self.partial)
+        for issue in issues:
+            header = self.headers.get(issue.field, issue.field)
+            errors.append(CellError(row, header, raw.get(issue.field), issue.code, issue.message))
+        if len(cells) > self.width:
+            errors += [
+                CellError(
+                    row,
+                    None,
+                    cell,
+                    ReportCode.UNKNOWN_COLUMN,
+                    f"column {index + 1} has a value but no header",
+                )
+                for index, cell in enumerate(cells[self.width :], start=self.width)
+                if cell is not None and str(cell).strip()
+            ]
+        return CheckedRow(row, sample_id, normalized, status, values, errors, self._id_header())
+
+    def _id_header(self) -> str:
+        return self.id_column.header if self.id_column is not None else SAMPLE_ID_COLUMN
+
+    def _sample_id(
+        self, row: int, cells: list[object], errors: list[CellError]
+    ) -> tuple[str | None, str | None]:
+        if self.id_column is None:
+            return None, None
+        header = self.id_column.header
+        cell = cells[self.id_column.index]
+        text = _cell_text(cell)
+        if not text:
+            errors.append(CellError(row, header, cell, ReportCode.REQUIRED, "is required"))
+            return None, None
+        if len(text) > SAMPLE_ID_MAX_LENGTH:
+            errors.append(
+                CellError(
+                    row,
+                    header,
+                    text,
+                    ReportCode.TOO_LONG,
+                    f"must be at most {SAMPLE_ID_MAX_LENGTH} characters",
+                )
+            )
+            return None, None
+        try:
+            _ONE_LINE.validate_python(text)
+        except ValueError:
+            errors.append(
+                CellError(
+                    row, header, text, ReportCode.INVALID_TEXT, "must be one line without control characters"
+                )
+            )
+            return None, None
+        normalized = normalize_sample_id(text)
+        if normalized in self.seen_ids:
+            errors.append(
+                CellError(
+                    row, header, text, ReportCode.DUPLICATE_IN_FILE, "appears on an earlier row of this file"
+                )
+            )
+            return text, None
+        self.seen_ids.add(normalized)
+        return text, normalized
+
+    def _status(self, row: int, cells: list[object], errors: list[CellError]) -> str | None:
+        if self.status_column is None:
+            return None
+        text = _cell_text(cells[self.status_column.index]).lower()
+        if not text:
+            return None
+        if text not in _STATUSES:
+            errors.append(
+                CellError(
+                    row,
+                    self.status_column.header,
+                    text,
+                    ReportCode.NOT_A_CHOICE,
+                    f"not one of: {', '.join(SampleStatus)}",
+                )
+            )
+            return None
+        return text
+
+
+def _cell_text(cell: object) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    return str(cell).strip()
+
+
+def batches(
+    rows: Iterable[tuple[int, list[object]]], checker: RowChecker, *, size: int
+) -> Iterator[list[CheckedRow]]:
+    """Checked rows in lists of `size`, the template's description row left out."""
+    batch: list[CheckedRow] = []
+    for number, cells in rows:
+        if number == 2 and is_template_description(cells, checker.plan):
+            continue
+        batch.append(checker.check(number, cells))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

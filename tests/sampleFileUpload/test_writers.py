@@ -1,0 +1,205 @@
+"""Writing sheets: CSV chunks and XLSX files that read back, through readers.py, as the same values."""
+
+import codecs
+import datetime as dt
+import tempfile
+import zipfile
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from src.sampleFileUpload import writers
+from src.sampleFileUpload.readers import open_sheet
+from src.sampleFileUpload.writers import csv_cell, csv_chunks, guard_formula, plain_float, xlsx_file
+from tests.sampleFileUpload import files
+
+HEADER = ["sample_id", "volume [mL]", "count", "ok", "collected", "frozen_at", "note"]
+ROWS = [
+    ["S1", 3.25, -5, True, dt.date(2025, 3, 4), dt.datetime(2025, 3, 4, 10, 30, tzinfo=dt.UTC), "café, “x”"],
+    ["S2", 34.0, 0, False, None, None, "line one\nline two"],
+    ["S3", 0.1, 2**40, None, dt.date(1999, 12, 31), dt.datetime(2025, 1, 1, 23, 59, 59), "=HYPERLINK(1)"],
+    ["S4", -1.5, None, True, None, None, "-5"],
+]
+
+
+def read_back(path: Path, filename: str) -> tuple[list[str], list[tuple[int, list[object]]]]:
+    with open_sheet(path, filename=filename, max_rows=1_000_000) as sheet:
+        return sheet.headers, list(sheet.rows)
+
+
+def write_csv(tmp_path: Path, rows) -> Path:
+    return files.write_to(tmp_path, "out.csv", b"".join(csv_chunks(rows)))
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def test_csv_starts_with_a_bom_and_ends_lines_with_crlf(tmp_path):
+    content = b"".join(csv_chunks([["a", "b"], ["1", "2"]]))
+
+    assert content == codecs.BOM_UTF8 + b"a,b\r\n1,2\r\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        (True, "true"),
+        (False, "false"),
+        (0, "0"),
+        (-5, "-5"),
+        (34.0, "34"),
+        (-0.5, "-0.5"),
+        (0.1, "0.1"),
+        (1e-05, "0.00001"),
+        (1.5e20, "150000000000000000000"),
+        (2.0**60, "1152921504606847000"),  # the shortest decimal of that float
+        (dt.date(2025, 3, 4), "2025-03-04"),
+        (dt.datetime(2025, 3, 4, 10, 30), "2025-03-04T10:30:00"),
+        (dt.datetime(2025, 3, 4, 11, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))), "2025-03-04T10:30:00Z"),
+        ("plain", "plain"),
+        (Decimal("1.50"), "1.50"),
+        (Decimal("-1.5"), "-1.5"),
+    ],
+)
+def test_csv_cells_are_written_for_a_reupload(value, text):
+    assert csv_cell(value) == text
+
+
+def test_plain_float_reads_back_as_the_same_float():
+    for value in (0.1, 1 / 3, 1e-07, 123456789.123, 1.7976931348623157e308, 5e-324, -2.5e-10):
+        assert float(plain_float(value)) == value
+        assert "e" not in plain_float(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+CMD|' /C calc'!A0", "'+CMD|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("'already", "''already"),
+        ("-5", "-5"),
+        ("+42", "+42"),
+        ("-3,5", "-3,5"),
+        ("-1.5e3", "-1.5e3"),
+        ("", ""),
+        ("a=b", "a=b"),
+    ],
+)
+def test_formula_injection_guard(text, written):
+    assert guard_formula(text) == written
+
+
+def test_csv_round_trip_reads_the_same_values(tmp_path):
+    path = write_csv(tmp_path, [HEADER, *ROWS])
+
+    headers, rows = read_back(path, "export.csv")
+
+    assert headers == HEADER
+    assert rows == [
+        (2, ["S1", "3.25", "-5", "true", "2025-03-04", "2025-03-04T10:30:00Z", "café, “x”"]),
+        (3, ["S2", "34", "0", "false", "", "", "line one\nline two"]),
+        (4, ["S3", "0.1", str(2**40), "", "1999-12-31", "2025-01-01T23:59:59", "=HYPERLINK(1)"]),
+        (5, ["S4", "-1.5", "", "true", "", "", "-5"]),
+    ]
+
+
+def test_csv_round_trip_of_text_that_starts_like_a_formula_or_with_the_guard(tmp_path):
+    texts = ["=1+1", "+x", "-x", "@x", "'", "''", "'=x", "-5", "it's"]
+
+    rows = read_back(write_csv(tmp_path, [["note"], *[[text] for text in texts]]), "e.csv")[1]
+
+    assert [cells[0] for _, cells in rows] == texts
+
+
+def test_csv_values_are_sent_in_chunks_of_bounded_size(monkeypatch):
+    monkeypatch.setattr(writers, "CSV_CHUNK_CHARS", 1000)
+
+    chunks = list(csv_chunks([["S", "x" * 40] for _ in range(1000)]))
+
+    assert len(chunks) > 30
+    assert max(len(chunk) for chunk in chunks) < 1100
+
+
+# ---------------------------------------------------------------------------------------------
+# XLSX
+
+
+def test_xlsx_round_trip_keeps_types_and_writes_real_dates(tmp_path):
+    path = xlsx_file([HEADER, *ROWS], sheet_name="samples", directory=tmp_path)
+
+    headers, rows = read_back(path, "export.xlsx")
+
+    assert headers == HEADER
+    assert rows == [
+        (2, ["S1", 3.25, -5, True, dt.datetime(2025, 3, 4), dt.datetime(2025, 3, 4, 10, 30), "café, “x”"]),
+        (3, ["S2", 34, 0, False, None, None, "line one\nline two"]),
+        (
+            4,
+            [
+                "S3",
+                0.1,
+                2**40,
+                None,
+                dt.datetime(1999, 12, 31),
+                dt.datetime(2025, 1, 1, 23, 59, 59),
+                "=HYPERLINK(1)",
+            ],
+        ),
+        (5, ["S4", -1.5, None, True, None, None, "-5"]),
+    ]
+
+
+def test_xlsx_strings_starting_with_equals_are_text_not_formulas(tmp_path):
+    path = xlsx_file([["note"], ["=1+1"]], sheet_name="samples", directory=tmp_path)
+
+    with zipfile.ZipFile(path) as archive:
+        sheet_xml = archive.read("xl/worksheets/sheet1.xml")
+
+    assert b"<f>" not in sheet_xml
+    assert b'<c r="A2" t="inlineStr"><is><t>=1+1</t></is></c>' in sheet_xml
+
+
+def test_xlsx_drops_characters_xml_cannot_hold(tmp_path):
+    path = xlsx_file([["note"], ["a\x01b\x1fc"]], sheet_name="samples", directory=tmp_path)
+
+    assert read_back(path, "e.xlsx")[1] == [(2, ["abc"])]
+
+
+def test_xlsx_extra_sheets_follow_the_first(tmp_path):
+    path = xlsx_file(
+        [["sample_id"]],
+        sheet_name="samples",
+        extra_sheets={"fields": [["field", "type"], ["volume", "number"]]},
+    )
+    try:
+        workbook = load_workbook(path, read_only=True)
+        assert workbook.sheetnames == ["samples", "fields"]
+        assert list(workbook["fields"].iter_rows(values_only=True)) == [
+            ("field", "type"),
+            ("volume", "number"),
+        ]
+        workbook.close()
+    finally:
+        path.unlink()
+
+
+def test_xlsx_failure_leaves_no_file(tmp_path):
+    def rows():
+        yield ["sample_id"]
+        raise RuntimeError("the database went away")
+
+    openpyxl_files_before = set(Path(tempfile.gettempdir()).glob("openpyxl.*"))
+
+    with pytest.raises(RuntimeError):
+        xlsx_file(rows(), sheet_name="samples", directory=tmp_path)
+
+    assert list(tmp_path.iterdir()) == []
+    assert set(Path(tempfile.gettempdir()).glob("openpyxl.*")) <= openpyxl_files_before
