@@ -72,7 +72,7 @@ PATTERN_MAX_MEMORY = 1 << 20
 PATTERN_MAX_REPEAT = 100
 PATTERN_MAX_UNICODE_CLASSES = 4
 PATTERN_MAX_PROGRAM = 5_000
-SCHEMA_MAX_PATTERN_PROGRAM = 10_000
+SCHEMA_MAX_PATTERN_PROGRAM = 8_000
 
 _CONSTRAINT_KEYS = frozenset({"max_length", "pattern", "min", "max", "choices"})
 _DEFINITION_KEYS = _CONSTRAINT_KEYS | {"name", "type", "required", "unit", "description"}
@@ -179,9 +179,8 @@ def compile_text_pattern(pattern: str) -> Callable[[str], bool]:
 
 
 def pattern_cost(pattern: str) -> int:
-    """What compiling the pattern cost, in RE2 instructions (a refused one counts as the maximum)."""
-    compiled = _compiled_pattern(pattern) if isinstance(pattern, str) else None
-    return compiled.program_size if compiled and compiled.matches is not None else PATTERN_MAX_PROGRAM
+    """What compiling the pattern costs, in RE2 instructions; one refused by its text alone costs 0."""
+    return _compiled_pattern(pattern).program_size if isinstance(pattern, str) else 0
 
 
 @lru_cache(maxsize=1024)
@@ -207,7 +206,10 @@ def _compiled_pattern(pattern: str) -> _CompiledPattern:
         fast_set.Add(pattern)
         fast_set.Compile()
     except (re2.error, UnicodeEncodeError) as error:
-        return _CompiledPattern(None, f"invalid pattern: {_re2_reason(error)}", PATTERN_MAX_PROGRAM)
+        reason = _re2_reason(error)
+        # Only running out of memory costs a full compile; a syntax error stops at parsing.
+        cost = PATTERN_MAX_PROGRAM if reason == "too complex" else 0
+        return _CompiledPattern(None, f"invalid pattern: {reason}", cost)
 
     def full_match(text: str) -> bool:
         return fast_set.Match(text) is not None or regexp.fullmatch(text) is not None

@@ -4,6 +4,8 @@ import pytest
 from sqlalchemy import func, select
 
 from src.auth.constants import Role
+from src.study import sample_validation
+from src.study import schemas as study_schemas
 from src.study import service as study_service
 from src.study.constants import ALLOWED_TRANSITIONS, StudyRole, StudyStatus
 from src.study.models import Study, StudyMember
@@ -47,6 +49,28 @@ async def test_create_study_without_fields_has_an_empty_schema(client, alice_hea
 
     assert response.status_code == 201
     assert response.json()["sample_fields"] == []
+
+
+async def test_a_study_is_answered_without_checking_or_compiling_its_fields_again(
+    client, alice, alice_headers, make_study, monkeypatch
+):
+    study = await make_study(
+        owner=alice, sample_fields=[{"name": "code", "type": "text", "pattern": "[A-Z]+"}]
+    )
+
+    def refuse(*_args):
+        raise AssertionError("a read compiled a pattern")
+
+    monkeypatch.setattr(sample_validation, "compile_text_pattern", refuse)
+    monkeypatch.setattr(sample_validation, "read_sample_field", refuse)
+    monkeypatch.setattr(study_schemas, "compile_text_pattern", refuse, raising=False)
+    one = await client.get(f"{STUDIES}/{study.id}", headers=alice_headers)
+    listed = await client.get(STUDIES, headers=alice_headers)
+
+    assert one.json()["sample_fields"] == [
+        {"name": "code", "type": "text", "required": False, "pattern": "[A-Z]+"}
+    ]
+    assert listed.status_code == 200
 
 
 async def test_sample_fields_are_answered_without_unset_constraints(client, alice_headers):
