@@ -127,6 +127,8 @@ class ActivityAction(StrEnum):
 
 # Query parameters `field.<name>=<value>` filter samples by one of the study's fields.
 FIELD_FILTER_PREFIX = "field."
+# More would be a slow query (or, on SQLite, an expression tree too deep) for no use.
+MAX_FIELD_FILTERS = 20
 
 CODE_PATTERN = r"^[A-Za-z0-9-]{2,32}$"
 CODE_MAX_LENGTH = 32

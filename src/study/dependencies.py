@@ -94,13 +94,22 @@ ReadableSample = Annotated[Sample, Depends(valid_sample_for_reader)]
 WritableSample = Annotated[Sample, Depends(valid_sample_for_writing)]
 
 
-async def valid_member_for_owner(user_id: uuid.UUID, access: OwnedStudy, db: DbSession) -> Member:
+async def _member_of(access: StudyAccess, user_id: uuid.UUID, db: DbSession) -> Member:
     member = await service.get_member(db, study=access.study, user_id=user_id)
     if member is None:
         raise MemberNotFound
     return member
 
 
+async def valid_member_for_reader(user_id: uuid.UUID, access: ReadableStudy, db: DbSession) -> Member:
+    return await _member_of(access, user_id, db)
+
+
+async def valid_member_for_owner(user_id: uuid.UUID, access: OwnedStudy, db: DbSession) -> Member:
+    return await _member_of(access, user_id, db)
+
+
+ReadableMember = Annotated[Member, Depends(valid_member_for_reader)]
 StudyMemberOf = Annotated[Member, Depends(valid_member_for_owner)]
 
 

@@ -29,7 +29,8 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -813,6 +814,24 @@ def validator_for(fields_json: str) -> SampleValidator:
 @lru_cache(maxsize=256)
 def _validator_for_canonical(canonical_json: str) -> SampleValidator:
     return compile_sample_schema(json.loads(canonical_json))
+
+
+# Validators by a key that names one schema for good (a study's id and version): a hit costs one
+# dictionary look-up, no serialising. Bounded: a schema is at most MAX_SCHEMA_JSON of JSON.
+_CACHED_VALIDATORS: OrderedDict[Hashable, SampleValidator] = OrderedDict()
+CACHED_VALIDATORS_MAX = 128
+
+
+def cached_validator(key: Hashable, fields: Sequence[Mapping[str, object]]) -> SampleValidator:
+    """The validator of `fields`, compiled on the first call for `key`; the caller promises that one
+    key always comes with the same fields."""
+    validator = _CACHED_VALIDATORS.get(key)
+    if validator is None:
+        validator = compile_sample_schema(fields)
+        _CACHED_VALIDATORS[key] = validator
+        if len(_CACHED_VALIDATORS) > CACHED_VALIDATORS_MAX:
+            _CACHED_VALIDATORS.popitem(last=False)
+    return validator
 
 
 # ---------------------------------------------------------------------------------------------

@@ -458,11 +458,24 @@ async def test_update_study_with_the_current_if_match_applies(client, alice, ali
     study = await make_study(owner=alice)
 
     response = await client.patch(
-        study_url(study), json={"title": "Next"}, headers={**alice_headers, "If-Match": 'W/"1"'}
+        study_url(study), json={"title": "Next"}, headers={**alice_headers, "If-Match": '"1"'}
     )
 
     assert response.status_code == 200
     assert response.headers["etag"] == '"2"'
+
+
+async def test_update_study_with_a_weak_if_match_is_412_and_changes_nothing(
+    client, alice, alice_headers, make_study
+):
+    study = await make_study(owner=alice)
+
+    response = await client.patch(
+        study_url(study), json={"title": "Next"}, headers={**alice_headers, "If-Match": 'W/"1"'}
+    )
+
+    assert_problem(response, 412, "PRECONDITION_FAILED")
+    assert (await client.get(study_url(study), headers=alice_headers)).json()["title"] == "A study"
 
 
 async def test_update_study_with_a_malformed_if_match_is_400(client, alice, alice_headers, make_study):
