@@ -63,6 +63,7 @@ from src.study.schemas import (
     StatusChange,
     StudyCreate,
     StudyRead,
+    StudySummary,
     StudyUpdate,
 )
 from src.study.service import ActivityEntry, Member, StudyAccess
@@ -144,9 +145,10 @@ async def create_study(data: StudyCreate, user: StudyCreator, db: DbSession, res
 
 @router.get(
     "",
-    response_model=Page[StudyRead],
+    response_model=Page[StudySummary],
     summary="List your studies",
-    description="The studies you are a member of (admins: all). `q` matches code or title "
+    description="The studies you are a member of (admins: all), each with the number of its sample "
+    "fields (read one study for the fields themselves). `q` matches code or title "
     "(case-insensitive substring); archived studies appear only with `status=archived` or "
     "`include_archived=true`; `sort` orders (prefix `-` for descending).",
     responses=problem_responses(*TOKEN_ERRORS),
@@ -163,7 +165,11 @@ async def list_studies(
     found = await service.list_studies(
         db, user=user, page=page, status=status, include_archived=include_archived, search=q, sort=sort
     )
-    return page_of([StudyRead.of(access.study, role=access.role) for access in found[0]], *found[1:], page)
+    items = [
+        StudySummary.of(listed.study, role=listed.role, sample_field_count=listed.sample_field_count)
+        for listed in found[0]
+    ]
+    return page_of(items, *found[1:], page)
 
 
 @router.get(

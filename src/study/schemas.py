@@ -211,25 +211,54 @@ class StatusChange(BaseModel):
     status: StudyStatus
 
 
+_STUDY_EXAMPLE = {
+    "id": "5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70",
+    "code": "ONC-2026-01",
+    "title": "Tumour markers in blood",
+    "description": "Pilot cohort, site A.",
+    "status": "active",
+    "sample_count": 42,
+    "my_role": "owner",
+    "created_by": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90",
+    "created_at": "2026-11-22T09:30:00Z",
+    "updated_at": "2026-11-22T10:05:00Z",
+    "version": 3,
+}
+
+
+class StudySummary(BaseModel):
+    """A study in a list: everything but its sample fields (up to 64 KiB each), which it counts."""
+
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"example": {**_STUDY_EXAMPLE, "sample_field_count": 3}}
+    )
+
+    id: uuid.UUID
+    code: str
+    title: str
+    description: str | None
+    status: StudyStatus
+    sample_count: int
+    my_role: StudyRole = Field(description="what you may do here; administrators act as owner everywhere")
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int = Field(description="increases with every change; sent as `ETag`, checked by `If-Match`")
+    sample_field_count: int = Field(description="how many sample fields; read the study for them")
+
+    @classmethod
+    def of(cls, study: object, *, role: StudyRole, sample_field_count: int) -> Self:
+        columns = {name: getattr(study, name) for name in _STUDY_COLUMNS}
+        return cls.model_validate({**columns, "my_role": role, "sample_field_count": sample_field_count})
+
+
+_STUDY_COLUMNS = [name for name in StudySummary.model_fields if name not in ("my_role", "sample_field_count")]
+
+
 class StudyRead(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "example": {
-                "id": "5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70",
-                "code": "ONC-2026-01",
-                "title": "Tumour markers in blood",
-                "description": "Pilot cohort, site A.",
-                "status": "active",
-                "sample_fields": FIELD_EXAMPLES,
-                "sample_count": 42,
-                "my_role": "owner",
-                "created_by": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90",
-                "created_at": "2026-11-22T09:30:00Z",
-                "updated_at": "2026-11-22T10:05:00Z",
-                "version": 3,
-            }
-        },
+        json_schema_extra={"example": {**_STUDY_EXAMPLE, "sample_fields": FIELD_EXAMPLES}},
     )
 
     id: uuid.UUID

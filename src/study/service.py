@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 
 from src.auth import service as auth_service
 from src.auth.constants import Role
@@ -77,6 +77,15 @@ class StudyAccess:
     study: Study
     user: User
     role: StudyRole
+
+
+@dataclass(frozen=True, slots=True)
+class ListedStudy:
+    """A study in a list: loaded without its sample fields, which are only counted."""
+
+    study: Study
+    role: StudyRole
+    sample_field_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +286,13 @@ def _visible_studies(user: User) -> Select:
     return select(Study, StudyMember.role).join(StudyMember, member)
 
 
+def _without_sample_fields(query: Select) -> Select:
+    """The studies with the number of their sample fields instead of the fields (up to 64 KiB each)."""
+    return query.add_columns(func.json_array_length(Study.sample_fields)).options(
+        defer(Study.sample_fields, raiseload=True)
+    )
+
+
 _STUDY_SORT_COLUMNS = {
     StudySort.CREATED_AT: Study.created_at.asc(),
     StudySort.NEWEST_FIRST: Study.created_at.desc(),
@@ -298,7 +314,7 @@ async def list_studies(
     include_archived: bool,
     search: str | None,
     sort: StudySort,
-) -> tuple[list[StudyAccess], int, bool]:
+) -> tuple[list[ListedStudy], int, bool]:
     """Archived studies only when asked for (by status or include_archived)."""
     query = _visible_studies(user)
     if status is not None:
@@ -311,10 +327,9 @@ async def list_studies(
             or_(Study.code.ilike(pattern, escape="\\"), Study.title.ilike(pattern, escape="\\"))
         )
     total, total_is_exact = await count_up_to(session, query)
-    rows = await session.execute(
-        query.order_by(_STUDY_SORT_COLUMNS[sort], Study.id).offset(page.offset).limit(page.page_size)
-    )
-    items = [StudyAccess(study=study, user=user, role=StudyRole(role)) for study, role in rows]
+    page_query = query.order_by(_STUDY_SORT_COLUMNS[sort], Study.id).offset(page.offset).limit(page.page_size)
+    rows = await session.execute(_without_sample_fields(page_query))
+    items = [ListedStudy(study, StudyRole(role), field_count) for study, role, field_count in rows]
     return items, total, total_is_exact
 
 

@@ -73,6 +73,73 @@ async def test_a_study_is_answered_without_checking_or_compiling_its_fields_agai
     assert listed.status_code == 200
 
 
+async def test_the_study_list_counts_the_sample_fields_instead_of_carrying_them(
+    client, alice, alice_headers, make_study
+):
+    await make_study(owner=alice, sample_fields=FIELDS)
+
+    with StatementCounter() as sql:
+        response = await client.get(STUDIES, headers=alice_headers)
+
+    (item,) = response.json()["items"]
+    assert "sample_fields" not in item
+    assert item["sample_field_count"] == len(FIELDS)
+    assert "studies.sample_fields," not in sql.statements[-1]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (
+            [{"name": f"c{n}", "type": "choice", "choices": [str(i) for i in range(1000)]} for n in range(3)],
+            "at most 2000 choices",
+        ),
+        (
+            [
+                {"name": f"c{n}", "type": "choice", "choices": [f"{i:0>190}" for i in range(50)]}
+                for n in range(8)
+            ],
+            "at most 65536 characters",
+        ),
+    ],
+)
+async def test_a_schema_too_large_to_store_and_answer_is_422(client, alice_headers, fields, problem):
+    response = await client.post(
+        STUDIES, json={"code": "AB", "title": "T", "sample_fields": fields}, headers=alice_headers
+    )
+
+    body = assert_problem(response, 422, "VALIDATION_ERROR")
+    assert body["errors"][0]["loc"] == ["body", "sample_fields"]
+    assert problem in body["errors"][0]["msg"]
+
+
+async def test_a_studys_validator_is_compiled_once_per_version(
+    client, alice, alice_headers, make_study, monkeypatch
+):
+    study = await make_study(owner=alice, sample_fields=FIELDS)
+    compiled = []
+    compile_schema = sample_validation.compile_sample_schema
+    monkeypatch.setattr(
+        sample_validation, "compile_sample_schema", lambda f: compiled.append(f) or compile_schema(f)
+    )
+
+    for _ in range(3):
+        assert study_service.validator_of(study) is study_service.validator_of(study)
+    study.version += 1
+    study_service.validator_of(study)
+
+    assert len(compiled) == 2
+
+
+async def test_openapi_documents_the_412_of_a_sample_insert_and_the_400_of_a_malformed_body(client):
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    assert "412" in paths["/api/v1/studies/{study_id}/samples"]["post"]["responses"]
+    bad_body = paths["/api/v1/studies/{study_id}"]["patch"]["responses"]["400"]
+    assert "MALFORMED_BODY" in bad_body["description"]
+    assert "get" in paths["/api/v1/studies/{study_id}/members/{user_id}"]
+
+
 async def test_sample_fields_are_answered_without_unset_constraints(client, alice_headers):
     field = {"name": "note", "type": "text"}
 
