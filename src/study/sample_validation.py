@@ -67,8 +67,8 @@ MAX_NUMERIC_TEXT_LENGTH = 40
 # What one researcher's pattern may cost to compile (compiling is linear in the program RE2 builds,
 # a few milliseconds per thousand instructions): RE2 memory per compiled pattern, counted
 # repetitions (`.{0,999}` is 999 copies of `.`), Unicode classes (`(?i)\pL` alone is 1,200
-# instructions) and the program's size. A schema's patterns together stay within
-# SCHEMA_MAX_PATTERN_PROGRAM; beyond it the remaining patterns are refused without compiling.
+# instructions) and the program's size. Once a schema's patterns have cost SCHEMA_MAX_PATTERN_PROGRAM
+# instructions, its remaining patterns are refused without compiling.
 PATTERN_MAX_MEMORY = 1 << 20
 PATTERN_MAX_REPEAT = 100
 PATTERN_MAX_UNICODE_CLASSES = 4
@@ -416,8 +416,8 @@ def read_sample_schema(fields: Sequence[Mapping[str, object]]) -> tuple[SampleFi
     """Every field definition of a schema read and checked, names unique case-insensitively.
 
     The schema as a whole is bounded too: at most MAX_SAMPLE_FIELDS fields, MAX_TOTAL_CHOICES
-    choices and MAX_SCHEMA_JSON characters of JSON, and patterns costing SCHEMA_MAX_PATTERN_PROGRAM
-    to compile; what a study answers, stores and caches stays small whatever was sent.
+    choices and MAX_SCHEMA_JSON characters of JSON, and patterns compiled only until they have cost
+    SCHEMA_MAX_PATTERN_PROGRAM; what a study answers, stores and caches stays small whatever was sent.
     """
     if not isinstance(fields, Sequence) or isinstance(fields, str):
         raise SampleSchemaError(["sample fields must be a list"])
