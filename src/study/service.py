@@ -736,7 +736,6 @@ async def update_sample(
     data: SampleUpdate,
     expected_version: int | None,
 ) -> Sample:
-    _check_version(sample, expected_version)
     await _lock_writable_study(session, access.study)
     sample = await _locked_sample(session, sample)
     _check_version(sample, expected_version)
@@ -832,7 +831,9 @@ def field_filter_conditions(
         name = validator.field_named(parameter)
         # The same field twice is one condition; two different values of it could match nothing.
         if wanted.setdefault(name, value) != value:
-            errors.append({"loc": loc, "msg": f"{name} is filtered on twice", "code": "invalid_filter"})
+            errors.append(
+                {"loc": loc, "msg": f"{name} is filtered on with two values", "code": "invalid_filter"}
+            )
     if errors:
         raise InvalidFieldFilter(errors=errors)
     return [_value_equals(session, name, value) for name, value in wanted.items()]
