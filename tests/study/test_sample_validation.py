@@ -154,7 +154,8 @@ def test_invalid_or_unsafe_patterns_are_refused(pattern, reason):
         ("(?s).{0,999}(?s).{0,999}(?s).{0,999}", "counted repetition"),  # ~100 ms to compile
         ("a{101}", "counted repetition"),
         ("(?i)" + r"\pL" * 165, "Unicode classes"),  # ~90 ms to find it too large
-        (r"\pL{0,100}", "too complex"),
+        (r"\pL{0,100}", "too complex"),  # past RE2's memory
+        ("(?s)" + ".{0,100}" * 7, "too complex"),  # past 5,000 instructions
     ],
 )
 def test_patterns_that_cost_much_to_compile_are_refused(pattern, reason):

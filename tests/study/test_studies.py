@@ -1,6 +1,7 @@
 """Studies: create, list, read, change, delete, and the lifecycle."""
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from src.auth.constants import Role
@@ -85,6 +86,13 @@ async def test_the_study_list_counts_the_sample_fields_instead_of_carrying_them(
     assert "sample_fields" not in item
     assert item["sample_field_count"] == len(FIELDS)
     assert "studies.sample_fields," not in sql.statements[-1]
+
+
+def test_one_field_definition_is_checked_by_sample_validation_with_its_loc():
+    with pytest.raises(ValidationError) as raised:
+        study_schemas.SampleFieldDefinition.model_validate({"name": "f", "type": "integer", "max": 2**1023})
+
+    assert [error["loc"] for error in raised.value.errors()] == [("max",)]
 
 
 @pytest.mark.parametrize(
