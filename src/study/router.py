@@ -21,6 +21,7 @@ from src.study import service
 from src.study.constants import SampleSort, SampleStatus, StudySort, StudyStatus
 from src.study.dependencies import (
     FieldFilters,
+    FieldsPrecompiled,
     OwnedStudy,
     ReadableMember,
     ReadableSample,
@@ -137,7 +138,9 @@ def page_of(items: list, total: int, total_is_exact: bool, page: Pagination) -> 
     "`code` is unique case-insensitively; `sample_fields` is the typed schema of its samples.",
     responses=problem_responses(*BODY, *TOKEN_ERRORS, StudyCreationForbidden, StudyCodeTaken),
 )
-async def create_study(data: StudyCreate, user: StudyCreator, db: DbSession, response: Response) -> StudyRead:
+async def create_study(
+    data: StudyCreate, user: StudyCreator, _: FieldsPrecompiled, db: DbSession, response: Response
+) -> StudyRead:
     access = await service.create_study(db, owner=user, data=data)
     response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}"
     return study_read(access, response)
@@ -241,6 +244,7 @@ async def change_status(
 async def replace_sample_fields(
     fields: Annotated[SampleFields, Body(examples=[FIELD_EXAMPLES])],
     access: WritableStudy,
+    _: FieldsPrecompiled,
     expected_version: IfMatch,
     db: DbSession,
     response: Response,

@@ -426,15 +426,12 @@ def read_sample_schema(fields: Sequence[Mapping[str, object]]) -> tuple[SampleFi
     located: list[tuple[Loc, str]] = []
     read: list[SampleField] = []
     seen: dict[str, str] = {}
-    pattern_budget = SCHEMA_MAX_PATTERN_PROGRAM
+    over_budget = compile_schema_patterns(fields)
     for index, definition in enumerate(fields):
-        pattern = definition.get("pattern") if isinstance(definition, Mapping) else None
-        if isinstance(pattern, str) and pattern_budget <= 0:
+        if index in over_budget:
             located.append(((index, "pattern"), "the schema's patterns together are too complex"))
             continue
         field, problems = _read_field(definition)
-        if isinstance(pattern, str):
-            pattern_budget -= pattern_cost(pattern)
         located += [((index, *loc), message) for loc, message in problems]
         if field is None:
             continue
@@ -448,6 +445,28 @@ def read_sample_schema(fields: Sequence[Mapping[str, object]]) -> tuple[SampleFi
     if located:
         raise SampleSchemaError([message for _loc, message in located], located)
     return tuple(read)
+
+
+def compile_schema_patterns(fields: object) -> set[int]:
+    """Compiles (into the cache) the patterns of a schema in order until they have cost
+    SCHEMA_MAX_PATTERN_PROGRAM; answers the indices of the fields whose pattern came after that.
+
+    An API can call it in a worker thread first, so that checking the schema on the event loop
+    finds every pattern it will compile already compiled.
+    """
+    if not isinstance(fields, Sequence) or isinstance(fields, str):
+        return set()
+    over_budget: set[int] = set()
+    budget = SCHEMA_MAX_PATTERN_PROGRAM
+    for index, definition in enumerate(fields[:MAX_SAMPLE_FIELDS]):
+        pattern = definition.get("pattern") if isinstance(definition, Mapping) else None
+        if not isinstance(pattern, str):
+            continue
+        if budget <= 0:
+            over_budget.add(index)
+        else:
+            budget -= pattern_cost(pattern)
+    return over_budget
 
 
 def _schema_size_problems(

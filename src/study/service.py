@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -586,6 +587,12 @@ async def remove_member(session: AsyncSession, *, access: StudyAccess, member: M
 
 
 # Samples.
+
+
+async def compile_patterns_off_the_loop(fields: object) -> None:
+    """Compiles the text patterns of a submitted (still unchecked) schema in a worker thread: each
+    may take milliseconds, and the schema's check on the event loop then finds them compiled."""
+    await anyio.to_thread.run_sync(sample_validation.compile_schema_patterns, fields)
 
 
 def validator_of(study: Study) -> sample_validation.SampleValidator:

@@ -1,6 +1,9 @@
 """Studies: create, list, read, change, delete, and the lifecycle."""
 
+import threading
+
 import pytest
+import re2
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
@@ -86,6 +89,32 @@ async def test_the_study_list_counts_the_sample_fields_instead_of_carrying_them(
     assert "sample_fields" not in item
     assert item["sample_field_count"] == len(FIELDS)
     assert "studies.sample_fields," not in sql.statements[-1]
+
+
+@pytest.mark.parametrize("route", ["create", "replace"])
+async def test_patterns_of_a_submitted_schema_compile_off_the_event_loop(
+    client, alice, alice_headers, make_study, monkeypatch, route
+):
+    fields = [
+        {"name": f"f{n}", "type": "text", "pattern": f"[A-Z]{{{n + 1}}}-off-loop-{route}"} for n in range(3)
+    ]
+    study = await make_study(owner=alice)
+    threads = []
+    compile_pattern = re2.compile
+    monkeypatch.setattr(
+        re2, "compile", lambda *args: threads.append(threading.current_thread()) or compile_pattern(*args)
+    )
+
+    if route == "create":
+        response = await client.post(
+            STUDIES, json={"code": "AB", "title": "T", "sample_fields": fields}, headers=alice_headers
+        )
+    else:
+        response = await client.put(study_url(study, "sample-fields"), json=fields, headers=alice_headers)
+
+    assert response.status_code in (200, 201), response.text
+    assert len(threads) == 3
+    assert threading.main_thread() not in threads
 
 
 def test_one_field_definition_is_checked_by_sample_validation_with_its_loc():
