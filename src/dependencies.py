@@ -47,8 +47,9 @@ async def if_match_version(
         str | None,
         Header(
             description='The `ETag` you read (e.g. `"3"`): the change applies only if the resource is '
-            "still at that version, else 412 and nothing changes. Left out (or `*`), the change applies "
-            "to whatever version is current."
+            "still at that version, else 412 and nothing changes. A weak tag (`W/` prefix) never matches "
+            "(If-Match compares strongly): 412. Left out (or `*`), the change applies to whatever version "
+            "is current."
         ),
     ] = None,
 ) -> int | None:
