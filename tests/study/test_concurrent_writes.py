@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 
 import httpx
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
 from src import database
 from src.database import SessionFactory
@@ -147,6 +147,26 @@ async def test_a_sample_deleted_since_it_was_read_is_404_to_a_second_delete(alic
 
     async with SessionFactory() as session:
         assert await session.scalar(select(Study.sample_count).where(Study.id == study.id)) == 0
+
+
+async def test_a_sample_deleted_since_it_was_read_is_404_to_a_patch(alice, study, make_sample):
+    sample = await make_sample(study, sample_id="A", values={"n": 1})
+    async with SessionFactory() as session:
+        access = await study_service.get_study_access(session, study_id=study.id, user=alice)
+        loaded = await study_service.get_sample(session, study=access.study, sample_pk=sample.id)
+        await session.commit()
+        async with SessionFactory() as other:
+            await other.execute(delete(Sample).where(Sample.id == sample.id))
+            await other.commit()
+
+        with pytest.raises(SampleNotFound):
+            await study_service.update_sample(
+                session,
+                access=access,
+                sample=loaded,
+                data=SampleUpdate(values={"n": 2}),
+                expected_version=None,
+            )
 
 
 async def test_a_study_given_a_sample_since_it_was_read_is_not_deletable_409(

@@ -117,6 +117,16 @@ async def test_patterns_of_a_submitted_schema_compile_off_the_event_loop(
     assert threading.main_thread() not in threads
 
 
+async def test_a_study_body_that_is_not_json_is_refused_by_the_route_not_a_500(client, alice_headers):
+    response = await client.post(
+        STUDIES,
+        content=b'{"code": "AB", "sample_fields": [',
+        headers={**alice_headers, "Content-Type": "application/json"},
+    )
+
+    assert_problem(response, 422, "VALIDATION_ERROR")
+
+
 def test_one_field_definition_is_checked_by_sample_validation_with_its_loc():
     with pytest.raises(ValidationError) as raised:
         study_schemas.SampleFieldDefinition.model_validate({"name": "f", "type": "integer", "max": 2**1023})
