@@ -7,7 +7,7 @@ from fastapi import Depends, Header, Query
 
 from src.auth.dependencies import AdminUser, CurrentUser
 from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from src.exceptions import InvalidIfMatch
+from src.exceptions import InvalidIfMatch, PreconditionFailed
 from src.schemas import PageParams
 
 # The caller, typed: every module's routes take `user: CurrentUser` or `admin: AdminUser`.
@@ -21,8 +21,9 @@ __all__ = [
     "page_params",
 ]
 
-# The ETag of a versioned resource is its version in quotes; a weak tag names the same version.
-_VERSION_TAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+# The ETag of a versioned resource is its version in quotes. If-Match compares strongly (RFC 9110
+# 13.1.1): a weak tag, W/"3", never matches, so a write sent with one fails its precondition (412).
+_VERSION_TAG = re.compile(r'^(W/)?"(\d{1,18})"$')
 
 
 async def page_params(
@@ -46,8 +47,9 @@ async def if_match_version(
         str | None,
         Header(
             description='The `ETag` you read (e.g. `"3"`): the change applies only if the resource is '
-            "still at that version, else 412 and nothing changes. Left out (or `*`), the change applies "
-            "to whatever version is current."
+            "still at that version, else 412 and nothing changes. A weak tag (`W/` prefix) never matches "
+            "(If-Match compares strongly): 412. Left out (or `*`), the change applies to whatever version "
+            "is current."
         ),
     ] = None,
 ) -> int | None:
@@ -57,7 +59,12 @@ async def if_match_version(
     match = _VERSION_TAG.match(if_match.strip())
     if match is None:
         raise InvalidIfMatch
-    return int(match.group(1))
+    weak, version = match.groups()
+    if weak:
+        raise PreconditionFailed(
+            "If-Match compares strongly: a weak tag (W/) never matches; nothing was changed."
+        )
+    return int(version)
 
 
 IfMatch = Annotated[int | None, Depends(if_match_version)]

@@ -18,9 +18,14 @@ ItemT = TypeVar("ItemT")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff]")
 
 
+def has_control_characters(text: str) -> bool:
+    """Whether one-line text holds a character that has no place in it (the rule of SingleLineText)."""
+    return _CONTROL_CHARACTERS.search(text) is not None
+
+
 def _reject_control_characters(value: str) -> str:
     # NUL cannot even be stored in PostgreSQL text; the rest has no place in a one-line value.
-    if _CONTROL_CHARACTERS.search(value):
+    if has_control_characters(value):
         raise ValueError("must not contain control, invisible or direction-changing characters")
     return value
 

@@ -329,13 +329,20 @@ async def test_admin_user_with_a_revoked_admin_session_is_401(client, probe, mak
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [('"3"', 3), ('W/"3"', 3), (' "12" ', 12), ('"0"', 0), ("*", None)],
+    [('"3"', 3), (' "12" ', 12), ('"0"', 0), ("*", None)],
 )
 async def test_if_match_names_the_version_of_an_etag(probe, header, expected):
     response = await probe.get("/if-match", headers={"If-Match": header})
 
     assert response.status_code == 200
     assert response.json() == {"expected_version": expected}
+
+
+async def test_a_weak_if_match_never_matches(probe):
+    # RFC 9110: If-Match uses the strong comparison, under which a weak tag matches nothing.
+    response = await probe.get("/if-match", headers={"If-Match": 'W/"3"'})
+
+    assert_problem(response, 412, "PRECONDITION_FAILED")
 
 
 async def test_without_if_match_no_version_is_expected(probe):

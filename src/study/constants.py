@@ -130,6 +130,8 @@ class ActivityAction(StrEnum):
 
 # Query parameters `field.<name>=<value>` filter samples by one of the study's fields.
 FIELD_FILTER_PREFIX = "field."
+# More would be a slow query (or, on SQLite, an expression tree too deep) for no use.
+MAX_FIELD_FILTERS = 20
 
 CODE_PATTERN = r"^[A-Za-z0-9-]{2,32}$"
 CODE_MAX_LENGTH = 32
@@ -139,6 +141,9 @@ SAMPLE_ID_MAX_LENGTH = 100
 FIELD_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 MAX_SAMPLE_FIELDS = 200
 MAX_CHOICES = 1_000
+# A whole schema: what a study stores, answers and caches stays small.
+MAX_TOTAL_CHOICES = 2_000
+MAX_SCHEMA_JSON = 65_536
 CHOICE_MAX_LENGTH = 200
 UNIT_MAX_LENGTH = 50
 FIELD_DESCRIPTION_MAX_LENGTH = 1_000

@@ -94,14 +94,37 @@ ReadableSample = Annotated[Sample, Depends(valid_sample_for_reader)]
 WritableSample = Annotated[Sample, Depends(valid_sample_for_writing)]
 
 
-async def valid_member_for_owner(user_id: uuid.UUID, access: OwnedStudy, db: DbSession) -> Member:
+async def _member_of(access: StudyAccess, user_id: uuid.UUID, db: DbSession) -> Member:
     member = await service.get_member(db, study=access.study, user_id=user_id)
     if member is None:
         raise MemberNotFound
     return member
 
 
+async def valid_member_for_reader(user_id: uuid.UUID, access: ReadableStudy, db: DbSession) -> Member:
+    return await _member_of(access, user_id, db)
+
+
+async def valid_member_for_owner(user_id: uuid.UUID, access: OwnedStudy, db: DbSession) -> Member:
+    return await _member_of(access, user_id, db)
+
+
+ReadableMember = Annotated[Member, Depends(valid_member_for_reader)]
 StudyMemberOf = Annotated[Member, Depends(valid_member_for_owner)]
+
+
+async def sample_fields_compiled_off_the_loop(request: Request) -> None:
+    """For a route whose body holds sample fields (the body itself, or its `sample_fields`): their
+    patterns are compiled in a worker thread before the body's schema checks them on the loop."""
+    try:
+        body = await request.json()  # read once: the route's body parameter gets the same parsed JSON
+    except ValueError:
+        return  # not JSON: the route answers that itself
+    await service.compile_patterns_off_the_loop(body.get("sample_fields") if isinstance(body, dict) else body)
+
+
+# After the caller's dependency in a route's signature: only a caller allowed to write pays for it.
+FieldsPrecompiled = Annotated[None, Depends(sample_fields_compiled_off_the_loop)]
 
 
 async def field_filters(request: Request) -> list[tuple[str, str]]:

@@ -8,13 +8,22 @@ from src.auth.exceptions import AuthenticationRequired, InvalidToken, SessionRev
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import CurrentUser, IfMatch, Pagination, etag
-from src.exceptions import InvalidIfMatch, PreconditionFailed, ValidationFailed, problem_responses
+from src.exceptions import (
+    BodyTooComplex,
+    InvalidIfMatch,
+    MalformedBody,
+    PreconditionFailed,
+    ValidationFailed,
+    problem_responses,
+)
 from src.schemas import Page, SingleLineText
 from src.study import service
 from src.study.constants import SampleSort, SampleStatus, StudySort, StudyStatus
 from src.study.dependencies import (
     FieldFilters,
+    FieldsPrecompiled,
     OwnedStudy,
+    ReadableMember,
     ReadableSample,
     ReadableStudy,
     StudyCreator,
@@ -55,6 +64,7 @@ from src.study.schemas import (
     StatusChange,
     StudyCreate,
     StudyRead,
+    StudySummary,
     StudyUpdate,
 )
 from src.study.service import ActivityEntry, Member, StudyAccess
@@ -66,9 +76,12 @@ IN_STUDY = (*TOKEN_ERRORS, StudyNotFound)
 ROLE = (*IN_STUDY, StudyRoleRequired)
 WRITE = (*ROLE, StudyReadOnly)
 VERSIONED = (InvalidIfMatch, PreconditionFailed)
+# Routes that read a JSON body: one that is not JSON, or past the structural limits, is refused first.
+BODY = (MalformedBody, BodyTooComplex)
 IF_MATCH_NOTE = (
     " Send `If-Match` with the `ETag` you read to apply it only if nobody changed it meanwhile (else 412, "
-    "nothing changed); without `If-Match` it applies to the current version."
+    "nothing changed); without `If-Match` it applies to the current version. A weak tag (`W/` prefix) never "
+    "matches (If-Match compares strongly): 412."
 )
 
 
@@ -123,9 +136,11 @@ def page_of(items: list, total: int, total_is_exact: bool, page: Pagination) -> 
     summary="Create a study",
     description="Researchers and admins; the study starts as `draft` and you become its owner. "
     "`code` is unique case-insensitively; `sample_fields` is the typed schema of its samples.",
-    responses=problem_responses(*TOKEN_ERRORS, StudyCreationForbidden, StudyCodeTaken),
+    responses=problem_responses(*BODY, *TOKEN_ERRORS, StudyCreationForbidden, StudyCodeTaken),
 )
-async def create_study(data: StudyCreate, user: StudyCreator, db: DbSession, response: Response) -> StudyRead:
+async def create_study(
+    data: StudyCreate, user: StudyCreator, _: FieldsPrecompiled, db: DbSession, response: Response
+) -> StudyRead:
     access = await service.create_study(db, owner=user, data=data)
     response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}"
     return study_read(access, response)
@@ -133,9 +148,10 @@ async def create_study(data: StudyCreate, user: StudyCreator, db: DbSession, res
 
 @router.get(
     "",
-    response_model=Page[StudyRead],
+    response_model=Page[StudySummary],
     summary="List your studies",
-    description="The studies you are a member of (admins: all). `q` matches code or title "
+    description="The studies you are a member of (admins: all), each with the number of its sample "
+    "fields (read one study for the fields themselves). `q` matches code or title "
     "(case-insensitive substring); archived studies appear only with `status=archived` or "
     "`include_archived=true`; `sort` orders (prefix `-` for descending).",
     responses=problem_responses(*TOKEN_ERRORS),
@@ -152,7 +168,11 @@ async def list_studies(
     found = await service.list_studies(
         db, user=user, page=page, status=status, include_archived=include_archived, search=q, sort=sort
     )
-    return page_of([StudyRead.of(access.study, role=access.role) for access in found[0]], *found[1:], page)
+    items = [
+        StudySummary.of(listed.study, role=listed.role, sample_field_count=listed.sample_field_count)
+        for listed in found[0]
+    ]
+    return page_of(items, *found[1:], page)
 
 
 @router.get(
@@ -172,7 +192,7 @@ async def read_study(access: ReadableStudy, response: Response) -> StudyRead:
     summary="Change a study's code, title or description",
     description="Editors and owners, while the study is `draft` or `active`. Fields left out stay; "
     "`description: null` clears it." + IF_MATCH_NOTE,
-    responses=problem_responses(*WRITE, *VERSIONED, StudyCodeTaken),
+    responses=problem_responses(*BODY, *WRITE, *VERSIONED, StudyCodeTaken),
 )
 async def update_study(
     data: StudyUpdate, access: WritableStudy, expected_version: IfMatch, db: DbSession, response: Response
@@ -200,7 +220,7 @@ async def delete_study(access: OwnedStudy, expected_version: IfMatch, db: DbSess
     description="Owners only. Allowed: `draft → active`, `active ⇄ locked`, `active|locked → archived`, "
     "`archived → locked`; anything else is 409 naming the allowed ones. Locked and archived studies "
     "are read-only: their details, sample fields and samples cannot change." + IF_MATCH_NOTE,
-    responses=problem_responses(*ROLE, *VERSIONED, InvalidStatusTransition),
+    responses=problem_responses(*BODY, *ROLE, *VERSIONED, InvalidStatusTransition),
 )
 async def change_status(
     data: StatusChange, access: OwnedStudy, expected_version: IfMatch, db: DbSession, response: Response
@@ -219,11 +239,12 @@ async def change_status(
     "`active`. While the study has no samples anything goes; once it has samples, only changes they "
     "all still satisfy (add an optional field, add choices, loosen a bound, edit description or unit); "
     "anything else is 409 listing each incompatible change in `errors`." + IF_MATCH_NOTE,
-    responses=problem_responses(*WRITE, *VERSIONED, IncompatibleSampleFields),
+    responses=problem_responses(*BODY, *WRITE, *VERSIONED, IncompatibleSampleFields),
 )
 async def replace_sample_fields(
     fields: Annotated[SampleFields, Body(examples=[FIELD_EXAMPLES])],
     access: WritableStudy,
+    _: FieldsPrecompiled,
     expected_version: IfMatch,
     db: DbSession,
     response: Response,
@@ -256,11 +277,22 @@ async def list_members(access: ReadableStudy, page: Pagination, db: DbSession) -
     summary="Add a member",
     description="Owners only. Name the user by `user_id` or `email`; roles: `owner` (everything, "
     "including members, status and delete), `editor` (details, sample fields, samples), `viewer` (read).",
-    responses=problem_responses(*ROLE, UnknownUser, AlreadyAMember),
+    responses=problem_responses(*BODY, *ROLE, UnknownUser, AlreadyAMember),
 )
 async def add_member(data: MemberAdd, access: OwnedStudy, db: DbSession, response: Response) -> MemberRead:
     member = await service.add_member(db, access=access, data=data)
     response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}/members/{member.user.id}"
+    return member_read(member)
+
+
+@router.get(
+    "/{study_id}/members/{user_id}",
+    response_model=MemberRead,
+    summary="One member",
+    description="Any member may see another's role (the `Location` of an added member).",
+    responses=problem_responses(*IN_STUDY, MemberNotFound),
+)
+async def read_member(member: ReadableMember) -> MemberRead:
     return member_read(member)
 
 
@@ -269,7 +301,7 @@ async def add_member(data: MemberAdd, access: OwnedStudy, db: DbSession, respons
     response_model=MemberRead,
     summary="Change a member's role",
     description="Owners only. The last owner cannot be demoted (409).",
-    responses=problem_responses(*ROLE, MemberNotFound, LastOwner),
+    responses=problem_responses(*BODY, *ROLE, MemberNotFound, LastOwner),
 )
 async def change_member_role(
     data: MemberUpdate, member: StudyMemberOf, access: OwnedStudy, db: DbSession
@@ -299,8 +331,9 @@ async def remove_member(member: StudyMemberOf, access: OwnedStudy, db: DbSession
     description="Editors and owners, while the study is `draft` or `active`. `values` are validated "
     "and normalised against the study's sample fields; each refused value is one entry of `errors` "
     '(`loc` `["body", "values", <field>]`, `code` such as `not_an_integer`). `sample_id` is unique '
-    "in the study after trimming and case-folding (409).",
-    responses=problem_responses(*WRITE, InvalidSampleValues, SampleIdTaken),
+    "in the study after trimming and case-folding (409). If the sample fields change while the sample "
+    "is being saved, nothing is saved (412): read the study again.",
+    responses=problem_responses(*BODY, *WRITE, InvalidSampleValues, SampleIdTaken, PreconditionFailed),
 )
 async def create_sample(
     data: SampleCreate, access: WritableStudy, db: DbSession, response: Response
@@ -315,8 +348,9 @@ async def create_sample(
     response_model=Page[SampleRead],
     summary="List a study's samples",
     description="Filters: `status`, `q` (prefix of sample_id, case-insensitive) and equality on any "
-    "field as `field.<name>=<value>` (e.g. `?field.tissue=blood`; several are combined with AND; an "
-    "unknown field or a value of the wrong type is 422). `sort` by `sample_id`, `status`, `created_at` "
+    "field as `field.<name>=<value>` (e.g. `?field.tissue=blood`; several are combined with AND, at most "
+    "20; an unknown field, a value of the wrong type or two different values for one field is 422). "
+    "`sort` by `sample_id`, `status`, `created_at` "
     "or `updated_at` (prefix `-` for descending). Without filters `total` is exact; with filters it "
     "is counted up to 10,000 (`total_is_exact: false` beyond).",
     responses=problem_responses(*IN_STUDY, InvalidFieldFilter),
@@ -353,7 +387,9 @@ async def read_sample(sample: ReadableSample, response: Response) -> SampleRead:
     summary="Change a sample",
     description="Editors and owners, while the study is `draft` or `active`. A merge: keys given in "
     "`values` replace those values, `null` clears an optional one, the rest stay." + IF_MATCH_NOTE,
-    responses=problem_responses(*WRITE, *VERSIONED, SampleNotFound, InvalidSampleValues, SampleIdTaken),
+    responses=problem_responses(
+        *BODY, *WRITE, *VERSIONED, SampleNotFound, InvalidSampleValues, SampleIdTaken
+    ),
 )
 async def update_sample(
     data: SampleUpdate,

@@ -29,11 +29,14 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import re2
+
+from src.schemas import has_control_characters
 
 # The limits are the ones the API's schemas enforce: a schema they accept always compiles here.
 from src.study.constants import (
@@ -42,6 +45,8 @@ from src.study.constants import (
     FIELD_NAME_PATTERN,
     MAX_CHOICES,
     MAX_SAMPLE_FIELDS,
+    MAX_SCHEMA_JSON,
+    MAX_TOTAL_CHOICES,
     PATTERN_MAX_LENGTH,
     RESERVED_FIELD_NAMES,
     TEXT_MAX_LENGTH_LIMIT,
@@ -49,6 +54,7 @@ from src.study.constants import (
     FieldType,
     ValueErrorCode,
 )
+from src.study.utils import duplicates
 
 # An error message lists at most this many choices; a field may have a thousand.
 LISTED_CHOICES = 10
@@ -58,8 +64,16 @@ INT64_MAX = 2**63 - 1
 # Longer numeric text is refused before parsing: int() of a 100,000-digit string costs time, and
 # no value within the bounds needs more characters than this.
 MAX_NUMERIC_TEXT_LENGTH = 40
-# RE2 memory per compiled pattern; a pattern needing more is refused as too complex.
-PATTERN_MAX_MEMORY = 2 << 20
+# What one researcher's pattern may cost to compile (compiling is linear in the program RE2 builds,
+# a few milliseconds per thousand instructions): RE2 memory per compiled pattern, counted
+# repetitions (`.{0,999}` is 999 copies of `.`), Unicode classes (`(?i)\pL` alone is 1,200
+# instructions) and the program's size. Once a schema's patterns have cost SCHEMA_MAX_PATTERN_PROGRAM
+# instructions, its remaining patterns are refused without compiling.
+PATTERN_MAX_MEMORY = 1 << 20
+PATTERN_MAX_REPEAT = 100
+PATTERN_MAX_UNICODE_CLASSES = 4
+PATTERN_MAX_PROGRAM = 5_000
+SCHEMA_MAX_PATTERN_PROGRAM = 8_000
 
 _CONSTRAINT_KEYS = frozenset({"max_length", "pattern", "min", "max", "choices"})
 _DEFINITION_KEYS = _CONSTRAINT_KEYS | {"name", "type", "required", "unit", "description"}
@@ -77,6 +91,11 @@ _TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "0"})
 _MIDNIGHT = dt.time()
 _FLOAT_LIMIT = 2**1023  # float() of a larger int overflows
+# Bounds of integer and number fields: every integer up to 2**53 is exact as a float, so a bound
+# means the same to every client and database; larger ones are refused before any conversion.
+MAX_BOUND = 2**53
+# Escapes (read as pairs, so `\\{` is not a repetition) and counted repetitions of a pattern.
+_PATTERN_TOKENS = re.compile(r"\\(.)|\{([0-9]+)(?:,([0-9]*))?\}", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +121,20 @@ class SampleField:
     choices: tuple[str, ...] | None = None
 
 
-class SampleSchemaError(ValueError):
-    """A schema that cannot be compiled; `problems` has one message per mistake."""
+Loc = tuple[int | str, ...]
 
-    def __init__(self, problems: list[str]) -> None:
+
+class SampleSchemaError(ValueError):
+    """A schema that cannot be compiled; `problems` has one message per mistake.
+
+    `located` pairs each message with where it is in the schema (field index, then key), for an
+    API that answers with a `loc` per error; () is the schema as a whole.
+    """
+
+    def __init__(self, problems: list[str], located: list[tuple[Loc, str]] | None = None) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.located = located if located is not None else [((), problem) for problem in problems]
 
 
 class _Refused(Exception):
@@ -135,32 +162,78 @@ def normalize_sample_id(sample_id: str) -> str:
 # Text patterns
 
 
+@dataclass(frozen=True, slots=True)
+class _CompiledPattern:
+    matches: Callable[[str], bool] | None
+    problem: str | None
+    program_size: int
+
+
 def compile_text_pattern(pattern: str) -> Callable[[str], bool]:
-    """A full-match test for a researcher's pattern, in linear time; ValueError if it cannot be one.
+    """A full-match test for a researcher's pattern, in linear time; ValueError if it cannot be one."""
+    if not isinstance(pattern, str):
+        raise ValueError("pattern must be a non-empty string")
+    compiled = _compiled_pattern(pattern)
+    if compiled.matches is None:
+        raise ValueError(compiled.problem)
+    return compiled.matches
+
+
+def pattern_cost(pattern: str) -> int:
+    """What compiling the pattern costs, in RE2 instructions; one refused by its text alone costs 0."""
+    return _compiled_pattern(pattern).program_size if isinstance(pattern, str) else 0
+
+
+@lru_cache(maxsize=1024)
+def _compiled_pattern(pattern: str) -> _CompiledPattern:
+    """Each distinct pattern is compiled once per process, refused ones included.
 
     The test runs on an RE2 set first (a fast path through the library's public API); a set
     answers "no match" also when its DFA runs out of memory, so a "no" is confirmed by the
     regular matcher, which falls back to a slower linear engine instead of giving up.
     """
-    if not isinstance(pattern, str) or not pattern:
-        raise ValueError("pattern must be a non-empty string")
-    if len(pattern) > PATTERN_MAX_LENGTH:
-        raise ValueError(f"pattern must be at most {PATTERN_MAX_LENGTH} characters")
+    problem = _pattern_text_problem(pattern)
+    if problem is not None:
+        return _CompiledPattern(None, problem, 0)
     options = re2.Options()
     options.log_errors = False
     options.max_mem = PATTERN_MAX_MEMORY
     try:
         regexp = re2.compile(pattern, options)
+        program_size = regexp._regexp.ProgramSize()
+        if program_size > PATTERN_MAX_PROGRAM:
+            return _CompiledPattern(None, "invalid pattern: too complex", program_size)
         fast_set = re2.Set.FullMatchSet(options)
         fast_set.Add(pattern)
         fast_set.Compile()
     except (re2.error, UnicodeEncodeError) as error:
-        raise ValueError(f"invalid pattern: {_re2_reason(error)}") from None
+        reason = _re2_reason(error)
+        # Only running out of memory costs a full compile; a syntax error stops at parsing.
+        cost = PATTERN_MAX_PROGRAM if reason == "too complex" else 0
+        return _CompiledPattern(None, f"invalid pattern: {reason}", cost)
 
     def full_match(text: str) -> bool:
         return fast_set.Match(text) is not None or regexp.fullmatch(text) is not None
 
-    return full_match
+    return _CompiledPattern(full_match, None, program_size)
+
+
+def _pattern_text_problem(pattern: object) -> str | None:
+    """What makes a pattern too costly to even try compiling, read from its text alone."""
+    if not isinstance(pattern, str) or not pattern:
+        return "pattern must be a non-empty string"
+    if len(pattern) > PATTERN_MAX_LENGTH:
+        return f"pattern must be at most {PATTERN_MAX_LENGTH} characters"
+    unicode_classes = 0
+    for token in _PATTERN_TOKENS.finditer(pattern):
+        escaped, low, high = token.groups()
+        if escaped in ("p", "P"):
+            unicode_classes += 1
+        elif escaped is None and max(int(low), int(high or 0)) > PATTERN_MAX_REPEAT:
+            return f"invalid pattern: a counted repetition may be at most {{{PATTERN_MAX_REPEAT}}}"
+    if unicode_classes > PATTERN_MAX_UNICODE_CLASSES:
+        return f"invalid pattern: at most {PATTERN_MAX_UNICODE_CLASSES} Unicode classes (\\p, \\P)"
+    return None
 
 
 def _re2_reason(error: Exception) -> str:
@@ -178,34 +251,40 @@ def _re2_reason(error: Exception) -> str:
 
 def read_sample_field(definition: Mapping[str, object]) -> SampleField:
     """One field definition as a SampleField; SampleSchemaError lists what is wrong with it."""
-    problems: list[str] = []
+    field, located = _read_field(definition)
+    if located:
+        raise SampleSchemaError([message for _loc, message in located], located)
+    return field
+
+
+def _read_field(definition: object) -> tuple[SampleField | None, list[tuple[Loc, str]]]:
+    """The field, or None and each problem with the key it is about (() for the whole definition)."""
     if not isinstance(definition, Mapping):
-        raise SampleSchemaError(["a field definition must be an object"])
+        return None, [((), "a field definition must be an object")]
     name = definition.get("name")
-    label = name if isinstance(name, str) else "?"
-    problems += _name_problems(name)
+    label = name if isinstance(name, str) and _FIELD_NAME.fullmatch(name) else "?"
+    located: list[tuple[Loc, str]] = [(("name",), problem) for problem in _name_problems(name)]
     field_type = definition.get("type")
     if field_type not in FieldType.__members__.values():
-        problems.append(f"{label}: type must be one of: {', '.join(FieldType)}")
-        raise SampleSchemaError(problems)
+        located.append((("type",), f"{label}: type must be one of: {', '.join(FieldType)}"))
+        return None, located
     field_type = FieldType(field_type)
-    unknown = sorted(set(definition) - _DEFINITION_KEYS)
-    if unknown:
-        problems.append(f"{label}: unknown keys: {', '.join(map(str, unknown))}")
+    unknown = sorted(_printable(str(key)[:64]) for key in set(definition) - _DEFINITION_KEYS)
+    located += [((key,), f"{label}: unknown key {key}") for key in unknown[:LISTED_CHOICES]]
     given = {key for key, value in definition.items() if value is not None}
     misplaced = sorted((given & _CONSTRAINT_KEYS) - _KEYS_OF_TYPE.get(field_type, set()))
     if misplaced:
-        problems.append(f"{label}: a {field_type} field cannot have {', '.join(misplaced)}")
+        located.append(((), f"{label}: a {field_type} field cannot have {', '.join(misplaced)}"))
     required = definition.get("required", False)
     if not isinstance(required, bool):
-        problems.append(f"{label}: required must be true or false")
-    problems += _optional_text_problems(label, "unit", definition.get("unit"), UNIT_MAX_LENGTH)
-    problems += _optional_text_problems(
-        label, "description", definition.get("description"), FIELD_DESCRIPTION_MAX_LENGTH
-    )
-    problems += _constraint_problems(label, field_type, definition)
-    if problems:
-        raise SampleSchemaError(problems)
+        located.append((("required",), f"{label}: required must be true or false"))
+    for key, max_length in (("unit", UNIT_MAX_LENGTH), ("description", FIELD_DESCRIPTION_MAX_LENGTH)):
+        problem = _optional_text_problem(label, key, definition.get(key), max_length)
+        if problem is not None:
+            located.append(((key,), problem))
+    located += _constraint_problems(label, field_type, definition)
+    if located:
+        return None, located
     choices = definition.get("choices")
     return SampleField(
         name=name,
@@ -218,28 +297,37 @@ def read_sample_field(definition: Mapping[str, object]) -> SampleField:
         min=_bound(field_type, definition.get("min")),
         max=_bound(field_type, definition.get("max")),
         choices=tuple(choices) if choices is not None else None,
-    )
+    ), []
 
 
 def _name_problems(name: object) -> list[str]:
     if not isinstance(name, str) or not name:
         return ["every field needs a name"]
     if not _FIELD_NAME.fullmatch(name):
-        return [f"{name!r}: a field name is a letter then up to 63 letters, digits or _"]
+        return [f"{_printable(name[:70])!r}: a field name is a letter then up to 63 letters, digits or _"]
     if _fold(name) in RESERVED_FIELD_NAMES:
         return [f"{name}: the name is taken by a built-in column of every sample"]
     return []
 
 
-def _optional_text_problems(label: str, key: str, value: object, max_length: int) -> list[str]:
+def _optional_text_problem(label: str, key: str, value: object, max_length: int) -> str | None:
     if value is None:
-        return []
-    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
-        return [f"{label}: {key} must be text of at most {max_length} characters"]
-    return []
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value != value.strip()
+        or len(value) > max_length
+        or has_control_characters(value)
+        or _UNSTORABLE_TEXT.search(value)
+    ):
+        return f"{label}: {key} must be trimmed one-line text of 1 to {max_length} characters"
+    return None
 
 
-def _constraint_problems(label: str, field_type: FieldType, definition: Mapping[str, object]) -> list[str]:
+def _constraint_problems(
+    label: str, field_type: FieldType, definition: Mapping[str, object]
+) -> list[tuple[Loc, str]]:
     if field_type is FieldType.TEXT:
         return _text_constraint_problems(label, definition.get("max_length"), definition.get("pattern"))
     if field_type in (FieldType.INTEGER, FieldType.NUMBER):
@@ -249,54 +337,63 @@ def _constraint_problems(label: str, field_type: FieldType, definition: Mapping[
     return []
 
 
-def _text_constraint_problems(label: str, max_length: object, pattern: object) -> list[str]:
-    problems = []
+def _text_constraint_problems(label: str, max_length: object, pattern: object) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
     if max_length is not None and (
         not isinstance(max_length, int)
         or isinstance(max_length, bool)
         or not 1 <= max_length <= TEXT_MAX_LENGTH_LIMIT
     ):
-        problems.append(f"{label}: max_length must be a whole number from 1 to {TEXT_MAX_LENGTH_LIMIT}")
+        problems.append(
+            (("max_length",), f"{label}: max_length must be a whole number from 1 to {TEXT_MAX_LENGTH_LIMIT}")
+        )
     if pattern is not None:
         try:
             compile_text_pattern(pattern)
         except ValueError as error:
-            problems.append(f"{label}: {error}")
+            problems.append((("pattern",), f"{label}: {error}"))
     return problems
 
 
-def _bound_problems(label: str, field_type: FieldType, low: object, high: object) -> list[str]:
-    problems = []
+def _bound_problems(label: str, field_type: FieldType, low: object, high: object) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
     for key, bound in (("min", low), ("max", high)):
         if bound is None:
             continue
-        if not _is_real(bound) or not (
-            math.isfinite(bound) if isinstance(bound, float) else abs(bound) < _FLOAT_LIMIT
-        ):
-            problems.append(f"{label}: {key} must be a finite number")
+        # Compared as given (a huge int is never converted to float, which would overflow).
+        if not _is_real(bound) or not -MAX_BOUND <= bound <= MAX_BOUND:  # NaN is not between either
+            problems.append(((key,), f"{label}: {key} must be a finite number from -2**53 to 2**53"))
         elif field_type is FieldType.INTEGER and isinstance(bound, float) and not bound.is_integer():
-            problems.append(f"{label}: {key} of an integer field must be a whole number")
+            problems.append(((key,), f"{label}: {key} of an integer field must be a whole number"))
     if not problems and low is not None and high is not None and low > high:
-        problems.append(f"{label}: min must not be above max")
+        problems.append(((), f"{label}: min must not be above max"))
     return problems
 
 
-def _choices_problems(label: str, choices: object) -> list[str]:
+def _choices_problems(label: str, choices: object) -> list[tuple[Loc, str]]:
     if not isinstance(choices, list | tuple) or not choices:
-        return [f"{label}: a choice field needs a non-empty list of choices"]
+        return [(("choices",), f"{label}: a choice field needs a non-empty list of choices")]
     if len(choices) > MAX_CHOICES:
-        return [f"{label}: at most {MAX_CHOICES} choices"]
-    for choice in choices:
+        return [(("choices",), f"{label}: at most {MAX_CHOICES} choices")]
+    for index, choice in enumerate(choices):
         if (
             not isinstance(choice, str)
             or not choice
             or choice != choice.strip()
             or len(choice) > CHOICE_MAX_LENGTH
+            or has_control_characters(choice)
             or _UNSTORABLE_TEXT.search(choice)
         ):
-            return [f"{label}: each choice must be trimmed text of 1 to {CHOICE_MAX_LENGTH} characters"]
-    if len(set(choices)) != len(choices):
-        return [f"{label}: choices must be unique"]
+            rule = f"each choice must be trimmed one-line text of 1 to {CHOICE_MAX_LENGTH} characters"
+            return [(("choices", index), f"{label}: {rule}")]
+    repeated = duplicates(choices)
+    if repeated:
+        return [
+            (
+                ("choices",),
+                f"{label}: choices must be unique; repeated: {', '.join(repeated[:LISTED_CHOICES])}",
+            )
+        ]
     return []
 
 
@@ -310,29 +407,76 @@ def _bound(field_type: FieldType, bound: int | float | None) -> int | float | No
     return int(bound) if field_type is FieldType.INTEGER else float(bound)
 
 
+def _printable(text: str) -> str:
+    """Text as it can be shown in a message: an unpaired surrogate (not encodable) as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def read_sample_schema(fields: Sequence[Mapping[str, object]]) -> tuple[SampleField, ...]:
-    """Every field definition of a schema read and checked, names unique case-insensitively."""
+    """Every field definition of a schema read and checked, names unique case-insensitively.
+
+    The schema as a whole is bounded too: at most MAX_SAMPLE_FIELDS fields, MAX_TOTAL_CHOICES
+    choices and MAX_SCHEMA_JSON characters of JSON, and patterns compiled only until they have cost
+    SCHEMA_MAX_PATTERN_PROGRAM; what a study answers, stores and caches stays small whatever was sent.
+    """
     if not isinstance(fields, Sequence) or isinstance(fields, str):
         raise SampleSchemaError(["sample fields must be a list"])
     if len(fields) > MAX_SAMPLE_FIELDS:
         raise SampleSchemaError([f"at most {MAX_SAMPLE_FIELDS} sample fields"])
-    problems: list[str] = []
+    located: list[tuple[Loc, str]] = []
     read: list[SampleField] = []
     seen: dict[str, str] = {}
-    for definition in fields:
-        try:
-            field = read_sample_field(definition)
-        except SampleSchemaError as error:
-            problems += error.problems
+    over_budget = compile_schema_patterns(fields)
+    for index, definition in enumerate(fields):
+        if index in over_budget:
+            located.append(((index, "pattern"), "the schema's patterns together are too complex"))
+            continue
+        field, problems = _read_field(definition)
+        located += [((index, *loc), message) for loc, message in problems]
+        if field is None:
             continue
         key = _fold(field.name)
         if key in seen:
-            problems.append(f"{field.name}: the name is already used by {seen[key]}")
+            located.append(((index, "name"), f"{field.name}: the name is already used by {seen[key]}"))
         seen[key] = field.name
         read.append(field)
-    if problems:
-        raise SampleSchemaError(problems)
+    if not located:
+        located = _schema_size_problems(read, fields)
+    if located:
+        raise SampleSchemaError([message for _loc, message in located], located)
     return tuple(read)
+
+
+def compile_schema_patterns(fields: object) -> set[int]:
+    """Compiles (into the cache) the patterns of a schema in order until they have cost
+    SCHEMA_MAX_PATTERN_PROGRAM; answers the indices of the fields whose pattern came after that.
+
+    An API can call it in a worker thread first, so that checking the schema on the event loop
+    finds every pattern it will compile already compiled.
+    """
+    if not isinstance(fields, Sequence) or isinstance(fields, str):
+        return set()
+    over_budget: set[int] = set()
+    budget = SCHEMA_MAX_PATTERN_PROGRAM
+    for index, definition in enumerate(fields[:MAX_SAMPLE_FIELDS]):
+        pattern = definition.get("pattern") if isinstance(definition, Mapping) else None
+        if not isinstance(pattern, str):
+            continue
+        if budget <= 0:
+            over_budget.add(index)
+        else:
+            budget -= pattern_cost(pattern)
+    return over_budget
+
+
+def _schema_size_problems(
+    read: Sequence[SampleField], fields: Sequence[Mapping[str, object]]
+) -> list[tuple[Loc, str]]:
+    if sum(len(field.choices or ()) for field in read) > MAX_TOTAL_CHOICES:
+        return [((), f"at most {MAX_TOTAL_CHOICES} choices in all the fields together")]
+    if len(json.dumps(list(fields), separators=(",", ":"), ensure_ascii=False)) > MAX_SCHEMA_JSON:
+        return [((), f"the sample fields must take at most {MAX_SCHEMA_JSON} characters of JSON")]
+    return []
 
 
 def canonical_schema_json(fields: Sequence[Mapping[str, object]]) -> str:
@@ -670,7 +814,7 @@ class SampleValidator:
 
 
 def _unknown_field_issue(key: object) -> ValueIssue:
-    text = str(key)
+    text = _printable(str(key)[:100])
     if _fold(text) in RESERVED_FIELD_NAMES:
         return ValueIssue(text, ValueErrorCode.UNKNOWN_FIELD, "is a column of every sample, not a value")
     return ValueIssue(text, ValueErrorCode.UNKNOWN_FIELD, "is not a field of this study")
@@ -689,6 +833,24 @@ def validator_for(fields_json: str) -> SampleValidator:
 @lru_cache(maxsize=256)
 def _validator_for_canonical(canonical_json: str) -> SampleValidator:
     return compile_sample_schema(json.loads(canonical_json))
+
+
+# Validators by a key that names one schema for good (a study's id and version): a hit costs one
+# dictionary look-up, no serialising. Bounded: a schema is at most MAX_SCHEMA_JSON of JSON.
+_CACHED_VALIDATORS: OrderedDict[Hashable, SampleValidator] = OrderedDict()
+CACHED_VALIDATORS_MAX = 128
+
+
+def cached_validator(key: Hashable, fields: Sequence[Mapping[str, object]]) -> SampleValidator:
+    """The validator of `fields`, compiled on the first call for `key`; the caller promises that one
+    key always comes with the same fields."""
+    validator = _CACHED_VALIDATORS.get(key)
+    if validator is None:
+        validator = compile_sample_schema(fields)
+        _CACHED_VALIDATORS[key] = validator
+        if len(_CACHED_VALIDATORS) > CACHED_VALIDATORS_MAX:
+            _CACHED_VALIDATORS.popitem(last=False)
+    return validator
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,12 +10,16 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
+    WrapValidator,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from src.schemas import SingleLineText, no_control_characters
+from src.schemas import no_control_characters
+from src.study import sample_validation
 from src.study.constants import (
     CHOICE_MAX_LENGTH,
     CODE_PATTERN,
@@ -25,7 +29,6 @@ from src.study.constants import (
     MAX_CHOICES,
     MAX_SAMPLE_FIELDS,
     PATTERN_MAX_LENGTH,
-    RESERVED_FIELD_NAMES,
     SAMPLE_ID_MAX_LENGTH,
     TEXT_MAX_LENGTH_LIMIT,
     TITLE_MAX_LENGTH,
@@ -35,17 +38,8 @@ from src.study.constants import (
     StudyRole,
     StudyStatus,
 )
-from src.study.sample_validation import compile_text_pattern
-from src.study.utils import duplicates, without_nul
-
-# Which optional constraints each field type takes; any other constraint on it is a mistake.
-_CONSTRAINTS_OF_TYPE = {
-    FieldType.TEXT: {"max_length", "pattern"},
-    FieldType.INTEGER: {"min", "max"},
-    FieldType.NUMBER: {"min", "max"},
-    FieldType.CHOICE: {"choices"},
-}
-_CONSTRAINTS = ("max_length", "pattern", "min", "max", "choices")
+from src.study.sample_validation import SampleSchemaError
+from src.study.utils import without_nul
 
 StudyCode = Annotated[
     str,
@@ -83,60 +77,37 @@ FIELD_EXAMPLES = [
 
 
 class SampleFieldDefinition(BaseModel):
-    """One typed field of a study's samples. Serialised without the constraints it does not set."""
+    """One typed field of a study's samples. Serialised without the constraints it does not set.
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": FIELD_EXAMPLES[0]}, use_enum_values=True
-    )
+    The annotations describe the contract (OpenAPI); the checking is `sample_validation`'s alone, the
+    same that compiles stored schemas, so that whatever is accepted here compiles there.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"example": FIELD_EXAMPLES[0]}, use_enum_values=True)
 
     name: Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
     type: FieldType
     required: bool = False
-    unit: one_line(UNIT_MAX_LENGTH) | None = None
-    description: Annotated[SingleLineText, Field(max_length=FIELD_DESCRIPTION_MAX_LENGTH)] | None = None
+    unit: Annotated[str, Field(min_length=1, max_length=UNIT_MAX_LENGTH)] | None = None
+    description: Annotated[str, Field(min_length=1, max_length=FIELD_DESCRIPTION_MAX_LENGTH)] | None = None
     max_length: Annotated[int, Field(ge=1, le=TEXT_MAX_LENGTH_LIMIT)] | None = None
     pattern: Annotated[str, Field(min_length=1, max_length=PATTERN_MAX_LENGTH)] | None = None
     min: Bound | None = None
     max: Bound | None = None
     choices: Annotated[list[Choice], Field(min_length=1, max_length=MAX_CHOICES)] | None = None
 
-    @field_validator("name")
+    @model_validator(mode="before")
     @classmethod
-    def not_reserved(cls, name: str) -> str:
-        if name.lower() in RESERVED_FIELD_NAMES:
-            raise ValueError(f"{name} is a column of every sample; choose another name")
-        return name
+    def read_by_sample_validation(cls, data: Any) -> Any:
+        try:
+            sample_validation.read_sample_field(data)
+        except SampleSchemaError as error:
+            raise _validation_error(error) from None
+        return data
 
-    @field_validator("pattern")
     @classmethod
-    def compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            compile_text_pattern(pattern)  # its ValueError says why the pattern cannot be used
-        return pattern
-
-    @field_validator("choices")
-    @classmethod
-    def choices_unique(cls, choices: list[str] | None) -> list[str] | None:
-        repeated = duplicates(choices or [])
-        if repeated:
-            raise ValueError(f"choices must be unique; repeated: {', '.join(repeated)}")
-        return choices
-
-    @model_validator(mode="after")
-    def constraints_fit_the_type(self) -> Self:
-        allowed = _CONSTRAINTS_OF_TYPE.get(FieldType(self.type), set())
-        misplaced = [name for name in _CONSTRAINTS if getattr(self, name) is not None and name not in allowed]
-        if misplaced:
-            raise ValueError(f"a {self.type} field cannot have {', '.join(misplaced)}")
-        if self.type == FieldType.CHOICE and self.choices is None:
-            raise ValueError("a choice field needs choices")
-        if self.type == FieldType.INTEGER and any(
-            isinstance(bound, float) and not bound.is_integer() for bound in (self.min, self.max)
-        ):
-            raise ValueError("the bounds of an integer field must be whole numbers")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not be greater than max")
-        return self
+    def _of_checked(cls, definition: dict[str, Any]) -> Self:
+        return cls.model_construct(**{key: value for key, value in definition.items() if value is not None})
 
     @model_serializer(mode="wrap")
     def without_absent_constraints(self, handler: Any) -> dict[str, Any]:
@@ -144,16 +115,53 @@ class SampleFieldDefinition(BaseModel):
         return {key: value for key, value in handler(self).items() if value is not None}
 
 
-def _field_names_unique(fields: list[SampleFieldDefinition]) -> list[SampleFieldDefinition]:
-    repeated = duplicates(field.name.lower() for field in fields)
-    if repeated:
-        raise ValueError(f"field names must be unique (ignoring case); repeated: {', '.join(repeated)}")
-    return fields
+def _validation_error(error: SampleSchemaError) -> ValidationError:
+    """The schema's problems as pydantic errors, each at its own loc (field index, key)."""
+    return ValidationError.from_exception_data(
+        "sample_fields",
+        [
+            {"type": PydanticCustomError("invalid_sample_field", message), "loc": loc, "input": None}
+            for loc, message in error.located
+        ],
+    )
+
+
+def _read_by_sample_validation(fields: Any, handler: Any) -> list[SampleFieldDefinition]:
+    if not isinstance(fields, list):
+        return handler(fields)  # pydantic's own "must be a list"
+    try:
+        sample_validation.read_sample_schema(fields)
+    except SampleSchemaError as error:
+        raise _validation_error(error) from None
+    return [SampleFieldDefinition._of_checked(definition) for definition in fields]
 
 
 SampleFields = Annotated[
-    list[SampleFieldDefinition], Field(max_length=MAX_SAMPLE_FIELDS), AfterValidator(_field_names_unique)
+    list[SampleFieldDefinition],
+    Field(max_length=MAX_SAMPLE_FIELDS),
+    WrapValidator(_read_by_sample_validation),
 ]
+
+
+class SampleFieldRead(BaseModel):
+    """A stored field definition as answered: read as stored, never checked or compiled again."""
+
+    model_config = ConfigDict(json_schema_extra={"example": FIELD_EXAMPLES[0]})
+
+    name: str
+    type: str
+    required: bool = False
+    unit: str | None = None
+    description: str | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    choices: list[str] | None = None
+
+    @model_serializer(mode="wrap")
+    def without_absent_constraints(self, handler: Any) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 # Studies
@@ -203,25 +211,26 @@ class StatusChange(BaseModel):
     status: StudyStatus
 
 
-class StudyRead(BaseModel):
+_STUDY_EXAMPLE = {
+    "id": "5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70",
+    "code": "ONC-2026-01",
+    "title": "Tumour markers in blood",
+    "description": "Pilot cohort, site A.",
+    "status": "active",
+    "sample_count": 42,
+    "my_role": "owner",
+    "created_by": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90",
+    "created_at": "2026-11-22T09:30:00Z",
+    "updated_at": "2026-11-22T10:05:00Z",
+    "version": 3,
+}
+
+
+class StudySummary(BaseModel):
+    """A study in a list: everything but its sample fields (up to 64 KiB each), which it counts."""
+
     model_config = ConfigDict(
-        from_attributes=True,
-        json_schema_extra={
-            "example": {
-                "id": "5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70",
-                "code": "ONC-2026-01",
-                "title": "Tumour markers in blood",
-                "description": "Pilot cohort, site A.",
-                "status": "active",
-                "sample_fields": FIELD_EXAMPLES,
-                "sample_count": 42,
-                "my_role": "owner",
-                "created_by": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90",
-                "created_at": "2026-11-22T09:30:00Z",
-                "updated_at": "2026-11-22T10:05:00Z",
-                "version": 3,
-            }
-        },
+        from_attributes=True, json_schema_extra={"example": {**_STUDY_EXAMPLE, "sample_field_count": 3}}
     )
 
     id: uuid.UUID
@@ -229,7 +238,35 @@ class StudyRead(BaseModel):
     title: str
     description: str | None
     status: StudyStatus
-    sample_fields: list[SampleFieldDefinition]
+    sample_count: int
+    my_role: StudyRole = Field(description="what you may do here; administrators act as owner everywhere")
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int = Field(description="increases with every change; sent as `ETag`, checked by `If-Match`")
+    sample_field_count: int = Field(description="how many sample fields; read the study for them")
+
+    @classmethod
+    def of(cls, study: object, *, role: StudyRole, sample_field_count: int) -> Self:
+        columns = {name: getattr(study, name) for name in _STUDY_COLUMNS}
+        return cls.model_validate({**columns, "my_role": role, "sample_field_count": sample_field_count})
+
+
+_STUDY_COLUMNS = [name for name in StudySummary.model_fields if name not in ("my_role", "sample_field_count")]
+
+
+class StudyRead(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={"example": {**_STUDY_EXAMPLE, "sample_fields": FIELD_EXAMPLES}},
+    )
+
+    id: uuid.UUID
+    code: str
+    title: str
+    description: str | None
+    status: StudyStatus
+    sample_fields: list[SampleFieldRead]
     sample_count: int
     my_role: StudyRole = Field(description="what you may do here; administrators act as owner everywhere")
     created_by: uuid.UUID | None

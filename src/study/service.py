@@ -1,12 +1,12 @@
 """Business rules of the study module: studies, members, the sample schema, samples, the activity log."""
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -23,17 +23,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 
 from src.auth import service as auth_service
 from src.auth.constants import Role
 from src.auth.models import User
 from src.database import count_up_to, escape_like, utcnow
-from src.exceptions import PreconditionFailed
+from src.exceptions import AppError, PreconditionFailed
 from src.schemas import PageParams
 from src.study import sample_validation
 from src.study.constants import (
     ALLOWED_TRANSITIONS,
+    FIELD_FILTER_PREFIX,
+    MAX_FIELD_FILTERS,
+    WRITABLE_STATUSES,
     ActivityAction,
     SampleSort,
     SampleStatus,
@@ -49,8 +52,11 @@ from src.study.exceptions import (
     InvalidStatusTransition,
     LastOwner,
     SampleIdTaken,
+    SampleNotFound,
     StudyCodeTaken,
     StudyNotDeletable,
+    StudyNotFound,
+    StudyReadOnly,
     UnknownUser,
 )
 from src.study.models import Sample, Study, StudyActivity, StudyMember
@@ -72,6 +78,15 @@ class StudyAccess:
     study: Study
     user: User
     role: StudyRole
+
+
+@dataclass(frozen=True, slots=True)
+class ListedStudy:
+    """A study in a list: loaded without its sample fields, which are only counted."""
+
+    study: Study
+    role: StudyRole
+    sample_field_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +159,20 @@ async def _write_versioned(
     expected_version: int | None,
     changes: Mapping[str, Any],
     only_if: tuple[ColumnElement[bool], ...] = (),
+    while_writable: bool = False,
 ) -> None:
     """Applies `changes` and the next version to the row, refreshing the loaded object.
 
     `only_if` adds conditions the row must still meet when it is written; if it does not, nothing
-    is written and the caller gets 412 as for a stale version.
+    is written and the caller gets 412 as for a stale version. `while_writable` (a study's data)
+    requires the study to be draft or active at the write itself, not only when it was read: a
+    status change committed meanwhile makes it 409 STUDY_READ_ONLY.
     """
     _check_version(row, expected_version)
-    model = type(row)
-    condition = [model.id == row.id, *only_if]
+    model, row_id = type(row), row.id
+    condition = [model.id == row_id, *only_if]
+    if while_writable:
+        condition.append(_study_is_writable())
     if expected_version is not None:
         condition.append(model.version == expected_version)
     statement = (
@@ -164,7 +184,27 @@ async def _write_versioned(
     )
     if (await session.execute(statement)).scalar_one_or_none() is None:
         await session.rollback()
-        raise PreconditionFailed
+        raise await _why_not_written(session, model, row_id, while_writable=while_writable)
+
+
+def _study_is_writable() -> ColumnElement[bool]:
+    return Study.status.in_(WRITABLE_STATUSES)
+
+
+async def _why_not_written(
+    session: AsyncSession, model: type[Study | Sample], row_id: uuid.UUID, *, while_writable: bool
+) -> AppError:
+    """After a versioned write matched no row (and its rollback): gone (404), frozen meanwhile (409)
+    or changed (412)."""
+    if model is Sample:
+        gone = await session.scalar(select(Sample.id).where(Sample.id == row_id)) is None
+        return SampleNotFound() if gone else PreconditionFailed()
+    status = await session.scalar(select(Study.status).where(Study.id == row_id))
+    if status is None:
+        return StudyNotFound()
+    if while_writable and status not in WRITABLE_STATUSES:
+        return StudyReadOnly()
+    return PreconditionFailed()
 
 
 # Access: the study and the caller's membership in one query.
@@ -252,6 +292,13 @@ def _visible_studies(user: User) -> Select:
     return select(Study, StudyMember.role).join(StudyMember, member)
 
 
+def _without_sample_fields(query: Select) -> Select:
+    """The studies with the number of their sample fields instead of the fields (up to 64 KiB each)."""
+    return query.add_columns(func.json_array_length(Study.sample_fields)).options(
+        defer(Study.sample_fields, raiseload=True)
+    )
+
+
 _STUDY_SORT_COLUMNS = {
     StudySort.CREATED_AT: Study.created_at.asc(),
     StudySort.NEWEST_FIRST: Study.created_at.desc(),
@@ -273,7 +320,7 @@ async def list_studies(
     include_archived: bool,
     search: str | None,
     sort: StudySort,
-) -> tuple[list[StudyAccess], int, bool]:
+) -> tuple[list[ListedStudy], int, bool]:
     """Archived studies only when asked for (by status or include_archived)."""
     query = _visible_studies(user)
     if status is not None:
@@ -286,10 +333,9 @@ async def list_studies(
             or_(Study.code.ilike(pattern, escape="\\"), Study.title.ilike(pattern, escape="\\"))
         )
     total, total_is_exact = await count_up_to(session, query)
-    rows = await session.execute(
-        query.order_by(_STUDY_SORT_COLUMNS[sort], Study.id).offset(page.offset).limit(page.page_size)
-    )
-    items = [StudyAccess(study=study, user=user, role=StudyRole(role)) for study, role in rows]
+    page_query = query.order_by(_STUDY_SORT_COLUMNS[sort], Study.id).offset(page.offset).limit(page.page_size)
+    rows = await session.execute(_without_sample_fields(page_query))
+    items = [ListedStudy(study, StudyRole(role), field_count) for study, role, field_count in rows]
     return items, total, total_is_exact
 
 
@@ -307,7 +353,9 @@ async def update_study(
         return study
     if "code" in new and await _code_taken(session, new["code"], other_than=study.id):
         raise StudyCodeTaken
-    await _write_versioned(session, study, expected_version=expected_version, changes=new)
+    await _write_versioned(
+        session, study, expected_version=expected_version, changes=new, while_writable=True
+    )
     old.pop("code_normalized", None)
     new.pop("code_normalized", None)
     record_activity(
@@ -348,14 +396,27 @@ async def delete_study(session: AsyncSession, *, study: Study, expected_version:
     _check_version(study, expected_version)
     if study.status != StudyStatus.DRAFT or study.sample_count:
         raise StudyNotDeletable
-    condition = [Study.id == study.id, Study.status == StudyStatus.DRAFT, Study.sample_count == 0]
+    study_id = study.id
+    condition = [Study.id == study_id, Study.status == StudyStatus.DRAFT, Study.sample_count == 0]
     if expected_version is not None:
         condition.append(Study.version == expected_version)
     deleted = await session.execute(delete(Study).where(*condition))
     if deleted.rowcount != 1:
         await session.rollback()
-        raise PreconditionFailed
+        raise await _why_study_not_deleted(session, study_id)
     await session.commit()
+
+
+async def _why_study_not_deleted(session: AsyncSession, study_id: uuid.UUID) -> AppError:
+    """A sample added or a status changed meanwhile is 409 as if it had been there first."""
+    row = (
+        await session.execute(select(Study.status, Study.sample_count).where(Study.id == study_id))
+    ).first()
+    if row is None:
+        return StudyNotFound()
+    if row.status != StudyStatus.DRAFT or row.sample_count:
+        return StudyNotDeletable()
+    return PreconditionFailed()
 
 
 async def replace_sample_fields(
@@ -386,6 +447,7 @@ async def replace_sample_fields(
         expected_version=expected_version,
         changes={"sample_fields": new_fields},
         only_if=still_empty,
+        while_writable=True,
     )
     record_activity(
         session,
@@ -532,9 +594,15 @@ async def remove_member(session: AsyncSession, *, access: StudyAccess, member: M
 # Samples.
 
 
+async def compile_patterns_off_the_loop(fields: object) -> None:
+    """Compiles the text patterns of a submitted (still unchecked) schema in a worker thread: each
+    may take milliseconds, and the schema's check on the event loop then finds them compiled."""
+    await anyio.to_thread.run_sync(sample_validation.compile_schema_patterns, fields)
+
+
 def validator_of(study: Study) -> sample_validation.SampleValidator:
-    """The study's compiled schema (compiled once per distinct schema, then cached)."""
-    return sample_validation.validator_for(json.dumps(study.sample_fields))
+    """The study's compiled schema, compiled once per study version (every schema change is one)."""
+    return sample_validation.cached_validator((study.id, study.version), study.sample_fields)
 
 
 def _checked_values(study: Study, values: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
@@ -570,19 +638,40 @@ async def _commit_unless_sample_id_taken(session: AsyncSession) -> None:
 async def add_to_sample_count(
     session: AsyncSession, *, study_id: uuid.UUID, delta: int
 ) -> list[dict[str, Any]]:
-    """Keeps the study's maintained sample count; call it in the transaction that adds or removes samples.
+    """Keeps the study's maintained sample count; call it in the transaction that adds or removes samples,
+    before writing them (every sample write locks the study row first, so none can deadlock another).
 
     Returns the study's sample fields as they are now: the row stays locked until the commit, so a
-    caller that validated against these fields knows no schema change can slip in between.
+    caller that validated against these fields knows no schema change can slip in between. The study
+    must be draft or active at this moment, whatever it was when read: else the transaction is rolled
+    back and StudyReadOnly (409) raised.
     """
     result = await session.execute(
         update(Study)
-        .where(Study.id == study_id)
+        .where(Study.id == study_id, _study_is_writable())
         .values(sample_count=Study.sample_count + delta)
         .returning(Study.sample_fields)
         .execution_options(synchronize_session=False)
     )
-    return result.scalar_one()
+    fields = result.scalar_one_or_none()
+    if fields is None:
+        await session.rollback()
+        raise StudyReadOnly
+    return fields
+
+
+async def _lock_writable_study(session: AsyncSession, study: Study) -> None:
+    """For a sample edit: the study row share-locked until the commit (PostgreSQL; SQLite serializes
+    writers), still draft or active (else 409) and with the fields the values were checked against."""
+    current = (
+        await session.execute(
+            select(Study.status, Study.sample_fields).where(Study.id == study.id).with_for_update(read=True)
+        )
+    ).first()
+    if current is None or current.status not in WRITABLE_STATUSES:
+        await session.rollback()
+        raise StudyReadOnly
+    await _confirm_fields(session, study, current.sample_fields)
 
 
 async def _confirm_fields(session: AsyncSession, study: Study, current_fields: list[dict[str, Any]]) -> None:
@@ -613,8 +702,8 @@ async def create_sample(session: AsyncSession, *, access: StudyAccess, data: Sam
         updated_at=now,
         version=1,
     )
-    session.add(sample)
     await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
+    session.add(sample)
     record_activity(
         session,
         study_id=study.id,
@@ -628,6 +717,21 @@ async def create_sample(session: AsyncSession, *, access: StudyAccess, data: Sam
 
 async def get_sample(session: AsyncSession, *, study: Study, sample_pk: uuid.UUID) -> Sample | None:
     return await session.scalar(select(Sample).where(Sample.id == sample_pk, Sample.study_id == study.id))
+
+
+async def _locked_sample(session: AsyncSession, sample: Sample) -> Sample:
+    """The sample as committed now, locked until the commit (PostgreSQL): a merge starts from it, so a
+    concurrent edit of another key is kept, not reverted. 404 if it was deleted meanwhile."""
+    current = await session.scalar(
+        select(Sample)
+        .where(Sample.id == sample.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if current is None:
+        await session.rollback()
+        raise SampleNotFound
+    return current
 
 
 def _merged_values(study: Study, sample: Sample, patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -644,6 +748,8 @@ async def update_sample(
     data: SampleUpdate,
     expected_version: int | None,
 ) -> Sample:
+    await _lock_writable_study(session, access.study)
+    sample = await _locked_sample(session, sample)
     _check_version(sample, expected_version)
     requested = data.model_dump(exclude_unset=True, exclude={"values"})
     if data.values is not None:
@@ -686,14 +792,15 @@ async def delete_sample(
     session: AsyncSession, *, access: StudyAccess, sample: Sample, expected_version: int | None
 ) -> None:
     _check_version(sample, expected_version)
-    condition = [Sample.id == sample.id]
+    sample_id = sample.id
+    await add_to_sample_count(session, study_id=sample.study_id, delta=-1)
+    condition = [Sample.id == sample_id]
     if expected_version is not None:
         condition.append(Sample.version == expected_version)
     deleted = await session.execute(delete(Sample).where(*condition))
     if deleted.rowcount != 1:
         await session.rollback()
-        raise PreconditionFailed
-    await add_to_sample_count(session, study_id=sample.study_id, delta=-1)
+        raise await _why_not_written(session, Sample, sample_id, while_writable=False)
     record_activity(
         session,
         study_id=sample.study_id,
@@ -721,22 +828,27 @@ def field_filter_conditions(
 ) -> list[ColumnElement[bool]]:
     """`field.<name>=<value>` filters as conditions on `values`: JSONB containment on PostgreSQL
     (answered by the GIN index), json_extract on SQLite. Unknown names and bad values are 422."""
+    if len(filters) > MAX_FIELD_FILTERS:
+        raise InvalidFieldFilter(f"At most {MAX_FIELD_FILTERS} `field.<name>` filters.")
     validator = validator_of(study)
-    conditions: list[ColumnElement[bool]] = []
+    wanted: dict[str, object] = {}
     errors: list[dict[str, Any]] = []
     for parameter, raw in filters:
-        name = validator.field_named(parameter)
+        loc = ["query", f"{FIELD_FILTER_PREFIX}{parameter}"]
         try:
             value = validator.coerce_filter_value(parameter, raw)
         except ValueError as error:
-            errors.append(
-                {"loc": ["query", f"field.{parameter}"], "msg": str(error), "code": "invalid_filter"}
-            )
+            errors.append({"loc": loc, "msg": str(error), "code": "invalid_filter"})
             continue
-        conditions.append(_value_equals(session, name or parameter, value))
+        name = validator.field_named(parameter)
+        # The same field twice is one condition; two different values of it could match nothing.
+        if wanted.setdefault(name, value) != value:
+            errors.append(
+                {"loc": loc, "msg": f"{name} is filtered on with two values", "code": "invalid_filter"}
+            )
     if errors:
         raise InvalidFieldFilter(errors=errors)
-    return conditions
+    return [_value_equals(session, name, value) for name, value in wanted.items()]
 
 
 def _value_equals(session: AsyncSession, name: str, value: object) -> ColumnElement[bool]:

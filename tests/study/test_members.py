@@ -32,6 +32,34 @@ async def test_list_members_shows_each_with_email_name_and_role(
     assert body["items"][1]["user_id"] == str(grace.id)
 
 
+async def test_the_location_of_an_added_member_can_be_read_by_any_member(
+    client, alice, alice_headers, make_study, make_user, add_member, auth_headers
+):
+    study = await make_study(owner=alice)
+    viewer = await make_user(email="viewer@example.org")
+    await add_member(study, viewer, StudyRole.VIEWER)
+    await make_user(email="grace@example.org")
+    added = await client.post(
+        study_url(study, "members"),
+        json={"email": "grace@example.org", "role": "editor"},
+        headers=alice_headers,
+    )
+
+    response = await client.get(added.headers["Location"], headers=await auth_headers(viewer))
+
+    assert response.status_code == 200
+    assert response.json() == {**added.json(), "role": "editor"}
+
+
+async def test_reading_a_user_who_is_not_a_member_is_404(client, alice, alice_headers, make_study, make_user):
+    study = await make_study(owner=alice)
+    stranger = await make_user(email="stranger@example.org")
+
+    response = await client.get(member_url(study, stranger), headers=alice_headers)
+
+    assert_problem(response, 404, "MEMBER_NOT_FOUND")
+
+
 async def test_list_members_costs_the_same_statements_whatever_the_page_size(
     client, alice, alice_headers, make_study, make_user, add_member
 ):

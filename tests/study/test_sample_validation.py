@@ -148,6 +148,48 @@ def test_invalid_or_unsafe_patterns_are_refused(pattern, reason):
         compile_text_pattern(pattern)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("(?s).{0,999}(?s).{0,999}(?s).{0,999}", "counted repetition"),  # ~100 ms to compile
+        ("a{101}", "counted repetition"),
+        ("(?i)" + r"\pL" * 165, "Unicode classes"),  # ~90 ms to find it too large
+        (r"\pL{0,100}", "too complex"),  # past RE2's memory
+        ("(?s)" + ".{0,100}" * 7, "too complex"),  # past 5,000 instructions
+    ],
+)
+def test_patterns_that_cost_much_to_compile_are_refused(pattern, reason):
+    with pytest.raises(ValueError, match=reason):
+        compile_text_pattern(pattern)
+
+
+def test_escaped_braces_and_a_repetition_of_100_are_fine():
+    assert compile_text_pattern(r"\{1000\}a{100}")("{1000}" + "a" * 100)
+
+
+def test_a_schemas_patterns_compile_within_one_budget(monkeypatch):
+    compiles = []
+    real_compile = re2.compile
+    monkeypatch.setattr(re2, "compile", lambda *args: compiles.append(args[0]) or real_compile(*args))
+    fields = [{"name": f"f{n}", "type": "text", "pattern": "(?i)" + r"\pL" * 4 + "x" * n} for n in range(20)]
+
+    with pytest.raises(SampleSchemaError, match="together are too complex"):
+        compile_sample_schema(fields)
+    assert len(compiles) <= 2
+
+
+def test_each_distinct_pattern_is_compiled_once(monkeypatch):
+    compiles = []
+    real_compile = re2.compile
+    monkeypatch.setattr(re2, "compile", lambda *args: compiles.append(args[0]) or real_compile(*args))
+
+    for _ in range(3):
+        compile_text_pattern("once[0-9]+")
+        with pytest.raises(ValueError, match="too complex"):
+            compile_text_pattern(r"once\pL{0,100}")
+    assert compiles == ["once[0-9]+", r"once\pL{0,100}"]
+
+
 # --- integer ---------------------------------------------------------------------------------
 
 
@@ -518,14 +560,17 @@ def test_filter_values_that_cannot_match_are_refused(name, raw, message):
         ([{"name": "a", "type": "color"}], "type must be one of"),
         ([{"name": "a", "type": "text", "min": 1}], "cannot have min"),
         ([{"name": "a", "type": "integer", "choices": ["x"]}], "cannot have choices"),
-        ([{"name": "a", "type": "text", "maxlength": 3}], "unknown keys: maxlength"),
+        ([{"name": "a", "type": "text", "maxlength": 3}], "unknown key maxlength"),
         ([{"name": "a", "type": "text", "required": "yes"}], "required must be"),
         ([{"name": "a", "type": "text", "max_length": 0}], "max_length"),
         ([{"name": "a", "type": "text", "pattern": "(a)\\1"}], "invalid pattern"),
         ([{"name": "a", "type": "integer", "min": 1.5}], "whole number"),
         ([{"name": "a", "type": "number", "min": 10**400}], "finite"),
         ([{"name": "a", "type": "text", "max_length": TEXT_MAX_LENGTH_LIMIT + 1}], "max_length"),
-        ([{"name": "a", "type": "text", "description": "x" * 1001}], "description must be text"),
+        (
+            [{"name": "a", "type": "text", "description": "x" * 1001}],
+            "description must be trimmed one-line text",
+        ),
         ([{"name": "a", "type": "choice", "choices": ["x"] * (MAX_CHOICES + 1)}], "at most 1000 choices"),
         ([{"name": f"f{index}", "type": "text"} for index in range(MAX_SAMPLE_FIELDS + 1)], "at most 200"),
         ([{"name": "a", "type": "number", "max": float("inf")}], "finite"),
@@ -533,8 +578,8 @@ def test_filter_values_that_cannot_match_are_refused(name, raw, message):
         ([{"name": "a", "type": "number", "min": 5, "max": 1}], "min must not be above max"),
         ([{"name": "a", "type": "choice"}], "non-empty list of choices"),
         ([{"name": "a", "type": "choice", "choices": ["x", "x"]}], "unique"),
-        ([{"name": "a", "type": "choice", "choices": [" x"]}], "trimmed text"),
-        ([{"name": "a", "type": "text", "unit": 5}], "unit must be text"),
+        ([{"name": "a", "type": "choice", "choices": [" x"]}], "trimmed one-line text"),
+        ([{"name": "a", "type": "text", "unit": 5}], "unit must be trimmed one-line text"),
         ("not a list", "must be a list"),
         (["not an object"], "must be an object"),
     ],
@@ -563,9 +608,12 @@ def test_text_without_max_length_is_held_to_the_highest_max_length_allowed():
     assert refused(TEXT, "x" * (TEXT_MAX_LENGTH_LIMIT + 1)).code is Code.TOO_LONG
 
 
-def test_integer_bounds_beyond_64_bits_still_compile():
-    field = {"type": "integer", "max": 10**30}
-    assert refused(field, str(2**63)).code is Code.ABOVE_MAX
+def test_integer_bounds_up_to_2_53_compile_and_larger_ones_are_refused_before_any_conversion():
+    field = {"type": "integer", "max": 2**53}
+    assert refused(field, str(2**53 + 1)).code is Code.ABOVE_MAX
+    for bound in (2**53 + 1, -(2**53) - 1, 2**1023, 10**310):
+        with pytest.raises(SampleSchemaError, match="from -2\\*\\*53 to 2\\*\\*53"):
+            compile_sample_schema([{"name": "a", "type": "number", "max": bound}])
 
 
 def test_validator_for_compiles_each_schema_once():

@@ -352,6 +352,17 @@ async def test_two_patches_racing_with_the_same_if_match_let_exactly_one_through
     assert current.json()["version"] == 2
 
 
+async def test_a_key_that_cannot_be_encoded_is_refused_with_its_escape(client, alice_headers, study):
+    body = b'{"sample_id": "S-1", "values": {"tissue": "blood", "\\ud800": 1}}'
+
+    response = await client.post(
+        samples_url(study), content=body, headers={**alice_headers, "Content-Type": "application/json"}
+    )
+
+    problem = assert_problem(response, 422, "INVALID_SAMPLE_VALUES")
+    assert problem["errors"][0]["loc"] == ["body", "values", "\\ud800"]
+
+
 # DELETE /samples/{pk}
 
 
@@ -456,6 +467,31 @@ async def test_list_samples_refuses_unknown_fields_and_bad_filter_values(
 
     body = assert_problem(response, 422, "INVALID_FIELD_FILTER")
     assert body["errors"][0]["loc"] == loc
+
+
+async def test_a_field_filtered_on_twice_with_one_value_is_one_condition(client, alice_headers, listed):
+    params = [("field.tissue", "blood"), ("field.Tissue", " blood ")]
+
+    response = await client.get(samples_url(listed), params=params, headers=alice_headers)
+
+    assert ids_of(response) == ["a-1", "C-3"]
+
+
+async def test_a_field_filtered_on_with_two_values_is_422(client, alice_headers, listed):
+    params = [("field.tissue", "blood"), ("field.tissue", "saliva")]
+
+    response = await client.get(samples_url(listed), params=params, headers=alice_headers)
+
+    body = assert_problem(response, 422, "INVALID_FIELD_FILTER")
+    assert body["errors"][0]["loc"] == ["query", "field.tissue"]
+
+
+async def test_more_than_20_field_filters_are_422(client, alice_headers, listed):
+    params = [("field.tissue", "blood")] * 21
+
+    response = await client.get(samples_url(listed), params=params, headers=alice_headers)
+
+    assert_problem(response, 422, "INVALID_FIELD_FILTER")
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,15 @@
 """Studies: create, list, read, change, delete, and the lifecycle."""
 
+import threading
+
 import pytest
+import re2
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from src.auth.constants import Role
+from src.study import sample_validation
+from src.study import schemas as study_schemas
 from src.study import service as study_service
 from src.study.constants import ALLOWED_TRANSITIONS, StudyRole, StudyStatus
 from src.study.models import Study, StudyMember
@@ -47,6 +53,138 @@ async def test_create_study_without_fields_has_an_empty_schema(client, alice_hea
 
     assert response.status_code == 201
     assert response.json()["sample_fields"] == []
+
+
+async def test_a_study_is_answered_without_checking_or_compiling_its_fields_again(
+    client, alice, alice_headers, make_study, monkeypatch
+):
+    study = await make_study(
+        owner=alice, sample_fields=[{"name": "code", "type": "text", "pattern": "[A-Z]+"}]
+    )
+
+    def refuse(*_args):
+        raise AssertionError("a read compiled a pattern")
+
+    monkeypatch.setattr(sample_validation, "compile_text_pattern", refuse)
+    monkeypatch.setattr(sample_validation, "read_sample_field", refuse)
+    monkeypatch.setattr(study_schemas, "compile_text_pattern", refuse, raising=False)
+    one = await client.get(f"{STUDIES}/{study.id}", headers=alice_headers)
+    listed = await client.get(STUDIES, headers=alice_headers)
+
+    assert one.json()["sample_fields"] == [
+        {"name": "code", "type": "text", "required": False, "pattern": "[A-Z]+"}
+    ]
+    assert listed.status_code == 200
+
+
+async def test_the_study_list_counts_the_sample_fields_instead_of_carrying_them(
+    client, alice, alice_headers, make_study
+):
+    await make_study(owner=alice, sample_fields=FIELDS)
+
+    with StatementCounter() as sql:
+        response = await client.get(STUDIES, headers=alice_headers)
+
+    (item,) = response.json()["items"]
+    assert "sample_fields" not in item
+    assert item["sample_field_count"] == len(FIELDS)
+    assert "studies.sample_fields," not in sql.statements[-1]
+
+
+@pytest.mark.parametrize("route", ["create", "replace"])
+async def test_patterns_of_a_submitted_schema_compile_off_the_event_loop(
+    client, alice, alice_headers, make_study, monkeypatch, route
+):
+    fields = [
+        {"name": f"f{n}", "type": "text", "pattern": f"[A-Z]{{{n + 1}}}-off-loop-{route}"} for n in range(3)
+    ]
+    study = await make_study(owner=alice)
+    threads = []
+    compile_pattern = re2.compile
+    monkeypatch.setattr(
+        re2, "compile", lambda *args: threads.append(threading.current_thread()) or compile_pattern(*args)
+    )
+
+    if route == "create":
+        response = await client.post(
+            STUDIES, json={"code": "AB", "title": "T", "sample_fields": fields}, headers=alice_headers
+        )
+    else:
+        response = await client.put(study_url(study, "sample-fields"), json=fields, headers=alice_headers)
+
+    assert response.status_code in (200, 201), response.text
+    assert len(threads) == 3
+    assert threading.main_thread() not in threads
+
+
+async def test_a_study_body_that_is_not_json_is_refused_by_the_route_not_a_500(client, alice_headers):
+    response = await client.post(
+        STUDIES,
+        content=b'{"code": "AB", "sample_fields": [',
+        headers={**alice_headers, "Content-Type": "application/json"},
+    )
+
+    assert_problem(response, 422, "VALIDATION_ERROR")
+
+
+def test_one_field_definition_is_checked_by_sample_validation_with_its_loc():
+    with pytest.raises(ValidationError) as raised:
+        study_schemas.SampleFieldDefinition.model_validate({"name": "f", "type": "integer", "max": 2**1023})
+
+    assert [error["loc"] for error in raised.value.errors()] == [("max",)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (
+            [{"name": f"c{n}", "type": "choice", "choices": [str(i) for i in range(1000)]} for n in range(3)],
+            "at most 2000 choices",
+        ),
+        (
+            [
+                {"name": f"c{n}", "type": "choice", "choices": [f"{i:0>190}" for i in range(50)]}
+                for n in range(8)
+            ],
+            "at most 65536 characters",
+        ),
+    ],
+)
+async def test_a_schema_too_large_to_store_and_answer_is_422(client, alice_headers, fields, problem):
+    response = await client.post(
+        STUDIES, json={"code": "AB", "title": "T", "sample_fields": fields}, headers=alice_headers
+    )
+
+    body = assert_problem(response, 422, "VALIDATION_ERROR")
+    assert body["errors"][0]["loc"] == ["body", "sample_fields"]
+    assert problem in body["errors"][0]["msg"]
+
+
+async def test_a_studys_validator_is_compiled_once_per_version(
+    client, alice, alice_headers, make_study, monkeypatch
+):
+    study = await make_study(owner=alice, sample_fields=FIELDS)
+    compiled = []
+    compile_schema = sample_validation.compile_sample_schema
+    monkeypatch.setattr(
+        sample_validation, "compile_sample_schema", lambda f: compiled.append(f) or compile_schema(f)
+    )
+
+    for _ in range(3):
+        assert study_service.validator_of(study) is study_service.validator_of(study)
+    study.version += 1
+    study_service.validator_of(study)
+
+    assert len(compiled) == 2
+
+
+async def test_openapi_documents_the_412_of_a_sample_insert_and_the_400_of_a_malformed_body(client):
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    assert "412" in paths["/api/v1/studies/{study_id}/samples"]["post"]["responses"]
+    bad_body = paths["/api/v1/studies/{study_id}"]["patch"]["responses"]["400"]
+    assert "MALFORMED_BODY" in bad_body["description"]
+    assert "get" in paths["/api/v1/studies/{study_id}/members/{user_id}"]
 
 
 async def test_sample_fields_are_answered_without_unset_constraints(client, alice_headers):
@@ -128,8 +266,8 @@ def field(**overrides) -> dict:
         ([field(name="has space")], ["body", "sample_fields", 0, "name"]),
         ([field(name="x" * 65)], ["body", "sample_fields", 0, "name"]),
         ([field(type="colour")], ["body", "sample_fields", 0, "type"]),
-        ([field(name="Tissue"), field(name="tissue")], ["body", "sample_fields"]),
-        ([field(type="choice")], ["body", "sample_fields", 0]),
+        ([field(name="Tissue"), field(name="tissue")], ["body", "sample_fields", 1, "name"]),
+        ([field(type="choice")], ["body", "sample_fields", 0, "choices"]),
         ([field(type="choice", choices=[])], ["body", "sample_fields", 0, "choices"]),
         ([field(type="choice", choices=["a", "a"])], ["body", "sample_fields", 0, "choices"]),
         ([field(type="choice", choices=["x" * 201])], ["body", "sample_fields", 0, "choices", 0]),
@@ -139,7 +277,13 @@ def field(**overrides) -> dict:
             ["body", "sample_fields", 0, "choices"],
         ),
         ([field(type="integer", min=5, max=1)], ["body", "sample_fields", 0]),
-        ([field(type="integer", min=1.5)], ["body", "sample_fields", 0]),
+        ([field(type="integer", min=1.5)], ["body", "sample_fields", 0, "min"]),
+        ([field(type="integer", min=10**310)], ["body", "sample_fields", 0, "min"]),
+        ([field(type="number", max=10**400)], ["body", "sample_fields", 0, "max"]),
+        ([field(type="number", max=2**1023)], ["body", "sample_fields", 0, "max"]),
+        ([field(type="integer", max=2**53 + 1)], ["body", "sample_fields", 0, "max"]),
+        ([field(unit=" mL")], ["body", "sample_fields", 0, "unit"]),
+        ([field(description="a\u202eb")], ["body", "sample_fields", 0, "description"]),
         ([field(type="integer", max_length=3)], ["body", "sample_fields", 0]),
         ([field(type="text", min=1)], ["body", "sample_fields", 0]),
         ([field(type="boolean", choices=["a"])], ["body", "sample_fields", 0]),
@@ -428,11 +572,24 @@ async def test_update_study_with_the_current_if_match_applies(client, alice, ali
     study = await make_study(owner=alice)
 
     response = await client.patch(
-        study_url(study), json={"title": "Next"}, headers={**alice_headers, "If-Match": 'W/"1"'}
+        study_url(study), json={"title": "Next"}, headers={**alice_headers, "If-Match": '"1"'}
     )
 
     assert response.status_code == 200
     assert response.headers["etag"] == '"2"'
+
+
+async def test_update_study_with_a_weak_if_match_is_412_and_changes_nothing(
+    client, alice, alice_headers, make_study
+):
+    study = await make_study(owner=alice)
+
+    response = await client.patch(
+        study_url(study), json={"title": "Next"}, headers={**alice_headers, "If-Match": 'W/"1"'}
+    )
+
+    assert_problem(response, 412, "PRECONDITION_FAILED")
+    assert (await client.get(study_url(study), headers=alice_headers)).json()["title"] == "A study"
 
 
 async def test_update_study_with_a_malformed_if_match_is_400(client, alice, alice_headers, make_study):
