@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from benchmarks import seed, wrk
+from benchmarks import seed, stack_import, wrk
 from scripts import local_stack
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -46,6 +46,7 @@ WORKERS = 2
 CEILING_PATH = "/api/v1/hello"
 BENCH_PASSWORD = "benchmark passphrase"  # noqa: S105 (a throwaway account in a throwaway database)
 DEFAULT_JSON = Path("data/benchmarks/stack.json")
+MAX_UPLOAD_MB = 256  # room for the 1,000,000-row CSV (~110 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class RunningStack:
     ceiling_url: str  # through an nginx with the same configuration
     database_url: str
     work_dir: Path
+    api_gunicorn_pid: int  # the master: its children are the workers whose memory an import costs
 
 
 # The stack.
@@ -110,13 +112,14 @@ def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
         "ACCESS_TOKEN_EXPIRE_MINUTES": "240",  # outlives the run: no refresh in the middle of a measurement
         "LOG_LEVEL": "WARNING",
+        "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
     }
 
 
 @contextlib.contextmanager
 def served(
     work_dir: Path, name: str, env: dict[str, str], app: str | None, health_path: str
-) -> Iterator[str]:
+) -> Iterator[tuple[str, int]]:
     """gunicorn (the committed config, `app` or Studybase) behind nginx (the committed config)."""
     api_port, nginx_port = _free_port(), _free_port()
     config = local_stack.render_nginx_config(
@@ -124,6 +127,7 @@ def served(
         listen=f"127.0.0.1:{nginx_port}",
         upstream=f"127.0.0.1:{api_port}",
         trusted_clients=(LOAD_ADDRESS,),
+        max_upload_mb=MAX_UPLOAD_MB,
     )
     gunicorn = local_stack.start_gunicorn(
         bind=f"127.0.0.1:{api_port}", workers=WORKERS, env=env, log=work_dir / f"gunicorn-{name}.log", app=app
@@ -133,7 +137,7 @@ def served(
         local_stack.wait_until_answering(f"http://127.0.0.1:{api_port}{health_path}", process=gunicorn)
         nginx = local_stack.start_nginx(config)
         local_stack.wait_until_answering(f"http://127.0.0.1:{nginx_port}{health_path}", process=nginx)
-        yield f"http://127.0.0.1:{nginx_port}"
+        yield f"http://127.0.0.1:{nginx_port}", gunicorn.pid
     finally:
         if nginx is not None:
             local_stack.stop(nginx)
@@ -149,10 +153,13 @@ def running_stack() -> Iterator[RunningStack]:
             env = stack_environment(database_url, work_dir)
             local_stack.migrate(env)
             with (
-                served(work_dir, "api", env, None, "/api/v1/health") as api_url,
-                served(work_dir, "ceiling", env, "benchmarks.hello_app:app", CEILING_PATH) as ceiling_url,
+                served(work_dir, "api", env, None, "/api/v1/health") as (api_url, api_pid),
+                served(work_dir, "ceiling", env, "benchmarks.hello_app:app", CEILING_PATH) as (
+                    ceiling_url,
+                    _,
+                ),
             ):
-                yield RunningStack(api_url, ceiling_url, database_url, work_dir)
+                yield RunningStack(api_url, ceiling_url, database_url, work_dir, api_pid)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -276,7 +283,27 @@ def machine() -> dict[str, object]:
     }
 
 
-def write_json(path: Path, rows: list[Row], sign_in: dict[str, float], options: argparse.Namespace) -> None:
+def print_imports(imports: list[stack_import.ImportFigures]) -> None:
+    print()
+    for f in imports:
+        print(
+            f"import through nginx: {f.rows:>9,} rows ({f.file_mb} MB CSV) -> {f.status} in {f.seconds} s, "
+            f"{f.rows_per_second:,} rows/s; worker RSS {f.worker_rss_before_mb} MB before, "
+            f"peak {f.worker_rss_peak_mb} MB"
+        )
+    if len(imports) == 2:
+        small, large = imports
+        growth = large.worker_rss_peak_mb - small.worker_rss_peak_mb
+        print(f"peak RSS of the {large.rows:,}-row import minus the {small.rows:,}-row one: {growth:.1f} MB")
+
+
+def write_json(
+    path: Path,
+    rows: list[Row],
+    sign_in: dict[str, float],
+    imports: list[stack_import.ImportFigures],
+    options: argparse.Namespace,
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": machine(),
@@ -286,6 +313,7 @@ def write_json(path: Path, rows: list[Row], sign_in: dict[str, float], options: 
         "rounds": options.rounds,
         "endpoints": [asdict(row) for row in rows],
         "sign_in": sign_in,
+        "imports": [asdict(figures) for figures in imports],
     }
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwritten: {path}")
@@ -318,7 +346,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="samples to seed (default 1,000,000; 20%% in one study)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="CI's short version: 2 s runs, 1 round, 50k samples"
+        "--quick",
+        action="store_true",
+        help="CI's short version: 2 s runs, 1 round, 50k samples, small imports",
+    )
+    parser.add_argument(
+        "--import-rows",
+        type=int,
+        nargs="*",
+        default=[100_000, 1_000_000],
+        help="CSV sizes to import through nginx (default 100000 1000000)",
     )
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write (default {DEFAULT_JSON})"
@@ -326,6 +363,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.quick:
         options.duration, options.rounds, options.samples = 2.0, 1, 50_000
+        options.import_rows = [10_000, 50_000]
     return options
 
 
@@ -351,8 +389,15 @@ def main(argv: list[str] | None = None) -> None:
             for endpoint in endpoints(str(seeded.big_study_id))
         ]
         sign_in_figures = measure_sign_in(run, emails=seed.seeded_emails(8), duration_s=options.duration)
+        imports = [
+            stack_import.measure_import(
+                run.api_url, token=token, gunicorn_pid=run.api_gunicorn_pid, rows=count
+            )
+            for count in options.import_rows
+        ]
     print_table(rows, sign_in_figures)
-    write_json(options.json, rows, sign_in_figures, options)
+    print_imports(imports)
+    write_json(options.json, rows, sign_in_figures, imports, options)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,153 @@
+"""Sample-file imports through the whole stack: rows/s and the API workers' peak memory.
+
+Part of `python -m benchmarks.stack`: a CSV of 10 typed columns (the seeded studies' fields) is
+generated on disk, uploaded through nginx into a fresh active study, and timed from the first
+byte sent to the 201; meanwhile every gunicorn worker's resident memory is sampled from /proc,
+so the peak above the worker's memory before the upload is what that import cost.
+"""
+
+import csv
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from benchmarks import seed
+
+HEADERS = [
+    "sample_id",
+    "tissue",
+    "volume [mL]",
+    "age",
+    "collected_on",
+    "collected_at",
+    "fasting",
+    "site",
+    "visit",
+    "freezer",
+    "notes",
+]
+RSS_SAMPLE_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFigures:
+    rows: int
+    file_mb: float
+    seconds: float
+    rows_per_second: float
+    status: int
+    worker_rss_before_mb: float
+    worker_rss_peak_mb: float
+
+
+def write_csv(path: Path, rows: int) -> None:
+    tissues = ("blood", "plasma", "serum", "urine")
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(HEADERS)
+        for n in range(rows):
+            writer.writerow(
+                [
+                    f"IMP-{n:08d}",
+                    tissues[n % 4],
+                    f"{(n % 500) / 10:.1f}",
+                    n % 100,
+                    f"2025-{1 + n % 12:02d}-{1 + n % 28:02d}",
+                    f"2025-03-{1 + n % 28:02d}T{n % 24:02d}:15:00Z",
+                    "true" if n % 2 else "false",
+                    f"SITE-{n % 20}",
+                    1 + n % 6,
+                    f"F{n % 8}",
+                    "" if n % 3 else "thawed once",
+                ]
+            )
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+class PeakMemory:
+    """Samples the workers' RSS in a thread until stopped; the peak is per worker, reported as max."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.before = {pid: rss_mb(pid) for pid in pids}
+        self.peak = dict(self.before)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_SECONDS):
+            for pid in self.pids:
+                self.peak[pid] = max(self.peak[pid], rss_mb(pid))
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busiest(self) -> tuple[float, float]:
+        """(before, peak) of the worker whose memory grew most: the one that ran the import."""
+        pid = max(self.pids, key=lambda p: self.peak[p] - self.before[p])
+        return self.before[pid], self.peak[pid]
+
+
+def new_active_study(api_url: str, headers: dict[str, str], code: str) -> str:
+    created = httpx.post(
+        f"{api_url}/api/v1/studies",
+        json={"code": code, "title": f"Import {code}", "sample_fields": seed.SAMPLE_FIELDS},
+        headers=headers,
+        timeout=30,
+    )
+    created.raise_for_status()
+    study_id = created.json()["id"]
+    httpx.post(
+        f"{api_url}/api/v1/studies/{study_id}/status", json={"status": "active"}, headers=headers, timeout=30
+    ).raise_for_status()
+    return study_id
+
+
+def measure_import(api_url: str, *, token: str, gunicorn_pid: int, rows: int) -> ImportFigures:
+    headers = {"Authorization": f"Bearer {token}"}
+    study_id = new_active_study(api_url, headers, code=f"IMPORT-{rows}")
+    with tempfile.TemporaryDirectory(prefix="studybase-import-") as folder:
+        path = Path(folder) / f"samples-{rows}.csv"
+        write_csv(path, rows)
+        with path.open("rb") as file, PeakMemory(worker_pids(gunicorn_pid)) as memory:
+            started = time.perf_counter()
+            response = httpx.post(
+                f"{api_url}/api/v1/studies/{study_id}/sample-files",
+                files={"file": (path.name, file, "text/csv")},
+                headers=headers,
+                timeout=1800,
+            )
+            seconds = time.perf_counter() - started
+        before, peak = memory.busiest()
+        return ImportFigures(
+            rows=rows,
+            file_mb=round(path.stat().st_size / 1_048_576, 1),
+            seconds=round(seconds, 2),
+            rows_per_second=round(rows / seconds),
+            status=response.status_code,
+            worker_rss_before_mb=round(before, 1),
+            worker_rss_peak_mb=round(peak, 1),
+        )
