@@ -33,9 +33,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from benchmarks import seed, stack_import, wrk
 from scripts import local_stack
@@ -86,22 +83,6 @@ class RunningStack:
 # The stack.
 
 
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"studybase_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield (
-            make_url(POSTGRES_URL)
-            .set(drivername="postgresql+psycopg", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
     return dict(os.environ) | {
         "ENVIRONMENT": "production",
@@ -149,7 +130,7 @@ def running_stack() -> Iterator[RunningStack]:
     work_dir = Path(tempfile.mkdtemp(prefix="studybase-bench-"))
     work_dir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
     try:
-        with fresh_database() as database_url:
+        with local_stack.throwaway_database(POSTGRES_URL, prefix="studybase_bench") as database_url:
             env = stack_environment(database_url, work_dir)
             local_stack.migrate(env)
             with (

@@ -23,8 +23,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 NGINX_DIR = PROJECT_DIR / "nginx"
@@ -84,6 +89,23 @@ def render_nginx_config(
     main = replace_once(main, "http {\n", "http {\n" + temp_paths, source="nginx.conf")
     (target / "nginx.conf").write_text(main, encoding="utf-8")
     return target / "nginx.conf"
+
+
+@contextlib.contextmanager
+def throwaway_database(admin_url: str, *, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards whatever happened."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield (
+            make_url(admin_url)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def check_nginx_config(config: Path) -> subprocess.CompletedProcess[str]:

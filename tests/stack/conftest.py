@@ -20,8 +20,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from scripts import local_stack
 
@@ -86,18 +84,8 @@ def stack_database() -> Iterator[str]:
         if UNDER_CI:
             pytest.fail(f"stack tests need nginx and PostgreSQL under CI: {problem}")
         pytest.skip(problem)
-    name = f"studybase_stack_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(STACK_POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield (
-            make_url(STACK_POSTGRES_URL)
-            .set(drivername="postgresql+psycopg", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with psycopg.connect(STACK_POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with local_stack.throwaway_database(STACK_POSTGRES_URL, prefix="studybase_stack") as url:
+        yield url
 
 
 def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
