@@ -102,6 +102,21 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
     version: Mapped[int] = mapped_column(default=1)
 
 
+class StudySampleCount(Base):
+    """Samples per status of a study, maintained in the transaction of every sample write: the
+    dashboard reads these few rows instead of grouping every sample per request."""
+
+    __tablename__ = "study_sample_counts"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[SampleStatus] = mapped_column(
+        _string_enum(SampleStatus, "sample_count_status"), primary_key=True
+    )
+    count: Mapped[int] = mapped_column(default=0)
+
+
 class StudyActivity(UUIDPrimaryKey, Base):
     """Append-only: one row per change anyone made to a study, written with the change itself."""
 

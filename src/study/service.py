@@ -59,7 +59,7 @@ from src.study.exceptions import (
     StudyReadOnly,
     UnknownUser,
 )
-from src.study.models import Sample, Study, StudyActivity, StudyMember
+from src.study.models import Sample, Study, StudyActivity, StudyMember, StudySampleCount
 from src.study.schemas import (
     MemberAdd,
     SampleCreate,
@@ -660,6 +660,26 @@ async def add_to_sample_count(
     return fields
 
 
+async def add_to_status_counts(
+    session: AsyncSession, *, study_id: uuid.UUID, deltas: Mapping[str, int]
+) -> None:
+    """Keeps the study's maintained per-status sample counts; call it once per change (a bulk import:
+    once per batch) in the transaction that writes the samples, after the study row is locked."""
+    for status, delta in sorted(deltas.items()):  # a fixed order: two writers never lock crosswise
+        if not delta:
+            continue
+        changed = await session.execute(
+            update(StudySampleCount)
+            .where(StudySampleCount.study_id == study_id, StudySampleCount.status == status)
+            .values(count=StudySampleCount.count + delta)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount == 0:
+            # The first sample in this status: the study row lock serializes writers, so no race.
+            session.add(StudySampleCount(study_id=study_id, status=SampleStatus(status), count=delta))
+            await session.flush()
+
+
 async def _lock_writable_study(session: AsyncSession, study: Study) -> None:
     """For a sample edit: the study row share-locked until the commit (PostgreSQL; SQLite serializes
     writers), still draft or active (else 409) and with the fields the values were checked against."""
@@ -703,6 +723,7 @@ async def create_sample(session: AsyncSession, *, access: StudyAccess, data: Sam
         version=1,
     )
     await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
+    await add_to_status_counts(session, study_id=study.id, deltas={data.status: 1})
     session.add(sample)
     record_activity(
         session,
@@ -768,6 +789,10 @@ async def update_sample(
     if not new:
         return sample
     await _write_versioned(session, sample, expected_version=expected_version, changes=new)
+    if "status" in new:
+        await add_to_status_counts(
+            session, study_id=sample.study_id, deltas={old["status"]: -1, new["status"]: 1}
+        )
     record_activity(
         session,
         study_id=sample.study_id,
@@ -801,6 +826,7 @@ async def delete_sample(
     if deleted.rowcount != 1:
         await session.rollback()
         raise await _why_not_written(session, Sample, sample_id, while_writable=False)
+    await add_to_status_counts(session, study_id=sample.study_id, deltas={sample.status: -1})
     record_activity(
         session,
         study_id=sample.study_id,
