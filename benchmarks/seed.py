@@ -146,6 +146,12 @@ def _seed_samples(
         (study_id, owner_id, count),
     )
     connection.execute("UPDATE studies SET sample_count = %s WHERE id = %s", (count, study_id))
+    # The per-status counters the sample writes maintain (migration 0005 backfills them the same way).
+    connection.execute(
+        """INSERT INTO study_sample_counts (study_id, status, count)
+           SELECT study_id, status, count(*) FROM samples WHERE study_id = %s GROUP BY study_id, status""",
+        (study_id,),
+    )
 
 
 def _seed_activity(connection: psycopg.Connection, *, owner_id: uuid.UUID) -> None:
