@@ -15,13 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.auth.constants import Role
 from src.auth.models import User
 from src.dashboard.constants import RECENT_ACTIVITY_LIMIT, RECENT_UPLOADS_LIMIT, TOP_STUDIES_LIMIT
-from src.dashboard.utils import daily_series, first_day, monday_of, start_of, weekly_series
+from src.dashboard.utils import daily_series, first_day, monday_of, weekly_series
 from src.database import utcnow
 from src.sampleFileUpload.constants import SampleFileStatus
 from src.sampleFileUpload.models import SampleFile
 from src.study import service as study_service
 from src.study.constants import FieldType, SampleStatus, StudyStatus
-from src.study.models import Sample, Study, StudyActivity, StudyMember, StudySampleCount
+from src.study.models import (
+    Sample,
+    Study,
+    StudyActivity,
+    StudyDailySampleCount,
+    StudyMember,
+    StudySampleCount,
+)
 
 _REPORT_COUNTS = ("rows", "created", "updated", "unchanged", "rejected")
 
@@ -37,22 +44,17 @@ def _in_scope(column: Any, user: User) -> ColumnElement[bool]:
     return column.in_(_visible_study_ids(user))
 
 
-def _utc_day(session: AsyncSession, column: Any) -> ColumnElement[Any]:
-    """The UTC calendar day of a timestamp column."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)  # SQLite stores UTC text; date() reads its day
-
-
 async def _created_per_day(
     session: AsyncSession, *, scope: ColumnElement[bool], first: date
 ) -> dict[date, int]:
-    """Samples created per UTC day since `first`, grouped over the (study_id, created_at) index."""
-    day = _utc_day(session, Sample.created_at)
+    """Samples created per UTC day since `first`, from the maintained per-day counters (a grouped
+    query over the samples themselves took ~N ms at 1,000,000 samples; see the README)."""
     rows = await session.execute(
-        select(day, func.count()).where(scope, Sample.created_at >= start_of(first)).group_by(day)
+        select(StudyDailySampleCount.day, func.sum(StudyDailySampleCount.count))
+        .where(scope, StudyDailySampleCount.day >= first)
+        .group_by(StudyDailySampleCount.day)
     )
-    return {_as_date(value): count for value, count in rows}
+    return {_as_date(day): int(count) for day, count in rows if count}
 
 
 def _as_date(value: date | str) -> date:
@@ -96,7 +98,9 @@ async def summary(session: AsyncSession, *, user: User, days: int) -> dict[str, 
     for status, count, size in files:
         file_counts[status] = count
         total_bytes += int(size)
-    created = await _created_per_day(session, scope=_in_scope(Sample.study_id, user), first=first)
+    created = await _created_per_day(
+        session, scope=_in_scope(StudyDailySampleCount.study_id, user), first=first
+    )
     activity = await session.execute(
         select(StudyActivity, User)
         .outerjoin(User, User.id == StudyActivity.actor_id)
@@ -149,9 +153,10 @@ async def study_figures(session: AsyncSession, *, study: Study, days: int) -> di
     now = utcnow()
     today = now.date()
     first_week = monday_of(first_day(today, days))
-    scope = Sample.study_id == study.id
     sample_counts = await _sample_status_counts(session, scope=StudySampleCount.study_id == study.id)
-    created = await _created_per_day(session, scope=scope, first=first_week)
+    created = await _created_per_day(
+        session, scope=StudyDailySampleCount.study_id == study.id, first=first_week
+    )
     uploads = dict(
         (
             await session.execute(

@@ -3,17 +3,13 @@
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 
 def first_day(today: date, days: int) -> date:
     """The first day of a window of `days` days ending today (inclusive)."""
     return today - timedelta(days=days - 1)
-
-
-def start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def daily_series(counts: Mapping[date, int], *, first: date, last: date) -> list[dict[str, Any]]:

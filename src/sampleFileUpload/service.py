@@ -416,6 +416,9 @@ class _Pass:
         await study_service.add_to_status_counts(
             self.session, study_id=self.access.study.id, deltas=_status_deltas(creates, updates)
         )
+        await study_service.add_to_created_counts(
+            self.session, study_id=self.access.study.id, deltas={now.date(): len(creates)}
+        )
         if creates:
             study_id, user_id = self.access.study.id, self.access.user.id
             rows = [

@@ -1,15 +1,13 @@
 """The dashboard's figures, checked against data made through the API and against the study and
 sample routes; scoping, the empty state, ETag/304, the days bounds and the fixed query count."""
 
-import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
 
-from src.database import SessionFactory, utcnow
+from src.database import utcnow
+from src.study import service as study_service
 from src.study.constants import StudyRole, StudyStatus
-from src.study.models import Sample
 from tests.conftest import assert_problem
 from tests.dashboard.conftest import SUMMARY, study_dashboard_url
 from tests.sampleFileUpload.conftest import HEADER, sample_csv, upload
@@ -93,23 +91,15 @@ async def test_summary_figures_agree_with_the_study_and_sample_routes(
     ]
 
 
-async def test_samples_created_counts_per_utc_day_within_the_window(client, study, alice_headers):
-    old = await post_sample(client, study, alice_headers, "OLD-1")
-    earlier = await post_sample(client, study, alice_headers, "E-1")
-    await post_sample(client, study, alice_headers, "N-1")
+async def test_samples_created_counts_per_utc_day_within_the_window(
+    client, study, alice_headers, monkeypatch
+):
     now = utcnow()
-    async with SessionFactory() as session:
-        await session.execute(
-            update(Sample)
-            .where(Sample.id == uuid.UUID(old["id"]))
-            .values(created_at=now - timedelta(days=40))
-        )
-        await session.execute(
-            update(Sample)
-            .where(Sample.id == uuid.UUID(earlier["id"]))
-            .values(created_at=now - timedelta(days=2))
-        )
-        await session.commit()
+    for days_ago, sample_id in ((40, "OLD-1"), (2, "E-1")):
+        monkeypatch.setattr(study_service, "utcnow", lambda days_ago=days_ago: now - timedelta(days=days_ago))
+        await post_sample(client, study, alice_headers, sample_id)
+    monkeypatch.undo()
+    await post_sample(client, study, alice_headers, "N-1")
 
     month = (await client.get(SUMMARY, headers=alice_headers)).json()["samples_created"]
     week = (await client.get(SUMMARY, params={"days": 7}, headers=alice_headers)).json()["samples_created"]
@@ -122,6 +112,13 @@ async def test_samples_created_counts_per_utc_day_within_the_window(client, stud
     assert len(year) == 365
     assert sum(day["count"] for day in year) == 3
     assert year[-41]["count"] == 1
+    weeks = (await client.get(study_dashboard_url(study), params={"days": 365}, headers=alice_headers)).json()
+    assert sum(week["count"] for week in weeks["samples_created"]) == 3
+
+    old = (await client.get(study_url(study, "samples"), params={"q": "OLD-1"}, headers=alice_headers)).json()
+    await client.delete(study_url(study, "samples", old["items"][0]["id"]), headers=alice_headers)
+    year = (await client.get(SUMMARY, params={"days": 365}, headers=alice_headers)).json()["samples_created"]
+    assert year[-41]["count"] == 0
 
 
 @pytest.mark.parametrize("days", [0, 366, -1])

@@ -1,10 +1,11 @@
-"""The maintained sample counters (studies.sample_count and study_sample_counts) agree with a recount
-after every kind of sample write: create, status change, delete, file import and upsert."""
+"""The maintained sample counters (studies.sample_count, study_sample_counts per status,
+study_daily_sample_counts per creation day) agree with a recount after every kind of sample
+write: create, status change, delete, file import and upsert."""
 
 from sqlalchemy import func, select
 
 from src.database import SessionFactory
-from src.study.models import Sample, Study, StudySampleCount
+from src.study.models import Sample, Study, StudyDailySampleCount, StudySampleCount
 from tests.sampleFileUpload.conftest import HEADER, sample_csv, upload
 from tests.sampleFileUpload.files import csv_bytes
 from tests.study.conftest import study_url
@@ -30,8 +31,21 @@ async def assert_counters_match_recount(study) -> dict[str, int]:
                 )
             ).all()
         )
+        daily = dict(
+            (
+                await session.execute(
+                    select(StudyDailySampleCount.day, StudyDailySampleCount.count).where(
+                        StudyDailySampleCount.study_id == study.id
+                    )
+                )
+            ).all()
+        )
         sample_count = await session.scalar(select(Study.sample_count).where(Study.id == study.id))
+        created_at = await session.scalars(select(Sample.created_at).where(Sample.study_id == study.id))
+        created_on = [moment.date() for moment in created_at]
     assert {status: n for status, n in counters.items() if n} == recount
+    per_day = {day: created_on.count(day) for day in set(created_on)}
+    assert {day: n for day, n in daily.items() if n} == per_day
     assert sample_count == sum(recount.values())
     return {str(status): n for status, n in recount.items()}
 
