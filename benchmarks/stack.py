@@ -309,6 +309,15 @@ def endpoints(big_study: str) -> list[Endpoint]:
         Endpoint("GET /api/v1/studies/{big}", f"/api/v1/studies/{big_study}", authenticated=True),
         Endpoint("GET /studies/{big}/samples?page_size=50", samples, authenticated=True),
         Endpoint("  ... &field.tissue=blood", samples + "&field.tissue=blood", authenticated=True),
+        Endpoint(
+            "GET /api/v1/dashboard/summary", "/api/v1/dashboard/summary", authenticated=True, connections=16
+        ),
+        Endpoint(
+            "GET /dashboard/studies/{big}",
+            f"/api/v1/dashboard/studies/{big_study}",
+            authenticated=True,
+            connections=16,
+        ),
     ]
 
 

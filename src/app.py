@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI
 from src.auth.router import router as auth_router
 from src.config import Settings, settings
 from src.constants import API_PREFIX
+from src.dashboard.router import router as dashboard_router
 from src.database import engine
 from src.docs import add_docs
 from src.exceptions import register_exception_handlers
@@ -91,6 +92,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     # Before the study routes: /studies/{id}/samples/export is not /studies/{id}/samples/{sample_pk}.
     api.include_router(sample_file_router)
     api.include_router(study_router)
+    api.include_router(dashboard_router)
     app.include_router(api)
     add_docs(app)
     document_errors_as_problems(app)

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,7 +370,9 @@ class _Pass:
         if merged == stored.values and status == stored.status:
             self.counts.unchanged += 1
         else:
-            updates.append({"pk": stored.id, "new_values": merged, "new_status": status})
+            updates.append(
+                {"pk": stored.id, "new_values": merged, "new_status": status, "old_status": stored.status}
+            )
 
     def _check_complete(self, row: CheckedRow) -> None:
         """A new sample in upsert mode was checked field by field: it must also have every required one."""
@@ -410,6 +413,12 @@ class _Pass:
 
     async def _write(self, creates: list[CheckedRow], updates: list[dict[str, Any]]) -> None:
         now = utcnow()
+        await study_service.add_to_status_counts(
+            self.session, study_id=self.access.study.id, deltas=_status_deltas(creates, updates)
+        )
+        await study_service.add_to_created_counts(
+            self.session, study_id=self.access.study.id, deltas={now.date(): len(creates)}
+        )
         if creates:
             study_id, user_id = self.access.study.id, self.access.user.id
             rows = [
@@ -441,6 +450,15 @@ class _Pass:
                 ),
                 updates,
             )
+
+
+def _status_deltas(creates: list[CheckedRow], updates: list[dict[str, Any]]) -> Counter[str]:
+    """How one batch moves the study's per-status sample counts."""
+    deltas: Counter[str] = Counter(row.status or SampleStatus.REGISTERED.value for row in creates)
+    for change in updates:
+        deltas[change["old_status"]] -= 1
+        deltas[change["new_status"]] += 1
+    return deltas
 
 
 # The columns of a new sample, in the order of the rows _Pass._write builds.

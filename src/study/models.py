@@ -1,7 +1,7 @@
 """Tables of the study module: studies, their members, samples and the activity log."""
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
@@ -100,6 +100,34 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(default=1)
+
+
+class StudySampleCount(Base):
+    """Samples per status of a study, maintained in the transaction of every sample write: the
+    dashboard reads these few rows instead of grouping every sample per request."""
+
+    __tablename__ = "study_sample_counts"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[SampleStatus] = mapped_column(
+        _string_enum(SampleStatus, "sample_count_status"), primary_key=True
+    )
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class StudyDailySampleCount(Base):
+    """Samples of a study by the UTC day they were created (those still present), maintained like
+    StudySampleCount: the dashboard's time series sums a few rows per study and day."""
+
+    __tablename__ = "study_daily_sample_counts"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
 
 
 class StudyActivity(UUIDPrimaryKey, Base):

@@ -3,7 +3,7 @@
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import anyio
@@ -59,7 +59,14 @@ from src.study.exceptions import (
     StudyReadOnly,
     UnknownUser,
 )
-from src.study.models import Sample, Study, StudyActivity, StudyMember
+from src.study.models import (
+    Sample,
+    Study,
+    StudyActivity,
+    StudyDailySampleCount,
+    StudyMember,
+    StudySampleCount,
+)
 from src.study.schemas import (
     MemberAdd,
     SampleCreate,
@@ -660,6 +667,42 @@ async def add_to_sample_count(
     return fields
 
 
+async def add_to_status_counts(
+    session: AsyncSession, *, study_id: uuid.UUID, deltas: Mapping[str, int]
+) -> None:
+    """Keeps the study's maintained per-status sample counts; call it once per change (a bulk import:
+    once per batch) in the transaction that writes the samples, after the study row is locked."""
+    for status, delta in sorted(deltas.items()):  # a fixed order: two writers never lock crosswise
+        await _add_to_counter(session, StudySampleCount.status, study_id, SampleStatus(status), delta)
+
+
+async def add_to_created_counts(
+    session: AsyncSession, *, study_id: uuid.UUID, deltas: Mapping[date, int]
+) -> None:
+    """Keeps the study's maintained samples-per-creation-day counts (UTC days), like the status counts."""
+    for day, delta in sorted(deltas.items()):
+        await _add_to_counter(session, StudyDailySampleCount.day, study_id, day, delta)
+
+
+async def _add_to_counter(
+    session: AsyncSession, key: Any, study_id: uuid.UUID, value: Any, delta: int
+) -> None:
+    """Adds `delta` to the counter row (study_id, key=value) of key's table, creating it if missing."""
+    if not delta:
+        return
+    table = key.class_
+    changed = await session.execute(
+        update(table)
+        .where(table.study_id == study_id, key == value)
+        .values(count=table.count + delta)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount == 0:
+        # The first such sample: the study row lock serializes the study's writers, so no race.
+        session.add(table(study_id=study_id, **{key.key: value}, count=delta))
+        await session.flush()
+
+
 async def _lock_writable_study(session: AsyncSession, study: Study) -> None:
     """For a sample edit: the study row share-locked until the commit (PostgreSQL; SQLite serializes
     writers), still draft or active (else 409) and with the fields the values were checked against."""
@@ -703,6 +746,8 @@ async def create_sample(session: AsyncSession, *, access: StudyAccess, data: Sam
         version=1,
     )
     await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
+    await add_to_status_counts(session, study_id=study.id, deltas={data.status: 1})
+    await add_to_created_counts(session, study_id=study.id, deltas={now.date(): 1})
     session.add(sample)
     record_activity(
         session,
@@ -768,6 +813,10 @@ async def update_sample(
     if not new:
         return sample
     await _write_versioned(session, sample, expected_version=expected_version, changes=new)
+    if "status" in new:
+        await add_to_status_counts(
+            session, study_id=sample.study_id, deltas={old["status"]: -1, new["status"]: 1}
+        )
     record_activity(
         session,
         study_id=sample.study_id,
@@ -801,6 +850,8 @@ async def delete_sample(
     if deleted.rowcount != 1:
         await session.rollback()
         raise await _why_not_written(session, Sample, sample_id, while_writable=False)
+    await add_to_status_counts(session, study_id=sample.study_id, deltas={sample.status: -1})
+    await add_to_created_counts(session, study_id=sample.study_id, deltas={sample.created_at.date(): -1})
     record_activity(
         session,
         study_id=sample.study_id,

@@ -1,0 +1,1 @@
+"""The dashboard: read-only figures over the studies a caller may read."""

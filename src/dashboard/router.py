@@ -1,0 +1,77 @@
+"""Routes of the dashboard: what the caller's studies hold, as figures. Read-only.
+
+Both answers carry an ETag computed from their figures; a client that sends it back as
+If-None-Match gets 304 with no body while nothing changed (the page polls every 30 seconds).
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response, status
+from fastapi.responses import JSONResponse
+
+from src.dashboard import service
+from src.dashboard.constants import STUDY_DEFAULT_DAYS, SUMMARY_DEFAULT_DAYS
+from src.dashboard.dependencies import StudyDays, SummaryDays
+from src.dashboard.schemas import DashboardSummary, StudyDashboard
+from src.dashboard.utils import body_etag, etag_matches
+from src.database import DbSession
+from src.dependencies import CurrentUser
+from src.exceptions import problem_responses
+from src.study.dependencies import ReadableStudy
+from src.study.router import IN_STUDY, TOKEN_ERRORS, activity_read
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+
+IfNoneMatch = Annotated[
+    str | None,
+    Header(description="the `ETag` of the answer you hold: 304 with no body if the figures are unchanged"),
+]
+_NOT_MODIFIED = {status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `ETag` sent."}}
+
+
+def _conditional(body: dict[str, Any], if_none_match: str | None, model: type) -> Response:
+    """The answer with its ETag, or 304 (same ETag, no body) when the caller already holds it."""
+    content = model.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    tag = body_etag(content)
+    if etag_matches(if_none_match, tag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
+    return JSONResponse(content, headers={"ETag": tag})
+
+
+@router.get(
+    "/summary",
+    response_model=DashboardSummary,
+    summary="Figures over every study the caller may read",
+    description="Studies and samples by status, sample files, samples created per day (`days`, "
+    "default 30), the latest activity and the studies with most samples, over the studies the caller "
+    "is a member of (administrators: all, plus user figures). Send `If-None-Match` to poll cheaply.",
+    responses={**_NOT_MODIFIED, **problem_responses(*TOKEN_ERRORS)},
+)
+async def summary(
+    user: CurrentUser,
+    db: DbSession,
+    if_none_match: IfNoneMatch = None,
+    days: SummaryDays = SUMMARY_DEFAULT_DAYS,
+) -> Response:
+    body = await service.summary(db, user=user, days=days)
+    body["recent_activity"] = [activity_read(entry) for entry in body["recent_activity"]]
+    return _conditional(body, if_none_match, DashboardSummary)
+
+
+@router.get(
+    "/studies/{study_id}",
+    response_model=StudyDashboard,
+    summary="Figures of one study",
+    description="Samples by status, samples created per week (`days`, default 84: twelve weeks), "
+    "uploads with the last ten, the count per choice of each `choice` field and how complete each "
+    "field is. Any member may read it; others get 404.",
+    responses={**_NOT_MODIFIED, **problem_responses(*IN_STUDY)},
+)
+async def study_figures(
+    access: ReadableStudy,
+    db: DbSession,
+    if_none_match: IfNoneMatch = None,
+    days: StudyDays = STUDY_DEFAULT_DAYS,
+) -> Response:
+    body = await service.study_figures(db, study=access.study, days=days)
+    return _conditional(body, if_none_match, StudyDashboard)

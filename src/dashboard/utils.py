@@ -1,0 +1,52 @@
+"""Pure helpers of the dashboard: time windows, series with every day present, the ETag of an answer."""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any
+
+
+def first_day(today: date, days: int) -> date:
+    """The first day of a window of `days` days ending today (inclusive)."""
+    return today - timedelta(days=days - 1)
+
+
+def daily_series(counts: Mapping[date, int], *, first: date, last: date) -> list[dict[str, Any]]:
+    """Every day from first to last, a day without samples as 0."""
+    span = (last - first).days + 1
+    days = (first + timedelta(days=offset) for offset in range(span))
+    return [{"date": day, "count": counts.get(day, 0)} for day in days]
+
+
+def monday_of(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def weekly_series(counts: Mapping[date, int], *, first_week: date, last_week: date) -> list[dict[str, Any]]:
+    """Per-day counts folded into weeks starting on Monday; every week present, zeros included."""
+    weeks: dict[date, int] = {}
+    week = first_week
+    while week <= last_week:
+        weeks[week] = 0
+        week += timedelta(days=7)
+    for day, count in counts.items():
+        week = monday_of(day)
+        if week in weeks:
+            weeks[week] += count
+    return [{"week_start": week, "count": count} for week, count in weeks.items()]
+
+
+def body_etag(body: Mapping[str, Any], *, ignoring: str = "generated_at") -> str:
+    """A strong tag over what the answer says, without its timestamp: unchanged figures, same tag."""
+    stable = {key: value for key, value in body.items() if key != ignoring}
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def etag_matches(if_none_match: str | None, tag: str) -> bool:
+    """If-None-Match compares weakly (RFC 9110 13.1.2): `*`, or any listed tag with or without W/."""
+    if if_none_match is None:
+        return False
+    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
+    return "*" in candidates or tag in (candidate.removeprefix("W/") for candidate in candidates)
