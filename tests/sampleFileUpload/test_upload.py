@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from src.database import SessionFactory
 from src.sampleFileUpload import service
+from src.study.constants import StudyStatus
 from src.study.models import Sample, StudyActivity
 from tests.conftest import assert_problem
 from tests.sampleFileUpload.conftest import (
@@ -513,3 +514,21 @@ async def test_the_form_fields_may_come_after_the_file(client, alice_headers, st
 
     assert response.status_code == 200, response.text
     assert (response.json()["dry_run"], response.json()["mode"]) == (True, "upsert")
+
+
+async def test_backslashes_quotes_and_unicode_are_stored_exactly_as_sent(
+    client, alice, alice_headers, make_study
+):
+    # PostgreSQL's COPY text format reads `\t`, `\N` and `\\` as a tab, NULL and one backslash:
+    # each batch is escaped before it is sent, so these arrive as typed.
+    study = await make_study(
+        owner=alice, sample_fields=[{"name": "notes", "type": "text"}], status=StudyStatus.ACTIVE
+    )
+    notes = ['C:\\temp\\new "x" é ✓', "\\N", "back\\\\slash\\t"]
+    content = csv_bytes([["sample_id", "notes"], ["A\\t1", notes[0]], ["\\N", notes[1]], ["B\\", notes[2]]])
+
+    response = await upload(client, study, alice_headers, content)
+
+    assert response.status_code == 201, response.text
+    stored = {sample.sample_id: sample.values for sample in await stored_samples(study)}
+    assert stored == {"A\\t1": {"notes": notes[0]}, "\\N": {"notes": notes[1]}, "B\\": {"notes": notes[2]}}
