@@ -87,3 +87,8 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_FIELD_FILE = "file"
 UPLOAD_FIELD_MODE = "mode"
 UPLOAD_FIELD_DRY_RUN = "dry_run"
+
+# Spreadsheet formula injection: text starting with one of these is written with the GUARD
+# apostrophe in front (writers.py), and the reader takes exactly one GUARD off again (readers.py).
+FORMULA_TRIGGERS = "=+-@\t\r"
+GUARD = "'"

@@ -35,6 +35,8 @@ import openpyxl
 from charset_normalizer import from_bytes
 from charset_normalizer.md import mess_ratio
 
+from src.sampleFileUpload.constants import FORMULA_TRIGGERS, GUARD
+
 # Bounds on what a ZIP may make us do before openpyxl sees it. An XLSX of 2,000,000 rows of ten
 # columns is about 1.2 GB of XML; sheet XML compresses about 5-20:1 (measured on openpyxl's output),
 # so a big member at 100:1 is a bomb, not a workbook.
@@ -64,10 +66,6 @@ OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # An encrypted OOXML workbook is an OLE2 file holding a stream of this name (MS-OFFCRYPTO).
 ENCRYPTED_PACKAGE_NAME = "EncryptedPackage".encode("utf-16-le")
 END_OF_CENTRAL_DIRECTORY = struct.Struct("<4s4H2LH")
-
-# What a spreadsheet's apostrophe prefix protects (see writers.py); the reader takes one off again.
-FORMULA_TRIGGERS = "=+-@\t\r"
-GUARD = "'"
 
 
 class SheetError(ValueError):

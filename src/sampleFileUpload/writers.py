@@ -29,11 +29,11 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+from src.sampleFileUpload.constants import FORMULA_TRIGGERS, GUARD
+
 # Bytes gathered before a CSV chunk is handed out: large enough to amortise the write calls of a
 # streamed response, small enough to keep memory flat.
 CSV_CHUNK_CHARS = 64 * 1024
-FORMULA_TRIGGERS = "=+-@\t\r"
-GUARD = "'"
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 

@@ -479,11 +479,6 @@ def _schema_size_problems(
     return []
 
 
-def canonical_schema_json(fields: Sequence[Mapping[str, object]]) -> str:
-    """One text per schema whatever the key order and spacing: the cache key of `validator_for`."""
-    return json.dumps(list(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Coercers: one closure per field, raising _Refused for a value they cannot accept
 
@@ -823,16 +818,6 @@ def _unknown_field_issue(key: object) -> ValueIssue:
 def compile_sample_schema(fields: Sequence[Mapping[str, object]]) -> SampleValidator:
     """The validator of a schema; SampleSchemaError (a ValueError) lists every mistake in it."""
     return SampleValidator(read_sample_schema(fields))
-
-
-def validator_for(fields_json: str) -> SampleValidator:
-    """The compiled validator of a stored schema, compiled once per distinct schema."""
-    return _validator_for_canonical(canonical_schema_json(json.loads(fields_json)))
-
-
-@lru_cache(maxsize=256)
-def _validator_for_canonical(canonical_json: str) -> SampleValidator:
-    return compile_sample_schema(json.loads(canonical_json))
 
 
 # Validators by a key that names one schema for good (a study's id and version): a hit costs one
