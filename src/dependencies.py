@@ -15,8 +15,10 @@ __all__ = [
     "AdminUser",
     "CurrentUser",
     "IfMatch",
+    "IfNoneMatch",
     "PageParams",
     "Pagination",
+    "etag_matches",
     "if_match_version",
     "page_params",
 ]
@@ -68,3 +70,16 @@ async def if_match_version(
 
 
 IfMatch = Annotated[int | None, Depends(if_match_version)]
+
+IfNoneMatch = Annotated[
+    str | None,
+    Header(description="the `ETag` of the copy you hold: 304 with no body while it is still current"),
+]
+
+
+def etag_matches(if_none_match: str | None, tag: str) -> bool:
+    """If-None-Match compares weakly (RFC 9110 13.1.2): `*`, or any listed tag with or without W/."""
+    if if_none_match is None:
+        return False
+    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
+    return "*" in candidates or tag in (candidate.removeprefix("W/") for candidate in candidates)

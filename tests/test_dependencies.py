@@ -17,7 +17,15 @@ from src.auth.constants import JWT_ALGORITHM, Role
 from src.auth.models import User
 from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from src.database import utcnow
-from src.dependencies import AdminUser, CurrentUser, IfMatch, PageParams, Pagination, page_params
+from src.dependencies import (
+    AdminUser,
+    CurrentUser,
+    IfMatch,
+    PageParams,
+    Pagination,
+    etag_matches,
+    page_params,
+)
 from src.exceptions import register_exception_handlers
 from src.middleware import RequestContextMiddleware
 from tests.conftest import TEST_SECRET_KEY, assert_problem, bearer
@@ -356,3 +364,11 @@ async def test_malformed_if_match_is_a_400_problem(probe, header):
     response = await probe.get("/if-match", headers={"If-Match": header})
 
     assert_problem(response, 400, "INVALID_IF_MATCH")
+
+
+@pytest.mark.parametrize(
+    ("if_none_match", "matches"),
+    [(None, False), ('"abc"', True), ('W/"abc"', True), ('"x", W/"abc"', True), ("*", True), ('"x"', False)],
+)
+def test_if_none_match_compares_weakly_against_the_current_tag(if_none_match, matches):
+    assert etag_matches(if_none_match, '"abc"') is matches

@@ -4,28 +4,24 @@ Both answers carry an ETag computed from their figures; a client that sends it b
 If-None-Match gets 304 with no body while nothing changed (the page polls every 30 seconds).
 """
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from src.dashboard import service
 from src.dashboard.constants import STUDY_DEFAULT_DAYS, SUMMARY_DEFAULT_DAYS
 from src.dashboard.dependencies import StudyDays, SummaryDays
 from src.dashboard.schemas import DashboardSummary, StudyDashboard
-from src.dashboard.utils import body_etag, etag_matches
+from src.dashboard.utils import body_etag
 from src.database import DbSession
-from src.dependencies import CurrentUser
+from src.dependencies import CurrentUser, IfNoneMatch, etag_matches
 from src.exceptions import problem_responses
 from src.study.dependencies import ReadableStudy
 from src.study.router import IN_STUDY, TOKEN_ERRORS, activity_read
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
-IfNoneMatch = Annotated[
-    str | None,
-    Header(description="the `ETag` of the answer you hold: 304 with no body if the figures are unchanged"),
-]
 _NOT_MODIFIED = {status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `ETag` sent."}}
 
 

@@ -42,11 +42,3 @@ def body_etag(body: Mapping[str, Any], *, ignoring: str = "generated_at") -> str
     stable = {key: value for key, value in body.items() if key != ignoring}
     digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
     return f'"{digest[:32]}"'
-
-
-def etag_matches(if_none_match: str | None, tag: str) -> bool:
-    """If-None-Match compares weakly (RFC 9110 13.1.2): `*`, or any listed tag with or without W/."""
-    if if_none_match is None:
-        return False
-    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
-    return "*" in candidates or tag in (candidate.removeprefix("W/") for candidate in candidates)

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from src.constants import API_PREFIX
 from src.database import DbSession
-from src.dependencies import Pagination
+from src.dependencies import IfNoneMatch, Pagination, etag_matches
 from src.exceptions import PreconditionFailed, problem_responses
 from src.sampleFileUpload import service
 from src.sampleFileUpload.constants import ExportFormat
@@ -177,13 +177,6 @@ def _etag_of(sha256: str) -> str:
     return f'"{sha256}"'
 
 
-def _matches(if_none_match: str | None, tag: str) -> bool:
-    if if_none_match is None:
-        return False
-    candidates = {candidate.strip().removeprefix("W/") for candidate in if_none_match.split(",")}
-    return "*" in candidates or tag in candidates
-
-
 @router.get(
     "/sample-files/{file_id}/content",
     summary="Download the file as uploaded",
@@ -199,11 +192,11 @@ def _matches(if_none_match: str | None, tag: str) -> bool:
 async def download_sample_file(
     found: ReadableSampleFile,
     storage: FileStorage,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
     record = found.file
     tag = _etag_of(record.sha256)
-    if _matches(if_none_match, tag):
+    if etag_matches(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     media_type = XLSX_MEDIA_TYPE if record.format == "xlsx" else "text/plain; charset=binary"
     return StreamingResponse(
