@@ -1,4 +1,5 @@
-"""Run Studybase: `python main.py` serves the API; subcommands migrate, add admins and unlock sign-ins."""
+"""Run Studybase: `python main.py` serves the API; subcommands migrate, add admins, unlock sign-ins
+and prune what only grows."""
 
 import argparse
 import getpass
@@ -11,6 +12,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from pydantic import ValidationError
+
+from src.auth.constants import PRUNE_BATCH_ROWS, PRUNE_MAX_ROWS_PER_TABLE
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -111,6 +114,29 @@ async def unlock(email: str) -> str:
     return f"Cleared the sign-in locks of {user.email} ({user.id})."
 
 
+async def prune(*, batch_rows: int, max_rows: int) -> str:
+    """Deletes what only grows (see auth's prune_auth_rows); bounded, so safe to run on a schedule."""
+    from src.auth import service
+    from src.database import SessionFactory, engine
+
+    try:
+        async with SessionFactory() as session:
+            counts = await service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
+    finally:
+        await engine.dispose()
+    return (
+        f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions and "
+        f"{counts.refresh_tokens} refresh tokens."
+    )
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python main.py", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -125,6 +151,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     promote.add_argument("email")
     unlock_parser = commands.add_parser("unlock", help="lift every sign-in lock and slowdown of an account")
     unlock_parser.add_argument("email")
+    prune_parser = commands.add_parser(
+        "prune",
+        help="delete stale sign-in throttles, long-ended sessions and long-rotated refresh tokens "
+        "(bounded: run it on a schedule)",
+    )
+    prune_parser.add_argument(
+        "--batch-rows", type=positive_int, default=PRUNE_BATCH_ROWS, help="rows deleted per transaction"
+    )
+    prune_parser.add_argument(
+        "--max-rows",
+        type=positive_int,
+        default=PRUNE_MAX_ROWS_PER_TABLE,
+        help="at most this many rows of each kind a run",
+    )
     return parser.parse_args(argv)
 
 
@@ -156,6 +196,9 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "promote-admin":
         migrate()
         print(run_async_command(promote_admin(args.email)))
+    elif args.command == "prune":
+        migrate()
+        print(run_async_command(prune(batch_rows=args.batch_rows, max_rows=args.max_rows)))
     elif args.command == "unlock":
         migrate()
         print(run_async_command(unlock(args.email)))

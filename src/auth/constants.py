@@ -53,3 +53,9 @@ REFRESH_TOKEN_BYTES = 32
 # one client address ("address:" + its hash) or one session ("session:" + its id).
 LOGIN_THROTTLE_ACCOUNT_SCOPE = "account"
 LOGIN_THROTTLE_SCOPE_MAX_LENGTH = 72
+
+# `python main.py prune`: rows deleted per transaction (short locks), and at most this many per
+# table in one run, so a scheduled run takes bounded time even after a long pause; the next run
+# continues where this one stopped.
+PRUNE_BATCH_ROWS = 1000
+PRUNE_MAX_ROWS_PER_TABLE = 100_000
