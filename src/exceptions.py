@@ -1,5 +1,6 @@
 """The error base class and the handlers that render every error as problem+json."""
 
+import errno
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,17 @@ class DatabaseUnavailable(ServiceUnavailable):
     headers = MappingProxyType({"Retry-After": "5"})
 
 
+class InsufficientStorage(AppError):
+    status_code = 507
+    code = ErrorCode.INSUFFICIENT_STORAGE
+    title = "Insufficient storage"
+    detail = "The server has no room to store this right now; nothing was stored. Try again later."
+
+
+# The errors of a full disk or an exhausted quota; any other OSError stays an unexpected 500.
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def problem_type(code: str) -> str:
     return f"urn:studybase:problem:{code.lower().replace('_', '-')}"
 
@@ -265,6 +277,15 @@ async def handle_database_unavailable(_request: Request, exc: Exception) -> JSON
     return await handle_app_error(_request, DatabaseUnavailable())
 
 
+async def handle_os_error(request: Request, exc: OSError) -> JSONResponse:
+    """A full disk is the server's condition, not a crash: 507, after the writer has removed what it
+    began (the storage's temporary files go when their block is left, before this runs)."""
+    if exc.errno not in STORAGE_FULL_ERRNOS:
+        raise exc  # the last-resort handler logs it and answers 500
+    logger.warning("storage full", exc_info=exc)
+    return await handle_app_error(request, InsufficientStorage())
+
+
 # FastAPI raises 400 only when it cannot parse a body at all (bad encoding, broken multipart).
 HTTP_STATUS_CODES = {
     400: ErrorCode.MALFORMED_BODY,
@@ -291,6 +312,7 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     for database_failure in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError):
         app.add_exception_handler(database_failure, handle_database_unavailable)
+    app.add_exception_handler(OSError, handle_os_error)
 
 
 def problem_example(error: type[AppError]) -> dict[str, Any]:

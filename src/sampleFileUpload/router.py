@@ -13,7 +13,7 @@ from starlette.background import BackgroundTask
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import IfNoneMatch, Pagination, etag_matches
-from src.exceptions import PreconditionFailed, problem_responses
+from src.exceptions import InsufficientStorage, PreconditionFailed, problem_responses
 from src.sampleFileUpload import service
 from src.sampleFileUpload.constants import ExportFormat
 from src.sampleFileUpload.dependencies import DeletableSampleFile, FileStorage, ReadableSampleFile
@@ -95,7 +95,13 @@ def file_read(outcome: service.ImportOutcome) -> SampleFileRead:
 
 def upload_responses() -> dict:
     responses = problem_responses(
-        *WRITE, PreconditionFailed, MalformedUpload, UploadTooLarge, UnsupportedFileType, UnreadableFile
+        *WRITE,
+        PreconditionFailed,
+        MalformedUpload,
+        UploadTooLarge,
+        UnsupportedFileType,
+        UnreadableFile,
+        InsufficientStorage,
     )
     responses[422]["description"] += f"; `{SampleFileRejected.code}`: {SampleFileRejected.detail}"
     responses[422]["content"]["application/json"]["examples"][SampleFileRejected.code] = {

@@ -1,0 +1,165 @@
+"""Faults while a file is stored or imported: a full disk (507) and a transaction that fails midway.
+Either way nothing is left: no samples, no sample-file record, no activity, no file in UPLOAD_DIR."""
+
+import contextlib
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from src.config import settings
+from src.database import SessionFactory, engine
+from src.sampleFileUpload import storage as storage_module
+from src.sampleFileUpload.models import SampleFile
+from src.sampleFileUpload.storage import LocalStorage, get_storage
+from src.study.models import Sample, StudyActivity
+from tests.conftest import assert_problem
+from tests.sampleFileUpload.conftest import HEADER, csv_bytes, good_rows, sample_csv, stored_files, upload
+from tests.study.conftest import study_url
+
+FULL_DEVICE = Path("/dev/full")  # every write to it fails with ENOSPC, as on a full disk
+
+
+class FullDiskStorage(LocalStorage):
+    """Temporary files that cannot be written to: the disk filled up while the upload arrived."""
+
+    @contextlib.contextmanager
+    def temp_file(self) -> Iterator[Path]:
+        yield FULL_DEVICE
+
+
+@pytest.fixture
+def storage_of(app):
+    """`storage_of(SomeStorage)`: the API stores through that storage for the rest of the test."""
+
+    def use(storage_class: type[LocalStorage]) -> None:
+        app.dependency_overrides[get_storage] = lambda: storage_class(settings.UPLOAD_DIR)
+
+    yield use
+    app.dependency_overrides.pop(get_storage, None)
+
+
+@pytest.fixture
+def fsync_fails_with(monkeypatch):
+    """`fsync_fails_with(errno.ENOSPC)`: the storage's fsync before the rename fails so."""
+
+    def fail_with(code: int) -> None:
+        def failing_fsync(_descriptor: int) -> None:
+            raise OSError(code, "simulated")
+
+        monkeypatch.setattr(storage_module.os, "fsync", failing_fsync)
+
+    return fail_with
+
+
+async def count_of(model) -> int:
+    async with SessionFactory() as session:
+        return await session.scalar(select(func.count()).select_from(model))
+
+
+async def assert_nothing_written(client, headers, study) -> None:
+    assert await count_of(Sample) == 0
+    assert await count_of(SampleFile) == 0
+    assert await count_of(StudyActivity) == 1  # the study's creation only
+    assert (await client.get(study_url(study), headers=headers)).json()["sample_count"] == 0
+    assert stored_files() == []
+
+
+@pytest.mark.skipif(not FULL_DEVICE.exists(), reason="needs Linux's /dev/full")
+async def test_a_disk_full_while_the_upload_arrives_is_507_and_writes_nothing(
+    client, alice_headers, study, storage_of
+):
+    storage_of(FullDiskStorage)
+
+    response = await upload(client, study, alice_headers, sample_csv(2_000))
+
+    body = assert_problem(response, 507, "INSUFFICIENT_STORAGE")
+    assert "Traceback" not in response.text
+    assert body["detail"].endswith("Try again later.")
+    await assert_nothing_written(client, alice_headers, study)
+
+
+async def test_a_disk_full_when_the_file_is_stored_is_507_and_writes_nothing(
+    client, alice_headers, study, fsync_fails_with
+):
+    fsync_fails_with(errno.ENOSPC)
+
+    response = await upload(client, study, alice_headers, sample_csv(50))
+
+    assert_problem(response, 507, "INSUFFICIENT_STORAGE")
+    await assert_nothing_written(client, alice_headers, study)
+
+
+async def test_a_disk_full_when_a_rejected_file_is_kept_is_507_and_writes_nothing(
+    client, alice_headers, study, fsync_fails_with
+):
+    rows = good_rows(10)
+    rows[3][4] = "many"
+    fsync_fails_with(errno.EDQUOT)
+
+    response = await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))
+
+    assert_problem(response, 507, "INSUFFICIENT_STORAGE")
+    await assert_nothing_written(client, alice_headers, study)
+
+
+async def test_another_storage_failure_is_a_plain_500_and_writes_nothing(
+    client, alice_headers, study, fsync_fails_with
+):
+    fsync_fails_with(errno.EIO)
+
+    response = await upload(client, study, alice_headers, sample_csv(5))
+
+    assert_problem(response, 500, "INTERNAL_ERROR")
+    assert "Traceback" not in response.text
+    assert "simulated" not in response.text
+    await assert_nothing_written(client, alice_headers, study)
+
+
+# A transaction that fails midway: a constraint the import does not know about refuses row 50,000.
+
+FAILING_SAMPLE_ID = "S-050000"
+INJECTED = {
+    "postgresql": [
+        # NOT VALID: only rows written from now on are checked, as for a constraint added live.
+        f"ALTER TABLE samples ADD CONSTRAINT ck_injected_fault CHECK (sample_id <> '{FAILING_SAMPLE_ID}') "
+        "NOT VALID"
+    ],
+    "sqlite": [
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON samples "
+        f"WHEN NEW.sample_id = '{FAILING_SAMPLE_ID}' BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+    ],
+}
+REMOVED = {
+    "postgresql": ["ALTER TABLE samples DROP CONSTRAINT ck_injected_fault"],
+    "sqlite": ["DROP TRIGGER injected_fault"],
+}
+
+
+@pytest.fixture
+async def constraint_refusing_row_50000():
+    dialect = engine.dialect.name
+    async with engine.begin() as connection:
+        for statement in INJECTED[dialect]:
+            await connection.execute(text(statement))
+    yield
+    async with engine.begin() as connection:
+        for statement in REMOVED[dialect]:
+            await connection.execute(text(statement))
+
+
+async def test_an_import_whose_transaction_fails_at_row_50000_leaves_nothing(
+    client, alice_headers, study, constraint_refusing_row_50000
+):
+    content = csv_bytes([HEADER, *good_rows(60_000)])
+
+    response = await upload(client, study, alice_headers, content)
+
+    assert_problem(response, 500, "INTERNAL_ERROR")
+    assert "injected" not in response.text
+    await assert_nothing_written(client, alice_headers, study)
+    # The study is not left locked or broken: the next (smaller) file imports.
+    again = await upload(client, study, alice_headers, sample_csv(5))
+    assert again.status_code == 201, again.text
