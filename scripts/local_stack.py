@@ -6,7 +6,8 @@
 Uses the committed nginx/nginx.conf, nginx/default.conf, nginx/studybase/ and gunicorn.conf.py.
 Only what must differ outside Docker changes, in a rendered copy: the upstream address
 (`api:8000` in compose), the listen port, the file paths, the placeholders compose fills in
-(MAX_UPLOAD_MB, SERVER_NAMES) and the trusted clients (none unless given, as in production).
+(MAX_UPLOAD_MB, SERVER_NAMES), the trusted clients (none unless given, as in production) and
+nginx's CORS allowlist (from CORS_ORIGINS, as the nginx container writes it).
 DATABASE_URL, SECRET_KEY and the rest come from
 the environment or `.env`, as for `python main.py`. Migrations run once, before the workers
 start. Ctrl-C stops everything. The stack tests (tests/stack/) use the same functions.
@@ -36,15 +37,18 @@ NGINX_DIR = PROJECT_DIR / "nginx"
 DEFAULT_MAX_UPLOAD_MB = 100
 DEFAULT_SERVER_NAMES = "localhost 127.0.0.1"
 NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+# default.conf lists gunicorn's address twice, so that nginx can retry an idempotent request.
+UPSTREAM_ENTRIES = 2
 
 
 class ConfigDrift(RuntimeError):
     """A committed config no longer contains a line the rendering expects to replace."""
 
 
-def replace_once(text: str, old: str, new: str, *, source: str) -> str:
-    if text.count(old) != 1:
-        raise ConfigDrift(f"{source}: expected exactly one {old!r}")
+def replace_once(text: str, old: str, new: str, *, source: str, times: int = 1) -> str:
+    """`old` replaced by `new`; ConfigDrift unless `old` occurs exactly `times` times."""
+    if text.count(old) != times:
+        raise ConfigDrift(f"{source}: expected {old!r} exactly {times} time(s)")
     return text.replace(old, new)
 
 
@@ -56,12 +60,18 @@ def render_nginx_config(
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
     server_names: str = DEFAULT_SERVER_NAMES,
     trusted_clients: Sequence[str] = (),
+    cors_origins: Sequence[str] = (),
 ) -> Path:
-    """Writes runnable copies of the committed nginx files into `target`; returns nginx.conf's path."""
+    """Writes runnable copies of the committed nginx files into `target`; returns nginx.conf's path.
+
+    `cors_origins` is the API's CORS_ORIGINS, written into cors-origins.conf as compose does.
+    """
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
     server = (NGINX_DIR / "default.conf").read_text(encoding="utf-8")
-    server = replace_once(server, "server api:8000;", f"server {upstream};", source="default.conf")
+    server = replace_once(
+        server, "server api:8000 ", f"server {upstream} ", source="default.conf", times=UPSTREAM_ENTRIES
+    )
     for old, new in (
         ("listen 80;", f"listen {listen};"),
         ("listen 80 default_server;", f"listen {listen} default_server;"),
@@ -77,6 +87,8 @@ def render_nginx_config(
     with (target / "studybase" / "trusted-clients.conf").open("a", encoding="utf-8") as listed:
         listed.write(trusted)
 
+    write_cors_origins(target / "cors-origins.conf", cors_origins)
+
     main = (NGINX_DIR / "nginx.conf").read_text(encoding="utf-8")
     for old, new in (
         ("pid /var/run/nginx.pid;", f"pid {target / 'nginx.pid'};"),
@@ -89,6 +101,19 @@ def render_nginx_config(
     main = replace_once(main, "http {\n", "http {\n" + temp_paths, source="nginx.conf")
     (target / "nginx.conf").write_text(main, encoding="utf-8")
     return target / "nginx.conf"
+
+
+def write_cors_origins(target: Path, origins: Sequence[str]) -> None:
+    """nginx's CORS allowlist, by the script nginx's container runs at start (one implementation)."""
+    written = subprocess.run(  # noqa: S603 (fixed argv, our own script)
+        ["sh", str(NGINX_DIR / "cors-origins.sh"), str(target)],  # noqa: S607 (POSIX sh)
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CORS_ORIGINS": ",".join(origins)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if written.returncode != 0:
+        raise ValueError(written.stderr.strip())
 
 
 @contextlib.contextmanager
@@ -219,10 +244,13 @@ def main() -> None:
         help="exempt this address or CIDR from the rate and connection limits (a load generator)",
     )
     args = parser.parse_args()
+    from src.config import settings  # the API's CORS_ORIGINS (environment or .env), for nginx too
+
     options = {
         "max_upload_mb": args.max_upload_mb,
         "server_names": args.server_names,
         "trusted_clients": args.trusted_client,
+        "cors_origins": settings.CORS_ORIGINS,
     }
 
     if args.check:

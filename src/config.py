@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from src.constants import Environment
@@ -21,6 +21,11 @@ class Settings(BaseSettings):
 
     ENVIRONMENT: Environment = Environment.DEVELOPMENT
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/studybase.db"
+    # How long a request waits for a new PostgreSQL connection, and for a free one from the pool,
+    # before it answers 503 DATABASE_UNAVAILABLE: a database that is down or swamped is reported
+    # within seconds instead of holding the request (libpq counts less than 2 s as 2).
+    DATABASE_CONNECT_TIMEOUT_SECONDS: PositiveInt = 2
+    DATABASE_POOL_TIMEOUT_SECONDS: PositiveFloat = 2.0
     SECRET_KEY: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
     HOST: str = "127.0.0.1"
     PORT: int = 8000

@@ -90,7 +90,17 @@ def create_engine_for(url: str) -> AsyncEngine:
         sqlite_engine = create_async_engine(url, hide_parameters=True)
         event.listen(sqlite_engine.sync_engine, "connect", _configure_sqlite_connection)
         return sqlite_engine
-    return create_async_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # pool_pre_ping: a connection the database dropped (a restart, a network cut) is replaced on its
+    # next checkout, so the API recovers by itself once the database is back, without a restart.
+    return create_async_engine(
+        url,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
+        connect_args={"connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS},
+    )
 
 
 engine = create_engine_for(settings.DATABASE_URL)

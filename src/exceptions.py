@@ -8,6 +8,7 @@ from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -310,7 +311,15 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
-    for database_failure in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError):
+    # psycopg's own errors reach here unwrapped from the COPY of an import (the raw driver connection).
+    database_failures = (
+        sa_exc.TimeoutError,
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+    )
+    for database_failure in database_failures:
         app.add_exception_handler(database_failure, handle_database_unavailable)
     app.add_exception_handler(OSError, handle_os_error)
 

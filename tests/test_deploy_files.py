@@ -238,7 +238,7 @@ def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
 
     server = (tmp_path / "nginx" / "default.conf").read_text(encoding="utf-8")
     committed = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
-    assert server == committed.replace("server api:8000;", "server 127.0.0.1:18000;").replace(
+    assert server == committed.replace("server api:8000 ", "server 127.0.0.1:18000 ").replace(
         "listen 80", "listen 127.0.0.1:18080"
     ).replace("${MAX_UPLOAD_MB}", "100").replace("${SERVER_NAMES}", "localhost 127.0.0.1")
     assert "include /etc/nginx/conf.d" not in config.read_text(encoding="utf-8")
@@ -353,3 +353,41 @@ def test_the_api_is_given_exactly_the_request_headers_nginx_checks():
         "origin",
         "access_control_request_method",
     } <= passed
+
+
+def cors_entries(path: Path) -> list[str]:
+    return geo_entries(path.read_text(encoding="utf-8"))
+
+
+def test_nginx_allows_the_apis_cors_origins_and_no_other(tmp_path):
+    render_nginx_config(tmp_path / "none", listen="127.0.0.1:18080", upstream="127.0.0.1:18000")
+    render_nginx_config(
+        tmp_path / "some",
+        listen="127.0.0.1:18080",
+        upstream="127.0.0.1:18000",
+        cors_origins=[" https://app.example.org", "http://localhost:5173 "],
+    )
+
+    assert cors_entries(tmp_path / "none" / "cors-origins.conf") == []
+    assert cors_entries(tmp_path / "some" / "cors-origins.conf") == [
+        '"https://app.example.org" $http_origin;',
+        '"http://localhost:5173" $http_origin;',
+    ]
+
+
+@pytest.mark.parametrize(
+    "origin", ['https://a.example";default 1', "app.example.org", "https://a.example/path"]
+)
+def test_an_origin_that_could_change_the_nginx_config_is_refused(tmp_path, origin):
+    with pytest.raises(ValueError, match="not an origin"):
+        render_nginx_config(
+            tmp_path / "nginx", listen="127.0.0.1:18080", upstream="127.0.0.1:18000", cors_origins=[origin]
+        )
+
+
+def test_compose_gives_nginx_the_apis_cors_origins(services):
+    nginx, api = services["nginx"], services["api"]
+
+    assert nginx["environment"]["CORS_ORIGINS"] == api["environment"]["CORS_ORIGINS"]
+    assert "./nginx/cors-origins.sh:/docker-entrypoint.d/40-studybase-cors-origins.sh:ro" in nginx["volumes"]
+    assert os.access(PROJECT_DIR / "nginx" / "cors-origins.sh", os.X_OK)  # the image runs only executables

@@ -4,6 +4,7 @@ Skipped with a reason when nginx or PostgreSQL is missing, except under CI (CI=t
 missing piece fails the run. Every process is stopped and the database dropped, even on failure.
 """
 
+import contextlib
 import itertools
 import json
 import os
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,14 +108,22 @@ def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def stack(stack_database: str) -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(
+    database_url: str,
+    *,
+    workers: int = 2,
+    cors_origins: Sequence[str] = (),
+    name: str = "studybase-stack-tests",
+) -> Iterator[Stack]:
+    """gunicorn and nginx with the committed configs, on free ports, against `database_url`; both
+    are stopped and their folder removed on leaving, whatever happened."""
     # Not under pytest's 0700 temp folder: nginx workers (nobody, when root starts nginx) buffer
     # request bodies to files in here and must be able to reach it.
     work_dir = Path(tempfile.mkdtemp(prefix="studybase-stack-tests-"))
     work_dir.chmod(0o755)
     api_port, nginx_port = free_port(), free_port()
-    env = stack_environment(stack_database, work_dir)
+    env = stack_environment(database_url, work_dir) | {"CORS_ORIGINS": ",".join(cors_origins)}
     local_stack.migrate(env)
     config = local_stack.render_nginx_config(
         work_dir / "nginx",
@@ -122,9 +131,10 @@ def stack(stack_database: str) -> Iterator[Stack]:
         upstream=f"127.0.0.1:{api_port}",
         max_upload_mb=STACK_MAX_UPLOAD_MB,
         trusted_clients=[TRUSTED_CLIENT_ADDRESS],
+        cors_origins=cors_origins,
     )
     gunicorn = local_stack.start_gunicorn(
-        bind=f"127.0.0.1:{api_port}", workers=2, env=env, log=work_dir / "gunicorn.log"
+        bind=f"127.0.0.1:{api_port}", workers=workers, env=env, log=work_dir / "gunicorn.log"
     )
     nginx = None
     try:
@@ -143,6 +153,12 @@ def stack(stack_database: str) -> Iterator[Stack]:
             local_stack.stop(nginx)
         local_stack.stop(gunicorn)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(stack_database: str) -> Iterator[Stack]:
+    with running_stack(stack_database) as running:
+        yield running
 
 
 # Rate limits are per client address: every test speaks from an address of its own on the
