@@ -115,18 +115,23 @@ async def unlock(email: str) -> str:
 
 
 async def prune(*, batch_rows: int, max_rows: int) -> str:
-    """Deletes what only grows (see auth's prune_auth_rows); bounded, so safe to run on a schedule."""
+    """Deletes what only grows (prune_auth_rows, prune_orphan_files); bounded, so safe on a schedule."""
     from src.auth import service
     from src.database import SessionFactory, engine
+    from src.sampleFileUpload import service as sample_file_service
+    from src.sampleFileUpload.storage import get_storage
 
     try:
         async with SessionFactory() as session:
             counts = await service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
+            files = await sample_file_service.prune_orphan_files(
+                session, storage=get_storage(), max_files=max_rows
+            )
     finally:
         await engine.dispose()
     return (
-        f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions and "
-        f"{counts.refresh_tokens} refresh tokens."
+        f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions, "
+        f"{counts.refresh_tokens} refresh tokens and {files} orphan files."
     )
 
 
@@ -153,8 +158,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unlock_parser.add_argument("email")
     prune_parser = commands.add_parser(
         "prune",
-        help="delete stale sign-in throttles, long-ended sessions and long-rotated refresh tokens "
-        "(bounded: run it on a schedule)",
+        help="delete stale sign-in throttles, long-ended sessions, long-rotated refresh tokens and "
+        "files a killed worker left in UPLOAD_DIR (bounded: run it on a schedule)",
     )
     prune_parser.add_argument(
         "--batch-rows", type=positive_int, default=PRUNE_BATCH_ROWS, help="rows deleted per transaction"

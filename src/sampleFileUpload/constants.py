@@ -92,3 +92,9 @@ UPLOAD_FIELD_DRY_RUN = "dry_run"
 # apostrophe in front (writers.py), and the reader takes exactly one GUARD off again (readers.py).
 FORMULA_TRIGGERS = "=+-@\t\r"
 GUARD = "'"
+
+
+# `python main.py prune`: a temporary file, or a stored file no record names, is left over from a
+# worker killed mid-upload (or between storing a file and committing its record) once it is older
+# than this; a live upload's files are always younger.
+ORPHAN_FILE_GRACE_HOURS = 24

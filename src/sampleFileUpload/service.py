@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,6 +44,7 @@ from src.sampleFileUpload.constants import (
     MAX_FORM_FIELD_BYTES,
     MAX_REPORT_ERRORS,
     MULTIPART_OVERHEAD_BYTES,
+    ORPHAN_FILE_GRACE_HOURS,
     SAMPLE_ID_COLUMN,
     STATUS_COLUMN,
     TEMPLATE_DESCRIPTION_MARKER,
@@ -950,3 +952,34 @@ def template_xlsx(validator: SampleValidator) -> Path:
         sheet_name="samples",
         extra_sheets={"fields": field_rows(validator)},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pruning: files left behind by a worker that was killed
+
+
+async def _keys_with_records(session: AsyncSession, keys: list[str]) -> set[str]:
+    stored = select(SampleFile.storage_key).where(SampleFile.storage_key.in_(keys))
+    errors = select(SampleFile.errors_key).where(SampleFile.errors_key.in_(keys))
+    return set(await session.scalars(stored.union(errors)))
+
+
+async def prune_orphan_files(
+    session: AsyncSession, *, storage: Storage, max_files: int, now: datetime | None = None, batch: int = 1000
+) -> int:
+    """Removes up to `max_files` temporary files and stored files that no record names, once older
+    than ORPHAN_FILE_GRACE_HOURS (a worker killed mid-upload, or between storing a file and
+    committing its record, leaves them); a live upload's files are always younger."""
+    cutoff = (now or utcnow()) - timedelta(hours=ORPHAN_FILE_GRACE_HOURS)
+    removed = await anyio.to_thread.run_sync(
+        lambda: storage.remove_temp_files_older_than(cutoff, limit=max_files)
+    )
+    keys = await anyio.to_thread.run_sync(lambda: list(storage.keys_older_than(cutoff)))
+    for start in range(0, len(keys), batch):
+        chunk = keys[start : start + batch]
+        for key in sorted(set(chunk) - await _keys_with_records(session, chunk)):
+            if removed >= max_files:
+                return removed
+            await anyio.to_thread.run_sync(storage.delete, key)
+            removed += 1
+    return removed

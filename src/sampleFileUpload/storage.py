@@ -1,7 +1,7 @@
 """Where sample files live: a small interface, and its local-directory implementation.
 
 Keys are generated here, never taken from a client: a key is 32 hex digits, so it cannot name a
-path. An object-store implementation would implement the same four methods.
+path. An object-store implementation would implement the same methods.
 """
 
 import contextlib
@@ -9,6 +9,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -29,6 +30,12 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Removes the stored file; nothing happens when there is none."""
+
+    def remove_temp_files_older_than(self, cutoff: datetime, *, limit: int) -> int:
+        """Removes at most `limit` temporary files last written before `cutoff`; returns how many."""
+
+    def keys_older_than(self, cutoff: datetime) -> Iterator[str]:
+        """The keys of stored files last written before `cutoff`."""
 
 
 class LocalStorage:
@@ -66,10 +73,32 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self._path_of(key).unlink(missing_ok=True)
 
+    def remove_temp_files_older_than(self, cutoff: datetime, *, limit: int) -> int:
+        removed = 0
+        for path in self.temp_dir.glob("*.part") if self.temp_dir.exists() else ():
+            if removed >= limit:
+                break
+            if _written_before(path, cutoff):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def keys_older_than(self, cutoff: datetime) -> Iterator[str]:
+        for path in self.files_dir.glob("*/*") if self.files_dir.exists() else ():
+            if _KEY.fullmatch(path.name) and _written_before(path, cutoff):
+                yield path.name
+
     def _path_of(self, key: str) -> Path:
         if not _KEY.fullmatch(key):
             raise ValueError("not a storage key")
         return self.files_dir / key[:2] / key
+
+
+def _written_before(path: Path, cutoff: datetime) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff.timestamp()
+    except FileNotFoundError:  # removed meanwhile (an upload that just finished)
+        return False
 
 
 def _fsync_directory(directory: Path) -> None:

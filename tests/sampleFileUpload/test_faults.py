@@ -3,6 +3,8 @@ Either way nothing is left: no samples, no sample-file record, no activity, no f
 
 import contextlib
 import errno
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +13,21 @@ from sqlalchemy import func, select, text
 
 from src.config import settings
 from src.database import SessionFactory, engine
+from src.sampleFileUpload import service
 from src.sampleFileUpload import storage as storage_module
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import LocalStorage, get_storage
 from src.study.models import Sample, StudyActivity
 from tests.conftest import assert_problem
-from tests.sampleFileUpload.conftest import HEADER, csv_bytes, good_rows, sample_csv, stored_files, upload
+from tests.sampleFileUpload.conftest import (
+    HEADER,
+    SAMPLE_FILES,
+    csv_bytes,
+    good_rows,
+    sample_csv,
+    stored_files,
+    upload,
+)
 from tests.study.conftest import study_url
 
 FULL_DEVICE = Path("/dev/full")  # every write to it fails with ENOSPC, as on a full disk
@@ -163,3 +174,65 @@ async def test_an_import_whose_transaction_fails_at_row_50000_leaves_nothing(
     # The study is not left locked or broken: the next (smaller) file imports.
     again = await upload(client, study, alice_headers, sample_csv(5))
     assert again.status_code == 201, again.text
+
+
+# Files a killed worker left behind are pruned once they are older than the grace period.
+
+DAY_AND_AN_HOUR_AGO = time.time() - 25 * 3600
+
+
+def made_old(path: Path) -> Path:
+    os.utime(path, (DAY_AND_AN_HOUR_AGO, DAY_AND_AN_HOUR_AGO))
+    return path
+
+
+def left_behind(storage: LocalStorage, content: bytes) -> str:
+    """A file stored as an import would, its record never committed (the worker died)."""
+    with storage.temp_file() as temp:
+        temp.write_bytes(content)
+        return storage.save(temp)
+
+
+async def test_prune_removes_old_orphan_and_temporary_files_and_keeps_the_rest(client, alice_headers, study):
+    storage = LocalStorage(settings.UPLOAD_DIR)
+    imported = (await upload(client, study, alice_headers, sample_csv(3))).json()
+    rows = good_rows(3)
+    rows[0][4] = "many"
+    rejected = (await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))).json()
+    kept = stored_files()
+    assert len(kept) == 3  # the imported file, the rejected one and its errors
+    for path in kept:
+        made_old(path)
+    old_orphan = storage._path_of(left_behind(storage, b"old orphan"))
+    new_orphan = storage._path_of(left_behind(storage, b"new orphan"))
+    made_old(old_orphan)
+    storage.temp_dir.mkdir(parents=True, exist_ok=True)
+    old_temp = storage.temp_dir / "0123.part"
+    old_temp.write_bytes(b"half an upload")
+    made_old(old_temp)
+    new_temp = storage.temp_dir / "4567.part"
+    new_temp.write_bytes(b"an upload in progress")
+
+    async with SessionFactory() as session:
+        removed = await service.prune_orphan_files(session, storage=storage, max_files=100)
+
+    assert removed == 2
+    assert stored_files() == sorted([*kept, new_orphan, new_temp])
+    content = await client.get(f"{SAMPLE_FILES}/{imported['id']}/content", headers=alice_headers)
+    assert content.status_code == 200
+    errors_url = f"{SAMPLE_FILES}/{rejected['sample_file_id']}/errors.csv"
+    errors = await client.get(errors_url, headers=alice_headers)
+    assert errors.status_code == 200
+
+
+async def test_prune_removes_at_most_max_files_a_run():
+    storage = LocalStorage(settings.UPLOAD_DIR)
+    for number in range(5):
+        made_old(storage._path_of(left_behind(storage, f"orphan {number}".encode())))
+
+    async with SessionFactory() as session:
+        first = await service.prune_orphan_files(session, storage=storage, max_files=3)
+        second = await service.prune_orphan_files(session, storage=storage, max_files=3)
+
+    assert (first, second) == (3, 2)
+    assert stored_files() == []
