@@ -391,3 +391,13 @@ def test_compose_gives_nginx_the_apis_cors_origins(services):
     assert nginx["environment"]["CORS_ORIGINS"] == api["environment"]["CORS_ORIGINS"]
     assert "./nginx/cors-origins.sh:/docker-entrypoint.d/40-studybase-cors-origins.sh:ro" in nginx["volumes"]
     assert os.access(PROJECT_DIR / "nginx" / "cors-origins.sh", os.X_OK)  # the image runs only executables
+
+
+def test_compose_has_a_one_shot_prune_job_that_up_does_not_start(services):
+    prune = services["prune"]
+
+    assert prune["command"] == ["python", "main.py", "prune"]
+    assert prune["profiles"] == ["maintenance"]
+    assert prune["restart"] == "no"
+    assert prune["volumes"] == services["api"]["volumes"]  # it sweeps UPLOAD_DIR too
+    assert prune["environment"]["DATABASE_URL"] == services["api"]["environment"]["DATABASE_URL"]
