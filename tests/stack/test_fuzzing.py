@@ -3,9 +3,11 @@ PostgreSQL): every operation, generated valid and invalid requests, as a researc
 study with fields, samples, a member and a sample file.
 
 Checked on every answer: no server error, the status code is one the operation documents, the
-content type and headers are the documented ones, and the body matches the documented schema.
+content type and headers are the documented ones, the body matches the documented schema, invalid
+data is refused, a missing required header or an unsupported method is refused (with `Allow`), a
+route behind a token refuses a call without one, and a deleted resource stays gone.
 
-Examples per operation: FUZZ_EXAMPLES (10 in CI, a couple of minutes on two cores); a longer run is
+Examples per operation: FUZZ_EXAMPLES (25 in CI, about a minute on two cores); a longer run is
 `FUZZ_EXAMPLES=500 python -m pytest tests/stack/test_fuzzing.py` (see README, Reliability).
 """
 
@@ -22,10 +24,17 @@ from requests.adapters import HTTPAdapter
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    ensure_resource_availability,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
+    use_after_free,
 )
 
 from src.app import create_app
@@ -33,13 +42,23 @@ from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS, Stack
 
 pytestmark = pytest.mark.stack
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+# Every check Schemathesis has but positive_data_acceptance, which takes a schema-valid request
+# refused by a business rule (the wrong current password, a sample id already taken: 4xx by
+# design, documented) for a bug.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    allow_header_conformance,
+    ignored_auth,
+    use_after_free,
+    ensure_resource_availability,
 ]
 PASSWORD = "fuzzing passphrase"
 FIELDS = [
