@@ -318,7 +318,7 @@ async def world(make_user, make_study, make_sample, add_member, login, client) -
             "sample_pk": str(sample.id),
             "user_id": str(member.id),
             "file_id": uploaded.json()["id"],
-            "session_id": sessions["items"][0]["id"] if "items" in sessions else sessions[0]["id"],
+            "session_id": sessions[0]["id"],
         },
         headers=headers,
     )
