@@ -3,13 +3,14 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from src.auth.router import router as auth_router
 from src.config import Settings, settings
 from src.constants import API_PREFIX
 from src.dashboard.router import router as dashboard_router
 from src.database import engine
+from src.dependencies import check_query_string
 from src.docs import add_docs
 from src.exceptions import register_exception_handlers
 from src.health import router as health_router
@@ -86,7 +87,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     )
     add_middleware(app, config)
     register_exception_handlers(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(check_query_string)])
     api.include_router(health_router)
     api.include_router(auth_router)
     # Before the study routes: /studies/{id}/samples/export is not /studies/{id}/samples/{sample_pk}.

@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
 
 API_PREFIX = "/api/v1"
 MAX_PAGE_SIZE = 100
+# If-Match / If-None-Match: one or a few entity tags such as "3".
+MAX_ETAG_HEADER_LENGTH = 1024
 DEFAULT_PAGE_SIZE = 20
 
 # What one request body may hold; nginx refuses larger bodies first (client_max_body_size 1m).

@@ -1,14 +1,16 @@
 """Dependencies shared across modules: who is calling, which page of a list, which version to change."""
 
 import re
+from collections import Counter
 from typing import Annotated
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request
 
 from src.auth.dependencies import AdminUser, CurrentUser
-from src.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from src.exceptions import InvalidIfMatch, PreconditionFailed
+from src.constants import DEFAULT_PAGE_SIZE, MAX_ETAG_HEADER_LENGTH, MAX_PAGE_SIZE
+from src.exceptions import InvalidIfMatch, PreconditionFailed, ValidationFailed
 from src.schemas import PageParams
+from src.url_encoded import undecodable_names
 
 # The caller, typed: every module's routes take `user: CurrentUser` or `admin: AdminUser`.
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "IfNoneMatch",
     "PageParams",
     "Pagination",
+    "check_query_string",
     "etag_matches",
     "if_match_version",
     "page_params",
@@ -40,6 +43,27 @@ async def page_params(
 Pagination = Annotated[PageParams, Depends(page_params)]
 
 
+def _query_error(name: str, msg: str, code: str) -> dict[str, object]:
+    return {"loc": ["query", name], "msg": msg, "code": code}
+
+
+async def check_query_string(request: Request) -> None:
+    """Every route's query: UTF-8 once percent-decoded, and no name given twice.
+
+    `?page=1&page=2` is ambiguous, and FastAPI would quietly take the last: no route takes a list in
+    its query, so a repeated name is a 422 rather than a guess at what the caller meant.
+    """
+    errors = [
+        _query_error(name, "is not UTF-8 text", "invalid_utf8")
+        for name in undecodable_names(request.scope["query_string"])
+    ]
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    errors += [_query_error(name, "may be given only once", "repeated") for name in repeated]
+    if errors:
+        raise ValidationFailed(errors=errors)
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
 
@@ -48,10 +72,11 @@ async def if_match_version(
     if_match: Annotated[
         str | None,
         Header(
+            max_length=MAX_ETAG_HEADER_LENGTH,
             description='The `ETag` you read (e.g. `"3"`): the change applies only if the resource is '
             "still at that version, else 412 and nothing changes. A weak tag (`W/` prefix) never matches "
             "(If-Match compares strongly): 412. Left out (or `*`), the change applies to whatever version "
-            "is current."
+            "is current.",
         ),
     ] = None,
 ) -> int | None:
@@ -73,7 +98,10 @@ IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 IfNoneMatch = Annotated[
     str | None,
-    Header(description="the `ETag` of the copy you hold: 304 with no body while it is still current"),
+    Header(
+        max_length=MAX_ETAG_HEADER_LENGTH,
+        description="the `ETag` of the copy you hold: 304 with no body while it is still current",
+    ),
 ]
 
 

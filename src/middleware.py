@@ -13,9 +13,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.constants import MAX_BODY_BYTES, ErrorCode
-from src.exceptions import AppError, PayloadTooLarge, internal_error_response, problem_response
+from src.exceptions import AppError, MalformedBody, PayloadTooLarge, internal_error_response, problem_response
 from src.json_body import check_json_body
 from src.logging import bind_request_id, unbind_request_id
+from src.url_encoded import undecodable_names
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -188,15 +189,27 @@ class ProblemCORSMiddleware(CORSMiddleware):
         )
 
 
-def is_json_content_type(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """What FastAPI would parse as JSON: application/json or application/*+json."""
+def media_type_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     for name, value in headers:
         if name.lower() == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json" or (
-                media_type.startswith(b"application/") and media_type.endswith(b"+json")
-            )
-    return False
+            return value.split(b";", 1)[0].strip().lower()
+    return b""
+
+
+def is_json_media_type(media_type: bytes) -> bool:
+    """What FastAPI would parse as JSON: application/json or application/*+json."""
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )
+
+
+def check_form_body(body: bytes) -> None:
+    undecodable = undecodable_names(body)
+    if undecodable:
+        raise MalformedBody(f"The form field `{undecodable[0][:40]}` is not UTF-8 text.")
+
+
+BODY_CHECKS: dict[bytes, Callable[[bytes], None]] = {b"application/x-www-form-urlencoded": check_form_body}
 
 
 async def read_body(receive: Receive) -> bytes | None:
@@ -231,20 +244,26 @@ def replaying(body: bytes, receive: Receive) -> Receive:
 
 
 class JsonBodyLimitsMiddleware:
-    """Holds every JSON body to src.json_body's limits before routing, for every route alike."""
+    """Holds every JSON body to src.json_body's limits, and every form body to UTF-8 text
+    (src.url_encoded), before routing, for every route alike."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_json_content_type(scope["headers"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        media_type = media_type_of(scope["headers"])
+        check = check_json_body if is_json_media_type(media_type) else BODY_CHECKS.get(media_type)
+        if check is None:
             await self.app(scope, receive, send)
             return
         try:
             body = await read_body(receive)
             if body is None:
                 return
-            check_json_body(body)
+            check(body)
         except AppError as refused:
             response = problem_response(
                 status=refused.status_code, code=refused.code, title=refused.title, detail=refused.detail

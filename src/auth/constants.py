@@ -47,6 +47,8 @@ EMAIL_MAX_LENGTH = 320
 FULL_NAME_MAX_LENGTH = 200
 USER_AGENT_MAX_LENGTH = 512
 IP_ADDRESS_MAX_LENGTH = 45  # the longest textual IPv6 address
+# The OAuth2 form fields we accept but do not use (scope, client_id, client_secret).
+OAUTH_FIELD_MAX_LENGTH = 255
 REFRESH_TOKEN_BYTES = 32
 
 # Login throttles count attempts per email hash and scope: the account (all addresses together),

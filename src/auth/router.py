@@ -48,13 +48,15 @@ from src.auth.schemas import (
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import Pagination
-from src.exceptions import ValidationFailed, problem_responses
+from src.exceptions import BodyTooComplex, MalformedBody, ValidationFailed, problem_responses
 from src.schemas import Page, SingleLineText
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 # What any route behind an access token can answer with.
 TOKEN_ERRORS = (AuthenticationRequired, InvalidToken, TokenExpired, SessionRevoked)
 ADMIN_ERRORS = (*TOKEN_ERRORS, AdminRequired, ValidationFailed)
+# Routes that read a body: one that cannot be read (not JSON, not UTF-8), or past the JSON limits.
+BODY = (MalformedBody, BodyTooComplex)
 
 
 @router.post(
@@ -64,7 +66,7 @@ ADMIN_ERRORS = (*TOKEN_ERRORS, AdminRequired, ValidationFailed)
     summary="Create an account",
     description="Self-registration (when `OPEN_REGISTRATION` is on). New accounts get the `researcher` role. "
     "Emails are trimmed and compared case-insensitively.",
-    responses=problem_responses(RegistrationClosed, EmailTaken, ValidationFailed),
+    responses=problem_responses(*BODY, RegistrationClosed, EmailTaken, ValidationFailed),
 )
 async def register(data: RegisterRequest, db: DbSession, response: Response) -> User:
     user = await service.register_user(db, data=data)
@@ -81,7 +83,9 @@ async def register(data: RegisterRequest, db: DbSession, response: Response) -> 
     "your address, further attempts from it get 429 `LOGIN_LOCKED` with `Retry-After`; after many "
     "failures for one email from everywhere, addresses that have not signed in to it recently get "
     "429 `LOGIN_SLOWED` between attempts.",
-    responses=problem_responses(InvalidCredentials, LoginLocked, LoginSlowed, ValidationFailed),
+    responses=problem_responses(
+        MalformedBody, InvalidCredentials, LoginLocked, LoginSlowed, ValidationFailed
+    ),
 )
 async def token(form: Annotated[TokenForm, Form()], client: Client, db: DbSession) -> TokenPair:
     return await service.login(db, email=form.username, password=form.password, client=client)
@@ -93,7 +97,7 @@ async def token(form: Annotated[TokenForm, Form()], client: Client, db: DbSessio
     summary="Exchange a refresh token for a new token pair",
     description="Refresh tokens are single-use: each call returns a new one. Presenting one that was "
     "already used ends the whole session (its access tokens stop working too).",
-    responses=problem_responses(InvalidRefreshToken, RefreshTokenReused, ValidationFailed),
+    responses=problem_responses(*BODY, InvalidRefreshToken, RefreshTokenReused, ValidationFailed),
 )
 async def refresh(data: RefreshRequest, db: DbSession) -> TokenPair:
     return await service.refresh_tokens(db, refresh_token=data.refresh_token)
@@ -166,7 +170,7 @@ async def read_me(user: CurrentUser) -> User:
     response_model=UserRead,
     summary="Change your name",
     description="Only `full_name` can be changed here; email and role are not yours to change.",
-    responses=problem_responses(*TOKEN_ERRORS, ValidationFailed),
+    responses=problem_responses(*BODY, *TOKEN_ERRORS, ValidationFailed),
 )
 async def update_me(data: MeUpdate, user: CurrentUser, db: DbSession) -> User:
     return await service.update_me(db, user=user, data=data)
@@ -178,7 +182,7 @@ async def update_me(data: MeUpdate, user: CurrentUser, db: DbSession) -> User:
     summary="Change your password",
     description="Needs the current password; every other session of yours is ended. Failed sign-ins "
     "elsewhere never block this; repeated wrong current passwords lock it for this session (429).",
-    responses=problem_responses(*TOKEN_ERRORS, WrongPassword, ValidationFailed, PasswordChangeLocked),
+    responses=problem_responses(*BODY, *TOKEN_ERRORS, WrongPassword, ValidationFailed, PasswordChangeLocked),
 )
 async def change_password(data: PasswordChange, caller: CurrentCaller, db: DbSession) -> None:
     await service.change_password(db, caller=caller, data=data)
@@ -226,7 +230,7 @@ async def read_user(user: Annotated[User, Depends(valid_user_for_admin)]) -> Use
     summary="Change a user's name, role or active flag (admin)",
     description="Deactivating a user ends all their sessions at once. The last active admin "
     "cannot be demoted or deactivated (409).",
-    responses=problem_responses(*ADMIN_ERRORS, UserNotFound, LastAdmin),
+    responses=problem_responses(*BODY, *ADMIN_ERRORS, UserNotFound, LastAdmin),
 )
 async def update_user(
     data: UserUpdate, user: Annotated[User, Depends(valid_user_for_admin)], db: DbSession

@@ -18,6 +18,7 @@ from pydantic import (
 from src.auth.constants import (
     EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
+    OAUTH_FIELD_MAX_LENGTH,
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     Role,
@@ -36,8 +37,19 @@ Email = Annotated[
     AfterValidator(normalize_email),
     Field(max_length=EMAIL_MAX_LENGTH, examples=["ada@example.org"]),
 ]
+
+
+def _reject_nul(value: str) -> str:
+    # Any other character may be part of a passphrase, but NUL cannot be typed, and C-based hashers
+    # and clients cut the text short at it.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+PasswordText = Annotated[str, AfterValidator(_reject_nul)]
 Password = Annotated[
-    str,
+    PasswordText,
     Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, examples=["correct horse battery"]),
 ]
 FullName = Annotated[
@@ -63,12 +75,12 @@ class TokenForm(BaseModel):
         json_schema_extra={"example": {"username": "ada@example.org", "password": "correct horse battery"}}
     )
 
-    grant_type: Annotated[str | None, Field(pattern="^password$")] = None
+    grant_type: Annotated[str | None, Field(max_length=len("password"), pattern="^password$")] = None
     username: Annotated[SingleLineText, Field(max_length=EMAIL_MAX_LENGTH, description="the account's email")]
-    password: Annotated[str, Field(max_length=PASSWORD_MAX_LENGTH)]
-    scope: str = ""
-    client_id: str | None = None
-    client_secret: str | None = None
+    password: Annotated[PasswordText, Field(max_length=PASSWORD_MAX_LENGTH)]
+    scope: Annotated[str, Field(max_length=OAUTH_FIELD_MAX_LENGTH)] = ""
+    client_id: Annotated[str | None, Field(max_length=OAUTH_FIELD_MAX_LENGTH)] = None
+    client_secret: Annotated[str | None, Field(max_length=OAUTH_FIELD_MAX_LENGTH)] = None
 
 
 class RefreshRequest(BaseModel):
@@ -135,7 +147,7 @@ class PasswordChange(BaseModel):
         },
     )
 
-    current_password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    current_password: Annotated[PasswordText, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
     new_password: Password
 
 

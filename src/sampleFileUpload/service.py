@@ -124,7 +124,7 @@ class _MultipartReceiver:
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
-        self._current: str | None = None  # "file", a field name, or None for a part we ignore
+        self._current: str | None = None  # "file", a field name, or None until a part's headers are read
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -164,11 +164,17 @@ class _MultipartReceiver:
             self.file_parts += 1
             if self.file_parts > 1:
                 raise MalformedUpload("Send exactly one `file` part.")
-            self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
+            filename = options.get(b"filename", b"")
+            if b"\x00" in filename:  # no file system has such a name: refused, not cleaned
+                raise MalformedUpload("The file name must not contain a NUL character.")
+            self.filename = filename.decode("utf-8", "replace")
             self._current = UPLOAD_FIELD_FILE
         elif name in (UPLOAD_FIELD_MODE, UPLOAD_FIELD_DRY_RUN):
             self._current = name
             self.fields[name] = bytearray()
+        else:
+            # A misspelt `dry_run` must not import the file for real.
+            raise MalformedUpload(f"Unknown part `{name[:40]}`: send only `file`, `mode` and `dry_run`.")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._current == UPLOAD_FIELD_FILE:

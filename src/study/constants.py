@@ -139,6 +139,7 @@ TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 10_000
 SAMPLE_ID_MAX_LENGTH = 100
 FIELD_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+FIELD_NAME_MAX_LENGTH = 64
 MAX_SAMPLE_FIELDS = 200
 MAX_CHOICES = 1_000
 # A whole schema: what a study stores, answers and caches stays small.

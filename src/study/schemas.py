@@ -22,9 +22,11 @@ from src.schemas import no_control_characters
 from src.study import sample_validation
 from src.study.constants import (
     CHOICE_MAX_LENGTH,
+    CODE_MAX_LENGTH,
     CODE_PATTERN,
     DESCRIPTION_MAX_LENGTH,
     FIELD_DESCRIPTION_MAX_LENGTH,
+    FIELD_NAME_MAX_LENGTH,
     FIELD_NAME_PATTERN,
     MAX_CHOICES,
     MAX_SAMPLE_FIELDS,
@@ -43,7 +45,7 @@ from src.study.utils import without_nul
 
 StudyCode = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, pattern=CODE_PATTERN),
+    StringConstraints(strip_whitespace=True, max_length=CODE_MAX_LENGTH, pattern=CODE_PATTERN),
     Field(description="2-32 letters, digits and `-`; unique case-insensitively", examples=["ONC-2026-01"]),
 ]
 
@@ -85,7 +87,7 @@ class SampleFieldDefinition(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"example": FIELD_EXAMPLES[0]}, use_enum_values=True)
 
-    name: Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
+    name: Annotated[str, StringConstraints(max_length=FIELD_NAME_MAX_LENGTH, pattern=FIELD_NAME_PATTERN)]
     type: FieldType
     required: bool = False
     unit: Annotated[str, Field(min_length=1, max_length=UNIT_MAX_LENGTH)] | None = None

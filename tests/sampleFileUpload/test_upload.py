@@ -319,15 +319,27 @@ async def test_an_unknown_mode_or_dry_run_value_is_422(client, alice_headers, st
 
 
 async def test_a_body_without_a_file_is_422_and_not_multipart_is_400(client, alice_headers, study):
-    no_file = await client.post(
-        files_url(study), data={"mode": "insert"}, files={"other": ("x", b"1")}, headers=alice_headers
-    )
+    no_file = await client.post(files_url(study), files={"mode": (None, b"insert")}, headers=alice_headers)
     not_multipart = await client.post(
         files_url(study), content=b"sample_id\nS-1\n", headers={**alice_headers, "Content-Type": "text/csv"}
     )
 
     assert assert_problem(no_file, 422, "VALIDATION_ERROR")["errors"][0]["loc"] == ["body", "file"]
     assert_problem(not_multipart, 400, "MALFORMED_UPLOAD")
+
+
+async def test_a_part_other_than_file_mode_and_dry_run_is_400_and_imports_nothing(
+    client, alice_headers, study
+):
+    misspelt = await client.post(
+        files_url(study),
+        files={"file": ("s.csv", sample_csv(2), "text/csv")},
+        data={"dry-run": "true"},
+        headers=alice_headers,
+    )
+
+    assert "`dry-run`" in assert_problem(misspelt, 400, "MALFORMED_UPLOAD")["detail"]
+    assert await stored_samples(study) == []
 
 
 # Idempotency
