@@ -120,7 +120,8 @@ async def sign_in(page, email: str) -> None:
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(STACK_PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
-    await page.locator("#overview").wait_for()
+    # The last of the page's first requests: after it, nothing is in flight.
+    await expect_text(page.locator("#signed-in-as"), email)
 
 
 async def expect_text(locator, text: str | re.Pattern) -> None:
@@ -135,10 +136,17 @@ def figure_of(page, figure: str, status: str | None = None):
     return page.locator(f'[data-figure="{figure}"] [data-status="{status}"] .count')
 
 
-def artifact_path(name: str) -> Path:
-    folder = Path(os.environ.get("ARTIFACTS_DIR") or Path(tempfile.gettempdir()) / "studybase-artifacts")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
+async def save_screenshot(page, name: str, capsys) -> None:
+    """A CI artifact: saved under ARTIFACTS_DIR (or $TMPDIR/studybase-artifacts), its path in the log."""
+    folder = anyio.Path(
+        os.environ.get("ARTIFACTS_DIR") or Path(tempfile.gettempdir()) / "studybase-artifacts"
+    )
+    await folder.mkdir(parents=True, exist_ok=True)
+    screenshot = folder / name
+    await page.screenshot(path=screenshot, full_page=True)
+    with capsys.disabled():  # printed even though pytest captures the test's output
+        print(f"\n[artifact] {name}: {screenshot}")
+    assert (await screenshot.stat()).st_size > 10_000
 
 
 async def open_study(page, researcher: Researcher) -> None:
@@ -186,11 +194,7 @@ async def test_sign_in_shows_the_figures_the_api_reports(page, researcher: Resea
     ]
     await expect_text(page.locator("#signed-in-as"), researcher.email)
 
-    screenshot = artifact_path("dashboard.png")
-    await page.screenshot(path=screenshot, full_page=True)
-    with capsys.disabled():
-        print(f"\n[artifact] dashboard screenshot: {screenshot}")
-    assert screenshot.stat().st_size > 10_000
+    await save_screenshot(page, "dashboard.png", capsys)
 
 
 async def test_the_studies_table_searches_and_filters_by_status(page, researcher: Researcher):
@@ -208,7 +212,7 @@ async def test_the_studies_table_searches_and_filters_by_status(page, researcher
     assert await page.locator("#studies-empty").is_hidden()
 
 
-async def test_an_upload_with_one_bad_cell_shows_that_cells_error(page, researcher: Researcher):
+async def test_an_upload_with_one_bad_cell_shows_that_cells_error(page, researcher: Researcher, capsys):
     await sign_in(page, researcher.email)
     await open_study(page, researcher)
 
@@ -225,6 +229,7 @@ async def test_an_upload_with_one_bad_cell_shows_that_cells_error(page, research
     assert re.search(r"^3,volume \[mL\],-1,", saved, re.MULTILINE), saved
     assert researcher.get(f"/dashboard/studies/{researcher.study['id']}")["samples"]["total"] == 3
     await expect_text(figure_of(page, "study-uploads", "rejected"), "1")
+    await save_screenshot(page, "study-upload-report.png", capsys)
 
 
 async def test_a_good_upload_changes_the_counts_at_once(page, researcher: Researcher):
@@ -266,6 +271,30 @@ async def test_the_figures_refresh_every_30_seconds_with_conditional_requests(pa
         await page.clock.fast_forward(30_000)
     assert (await changed.value).status == 200
     await expect_text(figure_of(page, "samples"), "4")
+    await expect_text(page.locator("#studies-table tbody tr td.number").first, "4")
+
+
+async def test_a_hidden_tab_asks_for_nothing_and_refreshes_when_shown_again(page, researcher: Researcher):
+    await page.clock.install()
+    # The test decides what document.visibilityState says (a headless tab is always visible).
+    await page.add_init_script(
+        'Object.defineProperty(document, "visibilityState", '
+        '{get: () => (window.testHidden ? "hidden" : "visible")});'
+    )
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/" in request.url else None)
+
+    await page.evaluate("window.testHidden = true")
+    await page.clock.fast_forward(95_000)
+    await page.wait_for_timeout(500)  # real time, for a request the tick would have started
+    assert asked == []
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")) as shown:
+        await page.evaluate(
+            "window.testHidden = false; document.dispatchEvent(new Event('visibilitychange'))"
+        )
+    assert (await shown.value).status == 304
 
 
 async def test_the_access_token_is_refreshed_before_it_expires(page, researcher: Researcher):
@@ -326,7 +355,8 @@ async def test_the_page_fits_a_phone_screen(browser, stack: Stack, researcher: R
         phone = await context.new_page()
         await sign_in(phone, researcher.email)
         await expect_text(figure_of(phone, "samples"), "3")
-
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
+        await open_study(phone, researcher)
         assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         await context.close()

@@ -4,7 +4,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 640;
 const HEIGHT = 220;
-const MARGIN = { top: 12, right: 8, bottom: 40, left: 44 };
+const MARGIN = { top: 12, right: 24, bottom: 44, left: 60 };
 
 function svgElement(name, attributes, text) {
   const element = document.createElementNS(SVG, name);
