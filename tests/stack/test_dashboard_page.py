@@ -161,6 +161,14 @@ async def upload(page, name: str, content: str) -> None:
     await page.get_by_role("button", name="Upload", exact=True).click()
 
 
+# What the upload's progress label said, in order (the page's own CSP does not apply to evaluate()).
+RECORD_UPLOAD_PHASES = """
+window.uploadPhases = [];
+new MutationObserver(() => window.uploadPhases.push(document.getElementById("upload-phase").textContent))
+  .observe(document.getElementById("upload-phase"), {childList: true, characterData: true, subtree: true});
+"""
+
+
 def cells(row) -> list[str]:
     return row.locator("td").all_inner_texts()
 
@@ -238,9 +246,14 @@ async def test_a_good_upload_changes_the_counts_at_once(page, researcher: Resear
     await open_study(page, researcher)
     await expect_text(figure_of(page, "study-samples"), "3")
 
+    await page.evaluate(RECORD_UPLOAD_PHASES)
+
     await upload(page, "good.csv", HEADER + "S-20,blood,1\r\nS-21,saliva,2\r\n")
 
     await expect_text(figure_of(page, "study-samples"), "5")
+    phases = await page.evaluate("window.uploadPhases")
+    assert "Sending… 100 %" in phases
+    assert phases[-1] == "The server is importing the file…"
     assert "Imported good.csv: 2 created" in await page.locator("#upload-result").inner_text()
     figures = researcher.get(f"/dashboard/studies/{researcher.study['id']}")
     assert figures["samples"]["total"] == 5
