@@ -265,6 +265,48 @@ async def test_a_good_upload_changes_the_counts_at_once(page, researcher: Resear
     await expect_text(page.locator("#studies-table tbody tr td.number").first, "5")
 
 
+async def downloaded(page, button) -> tuple[str, str]:
+    """Clicks a download button of the page; the saved file's suggested name and text, byte for byte."""
+    async with page.expect_download() as started:
+        await button.click()
+    download = await started.value
+    return download.suggested_filename, (await anyio.Path(await download.path()).read_bytes()).decode()
+
+
+async def test_a_dry_run_imports_nothing_and_downloads_carry_the_token(page, researcher: Researcher):
+    content = HEADER + "S-40,saliva,4\r\n"
+    uploaded = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/sample-files",
+        files={"file": ("first.csv", content.encode(), "text/csv")},
+        headers=researcher.headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await expect_text(figure_of(page, "study-samples"), "4")
+
+    await page.get_by_label("Dry run (check only, import nothing)").check()
+    await upload(page, "dry.csv", HEADER + "S-41,blood,1\r\n")
+    await expect_text(
+        page.locator("#upload-result p").first,
+        re.compile(r"^Dry run of dry\.csv: 1 rows read; it would create 1"),
+    )
+    assert researcher.get(f"/dashboard/studies/{researcher.study['id']}")["samples"]["total"] == 4
+    await expect_text(figure_of(page, "study-samples"), "4")
+
+    original = page.locator("#uploads-table tbody tr", has_text="first.csv").get_by_role(
+        "button", name="File"
+    )
+    assert await downloaded(page, original) == ("first.csv", content)
+    name, template = await downloaded(page, page.get_by_role("button", name="Template (CSV)"))
+    assert name == f"{researcher.study['code']}-template.csv"
+    assert template.splitlines()[0] == "\ufeffsample_id,status,tissue,volume [mL]"  # a BOM for Excel
+    name, export = await downloaded(page, page.get_by_role("button", name="Export samples (CSV)"))
+    assert name == f"{researcher.study['code']}-samples.csv"
+    assert "S-40,registered,saliva,4" in export
+    assert len(export.splitlines()) == 5  # the header and the four samples
+
+
 async def test_the_figures_refresh_every_30_seconds_with_conditional_requests(page, researcher: Researcher):
     await page.clock.install()
     await sign_in(page, researcher.email)
