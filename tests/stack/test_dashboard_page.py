@@ -376,6 +376,9 @@ async def test_sign_out_ends_the_session_and_keeps_no_token(page, researcher: Re
     await expect_text(page.locator("#sign-in-message"), "You are signed out.")
     assert await page.locator("#overview").is_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
+    # Nothing of this user is left in the page, not even hidden.
+    assert await page.locator("#cards article, #studies-table tbody tr, #activity li").count() == 0
+    assert await page.locator("#signed-in-as").text_content() == ""
     await page.reload()
     await page.locator("#sign-in").wait_for()
 

@@ -104,7 +104,9 @@ export function refreshTokens() {
     body: JSON.stringify({ refresh_token: token }),
   })
     .catch((error) => {
-      if (error.status >= 400 && error.status < 500) {
+      // 401: the refresh token is spent, revoked or expired. A network failure or a 429 leaves
+      // the session alone: the next request tries again.
+      if (error.status === 401 || error.status === 422) {
         endSession("Your session has ended. Please sign in again.");
       }
       throw error;

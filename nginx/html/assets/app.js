@@ -2,7 +2,7 @@
 
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
-import { renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
+import { clearViews, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
 
 const POLL_MILLISECONDS = 30000;
 const SEARCH_DELAY_MILLISECONDS = 250;
@@ -135,6 +135,8 @@ async function enterDashboard() {
 function toSignIn(message) {
   clearInterval(state.pollTimer);
   state.openStudy = null;
+  state.summaryEtag = null;
+  clearViews();
   show("sign-in");
   showMessage("sign-in-message", message);
   byId("password").value = "";

@@ -193,3 +193,15 @@ export function renderReport({ status, body }, downloadErrors) {
   }
   byId("upload-result").replaceChildren(...parts);
 }
+
+/** Nothing of the last user stays in the page after sign-out, not even hidden. */
+export function clearViews() {
+  for (const id of ["cards", "daily-chart", "activity", "study-cards", "weekly-chart", "choices", "upload-result"]) {
+    byId(id).replaceChildren();
+  }
+  for (const id of ["studies-table", "completeness-table", "uploads-table"]) {
+    byId(id).tBodies[0].replaceChildren();
+  }
+  byId("signed-in-as").textContent = "";
+  byId("study-filter").reset();
+}
