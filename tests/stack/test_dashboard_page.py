@@ -366,6 +366,17 @@ async def test_the_access_token_is_refreshed_before_it_expires(page, researcher:
     assert (await summary.value).status == 304  # the new access token works, figures unchanged
 
 
+async def test_a_reload_of_the_tab_stays_signed_in_through_the_refresh_token(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+
+    async with page.expect_response(re.compile(r"/api/v1/auth/refresh$")) as refreshed:
+        await page.reload()
+
+    assert (await refreshed.value).status == 200
+    await expect_text(figure_of(page, "samples"), "3")
+    await expect_text(page.locator("#signed-in-as"), researcher.email)
+
+
 async def test_sign_out_ends_the_session_and_keeps_no_token(page, researcher: Researcher):
     await sign_in(page, researcher.email)
     assert await page.evaluate("sessionStorage.length") == 1
