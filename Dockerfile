@@ -26,6 +26,8 @@ WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY main.py alembic.ini gunicorn.conf.py ./
 COPY src ./src
+# The dashboard page: nginx serves it in compose; the app serves the same files at / (src/page.py).
+COPY nginx/html ./nginx/html
 RUN mkdir -p /app/data/uploads && chown -R studybase:studybase /app/data
 USER 10001:10001
 EXPOSE 8000

@@ -3,11 +3,12 @@
     python -m scripts.local_stack [--port 8080] [--api-port 8000] [--workers 2]
         [--server-names "localhost 127.0.0.1"] [--trusted-client 127.0.0.1 ...]
 
-Uses the committed nginx/nginx.conf, nginx/default.conf, nginx/studybase/ and gunicorn.conf.py.
-Only what must differ outside Docker changes, in a rendered copy: the upstream address
-(`api:8000` in compose), the listen port, the file paths, the placeholders compose fills in
-(MAX_UPLOAD_MB, SERVER_NAMES), the trusted clients (none unless given, as in production) and
-nginx's CORS allowlist (from CORS_ORIGINS, as the nginx container writes it).
+Uses the committed nginx/nginx.conf, nginx/default.conf, nginx/studybase/, nginx/html/ (the dashboard
+page) and gunicorn.conf.py. Only what must differ outside Docker changes, in a rendered copy: the
+upstream address (`api:8000` in compose), the listen port, the file paths (the page's root included),
+the placeholders compose fills in (MAX_UPLOAD_MB, SERVER_NAMES), the trusted clients (none unless
+given, as in production) and nginx's CORS allowlist (from CORS_ORIGINS, as the nginx container
+writes it).
 DATABASE_URL, SECRET_KEY and the rest come from
 the environment or `.env`, as for `python main.py`. Migrations run once, before the workers
 start. Ctrl-C stops everything. The stack tests (tests/stack/) use the same functions.
@@ -36,6 +37,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 NGINX_DIR = PROJECT_DIR / "nginx"
 DEFAULT_MAX_UPLOAD_MB = 100
 DEFAULT_SERVER_NAMES = "localhost 127.0.0.1"
+# Where docker-compose.yml mounts nginx/html (the dashboard page) in the nginx container.
+COMPOSE_PAGE_ROOT = "/usr/share/nginx/html"
 NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 # default.conf lists gunicorn's address twice, so that nginx can retry an idempotent request.
 UPSTREAM_ENTRIES = 2
@@ -79,6 +82,12 @@ def render_nginx_config(
         server = replace_once(server, old, new, source="default.conf")
     server = replace_once(server, "${MAX_UPLOAD_MB}", str(max_upload_mb), source="default.conf")
     server = replace_once(server, "${SERVER_NAMES}", server_names, source="default.conf")
+    # A copy of the dashboard page beside the config: nginx workers (an unprivileged user when root
+    # starts nginx) can read the rendered folder, not necessarily the checkout.
+    shutil.copytree(NGINX_DIR / "html", target / "html", dirs_exist_ok=True)
+    server = replace_once(
+        server, f"root {COMPOSE_PAGE_ROOT};", f"root {target / 'html'};", source="default.conf"
+    )
     (target / "default.conf").write_text(server, encoding="utf-8")
 
     # nginx.conf and default.conf include these relative to their own folder, here as in compose.

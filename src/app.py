@@ -22,6 +22,7 @@ from src.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from src.page import add_page
 from src.sampleFileUpload.router import router as sample_file_router
 from src.study.router import router as study_router
 
@@ -96,5 +97,6 @@ def create_app(config: Settings = settings) -> FastAPI:
     api.include_router(dashboard_router)
     app.include_router(api)
     add_docs(app)
+    add_page(app)
     document_errors_as_problems(app)
     return app

@@ -16,6 +16,7 @@ from src.constants import MAX_BODY_BYTES, ErrorCode
 from src.exceptions import AppError, MalformedBody, PayloadTooLarge, internal_error_response, problem_response
 from src.json_body import check_json_body
 from src.logging import bind_request_id, unbind_request_id
+from src.page import is_page_path
 from src.url_encoded import undecodable_names
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -39,6 +40,12 @@ DOCS_CSP = (
 # Its search runs in a blob: worker.
 REDOC_CSP = DOCS_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'") + "; worker-src blob:"
 PAGE_CSPS = {"/docs": DOCS_CSP, "/redoc": REDOC_CSP}
+# The dashboard page (src/page.py; nginx sets the same one in default.conf): its own scripts,
+# styles and API calls only; its sign-in form is handled by script, so no form may post anywhere else.
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -156,7 +163,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = PAGE_CSPS.get(scope["path"], API_CSP)
+        csp = DASHBOARD_CSP if is_page_path(scope["path"]) else PAGE_CSPS.get(scope["path"], API_CSP)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.local_stack import ConfigDrift, check_nginx_config, render_nginx_config, replace_once
+from scripts.local_stack import (
+    COMPOSE_PAGE_ROOT,
+    ConfigDrift,
+    check_nginx_config,
+    render_nginx_config,
+    replace_once,
+)
+from src.middleware import API_CSP, DASHBOARD_CSP
+from src.page import PAGE_DIR
 from src.workers import usable_cores
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -168,7 +176,20 @@ def test_dockerignore_keeps_secrets_and_local_state_out():
 
     assert ignored[ignored.index("*")] == "*"
     allowed = {line[1:] for line in ignored if line.startswith("!")}
-    assert allowed == {"requirements.txt", "main.py", "alembic.ini", "gunicorn.conf.py", "src/"}
+    assert allowed == {
+        "requirements.txt",
+        "main.py",
+        "alembic.ini",
+        "gunicorn.conf.py",
+        "src/",
+        "nginx/html/",
+    }
+
+
+def test_api_image_holds_the_dashboard_page_the_app_serves():
+    copies = [value for keyword, value in final_stage(dockerfile_instructions()) if keyword == "COPY"]
+
+    assert f"nginx/html ./{PAGE_DIR.relative_to(PROJECT_DIR).as_posix()}" in copies
 
 
 # gunicorn.conf.py
@@ -240,7 +261,12 @@ def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
     committed = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
     assert server == committed.replace("server api:8000 ", "server 127.0.0.1:18000 ").replace(
         "listen 80", "listen 127.0.0.1:18080"
-    ).replace("${MAX_UPLOAD_MB}", "100").replace("${SERVER_NAMES}", "localhost 127.0.0.1")
+    ).replace("${MAX_UPLOAD_MB}", "100").replace("${SERVER_NAMES}", "localhost 127.0.0.1").replace(
+        f"root {COMPOSE_PAGE_ROOT};", f"root {tmp_path / 'nginx' / 'html'};"
+    )
+    for page_file in PAGE_DIR.rglob("*.*"):
+        copied = tmp_path / "nginx" / "html" / page_file.relative_to(PAGE_DIR)
+        assert copied.read_bytes() == page_file.read_bytes()
     assert "include /etc/nginx/conf.d" not in config.read_text(encoding="utf-8")
     for name in ("problem-pages.conf", "trusted-clients.conf"):
         copied = (tmp_path / "nginx" / "studybase" / name).read_text(encoding="utf-8")
@@ -305,10 +331,11 @@ def test_every_error_nginx_makes_has_a_problem_page():
     statuses = {status for listed in targets for status in listed.split()}
     assert {"400", "404", "405", "413", "414", "421", "429", "494", "500", "502", "503", "504"} <= statuses
     for target in targets.values():
-        page = pages.split(f"location {'= ' if target.startswith('/') else ''}{target} {{", 1)[1].split(
-            "}", 1
-        )[0]
-        assert "default_type application/problem+json;" in page or target.startswith("/_studybase_problem/")
+        opened = pages.split(f"location {'= ' if target.startswith('/') else ''}{target} {{", 1)[1]
+        page = re.split(r"\n\s*\}", opened, maxsplit=1)[0]  # `types { }` is inside, on one line
+        if not target.startswith("/_studybase_problem/"):
+            # The request's URI is kept: without `types { }` its extension (.js) would set the type.
+            assert "types { }\n    default_type application/problem+json;" in page
         assert re.search(r"return \d{3} '\{\"type\":\"urn:studybase:problem:", page)
     assert server.count("include studybase/problem-pages.conf;") == server.count("\nserver {")
 
@@ -323,6 +350,20 @@ def test_compose_fills_in_every_placeholder_of_the_nginx_template(services):
         assert name in nginx["environment"]
         assert re.fullmatch(nginx["environment"]["NGINX_ENVSUBST_FILTER"].replace("$$", "$"), name)
     assert "./nginx/studybase:/etc/nginx/studybase:ro" in nginx["volumes"]
+
+
+def test_nginx_serves_the_dashboard_page_from_the_mounted_folder(services):
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+
+    assert f"./nginx/html:{COMPOSE_PAGE_ROOT}:ro" in services["nginx"]["volumes"]
+    assert server.count(f"root {COMPOSE_PAGE_ROOT};") == 1
+
+
+def test_nginx_gives_the_page_the_same_csp_as_the_app():
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+
+    assert f'"{DASHBOARD_CSP}";' in server
+    assert f'"{API_CSP}";' in server
 
 
 def test_env_sample_lists_the_nginx_settings():

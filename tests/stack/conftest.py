@@ -31,6 +31,10 @@ STACK_SECRET_KEY = "stack-test-secret-key-" + uuid.uuid4().hex
 # Exempt from nginx's rate and connection limits, as a benchmark's load generator would be; far
 # from the addresses fresh_client_address() hands out.
 TRUSTED_CLIENT_ADDRESS = "127.255.0.1"
+# The browser of the page tests (test_dashboard_page.py) cannot choose its address: it speaks from
+# 127.0.0.1, which fresh_client_address() never hands out, and signs in about once per test, more
+# often than the sign-in limit allows one address. Trusted like a load generator.
+BROWSER_CLIENT_ADDRESS = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,23 @@ class Stack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no access log line with request id {request_id}")
             time.sleep(0.05)
+
+
+STACK_PASSWORD = "stack test passphrase"
+
+
+def register_and_sign_in(http: httpx.Client, email: str, **headers: str) -> dict:
+    """A new account (password STACK_PASSWORD) and the token pair of its first sign-in."""
+    registered = http.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": STACK_PASSWORD, "full_name": "Stack Tester"},
+    )
+    assert registered.status_code == 201, registered.text
+    signed_in = http.post(
+        "/api/v1/auth/token", data={"username": email, "password": STACK_PASSWORD}, headers=headers
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    return signed_in.json()
 
 
 def free_port() -> int:
@@ -130,7 +151,7 @@ def running_stack(
         listen=f"127.0.0.1:{nginx_port}",
         upstream=f"127.0.0.1:{api_port}",
         max_upload_mb=STACK_MAX_UPLOAD_MB,
-        trusted_clients=[TRUSTED_CLIENT_ADDRESS],
+        trusted_clients=[TRUSTED_CLIENT_ADDRESS, BROWSER_CLIENT_ADDRESS],
         cors_origins=cors_origins,
     )
     gunicorn = local_stack.start_gunicorn(

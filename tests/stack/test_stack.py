@@ -18,7 +18,14 @@ import pytest
 
 from scripts import local_stack
 from tests.conftest import assert_problem, bearer
-from tests.stack.conftest import STACK_MAX_UPLOAD_MB, Stack, free_port, fresh_client_address
+from tests.stack.conftest import (
+    STACK_MAX_UPLOAD_MB,
+    STACK_PASSWORD,
+    Stack,
+    free_port,
+    fresh_client_address,
+    register_and_sign_in,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -32,19 +39,6 @@ SECURITY_HEADERS = (
     "permissions-policy",
     "cache-control",
 )
-
-
-def register_and_sign_in(http: httpx.Client, email: str, **headers: str) -> dict:
-    password = "stack test passphrase"
-    registered = http.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, "full_name": "Stack Tester"}
-    )
-    assert registered.status_code == 201, registered.text
-    signed_in = http.post(
-        "/api/v1/auth/token", data={"username": email, "password": password}, headers=headers
-    )
-    assert signed_in.status_code == 200, signed_in.text
-    return signed_in.json()
 
 
 def assert_headers_once(response: httpx.Response) -> None:
@@ -109,12 +103,12 @@ def test_failed_sign_ins_lock_out_only_the_address_they_came_from(client_from):
     failures = [attacker.post("/api/v1/auth/token", data=guess, headers=pretend) for _ in range(5)]
     locked = attacker.post(
         "/api/v1/auth/token",
-        data=guess | {"password": "stack test passphrase"},
+        data=guess | {"password": STACK_PASSWORD},
         headers=pretend,
     )
     owner_signs_in = owner.post(
         "/api/v1/auth/token",
-        data={"username": "locked-owner@example.org", "password": "stack test passphrase"},
+        data={"username": "locked-owner@example.org", "password": STACK_PASSWORD},
     )
 
     assert [response.status_code for response in failures] == [401] * 5
@@ -348,7 +342,7 @@ def test_registration_with_a_control_character_after_the_path_is_never_served(ht
         f"/api/v1/auth/register{suffix}",
         json={
             "email": f"{uuid.uuid4().hex}@example.org",
-            "password": "stack test passphrase",
+            "password": STACK_PASSWORD,
             "full_name": "X",
         },
     )

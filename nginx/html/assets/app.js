@@ -1,0 +1,238 @@
+// The dashboard page: sign-in, overview, one study's view and its upload form; polling every 30 s.
+
+import * as api from "./api.js";
+import { byId, showMessage } from "./dom.js";
+import { clearViews, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
+
+const POLL_MILLISECONDS = 30000;
+const SEARCH_DELAY_MILLISECONDS = 250;
+
+const state = {
+  summaryEtag: null,
+  studyEtag: null,
+  openStudy: null,
+  pollTimer: null,
+};
+
+function show(view) {
+  for (const id of ["sign-in", "overview", "study"]) {
+    byId(id).hidden = id !== view;
+  }
+  byId("session").hidden = view === "sign-in";
+}
+
+function reportError(messageBox, error) {
+  // A 401 has already sent the page to sign-in with its own message.
+  if (error.status !== 401) {
+    showMessage(messageBox, error.message);
+  }
+}
+
+async function loadStudies() {
+  const params = new URLSearchParams({ page_size: "100", sort: "code" });
+  const search = byId("study-search").value.trim();
+  const status = byId("study-status").value;
+  if (search) {
+    params.set("q", search);
+  }
+  if (status) {
+    params.set("status", status);
+  }
+  const page = await api.getJson(`/studies?${params}`);
+  renderStudies(page.items, openStudy);
+}
+
+/**
+ * The summary, conditionally: 304 keeps the figures shown. The studies table follows the summary:
+ * every change to a study or its samples is an activity entry, so an unchanged summary means an
+ * unchanged table and the list is not asked for again.
+ */
+async function refreshOverview({ force = false } = {}) {
+  try {
+    const answer = await api.getIfChanged("/dashboard/summary", force ? null : state.summaryEtag);
+    if (answer.changed) {
+      state.summaryEtag = answer.etag;
+      renderSummary(answer.body);
+      await loadStudies();
+    }
+    showMessage("overview-message", "");
+  } catch (error) {
+    reportError("overview-message", error);
+  }
+}
+
+const uploadActions = {
+  downloadOriginal: (item) => saveFile(`/sample-files/${item.id}/content`, item.filename),
+  downloadErrors: (fileId) => saveFile(`/sample-files/${fileId}/errors.csv`, "errors.csv"),
+};
+
+async function refreshStudy({ force = false } = {}) {
+  const study = state.openStudy;
+  try {
+    const answer = await api.getIfChanged(`/dashboard/studies/${study.id}`, force ? null : state.studyEtag);
+    if (answer.changed && state.openStudy === study) {
+      state.studyEtag = answer.etag;
+      renderStudyFigures(study, answer.body, uploadActions);
+    }
+    showMessage("study-message", "");
+  } catch (error) {
+    reportError("study-message", error);
+  }
+}
+
+function refreshVisibleView(options) {
+  return state.openStudy ? refreshStudy(options) : refreshOverview(options);
+}
+
+function openStudy(study) {
+  state.openStudy = study;
+  state.studyEtag = null;
+  byId("upload-result").replaceChildren();
+  byId("upload-form").reset();
+  showMessage("study-message", "");
+  show("study");
+  refreshStudy({ force: true });
+}
+
+function backToOverview() {
+  state.openStudy = null;
+  show("overview");
+  refreshOverview();
+}
+
+async function saveFile(path, fallbackName) {
+  try {
+    await api.download(path, fallbackName);
+  } catch (error) {
+    reportError(state.openStudy ? "study-message" : "overview-message", error);
+  }
+}
+
+function startPolling() {
+  clearInterval(state.pollTimer);
+  // Hidden tabs ask for nothing; coming back to the tab refreshes at once (below).
+  state.pollTimer = setInterval(() => {
+    if (document.visibilityState === "visible") {
+      refreshVisibleView();
+    }
+  }, POLL_MILLISECONDS);
+}
+
+async function enterDashboard() {
+  state.summaryEtag = null;
+  state.openStudy = null;
+  show("overview");
+  startPolling();
+  await refreshOverview({ force: true });
+  try {
+    const me = await api.getJson("/auth/me");
+    byId("signed-in-as").textContent = me.email;
+  } catch (error) {
+    reportError("overview-message", error);
+  }
+}
+
+function toSignIn(message) {
+  clearInterval(state.pollTimer);
+  state.openStudy = null;
+  state.summaryEtag = null;
+  clearViews();
+  show("sign-in");
+  showMessage("sign-in-message", message);
+  byId("password").value = "";
+  byId("email").focus();
+}
+
+async function submitSignIn(event) {
+  event.preventDefault();
+  const button = event.submitter;
+  button.disabled = true;
+  try {
+    await api.signIn(byId("email").value.trim(), byId("password").value);
+    byId("password").value = "";
+    showMessage("sign-in-message", "");
+    await enterDashboard();
+  } catch (error) {
+    showMessage("sign-in-message", error.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function signOut() {
+  await api.signOut();
+  toSignIn("You are signed out.");
+}
+
+function uploadProgress(fraction) {
+  byId("upload-progress").value = fraction;
+  byId("upload-phase").textContent = `Sending… ${Math.round(fraction * 100)} %`;
+}
+
+function uploadSent() {
+  byId("upload-progress").removeAttribute("value");  // indeterminate: the server is at work
+  byId("upload-phase").textContent = "The server is importing the file…";
+}
+
+async function submitUpload(event) {
+  event.preventDefault();
+  const study = state.openStudy;
+  const form = new FormData();
+  form.append("file", byId("upload-file").files[0]);
+  form.append("mode", byId("upload-mode").value);
+  form.append("dry_run", byId("upload-dry-run").checked ? "true" : "false");
+  byId("upload-submit").disabled = true;
+  byId("upload-result").replaceChildren();
+  byId("upload-progress").value = 0;
+  byId("upload-state").hidden = false;
+  try {
+    const answer = await api.upload(`/studies/${study.id}/sample-files`, form, {
+      onProgress: uploadProgress,
+      onSent: uploadSent,
+    });
+    renderReport(answer, uploadActions.downloadErrors);
+    await refreshStudy();  // at once, not at the next tick: the figures just changed
+    state.summaryEtag = null;
+  } catch (error) {
+    reportError("study-message", error);
+  } finally {
+    byId("upload-state").hidden = true;
+    byId("upload-submit").disabled = false;
+  }
+}
+
+function studyDownload(path, fallbackName) {
+  return () => saveFile(`/studies/${state.openStudy.id}${path}`, `${state.openStudy.code}-${fallbackName}`);
+}
+
+function wireEvents() {
+  byId("sign-in-form").addEventListener("submit", submitSignIn);
+  byId("sign-out").addEventListener("click", signOut);
+  byId("refresh-now").addEventListener("click", () => refreshVisibleView());
+  byId("back-to-overview").addEventListener("click", backToOverview);
+  byId("upload-form").addEventListener("submit", submitUpload);
+  byId("template-csv").addEventListener("click", studyDownload("/sample-template?format=csv", "template.csv"));
+  byId("template-xlsx").addEventListener("click", studyDownload("/sample-template?format=xlsx", "template.xlsx"));
+  byId("export-csv").addEventListener("click", studyDownload("/samples/export?format=csv", "samples.csv"));
+  let searchTimer = null;
+  const filterStudies = () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => loadStudies().catch((error) => reportError("overview-message", error)), SEARCH_DELAY_MILLISECONDS);
+  };
+  byId("study-search").addEventListener("input", filterStudies);
+  byId("study-status").addEventListener("change", filterStudies);
+  byId("study-filter").addEventListener("submit", (event) => event.preventDefault());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && !byId("session").hidden) {
+      refreshVisibleView();
+    }
+  });
+}
+
+api.whenSignedOut(toSignIn);
+wireEvents();
+if (api.hasSession()) {
+  enterDashboard();
+} else {
+  toSignIn("");
+}

@@ -1,0 +1,90 @@
+// A bar chart as inline SVG, drawn from [{label, count}] with axis labels. Attributes only (no
+// style attributes), so the page's CSP needs no 'unsafe-inline'; colours come from style.css.
+
+const SVG = "http://www.w3.org/2000/svg";
+const WIDTH = 640;
+const HEIGHT = 220;
+const MARGIN = { top: 12, right: 24, bottom: 44, left: 60 };
+
+function svgElement(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) {
+    element.setAttribute(key, String(value));
+  }
+  if (text !== undefined) {
+    element.textContent = text;
+  }
+  return element;
+}
+
+/** A round top for the y axis (1, 2, 5 × 10ⁿ) so the tick labels are whole, readable numbers. */
+function niceMaximum(value) {
+  if (value <= 4) {
+    return 4;
+  }
+  const power = 10 ** Math.floor(Math.log10(value));
+  const step = [1, 2, 5, 10].find((factor) => factor * power >= value / 4) * power;
+  return step * 4;
+}
+
+function drawYAxis(svg, maximum, plotHeight) {
+  for (let tick = 0; tick <= 4; tick += 1) {
+    const value = (maximum / 4) * tick;
+    const y = MARGIN.top + plotHeight - (plotHeight * tick) / 4;
+    svg.append(svgElement("line", { class: "grid", x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y, y2: y }));
+    svg.append(svgElement("text", { class: "tick", x: MARGIN.left - 6, y: y + 4, "text-anchor": "end" }, value));
+  }
+}
+
+function drawXLabels(svg, points, slot, plotHeight) {
+  // About six labels whatever the number of bars, always including the last one.
+  const every = Math.max(1, Math.ceil(points.length / 6));
+  points.forEach((point, index) => {
+    if ((points.length - 1 - index) % every === 0) {
+      const x = MARGIN.left + slot * index + slot / 2;
+      const y = MARGIN.top + plotHeight + 16;
+      svg.append(svgElement("text", { class: "tick", x, y, "text-anchor": "middle" }, point.label));
+    }
+  });
+}
+
+/**
+ * Draws the chart into `container`, replacing what was there.
+ * `xTitle`/`yTitle` name the axes; each bar has a <title> with its exact figure.
+ */
+export function drawBarChart(container, points, { xTitle, yTitle, description }) {
+  const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
+  const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const maximum = niceMaximum(Math.max(0, ...points.map((point) => point.count)));
+  const slot = plotWidth / Math.max(points.length, 1);
+  const svg = svgElement("svg", {
+    viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
+    role: "img",
+    "aria-label": description,
+    class: "chart",
+  });
+  drawYAxis(svg, maximum, plotHeight);
+  points.forEach((point, index) => {
+    const height = (plotHeight * point.count) / maximum;
+    const bar = svgElement("rect", {
+      class: "bar",
+      x: MARGIN.left + slot * index + slot * 0.15,
+      y: MARGIN.top + plotHeight - height,
+      width: slot * 0.7,
+      height,
+      "data-count": point.count,
+    });
+    bar.append(svgElement("title", {}, `${point.label}: ${point.count}`));
+    svg.append(bar);
+  });
+  drawXLabels(svg, points, slot, plotHeight);
+  svg.append(svgElement("text", { class: "axis-title", x: MARGIN.left + plotWidth / 2, y: HEIGHT - 4, "text-anchor": "middle" }, xTitle));
+  svg.append(
+    svgElement(
+      "text",
+      { class: "axis-title", x: 12, y: MARGIN.top + plotHeight / 2, "text-anchor": "middle", transform: `rotate(-90 12 ${MARGIN.top + plotHeight / 2})` },
+      yTitle,
+    ),
+  );
+  container.replaceChildren(svg);
+}

@@ -1,0 +1,30 @@
+"""The browser dashboard page (nginx/html/), served by the app at `/` as nginx serves it in the stack.
+
+So `python main.py` shows the same page as the full stack. Only `/` and `/assets/...` are
+the page's: every other path stays the API's (an unknown path under /api is still its
+problem+json 404, not a page).
+"""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+PAGE_DIR = Path(__file__).resolve().parent.parent / "nginx" / "html"
+PAGE_URL = "/"
+ASSETS_URL = "/assets"
+
+
+async def dashboard_page() -> FileResponse:
+    return FileResponse(PAGE_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+
+def is_page_path(path: str) -> bool:
+    """The paths the page's own CSP applies to (in nginx: the map on $uri in default.conf)."""
+    return path == PAGE_URL or path.startswith(f"{ASSETS_URL}/")
+
+
+def add_page(app: FastAPI) -> None:
+    app.mount(ASSETS_URL, StaticFiles(directory=PAGE_DIR / "assets"), name="page-assets")
+    app.add_api_route(PAGE_URL, dashboard_page, methods=["GET", "HEAD"], include_in_schema=False)

@@ -1,0 +1,460 @@
+"""The dashboard page in a real browser (Debian's Chromium driven by Playwright), served by nginx.
+
+Skipped when Chromium or Playwright is missing, except under CI (CI=true), where that fails the
+run. Every figure the page shows is compared with what the API answers for the same user.
+A screenshot of the dashboard is saved under ARTIFACTS_DIR (or $TMPDIR/studybase-artifacts) and
+its path printed in the log.
+"""
+
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from src.middleware import API_CSP, DASHBOARD_CSP
+from src.page import PAGE_DIR
+from tests.conftest import assert_problem, bearer
+from tests.stack.conftest import STACK_PASSWORD, UNDER_CI, Stack, register_and_sign_in
+
+pytestmark = pytest.mark.stack
+
+CHROMIUM_PATH = "/usr/bin/chromium"
+FIELDS = [
+    {"name": "tissue", "type": "choice", "required": True, "choices": ["blood", "saliva"]},
+    {"name": "volume", "type": "number", "required": False, "unit": "mL", "min": 0, "max": 100},
+]
+HEADER = "sample_id,tissue,volume [mL]\r\n"
+ANSWERED_WITH_AN_ERROR = "Failed to load resource: the server responded with a status of 4"
+# Long enough for a page that waits on the API through nginx on a busy shared machine.
+WAIT_MS = 15_000
+
+
+def browser_missing() -> str | None:
+    if not Path(CHROMIUM_PATH).exists():
+        return f"Chromium is not installed at {CHROMIUM_PATH} (Debian: apt-get install chromium)"
+    try:
+        import playwright.async_api  # noqa: F401 (optional until the browser tests run)
+    except ImportError:
+        return "the playwright package is not installed (requirements.dev.txt)"
+    return None
+
+
+@pytest.fixture(scope="module")
+async def browser(stack: Stack) -> AsyncIterator:
+    """Playwright's async API: the sync one runs an event loop of its own, which the suite's async
+    fixtures (on pytest-asyncio's loop) refuse."""
+    problem = browser_missing()
+    if problem:
+        if UNDER_CI:
+            pytest.fail(f"the browser tests need Chromium and Playwright under CI: {problem}")
+        pytest.skip(problem)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM_PATH, args=["--no-sandbox"], headless=True
+        )
+        yield chromium
+        await chromium.close()
+
+
+@dataclass
+class Researcher:
+    email: str
+    api: httpx.Client
+    headers: dict[str, str]
+    study: dict
+
+    def get(self, path: str) -> dict:
+        response = self.api.get(f"/api/v1{path}", headers=self.headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+def researcher(http: httpx.Client) -> Researcher:
+    """A new account with one study holding three samples, made through the API (through nginx)."""
+    email = f"page-{uuid.uuid4().hex[:8]}@example.org"
+    headers = bearer(register_and_sign_in(http, email))
+    study = http.post(
+        "/api/v1/studies",
+        json={"code": f"PG-{uuid.uuid4().hex[:6]}", "title": "Page study", "sample_fields": FIELDS},
+        headers=headers,
+    )
+    assert study.status_code == 201, study.text
+    for number in range(3):
+        sample = http.post(
+            f"/api/v1/studies/{study.json()['id']}/samples",
+            json={"sample_id": f"S-{number}", "values": {"tissue": "blood", "volume": number}},
+            headers=headers,
+        )
+        assert sample.status_code == 201, sample.text
+    return Researcher(email=email, api=http, headers=headers, study=study.json())
+
+
+@pytest.fixture
+async def page(browser, stack: Stack) -> AsyncIterator:
+    """A fresh browser context (no session); console errors, CSP refusals included, fail the test."""
+    context = await browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
+    tab = await context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    await context.close()
+    # Chromium logs every 4xx answer the page asked for (a rejected upload, an ended session) and
+    # the page shows those; anything else (a script error, a CSP refusal) is a bug.
+    assert [error for error in errors if not error.startswith(ANSWERED_WITH_AN_ERROR)] == []
+
+
+async def sign_in(page, email: str) -> None:
+    await page.goto("/")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(STACK_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    # The last of the page's first requests: after it, nothing is in flight.
+    await expect_text(page.locator("#signed-in-as"), email)
+
+
+async def expect_text(locator, text: str | re.Pattern) -> None:
+    from playwright.async_api import expect
+
+    await expect(locator).to_have_text(text, timeout=WAIT_MS)
+
+
+def figure_of(page, figure: str, status: str | None = None):
+    if status is None:
+        return page.locator(f'[data-figure="{figure}"] .figure')
+    return page.locator(f'[data-figure="{figure}"] [data-status="{status}"] .count')
+
+
+async def save_screenshot(page, name: str, capsys) -> None:
+    """A CI artifact: saved under ARTIFACTS_DIR (or $TMPDIR/studybase-artifacts), its path in the log."""
+    folder = anyio.Path(
+        os.environ.get("ARTIFACTS_DIR") or Path(tempfile.gettempdir()) / "studybase-artifacts"
+    )
+    await folder.mkdir(parents=True, exist_ok=True)
+    screenshot = folder / name
+    await page.screenshot(path=screenshot, full_page=True)
+    with capsys.disabled():  # printed even though pytest captures the test's output
+        print(f"\n[artifact] {name}: {screenshot}")
+    assert (await screenshot.stat()).st_size > 10_000
+
+
+async def open_study(page, researcher: Researcher) -> None:
+    await page.get_by_role("button", name=researcher.study["code"]).click()
+    await figure_of(page, "study-samples").wait_for()
+
+
+async def upload(page, name: str, content: str) -> None:
+    await page.get_by_label("File (CSV, TSV or XLSX)").set_input_files(
+        {"name": name, "mimeType": "text/csv", "buffer": content.encode()}
+    )
+    await page.get_by_role("button", name="Upload", exact=True).click()
+
+
+# What the upload's progress label said, in order (the page's own CSP does not apply to evaluate()).
+RECORD_UPLOAD_PHASES = """
+window.uploadPhases = [];
+new MutationObserver(() => window.uploadPhases.push(document.getElementById("upload-phase").textContent))
+  .observe(document.getElementById("upload-phase"), {childList: true, characterData: true, subtree: true});
+"""
+
+
+def cells(row) -> list[str]:
+    return row.locator("td").all_inner_texts()
+
+
+async def test_sign_in_shows_the_figures_the_api_reports(page, researcher: Researcher, capsys):
+    await sign_in(page, researcher.email)
+
+    summary = researcher.get("/dashboard/summary")
+    assert summary["samples"]["total"] == 3
+    await expect_text(figure_of(page, "samples"), str(summary["samples"]["total"]))
+    assert await figure_of(page, "studies").inner_text() == str(summary["studies"]["total"])
+    assert await figure_of(page, "sample-files").inner_text() == str(summary["sample_files"]["total"])
+    for status, count in summary["samples"]["by_status"].items():
+        assert await figure_of(page, "samples", status).inner_text() == str(count), status
+    listed = researcher.get("/studies")["items"]
+    rows = page.locator("#studies-table tbody tr")
+    assert await rows.count() == len(listed) == 1
+    assert await cells(rows.first) == [
+        listed[0]["code"],
+        listed[0]["title"],
+        "Draft",
+        str(listed[0]["sample_count"]),
+        "Owner",
+    ]
+    bars = page.locator("#daily-chart svg rect.bar")
+    assert await bars.count() == len(summary["samples_created"]) == 30
+    assert await bars.last.get_attribute("data-count") == str(summary["samples_created"][-1]["count"])
+    assert await page.locator("#daily-chart svg text.axis-title").all_text_contents() == [
+        "Day (UTC)",
+        "Samples",
+    ]
+    await expect_text(page.locator("#signed-in-as"), researcher.email)
+
+    await save_screenshot(page, "dashboard.png", capsys)
+
+
+async def test_the_studies_table_searches_and_filters_by_status(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+    first_code = page.locator("#studies-table tbody tr td").first
+    await expect_text(first_code, researcher.study["code"])
+
+    await page.get_by_label("Status").select_option("active")
+    await page.locator("#studies-empty").wait_for(state="visible")
+    await page.get_by_label("Status").select_option("draft")
+    await page.get_by_label("Search code or title").fill("no such study")
+    await page.locator("#studies-empty").wait_for(state="visible")
+    await page.get_by_label("Search code or title").fill(researcher.study["code"].lower())
+    await expect_text(first_code, researcher.study["code"])
+    assert await page.locator("#studies-empty").is_hidden()
+
+
+async def test_an_upload_with_one_bad_cell_shows_that_cells_error(page, researcher: Researcher, capsys):
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+
+    await upload(page, "bad.csv", HEADER + "S-10,blood,1.5\r\nS-11,saliva,-1\r\n")
+
+    errors = page.locator("#report-errors tbody tr")
+    await errors.first.wait_for()
+    assert await errors.count() == 1
+    assert await cells(errors.first) == ["3", "volume [mL]", "-1", "must be at least 0"]
+    assert "Nothing was imported" in await page.locator("#upload-result").inner_text()
+    async with page.expect_download() as download:
+        await page.get_by_role("button", name="Download every error (errors.csv)").click()
+    saved = await anyio.Path(await (await download.value).path()).read_text(encoding="utf-8")
+    assert re.search(r"^3,volume \[mL\],-1,", saved, re.MULTILINE), saved
+    assert researcher.get(f"/dashboard/studies/{researcher.study['id']}")["samples"]["total"] == 3
+    await expect_text(figure_of(page, "study-uploads", "rejected"), "1")
+    await save_screenshot(page, "study-upload-report.png", capsys)
+
+
+async def test_a_good_upload_changes_the_counts_at_once(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+    await open_study(page, researcher)
+    await expect_text(figure_of(page, "study-samples"), "3")
+
+    await page.evaluate(RECORD_UPLOAD_PHASES)
+
+    await upload(page, "good.csv", HEADER + "S-20,blood,1\r\nS-21,saliva,2\r\n")
+
+    await expect_text(figure_of(page, "study-samples"), "5")
+    phases = await page.evaluate("window.uploadPhases")
+    assert "Sending… 100 %" in phases
+    assert phases[-1] == "The server is importing the file…"
+    assert "Imported good.csv: 2 created" in await page.locator("#upload-result").inner_text()
+    figures = researcher.get(f"/dashboard/studies/{researcher.study['id']}")
+    assert figures["samples"]["total"] == 5
+    saliva = await cells(page.locator("#choices tr", has_text="saliva"))
+    assert saliva == ["saliva", str(figures["choices"][0]["counts"]["saliva"])] == ["saliva", "1"]
+    assert await page.locator("#uploads-table tbody tr td").first.inner_text() == "good.csv"
+    await page.get_by_role("button", name="← All studies").click()
+    await expect_text(figure_of(page, "samples"), "5")
+    await expect_text(page.locator("#studies-table tbody tr td.number").first, "5")
+
+
+async def downloaded(page, button) -> tuple[str, str]:
+    """Clicks a download button of the page; the saved file's suggested name and text, byte for byte."""
+    async with page.expect_download() as started:
+        await button.click()
+    download = await started.value
+    return download.suggested_filename, (await anyio.Path(await download.path()).read_bytes()).decode()
+
+
+async def test_a_dry_run_imports_nothing_and_downloads_carry_the_token(page, researcher: Researcher):
+    content = HEADER + "S-40,saliva,4\r\n"
+    uploaded = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/sample-files",
+        files={"file": ("first.csv", content.encode(), "text/csv")},
+        headers=researcher.headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await expect_text(figure_of(page, "study-samples"), "4")
+
+    await page.get_by_label("Dry run (check only, import nothing)").check()
+    await upload(page, "dry.csv", HEADER + "S-41,blood,1\r\n")
+    await expect_text(
+        page.locator("#upload-result p").first,
+        re.compile(r"^Dry run of dry\.csv: 1 rows read; it would create 1"),
+    )
+    assert researcher.get(f"/dashboard/studies/{researcher.study['id']}")["samples"]["total"] == 4
+    await expect_text(figure_of(page, "study-samples"), "4")
+
+    original = page.locator("#uploads-table tbody tr", has_text="first.csv").get_by_role(
+        "button", name="File"
+    )
+    assert await downloaded(page, original) == ("first.csv", content)
+    name, template = await downloaded(page, page.get_by_role("button", name="Template (CSV)"))
+    assert name == f"{researcher.study['code']}-template.csv"
+    assert template.splitlines()[0] == "\ufeffsample_id,status,tissue,volume [mL]"  # a BOM for Excel
+    name, export = await downloaded(page, page.get_by_role("button", name="Export samples (CSV)"))
+    assert name == f"{researcher.study['code']}-samples.csv"
+    assert "S-40,registered,saliva,4" in export
+    assert len(export.splitlines()) == 5  # the header and the four samples
+
+
+async def test_the_figures_refresh_every_30_seconds_with_conditional_requests(page, researcher: Researcher):
+    await page.clock.install()
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")) as unchanged:
+        await page.clock.fast_forward(30_000)
+    assert (await unchanged.value).status == 304
+    assert await (await unchanged.value).request.header_value("if-none-match")
+    added = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/samples",
+        json={"sample_id": "S-30", "values": {"tissue": "saliva"}},
+        headers=researcher.headers,
+    )
+    assert added.status_code == 201, added.text
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")) as changed:
+        await page.clock.fast_forward(30_000)
+    assert (await changed.value).status == 200
+    await expect_text(figure_of(page, "samples"), "4")
+    await expect_text(page.locator("#studies-table tbody tr td.number").first, "4")
+
+
+async def test_a_hidden_tab_asks_for_nothing_and_refreshes_when_shown_again(page, researcher: Researcher):
+    await page.clock.install()
+    # The test decides what document.visibilityState says (a headless tab is always visible).
+    await page.add_init_script(
+        'Object.defineProperty(document, "visibilityState", '
+        '{get: () => (window.testHidden ? "hidden" : "visible")});'
+    )
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/" in request.url else None)
+
+    await page.evaluate("window.testHidden = true")
+    await page.clock.fast_forward(95_000)
+    await page.wait_for_timeout(500)  # real time, for a request the tick would have started
+    assert asked == []
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")) as shown:
+        await page.evaluate(
+            "window.testHidden = false; document.dispatchEvent(new Event('visibilitychange'))"
+        )
+    assert (await shown.value).status == 304
+
+
+async def test_the_access_token_is_refreshed_before_it_expires(page, researcher: Researcher):
+    await page.clock.install()
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+
+    async with page.expect_response(re.compile(r"/api/v1/auth/refresh$")) as refreshed:
+        await page.clock.fast_forward(15 * 60 * 1000 - 50_000)  # ACCESS_TOKEN_EXPIRE_MINUTES=15 in the stack
+
+    assert (await refreshed.value).status == 200
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")) as summary:
+        await page.get_by_role("button", name="Refresh").click()
+    assert (await summary.value).status == 304  # the new access token works, figures unchanged
+
+
+async def test_a_reload_of_the_tab_stays_signed_in_through_the_refresh_token(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+
+    async with page.expect_response(re.compile(r"/api/v1/auth/refresh$")) as refreshed:
+        await page.reload()
+
+    assert (await refreshed.value).status == 200
+    await expect_text(figure_of(page, "samples"), "3")
+    await expect_text(page.locator("#signed-in-as"), researcher.email)
+
+
+async def test_sign_out_ends_the_session_and_keeps_no_token(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+    assert await page.evaluate("sessionStorage.length") == 1
+    assert await page.evaluate("localStorage.length") == 0
+
+    await page.get_by_role("button", name="Sign out").click()
+
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    assert await page.locator("#overview").is_hidden()
+    assert await page.evaluate("sessionStorage.length") == 0
+    # Nothing of this user is left in the page, not even hidden.
+    assert await page.locator("#cards article, #studies-table tbody tr, #activity li").count() == 0
+    assert await page.locator("#signed-in-as").text_content() == ""
+    await page.reload()
+    await page.locator("#sign-in").wait_for()
+
+
+async def test_a_401_sends_the_user_back_to_sign_in_with_a_message(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+    assert researcher.api.post("/api/v1/auth/logout-all", headers=researcher.headers).status_code == 204
+
+    await page.get_by_role("button", name="Refresh").click()
+
+    await expect_text(page.locator("#sign-in-message"), "Your session has ended. Please sign in again.")
+    assert await page.locator("#overview").is_hidden()
+    assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_api_errors_are_shown_as_readable_messages(page, researcher: Researcher):
+    await page.goto("/")
+    await page.get_by_label("Email").fill(researcher.email)
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+
+    message = page.locator("#sign-in-message")
+    await expect_text(message, re.compile(r"\w+"))
+    assert "{" not in await message.inner_text()
+    assert await page.locator("#overview").is_hidden()
+
+
+async def test_the_page_fits_a_phone_screen(browser, stack: Stack, researcher: Researcher):
+    context = await browser.new_context(base_url=stack.base_url, viewport={"width": 375, "height": 740})
+    try:
+        phone = await context.new_page()
+        await sign_in(phone, researcher.email)
+        await expect_text(figure_of(phone, "samples"), "3")
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
+        await open_study(phone, researcher)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
+    finally:
+        await context.close()
+
+
+def test_nginx_serves_the_page_and_its_assets_with_the_page_csp(http: httpx.Client):
+    page = http.get("/")
+    script = http.get("/assets/app.js")
+    style = http.get("/assets/style.css")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    for response in (page, script, style):
+        assert response.headers.get_list("content-security-policy") == [DASHBOARD_CSP]
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert script.headers["content-type"].split(";")[0] in ("application/javascript", "text/javascript")
+    assert script.text == (PAGE_DIR / "assets" / "app.js").read_text(encoding="utf-8")
+    assert style.headers["content-type"].startswith("text/css")
+
+
+def test_paths_beside_the_page_keep_the_apis_answers_and_csp(http: httpx.Client):
+    missing_asset = http.get("/assets/no-such-file.js")
+    missing_route = http.get("/api/v1/no-such-route")
+    docs = http.get("/docs")
+
+    assert_problem(missing_asset, 404, "NOT_FOUND")
+    assert missing_asset.headers["content-security-policy"] == API_CSP
+    assert_problem(missing_route, 404, "NOT_FOUND")
+    assert missing_route.headers["content-security-policy"] == API_CSP
+    assert docs.status_code == 200
+    assert "Swagger" in docs.text
