@@ -77,6 +77,7 @@ def seed(database_url: str, *, owner_email: str, samples: int) -> SeededData:
         _seed_members(connection, owner_id=owner_id, big_study_id=study_ids[0])
         for study_id, count in zip(study_ids, sample_counts(samples, len(study_ids)), strict=True):
             _seed_samples(connection, study_id=study_id, count=count, owner_id=owner_id)
+        _seed_field_counts(connection)
         _seed_activity(connection, owner_id=owner_id)
         connection.commit()
         connection.execute("ANALYZE")
@@ -157,6 +158,25 @@ def _seed_samples(
            SELECT study_id, date(created_at AT TIME ZONE 'UTC'), count(*) FROM samples WHERE study_id = %s
            GROUP BY study_id, date(created_at AT TIME ZONE 'UTC')""",
         (study_id,),
+    )
+
+
+def _seed_field_counts(connection: psycopg.Connection) -> None:
+    """The per-field counters that sample writes maintain (migration 0006 backfills them so): per
+    field the samples with a value (value ''), per choice field and choice the samples with it."""
+    connection.execute(
+        """INSERT INTO study_field_value_counts (study_id, field, value, count)
+           SELECT samples.study_id, item.key, '', count(*)
+           FROM samples CROSS JOIN LATERAL jsonb_each(samples.values) AS item
+           WHERE jsonb_typeof(item.value) <> 'null'
+           GROUP BY samples.study_id, item.key
+           UNION ALL
+           SELECT samples.study_id, definition ->> 'name', samples.values ->> (definition ->> 'name'),
+                  count(*)
+           FROM samples JOIN studies ON studies.id = samples.study_id
+           CROSS JOIN LATERAL json_array_elements(studies.sample_fields) AS definition
+           WHERE definition ->> 'type' = 'choice' AND samples.values ->> (definition ->> 'name') IS NOT NULL
+           GROUP BY samples.study_id, definition ->> 'name', samples.values ->> (definition ->> 'name')"""
     )
 
 

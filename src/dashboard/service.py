@@ -20,12 +20,12 @@ from src.database import utcnow
 from src.sampleFileUpload.constants import SampleFileStatus
 from src.sampleFileUpload.models import SampleFile
 from src.study import service as study_service
-from src.study.constants import FieldType, SampleStatus, StudyStatus
+from src.study.constants import FIELD_FILLED, FieldType, SampleStatus, StudyStatus
 from src.study.models import (
-    Sample,
     Study,
     StudyActivity,
     StudyDailySampleCount,
+    StudyFieldValueCount,
     StudyMember,
     StudySampleCount,
 )
@@ -225,23 +225,18 @@ async def _value_counts(
     session: AsyncSession, *, study: Study
 ) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Per field, how many samples have a (non-null) value; per choice field and choice, how many
-    samples have it. Two grouped queries over the study's samples' values, whatever the field count."""
-    choice_fields = [field["name"] for field in study.sample_fields if field["type"] == FieldType.CHOICE]
-    if session.get_bind().dialect.name == "postgresql":
-        each = func.jsonb_each_text(Sample.values).table_valued("key", "value")
-        present = each.c.value.is_not(None)  # jsonb_each_text gives SQL NULL for a JSON null
-    else:
-        each = func.json_each(Sample.values).table_valued("key", "value", "type")
-        present = each.c.type != "null"
-    base = select(each.c.key).select_from(Sample).join(each, present).where(Sample.study_id == study.id)
-    filled_rows = await session.execute(base.add_columns(func.count()).group_by(each.c.key))
-    filled = {key: count for key, count in filled_rows}  # noqa: C416 - rows, not pairs
-    choices: dict[tuple[str, str], int] = {}
-    if choice_fields:
-        choice_rows = await session.execute(
-            base.add_columns(each.c.value, func.count())
-            .where(each.c.key.in_(choice_fields))
-            .group_by(each.c.key, each.c.value)
+    samples have it: the study's maintained counters, one query whatever the field or sample count
+    (unpacking every sample's values took 1-2 s for a 200,000-sample study)."""
+    rows = await session.execute(
+        select(StudyFieldValueCount.field, StudyFieldValueCount.value, StudyFieldValueCount.count).where(
+            StudyFieldValueCount.study_id == study.id
         )
-        choices = {(key, str(value)): count for key, value, count in choice_rows}
+    )
+    filled: dict[str, int] = {}
+    choices: dict[tuple[str, str], int] = {}
+    for field, value, count in rows:
+        if value == FIELD_FILLED:
+            filled[field] = count
+        else:
+            choices[field, value] = count
     return filled, choices

@@ -1,7 +1,10 @@
 """Pure helpers of the study module."""
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from src.study.constants import FIELD_FILLED, FieldType
 
 
 def duplicates(items: Iterable[str]) -> list[str]:
@@ -31,3 +34,24 @@ def changed_values(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, 
     """Only what differs between two value maps, as (before, after); a key missing on one side is None."""
     keys = [key for key in {**old, **new} if old.get(key) != new.get(key)]
     return {key: old.get(key) for key in keys}, {key: new.get(key) for key in keys}
+
+
+ValuesChange = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
+
+
+def field_value_deltas(
+    fields: Iterable[Mapping[str, Any]], changes: Iterable[ValuesChange]
+) -> Counter[tuple[str, str]]:
+    """How samples' values going from old to new (None: no sample) move the per-field counters:
+    (field, FIELD_FILLED) for a value present (not null), (field, choice) for a choice field's value."""
+    choice_fields = {field["name"] for field in fields if field["type"] == FieldType.CHOICE}
+    deltas: Counter[tuple[str, str]] = Counter()
+    for old, new in changes:
+        for values, sign in ((old, -1), (new, 1)):
+            for name, value in (values or {}).items():
+                if value is None:
+                    continue
+                deltas[name, FIELD_FILLED] += sign
+                if name in choice_fields:
+                    deltas[name, str(value)] += sign
+    return deltas
