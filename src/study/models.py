@@ -152,7 +152,11 @@ class StudyActivity(UUIDPrimaryKey, Base):
     """Append-only: one row per change anyone made to a study, written with the change itself."""
 
     __tablename__ = "study_activity"
-    __table_args__ = (Index("ix_study_activity_study_id_at_id", "study_id", "at", "id"),)
+    __table_args__ = (
+        Index("ix_study_activity_study_id_at_id", "study_id", "at", "id"),
+        # The dashboard's newest entries across every study (an administrator's): read from the top.
+        Index("ix_study_activity_at_id", "at", "id"),
+    )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(ACTIVITY_ACTION_MAX_LENGTH))

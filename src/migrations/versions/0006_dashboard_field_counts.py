@@ -1,5 +1,5 @@
 """dashboard field counts: per field of each study, the samples with a value and, for a choice field,
-the samples with each choice, maintained by every sample write
+the samples with each choice, maintained by every sample write; an index for the newest activity
 
 Revision ID: 0006
 Revises: 0005
@@ -69,7 +69,10 @@ def upgrade() -> None:
     )
     postgresql = op.get_bind().dialect.name == "postgresql"
     op.execute(_POSTGRESQL_BACKFILL if postgresql else _SQLITE_BACKFILL)
+    # The dashboard's newest activity across every study (an administrator's), read from the top.
+    op.create_index("ix_study_activity_at_id", "study_activity", ["at", "id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_study_activity_at_id", table_name="study_activity")
     op.drop_table("study_field_value_counts")
