@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.auth.constants import Role
 from src.auth.models import User
 from src.dashboard.constants import RECENT_ACTIVITY_LIMIT, RECENT_UPLOADS_LIMIT, TOP_STUDIES_LIMIT
-from src.dashboard.utils import daily_series, first_day, monday_of, weekly_series
+from src.dashboard.utils import daily_series, first_day, first_week, monday_of, weekly_series
 from src.database import utcnow
 from src.sampleFileUpload.constants import SampleFileStatus
 from src.sampleFileUpload.models import SampleFile
@@ -241,12 +241,12 @@ def _value_counts(
 async def study_figures(session: AsyncSession, *, study: Study, days: int) -> dict[str, Any]:
     now = utcnow()
     today = now.date()
-    first_week = monday_of(first_day(today, days))
+    first = first_week(today, days)
     counts = await _counts(
         session,
         [
             _sample_status_part(StudySampleCount.study_id == study.id),
-            _created_per_day_part(StudyDailySampleCount.study_id == study.id, first_week),
+            _created_per_day_part(StudyDailySampleCount.study_id == study.id, first),
             _files_part(SampleFile.study_id == study.id),
             _field_values_part(study),
         ],
@@ -272,7 +272,7 @@ async def study_figures(session: AsyncSession, *, study: Study, days: int) -> di
         "study_id": study.id,
         "samples": {"total": total, "by_status": sample_counts},
         "samples_created": weekly_series(
-            _per_day(counts[_DAYS]), first_week=first_week, last_week=monday_of(today)
+            _per_day(counts[_DAYS]), first_week=first, last_week=monday_of(today)
         ),
         "uploads": {
             "imported": files["imported"],

@@ -22,6 +22,13 @@ def monday_of(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def first_week(today: date, days: int) -> date:
+    """The Monday of the first of the weeks a `days`-day window covers, counted in whole weeks that
+    end with the current one: 84 days are the 12 weeks up to this one, whatever today's weekday."""
+    weeks = -(-days // 7)
+    return monday_of(today) - timedelta(weeks=weeks - 1)
+
+
 def weekly_series(counts: Mapping[date, int], *, first_week: date, last_week: date) -> list[dict[str, Any]]:
     """Per-day counts folded into weeks starting on Monday; every week present, zeros included."""
     weeks: dict[date, int] = {}
