@@ -1,6 +1,6 @@
 """The whole stack under load, every figure a ratio to a ceiling measured in the same run.
 
-    python -m benchmarks.stack [--duration 10] [--rounds 3] [--quick] [--only TEXT] [--json PATH]
+    python -m benchmarks.stack [--duration 10] [--rounds 3] [--quick] [--json PATH]
 
 Starts, on this machine: a fresh PostgreSQL database with the migrations, gunicorn with the
 committed `gunicorn.conf.py` and 2 workers, nginx with the committed configuration (rendered as
@@ -248,8 +248,6 @@ def print_table(rows: list[Row], sign_in: dict[str, float]) -> None:
             f"{row.endpoint:<44} {row.connections:>4} {row.rps:>7} {row.p50_ms:>7.2f} {row.p99_ms:>8.2f} "
             f"{row.ceiling_rps:>7} {row.ratio:>5.2f} {row.non_2xx + row.errors:>7}"
         )
-    if not sign_in:
-        return
     print()
     print(
         f"sign-in: {sign_in['sign_in_rps']} req/s (p99 {sign_in['sign_in_p99_ms']} ms, "
@@ -350,12 +348,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CSV sizes to import through nginx (default 100000 1000000)",
     )
     parser.add_argument(
-        "--only",
-        metavar="TEXT",
-        help="only the endpoints whose name contains TEXT (e.g. dashboard), no sign-in run; "
-        "with --import-rows and no sizes, no imports either",
-    )
-    parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write (default {DEFAULT_JSON})"
     )
     options = parser.parse_args(argv)
@@ -385,13 +377,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = [
             measure(run, endpoint, token=token, duration_s=options.duration, rounds=options.rounds)
             for endpoint in endpoints(str(seeded.big_study_id))
-            if options.only is None or options.only in endpoint.name
         ]
-        sign_in_figures = (
-            {}
-            if options.only is not None
-            else measure_sign_in(run, emails=seed.seeded_emails(8), duration_s=options.duration)
-        )
+        sign_in_figures = measure_sign_in(run, emails=seed.seeded_emails(8), duration_s=options.duration)
         imports = [
             stack_import.measure_import(
                 run.api_url, token=token, gunicorn_pid=run.api_gunicorn_pid, rows=count
