@@ -175,8 +175,10 @@ async def summary(session: AsyncSession, *, user: User, days: int) -> dict[str, 
 async def _recent_activity(session: AsyncSession, *, user: User) -> list[study_service.ActivityEntry]:
     """The newest entries across the caller's studies. An administrator's walk the (at, id) index
     from the newest. A member's, on PostgreSQL, are the newest few of each of their studies (each an
-    index read of (study_id, at, id)) merged: the plain IN query reads every entry of those studies
-    to sort them, and a study's log grows with every sample written (40 ms at 200,000 entries).
+    index read of (study_id, at, id)) merged: the plain IN query read every entry of those studies
+    to sort them (206 ms for a member of a study with 200,000 entries), and walking the (at, id)
+    index instead reads everyone's newer entries first (232 ms for a member of quiet studies);
+    merged, 0.8-1.4 ms either way (EXPLAIN ANALYZE at the benchmark's size).
     SQLite has no LATERAL; its databases are local ones."""
     newest_first = (StudyActivity.at.desc(), StudyActivity.id.desc())
     scope = _in_scope(StudyActivity.study_id, user)

@@ -146,3 +146,25 @@ async def test_uploads_are_counted_and_the_last_10_listed_with_their_counts(clie
     assert {(item["rows"], item["created"], item["rejected"]) for item in uploads["recent"][4:]} == {
         (2, 2, 0)
     }
+
+
+async def test_an_administrator_reads_every_study_its_newest_activity_and_figures(
+    client, study, alice, alice_headers, admin, auth_headers, make_user, make_study
+):
+    bob = await make_user(email="bob@example.org")
+    bobs = await make_study(owner=bob, code="BOB-1", sample_fields=FIELDS, status=StudyStatus.ACTIVE)
+    await post_sample(client, study, alice_headers, "A-1")
+    await post_sample(client, bobs, await auth_headers(bob), "B-1", tissue="saliva")
+    admin_headers = await auth_headers(admin)
+
+    body = (await client.get(SUMMARY, headers=admin_headers)).json()
+    figures = (await client.get(study_dashboard_url(bobs), headers=admin_headers)).json()
+
+    assert body["samples"]["total"] == 2
+    assert [entry["code"] for entry in body["top_studies"]] == ["BOB-1", "WIN-1"]
+    entries = []
+    for each in (study, bobs):
+        entries += (await client.get(study_url(each, "activity"), headers=admin_headers)).json()["items"]
+    newest = sorted(entries, key=lambda entry: (entry["at"], entry["id"]), reverse=True)[:20]
+    assert [entry["id"] for entry in body["recent_activity"]] == [entry["id"] for entry in newest]
+    assert figures["choices"] == [{"field": "tissue", "counts": {"blood": 0, "saliva": 1, "tumour": 0}}]
