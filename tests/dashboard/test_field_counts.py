@@ -1,6 +1,8 @@
 """The study dashboard's per-choice counts and completeness come from maintained counters: every
 sample write keeps them, and they agree exactly with a recount of what the sample routes answer."""
 
+import asyncio
+import uuid
 from collections import Counter
 from importlib import util
 from pathlib import Path
@@ -9,9 +11,10 @@ import pytest
 from sqlalchemy import delete, select, text
 
 from src.database import SessionFactory
+from src.study import service as study_service
 from src.study.constants import FIELD_FILLED, StudyStatus
 from src.study.models import StudyFieldValueCount
-from tests.conftest import assert_problem
+from tests.conftest import TEST_DATABASE_URL, assert_problem
 from tests.dashboard.conftest import study_dashboard_url
 from tests.dashboard.test_dashboard import post_sample
 from tests.sampleFileUpload.conftest import HEADER, sample_csv, upload
@@ -214,6 +217,55 @@ async def test_an_emptied_study_may_change_its_fields_and_counts_from_zero(clien
         ("kind", FIELD_FILLED): 1,
         ("kind", "saliva"): 1,
     }
+
+
+async def test_a_delete_counts_off_what_the_sample_held_when_deleted(client, study, alice, alice_headers):
+    """A request reads the sample, another edits it, the first deletes it: the counters lose the
+    edited values and status (what the row held), not the ones read before the edit."""
+    created = await post_sample(client, study, alice_headers, "R-1", volume=1.0)
+    async with SessionFactory() as session:
+        access = await study_service.get_study_access(session, study_id=study.id, user=alice)
+        stale = await study_service.get_sample(
+            session, study=access.study, sample_pk=uuid.UUID(created["id"])
+        )
+        await session.commit()  # the read is over; the sample object keeps what it read
+        patched = await client.patch(
+            study_url(study, "samples", created["id"]),
+            json={"status": "stored", "values": {"tissue": "saliva", "volume": None, "age": 3}},
+            headers=alice_headers,
+        )
+        assert patched.status_code == 200, patched.text
+        await study_service.delete_sample(session, access=access, sample=stale, expected_version=None)
+
+    body = await assert_figures_match_a_recount(client, study, alice_headers)
+    assert body["samples"]["total"] == 0
+    assert set(body["samples"]["by_status"].values()) == {0}
+    assert await stored_counters(study) == {}
+
+
+@pytest.mark.skipif(
+    not TEST_DATABASE_URL.startswith("postgresql"), reason="a race needs concurrent writers (PostgreSQL)"
+)
+async def test_concurrent_edits_that_each_need_a_new_counter_row_all_succeed(client, study, alice_headers):
+    """Sample edits only share-lock the study, so several may create the same missing counter row
+    at once; the upsert makes that one row, where an update-then-insert failed all but one."""
+    samples = [await post_sample(client, study, alice_headers, f"C-{number}") for number in range(8)]
+
+    answers = await asyncio.gather(
+        *(
+            client.patch(
+                study_url(study, "samples", sample["id"]),
+                json={"status": "consumed", "values": {"tissue": "tumour"}},
+                headers=alice_headers,
+            )
+            for sample in samples
+        )
+    )
+
+    assert [answer.status_code for answer in answers] == [200] * 8
+    body = await assert_figures_match_a_recount(client, study, alice_headers)
+    assert body["samples"]["by_status"]["consumed"] == 8
+    assert body["choices"][0]["counts"] == {"blood": 0, "saliva": 0, "tumour": 8}
 
 
 def _backfill_sql(dialect: str) -> str:
