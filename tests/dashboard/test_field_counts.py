@@ -14,6 +14,7 @@ from src.database import SessionFactory
 from src.study import service as study_service
 from src.study.constants import FIELD_FILLED, StudyStatus
 from src.study.models import StudyFieldValueCount
+from src.study.utils import field_value_deltas
 from tests.conftest import TEST_DATABASE_URL, assert_problem
 from tests.dashboard.conftest import study_dashboard_url
 from tests.dashboard.test_dashboard import post_sample
@@ -22,6 +23,25 @@ from tests.sampleFileUpload.files import csv_bytes
 from tests.study.conftest import FIELDS, study_url
 
 MIGRATIONS = Path(__file__).parents[2] / "src" / "migrations" / "versions"
+
+
+def test_field_value_deltas_count_present_values_and_choices_and_net_old_against_new():
+    changes = [
+        (None, {"tissue": "blood", "volume": 1.5, "label": None}),  # created; a null is no value
+        ({"tissue": "blood", "volume": 2.0}, {"tissue": "saliva", "volume": 2.0, "age": 4}),  # edited
+        ({"tissue": "tumour", "age": 9}, None),  # deleted
+    ]
+
+    deltas = field_value_deltas(FIELDS, changes)
+
+    # tissue: +1 created, the edit keeps a value, -1 deleted; blood +1 created, -1 edited away;
+    # age: +1 edited in, -1 deleted; label's null is no value.
+    assert {key: delta for key, delta in deltas.items() if delta} == {
+        ("tissue", "saliva"): 1,
+        ("tissue", "tumour"): -1,
+        ("volume", FIELD_FILLED): 1,
+    }
+    assert ("volume", "1.5") not in deltas  # not a choice field: no per-value counter
 
 
 @pytest.fixture
