@@ -3,8 +3,8 @@
 Nothing here loops over studies: every query is scoped to the caller's studies by one subquery
 (their memberships; no condition at all for an administrator), so the number of statements is the
 same for one study or a thousand. The counts of an answer travel in one UNION ALL of grouped
-queries, each row tagged with what it counts: one round trip instead of one per figure (on the
-2-core machine each round trip costs a worker about half a millisecond of Python).
+queries, each row tagged with what it counts: one round trip instead of one per figure (a round
+trip measured 0.35 ms of a worker on the loaded 2-core machine, besides the database's own work).
 """
 
 from collections import defaultdict
