@@ -1,7 +1,8 @@
 """The benchmark's data set, generated inside PostgreSQL (INSERT ... SELECT generate_series).
 
 200 users, 1,000 studies with 5 members each, 1,000,000 samples spread unevenly (the first study
-holds 20% of them: 200,000 of a million), and activity entries. Rows are made by the database
+holds 20% of them: 200,000 of a million), and activity entries (a few per study, and one per
+sample in the big study). Rows are made by the database
 itself, so seeding a million samples takes seconds to a minute, not hours. The benchmark's own
 user (registered through the API first, so it has a real password hash) is member #0 and owns the
 big study.
@@ -77,7 +78,8 @@ def seed(database_url: str, *, owner_email: str, samples: int) -> SeededData:
         _seed_members(connection, owner_id=owner_id, big_study_id=study_ids[0])
         for study_id, count in zip(study_ids, sample_counts(samples, len(study_ids)), strict=True):
             _seed_samples(connection, study_id=study_id, count=count, owner_id=owner_id)
-        _seed_activity(connection, owner_id=owner_id)
+        _seed_field_counts(connection)
+        _seed_activity(connection, owner_id=owner_id, big_study_id=study_ids[0])
         connection.commit()
         connection.execute("ANALYZE")
     return SeededData(big_study_id=study_ids[0], samples=samples, seconds=time.perf_counter() - started)
@@ -160,7 +162,28 @@ def _seed_samples(
     )
 
 
-def _seed_activity(connection: psycopg.Connection, *, owner_id: uuid.UUID) -> None:
+def _seed_field_counts(connection: psycopg.Connection) -> None:
+    """The per-field counters that sample writes maintain (migration 0006 backfills them so): per
+    field the samples with a value (value ''), per choice field and choice the samples with it."""
+    connection.execute(
+        """INSERT INTO study_field_value_counts (study_id, field, value, count)
+           SELECT samples.study_id, item.key, '', count(*)
+           FROM samples CROSS JOIN LATERAL jsonb_each(samples.values) AS item
+           WHERE jsonb_typeof(item.value) <> 'null'
+           GROUP BY samples.study_id, item.key
+           UNION ALL
+           SELECT samples.study_id, definition ->> 'name', samples.values ->> (definition ->> 'name'),
+                  count(*)
+           FROM samples JOIN studies ON studies.id = samples.study_id
+           CROSS JOIN LATERAL json_array_elements(studies.sample_fields) AS definition
+           WHERE definition ->> 'type' = 'choice' AND samples.values ->> (definition ->> 'name') IS NOT NULL
+           GROUP BY samples.study_id, definition ->> 'name', samples.values ->> (definition ->> 'name')"""
+    )
+
+
+def _seed_activity(connection: psycopg.Connection, *, owner_id: uuid.UUID, big_study_id: uuid.UUID) -> None:
+    """A few entries per study, and the big study's log as sample writes leave it: one entry per
+    sample created (the dashboard's newest-activity query must not read a study's whole log)."""
     connection.execute(
         """INSERT INTO study_activity (id, study_id, action, actor_id, at, details)
            SELECT gen_random_uuid(), studies.id,
@@ -168,4 +191,11 @@ def _seed_activity(connection: psycopg.Connection, *, owner_id: uuid.UUID) -> No
                   %s, studies.created_at + k * INTERVAL '1 minute', '{}'::json
            FROM studies CROSS JOIN generate_series(0, 3) k""",
         (owner_id,),
+    )
+    connection.execute(
+        """INSERT INTO study_activity (id, study_id, action, actor_id, at, details)
+           SELECT gen_random_uuid(), %s, 'sample_created', %s, samples.created_at,
+                  json_build_object('sample_id', samples.sample_id)
+           FROM samples WHERE samples.study_id = %s""",
+        (big_study_id, owner_id, big_study_id),
     )

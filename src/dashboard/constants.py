@@ -4,7 +4,7 @@
 MIN_DAYS = 1
 MAX_DAYS = 365
 SUMMARY_DEFAULT_DAYS = 30
-STUDY_DEFAULT_DAYS = 84  # twelve weeks; a study's series is per week, the window rounded up to weeks
+STUDY_DEFAULT_DAYS = 84  # a study's series is per week: the 12 weeks up to the current one
 
 RECENT_ACTIVITY_LIMIT = 20
 TOP_STUDIES_LIMIT = 5

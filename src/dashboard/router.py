@@ -7,13 +7,13 @@ If-None-Match gets 304 with no body while nothing changed (the page polls every 
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from src.dashboard import service
 from src.dashboard.constants import STUDY_DEFAULT_DAYS, SUMMARY_DEFAULT_DAYS
 from src.dashboard.dependencies import StudyDays, SummaryDays
 from src.dashboard.schemas import DashboardSummary, StudyDashboard
-from src.dashboard.utils import body_etag
+from src.dashboard.utils import figures_etag
 from src.database import DbSession
 from src.dependencies import CurrentUser, IfNoneMatch, etag_matches
 from src.exceptions import problem_responses
@@ -25,13 +25,18 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 _NOT_MODIFIED = {status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `ETag` sent."}}
 
 
-def _conditional(body: dict[str, Any], if_none_match: str | None, model: type) -> Response:
-    """The answer with its ETag, or 304 (same ETag, no body) when the caller already holds it."""
-    content = model.model_validate(body).model_dump(mode="json", exclude_unset=True)
-    tag = body_etag(content)
+def _conditional(body: dict[str, Any], if_none_match: str | None, model: type[BaseModel]) -> Response:
+    """The answer with its ETag, or 304 (same ETag, no body) when the caller already holds it.
+
+    The tag is a hash of the figures themselves (all but `generated_at`), so it changes exactly when
+    a figure does, whatever changed it; the figures come from a few counter reads, and a 304 skips
+    only the answer's serialization. Serialized once, by pydantic's (compiled) JSON encoder."""
+    answer = model.model_validate(body)
+    tag = figures_etag(answer.model_dump_json(exclude={"generated_at"}, exclude_unset=True).encode())
     if etag_matches(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
-    return JSONResponse(content, headers={"ETag": tag})
+    content = answer.model_dump_json(exclude_unset=True)
+    return Response(content, media_type="application/json", headers={"ETag": tag})
 
 
 @router.get(

@@ -1,7 +1,6 @@
 """Pure helpers of the dashboard: time windows, series with every day present, the ETag of an answer."""
 
 import hashlib
-import json
 from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
@@ -23,6 +22,13 @@ def monday_of(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def first_week(today: date, days: int) -> date:
+    """The Monday of the first of the weeks a `days`-day window covers, counted in whole weeks that
+    end with the current one: 84 days are the 12 weeks up to this one, whatever today's weekday."""
+    weeks = -(-days // 7)
+    return monday_of(today) - timedelta(weeks=weeks - 1)
+
+
 def weekly_series(counts: Mapping[date, int], *, first_week: date, last_week: date) -> list[dict[str, Any]]:
     """Per-day counts folded into weeks starting on Monday; every week present, zeros included."""
     weeks: dict[date, int] = {}
@@ -37,8 +43,6 @@ def weekly_series(counts: Mapping[date, int], *, first_week: date, last_week: da
     return [{"week_start": week, "count": count} for week, count in weeks.items()]
 
 
-def body_etag(body: Mapping[str, Any], *, ignoring: str = "generated_at") -> str:
-    """A strong tag over what the answer says, without its timestamp: unchanged figures, same tag."""
-    stable = {key: value for key, value in body.items() if key != ignoring}
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
-    return f'"{digest[:32]}"'
+def figures_etag(figures: bytes) -> str:
+    """A strong tag over an answer's figures (its JSON without the timestamp): same figures, same tag."""
+    return f'"{hashlib.sha256(figures).hexdigest()[:32]}"'

@@ -379,7 +379,13 @@ class _Pass:
             self.counts.unchanged += 1
         else:
             updates.append(
-                {"pk": stored.id, "new_values": merged, "new_status": status, "old_status": stored.status}
+                {
+                    "pk": stored.id,
+                    "new_values": merged,
+                    "new_status": status,
+                    "old_status": stored.status,
+                    "old_values": stored.values,
+                }
             )
 
     def _check_complete(self, row: CheckedRow) -> None:
@@ -426,6 +432,12 @@ class _Pass:
         )
         await study_service.add_to_created_counts(
             self.session, study_id=self.access.study.id, deltas={now.date(): len(creates)}
+        )
+        await study_service.add_to_field_value_counts(
+            self.session,
+            study=self.access.study,
+            changes=[(None, row.values) for row in creates]
+            + [(change["old_values"], change["new_values"]) for change in updates],
         )
         if creates:
             study_id, user_id = self.access.study.id, self.access.user.id

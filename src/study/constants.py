@@ -139,13 +139,15 @@ TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 10_000
 SAMPLE_ID_MAX_LENGTH = 100
 FIELD_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
-FIELD_NAME_MAX_LENGTH = 64
+FIELD_NAME_MAX_LENGTH = 64  # what FIELD_NAME_PATTERN allows
 MAX_SAMPLE_FIELDS = 200
 MAX_CHOICES = 1_000
 # A whole schema: what a study stores, answers and caches stays small.
 MAX_TOTAL_CHOICES = 2_000
 MAX_SCHEMA_JSON = 65_536
 CHOICE_MAX_LENGTH = 200
+# The `value` of a field's "has a value" counter (StudyFieldValueCount); a choice is never empty.
+FIELD_FILLED = ""
 UNIT_MAX_LENGTH = 50
 FIELD_DESCRIPTION_MAX_LENGTH = 1_000
 TEXT_MAX_LENGTH_LIMIT = 100_000

@@ -11,7 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from src.database import Base, Timestamps, UUIDPrimaryKey, utcnow
 from src.study.constants import (
     ACTIVITY_ACTION_MAX_LENGTH,
+    CHOICE_MAX_LENGTH,
     CODE_MAX_LENGTH,
+    FIELD_NAME_MAX_LENGTH,
     SAMPLE_ID_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     SampleStatus,
@@ -130,11 +132,31 @@ class StudyDailySampleCount(Base):
     count: Mapped[int] = mapped_column(default=0)
 
 
+class StudyFieldValueCount(Base):
+    """Per field of a study, the samples that have a value in it (value FIELD_FILLED) and, for a `choice`
+    field, the samples that have each choice (value = the choice). Maintained like StudySampleCount:
+    the study dashboard reads these rows instead of unpacking every sample's values (1-2 s for a
+    200,000-sample study)."""
+
+    __tablename__ = "study_field_value_counts"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(CHOICE_MAX_LENGTH), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+
+
 class StudyActivity(UUIDPrimaryKey, Base):
     """Append-only: one row per change anyone made to a study, written with the change itself."""
 
     __tablename__ = "study_activity"
-    __table_args__ = (Index("ix_study_activity_study_id_at_id", "study_id", "at", "id"),)
+    __table_args__ = (
+        Index("ix_study_activity_study_id_at_id", "study_id", "at", "id"),
+        # The dashboard's newest entries across every study (an administrator's): read from the top.
+        Index("ix_study_activity_at_id", "at", "id"),
+    )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(ACTIVITY_ACTION_MAX_LENGTH))

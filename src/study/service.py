@@ -1,7 +1,7 @@
 """Business rules of the study module: studies, members, the sample schema, samples, the activity log."""
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from sqlalchemy.orm import aliased, defer
 from src.auth import service as auth_service
 from src.auth.constants import Role
 from src.auth.models import User
-from src.database import count_up_to, escape_like, utcnow
+from src.database import Base, count_up_to, escape_like, insert_for, utcnow
 from src.exceptions import AppError, PreconditionFailed
 from src.schemas import PageParams
 from src.study import sample_validation
@@ -64,6 +64,7 @@ from src.study.models import (
     Study,
     StudyActivity,
     StudyDailySampleCount,
+    StudyFieldValueCount,
     StudyMember,
     StudySampleCount,
 )
@@ -75,7 +76,7 @@ from src.study.schemas import (
     StudyCreate,
     StudyUpdate,
 )
-from src.study.utils import changed_values, normalize_code
+from src.study.utils import ValuesChange, changed_values, field_value_deltas, normalize_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -672,35 +673,55 @@ async def add_to_status_counts(
 ) -> None:
     """Keeps the study's maintained per-status sample counts; call it once per change (a bulk import:
     once per batch) in the transaction that writes the samples, after the study row is locked."""
-    for status, delta in sorted(deltas.items()):  # a fixed order: two writers never lock crosswise
-        await _add_to_counter(session, StudySampleCount.status, study_id, SampleStatus(status), delta)
+    await _add_to_counters(
+        session,
+        StudySampleCount,
+        study_id,
+        {(SampleStatus(status),): delta for status, delta in deltas.items()},
+    )
 
 
 async def add_to_created_counts(
     session: AsyncSession, *, study_id: uuid.UUID, deltas: Mapping[date, int]
 ) -> None:
     """Keeps the study's maintained samples-per-creation-day counts (UTC days), like the status counts."""
-    for day, delta in sorted(deltas.items()):
-        await _add_to_counter(session, StudyDailySampleCount.day, study_id, day, delta)
-
-
-async def _add_to_counter(
-    session: AsyncSession, key: Any, study_id: uuid.UUID, value: Any, delta: int
-) -> None:
-    """Adds `delta` to the counter row (study_id, key=value) of key's table, creating it if missing."""
-    if not delta:
-        return
-    table = key.class_
-    changed = await session.execute(
-        update(table)
-        .where(table.study_id == study_id, key == value)
-        .values(count=table.count + delta)
-        .execution_options(synchronize_session=False)
+    await _add_to_counters(
+        session, StudyDailySampleCount, study_id, {(day,): delta for day, delta in deltas.items()}
     )
-    if changed.rowcount == 0:
-        # The first such sample: the study row lock serializes the study's writers, so no race.
-        session.add(table(study_id=study_id, **{key.key: value}, count=delta))
-        await session.flush()
+
+
+async def add_to_field_value_counts(
+    session: AsyncSession, *, study: Study, changes: Iterable[ValuesChange]
+) -> None:
+    """Keeps the study's maintained per-field counts (filled, per choice), like the status counts:
+    `changes` are (old values, new values) of the samples written, None for a sample created or
+    deleted; the study's fields must be the ones the values were checked against (the row is locked)."""
+    await _add_to_counters(
+        session, StudyFieldValueCount, study.id, field_value_deltas(study.sample_fields, changes)
+    )
+
+
+async def _add_to_counters(
+    session: AsyncSession, model: type[Base], study_id: uuid.UUID, deltas: Mapping[tuple[Any, ...], int]
+) -> None:
+    """Adds each delta to its counter row (study_id, *key) of `model`'s table, creating the rows missing:
+    one multi-row upsert, so concurrent writers of one study (sample edits only share-lock it) cannot
+    both insert a row; the rows go in key order, so two writers lock them in the same order."""
+    table = model.__table__
+    keys = [column.name for column in table.primary_key.columns if column.name != "study_id"]
+    rows = [
+        {"study_id": study_id, **dict(zip(keys, key, strict=True)), "count": delta}
+        for key, delta in sorted(deltas.items())
+        if delta
+    ]
+    if not rows:
+        return
+    statement = insert_for(session, table)
+    await session.execute(
+        statement.values(rows).on_conflict_do_update(
+            index_elements=["study_id", *keys], set_={"count": table.c["count"] + statement.excluded["count"]}
+        )
+    )
 
 
 async def _lock_writable_study(session: AsyncSession, study: Study) -> None:
@@ -748,6 +769,7 @@ async def create_sample(session: AsyncSession, *, access: StudyAccess, data: Sam
     await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
     await add_to_status_counts(session, study_id=study.id, deltas={data.status: 1})
     await add_to_created_counts(session, study_id=study.id, deltas={now.date(): 1})
+    await add_to_field_value_counts(session, study=study, changes=[(None, values)])
     session.add(sample)
     record_activity(
         session,
@@ -817,6 +839,8 @@ async def update_sample(
         await add_to_status_counts(
             session, study_id=sample.study_id, deltas={old["status"]: -1, new["status"]: 1}
         )
+    if "values" in new:
+        await add_to_field_value_counts(session, study=access.study, changes=[(old["values"], new["values"])])
     record_activity(
         session,
         study_id=sample.study_id,
@@ -846,18 +870,24 @@ async def delete_sample(
     condition = [Sample.id == sample_id]
     if expected_version is not None:
         condition.append(Sample.version == expected_version)
-    deleted = await session.execute(delete(Sample).where(*condition))
-    if deleted.rowcount != 1:
+    # What the row held when deleted, not when read: an edit committed in between is counted off too.
+    gone = (
+        await session.execute(
+            delete(Sample).where(*condition).returning(Sample.sample_id, Sample.status, Sample.values)
+        )
+    ).first()
+    if gone is None:
         await session.rollback()
         raise await _why_not_written(session, Sample, sample_id, while_writable=False)
-    await add_to_status_counts(session, study_id=sample.study_id, deltas={sample.status: -1})
+    await add_to_status_counts(session, study_id=sample.study_id, deltas={gone.status: -1})
     await add_to_created_counts(session, study_id=sample.study_id, deltas={sample.created_at.date(): -1})
+    await add_to_field_value_counts(session, study=access.study, changes=[(gone.values, None)])
     record_activity(
         session,
         study_id=sample.study_id,
         actor=access.user,
         action=ActivityAction.SAMPLE_DELETED,
-        details={"sample_id": sample.sample_id, "status": sample.status, "values": sample.values},
+        details={"sample_id": gone.sample_id, "status": gone.status, "values": gone.values},
     )
     await session.commit()
 
