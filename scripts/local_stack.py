@@ -40,8 +40,8 @@ DEFAULT_SERVER_NAMES = "localhost 127.0.0.1"
 # Where docker-compose.yml mounts nginx/html (the dashboard page) in the nginx container.
 COMPOSE_PAGE_ROOT = "/usr/share/nginx/html"
 NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-# default.conf lists gunicorn's address twice, so that nginx can retry an idempotent request.
-UPSTREAM_ENTRIES = 2
+# default.conf lists gunicorn's address four times, so that nginx can retry an idempotent request.
+UPSTREAM_ENTRIES = 4
 
 
 class ConfigDrift(RuntimeError):
