@@ -12,6 +12,8 @@ from pydantic import TypeAdapter
 
 from src.sampleFileUpload import readers
 from src.sampleFileUpload.constants import (
+    ERRORS_ROW_COLUMN,
+    ERRORS_TEXT_COLUMN,
     SAMPLE_ID_COLUMN,
     STATUS_COLUMN,
     TEMPLATE_DESCRIPTION_MARKER,
@@ -25,6 +27,7 @@ from src.study.sample_validation import SampleValidator, normalize_sample_id
 _STATUSES = frozenset(SampleStatus)
 _BUILT_IN = {SAMPLE_ID_COLUMN: SAMPLE_ID_COLUMN, STATUS_COLUMN: STATUS_COLUMN}
 _ONE_LINE = TypeAdapter(SingleLineText)
+_ERRORS_CSV_COLUMNS = frozenset({ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,8 @@ class CheckedRow:
     errors: list[CellError] = field(default_factory=list)
     # The header of each field, so a later error (already_exists) can name its column.
     sample_id_header: str = SAMPLE_ID_COLUMN
+    # The row's cells as read: a rejected row is stored with them, to be given back in errors.csv.
+    cells: list[object] = field(default_factory=list)
 
 
 def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
@@ -89,6 +94,9 @@ def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
     errors: list[CellError] = []
     seen: dict[str, str] = {}
     for index, header in enumerate(headers):
+        if header.casefold() in _ERRORS_CSV_COLUMNS:
+            columns.append(Column(index=index, header=header, field=None))
+            continue
         name, unit = readers.parse_header(header)
         target = _BUILT_IN.get(normalize_sample_id(name)) or validator.field_named(name)
         problem = _header_problem(header, target, unit, units, seen)
@@ -178,7 +186,7 @@ class RowChecker:
                 for index, cell in enumerate(cells[self.width :], start=self.width)
                 if cell is not None and str(cell).strip()
             ]
-        return CheckedRow(row, sample_id, normalized, status, values, errors, self._id_header())
+        return CheckedRow(row, sample_id, normalized, status, values, errors, self._id_header(), cells)
 
     def _id_header(self) -> str:
         return self.id_column.header if self.id_column is not None else SAMPLE_ID_COLUMN
