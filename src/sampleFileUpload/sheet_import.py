@@ -1,10 +1,14 @@
-"""From a sheet's headers and rows to checked samples: pure CPU work, no database, no I/O.
+"""From a sheet's headers and rows to checked samples: CPU work, no database.
 
 The service runs this in a worker thread, one batch of rows at a time, with one validator
-compiled per file (the study module's `SampleValidator`).
+compiled per file (the study module's `SampleValidator`). The one file touched is the anonymous
+temporary file in which `SeenIds` keeps the file's sample_ids out of memory.
 """
 
-from collections.abc import Iterable, Iterator
+import os
+import tempfile
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +145,82 @@ def is_template_description(cells: list[object], plan: ColumnPlan) -> bool:
     return first is not None and cells[first.index] == TEMPLATE_DESCRIPTION_MARKER
 
 
+class SeenIds:
+    """The normalised sample_ids of a file so far, for `duplicate_in_file`, in ~8-16 bytes each.
+
+    A set of str costs ~90 bytes an id (+90 MB at a million rows). Here each id is one 64-bit slot
+    of an open-addressing table (linear probing, at most 3/4 full): the high 32 bits of the id's
+    hash, which also place it, and the id's offset in an anonymous temporary file (on disk, not in
+    memory). When the 32 bits match, the stored id is read back and compared: a hash collision can
+    never make a false duplicate. Python's str hash is keyed per process, so a file cannot be
+    crafted to collide.
+    """
+
+    _INITIAL_SLOTS = 1 << 12
+    _LENGTH_BYTES = 2  # an id is at most SAMPLE_ID_MAX_LENGTH characters: < 65,536 bytes in UTF-8
+
+    def __init__(self, hash_of: Callable[[str], int] = hash) -> None:
+        self._hash_of = hash_of
+        self._slots = array("Q", bytes(8 * self._INITIAL_SLOTS))
+        self._mask = self._INITIAL_SLOTS - 1
+        self._count = 0
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open until close(), removed by the OS
+        self._pending = bytearray()
+        self._written = 0
+
+    def add(self, key: str) -> bool:
+        """Remembers the id; False when it was already there."""
+        tag = (self._hash_of(key) >> 32) & 0xFFFFFFFF
+        slots, mask = self._slots, self._mask
+        at = tag & mask
+        while slot := slots[at]:
+            if slot >> 32 == tag and self._stored(slot & 0xFFFFFFFF) == key:
+                return False
+            at = (at + 1) & mask
+        slots[at] = tag << 32 | self._append(key)
+        self._count += 1
+        if self._count * 4 > len(slots) * 3:
+            self._grow()
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _append(self, key: str) -> int:
+        """Queues the id for the file; returns its place there plus one (0 marks an empty slot)."""
+        data = key.encode()
+        place = self._written + len(self._pending)
+        self._pending += len(data).to_bytes(self._LENGTH_BYTES, "little") + data
+        if len(self._pending) >= 1 << 16:
+            self._flush()
+        return place + 1
+
+    def _flush(self) -> None:
+        self._file.write(self._pending)
+        self._file.flush()
+        self._written += len(self._pending)
+        self._pending.clear()
+
+    def _stored(self, place: int) -> str:
+        offset = place - 1
+        if offset >= self._written:
+            self._flush()
+        descriptor = self._file.fileno()
+        length = int.from_bytes(os.pread(descriptor, self._LENGTH_BYTES, offset), "little")
+        return os.pread(descriptor, length, offset + self._LENGTH_BYTES).decode()
+
+    def _grow(self) -> None:
+        old = self._slots
+        slots = self._slots = array("Q", bytes(16 * len(old)))
+        mask = self._mask = len(slots) - 1
+        for slot in old:
+            if slot:
+                at = (slot >> 32) & mask
+                while slots[at]:
+                    at = (at + 1) & mask
+                slots[at] = slot
+
+
 class RowChecker:
     """Checks rows one by one against the plan and the compiled schema; remembers sample_ids seen."""
 
@@ -156,9 +236,8 @@ class RowChecker:
         self.id_column = next((c for c in plan.columns if c.field == SAMPLE_ID_COLUMN), None)
         self.status_column = next((c for c in plan.columns if c.field == STATUS_COLUMN), None)
         self.headers = {c.field: c.header for c in plan.mapped()}
-        # Normalised sample_ids of the file so far: ~100 bytes each, ~200 MB for 2,000,000 rows at
-        # the row limit, the one thing that grows with the file (the rest is per batch).
-        self.seen_ids: set[str] = set()
+        # The one thing that grows with the file (the rest is per batch), kept small: see SeenIds.
+        self.seen_ids = SeenIds()
 
     def check(self, row: int, cells: list[object]) -> CheckedRow:
         errors: list[CellError] = []
@@ -223,14 +302,13 @@ class RowChecker:
             )
             return None, None
         normalized = normalize_sample_id(text)
-        if normalized in self.seen_ids:
+        if not self.seen_ids.add(normalized):
             errors.append(
                 CellError(
                     row, header, text, ReportCode.DUPLICATE_IN_FILE, "appears on an earlier row of this file"
                 )
             )
             return text, None
-        self.seen_ids.add(normalized)
         return text, normalized
 
     def _status(self, row: int, cells: list[object], errors: list[CellError]) -> str | None:
