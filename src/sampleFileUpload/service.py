@@ -9,9 +9,8 @@ and written with COPY on PostgreSQL (one multi-row INSERT elsewhere), all in one
 One pass, not two: rows are written while no error has been seen; after the first error the pass
 goes on checking (so the report is complete) but writes nothing more, and the transaction is
 rolled back at the end. A clean file, the common case, is read once. What grows with the file is
-the table of sample_ids seen (for `duplicate_in_file`: 8-16 bytes a row, the ids themselves in a
-temporary file, see sheet_import.SeenIds) and the error file on disk; the report keeps the first
-MAX_REPORT_ERRORS.
+the table of sample_ids seen (for `duplicate_in_file`), which is on disk (sheet_import.SeenIds), and
+the error file on disk; the report keeps the first MAX_REPORT_ERRORS.
 """
 
 import asyncio
@@ -276,7 +275,9 @@ class _SheetBatches:
         )
         self.format, self.encoding = sheet.format, sheet.encoding
         self.plan = sheet_import.plan_columns(sheet.headers, self._validator)
-        checker = sheet_import.RowChecker(self.plan, self._validator, mode=self._mode)
+        checker = sheet_import.RowChecker(
+            self.plan, self._validator, mode=self._mode, max_rows=upload_settings.MAX_UPLOAD_ROWS
+        )
         self._stack.callback(checker.seen_ids.close)
         self._batches = sheet_import.batches(sheet.rows, checker, size=IMPORT_BATCH_ROWS)
 

@@ -2,12 +2,12 @@
 
 The service runs this in a worker thread, one batch of rows at a time, with one validator
 compiled per file (the study module's `SampleValidator`). The one file touched is the anonymous
-temporary file in which `SeenIds` keeps the file's sample_ids out of memory.
+temporary files in which `SeenIds` keeps the file's sample_ids out of memory.
 """
 
 import os
+import struct
 import tempfile
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,85 +146,85 @@ def is_template_description(cells: list[object], plan: ColumnPlan) -> bool:
 
 
 class SeenIds:
-    """The normalised sample_ids of a file so far, for `duplicate_in_file`, in ~8-16 bytes each.
+    """The normalised sample_ids of a file so far, for `duplicate_in_file`, kept on disk, not in memory.
 
-    A set of str costs ~90 bytes an id (+90 MB at a million rows). Here each id is one 64-bit slot
-    of an open-addressing table (linear probing, at most 3/4 full): the high 32 bits of the id's
-    hash, which also place it, and the id's offset in an anonymous temporary file (on disk, not in
-    memory). When the 32 bits match, the stored id is read back and compared: a hash collision can
-    never make a false duplicate. Python's str hash is keyed per process, so a file cannot be
-    crafted to collide.
+    A set of str costs ~90 bytes an id (+90 MB at a million rows). Here the ids are a hash table in
+    an anonymous temporary file, sized once for `capacity` ids (at most half full, so probe chains
+    stay short): a slot is 16 bytes, the id's 64-bit hash and where the id itself sits in a second
+    temporary file. The table file is sparse (only the slots written take disk); which slots are
+    taken is a bitmap in memory (1 bit a slot: 512 KB at the 2,000,000-row limit), so a new id whose
+    slot is free costs one small write and no read; the ids are appended in blocks.
+    When the hashes match, the stored id is read back and compared: a hash collision can never make
+    a false duplicate. Python's str hash is keyed per process, so a file cannot be crafted to collide.
     """
 
-    _INITIAL_SLOTS = 1 << 12
+    _SLOT = struct.Struct("<QQ")  # the id's hash, and its offset in the ids file
     _LENGTH_BYTES = 2  # an id is at most SAMPLE_ID_MAX_LENGTH characters: < 65,536 bytes in UTF-8
 
-    def __init__(self, hash_of: Callable[[str], int] = hash) -> None:
+    def __init__(self, *, capacity: int, hash_of: Callable[[str], int] = hash) -> None:
         self._hash_of = hash_of
-        self._slots = array("Q", bytes(8 * self._INITIAL_SLOTS))
-        self._mask = self._INITIAL_SLOTS - 1
+        self._capacity = capacity
+        slots = 1 << max(2 * capacity - 1, 1).bit_length()
+        self._mask = slots - 1
+        self._taken = bytearray(slots // 8 + 1)
         self._count = 0
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open until close(), removed by the OS
+        # Both files are open until close(); the OS removes them then (or when the process ends).
+        self._table = tempfile.TemporaryFile()  # noqa: SIM115
+        self._table.truncate(slots * self._SLOT.size)
+        self._ids = tempfile.TemporaryFile()  # noqa: SIM115
         self._pending = bytearray()
         self._written = 0
 
     def add(self, key: str) -> bool:
         """Remembers the id; False when it was already there."""
-        tag = (self._hash_of(key) >> 32) & 0xFFFFFFFF
-        slots, mask = self._slots, self._mask
-        at = tag & mask
-        while slot := slots[at]:
-            if slot >> 32 == tag and self._stored(slot & 0xFFFFFFFF) == key:
+        digest = self._hash_of(key) & 0xFFFF_FFFF_FFFF_FFFF
+        table, size, mask, taken = self._table.fileno(), self._SLOT.size, self._mask, self._taken
+        at = digest & mask
+        while taken[at >> 3] >> (at & 7) & 1:
+            stored, offset = self._SLOT.unpack(os.pread(table, size, at * size))
+            if stored == digest and self._stored(offset) == key:
                 return False
             at = (at + 1) & mask
-        slots[at] = tag << 32 | self._append(key)
+        if self._count >= self._capacity:
+            raise OverflowError(f"more than {self._capacity:,} sample_ids")
+        os.pwrite(table, self._SLOT.pack(digest, self._append(key)), at * size)
+        taken[at >> 3] |= 1 << (at & 7)
         self._count += 1
-        if self._count * 4 > len(slots) * 3:
-            self._grow()
         return True
 
     def close(self) -> None:
-        self._file.close()
+        self._table.close()
+        self._ids.close()
 
     def _append(self, key: str) -> int:
-        """Queues the id for the file; returns its place there plus one (0 marks an empty slot)."""
+        """Queues the id for the ids file; returns its offset there."""
         data = key.encode()
         place = self._written + len(self._pending)
         self._pending += len(data).to_bytes(self._LENGTH_BYTES, "little") + data
         if len(self._pending) >= 1 << 16:
             self._flush()
-        return place + 1
+        return place
 
     def _flush(self) -> None:
-        self._file.write(self._pending)
-        self._file.flush()
+        self._ids.write(self._pending)
+        self._ids.flush()
         self._written += len(self._pending)
         self._pending.clear()
 
-    def _stored(self, place: int) -> str:
-        offset = place - 1
+    def _stored(self, offset: int) -> str:
         if offset >= self._written:
             self._flush()
-        descriptor = self._file.fileno()
+        descriptor = self._ids.fileno()
         length = int.from_bytes(os.pread(descriptor, self._LENGTH_BYTES, offset), "little")
         return os.pread(descriptor, length, offset + self._LENGTH_BYTES).decode()
-
-    def _grow(self) -> None:
-        old = self._slots
-        slots = self._slots = array("Q", bytes(16 * len(old)))
-        mask = self._mask = len(slots) - 1
-        for slot in old:
-            if slot:
-                at = (slot >> 32) & mask
-                while slots[at]:
-                    at = (at + 1) & mask
-                slots[at] = slot
 
 
 class RowChecker:
     """Checks rows one by one against the plan and the compiled schema; remembers sample_ids seen."""
 
-    def __init__(self, plan: ColumnPlan, validator: SampleValidator, *, mode: ImportMode) -> None:
+    def __init__(
+        self, plan: ColumnPlan, validator: SampleValidator, *, mode: ImportMode, max_rows: int
+    ) -> None:
         self.plan = plan
         self.validator = validator
         self.upsert = mode is ImportMode.UPSERT
@@ -237,7 +237,7 @@ class RowChecker:
         self.status_column = next((c for c in plan.columns if c.field == STATUS_COLUMN), None)
         self.headers = {c.field: c.header for c in plan.mapped()}
         # The one thing that grows with the file (the rest is per batch), kept small: see SeenIds.
-        self.seen_ids = SeenIds()
+        self.seen_ids = SeenIds(capacity=max_rows)
 
     def check(self, row: int, cells: list[object]) -> CheckedRow:
         errors: list[CellError] = []
