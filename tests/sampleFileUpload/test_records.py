@@ -10,6 +10,9 @@ import pytest
 from sqlalchemy import delete
 
 from src.database import SessionFactory
+from src.sampleFileUpload import service
+from src.sampleFileUpload.models import SampleFile
+from src.sampleFileUpload.storage import LocalStorage
 from src.study.constants import StudyRole, StudyStatus
 from src.study.models import Sample
 from tests.conftest import assert_problem
@@ -308,3 +311,18 @@ async def test_a_locked_or_archived_study_takes_no_upload_and_no_deletion(
     assert_problem(uploaded, 409, "STUDY_READ_ONLY")
     assert_problem(deleted, 409, "STUDY_READ_ONLY")
     assert (await client.get(file_url(file_id), headers=alice_headers)).status_code == 200
+
+
+def test_errors_csv_reads_an_error_file_stored_before_rows_kept_their_cells(tmp_path):
+    storage = LocalStorage(tmp_path)
+    with storage.temp_file() as path:
+        path.write_bytes(
+            b'{"row": 3, "column": "age", "value": "x", "code": "not_an_integer", '
+            b'"message": "must be whole"}\n'
+        )
+        key = storage.save(path)
+    record = SampleFile(report={"columns": [{"header": "sample_id"}, {"header": "age"}]}, errors_key=key)
+
+    text = b"".join(service.errors_csv(storage, record)).decode("utf-8-sig")
+
+    assert text.splitlines() == ["# row,# errors,sample_id,age", "3,age: must be whole (not_an_integer)"]
