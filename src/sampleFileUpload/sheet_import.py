@@ -5,7 +5,6 @@ compiled per file (the study module's `SampleValidator`). The one file touched i
 temporary files in which `SeenIds` keeps the file's sample_ids out of memory.
 """
 
-import os
 import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -169,7 +168,7 @@ class SeenIds:
         self._taken = bytearray(slots // 8 + 1)
         self._count = 0
         # Both files are open until close(); the OS removes them then (or when the process ends).
-        self._table = tempfile.TemporaryFile()  # noqa: SIM115
+        self._table = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - unbuffered: slot-sized I/O
         self._table.truncate(slots * self._SLOT.size)
         self._ids = tempfile.TemporaryFile()  # noqa: SIM115
         self._pending = bytearray()
@@ -178,16 +177,18 @@ class SeenIds:
     def add(self, key: str) -> bool:
         """Remembers the id; False when it was already there."""
         digest = self._hash_of(key) & 0xFFFF_FFFF_FFFF_FFFF
-        table, size, mask, taken = self._table.fileno(), self._SLOT.size, self._mask, self._taken
+        table, size, mask, taken = self._table, self._SLOT.size, self._mask, self._taken
         at = digest & mask
         while taken[at >> 3] >> (at & 7) & 1:
-            stored, offset = self._SLOT.unpack(os.pread(table, size, at * size))
+            table.seek(at * size)
+            stored, offset = self._SLOT.unpack(table.read(size))
             if stored == digest and self._stored(offset) == key:
                 return False
             at = (at + 1) & mask
         if self._count >= self._capacity:
             raise OverflowError(f"more than {self._capacity:,} sample_ids")
-        os.pwrite(table, self._SLOT.pack(digest, self._append(key)), at * size)
+        table.seek(at * size)
+        table.write(self._SLOT.pack(digest, self._append(key)))
         taken[at >> 3] |= 1 << (at & 7)
         self._count += 1
         return True
@@ -206,6 +207,7 @@ class SeenIds:
         return place
 
     def _flush(self) -> None:
+        self._ids.seek(self._written)
         self._ids.write(self._pending)
         self._ids.flush()
         self._written += len(self._pending)
@@ -214,9 +216,9 @@ class SeenIds:
     def _stored(self, offset: int) -> str:
         if offset >= self._written:
             self._flush()
-        descriptor = self._ids.fileno()
-        length = int.from_bytes(os.pread(descriptor, self._LENGTH_BYTES, offset), "little")
-        return os.pread(descriptor, length, offset + self._LENGTH_BYTES).decode()
+        self._ids.seek(offset)
+        length = int.from_bytes(self._ids.read(self._LENGTH_BYTES), "little")
+        return self._ids.read(length).decode()
 
 
 class RowChecker:
