@@ -72,6 +72,10 @@ STATUS_COLUMN = "status"
 TEMPLATE_DESCRIPTION_MARKER = "# description"
 TEMPLATE_FIELDS_SHEET = "fields"
 SAMPLES_SHEET = "samples"
+# The columns errors.csv adds in front of a rejected row's cells. No field name can start with "#",
+# so an upload ignores these two columns: the fixed rows of errors.csv can be uploaded as they are.
+ERRORS_ROW_COLUMN = "# row"
+ERRORS_TEXT_COLUMN = "# errors"
 
 # A report lists this many errors; the stored errors file has all of them.
 MAX_REPORT_ERRORS = 1_000

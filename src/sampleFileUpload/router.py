@@ -219,9 +219,13 @@ async def download_sample_file(
 
 @router.get(
     "/sample-files/{file_id}/errors.csv",
-    summary="Every error of a rejected file, as CSV",
-    description="One line per error: `row, column, value, code, message` (rows numbered as in the file, "
-    "the header being row 1). An imported file has no errors: its errors.csv has the header only.",
+    summary="The rejected rows of a file, with their errors, as CSV",
+    description="Each rejected row as it was in the file (same headers, cells as read) behind two columns: "
+    "`# row`, its number in the file (the header being row 1), and `# errors`, every error of the row as "
+    "`column: message (code)` joined by `; `. Errors of the columns themselves (`unknown_column`, "
+    "`missing_column`, ...) are one line with `# row` 1. Text that a spreadsheet would run as a formula is "
+    "written with a leading apostrophe. Fix the rows and upload the file as it is: an upload ignores the "
+    "`# row` and `# errors` columns. An imported file has no errors: its errors.csv has the header only.",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}}, "description": "the errors"},

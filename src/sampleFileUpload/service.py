@@ -9,12 +9,13 @@ and written with COPY on PostgreSQL (one multi-row INSERT elsewhere), all in one
 One pass, not two: rows are written while no error has been seen; after the first error the pass
 goes on checking (so the report is complete) but writes nothing more, and the transaction is
 rolled back at the end. A clean file, the common case, is read once. What grows with the file is
-the set of sample_ids seen (for `duplicate_in_file`: ~90 bytes a row, under 200 MB at the
-2,000,000-row limit) and the error file on disk; the report keeps the first MAX_REPORT_ERRORS.
+the table of sample_ids seen (for `duplicate_in_file`), which is on disk (sheet_import.SeenIds), and
+the error file on disk; the report keeps the first MAX_REPORT_ERRORS.
 """
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -39,6 +40,8 @@ from src.exceptions import PreconditionFailed, ValidationFailed
 from src.sampleFileUpload import readers, sheet_import, writers
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
+    ERRORS_ROW_COLUMN,
+    ERRORS_TEXT_COLUMN,
     EXPORT_PAGE_ROWS,
     IMPORT_BATCH_ROWS,
     MAX_FORM_FIELD_BYTES,
@@ -280,7 +283,10 @@ class _SheetBatches:
         )
         self.format, self.encoding = sheet.format, sheet.encoding
         self.plan = sheet_import.plan_columns(sheet.headers, self._validator)
-        checker = sheet_import.RowChecker(self.plan, self._validator, mode=self._mode)
+        checker = sheet_import.RowChecker(
+            self.plan, self._validator, mode=self._mode, max_rows=upload_settings.MAX_UPLOAD_ROWS
+        )
+        self._stack.callback(checker.seen_ids.close)
         self._batches = sheet_import.batches(sheet.rows, checker, size=IMPORT_BATCH_ROWS)
 
     def next_batch(self) -> list[CheckedRow] | None:
@@ -299,20 +305,38 @@ async def _in_thread(function: Any, *args: Any) -> Any:
 
 
 class _ErrorLog:
-    """Every error of an import: the first MAX_REPORT_ERRORS kept for the report, all in a JSON-lines file."""
+    """Every error of an import: the first MAX_REPORT_ERRORS kept for the report; all of them in a
+    JSON-lines file, one line per rejected row with its cells as read (and one for the header row's
+    column errors), from which errors.csv gives the rejected rows back."""
 
     def __init__(self, sink: BinaryIO | None) -> None:
         self.sink = sink
         self.first: list[dict[str, Any]] = []
         self.total = 0
 
-    def add(self, error: CellError) -> None:
-        self.total += 1
-        entry = error.as_dict()
-        if len(self.first) < MAX_REPORT_ERRORS:
-            self.first.append(entry)
+    def add_column_errors(self, errors: list[CellError]) -> None:
+        if errors:
+            self._add(1, None, errors)
+
+    def add_row(self, row: CheckedRow) -> None:
+        self._add(row.row, row.cells, row.errors)
+
+    def _add(self, row: int, cells: list[object] | None, errors: list[CellError]) -> None:
+        self.total += len(errors)
+        room = MAX_REPORT_ERRORS - len(self.first)
+        if room > 0:
+            self.first += [error.as_dict() for error in errors[:room]]
         if self.sink is not None:
-            self.sink.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+            entry = {"row": row, "cells": cells, "errors": [error.as_dict() for error in errors]}
+            self.sink.write(_JSON_LINE(entry).encode() + b"\n")
+
+
+def _stored_cell(value: object) -> str:
+    """A cell JSON cannot hold (an XLSX date, a time) as the text a CSV export writes for it."""
+    return writers.csv_cell(value) if isinstance(value, dt.date) else str(value)
+
+
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=_stored_cell).encode
 
 
 @dataclass(slots=True)
@@ -346,8 +370,7 @@ class _Pass:
                 self._sort(row, existing.get(row.normalized), creates, updates)
             if row.errors:
                 self.counts.rejected += 1
-                for error in row.errors:
-                    self.log.add(error)
+                self.log.add_row(row)
         self.counts.created += len(creates)
         self.counts.updated += len(updates)
         if self.file_id is not None and not self.log.total:
@@ -558,8 +581,7 @@ async def _insert_samples(session: AsyncSession, rows: list[tuple[Any, ...]]) ->
 
 async def _run_pass(sheet: _SheetBatches, step: _Pass) -> None:
     """Reads the next batch in a worker thread while this one is looked up and written."""
-    for error in sheet.plan.errors:
-        step.log.add(error)
+    step.log.add_column_errors(sheet.plan.errors)
     await step.load_known_ids()
     reading = asyncio.ensure_future(_in_thread(sheet.next_batch))
     try:
@@ -856,22 +878,29 @@ def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -
             yield chunk
 
 
-ERRORS_HEADER = ["row", "column", "value", "code", "message"]
-
-
-def _error_rows(storage: Storage, key: str | None) -> Iterator[list[object]]:
-    """The stored error list as CSV rows, one per error, read line by line."""
-    yield ERRORS_HEADER
-    if key is None:
+def _error_rows(storage: Storage, record: SampleFile) -> Iterator[list[object]]:
+    """The rejected rows as they were in the file, behind their row number and errors; read from
+    the stored error lines one at a time. Column errors are on row 1, the header row."""
+    headers = [column["header"] for column in record.report.get("columns", [])]
+    yield [ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN, *headers]
+    if record.errors_key is None:
         return
-    with storage.open(key) as stored:
+    with storage.open(record.errors_key) as stored:
         for line in stored:
             entry = json.loads(line)
-            yield [entry[column] for column in ERRORS_HEADER]
+            # A line stored before rejected rows kept their cells is one error without them.
+            errors = entry.get("errors", [entry])
+            yield [entry["row"], "; ".join(map(_error_text, errors)), *(entry.get("cells") or ())]
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    """`volume [mL]: must be at least 0 (below_min)`: the column, what is wrong, the stable code."""
+    where = f"{error['column']}: " if error["column"] else ""
+    return f"{where}{error['message']} ({error['code']})"
 
 
 def errors_csv(storage: Storage, record: SampleFile) -> Iterator[bytes]:
-    return writers.csv_chunks(_error_rows(storage, record.errors_key))
+    return writers.csv_chunks(_error_rows(storage, record))
 
 
 def header_of(definition: SampleField) -> str:

@@ -1,10 +1,13 @@
-"""From a sheet's headers and rows to checked samples: pure CPU work, no database, no I/O.
+"""From a sheet's headers and rows to checked samples: CPU work, no database.
 
 The service runs this in a worker thread, one batch of rows at a time, with one validator
-compiled per file (the study module's `SampleValidator`).
+compiled per file (the study module's `SampleValidator`). The one file touched is the anonymous
+temporary files in which `SeenIds` keeps the file's sample_ids out of memory.
 """
 
-from collections.abc import Iterable, Iterator
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +15,8 @@ from pydantic import TypeAdapter
 
 from src.sampleFileUpload import readers
 from src.sampleFileUpload.constants import (
+    ERRORS_ROW_COLUMN,
+    ERRORS_TEXT_COLUMN,
     SAMPLE_ID_COLUMN,
     STATUS_COLUMN,
     TEMPLATE_DESCRIPTION_MARKER,
@@ -25,6 +30,7 @@ from src.study.sample_validation import SampleValidator, normalize_sample_id
 _STATUSES = frozenset(SampleStatus)
 _BUILT_IN = {SAMPLE_ID_COLUMN: SAMPLE_ID_COLUMN, STATUS_COLUMN: STATUS_COLUMN}
 _ONE_LINE = TypeAdapter(SingleLineText)
+_ERRORS_CSV_COLUMNS = frozenset({ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,8 @@ class CheckedRow:
     errors: list[CellError] = field(default_factory=list)
     # The header of each field, so a later error (already_exists) can name its column.
     sample_id_header: str = SAMPLE_ID_COLUMN
+    # The row's cells as read: a rejected row is stored with them, to be given back in errors.csv.
+    cells: list[object] = field(default_factory=list)
 
 
 def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
@@ -89,6 +97,9 @@ def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
     errors: list[CellError] = []
     seen: dict[str, str] = {}
     for index, header in enumerate(headers):
+        if header.casefold() in _ERRORS_CSV_COLUMNS:
+            columns.append(Column(index=index, header=header, field=None))
+            continue
         name, unit = readers.parse_header(header)
         target = _BUILT_IN.get(normalize_sample_id(name)) or validator.field_named(name)
         problem = _header_problem(header, target, unit, units, seen)
@@ -133,10 +144,89 @@ def is_template_description(cells: list[object], plan: ColumnPlan) -> bool:
     return first is not None and cells[first.index] == TEMPLATE_DESCRIPTION_MARKER
 
 
+class SeenIds:
+    """The normalised sample_ids of a file so far, for `duplicate_in_file`, kept on disk, not in memory.
+
+    A set of str costs ~90 bytes an id (+90 MB at a million rows). Here the ids are a hash table in
+    an anonymous temporary file, sized once for `capacity` ids (at most half full, so probe chains
+    stay short): a slot is 16 bytes, the id's 64-bit hash and where the id itself sits in a second
+    temporary file. The table file is sparse (only the slots written take disk); which slots are
+    taken is a bitmap in memory (1 bit a slot: 512 KB at the 2,000,000-row limit), so a new id whose
+    slot is free costs one small write and no read; the ids are appended in blocks.
+    When the hashes match, the stored id is read back and compared: a hash collision can never make
+    a false duplicate. Python's str hash is keyed per process, so a file cannot be crafted to collide.
+    """
+
+    _SLOT = struct.Struct("<QQ")  # the id's hash, and its offset in the ids file
+    _LENGTH_BYTES = 2  # an id is at most SAMPLE_ID_MAX_LENGTH characters: < 65,536 bytes in UTF-8
+
+    def __init__(self, *, capacity: int, hash_of: Callable[[str], int] = hash) -> None:
+        self._hash_of = hash_of
+        self._capacity = capacity
+        slots = 1 << max(2 * capacity - 1, 1).bit_length()
+        self._mask = slots - 1
+        self._taken = bytearray(slots // 8 + 1)
+        self._count = 0
+        # Both files are open until close(); the OS removes them then (or when the process ends).
+        self._table = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - unbuffered: slot-sized I/O
+        self._table.truncate(slots * self._SLOT.size)
+        self._ids = tempfile.TemporaryFile()  # noqa: SIM115
+        self._pending = bytearray()
+        self._written = 0
+
+    def add(self, key: str) -> bool:
+        """Remembers the id; False when it was already there."""
+        digest = self._hash_of(key) & 0xFFFF_FFFF_FFFF_FFFF
+        table, size, mask, taken = self._table, self._SLOT.size, self._mask, self._taken
+        at = digest & mask
+        while taken[at >> 3] >> (at & 7) & 1:
+            table.seek(at * size)
+            stored, offset = self._SLOT.unpack(table.read(size))
+            if stored == digest and self._stored(offset) == key:
+                return False
+            at = (at + 1) & mask
+        if self._count >= self._capacity:
+            raise OverflowError(f"more than {self._capacity:,} sample_ids")
+        table.seek(at * size)
+        table.write(self._SLOT.pack(digest, self._append(key)))
+        taken[at >> 3] |= 1 << (at & 7)
+        self._count += 1
+        return True
+
+    def close(self) -> None:
+        self._table.close()
+        self._ids.close()
+
+    def _append(self, key: str) -> int:
+        """Queues the id for the ids file; returns its offset there."""
+        data = key.encode()
+        place = self._written + len(self._pending)
+        self._pending += len(data).to_bytes(self._LENGTH_BYTES, "little") + data
+        if len(self._pending) >= 1 << 16:
+            self._flush()
+        return place
+
+    def _flush(self) -> None:
+        self._ids.seek(self._written)
+        self._ids.write(self._pending)
+        self._ids.flush()
+        self._written += len(self._pending)
+        self._pending.clear()
+
+    def _stored(self, offset: int) -> str:
+        if offset >= self._written:
+            self._flush()
+        self._ids.seek(offset)
+        length = int.from_bytes(self._ids.read(self._LENGTH_BYTES), "little")
+        return self._ids.read(length).decode()
+
+
 class RowChecker:
     """Checks rows one by one against the plan and the compiled schema; remembers sample_ids seen."""
 
-    def __init__(self, plan: ColumnPlan, validator: SampleValidator, *, mode: ImportMode) -> None:
+    def __init__(
+        self, plan: ColumnPlan, validator: SampleValidator, *, mode: ImportMode, max_rows: int
+    ) -> None:
         self.plan = plan
         self.validator = validator
         self.upsert = mode is ImportMode.UPSERT
@@ -148,9 +238,8 @@ class RowChecker:
         self.id_column = next((c for c in plan.columns if c.field == SAMPLE_ID_COLUMN), None)
         self.status_column = next((c for c in plan.columns if c.field == STATUS_COLUMN), None)
         self.headers = {c.field: c.header for c in plan.mapped()}
-        # Normalised sample_ids of the file so far: ~100 bytes each, ~200 MB for 2,000,000 rows at
-        # the row limit, the one thing that grows with the file (the rest is per batch).
-        self.seen_ids: set[str] = set()
+        # The one thing that grows with the file (the rest is per batch), kept small: see SeenIds.
+        self.seen_ids = SeenIds(capacity=max_rows)
 
     def check(self, row: int, cells: list[object]) -> CheckedRow:
         errors: list[CellError] = []
@@ -178,7 +267,7 @@ class RowChecker:
                 for index, cell in enumerate(cells[self.width :], start=self.width)
                 if cell is not None and str(cell).strip()
             ]
-        return CheckedRow(row, sample_id, normalized, status, values, errors, self._id_header())
+        return CheckedRow(row, sample_id, normalized, status, values, errors, self._id_header(), cells)
 
     def _id_header(self) -> str:
         return self.id_column.header if self.id_column is not None else SAMPLE_ID_COLUMN
@@ -215,14 +304,13 @@ class RowChecker:
             )
             return None, None
         normalized = normalize_sample_id(text)
-        if normalized in self.seen_ids:
+        if not self.seen_ids.add(normalized):
             errors.append(
                 CellError(
                     row, header, text, ReportCode.DUPLICATE_IN_FILE, "appears on an earlier row of this file"
                 )
             )
             return text, None
-        self.seen_ids.add(normalized)
         return text, normalized
 
     def _status(self, row: int, cells: list[object], errors: list[CellError]) -> str | None:

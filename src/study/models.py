@@ -74,8 +74,11 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_samples_study_id_status", "study_id", "status"),
         Index("ix_samples_study_id_created_at", "study_id", "created_at"),
         Index("ix_samples_study_id_updated_at", "study_id", "updated_at"),
-        # `field.X=` filters are `values @> {...}` containment, which this index answers.
-        Index("ix_samples_values", "values", postgresql_using="gin").ddl_if(dialect="postgresql"),
+        # `field.X=` filters are `values @> {...}` containment, which this index answers; jsonb_path_ops
+        # supports only @>, and is a third smaller and cheaper to write on import (migration 0006).
+        Index(
+            "ix_samples_values", "values", postgresql_using="gin", postgresql_ops={"values": "jsonb_path_ops"}
+        ).ddl_if(dialect="postgresql"),
         # `q` is a prefix match (LIKE 'abc%'), which a btree answers only with pattern operators
         # unless the database collation is C; SQLite's LIKE cannot use an index for it anyway.
         Index(

@@ -6,8 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from openpyxl.worksheet._reader import WorkSheetParser
 
-from src.sampleFileUpload import readers
+from src.sampleFileUpload import readers, writers
 from src.sampleFileUpload.readers import SheetError, detect_delimiter, open_sheet, parse_header
 from tests.sampleFileUpload import files
 
@@ -263,6 +264,17 @@ def test_xlsx_without_a_samples_sheet_reads_the_first(tmp_path):
     content = files.xlsx_bytes(sheets={"data": [["sample_id"], ["S1"]], "notes": [["other"]]})
 
     assert read(tmp_path, content, "s.xlsx")[2] == ["sample_id"]
+
+
+def test_an_xlsx_export_is_parsed_once_not_first_scanned_for_its_size(tmp_path, monkeypatch):
+    scans = []
+    monkeypatch.setattr(WorkSheetParser, "parse_dimensions", lambda parser: scans.append(parser))
+    workbook = writers.xlsx_file([["sample_id"], ["S1"], ["S2"]], sheet_name="samples", directory=tmp_path)
+
+    with open_sheet(workbook, filename="export.xlsx", max_rows=10) as sheet:
+        rows = list(sheet.rows)
+
+    assert (sheet.headers, rows, scans) == (["sample_id"], [(2, ["S1"]), (3, ["S2"])], [])
 
 
 def test_xlsx_rows_past_the_limit_raise_too_many_rows(tmp_path):

@@ -1,11 +1,18 @@
 """Records of sample files: listing, reading, downloading, deleting; who may do what."""
 
+import csv
+import datetime as dt
 import hashlib
+import io
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import delete
 
 from src.database import SessionFactory
+from src.sampleFileUpload import service
+from src.sampleFileUpload.models import SampleFile
+from src.sampleFileUpload.storage import LocalStorage
 from src.study.constants import StudyRole, StudyStatus
 from src.study.models import Sample
 from tests.conftest import assert_problem
@@ -17,6 +24,8 @@ from tests.sampleFileUpload.conftest import (
     stored_files,
     upload,
 )
+from tests.sampleFileUpload.files import xlsx_bytes
+from tests.sampleFileUpload.test_files import XLSX_TYPE
 from tests.study.conftest import study_url
 
 
@@ -94,7 +103,98 @@ async def test_errors_csv_of_an_imported_file_has_only_the_header(client, alice_
     response = await client.get(file_url(record["id"], "errors.csv"), headers=alice_headers)
 
     assert response.status_code == 200
-    assert response.content.decode("utf-8-sig").splitlines() == ["row,column,value,code,message"]
+    assert response.content.decode("utf-8-sig").splitlines() == [
+        "# row,# errors,sample_id,status,tissue,volume [mL],age,fasting,collected_on"
+    ]
+
+
+def csv_lines(response) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+
+
+async def rejected_rows(client, study, headers, content: bytes, **kwargs) -> list[list[str]]:
+    response = await upload(client, study, headers, content, **kwargs)
+    assert response.status_code == 422, response.text
+    errors = await client.get(file_url(response.json()["sample_file_id"], "errors.csv"), headers=headers)
+    assert errors.status_code == 200
+    return csv_lines(errors)
+
+
+async def test_errors_csv_gives_each_rejected_row_back_as_it_was_with_its_errors(
+    client, alice_headers, study
+):
+    rows = [
+        ["sample_id", "tissue", "age", "colour"],
+        ["S-1", "blood", "40", ""],
+        ["S-2", "=cmd()", "many", ""],
+        ["S-1", "blood", " 7 ", ""],
+    ]
+
+    lines = await rejected_rows(client, study, alice_headers, csv_bytes(rows))
+
+    assert lines == [
+        ["# row", "# errors", "sample_id", "tissue", "age", "colour"],
+        ["1", "colour: is not a field of this study (unknown_column)"],
+        [
+            "3",
+            "tissue: not one of: blood, saliva, tumour (not_a_choice); "
+            "age: must be a whole number (not_an_integer)",
+            "S-2",
+            "'=cmd()",  # formula guarded; the reader takes the apostrophe off again
+            "many",
+            "",
+        ],
+        [
+            "4",
+            "sample_id: appears on an earlier row of this file (duplicate_in_file)",
+            "S-1",
+            "blood",
+            " 7 ",
+            "",
+        ],
+    ]
+
+
+async def test_errors_csv_names_a_missing_column_on_row_1(client, alice_headers, study):
+    lines = await rejected_rows(client, study, alice_headers, csv_bytes([["sample_id", "age"], ["S-1", "4"]]))
+
+    assert lines[1][:2] == [
+        "1",
+        "tissue: is a required column but the file has no such header (missing_column)",
+    ]
+    assert lines[2:] == []
+
+
+async def test_errors_csv_of_an_xlsx_file_has_its_cells_as_text(client, alice_headers, study):
+    rows = [
+        ["sample_id", "tissue", "age", "collected_on"],
+        ["S-1", "plasma", 34.0, dt.datetime(2026, 11, 20)],
+    ]
+
+    lines = await rejected_rows(
+        client, study, alice_headers, xlsx_bytes(rows), filename="samples.xlsx", content_type=XLSX_TYPE
+    )
+
+    assert lines[1:] == [["2", ANY, "S-1", "plasma", "34", "2026-11-20T00:00:00"]]
+    assert lines[1][1].endswith("(not_a_choice)")
+
+
+async def test_the_fixed_rows_of_errors_csv_upload_as_they_are(client, alice_headers, study):
+    rows = [["sample_id", "tissue", "age"], ["S-1", "=plasma", "4"], ["S-2", "blood", "-1"]]
+    lines = await rejected_rows(client, study, alice_headers, csv_bytes(rows))
+    lines[1][3], lines[2][4] = "saliva", "1"
+
+    response = await upload(client, study, alice_headers, csv_bytes(lines))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["report"]["created"] == 2
+    assert [column["field"] for column in response.json()["report"]["columns"]] == [
+        None,
+        None,
+        "sample_id",
+        "tissue",
+        "age",
+    ]
 
 
 async def test_an_unknown_file_is_404(client, alice_headers):
@@ -211,3 +311,18 @@ async def test_a_locked_or_archived_study_takes_no_upload_and_no_deletion(
     assert_problem(uploaded, 409, "STUDY_READ_ONLY")
     assert_problem(deleted, 409, "STUDY_READ_ONLY")
     assert (await client.get(file_url(file_id), headers=alice_headers)).status_code == 200
+
+
+def test_errors_csv_reads_an_error_file_stored_before_rows_kept_their_cells(tmp_path):
+    storage = LocalStorage(tmp_path)
+    with storage.temp_file() as path:
+        path.write_bytes(
+            b'{"row": 3, "column": "age", "value": "x", "code": "not_an_integer", '
+            b'"message": "must be whole"}\n'
+        )
+        key = storage.save(path)
+    record = SampleFile(report={"columns": [{"header": "sample_id"}, {"header": "age"}]}, errors_key=key)
+
+    text = b"".join(service.errors_csv(storage, record)).decode("utf-8-sig")
+
+    assert text.splitlines() == ["# row,# errors,sample_id,age", "3,age: must be whole (not_an_integer)"]

@@ -204,9 +204,11 @@ async def test_more_than_a_thousand_errors_are_truncated_in_the_report_and_all_i
     assert errors_csv.status_code == 200
     assert errors_csv.headers["content-type"].startswith("text/csv")
     lines = list(csv.reader(io.StringIO(errors_csv.content.decode("utf-8-sig"))))
-    assert lines[0] == ["row", "column", "value", "code", "message"]
+    assert lines[0] == ["# row", "# errors", "sample_id", "tissue"]
     assert len(lines) == 1 + 1_200
-    assert lines[-1][:4] == ["1201", "tissue", "plasma", "not_a_choice"]
+    assert lines[-1] == ["1201", ANY, "S-1199", "plasma"]
+    assert lines[-1][1].startswith("tissue: ")
+    assert lines[-1][1].endswith("(not_a_choice)")
 
 
 async def test_the_rejected_record_is_stored_with_its_report(client, alice_headers, study):
