@@ -75,7 +75,7 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_samples_study_id_created_at", "study_id", "created_at"),
         Index("ix_samples_study_id_updated_at", "study_id", "updated_at"),
         # `field.X=` filters are `values @> {...}` containment, which this index answers; jsonb_path_ops
-        # supports only @>, and is a third smaller and cheaper to write on import (migration 0006).
+        # supports only @>, and is a third smaller and cheaper to write on import (migration 0007).
         Index(
             "ix_samples_values", "values", postgresql_using="gin", postgresql_ops={"values": "jsonb_path_ops"}
         ).ddl_if(dialect="postgresql"),

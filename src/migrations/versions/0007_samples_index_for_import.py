@@ -1,7 +1,7 @@
 """samples index for import: the GIN index of `values` with jsonb_path_ops
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-22 07:20:00.000000
 
 `field.X=` filters are `values @> {...}`, the only operator jsonb_path_ops supports and the only one
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
