@@ -234,7 +234,10 @@ async def test_an_upload_with_one_bad_cell_shows_that_cells_error(page, research
     async with page.expect_download() as download:
         await page.get_by_role("button", name="Download every error (errors.csv)").click()
     saved = await anyio.Path(await (await download.value).path()).read_text(encoding="utf-8")
-    assert re.search(r"^3,volume \[mL\],-1,", saved, re.MULTILINE), saved
+    # the rejected row as it was in the file, with its row number and errors in front
+    assert re.search(
+        r"^3,volume \[mL\]: must be at least 0 \(below_min\),S-11,saliva,-1$", saved, re.MULTILINE
+    ), saved
     assert researcher.get(f"/dashboard/studies/{researcher.study['id']}")["samples"]["total"] == 3
     await expect_text(figure_of(page, "study-uploads", "rejected"), "1")
     await save_screenshot(page, "study-upload-report.png", capsys)
