@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from src.constants import Environment
@@ -21,6 +21,9 @@ class Settings(BaseSettings):
 
     ENVIRONMENT: Environment = Environment.DEVELOPMENT
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/studybase.db"
+    # PostgreSQL connections one worker process keeps open, never more (no overflow): requests past
+    # it wait for one. Workers x this must stay below the server's max_connections.
+    DATABASE_POOL_SIZE: PositiveInt = 10
     SECRET_KEY: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
     HOST: str = "127.0.0.1"
     PORT: int = 8000
