@@ -29,6 +29,8 @@ NAMING_CONVENTION = {
 READY_CHECK_TIMEOUT_SECONDS = 3.0
 T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Timestamps come back from PostgreSQL in the session's time zone: UTC, whatever the server's default.
+POSTGRESQL_SESSION_OPTIONS = "-c timezone=UTC"
 
 
 def utcnow() -> datetime:
@@ -52,6 +54,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        # PostgreSQL sessions run in UTC (create_engine_for), and psycopg hands timestamptz back with
+        # tzinfo=UTC already: converting again cost a page of 50 samples ~0.5 ms of CPU.
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
 
 
 class Base(DeclarativeBase):
@@ -97,7 +106,11 @@ def create_engine_for(url: str) -> AsyncEngine:
     # its own query. A connection the server dropped instead fails the one request that meets it
     # with a 503 (src/exceptions.py), and SQLAlchemy then replaces every connection of the pool.
     return create_async_engine(
-        url, hide_parameters=True, pool_size=settings.DATABASE_POOL_SIZE, max_overflow=0
+        url,
+        hide_parameters=True,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=0,
+        connect_args={"options": POSTGRESQL_SESSION_OPTIONS},
     )
 
 
