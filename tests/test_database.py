@@ -257,15 +257,32 @@ async def test_only_a_writing_request_opens_a_transaction(method, in_transaction
         await sessions.aclose()
 
 
-async def test_a_writing_request_after_a_read_is_in_a_transaction_again():
-    """Connections are shared by both kinds of session: a read must not leave its one in autocommit."""
-    for method in ("GET", "POST", "GET", "POST"):
-        sessions = get_session(request_with(method))
-        session = await anext(sessions)
+async def driver_connection_of(session: AsyncSession) -> object:
+    return (await (await session.connection()).get_raw_connection()).driver_connection
+
+
+async def test_a_writing_request_on_a_connection_a_read_used_is_in_a_transaction_again():
+    """Both kinds of session share the pool: a read must not hand its connection back in autocommit."""
+    reads = get_session(request_with("GET"))
+    read = await anext(reads)
+    try:
+        assert await connection_in_transaction(read) is False
+        used_by_the_read = await driver_connection_of(read)
+    finally:
+        await reads.aclose()
+
+    reused = False
+    for _ in range(2 * POOL_SIZE):  # the pool hands its idle connections out in turn
+        writes = get_session(request_with("POST"))
+        write = await anext(writes)
         try:
-            assert await connection_in_transaction(session) is (method == "POST")
+            assert await connection_in_transaction(write) is True
+            reused = reused or await driver_connection_of(write) is used_by_the_read
         finally:
-            await sessions.aclose()
+            await writes.aclose()
+        if reused:
+            break
+    assert reused
 
 
 async def test_get_session_rolls_back_what_was_not_committed(db):
