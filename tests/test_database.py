@@ -381,9 +381,7 @@ async def test_connections_the_server_dropped_cost_one_503_then_the_pool_is_fres
     assert statuses[-3:] == [200, 200, 200]
 
 
-@pytest.mark.skipif(
-    not TEST_DATABASE_URL.startswith("postgresql"), reason="the pool of the PostgreSQL engine"
-)
+@only_on_postgresql
 async def test_requests_beyond_the_pool_wait_for_a_connection_instead_of_opening_new_ones(
     client, make_user, auth_headers
 ):
