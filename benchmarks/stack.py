@@ -1,6 +1,7 @@
 """The whole stack under load, every figure a ratio to a ceiling measured in the same run.
 
     python -m benchmarks.stack [--duration 10] [--rounds 3] [--quick] [--json PATH]
+    python -m benchmarks.stack --only health,auth_me --samples 20000 --no-sign-in --import-rows
 
 Starts, on this machine: a fresh PostgreSQL database with the migrations, gunicorn with the
 committed `gunicorn.conf.py` and 2 workers, nginx with the committed configuration (rendered as
@@ -10,7 +11,8 @@ alternating ceiling and endpoint runs, and prints the medians: req/s, p50, p99, 
 ceiling, and any non-2xx answers. Also measures sign-in throughput and the p99 of /health while 8
 clients sign in. Writes the table as JSON (default `data/benchmarks/stack.json`).
 
-Needs PostgreSQL (`BENCH_POSTGRES_URL`, default postgresql://postgres@127.0.0.1:5432/postgres),
+Needs PostgreSQL (`BENCH_POSTGRES_URL`, default postgresql://postgres@127.0.0.1:5432/postgres;
+the throwaway database is named `$BENCH_DATABASE_PREFIX_<random>`, default prefix studybase_bench),
 nginx and wrk (`apt-get install nginx wrk`). The load comes from 127.0.0.1, which the rendered
 nginx config lists as a trusted load generator (see the README's benchmark section), so rate limits
 measure nothing here. Never fails on speed: it prints numbers.
@@ -38,6 +40,8 @@ from benchmarks import seed, stack_import, wrk
 from scripts import local_stack
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The throwaway database's name starts with this (a shared server tells whose run it is).
+DATABASE_PREFIX = os.environ.get("BENCH_DATABASE_PREFIX", "studybase_bench")
 LOAD_ADDRESS = "127.0.0.1"
 WORKERS = 2
 CEILING_PATH = "/api/v1/hello"
@@ -48,6 +52,7 @@ MAX_UPLOAD_MB = 256  # room for the 1,000,000-row CSV (~110 MB)
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
+    key: str  # what --only names it by
     name: str
     path: str
     connections: int = 64
@@ -130,7 +135,7 @@ def running_stack() -> Iterator[RunningStack]:
     work_dir = Path(tempfile.mkdtemp(prefix="studybase-bench-"))
     work_dir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
     try:
-        with local_stack.throwaway_database(POSTGRES_URL, prefix="studybase_bench") as database_url:
+        with local_stack.throwaway_database(POSTGRES_URL, prefix=DATABASE_PREFIX) as database_url:
             env = stack_environment(database_url, work_dir)
             local_stack.migrate(env)
             with (
@@ -248,6 +253,8 @@ def print_table(rows: list[Row], sign_in: dict[str, float]) -> None:
             f"{row.endpoint:<44} {row.connections:>4} {row.rps:>7} {row.p50_ms:>7.2f} {row.p99_ms:>8.2f} "
             f"{row.ceiling_rps:>7} {row.ratio:>5.2f} {row.non_2xx + row.errors:>7}"
         )
+    if not sign_in:
+        return
     print()
     print(
         f"sign-in: {sign_in['sign_in_rps']} req/s (p99 {sign_in['sign_in_p99_ms']} ms, "
@@ -303,22 +310,41 @@ def write_json(
 def endpoints(big_study: str) -> list[Endpoint]:
     samples = f"/api/v1/studies/{big_study}/samples?page_size=50"
     return [
-        Endpoint("GET /api/v1/health", "/api/v1/health"),
-        Endpoint("GET /api/v1/auth/me", "/api/v1/auth/me", authenticated=True),
-        Endpoint("GET /api/v1/studies?page_size=20", "/api/v1/studies?page_size=20", authenticated=True),
-        Endpoint("GET /api/v1/studies/{big}", f"/api/v1/studies/{big_study}", authenticated=True),
-        Endpoint("GET /studies/{big}/samples?page_size=50", samples, authenticated=True),
-        Endpoint("  ... &field.tissue=blood", samples + "&field.tissue=blood", authenticated=True),
+        Endpoint("health", "GET /api/v1/health", "/api/v1/health"),
+        Endpoint("auth_me", "GET /api/v1/auth/me", "/api/v1/auth/me", authenticated=True),
         Endpoint(
-            "GET /api/v1/dashboard/summary", "/api/v1/dashboard/summary", authenticated=True, connections=16
+            "studies", "GET /api/v1/studies?page_size=20", "/api/v1/studies?page_size=20", authenticated=True
+        ),
+        Endpoint("study", "GET /api/v1/studies/{big}", f"/api/v1/studies/{big_study}", authenticated=True),
+        Endpoint("samples", "GET /studies/{big}/samples?page_size=50", samples, authenticated=True),
+        Endpoint(
+            "samples_filtered",
+            "  ... &field.tissue=blood",
+            samples + "&field.tissue=blood",
+            authenticated=True,
         ),
         Endpoint(
+            "dashboard_summary",
+            "GET /api/v1/dashboard/summary",
+            "/api/v1/dashboard/summary",
+            authenticated=True,
+            connections=16,
+        ),
+        Endpoint(
+            "dashboard_study",
             "GET /dashboard/studies/{big}",
             f"/api/v1/dashboard/studies/{big_study}",
             authenticated=True,
             connections=16,
         ),
     ]
+
+
+ENDPOINT_KEYS = tuple(endpoint.key for endpoint in endpoints("{big}"))
+
+
+def selected_endpoints(big_study: str, only: list[str] | None) -> list[Endpoint]:
+    return [endpoint for endpoint in endpoints(big_study) if only is None or endpoint.key in only]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -348,9 +374,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CSV sizes to import through nginx (default 100000 1000000)",
     )
     parser.add_argument(
+        "--only",
+        type=lambda text: [key.strip() for key in text.split(",") if key.strip()],
+        default=None,
+        help=f"measure only these endpoints, comma-separated, of: {', '.join(ENDPOINT_KEYS)} "
+        "(default all); for quick before/after pairs, with --samples small, --no-sign-in and --import-rows",
+    )
+    parser.add_argument(
+        "--no-sign-in", action="store_true", help="skip the sign-in measurement (8 clients hashing passwords)"
+    )
+    parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write (default {DEFAULT_JSON})"
     )
     options = parser.parse_args(argv)
+    unknown = set(options.only or ()) - set(ENDPOINT_KEYS)
+    if unknown:
+        parser.error(f"unknown endpoint(s) for --only: {', '.join(sorted(unknown))}")
     if options.quick:
         options.duration, options.rounds, options.samples = 2.0, 1, 50_000
         options.import_rows = [10_000, 50_000]
@@ -376,9 +415,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seeded {seeded.samples:,} samples in {seeded.seconds:.1f} s", flush=True)
         rows = [
             measure(run, endpoint, token=token, duration_s=options.duration, rounds=options.rounds)
-            for endpoint in endpoints(str(seeded.big_study_id))
+            for endpoint in selected_endpoints(str(seeded.big_study_id), options.only)
         ]
-        sign_in_figures = measure_sign_in(run, emails=seed.seeded_emails(8), duration_s=options.duration)
+        sign_in_figures = (
+            {}
+            if options.no_sign_in
+            else measure_sign_in(run, emails=seed.seeded_emails(8), duration_s=options.duration)
+        )
         imports = [
             stack_import.measure_import(
                 run.api_url, token=token, gunicorn_pid=run.api_gunicorn_pid, rows=count

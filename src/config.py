@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # within seconds instead of holding the request (libpq counts less than 2 s as 2).
     DATABASE_CONNECT_TIMEOUT_SECONDS: PositiveInt = 2
     DATABASE_POOL_TIMEOUT_SECONDS: PositiveFloat = 2.0
+    # PostgreSQL connections one worker process keeps open, never more (no overflow): requests past
+    # it wait for one. Workers x this must stay below the server's max_connections.
+    DATABASE_POOL_SIZE: PositiveInt = 10
     SECRET_KEY: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
     HOST: str = "127.0.0.1"
     PORT: int = 8000

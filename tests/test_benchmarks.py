@@ -1,6 +1,8 @@
 """The benchmark command's own pieces: reading wrk's output, its request scripts, the data set's shape."""
 
-from benchmarks import seed, wrk
+import pytest
+
+from benchmarks import seed, stack, wrk
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8080/api/v1/health
   2 threads and 64 connections
@@ -57,3 +59,28 @@ def test_the_data_set_puts_a_fifth_in_one_study_and_loses_no_sample():
     assert counts[0] == 200_000
     assert len(counts) == seed.STUDIES
     assert counts[1] > counts[-1] > 0
+
+
+def test_only_measures_the_endpoints_named_in_the_order_of_the_table():
+    options = stack.parse_args(["--only", "studies, health", "--no-sign-in", "--import-rows"])
+
+    chosen = stack.selected_endpoints("big-id", options.only)
+
+    assert [endpoint.key for endpoint in chosen] == ["health", "studies"]
+    assert options.no_sign_in is True
+    assert options.import_rows == []
+
+
+def test_every_endpoint_is_measured_without_only():
+    options = stack.parse_args([])
+
+    assert [endpoint.key for endpoint in stack.selected_endpoints("big-id", options.only)] == list(
+        stack.ENDPOINT_KEYS
+    )
+
+
+def test_an_unknown_endpoint_for_only_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        stack.parse_args(["--only", "health,nonsense"])
+
+    assert "nonsense" in capsys.readouterr().err

@@ -1,23 +1,27 @@
 """The database layer: UTC timestamps, SQLite foreign keys, models matching migrations, sessions."""
 
+import asyncio
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import event, false, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
 
 from src import database
 from src.auth.constants import Role
 from src.auth.models import AuthSession, User
+from src.config import settings
 from src.database import (
     SQLITE_BUSY_TIMEOUT_MS,
     Base,
@@ -32,6 +36,10 @@ from src.models import import_all_models
 from tests.conftest import TEST_DATABASE_URL
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+POOL_SIZE = settings.DATABASE_POOL_SIZE
+only_on_postgresql = pytest.mark.skipif(
+    not TEST_DATABASE_URL.startswith("postgresql"), reason="the PostgreSQL engine's connection pool"
+)
 import_all_models()
 ALL_TABLES = set(Base.metadata.tables)
 
@@ -209,8 +217,27 @@ def test_migrations_upgrade_again_after_downgrade(tmp_path):
 # Sessions and inserts
 
 
-async def test_get_session_yields_a_working_session():
-    sessions = get_session()
+def request_with(method: str) -> Request:
+    return Request({"type": "http", "method": method, "path": "/", "headers": []})
+
+
+async def connection_in_transaction(session: AsyncSession) -> bool:
+    """Whether `session`'s connection is in a transaction after a statement that would open one.
+
+    The statement changes nothing but is an UPDATE: SQLite's driver begins transactions only for
+    writes, PostgreSQL's for any statement.
+    """
+    await session.execute(update(User).where(false()).values(full_name=User.full_name))
+    connection = await (await session.connection()).get_raw_connection()
+    driver_connection = connection.driver_connection
+    if engine.dialect.name == "postgresql":
+        return driver_connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    return driver_connection.in_transaction
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_get_session_yields_a_working_session(method):
+    sessions = get_session(request_with(method))
     session = await anext(sessions)
     try:
         assert isinstance(session, AsyncSession)
@@ -219,8 +246,47 @@ async def test_get_session_yields_a_working_session():
         await sessions.aclose()
 
 
+@pytest.mark.parametrize(("method", "in_transaction"), [("GET", False), ("HEAD", False), ("POST", True)])
+async def test_only_a_writing_request_opens_a_transaction(method, in_transaction):
+    """A read's statements run on their own: no BEGIN and ROLLBACK round trips around them."""
+    sessions = get_session(request_with(method))
+    session = await anext(sessions)
+    try:
+        assert await connection_in_transaction(session) is in_transaction
+    finally:
+        await sessions.aclose()
+
+
+async def driver_connection_of(session: AsyncSession) -> object:
+    return (await (await session.connection()).get_raw_connection()).driver_connection
+
+
+async def test_a_writing_request_on_a_connection_a_read_used_is_in_a_transaction_again():
+    """Both kinds of session share the pool: a read must not hand its connection back in autocommit."""
+    reads = get_session(request_with("GET"))
+    read = await anext(reads)
+    try:
+        assert await connection_in_transaction(read) is False
+        used_by_the_read = await driver_connection_of(read)
+    finally:
+        await reads.aclose()
+
+    reused = False
+    for _ in range(2 * POOL_SIZE):  # the pool hands its idle connections out in turn
+        writes = get_session(request_with("POST"))
+        write = await anext(writes)
+        try:
+            assert await connection_in_transaction(write) is True
+            reused = reused or await driver_connection_of(write) is used_by_the_read
+        finally:
+            await writes.aclose()
+        if reused:
+            break
+    assert reused
+
+
 async def test_get_session_rolls_back_what_was_not_committed(db):
-    sessions = get_session()
+    sessions = get_session(request_with("POST"))
     session = await anext(sessions)
     session.add(User(email="ghost@example.org", full_name="Ghost", password_hash="x", role="viewer"))
     await session.flush()
@@ -291,3 +357,47 @@ async def test_count_up_to_ignores_the_order_and_keeps_the_filter(db, make_user)
     query = select(User).where(User.role == Role.VIEWER).order_by(User.email)
 
     assert await count_up_to(db, query) == (2, True)
+
+
+@only_on_postgresql
+async def test_connections_the_server_dropped_cost_one_503_then_the_pool_is_fresh(
+    client, make_user, auth_headers
+):
+    """No pre-ping on checkout: a dead pooled connection fails one request cleanly, not every request."""
+    headers = await auth_headers(await make_user())
+    concurrent = [client.get("/api/v1/auth/me", headers=headers) for _ in range(5)]
+    assert {response.status_code for response in await asyncio.gather(*concurrent)} == {200}
+    admin_url = TEST_DATABASE_URL.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+    assert killed >= 1
+
+    statuses = [(await client.get("/api/v1/auth/me", headers=headers)).status_code for _ in range(4)]
+
+    assert statuses.count(503) <= 1
+    assert statuses[-3:] == [200, 200, 200]
+
+
+@only_on_postgresql
+async def test_requests_beyond_the_pool_wait_for_a_connection_instead_of_opening_new_ones(
+    client, make_user, auth_headers
+):
+    """Connections opened past the pool and closed again right after meant a new server process
+    per request under load: three waves of three times the pool in requests open no more than the pool."""
+    headers = await auth_headers(await make_user())
+    opened = []
+    listener = lambda *_: opened.append(1)  # noqa: E731
+    event.listen(engine.sync_engine, "connect", listener)
+    try:
+        for _ in range(3):
+            wave = [
+                client.get("/api/v1/auth/me", headers=headers) for _ in range(3 * settings.DATABASE_POOL_SIZE)
+            ]
+            assert {response.status_code for response in await asyncio.gather(*wave)} == {200}
+    finally:
+        event.remove(engine.sync_engine, "connect", listener)
+
+    assert len(opened) <= POOL_SIZE

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -218,14 +219,19 @@ async def _why_not_written(
 # Access: the study and the caller's membership in one query.
 
 
+# Built once, values bound per request: every study-scoped request runs it, and building the
+# statement and its cache key cost more CPU than running it.
+_CALLER_MEMBERSHIP = and_(StudyMember.study_id == Study.id, StudyMember.user_id == bindparam("user_id"))
+_STUDY_WITH_ROLE_QUERY = (
+    select(Study, StudyMember.role)
+    .outerjoin(StudyMember, _CALLER_MEMBERSHIP)
+    .where(Study.id == bindparam("study_id"))
+)
+
+
 async def get_study_access(session: AsyncSession, *, study_id: uuid.UUID, user: User) -> StudyAccess | None:
     """The study with the caller's role in it; None when it does not exist or they may not see it."""
-    membership = and_(StudyMember.study_id == Study.id, StudyMember.user_id == user.id)
-    row = (
-        await session.execute(
-            select(Study, StudyMember.role).outerjoin(StudyMember, membership).where(Study.id == study_id)
-        )
-    ).first()
+    row = (await session.execute(_STUDY_WITH_ROLE_QUERY, {"study_id": study_id, "user_id": user.id})).first()
     if row is None:
         return None
     study, role = row

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from jose import jwt
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from src.auth import jwt as auth_jwt
 from src.auth.models import AuthSession
 from tests.conftest import TEST_SECRET_KEY, bearer
 
@@ -201,3 +202,26 @@ async def test_a_segment_of_a_length_base64_cannot_have_is_401(client, signed_in
     _, claims = signed_in
 
     await assert_rejected(client, sign(claims) + "AA")
+
+
+async def test_a_token_seen_before_is_refused_once_it_expires(client, signed_in, monkeypatch):
+    """Verified tokens are remembered per worker; their expiry is still checked on every request."""
+    _, claims = signed_in
+    token = sign(claims)
+    assert (await client.get(ME, headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+    monkeypatch.setattr(auth_jwt, "now_in_seconds", lambda: claims["exp"] + 1)
+
+    await assert_rejected(client, token, "TOKEN_EXPIRED")
+
+
+async def test_a_token_seen_before_is_refused_once_its_session_is_revoked(client, signed_in, db):
+    """Remembering a verified signature decides nothing about the session: it is read every time."""
+    _, claims = signed_in
+    token = sign(claims)
+    assert (await client.get(ME, headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+    await db.execute(update(AuthSession).values(revoked_at=datetime.now(UTC)))
+    await db.commit()
+
+    await assert_rejected(client, token, "SESSION_REVOKED")

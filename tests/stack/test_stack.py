@@ -11,6 +11,7 @@ import signal
 import string
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -349,3 +350,41 @@ def test_registration_with_a_control_character_after_the_path_is_never_served(ht
 
     # 404 from the app; nginx itself refuses a NUL in the path with 400.
     assert response.status_code in (400, 404), response.text
+
+
+def read_from_every_worker(stack: Stack, path: str, headers: dict[str, str], *, times: int = 24) -> set[int]:
+    """The statuses of `times` concurrent reads straight to gunicorn, each on a new connection: the
+    two workers accept them in turns, so both answer (a worker's identity is not in a response)."""
+
+    def read(_: int) -> int:
+        with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+            return client.get(path, headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return set(pool.map(read, range(times)))
+
+
+def test_a_revoked_session_and_a_removed_member_are_refused_by_every_worker_at_once(
+    client_from, stack: Stack
+):
+    """Authorization is never cached across requests: each worker reads session and membership anew,
+    so the request right after a revocation is refused whichever worker serves it."""
+    owner = bearer(register_and_sign_in(client_from(), "workers-owner@example.org"))
+    member = bearer(register_and_sign_in(client_from(), "workers-member@example.org"))
+    http = client_from()
+    study = http.post("/api/v1/studies", json={"code": "WORKERS-1", "title": "Two workers"}, headers=owner)
+    assert study.status_code == 201, study.text
+    study_path = f"/api/v1/studies/{study.json()['id']}"
+    added = http.post(
+        f"{study_path}/members", json={"email": "workers-member@example.org", "role": "viewer"}, headers=owner
+    )
+    assert added.status_code == 201, added.text
+    assert read_from_every_worker(stack, study_path, member) == {200}
+    assert read_from_every_worker(stack, "/api/v1/auth/me", owner) == {200}
+
+    member_id = added.json()["user_id"]
+    assert http.delete(f"{study_path}/members/{member_id}", headers=owner).status_code == 204
+    assert read_from_every_worker(stack, study_path, member) == {404}
+
+    assert http.post("/api/v1/auth/logout", headers=owner).status_code == 204
+    assert read_from_every_worker(stack, "/api/v1/auth/me", owner) == {401}
