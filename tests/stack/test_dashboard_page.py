@@ -458,3 +458,63 @@ def test_paths_beside_the_page_keep_the_apis_answers_and_csp(http: httpx.Client)
     assert missing_route.headers["content-security-policy"] == API_CSP
     assert docs.status_code == 200
     assert "Swagger" in docs.text
+
+
+async def test_a_failed_studies_list_is_asked_for_again_at_the_next_tick(page, researcher: Researcher):
+    """The table follows the summary: when the summary changed but the list failed (a 429, a lost
+    connection), the next tick must not take the unchanged summary's 304 as "the table is current"."""
+    await page.clock.install()
+    await sign_in(page, researcher.email)
+    table_count = page.locator("#studies-table tbody tr td.number").first
+    await expect_text(table_count, "3")
+    added = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/samples",
+        json={"sample_id": "S-31", "values": {"tissue": "saliva"}},
+        headers=researcher.headers,
+    )
+    assert added.status_code == 201, added.text
+    busy = {"status": 429, "title": "Too Many Requests", "detail": "Slow down.", "code": "RATE_LIMITED"}
+
+    async def too_many(route) -> None:
+        await route.fulfill(status=429, content_type="application/problem+json", json=busy)
+
+    await page.route(re.compile(r"/api/v1/studies\?"), too_many)
+    async with page.expect_response(re.compile(r"/api/v1/studies\?")):
+        await page.clock.fast_forward(30_000)
+    await expect_text(figure_of(page, "samples"), "4")
+    await expect_text(page.locator("#overview-message"), "Slow down.")
+    assert await table_count.inner_text() == "3"
+    await page.unroute(re.compile(r"/api/v1/studies\?"), too_many)
+
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")):
+        await page.clock.fast_forward(30_000)
+    await expect_text(table_count, "4")
+
+
+async def test_html_in_titles_file_names_and_cells_is_shown_as_text(page, researcher: Researcher):
+    """Study titles, file names and reported cell values are the users' text: none becomes markup
+    (an <img onerror> that ran would also be a CSP refusal, failing the page fixture)."""
+    title = "<img src=x onerror=alert(1)>"
+    cell = "<img src=x onerror=alert(2)>"
+    filename = "<img src=x onerror=alert(3)>.csv"
+    study_url = f"/api/v1/studies/{researcher.study['id']}"
+    renamed = researcher.api.patch(study_url, json={"title": title}, headers=researcher.headers)
+    assert renamed.status_code == 200, renamed.text
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await sign_in(page, researcher.email)
+
+    await expect_text(page.locator("#studies-table tbody tr td").nth(1), title)
+    await open_study(page, researcher)
+    await expect_text(page.locator("#study-title"), f"{researcher.study['code']} — {title}")
+    await page.get_by_label("File (CSV, TSV or XLSX)").set_input_files(
+        {"name": filename, "mimeType": "text/csv", "buffer": (HEADER + f"S-50,blood,{cell}\r\n").encode()}
+    )
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    errors = page.locator("#report-errors tbody tr")
+    await errors.first.wait_for()
+    assert (await cells(errors.first))[:3] == ["2", "volume [mL]", cell]
+    await expect_text(page.locator("#uploads-table tbody tr td").first, filename)
+
+    assert await page.locator("main img, main script").count() == 0
+    assert dialogs == []

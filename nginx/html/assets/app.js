@@ -51,9 +51,10 @@ async function refreshOverview({ force = false } = {}) {
   try {
     const answer = await api.getIfChanged("/dashboard/summary", force ? null : state.summaryEtag);
     if (answer.changed) {
-      state.summaryEtag = answer.etag;
       renderSummary(answer.body);
       await loadStudies();
+      // Kept only once the table is current too: a failed list is asked for again at the next tick.
+      state.summaryEtag = answer.etag;
     }
     showMessage("overview-message", "");
   } catch (error) {
