@@ -518,3 +518,39 @@ async def test_html_in_titles_file_names_and_cells_is_shown_as_text(page, resear
 
     assert await page.locator("main img, main script").count() == 0
     assert dialogs == []
+
+
+async def test_sign_out_from_a_study_leaves_nothing_of_it_in_the_page(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await page.get_by_label("File (CSV, TSV or XLSX)").set_input_files(
+        {"name": "chosen.csv", "mimeType": "text/csv", "buffer": HEADER.encode()}
+    )
+
+    await page.get_by_role("button", name="Sign out").click()
+
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    assert await page.locator("#study-title").text_content() == ""
+    assert await page.locator("#generated-at").text_content() == ""
+    assert await page.evaluate("document.getElementById('upload-file').files.length") == 0
+    assert researcher.study["code"] not in await page.locator("body").text_content()
+
+
+# Every form control named by a <label> or aria-label; every button by its text.
+UNLABELLED_CONTROLS = """
+[...document.querySelectorAll("input, select, textarea, progress, meter, button")]
+  .filter((control) => control.tagName === "BUTTON"
+    ? !control.textContent.trim()
+    : !(control.labels && control.labels.length) && !control.getAttribute("aria-label"))
+  .map((control) => control.outerHTML)
+"""
+
+
+async def test_every_form_control_has_a_label(page, researcher: Researcher):
+    await page.goto("/")
+    await page.locator("#sign-in").wait_for()
+    assert await page.evaluate(UNLABELLED_CONTROLS) == []
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await page.locator("#completeness-table meter").first.wait_for()
+    assert await page.evaluate(UNLABELLED_CONTROLS) == []

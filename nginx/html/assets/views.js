@@ -1,7 +1,7 @@
 // Rendering of the API's answers into the page. No fetching here: app.js passes the data in.
 
 import { drawBarChart } from "./chart.js";
-import { byId, el, formatBytes, formatWhen, humanize, numberCell, row, shortDay } from "./dom.js";
+import { byId, el, formatBytes, formatWhen, humanize, numberCell, row, shortDay, showMessage } from "./dom.js";
 
 function breakdown(byStatus) {
   return el(
@@ -202,6 +202,12 @@ export function clearViews() {
   for (const id of ["studies-table", "completeness-table", "uploads-table"]) {
     byId(id).tBodies[0].replaceChildren();
   }
-  byId("signed-in-as").textContent = "";
+  for (const id of ["signed-in-as", "study-title", "generated-at"]) {
+    byId(id).textContent = "";
+  }
+  showMessage("overview-message", "");
+  showMessage("study-message", "");
+  byId("generated-at").removeAttribute("datetime");
   byId("study-filter").reset();
+  byId("upload-form").reset();  // the file the last user chose
 }
