@@ -381,10 +381,14 @@ async def test_sign_out_ends_the_session_and_keeps_no_token(page, researcher: Re
     await sign_in(page, researcher.email)
     assert await page.evaluate("sessionStorage.length") == 1
     assert await page.evaluate("localStorage.length") == 0
+    refresh_token = await page.evaluate("sessionStorage.getItem(sessionStorage.key(0))")
 
     await page.get_by_role("button", name="Sign out").click()
 
     await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    # Ended on the server too: the refresh token the tab held is no longer good.
+    refreshed = researcher.api.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+    assert_problem(refreshed, 401, "REFRESH_TOKEN_INVALID")
     assert await page.locator("#overview").is_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
     # Nothing of this user is left in the page, not even hidden.
@@ -554,3 +558,32 @@ async def test_every_form_control_has_a_label(page, researcher: Researcher):
     await open_study(page, researcher)
     await page.locator("#completeness-table meter").first.wait_for()
     assert await page.evaluate(UNLABELLED_CONTROLS) == []
+
+
+async def test_sign_out_with_an_expired_access_token_still_ends_the_session(page, researcher: Researcher):
+    """A laptop that slept past the access token's expiry: the logout answers 401, and the page
+    must refresh and log out again rather than leave its session alive on the server."""
+    await sign_in(page, researcher.email)
+    assert len(researcher.get("/auth/sessions")) == 2  # the researcher's own and the page's
+    expired = {
+        "status": 401,
+        "title": "Unauthorized",
+        "detail": "The token has expired.",
+        "code": "TOKEN_EXPIRED",
+    }
+    answered: list[int] = []
+
+    async def expired_once(route) -> None:
+        if answered:
+            await route.continue_()
+            return
+        answered.append(401)
+        await route.fulfill(status=401, content_type="application/problem+json", json=expired)
+
+    await page.route(re.compile(r"/api/v1/auth/logout$"), expired_once)
+
+    await page.get_by_role("button", name="Sign out").click()
+
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    assert answered == [401]
+    assert len(researcher.get("/auth/sessions")) == 1
