@@ -587,3 +587,35 @@ async def test_sign_out_with_an_expired_access_token_still_ends_the_session(page
     await expect_text(page.locator("#sign-in-message"), "You are signed out.")
     assert answered == [401]
     assert len(researcher.get("/auth/sessions")) == 1
+
+
+async def test_an_answer_arriving_after_sign_out_is_not_drawn(page, researcher: Researcher):
+    """A refresh the server answered just before the sign-out, its answer still on the way: its
+    figures must not land in the page after the sign-out cleared it."""
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+    added = researcher.api.post(  # so the refresh is answered with new figures, not a 304
+        f"/api/v1/studies/{researcher.study['id']}/samples",
+        json={"sample_id": "S-32", "values": {"tissue": "saliva"}},
+        headers=researcher.headers,
+    )
+    assert added.status_code == 201, added.text
+    held, release = anyio.Event(), anyio.Event()
+
+    async def hold_the_answer(route) -> None:
+        answer = await route.fetch()
+        assert answer.status == 200
+        held.set()
+        await release.wait()
+        await route.fulfill(response=answer)
+
+    await page.route(re.compile(r"/api/v1/dashboard/summary$"), hold_the_answer)
+    await page.get_by_role("button", name="Refresh").click()
+    await held.wait()
+    await page.get_by_role("button", name="Sign out").click()
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")):
+        release.set()
+    await page.wait_for_timeout(500)  # for the page to handle the answer
+    assert await page.locator("#cards article, #studies-table tbody tr, #activity li").count() == 0

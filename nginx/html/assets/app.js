@@ -12,6 +12,8 @@ const state = {
   studyEtag: null,
   openStudy: null,
   pollTimer: null,
+  // Counts sign-outs: an answer that arrives after one belongs to the ended session and is dropped.
+  session: 0,
 };
 
 function show(view) {
@@ -38,8 +40,11 @@ async function loadStudies() {
   if (status) {
     params.set("status", status);
   }
+  const session = state.session;
   const page = await api.getJson(`/studies?${params}`);
-  renderStudies(page.items, openStudy);
+  if (session === state.session) {
+    renderStudies(page.items, openStudy);
+  }
 }
 
 /**
@@ -48,13 +53,16 @@ async function loadStudies() {
  * unchanged table and the list is not asked for again.
  */
 async function refreshOverview({ force = false } = {}) {
+  const session = state.session;
   try {
     const answer = await api.getIfChanged("/dashboard/summary", force ? null : state.summaryEtag);
-    if (answer.changed) {
+    if (answer.changed && session === state.session) {
       renderSummary(answer.body);
       await loadStudies();
       // Kept only once the table is current too: a failed list is asked for again at the next tick.
-      state.summaryEtag = answer.etag;
+      if (session === state.session) {
+        state.summaryEtag = answer.etag;
+      }
     }
     showMessage("overview-message", "");
   } catch (error) {
@@ -125,15 +133,19 @@ async function enterDashboard() {
   show("overview");
   startPolling();
   await refreshOverview({ force: true });
+  const session = state.session;
   try {
     const me = await api.getJson("/auth/me");
-    byId("signed-in-as").textContent = me.email;
+    if (session === state.session) {
+      byId("signed-in-as").textContent = me.email;
+    }
   } catch (error) {
     reportError("overview-message", error);
   }
 }
 
 function toSignIn(message) {
+  state.session += 1;
   clearInterval(state.pollTimer);
   state.openStudy = null;
   state.summaryEtag = null;
