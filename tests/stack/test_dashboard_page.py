@@ -619,3 +619,25 @@ async def test_an_answer_arriving_after_sign_out_is_not_drawn(page, researcher: 
         release.set()
     await page.wait_for_timeout(500)  # for the page to handle the answer
     assert await page.locator("#cards article, #studies-table tbody tr, #activity li").count() == 0
+
+
+# The y axis' top tick the page's chart draws for a tallest bar of each count.
+CHART_TOPS = """async (counts) => {
+  const { drawBarChart } = await import("/assets/chart.js");
+  return counts.map((count) => {
+    const box = document.createElement("div");
+    drawBarChart(box, [{ label: "day", count }], { xTitle: "x", yTitle: "y", description: "d" });
+    const ticks = [...box.querySelectorAll("text.tick")].map((tick) => Number(tick.textContent));
+    return Math.max(...ticks.filter((tick) => !Number.isNaN(tick)));
+  });
+}"""
+
+
+async def test_the_charts_scale_lets_the_tallest_bar_fill_at_least_40_percent_of_it(page):
+    await page.goto("/")
+    counts = [1, 5, 8, 9, 10, 41, 100, 101, 250, 1000, 12_345]
+
+    tops = await page.evaluate(CHART_TOPS, counts)
+
+    for count, top in zip(counts, tops, strict=True):
+        assert count <= top <= max(2.5 * count, 4), (count, top)
