@@ -641,3 +641,26 @@ async def test_the_charts_scale_lets_the_tallest_bar_fill_at_least_40_percent_of
 
     for count, top in zip(counts, tops, strict=True):
         assert count <= top <= max(2.5 * count, 4), (count, top)
+
+
+async def test_a_member_removed_while_viewing_a_study_is_taken_off_its_figures(page, researcher: Researcher):
+    """The study's figures stay on screen no longer than the next refresh after the removal."""
+    http = researcher.api
+    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
+    register_and_sign_in(http, viewer)
+    members = f"/api/v1/studies/{researcher.study['id']}/members"
+    added = http.post(members, json={"email": viewer, "role": "viewer"}, headers=researcher.headers)
+    assert added.status_code == 201, added.text
+    await sign_in(page, viewer)
+    await open_study(page, researcher)
+    await expect_text(figure_of(page, "study-samples"), "3")
+
+    removed = http.delete(f"{members}/{added.json()['user_id']}", headers=researcher.headers)
+    assert removed.status_code == 204, removed.text
+    await page.get_by_role("button", name="Refresh").click()
+
+    await page.locator("#overview").wait_for()
+    assert await page.locator("#study").is_hidden()
+    await expect_text(page.locator("#overview-message"), re.compile(r"No such study"))
+    await expect_text(figure_of(page, "samples"), "0")
+    assert await page.locator("#studies-table tbody tr").count() == 0

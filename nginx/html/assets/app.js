@@ -85,6 +85,12 @@ async function refreshStudy({ force = false } = {}) {
     }
     showMessage("study-message", "");
   } catch (error) {
+    if (error.status === 404 && state.openStudy === study) {
+      // No longer a member (removed, or the study is gone): its figures leave the screen.
+      await backToOverview();
+      showMessage("overview-message", error.message);
+      return;
+    }
     reportError("study-message", error);
   }
 }
@@ -106,7 +112,7 @@ function openStudy(study) {
 function backToOverview() {
   state.openStudy = null;
   show("overview");
-  refreshOverview();
+  return refreshOverview();
 }
 
 async function saveFile(path, fallbackName) {
