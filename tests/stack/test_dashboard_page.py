@@ -664,3 +664,22 @@ async def test_a_member_removed_while_viewing_a_study_is_taken_off_its_figures(p
     await expect_text(page.locator("#overview-message"), re.compile(r"No such study"))
     await expect_text(figure_of(page, "samples"), "0")
     assert await page.locator("#studies-table tbody tr").count() == 0
+
+
+async def test_a_studies_list_longer_than_its_page_says_so(page, researcher: Researcher):
+    """The table shows one page of studies (100): when the list holds more, the page says so."""
+
+    async def with_more_studies(route) -> None:
+        answer = await route.fetch()
+        listed = await answer.json()
+        assert listed["total"] == 1
+        await route.fulfill(response=answer, json={**listed, "total": 150})
+
+    more = page.locator("#studies-more")
+    await page.route(re.compile(r"/api/v1/studies\?"), with_more_studies)
+    await sign_in(page, researcher.email)
+    await expect_text(more, "Showing the first 1 of 150 studies; search or filter to find the others.")
+
+    await page.unroute(re.compile(r"/api/v1/studies\?"), with_more_studies)
+    await page.get_by_label("Search code or title").fill(researcher.study["code"])
+    await more.wait_for(state="hidden")

@@ -43,7 +43,7 @@ async function loadStudies() {
   const session = state.session;
   const page = await api.getJson(`/studies?${params}`);
   if (session === state.session) {
-    renderStudies(page.items, openStudy);
+    renderStudies(page, openStudy);
   }
 }
 

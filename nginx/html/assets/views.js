@@ -66,7 +66,8 @@ export function renderSummary(summary) {
   byId("activity").replaceChildren(...(activity.length ? activity : [el("li", { className: "muted", text: "Nothing yet." })]));
 }
 
-export function renderStudies(studies, openStudy) {
+/** One page of the study list; when there are more, says so (the search and filter narrow it). */
+export function renderStudies({ items: studies, total, total_is_exact: exact }, openStudy) {
   const rows = studies.map((study) => {
     const open = el("button", { className: "link", text: study.code, attributes: { type: "button" } });
     open.addEventListener("click", () => openStudy(study));
@@ -80,6 +81,11 @@ export function renderStudies(studies, openStudy) {
   });
   byId("studies-table").tBodies[0].replaceChildren(...rows);
   byId("studies-empty").hidden = rows.length > 0;
+  const more = byId("studies-more");
+  more.hidden = total <= rows.length;
+  more.textContent = more.hidden
+    ? ""
+    : `Showing the first ${rows.length} of ${exact ? "" : "at least "}${total.toLocaleString("en")} studies; search or filter to find the others.`;
 }
 
 function choiceTables(choices) {
@@ -202,7 +208,7 @@ export function clearViews() {
   for (const id of ["studies-table", "completeness-table", "uploads-table"]) {
     byId(id).tBodies[0].replaceChildren();
   }
-  for (const id of ["signed-in-as", "study-title", "generated-at"]) {
+  for (const id of ["signed-in-as", "study-title", "generated-at", "studies-more"]) {
     byId(id).textContent = "";
   }
   showMessage("overview-message", "");
