@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from src.dashboard.schemas import DashboardSummary, StudyDashboard
 from src.database import utcnow
 from src.study import service as study_service
 from src.study.constants import StudyRole, StudyStatus
@@ -322,3 +323,12 @@ async def test_the_study_query_count_does_not_grow_with_fields(client, alice, al
 async def test_the_dashboard_needs_a_token(client, study):
     assert (await client.get(SUMMARY)).status_code == 401
     assert (await client.get(study_dashboard_url(study))).status_code == 401
+
+
+@pytest.mark.parametrize("model", [DashboardSummary, StudyDashboard])
+async def test_the_openapi_document_shows_a_valid_example_of_each_answer(client, model):
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"][model.__name__]
+
+    example = schema["example"]
+    assert set(example) == set(model.model_fields)
+    model.model_validate(example)
