@@ -308,14 +308,20 @@ async def test_a_dry_run_imports_nothing_and_downloads_carry_the_token(page, res
 
 
 async def test_the_figures_refresh_every_30_seconds_with_conditional_requests(page, researcher: Researcher):
+    from playwright.async_api import expect
+
     await page.clock.install()
     await sign_in(page, researcher.email)
     await expect_text(figure_of(page, "samples"), "3")
 
+    as_of = await page.locator("#generated-at").text_content()
+
     async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")) as unchanged:
-        await page.clock.fast_forward(30_000)
+        await page.clock.fast_forward(2 * 60 * 60 * 1000)  # one tick, two hours on
     assert (await unchanged.value).status == 304
     assert await (await unchanged.value).request.header_value("if-none-match")
+    # Unchanged figures are current as of this check, not of the last change.
+    await expect(page.locator("#generated-at")).not_to_have_text(as_of)
     added = researcher.api.post(
         f"/api/v1/studies/{researcher.study['id']}/samples",
         json={"sample_id": "S-30", "values": {"tissue": "saliva"}},

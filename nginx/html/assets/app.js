@@ -2,7 +2,7 @@
 
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
-import { clearViews, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
+import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
 
 const POLL_MILLISECONDS = 30000;
 const SEARCH_DELAY_MILLISECONDS = 250;
@@ -63,6 +63,8 @@ async function refreshOverview({ force = false } = {}) {
       if (session === state.session) {
         state.summaryEtag = answer.etag;
       }
+    } else if (session === state.session) {
+      renderFiguresAsOf(new Date().toISOString());  // a 304: the figures shown are current now
     }
     showMessage("overview-message", "");
   } catch (error) {

@@ -51,11 +51,16 @@ function describeActivity(entry) {
   return `${formatWhen(entry.at)} — ${who}: ${what}${sample}`;
 }
 
+/** When the figures shown were last known current: the answer's time, or a 304's (nothing changed). */
+export function renderFiguresAsOf(iso) {
+  const generated = byId("generated-at");
+  generated.dateTime = iso;
+  generated.textContent = formatWhen(iso);
+}
+
 export function renderSummary(summary) {
   byId("cards").replaceChildren(...summaryCards(summary));
-  const generated = byId("generated-at");
-  generated.dateTime = summary.generated_at;
-  generated.textContent = formatWhen(summary.generated_at);
+  renderFiguresAsOf(summary.generated_at);
   const days = summary.samples_created.map((day) => ({ label: shortDay(day.date), count: day.count }));
   drawBarChart(byId("daily-chart"), days, {
     xTitle: "Day (UTC)",
