@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from src.dashboard.schemas import DashboardSummary, StudyDashboard
 from src.database import utcnow
 from src.study import service as study_service
 from src.study.constants import StudyRole, StudyStatus
@@ -159,6 +160,28 @@ async def test_a_user_never_sees_figures_of_studies_they_are_not_in(
     assert (await client.get(study_dashboard_url(bobs), headers=alice_headers)).status_code == 200
 
 
+async def test_a_removed_member_no_longer_sees_the_studys_figures(
+    client, study, alice_headers, make_user, auth_headers, add_member
+):
+    bob = await make_user(email="bob@example.org")
+    bob_headers = await auth_headers(bob)
+    await add_member(study, bob, StudyRole.EDITOR)
+    await post_sample(client, study, bob_headers, "B-1")
+    seen = await client.get(SUMMARY, headers=bob_headers)
+    assert seen.json()["samples"]["total"] == 1
+
+    removed = await client.delete(study_url(study, "members", str(bob.id)), headers=alice_headers)
+    assert removed.status_code == 204, removed.text
+
+    after = await client.get(SUMMARY, headers={**bob_headers, "If-None-Match": seen.headers["ETag"]})
+    assert after.status_code == 200
+    body = after.json()
+    assert (body["studies"]["total"], body["samples"]["total"]) == (0, 0)
+    assert sum(day["count"] for day in body["samples_created"]) == 0
+    assert (body["recent_activity"], body["top_studies"]) == ([], [])
+    assert_problem(await client.get(study_dashboard_url(study), headers=bob_headers), 404, "STUDY_NOT_FOUND")
+
+
 async def test_admins_see_every_study_and_user_figures(
     client, study, alice_headers, admin, auth_headers, make_user
 ):
@@ -196,6 +219,25 @@ async def test_an_unchanged_summary_answers_304_and_a_change_a_new_tag(client, s
     changed = await client.get(SUMMARY, headers={**alice_headers, "If-None-Match": tag})
     assert changed.status_code == 200
     assert changed.headers["ETag"] != tag
+
+
+async def test_a_change_by_another_member_in_another_study_changes_the_summary_tag(
+    client, study, alice, alice_headers, make_user, make_study, auth_headers, add_member
+):
+    """The page's studies table follows the summary's tag: a renamed study (no count moves) must
+    change it too, whoever renamed it."""
+    bob = await make_user(email="bob@example.org")
+    bob_headers = await auth_headers(bob)
+    bobs = await make_study(owner=bob, code="BOB-1", sample_fields=FIELDS, status=StudyStatus.ACTIVE)
+    await add_member(bobs, alice, StudyRole.VIEWER)
+    tag = (await client.get(SUMMARY, headers=alice_headers)).headers["ETag"]
+
+    renamed = await client.patch(study_url(bobs), json={"title": "Renamed by Bob"}, headers=bob_headers)
+    assert renamed.status_code == 200, renamed.text
+
+    after = await client.get(SUMMARY, headers={**alice_headers, "If-None-Match": tag})
+    assert after.status_code == 200
+    assert after.headers["ETag"] != tag
 
 
 async def test_an_unchanged_study_answers_304(client, study, alice_headers):
@@ -281,3 +323,12 @@ async def test_the_study_query_count_does_not_grow_with_fields(client, alice, al
 async def test_the_dashboard_needs_a_token(client, study):
     assert (await client.get(SUMMARY)).status_code == 401
     assert (await client.get(study_dashboard_url(study))).status_code == 401
+
+
+@pytest.mark.parametrize("model", [DashboardSummary, StudyDashboard])
+async def test_the_openapi_document_shows_a_valid_example_of_each_answer(client, model):
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"][model.__name__]
+
+    example = schema["example"]
+    assert set(example) == set(model.model_fields)
+    model.model_validate(example)

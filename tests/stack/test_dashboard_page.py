@@ -311,14 +311,20 @@ async def test_a_dry_run_imports_nothing_and_downloads_carry_the_token(page, res
 
 
 async def test_the_figures_refresh_every_30_seconds_with_conditional_requests(page, researcher: Researcher):
+    from playwright.async_api import expect
+
     await page.clock.install()
     await sign_in(page, researcher.email)
     await expect_text(figure_of(page, "samples"), "3")
 
+    as_of = await page.locator("#generated-at").text_content()
+
     async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")) as unchanged:
-        await page.clock.fast_forward(30_000)
+        await page.clock.fast_forward(2 * 60 * 60 * 1000)  # one tick, two hours on
     assert (await unchanged.value).status == 304
     assert await (await unchanged.value).request.header_value("if-none-match")
+    # Unchanged figures are current as of this check, not of the last change.
+    await expect(page.locator("#generated-at")).not_to_have_text(as_of)
     added = researcher.api.post(
         f"/api/v1/studies/{researcher.study['id']}/samples",
         json={"sample_id": "S-30", "values": {"tissue": "saliva"}},
@@ -384,10 +390,14 @@ async def test_sign_out_ends_the_session_and_keeps_no_token(page, researcher: Re
     await sign_in(page, researcher.email)
     assert await page.evaluate("sessionStorage.length") == 1
     assert await page.evaluate("localStorage.length") == 0
+    refresh_token = await page.evaluate("sessionStorage.getItem(sessionStorage.key(0))")
 
     await page.get_by_role("button", name="Sign out").click()
 
     await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    # Ended on the server too: the refresh token the tab held is no longer good.
+    refreshed = researcher.api.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+    assert_problem(refreshed, 401, "REFRESH_TOKEN_INVALID")
     assert await page.locator("#overview").is_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
     # Nothing of this user is left in the page, not even hidden.
@@ -461,3 +471,224 @@ def test_paths_beside_the_page_keep_the_apis_answers_and_csp(http: httpx.Client)
     assert missing_route.headers["content-security-policy"] == API_CSP
     assert docs.status_code == 200
     assert "Swagger" in docs.text
+
+
+async def test_a_failed_studies_list_is_asked_for_again_at_the_next_tick(page, researcher: Researcher):
+    """The table follows the summary: when the summary changed but the list failed (a 429, a lost
+    connection), the next tick must not take the unchanged summary's 304 as "the table is current"."""
+    await page.clock.install()
+    await sign_in(page, researcher.email)
+    table_count = page.locator("#studies-table tbody tr td.number").first
+    await expect_text(table_count, "3")
+    added = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/samples",
+        json={"sample_id": "S-31", "values": {"tissue": "saliva"}},
+        headers=researcher.headers,
+    )
+    assert added.status_code == 201, added.text
+    busy = {"status": 429, "title": "Too Many Requests", "detail": "Slow down.", "code": "RATE_LIMITED"}
+
+    async def too_many(route) -> None:
+        await route.fulfill(status=429, content_type="application/problem+json", json=busy)
+
+    await page.route(re.compile(r"/api/v1/studies\?"), too_many)
+    async with page.expect_response(re.compile(r"/api/v1/studies\?")):
+        await page.clock.fast_forward(30_000)
+    await expect_text(figure_of(page, "samples"), "4")
+    await expect_text(page.locator("#overview-message"), "Slow down.")
+    assert await table_count.inner_text() == "3"
+    await page.unroute(re.compile(r"/api/v1/studies\?"), too_many)
+
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")):
+        await page.clock.fast_forward(30_000)
+    await expect_text(table_count, "4")
+
+
+async def test_html_in_titles_file_names_and_cells_is_shown_as_text(page, researcher: Researcher):
+    """Study titles, file names and reported cell values are the users' text: none becomes markup
+    (an <img onerror> that ran would also be a CSP refusal, failing the page fixture)."""
+    title = "<img src=x onerror=alert(1)>"
+    cell = "<img src=x onerror=alert(2)>"
+    filename = "<img src=x onerror=alert(3)>.csv"
+    study_url = f"/api/v1/studies/{researcher.study['id']}"
+    renamed = researcher.api.patch(study_url, json={"title": title}, headers=researcher.headers)
+    assert renamed.status_code == 200, renamed.text
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await sign_in(page, researcher.email)
+
+    await expect_text(page.locator("#studies-table tbody tr td").nth(1), title)
+    await open_study(page, researcher)
+    await expect_text(page.locator("#study-title"), f"{researcher.study['code']} — {title}")
+    await page.get_by_label("File (CSV, TSV or XLSX)").set_input_files(
+        {"name": filename, "mimeType": "text/csv", "buffer": (HEADER + f"S-50,blood,{cell}\r\n").encode()}
+    )
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    errors = page.locator("#report-errors tbody tr")
+    await errors.first.wait_for()
+    assert (await cells(errors.first))[:3] == ["2", "volume [mL]", cell]
+    await expect_text(page.locator("#uploads-table tbody tr td").first, filename)
+
+    assert await page.locator("main img, main script").count() == 0
+    assert dialogs == []
+
+
+async def test_sign_out_from_a_study_leaves_nothing_of_it_in_the_page(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await page.get_by_label("File (CSV, TSV or XLSX)").set_input_files(
+        {"name": "chosen.csv", "mimeType": "text/csv", "buffer": HEADER.encode()}
+    )
+
+    await page.get_by_role("button", name="Sign out").click()
+
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    assert await page.locator("#study-title").text_content() == ""
+    assert await page.locator("#generated-at").text_content() == ""
+    assert await page.evaluate("document.getElementById('upload-file').files.length") == 0
+    assert researcher.study["code"] not in await page.locator("body").text_content()
+
+
+# Every form control named by a <label> or aria-label; every button by its text.
+UNLABELLED_CONTROLS = """
+[...document.querySelectorAll("input, select, textarea, progress, meter, button")]
+  .filter((control) => control.tagName === "BUTTON"
+    ? !control.textContent.trim()
+    : !(control.labels && control.labels.length) && !control.getAttribute("aria-label"))
+  .map((control) => control.outerHTML)
+"""
+
+
+async def test_every_form_control_has_a_label(page, researcher: Researcher):
+    await page.goto("/")
+    await page.locator("#sign-in").wait_for()
+    assert await page.evaluate(UNLABELLED_CONTROLS) == []
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await page.locator("#completeness-table meter").first.wait_for()
+    assert await page.evaluate(UNLABELLED_CONTROLS) == []
+
+
+async def test_sign_out_with_an_expired_access_token_still_ends_the_session(page, researcher: Researcher):
+    """A laptop that slept past the access token's expiry: the logout answers 401, and the page
+    must refresh and log out again rather than leave its session alive on the server."""
+    await sign_in(page, researcher.email)
+    assert len(researcher.get("/auth/sessions")) == 2  # the researcher's own and the page's
+    expired = {
+        "status": 401,
+        "title": "Unauthorized",
+        "detail": "The token has expired.",
+        "code": "TOKEN_EXPIRED",
+    }
+    answered: list[int] = []
+
+    async def expired_once(route) -> None:
+        if answered:
+            await route.continue_()
+            return
+        answered.append(401)
+        await route.fulfill(status=401, content_type="application/problem+json", json=expired)
+
+    await page.route(re.compile(r"/api/v1/auth/logout$"), expired_once)
+
+    await page.get_by_role("button", name="Sign out").click()
+
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    assert answered == [401]
+    assert len(researcher.get("/auth/sessions")) == 1
+
+
+async def test_an_answer_arriving_after_sign_out_is_not_drawn(page, researcher: Researcher):
+    """A refresh the server answered just before the sign-out, its answer still on the way: its
+    figures must not land in the page after the sign-out cleared it."""
+    await sign_in(page, researcher.email)
+    await expect_text(figure_of(page, "samples"), "3")
+    added = researcher.api.post(  # so the refresh is answered with new figures, not a 304
+        f"/api/v1/studies/{researcher.study['id']}/samples",
+        json={"sample_id": "S-32", "values": {"tissue": "saliva"}},
+        headers=researcher.headers,
+    )
+    assert added.status_code == 201, added.text
+    held, release = anyio.Event(), anyio.Event()
+
+    async def hold_the_answer(route) -> None:
+        answer = await route.fetch()
+        assert answer.status == 200
+        held.set()
+        await release.wait()
+        await route.fulfill(response=answer)
+
+    await page.route(re.compile(r"/api/v1/dashboard/summary$"), hold_the_answer)
+    await page.get_by_role("button", name="Refresh").click()
+    await held.wait()
+    await page.get_by_role("button", name="Sign out").click()
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+
+    async with page.expect_response(re.compile(r"/api/v1/dashboard/summary$")):
+        release.set()
+    await page.wait_for_timeout(500)  # for the page to handle the answer
+    assert await page.locator("#cards article, #studies-table tbody tr, #activity li").count() == 0
+
+
+# The y axis' top tick the page's chart draws for a tallest bar of each count.
+CHART_TOPS = """async (counts) => {
+  const { drawBarChart } = await import("/assets/chart.js");
+  return counts.map((count) => {
+    const box = document.createElement("div");
+    drawBarChart(box, [{ label: "day", count }], { xTitle: "x", yTitle: "y", description: "d" });
+    const ticks = [...box.querySelectorAll("text.tick")].map((tick) => Number(tick.textContent));
+    return Math.max(...ticks.filter((tick) => !Number.isNaN(tick)));
+  });
+}"""
+
+
+async def test_the_charts_scale_lets_the_tallest_bar_fill_at_least_40_percent_of_it(page):
+    await page.goto("/")
+    counts = [1, 5, 8, 9, 10, 41, 100, 101, 250, 1000, 12_345]
+
+    tops = await page.evaluate(CHART_TOPS, counts)
+
+    for count, top in zip(counts, tops, strict=True):
+        assert count <= top <= max(2.5 * count, 4), (count, top)
+
+
+async def test_a_member_removed_while_viewing_a_study_is_taken_off_its_figures(page, researcher: Researcher):
+    """The study's figures stay on screen no longer than the next refresh after the removal."""
+    http = researcher.api
+    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
+    register_and_sign_in(http, viewer)
+    members = f"/api/v1/studies/{researcher.study['id']}/members"
+    added = http.post(members, json={"email": viewer, "role": "viewer"}, headers=researcher.headers)
+    assert added.status_code == 201, added.text
+    await sign_in(page, viewer)
+    await open_study(page, researcher)
+    await expect_text(figure_of(page, "study-samples"), "3")
+
+    removed = http.delete(f"{members}/{added.json()['user_id']}", headers=researcher.headers)
+    assert removed.status_code == 204, removed.text
+    await page.get_by_role("button", name="Refresh").click()
+
+    await page.locator("#overview").wait_for()
+    assert await page.locator("#study").is_hidden()
+    await expect_text(page.locator("#overview-message"), re.compile(r"No such study"))
+    await expect_text(figure_of(page, "samples"), "0")
+    assert await page.locator("#studies-table tbody tr").count() == 0
+
+
+async def test_a_studies_list_longer_than_its_page_says_so(page, researcher: Researcher):
+    """The table shows one page of studies (100): when the list holds more, the page says so."""
+
+    async def with_more_studies(route) -> None:
+        answer = await route.fetch()
+        listed = await answer.json()
+        assert listed["total"] == 1
+        await route.fulfill(response=answer, json={**listed, "total": 150})
+
+    more = page.locator("#studies-more")
+    await page.route(re.compile(r"/api/v1/studies\?"), with_more_studies)
+    await sign_in(page, researcher.email)
+    await expect_text(more, "Showing the first 1 of 150 studies; search or filter to find the others.")
+
+    await page.unroute(re.compile(r"/api/v1/studies\?"), with_more_studies)
+    await page.get_by_label("Search code or title").fill(researcher.study["code"])
+    await more.wait_for(state="hidden")

@@ -126,14 +126,13 @@ async function currentToken() {
 }
 
 export async function signOut() {
-  const token = accessToken;
-  forgetTokens();
-  if (token) {
-    // Ends the session on the server too; the page is signed out whatever the answer.
-    await fetch(`${API}/auth/logout`, { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(
-      () => {},
-    );
+  // Ends the session on the server too, through request(): an access token that expired meanwhile
+  // (a laptop that slept) is refreshed and the logout sent again, so the session does not live on.
+  // The page is signed out whatever the answer.
+  if (hasSession()) {
+    await request("/auth/logout", { method: "POST" }).catch(() => {});
   }
+  forgetTokens();
 }
 
 async function send(path, init) {

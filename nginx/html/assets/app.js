@@ -2,7 +2,7 @@
 
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
-import { clearViews, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
+import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
 
 const POLL_MILLISECONDS = 30000;
 const SEARCH_DELAY_MILLISECONDS = 250;
@@ -12,6 +12,8 @@ const state = {
   studyEtag: null,
   openStudy: null,
   pollTimer: null,
+  // Counts sign-outs: an answer that arrives after one belongs to the ended session and is dropped.
+  session: 0,
 };
 
 function show(view) {
@@ -38,8 +40,11 @@ async function loadStudies() {
   if (status) {
     params.set("status", status);
   }
+  const session = state.session;
   const page = await api.getJson(`/studies?${params}`);
-  renderStudies(page.items, openStudy);
+  if (session === state.session) {
+    renderStudies(page, openStudy);
+  }
 }
 
 /**
@@ -48,12 +53,18 @@ async function loadStudies() {
  * unchanged table and the list is not asked for again.
  */
 async function refreshOverview({ force = false } = {}) {
+  const session = state.session;
   try {
     const answer = await api.getIfChanged("/dashboard/summary", force ? null : state.summaryEtag);
-    if (answer.changed) {
-      state.summaryEtag = answer.etag;
+    if (answer.changed && session === state.session) {
       renderSummary(answer.body);
       await loadStudies();
+      // Kept only once the table is current too: a failed list is asked for again at the next tick.
+      if (session === state.session) {
+        state.summaryEtag = answer.etag;
+      }
+    } else if (session === state.session) {
+      renderFiguresAsOf(new Date().toISOString());  // a 304: the figures shown are current now
     }
     showMessage("overview-message", "");
   } catch (error) {
@@ -76,6 +87,12 @@ async function refreshStudy({ force = false } = {}) {
     }
     showMessage("study-message", "");
   } catch (error) {
+    if (error.status === 404 && state.openStudy === study) {
+      // No longer a member (removed, or the study is gone): its figures leave the screen.
+      await backToOverview();
+      showMessage("overview-message", error.message);
+      return;
+    }
     reportError("study-message", error);
   }
 }
@@ -97,7 +114,7 @@ function openStudy(study) {
 function backToOverview() {
   state.openStudy = null;
   show("overview");
-  refreshOverview();
+  return refreshOverview();
 }
 
 async function saveFile(path, fallbackName) {
@@ -124,15 +141,19 @@ async function enterDashboard() {
   show("overview");
   startPolling();
   await refreshOverview({ force: true });
+  const session = state.session;
   try {
     const me = await api.getJson("/auth/me");
-    byId("signed-in-as").textContent = me.email;
+    if (session === state.session) {
+      byId("signed-in-as").textContent = me.email;
+    }
   } catch (error) {
     reportError("overview-message", error);
   }
 }
 
 function toSignIn(message) {
+  state.session += 1;
   clearInterval(state.pollTimer);
   state.openStudy = null;
   state.summaryEtag = null;

@@ -17,13 +17,18 @@ function svgElement(name, attributes, text) {
   return element;
 }
 
-/** A round top for the y axis (1, 2, 5 × 10ⁿ) so the tick labels are whole, readable numbers. */
+/**
+ * A round top for the y axis: four ticks of the smallest 1, 2, 5 × 10ⁿ step that reaches the
+ * tallest bar, so the tick labels are whole, readable numbers and that bar fills at least 40 % of
+ * the height (the power of ten is the step's, not the tallest bar's: 10 samples → 20, not 40).
+ */
 function niceMaximum(value) {
   if (value <= 4) {
     return 4;
   }
-  const power = 10 ** Math.floor(Math.log10(value));
-  const step = [1, 2, 5, 10].find((factor) => factor * power >= value / 4) * power;
+  const quarter = value / 4;
+  const power = 10 ** Math.floor(Math.log10(quarter));
+  const step = [1, 2, 5, 10].find((factor) => factor * power >= quarter) * power;
   return step * 4;
 }
 

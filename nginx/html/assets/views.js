@@ -1,7 +1,7 @@
 // Rendering of the API's answers into the page. No fetching here: app.js passes the data in.
 
 import { drawBarChart } from "./chart.js";
-import { byId, el, formatBytes, formatWhen, humanize, numberCell, row, shortDay } from "./dom.js";
+import { byId, el, formatBytes, formatWhen, humanize, numberCell, row, shortDay, showMessage } from "./dom.js";
 
 function breakdown(byStatus) {
   return el(
@@ -51,11 +51,16 @@ function describeActivity(entry) {
   return `${formatWhen(entry.at)} — ${who}: ${what}${sample}`;
 }
 
+/** When the figures shown were last known current: the answer's time, or a 304's (nothing changed). */
+export function renderFiguresAsOf(iso) {
+  const generated = byId("generated-at");
+  generated.dateTime = iso;
+  generated.textContent = formatWhen(iso);
+}
+
 export function renderSummary(summary) {
   byId("cards").replaceChildren(...summaryCards(summary));
-  const generated = byId("generated-at");
-  generated.dateTime = summary.generated_at;
-  generated.textContent = formatWhen(summary.generated_at);
+  renderFiguresAsOf(summary.generated_at);
   const days = summary.samples_created.map((day) => ({ label: shortDay(day.date), count: day.count }));
   drawBarChart(byId("daily-chart"), days, {
     xTitle: "Day (UTC)",
@@ -66,7 +71,8 @@ export function renderSummary(summary) {
   byId("activity").replaceChildren(...(activity.length ? activity : [el("li", { className: "muted", text: "Nothing yet." })]));
 }
 
-export function renderStudies(studies, openStudy) {
+/** One page of the study list; when there are more, says so (the search and filter narrow it). */
+export function renderStudies({ items: studies, total, total_is_exact: exact }, openStudy) {
   const rows = studies.map((study) => {
     const open = el("button", { className: "link", text: study.code, attributes: { type: "button" } });
     open.addEventListener("click", () => openStudy(study));
@@ -80,6 +86,11 @@ export function renderStudies(studies, openStudy) {
   });
   byId("studies-table").tBodies[0].replaceChildren(...rows);
   byId("studies-empty").hidden = rows.length > 0;
+  const more = byId("studies-more");
+  more.hidden = total <= rows.length;
+  more.textContent = more.hidden
+    ? ""
+    : `Showing the first ${rows.length} of ${exact ? "" : "at least "}${total.toLocaleString("en")} studies; search or filter to find the others.`;
 }
 
 function choiceTables(choices) {
@@ -202,6 +213,12 @@ export function clearViews() {
   for (const id of ["studies-table", "completeness-table", "uploads-table"]) {
     byId(id).tBodies[0].replaceChildren();
   }
-  byId("signed-in-as").textContent = "";
+  for (const id of ["signed-in-as", "study-title", "generated-at", "studies-more"]) {
+    byId(id).textContent = "";
+  }
+  showMessage("overview-message", "");
+  showMessage("study-message", "");
+  byId("generated-at").removeAttribute("datetime");
   byId("study-filter").reset();
+  byId("upload-form").reset();  // the file the last user chose
 }
