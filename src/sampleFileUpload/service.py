@@ -282,7 +282,7 @@ class _SheetBatches:
             readers.open_sheet(self._path, filename=self._filename, max_rows=upload_settings.MAX_UPLOAD_ROWS)
         )
         self.format, self.encoding = sheet.format, sheet.encoding
-        self.plan = sheet_import.plan_columns(sheet.headers, self._validator)
+        self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
         checker = sheet_import.RowChecker(
             self.plan, self._validator, mode=self._mode, max_rows=upload_settings.MAX_UPLOAD_ROWS
         )
@@ -314,9 +314,9 @@ class _ErrorLog:
         self.first: list[dict[str, Any]] = []
         self.total = 0
 
-    def add_column_errors(self, errors: list[CellError]) -> None:
-        if errors:
-            self._add(1, None, errors)
+    def add_column_errors(self, plan: ColumnPlan) -> None:
+        if plan.errors:
+            self._add(plan.header_row, None, plan.errors)
 
     def add_row(self, row: CheckedRow) -> None:
         self._add(row.row, row.cells, row.errors)
@@ -581,7 +581,7 @@ async def _insert_samples(session: AsyncSession, rows: list[tuple[Any, ...]]) ->
 
 async def _run_pass(sheet: _SheetBatches, step: _Pass) -> None:
     """Reads the next batch in a worker thread while this one is looked up and written."""
-    step.log.add_column_errors(sheet.plan.errors)
+    step.log.add_column_errors(sheet.plan)
     await step.load_known_ids()
     reading = asyncio.ensure_future(_in_thread(sheet.next_batch))
     try:
@@ -880,7 +880,7 @@ def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -
 
 def _error_rows(storage: Storage, record: SampleFile) -> Iterator[list[object]]:
     """The rejected rows as they were in the file, behind their row number and errors; read from
-    the stored error lines one at a time. Column errors are on row 1, the header row."""
+    the stored error lines one at a time. Column errors are on the header row."""
     headers = [column["header"] for column in record.report.get("columns", [])]
     yield [ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN, *headers]
     if record.errors_key is None:
