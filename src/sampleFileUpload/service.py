@@ -414,7 +414,10 @@ class _Pass:
     def _check_complete(self, row: CheckedRow) -> None:
         """A new sample in upsert mode was checked field by field: it must also have every required one."""
         _, issues = self.validator.validate(row.values, partial=False)
-        row.errors += [CellError(row.row, issue.field, None, issue.code, issue.message) for issue in issues]
+        row.errors += [
+            CellError(row.row, row.headers.get(issue.field, issue.field), None, issue.code, issue.message)
+            for issue in issues
+        ]
 
     # A study's sample_ids held in memory when it has at most this many samples (~100 bytes each).
     # Why: while an import writes, the planner's statistics still describe the study as it was; into

@@ -87,6 +87,8 @@ class CheckedRow:
     sample_id_header: str = SAMPLE_ID_COLUMN
     # The row's cells as read: a rejected row is stored with them, to be given back in errors.csv.
     cells: list[object] = field(default_factory=list)
+    # Each field's header as in the file (one dict for the whole file), for errors found later.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def plan_columns(headers: list[str], validator: SampleValidator, *, header_row: int = 1) -> ColumnPlan:
@@ -283,7 +285,9 @@ class RowChecker:
                 for index, cell in enumerate(cells[self.width :], start=self.width)
                 if cell is not None and str(cell).strip()
             ]
-        return CheckedRow(row, sample_id, normalized, status, values, errors, self._id_header(), cells)
+        return CheckedRow(
+            row, sample_id, normalized, status, values, errors, self._id_header(), cells, self.headers
+        )
 
     def _id_header(self) -> str:
         return self.id_column.header if self.id_column is not None else SAMPLE_ID_COLUMN

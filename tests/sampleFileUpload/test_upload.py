@@ -285,6 +285,19 @@ async def test_upsert_of_a_new_sample_still_needs_its_required_fields(client, al
     ]
 
 
+async def test_upsert_of_a_new_sample_names_the_missing_field_by_its_header_in_the_file(
+    client, alice_headers, study
+):
+    # `column` is the header text as in the file, also for this error found after the row check.
+    content = csv_bytes([["Sample_ID", " Tissue ", "Volume [mL]"], ["NEW", "", "2"]])
+
+    body = assert_problem(
+        await upload(client, study, alice_headers, content, mode="upsert"), 422, "SAMPLE_FILE_REJECTED"
+    )
+
+    assert [(e["column"], e["code"]) for e in body["report"]["errors"]] == [("Tissue", "required")]
+
+
 async def test_dry_run_reports_and_writes_and_stores_nothing(client, alice_headers, study, make_sample):
     await make_sample(study, sample_id="S-000001", values={"tissue": "blood"})
 
