@@ -802,14 +802,16 @@ async def _store_rejected(
             **{key: report[key] for key in ("rows", "rejected", "errors_total")},
         },
     )
-    record.storage_key = await anyio.to_thread.run_sync(storage.save, upload_path)
-    record.errors_key = await anyio.to_thread.run_sync(storage.save, errors_path)
     try:
+        # Inside the try: when the second file cannot be stored (a full disk), the first goes too.
+        record.storage_key = await anyio.to_thread.run_sync(storage.save, upload_path)
+        record.errors_key = await anyio.to_thread.run_sync(storage.save, errors_path)
         await session.commit()
     except BaseException:
         await session.rollback()
         for key in (record.storage_key, record.errors_key):
-            await anyio.to_thread.run_sync(storage.delete, key)
+            if key:
+                await anyio.to_thread.run_sync(storage.delete, key)
         raise
     return record
 

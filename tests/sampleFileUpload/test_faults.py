@@ -116,6 +116,30 @@ async def test_a_disk_full_when_a_rejected_file_is_kept_is_507_and_writes_nothin
     await assert_nothing_written(client, alice_headers, study)
 
 
+async def test_a_disk_full_when_a_rejected_files_errors_are_kept_removes_its_stored_upload_too(
+    client, alice_headers, study, monkeypatch
+):
+    # The upload is stored first, then its errors: the second store failing leaves no stored file.
+    rows = good_rows(10)
+    rows[3][4] = "many"
+    fsync = storage_module.os.fsync
+    calls = []
+
+    def second_fsync_fails(descriptor: int) -> None:
+        calls.append(descriptor)
+        if len(calls) == 3:  # the upload file, its directory, then the errors file
+            raise OSError(errno.ENOSPC, "simulated")
+        fsync(descriptor)
+
+    monkeypatch.setattr(storage_module.os, "fsync", second_fsync_fails)
+
+    response = await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))
+
+    assert_problem(response, 507, "INSUFFICIENT_STORAGE")
+    assert len(calls) == 3
+    await assert_nothing_written(client, alice_headers, study)
+
+
 async def test_another_storage_failure_is_a_plain_500_and_writes_nothing(
     client, alice_headers, study, fsync_fails_with
 ):
