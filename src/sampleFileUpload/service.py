@@ -173,6 +173,8 @@ class _MultipartReceiver:
             self.filename = filename.decode("utf-8", "replace")
             self._current = UPLOAD_FIELD_FILE
         elif name in (UPLOAD_FIELD_MODE, UPLOAD_FIELD_DRY_RUN):
+            if name in self.fields:  # `dry_run` true then false: which one the client meant is unknown
+                raise MalformedUpload(f"Send `{name}` at most once.")
             self._current = name
             self.fields[name] = bytearray()
         else:

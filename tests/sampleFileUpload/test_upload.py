@@ -357,6 +357,23 @@ async def test_a_part_other_than_file_mode_and_dry_run_is_400_and_imports_nothin
     assert await stored_samples(study) == []
 
 
+async def test_a_field_sent_twice_is_400_and_imports_nothing(client, alice_headers, study):
+    # `dry_run` true and then false: the last one must not silently win and import for real.
+    twice = await client.post(
+        files_url(study),
+        files=[
+            ("file", ("s.csv", sample_csv(2), "text/csv")),
+            ("dry_run", (None, b"true")),
+            ("dry_run", (None, b"false")),
+        ],
+        headers=alice_headers,
+    )
+
+    assert "`dry_run` at most once" in assert_problem(twice, 400, "MALFORMED_UPLOAD")["detail"]
+    assert await stored_samples(study) == []
+    assert stored_files() == []
+
+
 # Idempotency
 
 
