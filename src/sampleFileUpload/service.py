@@ -595,9 +595,10 @@ async def _run_pass(sheet: _SheetBatches, step: _Pass) -> None:
             await step.take(batch)
     finally:
         if not reading.done():
-            # The thread cannot be interrupted: let it finish before the sheet is closed.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(reading)
+            # The thread cannot be interrupted: let it finish before the sheet is closed, also when
+            # the request is being cancelled (shielded: a cancelled scope would interrupt the wait).
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await reading
 
 
 def _report(sheet: _SheetBatches, counts: _Counts, log: _ErrorLog) -> dict[str, Any]:
@@ -640,7 +641,9 @@ async def import_sample_file(
                 return await _dry_run(session, access, sheet, upload, validator)
             return await _import(session, access, sheet, upload, validator, storage, upload_path, errors_path)
         finally:
-            await anyio.to_thread.run_sync(sheet.close)
+            # Shielded: a cancelled request still closes the sheet and its sample_id table's files.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(sheet.close)
 
 
 async def _dry_run(

@@ -8,12 +8,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import func, select, text
 
 from src.config import settings
 from src.database import SessionFactory, engine
-from src.sampleFileUpload import service
+from src.sampleFileUpload import service, sheet_import
 from src.sampleFileUpload import storage as storage_module
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import LocalStorage, get_storage
@@ -260,3 +261,31 @@ async def test_prune_removes_at_most_max_files_a_run():
 
     assert (first, second) == (3, 2)
     assert stored_files() == []
+
+
+async def test_a_cancelled_import_still_closes_its_sheet_and_sample_id_table(
+    client, alice_headers, study, monkeypatch
+):
+    # A request cancelled while it imports (a cancelled scope, as on a shutdown or a timeout):
+    # the cleanup awaits must not be cancelled too, or the SeenIds files stay open.
+    closed = []
+    close = sheet_import.SeenIds.close
+    take = service._Pass.take
+
+    def recording_close(seen: sheet_import.SeenIds) -> None:
+        closed.append(seen)
+        close(seen)
+
+    with anyio.CancelScope() as scope:
+
+        async def cancelling_take(step: service._Pass, batch: list) -> None:
+            scope.cancel()
+            await take(step, batch)
+
+        monkeypatch.setattr(sheet_import.SeenIds, "close", recording_close)
+        monkeypatch.setattr(service._Pass, "take", cancelling_take)
+        await upload(client, study, alice_headers, sample_csv(10))
+
+    assert scope.cancelled_caught
+    assert len(closed) == 1
+    await assert_nothing_written(client, alice_headers, study)
