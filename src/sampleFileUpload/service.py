@@ -777,8 +777,9 @@ async def _commit_imported(
     try:
         await session.commit()
     except BaseException:
-        await session.rollback()
-        await anyio.to_thread.run_sync(storage.delete, record.storage_key)
+        with anyio.CancelScope(shield=True):  # a cancelled request too must not leave the file
+            await session.rollback()
+            await anyio.to_thread.run_sync(storage.delete, record.storage_key)
         raise
 
 
@@ -813,10 +814,11 @@ async def _store_rejected(
         record.errors_key = await anyio.to_thread.run_sync(storage.save, errors_path)
         await session.commit()
     except BaseException:
-        await session.rollback()
-        for key in (record.storage_key, record.errors_key):
-            if key:
-                await anyio.to_thread.run_sync(storage.delete, key)
+        with anyio.CancelScope(shield=True):  # a cancelled request too must not leave the files
+            await session.rollback()
+            for key in (record.storage_key, record.errors_key):
+                if key:
+                    await anyio.to_thread.run_sync(storage.delete, key)
         raise
     return record
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.config import settings
 from src.database import SessionFactory, engine
@@ -288,4 +289,27 @@ async def test_a_cancelled_import_still_closes_its_sheet_and_sample_id_table(
 
     assert scope.cancelled_caught
     assert len(closed) == 1
+    await assert_nothing_written(client, alice_headers, study)
+
+
+@pytest.mark.parametrize("rejected", [False, True])
+async def test_a_request_cancelled_at_its_commit_leaves_no_stored_file(
+    client, alice_headers, study, monkeypatch, rejected
+):
+    rows = good_rows(10)
+    if rejected:
+        rows[3][4] = "many"
+    commit = AsyncSession.commit
+
+    with anyio.CancelScope() as scope:
+
+        async def cancelled_commit(session: AsyncSession) -> None:
+            scope.cancel()
+            await commit(session)
+
+        monkeypatch.setattr(AsyncSession, "commit", cancelled_commit)
+        await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))
+    monkeypatch.setattr(AsyncSession, "commit", commit)
+
+    assert scope.cancelled_caught
     await assert_nothing_written(client, alice_headers, study)
