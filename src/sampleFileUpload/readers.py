@@ -104,6 +104,8 @@ class Sheet:
     encoding: str | None
     headers: list[str]
     rows: Iterator[tuple[int, list[object]]]
+    # The header's row number: 1 unless blank lines come before it (an editor numbers those too).
+    header_row: int = 1
 
 
 @contextmanager
@@ -454,6 +456,7 @@ def _sheet_of(
         format=format_,
         encoding=encoding,
         headers=headers,
+        header_row=first[0],
         rows=_data_rows(filled, width=len(headers), max_rows=max_rows),
     )
 

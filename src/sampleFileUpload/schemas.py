@@ -40,7 +40,10 @@ class ReportColumn(BaseModel):
 
 
 class ReportError(BaseModel):
-    row: int = Field(description="the row as your spreadsheet numbers it: the header is row 1")
+    row: int = Field(
+        description="the row as your spreadsheet numbers it: the header is row 1, unless blank lines "
+        "come before it"
+    )
     column: str | None = Field(description="the header of the column, as written in the file")
     value: Any = Field(description="the cell's value as read")
     code: str = Field(description="a stable code, such as `required`, `below_min`, `duplicate_in_file`")

@@ -173,6 +173,8 @@ class _MultipartReceiver:
             self.filename = filename.decode("utf-8", "replace")
             self._current = UPLOAD_FIELD_FILE
         elif name in (UPLOAD_FIELD_MODE, UPLOAD_FIELD_DRY_RUN):
+            if name in self.fields:  # `dry_run` true then false: which one the client meant is unknown
+                raise MalformedUpload(f"Send `{name}` at most once.")
             self._current = name
             self.fields[name] = bytearray()
         else:
@@ -282,7 +284,7 @@ class _SheetBatches:
             readers.open_sheet(self._path, filename=self._filename, max_rows=upload_settings.MAX_UPLOAD_ROWS)
         )
         self.format, self.encoding = sheet.format, sheet.encoding
-        self.plan = sheet_import.plan_columns(sheet.headers, self._validator)
+        self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
         checker = sheet_import.RowChecker(
             self.plan, self._validator, mode=self._mode, max_rows=upload_settings.MAX_UPLOAD_ROWS
         )
@@ -314,9 +316,9 @@ class _ErrorLog:
         self.first: list[dict[str, Any]] = []
         self.total = 0
 
-    def add_column_errors(self, errors: list[CellError]) -> None:
-        if errors:
-            self._add(1, None, errors)
+    def add_column_errors(self, plan: ColumnPlan) -> None:
+        if plan.errors:
+            self._add(plan.header_row, None, plan.errors)
 
     def add_row(self, row: CheckedRow) -> None:
         self._add(row.row, row.cells, row.errors)
@@ -414,7 +416,10 @@ class _Pass:
     def _check_complete(self, row: CheckedRow) -> None:
         """A new sample in upsert mode was checked field by field: it must also have every required one."""
         _, issues = self.validator.validate(row.values, partial=False)
-        row.errors += [CellError(row.row, issue.field, None, issue.code, issue.message) for issue in issues]
+        row.errors += [
+            CellError(row.row, row.headers.get(issue.field, issue.field), None, issue.code, issue.message)
+            for issue in issues
+        ]
 
     # A study's sample_ids held in memory when it has at most this many samples (~100 bytes each).
     # Why: while an import writes, the planner's statistics still describe the study as it was; into
@@ -581,7 +586,7 @@ async def _insert_samples(session: AsyncSession, rows: list[tuple[Any, ...]]) ->
 
 async def _run_pass(sheet: _SheetBatches, step: _Pass) -> None:
     """Reads the next batch in a worker thread while this one is looked up and written."""
-    step.log.add_column_errors(sheet.plan.errors)
+    step.log.add_column_errors(sheet.plan)
     await step.load_known_ids()
     reading = asyncio.ensure_future(_in_thread(sheet.next_batch))
     try:
@@ -590,9 +595,10 @@ async def _run_pass(sheet: _SheetBatches, step: _Pass) -> None:
             await step.take(batch)
     finally:
         if not reading.done():
-            # The thread cannot be interrupted: let it finish before the sheet is closed.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(reading)
+            # The thread cannot be interrupted: let it finish before the sheet is closed, also when
+            # the request is being cancelled (shielded: a cancelled scope would interrupt the wait).
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await reading
 
 
 def _report(sheet: _SheetBatches, counts: _Counts, log: _ErrorLog) -> dict[str, Any]:
@@ -635,7 +641,9 @@ async def import_sample_file(
                 return await _dry_run(session, access, sheet, upload, validator)
             return await _import(session, access, sheet, upload, validator, storage, upload_path, errors_path)
         finally:
-            await anyio.to_thread.run_sync(sheet.close)
+            # Shielded: a cancelled request still closes the sheet and its sample_id table's files.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(sheet.close)
 
 
 async def _dry_run(
@@ -769,8 +777,9 @@ async def _commit_imported(
     try:
         await session.commit()
     except BaseException:
-        await session.rollback()
-        await anyio.to_thread.run_sync(storage.delete, record.storage_key)
+        with anyio.CancelScope(shield=True):  # a cancelled request too must not leave the file
+            await session.rollback()
+            await anyio.to_thread.run_sync(storage.delete, record.storage_key)
         raise
 
 
@@ -799,14 +808,17 @@ async def _store_rejected(
             **{key: report[key] for key in ("rows", "rejected", "errors_total")},
         },
     )
-    record.storage_key = await anyio.to_thread.run_sync(storage.save, upload_path)
-    record.errors_key = await anyio.to_thread.run_sync(storage.save, errors_path)
     try:
+        # Inside the try: when the second file cannot be stored (a full disk), the first goes too.
+        record.storage_key = await anyio.to_thread.run_sync(storage.save, upload_path)
+        record.errors_key = await anyio.to_thread.run_sync(storage.save, errors_path)
         await session.commit()
     except BaseException:
-        await session.rollback()
-        for key in (record.storage_key, record.errors_key):
-            await anyio.to_thread.run_sync(storage.delete, key)
+        with anyio.CancelScope(shield=True):  # a cancelled request too must not leave the files
+            await session.rollback()
+            for key in (record.storage_key, record.errors_key):
+                if key:
+                    await anyio.to_thread.run_sync(storage.delete, key)
         raise
     return record
 
@@ -880,7 +892,7 @@ def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -
 
 def _error_rows(storage: Storage, record: SampleFile) -> Iterator[list[object]]:
     """The rejected rows as they were in the file, behind their row number and errors; read from
-    the stored error lines one at a time. Column errors are on row 1, the header row."""
+    the stored error lines one at a time. Column errors are on the header row."""
     headers = [column["header"] for column in record.report.get("columns", [])]
     yield [ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN, *headers]
     if record.errors_key is None:

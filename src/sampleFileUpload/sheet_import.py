@@ -68,6 +68,8 @@ class ColumnPlan:
     errors: list[CellError]
     # True when a required column is missing: rows are then checked only for the columns given.
     incomplete: bool = False
+    # Where the header is in the file: its errors are reported on that row.
+    header_row: int = 1
 
     def mapped(self) -> list[Column]:
         return [column for column in self.columns if column.field is not None]
@@ -85,12 +87,15 @@ class CheckedRow:
     sample_id_header: str = SAMPLE_ID_COLUMN
     # The row's cells as read: a rejected row is stored with them, to be given back in errors.csv.
     cells: list[object] = field(default_factory=list)
+    # Each field's header as in the file (one dict for the whole file), for errors found later.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
+def plan_columns(headers: list[str], validator: SampleValidator, *, header_row: int = 1) -> ColumnPlan:
     """Each header matched to a field (trimmed, case-folded, `name [unit]` with the field's unit).
 
-    Unknown, duplicated and missing columns are reported once each, on the header row (row 1).
+    Unknown, duplicated and missing columns are reported once each, on the header row (row 1
+    unless blank lines come before it).
     """
     units = {definition.name: definition.unit for definition in validator.fields}
     columns: list[Column] = []
@@ -102,7 +107,7 @@ def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
             continue
         name, unit = readers.parse_header(header)
         target = _BUILT_IN.get(normalize_sample_id(name)) or validator.field_named(name)
-        problem = _header_problem(header, target, unit, units, seen)
+        problem = _header_problem(header_row, header, target, unit, units, seen)
         if problem is not None:
             errors.append(problem)
             target = None
@@ -113,33 +118,46 @@ def plan_columns(headers: list[str], validator: SampleValidator) -> ColumnPlan:
     missing = [name for name in missing if name not in seen]
     errors += [
         CellError(
-            1, name, None, ReportCode.MISSING_COLUMN, "is a required column but the file has no such header"
+            header_row,
+            name,
+            None,
+            ReportCode.MISSING_COLUMN,
+            "is a required column but the file has no such header",
         )
         for name in missing
     ]
-    return ColumnPlan(columns=columns, errors=errors, incomplete=bool(missing))
+    return ColumnPlan(columns=columns, errors=errors, incomplete=bool(missing), header_row=header_row)
 
 
 def _header_problem(
-    header: str, target: str | None, unit: str | None, units: dict[str, str | None], seen: dict[str, str]
+    row: int,
+    header: str,
+    target: str | None,
+    unit: str | None,
+    units: dict[str, str | None],
+    seen: dict[str, str],
 ) -> CellError | None:
     if not header:
-        return CellError(1, header, header, ReportCode.UNKNOWN_COLUMN, "a column has values but no header")
+        return CellError(row, header, header, ReportCode.UNKNOWN_COLUMN, "a column has values but no header")
     if target is None:
-        return CellError(1, header, header, ReportCode.UNKNOWN_COLUMN, "is not a field of this study")
+        return CellError(row, header, header, ReportCode.UNKNOWN_COLUMN, "is not a field of this study")
     if target in seen:
         return CellError(
-            1, header, header, ReportCode.DUPLICATE_COLUMN, f"is the same field as the column {seen[target]}"
+            row,
+            header,
+            header,
+            ReportCode.DUPLICATE_COLUMN,
+            f"is the same field as the column {seen[target]}",
         )
     expected = units.get(target)
     if unit is not None and unit != expected:
         wanted = f"[{expected}]" if expected else "no unit"
-        return CellError(1, header, header, ReportCode.UNIT_MISMATCH, f"the field {target} takes {wanted}")
+        return CellError(row, header, header, ReportCode.UNIT_MISMATCH, f"the field {target} takes {wanted}")
     return None
 
 
 def is_template_description(cells: list[object], plan: ColumnPlan) -> bool:
-    """The CSV template's second row describes the columns: not a sample, skipped."""
+    """The CSV template's row under the header describes the columns: not a sample, skipped."""
     first = next((column for column in plan.columns if column.field == SAMPLE_ID_COLUMN), None)
     return first is not None and cells[first.index] == TEMPLATE_DESCRIPTION_MARKER
 
@@ -267,7 +285,9 @@ class RowChecker:
                 for index, cell in enumerate(cells[self.width :], start=self.width)
                 if cell is not None and str(cell).strip()
             ]
-        return CheckedRow(row, sample_id, normalized, status, values, errors, self._id_header(), cells)
+        return CheckedRow(
+            row, sample_id, normalized, status, values, errors, self._id_header(), cells, self.headers
+        )
 
     def _id_header(self) -> str:
         return self.id_column.header if self.id_column is not None else SAMPLE_ID_COLUMN
@@ -347,7 +367,7 @@ def batches(
     """Checked rows in lists of `size`, the template's description row left out."""
     batch: list[CheckedRow] = []
     for number, cells in rows:
-        if number == 2 and is_template_description(cells, checker.plan):
+        if number == checker.plan.header_row + 1 and is_template_description(cells, checker.plan):
             continue
         batch.append(checker.check(number, cells))
         if len(batch) >= size:

@@ -2,9 +2,11 @@
 
 import re
 import unicodedata
+from pathlib import PurePosixPath
 from urllib.parse import quote
 
 FILENAME_MAX_LENGTH = 255
+_EXTENSION_MAX_LENGTH = 16
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 _UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._ ()+,=@\[\]-]")
 
@@ -18,7 +20,18 @@ def clean_filename(sent: str | None, *, default: str = "upload") -> str:
     name = unicodedata.normalize("NFC", sent or "")
     name = _CONTROL.sub("", name)
     name = re.split(r"[/\\]", name)[-1].strip().lstrip(".").strip()
-    return name[:FILENAME_MAX_LENGTH] or default
+    return _shortened(name) or default
+
+
+def _shortened(name: str) -> str:
+    """At most FILENAME_MAX_LENGTH characters, cut in the stem: the extension is what the reader
+    checks the content against, and a name cut inside it would claim an unknown type."""
+    if len(name) <= FILENAME_MAX_LENGTH:
+        return name
+    suffix = PurePosixPath(name).suffix
+    if not suffix or len(suffix) > _EXTENSION_MAX_LENGTH:
+        return name[:FILENAME_MAX_LENGTH]
+    return name[: FILENAME_MAX_LENGTH - len(suffix)] + suffix
 
 
 def content_disposition(filename: str) -> str:

@@ -8,12 +8,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.config import settings
 from src.database import SessionFactory, engine
-from src.sampleFileUpload import service
+from src.sampleFileUpload import service, sheet_import
 from src.sampleFileUpload import storage as storage_module
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import LocalStorage, get_storage
@@ -113,6 +115,30 @@ async def test_a_disk_full_when_a_rejected_file_is_kept_is_507_and_writes_nothin
     response = await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))
 
     assert_problem(response, 507, "INSUFFICIENT_STORAGE")
+    await assert_nothing_written(client, alice_headers, study)
+
+
+async def test_a_disk_full_when_a_rejected_files_errors_are_kept_removes_its_stored_upload_too(
+    client, alice_headers, study, monkeypatch
+):
+    # The upload is stored first, then its errors: the second store failing leaves no stored file.
+    rows = good_rows(10)
+    rows[3][4] = "many"
+    fsync = storage_module.os.fsync
+    calls = []
+
+    def second_fsync_fails(descriptor: int) -> None:
+        calls.append(descriptor)
+        if len(calls) == 3:  # the upload file, its directory, then the errors file
+            raise OSError(errno.ENOSPC, "simulated")
+        fsync(descriptor)
+
+    monkeypatch.setattr(storage_module.os, "fsync", second_fsync_fails)
+
+    response = await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))
+
+    assert_problem(response, 507, "INSUFFICIENT_STORAGE")
+    assert len(calls) == 3
     await assert_nothing_written(client, alice_headers, study)
 
 
@@ -236,3 +262,54 @@ async def test_prune_removes_at_most_max_files_a_run():
 
     assert (first, second) == (3, 2)
     assert stored_files() == []
+
+
+async def test_a_cancelled_import_still_closes_its_sheet_and_sample_id_table(
+    client, alice_headers, study, monkeypatch
+):
+    # A request cancelled while it imports (a cancelled scope, as on a shutdown or a timeout):
+    # the cleanup awaits must not be cancelled too, or the SeenIds files stay open.
+    closed = []
+    close = sheet_import.SeenIds.close
+    take = service._Pass.take
+
+    def recording_close(seen: sheet_import.SeenIds) -> None:
+        closed.append(seen)
+        close(seen)
+
+    with anyio.CancelScope() as scope:
+
+        async def cancelling_take(step: service._Pass, batch: list) -> None:
+            scope.cancel()
+            await take(step, batch)
+
+        monkeypatch.setattr(sheet_import.SeenIds, "close", recording_close)
+        monkeypatch.setattr(service._Pass, "take", cancelling_take)
+        await upload(client, study, alice_headers, sample_csv(10))
+
+    assert scope.cancelled_caught
+    assert len(closed) == 1
+    await assert_nothing_written(client, alice_headers, study)
+
+
+@pytest.mark.parametrize("rejected", [False, True])
+async def test_a_request_cancelled_at_its_commit_leaves_no_stored_file(
+    client, alice_headers, study, monkeypatch, rejected
+):
+    rows = good_rows(10)
+    if rejected:
+        rows[3][4] = "many"
+    commit = AsyncSession.commit
+
+    with anyio.CancelScope() as scope:
+
+        async def cancelled_commit(session: AsyncSession) -> None:
+            scope.cancel()
+            await commit(session)
+
+        monkeypatch.setattr(AsyncSession, "commit", cancelled_commit)
+        await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))
+    monkeypatch.setattr(AsyncSession, "commit", commit)
+
+    assert scope.cancelled_caught
+    await assert_nothing_written(client, alice_headers, study)

@@ -13,6 +13,7 @@ from src.study.models import Sample
 from tests.conftest import assert_problem
 from tests.sampleFileUpload.conftest import HEADER, csv_bytes, files_url, good_rows, stored_files, upload
 from tests.sampleFileUpload.files import ole2_bytes, xlsx_bytes, zip_bomb_xlsx
+from tests.study.conftest import study_url
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -103,6 +104,32 @@ async def test_xlsx_errors_name_the_row_as_excel_numbers_it(client, alice_header
     assert [(e["row"], e["column"]) for e in body["report"]["errors"]] == [(4, "tissue")]
 
 
+async def test_blank_lines_above_the_header_move_its_column_errors_to_the_row_it_is_on(
+    client, alice_headers, study
+):
+    # In an editor the header below two blank lines is line 3: its column errors are reported
+    # there, like the rows under it, and not on a row 1 that is blank.
+    content = b"\r\n\r\nsample_id,tissue,colour\r\nS-1,blood,red\r\nS-1,blood,red\r\n"
+
+    response = await upload(client, study, alice_headers, content)
+
+    body = assert_problem(response, 422, "SAMPLE_FILE_REJECTED")
+    assert [(e["row"], e["code"]) for e in body["report"]["errors"]] == [
+        (3, "unknown_column"),
+        (5, "duplicate_in_file"),
+    ]
+
+
+async def test_the_template_description_row_is_skipped_also_below_blank_lines(client, alice_headers, study):
+    template = (await client.get(study_url(study, "sample-template"), headers=alice_headers)).content
+    template = template.removeprefix(b"\xef\xbb\xbf")
+
+    response = await upload(client, study, alice_headers, b"\r\n" + template + b"S-1,,blood,,,,,,\r\n")
+
+    assert response.status_code == 201, response.text
+    assert response.json()["report"]["rows"] == 1
+
+
 @pytest.mark.parametrize(
     ("content", "filename", "status", "code"),
     [
@@ -174,7 +201,7 @@ async def test_a_file_past_the_size_limit_is_413_while_streaming_and_leaves_no_f
         ("..\\\\..\\\\windows\\\\x.csv", "x.csv"),
         ("/etc/passwd", "passwd"),
         ("a\x01b\x1f\u202ec.csv", "abc.csv"),  # NUL is refused (tests/test_bad_input.py)
-        ("é" * 300 + ".csv", "é" * 255),
+        ("é" * 300 + ".csv", "é" * 251 + ".csv"),  # cut to 255 characters in the stem
         ("..", "upload"),
     ],
 )

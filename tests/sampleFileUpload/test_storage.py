@@ -85,6 +85,10 @@ def test_anything_but_a_key_it_made_is_refused(tmp_path, key):
         ("", "upload"),
         (None, "upload"),
         ("x" * 400, "x" * 255),
+        # Cut to 255 characters, the name keeps its extension: the reader checks the content
+        # against it, and a name cut inside its stem would claim an unknown type (415).
+        ("a.b" + "x" * 400 + ".csv", "a.b" + "x" * 248 + ".csv"),
+        ("y" * 300 + ".xlsx", "y" * 250 + ".xlsx"),
     ],
 )
 def test_clean_filename(sent, cleaned):

@@ -285,6 +285,19 @@ async def test_upsert_of_a_new_sample_still_needs_its_required_fields(client, al
     ]
 
 
+async def test_upsert_of_a_new_sample_names_the_missing_field_by_its_header_in_the_file(
+    client, alice_headers, study
+):
+    # `column` is the header text as in the file, also for this error found after the row check.
+    content = csv_bytes([["Sample_ID", " Tissue ", "Volume [mL]"], ["NEW", "", "2"]])
+
+    body = assert_problem(
+        await upload(client, study, alice_headers, content, mode="upsert"), 422, "SAMPLE_FILE_REJECTED"
+    )
+
+    assert [(e["column"], e["code"]) for e in body["report"]["errors"]] == [("Tissue", "required")]
+
+
 async def test_dry_run_reports_and_writes_and_stores_nothing(client, alice_headers, study, make_sample):
     await make_sample(study, sample_id="S-000001", values={"tissue": "blood"})
 
@@ -342,6 +355,23 @@ async def test_a_part_other_than_file_mode_and_dry_run_is_400_and_imports_nothin
 
     assert "`dry-run`" in assert_problem(misspelt, 400, "MALFORMED_UPLOAD")["detail"]
     assert await stored_samples(study) == []
+
+
+async def test_a_field_sent_twice_is_400_and_imports_nothing(client, alice_headers, study):
+    # `dry_run` true and then false: the last one must not silently win and import for real.
+    twice = await client.post(
+        files_url(study),
+        files=[
+            ("file", ("s.csv", sample_csv(2), "text/csv")),
+            ("dry_run", (None, b"true")),
+            ("dry_run", (None, b"false")),
+        ],
+        headers=alice_headers,
+    )
+
+    assert "`dry_run` at most once" in assert_problem(twice, 400, "MALFORMED_UPLOAD")["detail"]
+    assert await stored_samples(study) == []
+    assert stored_files() == []
 
 
 # Idempotency
