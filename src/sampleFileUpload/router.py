@@ -147,6 +147,7 @@ async def upload_sample_file(
             encoding=outcome.encoding,
             mode=outcome.upload.mode,
             report=outcome.report,
+            duplicate_of=outcome.duplicate_of,
         )
         return JSONResponse(dry_run.model_dump(mode="json"), status_code=status.HTTP_200_OK)
     read = file_read(outcome)

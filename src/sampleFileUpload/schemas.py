@@ -97,3 +97,8 @@ class DryRunRead(BaseModel):
     encoding: str | None
     mode: ImportMode
     report: ImportReport
+    duplicate_of: uuid.UUID | None = Field(
+        default=None,
+        description="This content was already imported into the study as that file: the upload itself "
+        "would import nothing and answer 200 with that record; `report` is its report.",
+    )

@@ -653,6 +653,16 @@ async def _dry_run(
     upload: ReceivedUpload,
     validator: SampleValidator,
 ) -> ImportOutcome:
+    earlier = await _earlier_import(session, access.study.id, upload.sha256)
+    if earlier is not None:
+        # What the upload itself would answer: nothing to import, the earlier record's report.
+        return ImportOutcome(
+            report=earlier.report,
+            upload=upload,
+            format=earlier.format,
+            encoding=earlier.encoding,
+            duplicate_of=earlier.id,
+        )
     log = _ErrorLog(None)
     step = _Pass(session, access, validator, upload.mode, log, file_id=None)
     await _run_pass(sheet, step)

@@ -323,6 +323,20 @@ async def test_dry_run_of_an_invalid_file_answers_200_with_the_errors(client, al
     assert stored_files() == []
 
 
+async def test_dry_run_of_a_file_already_imported_says_so_as_the_upload_would(client, alice_headers, study):
+    content = sample_csv(3)
+    first = await upload(client, study, alice_headers, content)
+    assert first.status_code == 201, first.text
+
+    response = await upload(client, study, alice_headers, content, dry_run=True)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["dry_run"], body["duplicate_of"]) == (True, first.json()["id"])
+    assert body["report"] == first.json()["report"]  # not `already_exists` on every row
+    assert (await client.get(files_url(study), headers=alice_headers)).json()["total"] == 1
+
+
 @pytest.mark.parametrize(("field", "value"), [("mode", "replace"), ("dry_run", "perhaps")])
 async def test_an_unknown_mode_or_dry_run_value_is_422(client, alice_headers, study, field, value):
     response = await client.post(
