@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -72,7 +73,8 @@ from src.sampleFileUpload.storage import Storage
 from src.sampleFileUpload.utils import clean_filename
 from src.schemas import PageParams
 from src.study import service as study_service
-from src.study.constants import ActivityAction, SampleStatus
+from src.study.constants import ROLE_RANK, ActivityAction, SampleStatus, StudyRole
+from src.study.exceptions import StudyNotFound, StudyRoleRequired
 from src.study.models import Sample, Study, StudyMember
 from src.study.sample_validation import SampleField, SampleValidator
 from src.study.service import StudyAccess
@@ -629,6 +631,7 @@ async def import_sample_file(
     storage: Storage,
 ) -> ImportOutcome:
     """Receive, check and (unless a dry run) import a file; SampleFileRejected when any cell is wrong."""
+    await _release_connection(session)
     with storage.temp_file() as upload_path, storage.temp_file() as errors_path:
         upload = await receive_upload(
             stream, content_type=content_type, into=upload_path, max_bytes=upload_settings.max_upload_bytes
@@ -637,13 +640,39 @@ async def import_sample_file(
         sheet = _SheetBatches(upload_path, filename=upload.filename, validator=validator, mode=upload.mode)
         try:
             await _in_thread(sheet.open)
-            if upload.dry_run:
-                return await _dry_run(session, access, sheet, upload, validator)
-            return await _import(session, access, sheet, upload, validator, storage, upload_path, errors_path)
+            async with import_slots():
+                if upload.dry_run:
+                    return await _dry_run(session, access, sheet, upload, validator)
+                return await _import(
+                    session, access, sheet, upload, validator, storage, upload_path, errors_path
+                )
         finally:
             # Shielded: a cancelled request still closes the sheet and its sample_id table's files.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(sheet.close)
+
+
+async def _release_connection(session: AsyncSession) -> None:
+    """Ends the access checks' transaction, which hands its pooled connection back: the body may
+    take minutes to arrive, and a worker's pool is small. What they loaded stays usable
+    (expire_on_commit=False); the import checks the study and the caller's role again under its lock."""
+    await session.commit()
+
+
+_IMPORT_SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def import_slots() -> asyncio.Semaphore:
+    """The worker's bound on imports and dry runs at once (IMPORTS_PER_WORKER): each holds a pooled
+    connection throughout, and uploads beyond it wait here, holding none, so reads never starve.
+    One per event loop, as an asyncio primitive belongs to the loop that first waits on it."""
+    loop = asyncio.get_running_loop()
+    slots = _IMPORT_SLOTS.get(loop)
+    if slots is None:
+        slots = _IMPORT_SLOTS[loop] = asyncio.Semaphore(upload_settings.imports_per_worker)
+    return slots
 
 
 async def _dry_run(
@@ -670,16 +699,28 @@ async def _dry_run(
     return ImportOutcome(report=report, upload=upload, format=sheet.format, encoding=sheet.encoding)
 
 
-async def _lock_study(session: AsyncSession, study: Study) -> None:
+async def _lock_study(session: AsyncSession, access: StudyAccess) -> None:
     """Imports into one study run one at a time: the study's row stays locked until the commit
     (a row lock on PostgreSQL; SQLite lets one writer at a time anyway). The fields read under
-    the lock must be the ones the file is checked against."""
-    fields = await study_service.add_to_sample_count(session, study_id=study.id, delta=0)
-    if fields != study.sample_fields:
+    the lock must be the ones the file is checked against, and the caller must still be an editor:
+    the access checks ran before the body, which may have taken minutes to arrive."""
+    fields = await study_service.add_to_sample_count(session, study_id=access.study.id, delta=0)
+    if fields != access.study.sample_fields:
         await session.rollback()
         raise PreconditionFailed(
             "The study's sample fields changed while the file was uploading; send it again."
         )
+    await _confirm_still_editor(session, access)
+
+
+async def _confirm_still_editor(session: AsyncSession, access: StudyAccess) -> None:
+    member = await study_service.get_member(session, study=access.study, user_id=access.user.id)
+    now = study_service.study_access_as(
+        study=access.study, user=access.user, role=member.role if member is not None else None
+    )
+    if now is None or ROLE_RANK[now.role] < ROLE_RANK[StudyRole.EDITOR]:
+        await session.rollback()
+        raise StudyNotFound if now is None else StudyRoleRequired
 
 
 async def _roll_back(session: AsyncSession, access: StudyAccess) -> None:
@@ -729,7 +770,7 @@ async def _import(
     upload_path: Path,
     errors_path: Path,
 ) -> ImportOutcome:
-    await _lock_study(session, access.study)
+    await _lock_study(session, access)
     earlier = await _earlier_import(session, access.study.id, upload.sha256)
     if earlier is not None:
         await session.commit()  # only the lock was taken; a rollback would expire what the answer reads
