@@ -24,21 +24,23 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from scripts import local_stack
-from tests.conftest import assert_problem, bearer
+from tests.conftest import assert_problem
 from tests.stack.conftest import (
     TRUSTED_CLIENT_ADDRESS,
     Stack,
     free_port,
     fresh_client_address,
+    researcher_with_study,
     running_stack,
 )
-from tests.stack.test_stack import assert_headers_once, register_and_sign_in, worker_pids
+from tests.stack.test_stack import assert_headers_once, worker_pids
 
 pytestmark = pytest.mark.stack
 
 ALLOWED_ORIGIN = "https://dashboard.example.org"
 OTHER_ORIGIN = "https://elsewhere.example.net"
 STUDIES = "/api/v1/studies"
+FIELDS = [{"name": "volume", "type": "number", "unit": "mL", "required": True}]
 
 
 class CuttableLink:
@@ -165,21 +167,6 @@ class Load:
             self.outcomes.append(outcome)
 
 
-def researcher_with_study(http: httpx.Client) -> tuple[dict[str, str], str]:
-    headers = bearer(register_and_sign_in(http, f"faults-{uuid.uuid4().hex[:10]}@example.org"))
-    study = http.post(
-        STUDIES,
-        json={
-            "code": f"F-{uuid.uuid4().hex[:8]}",
-            "title": "Faults",
-            "sample_fields": [{"name": "volume", "type": "number", "unit": "mL", "required": True}],
-        },
-        headers=headers,
-    )
-    assert study.status_code == 201, study.text
-    return headers, study.json()["id"]
-
-
 def sample_csv(rows: int) -> bytes:
     return ("sample_id,volume [mL]\r\n" + "".join(f"S-{n:06d},{n % 90}.5\r\n" for n in range(rows))).encode()
 
@@ -236,7 +223,8 @@ def test_database_down_under_load_answers_503_fast_and_recovers_without_a_restar
     linked_stack, database_link
 ):
     with client_to(linked_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
         workers = worker_pids(linked_stack.gunicorn.pid)
         paths = [STUDIES, f"{STUDIES}/{study_id}", f"{STUDIES}/{study_id}/samples"]
         with Load(linked_stack.base_url, paths, headers) as load:
@@ -276,7 +264,8 @@ def test_database_down_under_load_answers_503_fast_and_recovers_without_a_restar
 
 
 def test_a_worker_killed_under_load_fails_no_get_and_is_replaced(stack: Stack, http):
-    headers, study_id = researcher_with_study(http)
+    researcher = researcher_with_study(http, "faults", fields=FIELDS)
+    headers, study_id = researcher.headers, researcher.study_id
     workers = worker_pids(stack.gunicorn.pid)
     victim = min(workers)
     paths = [STUDIES, f"{STUDIES}/{study_id}", "/api/v1/health"]
@@ -295,7 +284,8 @@ def test_a_worker_killed_under_load_fails_no_get_and_is_replaced(stack: Stack, h
 def test_a_post_in_flight_on_a_dying_worker_gets_a_clean_503_never_a_hang(spare_stack: Stack):
     """nginx never resends a POST (the import may have begun): its client gets 503 problem+json."""
     with client_to(spare_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
         answer: dict[str, httpx.Response | Exception] = {}
 
         def upload() -> None:
@@ -332,7 +322,8 @@ def test_a_post_in_flight_on_a_dying_worker_gets_a_clean_503_never_a_hang(spare_
 def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_connections(spare_stack: Stack):
     api_port = int(spare_stack.api_url.rsplit(":", 1)[1])
     with client_to(spare_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
         answer: dict[str, httpx.Response] = {}
 
         def upload() -> None:
@@ -370,7 +361,8 @@ def accepts_connections(port: int) -> bool:
 
 def test_a_client_that_disconnects_halfway_through_an_upload_leaves_nothing(linked_stack):
     with client_to(linked_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
     boundary = uuid.uuid4().hex
     body = (
         (

@@ -15,6 +15,7 @@ import os
 import uuid
 from dataclasses import dataclass
 
+import httpx
 import pytest
 import requests
 import schemathesis
@@ -38,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from src.app import create_app
-from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS, Stack
+from tests.stack.conftest import STACK_PASSWORD, TRUSTED_CLIENT_ADDRESS, Stack, researcher_with_study
 
 pytestmark = pytest.mark.stack
 
@@ -60,7 +61,6 @@ CHECKS = [
     use_after_free,
     ensure_resource_availability,
 ]
-PASSWORD = "fuzzing passphrase"
 FIELDS = [
     {"name": "tissue", "type": "choice", "required": True, "choices": ["blood", "saliva"]},
     {"name": "volume", "type": "number", "required": False, "unit": "mL", "min": 0},
@@ -95,7 +95,9 @@ class World:
 
     def fresh_session(self) -> tuple[dict[str, str], str]:
         """The Authorization header and id of a new session of the researcher."""
-        tokens = self.call("POST", "/api/v1/auth/token", data={"username": self.email, "password": PASSWORD})
+        tokens = self.call(
+            "POST", "/api/v1/auth/token", data={"username": self.email, "password": STACK_PASSWORD}
+        )
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
         sessions = self.call("GET", "/api/v1/auth/sessions", headers=headers)
         return headers, next(session["id"] for session in sessions if session["current"])
@@ -110,18 +112,20 @@ class World:
 def build_world(stack: Stack) -> World:
     session = requests.Session()
     session.mount("http://", FromTrustedAddress())
-    world = World(stack.base_url, session, f"fuzz-{uuid.uuid4().hex[:8]}@example.org", {}, {})
-    for email in (world.email, member_email := f"fuzz-member-{uuid.uuid4().hex[:8]}@example.org"):
-        world.call(
-            "POST", "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Fuzz"}
-        )
-    world.headers, world.ids["session_id"] = world.fresh_session()
-    study = world.call(
+    transport = httpx.HTTPTransport(local_address=TRUSTED_CLIENT_ADDRESS)
+    with httpx.Client(base_url=stack.base_url, transport=transport, timeout=30) as http:
+        researcher = researcher_with_study(http, "fuzz", fields=FIELDS)
+    world = World(stack.base_url, session, researcher.email, researcher.headers, {})
+    member_email = f"fuzz-member-{uuid.uuid4().hex[:8]}@example.org"
+    world.call(
         "POST",
-        "/api/v1/studies",
-        json={"code": f"FZ-{uuid.uuid4().hex[:6]}", "title": "Fuzzed", "sample_fields": FIELDS},
+        "/api/v1/auth/register",
+        json={"email": member_email, "password": STACK_PASSWORD, "full_name": "Fuzz"},
     )
-    study_url = f"/api/v1/studies/{study['id']}"
+    sessions = world.call("GET", "/api/v1/auth/sessions")
+    world.ids["session_id"] = next(session["id"] for session in sessions if session["current"])
+    study = researcher.study
+    study_url = researcher.study_url
     samples = [
         world.call(
             "POST", f"{study_url}/samples", json={"sample_id": f"F-{number}", "values": {"tissue": "blood"}}

@@ -18,9 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import bearer
-from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS, Stack
-from tests.stack.test_stack import register_and_sign_in, worker_pids
+from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS, Stack, researcher_with_study
+from tests.stack.test_stack import worker_pids
 
 pytestmark = pytest.mark.stack
 
@@ -146,18 +145,10 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def test_a_mixed_load_gets_no_server_error_and_worker_memory_stays_flat(stack: Stack, client_from):
-    http = client_from(TRUSTED_CLIENT_ADDRESS)
-    headers = bearer(register_and_sign_in(http, f"soak-{uuid.uuid4().hex[:8]}@example.org"))
-    study = http.post(
-        "/api/v1/studies",
-        json={"code": f"SK-{uuid.uuid4().hex[:6]}", "title": "Soak", "sample_fields": FIELDS},
-        headers=headers,
-    )
-    assert study.status_code == 201, study.text
+    researcher = researcher_with_study(client_from(TRUSTED_CLIENT_ADDRESS), "soak", fields=FIELDS)
     tally = Tally()
     clients = [
-        Client(stack, headers, f"/api/v1/studies/{study.json()['id']}", tally, seed)
-        for seed in range(SOAK_CLIENTS)
+        Client(stack, researcher.headers, researcher.study_url, tally, seed) for seed in range(SOAK_CLIENTS)
     ]
     started = time.monotonic()
     deadline = started + SOAK_SECONDS
