@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from src.constants import API_PREFIX
 from src.database import Base, SessionFactory
 from src.study.constants import StudyRole, StudyStatus
 from tests.conftest import PROBLEM_FIELDS, bearer
-from tests.sampleFileUpload.conftest import sample_csv
+from tests.sampleFileUpload.conftest import sample_csv, stored_files
 from tests.study.conftest import FIELDS
 
 OPENAPI = create_app().openapi()
@@ -332,6 +333,11 @@ async def every_row() -> dict[str, list[tuple]]:
         }
 
 
+def stored_file_contents() -> dict[Path, bytes]:
+    """Every file under UPLOAD_DIR, temporary ones included, with what it holds."""
+    return {path: path.read_bytes() for path in stored_files()}
+
+
 async def send(client: httpx.AsyncClient, operation: Operation, world: World, request: dict[str, Any]):
     request = dict(request)
     url = path_of(operation, world.ids, **request.pop("path_override", {}))
@@ -354,6 +360,8 @@ async def test_garbage_gets_a_quick_4xx_problem_and_stores_nothing(
     client, world: World, operation: Operation
 ):
     before = await every_row()
+    files = stored_file_contents()
+    assert files  # the world's upload: this is where the app stores files
     failures = []
 
     for kind, request in bad_requests(operation):
@@ -365,6 +373,11 @@ async def test_garbage_gets_a_quick_4xx_problem_and_stores_nothing(
             failures.append((kind, response.status_code, round(seconds, 2), response.text[:300]))
         elif not set(response.json()) >= PROBLEM_FIELDS:
             failures.append((kind, "fields", response.json()))
+        files_after = stored_file_contents()
+        if files_after != files:
+            changed = sorted(str(path) for path in files.keys() ^ files_after.keys()) or "contents"
+            failures.append((kind, "files under UPLOAD_DIR changed", changed))
+            files = files_after
 
     assert failures == []
     assert await every_row() == before

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from scripts import local_stack
+from tests.conftest import bearer
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 STACK_POSTGRES_URL = os.environ.get("STACK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -77,6 +78,49 @@ def register_and_sign_in(http: httpx.Client, email: str, **headers: str) -> dict
     )
     assert signed_in.status_code == 200, signed_in.text
     return signed_in.json()
+
+
+@dataclass(frozen=True)
+class ResearcherWithStudy:
+    email: str
+    headers: dict[str, str]
+    study: dict  # the study as the API last answered it
+
+    @property
+    def study_id(self) -> str:
+        return self.study["id"]
+
+    @property
+    def study_url(self) -> str:
+        return f"/api/v1/studies/{self.study_id}"
+
+
+# The status changes (POST .../status) that take a new study, a draft, to each status.
+_STATUS_PATH = {
+    "draft": [],
+    "active": ["active"],
+    "locked": ["active", "locked"],
+    "archived": ["active", "archived"],
+}
+
+
+def researcher_with_study(
+    http: httpx.Client, name: str, *, fields: Sequence[dict] = (), status: str = "draft"
+) -> ResearcherWithStudy:
+    """A new account (`<name>-…@example.org`, signed in) that owns a new study with these sample fields,
+    moved through the API to `status`."""
+    suffix = uuid.uuid4().hex[:10]
+    email = f"{name}-{suffix}@example.org"
+    headers = bearer(register_and_sign_in(http, email))
+    study = {"code": f"{name[:8].upper()}-{suffix}", "title": f"{name} study", "sample_fields": list(fields)}
+    created = http.post("/api/v1/studies", json=study, headers=headers)
+    assert created.status_code == 201, created.text
+    study = created.json()
+    for step in _STATUS_PATH[status]:
+        changed = http.post(f"/api/v1/studies/{study['id']}/status", json={"status": step}, headers=headers)
+        assert changed.status_code == 200, changed.text
+        study = changed.json()
+    return ResearcherWithStudy(email=email, headers=headers, study=study)
 
 
 def free_port() -> int:

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import bearer
-from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS
-from tests.stack.test_stack import register_and_sign_in
+from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS, register_and_sign_in, researcher_with_study
 
 pytestmark = pytest.mark.stack
 
@@ -26,23 +25,6 @@ ROUNDS = 8
 FIELDS = [{"name": "volume", "type": "number", "unit": "mL", "required": False}]
 # How long the hammering threads run on each side of a revocation.
 RACE_SECONDS = 1.0
-
-
-@dataclass
-class Researcher:
-    headers: dict[str, str]
-    study_url: str
-
-
-def researcher_with_study(http: httpx.Client) -> Researcher:
-    headers = bearer(register_and_sign_in(http, f"racer-{uuid.uuid4().hex[:10]}@example.org"))
-    study = http.post(
-        "/api/v1/studies",
-        json={"code": f"RC-{uuid.uuid4().hex[:8]}", "title": "Races", "sample_fields": FIELDS},
-        headers=headers,
-    )
-    assert study.status_code == 201, study.text
-    return Researcher(headers=headers, study_url=f"/api/v1/studies/{study.json()['id']}")
 
 
 @pytest.fixture
@@ -65,7 +47,7 @@ def at_once(*requests: Callable[[], httpx.Response]) -> list[httpx.Response]:
 
 def test_two_patches_with_the_same_if_match_one_wins_the_other_is_412(clients):
     first, second = clients(), clients()
-    researcher = researcher_with_study(first)
+    researcher = researcher_with_study(first, "racer", fields=FIELDS)
     created = first.post(
         f"{researcher.study_url}/samples",
         json={"sample_id": "RACE-1", "values": {}},
@@ -98,7 +80,7 @@ def test_two_patches_with_the_same_if_match_one_wins_the_other_is_412(clients):
 
 def test_two_identical_uploads_at_once_import_once(clients):
     first, second = clients(), clients()
-    researcher = researcher_with_study(first)
+    researcher = researcher_with_study(first, "racer", fields=FIELDS)
     imported = 0
 
     for round_ in range(3):
@@ -183,7 +165,7 @@ def assert_refused_from_the_moment_it_returned(
 
 def test_a_removed_member_is_refused_from_the_request_after_the_removal(clients, http):
     owner_http = clients()
-    owner = researcher_with_study(owner_http)
+    owner = researcher_with_study(owner_http, "racer", fields=FIELDS)
     email = f"member-{uuid.uuid4().hex[:10]}@example.org"
     member_headers = bearer(register_and_sign_in(http, email))
     member_id = http.get("/api/v1/auth/me", headers=member_headers).json()["id"]

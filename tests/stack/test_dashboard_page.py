@@ -20,8 +20,8 @@ import pytest
 
 from src.middleware import API_CSP, DASHBOARD_CSP
 from src.page import PAGE_DIR
-from tests.conftest import assert_problem, bearer
-from tests.stack.conftest import STACK_PASSWORD, UNDER_CI, Stack, register_and_sign_in
+from tests.conftest import assert_problem
+from tests.stack.conftest import STACK_PASSWORD, UNDER_CI, Stack, register_and_sign_in, researcher_with_study
 
 pytestmark = pytest.mark.stack
 
@@ -81,22 +81,15 @@ class Researcher:
 @pytest.fixture
 def researcher(http: httpx.Client) -> Researcher:
     """A new account with one study holding three samples, made through the API (through nginx)."""
-    email = f"page-{uuid.uuid4().hex[:8]}@example.org"
-    headers = bearer(register_and_sign_in(http, email))
-    study = http.post(
-        "/api/v1/studies",
-        json={"code": f"PG-{uuid.uuid4().hex[:6]}", "title": "Page study", "sample_fields": FIELDS},
-        headers=headers,
-    )
-    assert study.status_code == 201, study.text
+    made = researcher_with_study(http, "page", fields=FIELDS)
     for number in range(3):
         sample = http.post(
-            f"/api/v1/studies/{study.json()['id']}/samples",
+            f"{made.study_url}/samples",
             json={"sample_id": f"S-{number}", "values": {"tissue": "blood", "volume": number}},
-            headers=headers,
+            headers=made.headers,
         )
         assert sample.status_code == 201, sample.text
-    return Researcher(email=email, api=http, headers=headers, study=study.json())
+    return Researcher(email=made.email, api=http, headers=made.headers, study=made.study)
 
 
 @pytest.fixture

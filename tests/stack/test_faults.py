@@ -20,25 +20,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
 from scripts import local_stack
-from tests.conftest import assert_problem, bearer
+from tests.conftest import assert_problem
 from tests.stack.conftest import (
     TRUSTED_CLIENT_ADDRESS,
     Stack,
     free_port,
     fresh_client_address,
+    researcher_with_study,
     running_stack,
 )
-from tests.stack.test_stack import assert_headers_once, register_and_sign_in, worker_pids
+from tests.stack.test_stack import assert_headers_once, worker_pids
 
 pytestmark = pytest.mark.stack
 
 ALLOWED_ORIGIN = "https://dashboard.example.org"
 OTHER_ORIGIN = "https://elsewhere.example.net"
 STUDIES = "/api/v1/studies"
+FIELDS = [{"name": "volume", "type": "number", "unit": "mL", "required": True}]
+# The upload that a test kills or stops gunicorn under: 1.5 MB (the stack takes 2), an import of
+# about 5 s on two idle cores, so it is still running well after it began writing.
+IN_FLIGHT_ROWS = 100_000
 
 
 class CuttableLink:
@@ -165,21 +171,6 @@ class Load:
             self.outcomes.append(outcome)
 
 
-def researcher_with_study(http: httpx.Client) -> tuple[dict[str, str], str]:
-    headers = bearer(register_and_sign_in(http, f"faults-{uuid.uuid4().hex[:10]}@example.org"))
-    study = http.post(
-        STUDIES,
-        json={
-            "code": f"F-{uuid.uuid4().hex[:8]}",
-            "title": "Faults",
-            "sample_fields": [{"name": "volume", "type": "number", "unit": "mL", "required": True}],
-        },
-        headers=headers,
-    )
-    assert study.status_code == 201, study.text
-    return headers, study.json()["id"]
-
-
 def sample_csv(rows: int) -> bytes:
     return ("sample_id,volume [mL]\r\n" + "".join(f"S-{n:06d},{n % 90}.5\r\n" for n in range(rows))).encode()
 
@@ -195,6 +186,23 @@ def wait_for(condition, *, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return condition()
+
+
+def wait_until_importing(database_url: str, *, timeout: float = 20) -> None:
+    """Until a transaction in the stack's database has written (pg_stat_activity shows its
+    backend_xid): the upload's body is in, its import has locked the study and is running. The
+    caller's stack must be the only one busy with that database."""
+    libpq_url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq_url, autocommit=True, connect_timeout=5) as probe:
+
+        def importing() -> bool:
+            writing = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return writing is not None and writing[0] > 0
+
+        assert wait_for(importing, timeout=timeout, interval=0.02), "the import never began writing"
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +244,8 @@ def test_database_down_under_load_answers_503_fast_and_recovers_without_a_restar
     linked_stack, database_link
 ):
     with client_to(linked_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
         workers = worker_pids(linked_stack.gunicorn.pid)
         paths = [STUDIES, f"{STUDIES}/{study_id}", f"{STUDIES}/{study_id}/samples"]
         with Load(linked_stack.base_url, paths, headers) as load:
@@ -276,7 +285,8 @@ def test_database_down_under_load_answers_503_fast_and_recovers_without_a_restar
 
 
 def test_a_worker_killed_under_load_fails_no_get_and_is_replaced(stack: Stack, http):
-    headers, study_id = researcher_with_study(http)
+    researcher = researcher_with_study(http, "faults", fields=FIELDS)
+    headers, study_id = researcher.headers, researcher.study_id
     workers = worker_pids(stack.gunicorn.pid)
     victim = min(workers)
     paths = [STUDIES, f"{STUDIES}/{study_id}", "/api/v1/health"]
@@ -292,17 +302,20 @@ def test_a_worker_killed_under_load_fails_no_get_and_is_replaced(stack: Stack, h
     assert wait_for(lambda: len(worker_pids(stack.gunicorn.pid) - {victim}) == 2, timeout=20)
 
 
-def test_a_post_in_flight_on_a_dying_worker_gets_a_clean_503_never_a_hang(spare_stack: Stack):
+def test_a_post_in_flight_on_a_dying_worker_gets_a_clean_503_never_a_hang(
+    spare_stack: Stack, stack_database: str
+):
     """nginx never resends a POST (the import may have begun): its client gets 503 problem+json."""
     with client_to(spare_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
         answer: dict[str, httpx.Response | Exception] = {}
 
         def upload() -> None:
             try:
                 answer["upload"] = http.post(
                     f"{STUDIES}/{study_id}/sample-files",
-                    files={"file": ("big.csv", sample_csv(40_000), "text/csv")},
+                    files={"file": ("big.csv", sample_csv(IN_FLIGHT_ROWS), "text/csv")},
                     headers=headers,
                 )
             except httpx.HTTPError as error:
@@ -311,7 +324,7 @@ def test_a_post_in_flight_on_a_dying_worker_gets_a_clean_503_never_a_hang(spare_
         uploading = threading.Thread(target=upload)
         started = time.monotonic()
         uploading.start()
-        time.sleep(1.0)  # the body is in; the import is running
+        wait_until_importing(stack_database)
         for worker in worker_pids(spare_stack.gunicorn.pid):
             os.kill(worker, signal.SIGKILL)
         uploading.join(timeout=20)
@@ -329,23 +342,27 @@ def test_a_post_in_flight_on_a_dying_worker_gets_a_clean_503_never_a_hang(spare_
     assert samples["sample_count"] == 0
 
 
-def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_connections(spare_stack: Stack):
+def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_connections(
+    spare_stack: Stack, stack_database: str
+):
     api_port = int(spare_stack.api_url.rsplit(":", 1)[1])
     with client_to(spare_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
         answer: dict[str, httpx.Response] = {}
 
         def upload() -> None:
             answer["upload"] = http.post(
                 f"{STUDIES}/{study_id}/sample-files",
-                files={"file": ("inflight.csv", sample_csv(30_000), "text/csv")},
+                files={"file": ("inflight.csv", sample_csv(IN_FLIGHT_ROWS), "text/csv")},
                 headers=headers,
             )
 
         uploading = threading.Thread(target=upload)
         uploading.start()
-        time.sleep(1.0)  # the body is in; the import is running
+        wait_until_importing(stack_database)
         spare_stack.gunicorn.send_signal(signal.SIGTERM)
+        assert uploading.is_alive()  # the upload was in flight when the signal went out
 
         assert wait_for(lambda: not accepts_connections(api_port), timeout=5)
         with client_to(spare_stack) as newcomer:
@@ -355,7 +372,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_connections(spar
 
     assert_problem(refused, 503, "SERVICE_UNAVAILABLE")  # nginx's clean answer for the refused connection
     assert answer["upload"].status_code == 201, answer["upload"].text
-    assert answer["upload"].json()["report"]["created"] == 30_000
+    assert answer["upload"].json()["report"]["created"] == IN_FLIGHT_ROWS
     assert exit_code == 0
 
 
@@ -370,7 +387,8 @@ def accepts_connections(port: int) -> bool:
 
 def test_a_client_that_disconnects_halfway_through_an_upload_leaves_nothing(linked_stack):
     with client_to(linked_stack) as http:
-        headers, study_id = researcher_with_study(http)
+        researcher = researcher_with_study(http, "faults", fields=FIELDS)
+        headers, study_id = researcher.headers, researcher.study_id
     boundary = uuid.uuid4().hex
     body = (
         (

@@ -1,6 +1,8 @@
 """Schemathesis against the OpenAPI document of the running stack (nginx, two gunicorn workers,
-PostgreSQL): every operation, generated valid and invalid requests, as a researcher who owns a
-study with fields, samples, a member and a sample file.
+PostgreSQL): every operation, generated valid and invalid requests, as a researcher who owns an
+active study with fields, samples, a member and a sample file. After every request but a GET, what
+it may have undone is put back through the API (the study made active again, the sample or member
+it deleted replaced, a session ended everywhere renewed), so every request meets a writable study.
 
 Checked on every answer: no server error, the status code is one the operation documents, the
 content type and headers are the documented ones, the body matches the documented schema, invalid
@@ -13,8 +15,8 @@ Examples per operation: FUZZ_EXAMPLES (25 in CI, about a minute on two cores); a
 
 import os
 import uuid
-from dataclasses import dataclass
 
+import httpx
 import pytest
 import requests
 import schemathesis
@@ -38,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from src.app import create_app
-from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS, Stack
+from tests.stack.conftest import STACK_PASSWORD, TRUSTED_CLIENT_ADDRESS, Stack, researcher_with_study
 
 pytestmark = pytest.mark.stack
 
@@ -60,7 +62,6 @@ CHECKS = [
     use_after_free,
     ensure_resource_availability,
 ]
-PASSWORD = "fuzzing passphrase"
 FIELDS = [
     {"name": "tissue", "type": "choice", "required": True, "choices": ["blood", "saliva"]},
     {"name": "volume", "type": "number", "required": False, "unit": "mL", "min": 0},
@@ -85,63 +86,99 @@ class FromTrustedAddress(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-@dataclass
+# The status changes that make a locked or archived study active again.
+BACK_TO_ACTIVE = {"active": [], "locked": ["active"], "archived": ["locked", "active"]}
+
+
 class World:
-    base_url: str
-    session: requests.Session
-    email: str
-    headers: dict[str, str]
-    ids: dict[str, str]
+    """A researcher who owns an active study with samples, a member and an imported sample file, and
+    the ids of each. Generated requests may lock or archive the study, delete the sample or remove
+    the member they name, or sign the researcher out everywhere: `keep_usable()` puts that back
+    through the API, so that every request meets a writable study and real resources."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.base_url = stack.base_url
+        self.session = requests.Session()
+        self.session.mount("http://", FromTrustedAddress())
+        transport = httpx.HTTPTransport(local_address=TRUSTED_CLIENT_ADDRESS)
+        with httpx.Client(base_url=self.base_url, transport=transport, timeout=30) as http:
+            researcher = researcher_with_study(http, "fuzz", fields=FIELDS, status="active")
+        self.email, self.headers = researcher.email, researcher.headers
+        self.member_email = f"fuzz-member-{uuid.uuid4().hex[:8]}@example.org"
+        self.call(
+            "POST",
+            "/api/v1/auth/register",
+            json={"email": self.member_email, "password": STACK_PASSWORD, "full_name": "Fuzz"},
+        )
+        self.ids = {"study_id": researcher.study_id, "session_id": self.current_session_id(self.headers)}
+        for _ in range(3):
+            self.add_sample()  # the last one is the one the requests name
+        self.add_member()
+        content = b"sample_id,tissue,volume [mL]\r\nU-1,saliva,1.5\r\nU-2,blood,2\r\n"
+        uploaded = self.call(
+            "POST", f"{self.study_url}/sample-files", files={"file": ("samples.csv", content, "text/csv")}
+        )
+        self.ids["file_id"] = uploaded["id"]
+
+    @property
+    def study_url(self) -> str:
+        return f"/api/v1/studies/{self.ids['study_id']}"
 
     def fresh_session(self) -> tuple[dict[str, str], str]:
         """The Authorization header and id of a new session of the researcher."""
-        tokens = self.call("POST", "/api/v1/auth/token", data={"username": self.email, "password": PASSWORD})
+        tokens = self.call(
+            "POST", "/api/v1/auth/token", data={"username": self.email, "password": STACK_PASSWORD}
+        )
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        return headers, self.current_session_id(headers)
+
+    def current_session_id(self, headers: dict[str, str]) -> str:
         sessions = self.call("GET", "/api/v1/auth/sessions", headers=headers)
-        return headers, next(session["id"] for session in sessions if session["current"])
+        return next(session["id"] for session in sessions if session["current"])
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("headers", self.headers)
+        return self.session.request(method, f"{self.base_url}{path}", timeout=30, **kwargs)
 
     def call(self, method: str, path: str, **kwargs) -> dict:
-        kwargs.setdefault("headers", self.headers)
-        response = self.session.request(method, f"{self.base_url}{path}", timeout=30, **kwargs)
+        response = self.request(method, path, **kwargs)
         assert response.status_code < 300, response.text
         return response.json()
 
+    def add_sample(self) -> None:
+        sample = self.call(
+            "POST",
+            f"{self.study_url}/samples",
+            json={"sample_id": f"F-{uuid.uuid4().hex[:12]}", "values": {"tissue": "blood"}},
+        )
+        self.ids["sample_pk"] = sample["id"]
 
-def build_world(stack: Stack) -> World:
-    session = requests.Session()
-    session.mount("http://", FromTrustedAddress())
-    world = World(stack.base_url, session, f"fuzz-{uuid.uuid4().hex[:8]}@example.org", {}, {})
-    for email in (world.email, member_email := f"fuzz-member-{uuid.uuid4().hex[:8]}@example.org"):
-        world.call(
-            "POST", "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Fuzz"}
+    def add_member(self) -> None:
+        member = self.call(
+            "POST", f"{self.study_url}/members", json={"email": self.member_email, "role": "editor"}
         )
-    world.headers, world.ids["session_id"] = world.fresh_session()
-    study = world.call(
-        "POST",
-        "/api/v1/studies",
-        json={"code": f"FZ-{uuid.uuid4().hex[:6]}", "title": "Fuzzed", "sample_fields": FIELDS},
-    )
-    study_url = f"/api/v1/studies/{study['id']}"
-    samples = [
-        world.call(
-            "POST", f"{study_url}/samples", json={"sample_id": f"F-{number}", "values": {"tissue": "blood"}}
-        )
-        for number in range(3)
-    ]
-    member = world.call("POST", f"{study_url}/members", json={"email": member_email, "role": "editor"})
-    content = b"sample_id,tissue,volume [mL]\r\nU-1,saliva,1.5\r\nU-2,blood,2\r\n"
-    uploaded = world.call(
-        "POST", f"{study_url}/sample-files", files={"file": ("samples.csv", content, "text/csv")}
-    )
-    world.ids.update(
-        study_id=study["id"], sample_pk=samples[0]["id"], user_id=member["user_id"], file_id=uploaded["id"]
-    )
-    return world
+        self.ids["user_id"] = member["user_id"]
+
+    def keep_usable(self) -> None:
+        study = self.request("GET", self.study_url)
+        if study.status_code == 401:  # signed out everywhere (logout-all)
+            self.headers, self.ids["session_id"] = self.fresh_session()
+            study = self.request("GET", self.study_url)
+        # Neither can go: an active study is never deleted, nor a file whose samples are all there.
+        assert study.status_code == 200, study.text
+        sample_file = self.request("GET", f"/api/v1/sample-files/{self.ids['file_id']}")
+        assert sample_file.status_code == 200, sample_file.text
+        for status in BACK_TO_ACTIVE[study.json()["status"]]:
+            self.call("POST", f"{self.study_url}/status", json={"status": status})
+        if self.request("GET", f"{self.study_url}/samples/{self.ids['sample_pk']}").status_code == 404:
+            self.add_sample()
+        if self.request("GET", f"{self.study_url}/members/{self.ids['user_id']}").status_code == 404:
+            self.add_member()
 
 
 @pytest.fixture(scope="session")
 def fuzz_world(stack: Stack) -> World:
-    return build_world(stack)
+    return World(stack)
 
 
 @pytest.fixture(scope="session")
@@ -155,14 +192,34 @@ OPERATIONS = [
 ]
 
 
+# Findings not fixed yet, each expected to fail until its fix (strict: the fix makes the run fail
+# until its entry here is removed). Never a way to silence a check: fix the schema or the code.
+UNFIXED_FINDINGS = {
+    ("GET", "/api/v1/sample-files/{file_id}/content"): (
+        "a CSV or TSV file is sent as text/plain; charset=binary (an XLSX as its spreadsheet type), "
+        "but the route documents only application/octet-stream (Schemathesis: undocumented Content-Type)"
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    ("method", "path"), OPERATIONS, ids=[f"{method} {path}" for method, path in OPERATIONS]
+    ("method", "path"),
+    [
+        pytest.param(
+            method,
+            path,
+            id=f"{method} {path}",
+            marks=[pytest.mark.xfail(strict=True, reason=UNFIXED_FINDINGS[(method, path)])]
+            if (method, path) in UNFIXED_FINDINGS
+            else [],
+        )
+        for method, path in OPERATIONS
+    ],
 )
 def test_the_api_answers_every_generated_request_as_documented(
     fuzzed_schema, fuzz_world: World, method, path
 ):
     operation = fuzzed_schema[path][method]
-    headers = fuzz_world.headers
     ids = dict(fuzz_world.ids)
     session_ending = (method, path) in SESSION_ENDING
     # Real ids, so that requests reach the resources rather than a 404 (ids that are not UUIDs, or
@@ -186,17 +243,42 @@ def test_the_api_answers_every_generated_request_as_documented(
     )
     @given(case=cases)
     def answered_as_documented(case) -> None:
-        call_headers = headers
+        # The ids of the world as it is now: an earlier case may have deleted what it named.
+        for name, value in real_ids.items():
+            if case.path_parameters.get(name) == value:
+                case.path_parameters[name] = fuzz_world.ids[name]
+        call_headers = fuzz_world.headers
         if session_ending:
             call_headers, session_id = fuzz_world.fresh_session()
             if "session_id" in (case.path_parameters or {}):
                 case.path_parameters["session_id"] = session_id
-        case.call_and_validate(
-            base_url=fuzz_world.base_url,
-            session=fuzz_world.session,
-            headers=call_headers,
-            checks=CHECKS,
-            timeout=30,
-        )
+        try:
+            case.call_and_validate(
+                base_url=fuzz_world.base_url,
+                session=fuzz_world.session,
+                headers=call_headers,
+                checks=CHECKS,
+                timeout=30,
+            )
+        finally:
+            if method != "GET":  # a GET changes nothing
+                fuzz_world.keep_usable()
 
     answered_as_documented()
+
+
+def test_the_world_is_put_back_after_what_a_generated_request_may_do(fuzz_world: World):
+    world = fuzz_world
+    sample_pk, user_id = world.ids["sample_pk"], world.ids["user_id"]
+    assert world.request("DELETE", f"{world.study_url}/samples/{sample_pk}").status_code == 204
+    assert world.request("DELETE", f"{world.study_url}/members/{user_id}").status_code == 204
+    archived = world.call("POST", f"{world.study_url}/status", json={"status": "archived"})
+    assert archived["status"] == "archived"
+    assert world.request("POST", "/api/v1/auth/logout-all").status_code == 204
+
+    world.keep_usable()
+
+    assert world.call("GET", world.study_url)["status"] == "active"
+    assert world.ids["sample_pk"] != sample_pk
+    assert world.call("GET", f"{world.study_url}/samples/{world.ids['sample_pk']}")["status"] == "registered"
+    assert world.call("GET", f"{world.study_url}/members/{user_id}")["role"] == "editor"

@@ -26,6 +26,7 @@ from tests.stack.conftest import (
     free_port,
     fresh_client_address,
     register_and_sign_in,
+    researcher_with_study,
 )
 
 pytestmark = pytest.mark.stack
@@ -153,23 +154,15 @@ def test_sample_file_uploads_may_be_larger_up_to_max_upload_mb(http):
 
 
 def test_a_csv_uploaded_through_nginx_is_imported_and_downloads_byte_for_byte(http):
-    headers = bearer(register_and_sign_in(http, f"uploader-{uuid.uuid4().hex[:8]}@example.org"))
-    study = http.post(
-        "/api/v1/studies",
-        json={
-            "code": f"UP-{uuid.uuid4().hex[:6]}",
-            "title": "Uploads",
-            "sample_fields": [{"name": "volume", "type": "number", "unit": "mL", "required": True}],
-        },
-        headers=headers,
-    )
-    assert study.status_code == 201, study.text
+    fields = [{"name": "volume", "type": "number", "unit": "mL", "required": True}]
+    researcher = researcher_with_study(http, "uploader", fields=fields)
+    headers = researcher.headers
     rows = "".join(f"S-{number},{number}.5\r\n" for number in range(20_000))
     content = ("sample_id,volume [mL]\r\n" + rows).encode()
     assert len(content) > 256 * 1024  # more than nginx keeps in memory: streamed through
 
     uploaded = http.post(
-        f"/api/v1/studies/{study.json()['id']}/sample-files",
+        f"{researcher.study_url}/sample-files",
         files={"file": ("../samples.csv", content, "text/csv")},
         headers=headers,
     )
@@ -369,12 +362,10 @@ def test_a_revoked_session_and_a_removed_member_are_refused_by_every_worker_at_o
 ):
     """Authorization is never cached across requests: each worker reads session and membership anew,
     so the request right after a revocation is refused whichever worker serves it."""
-    owner = bearer(register_and_sign_in(client_from(), "workers-owner@example.org"))
+    researcher = researcher_with_study(client_from(), "workers")
+    owner, study_path = researcher.headers, researcher.study_url
     member = bearer(register_and_sign_in(client_from(), "workers-member@example.org"))
     http = client_from()
-    study = http.post("/api/v1/studies", json={"code": "WORKERS-1", "title": "Two workers"}, headers=owner)
-    assert study.status_code == 201, study.text
-    study_path = f"/api/v1/studies/{study.json()['id']}"
     added = http.post(
         f"{study_path}/members", json={"email": "workers-member@example.org", "role": "viewer"}, headers=owner
     )
