@@ -38,6 +38,8 @@ router = APIRouter(tags=["sample files"])
 IN_FILE = (*TOKEN_ERRORS, SampleFileNotFound)
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# A stored CSV or TSV is sent back as it came, in the uploader's encoding: text, charset unknown.
+DOWNLOADED_TEXT_MEDIA_TYPE = "text/plain; charset=binary"
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -188,10 +190,18 @@ def _etag_of(sha256: str) -> str:
     "/sample-files/{file_id}/content",
     summary="Download the file as uploaded",
     description="The original bytes, streamed, as an attachment. `ETag` is the SHA-256 of the content; "
-    "send it back in `If-None-Match` to get 304 when you have it already.",
+    "send it back in `If-None-Match` to get 304 when you have it already. An XLSX file comes as its "
+    "spreadsheet type; a CSV or TSV as `text/plain; charset=binary`, since its encoding is the uploader's "
+    "(the record's `encoding` says which was read).",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "the file"},
+        200: {
+            "content": {
+                DOWNLOADED_TEXT_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+            "description": "the file",
+        },
         304: {"description": "unchanged: your copy (If-None-Match) is this file"},
         **problem_responses(*IN_FILE),
     },
@@ -205,7 +215,7 @@ async def download_sample_file(
     tag = _etag_of(record.sha256)
     if etag_matches(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
-    media_type = XLSX_MEDIA_TYPE if record.format == "xlsx" else "text/plain; charset=binary"
+    media_type = XLSX_MEDIA_TYPE if record.format == "xlsx" else DOWNLOADED_TEXT_MEDIA_TYPE
     return StreamingResponse(
         service.stored_chunks(storage, record.storage_key),
         media_type=media_type,

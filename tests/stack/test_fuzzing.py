@@ -192,29 +192,9 @@ OPERATIONS = [
 ]
 
 
-# Findings not fixed yet, each expected to fail until its fix (strict: the fix makes the run fail
-# until its entry here is removed). Never a way to silence a check: fix the schema or the code.
-UNFIXED_FINDINGS = {
-    ("GET", "/api/v1/sample-files/{file_id}/content"): (
-        "a CSV or TSV file is sent as text/plain; charset=binary (an XLSX as its spreadsheet type), "
-        "but the route documents only application/octet-stream (Schemathesis: undocumented Content-Type)"
-    ),
-}
-
-
 @pytest.mark.parametrize(
     ("method", "path"),
-    [
-        pytest.param(
-            method,
-            path,
-            id=f"{method} {path}",
-            marks=[pytest.mark.xfail(strict=True, reason=UNFIXED_FINDINGS[(method, path)])]
-            if (method, path) in UNFIXED_FINDINGS
-            else [],
-        )
-        for method, path in OPERATIONS
-    ],
+    [pytest.param(method, path, id=f"{method} {path}") for method, path in OPERATIONS],
 )
 def test_the_api_answers_every_generated_request_as_documented(
     fuzzed_schema, fuzz_world: World, method, path
