@@ -305,7 +305,7 @@ def test_a_worker_killed_under_load_fails_no_get_and_is_replaced(stack: Stack, h
     failed = [o for o in load.outcomes if o.status != 200 and o not in cut]
     assert failed == []
     # nginx cannot retry an answer it has begun to forward: only one the victim was writing at
-    # the very moment of its death (microseconds between its headers and its body) may be cut.
+    # the very moment of its death (between its headers and its body) may be cut.
     assert len(cut) <= 1, cut
     assert len(load.outcomes) > 50
     assert wait_for(lambda: len(worker_pids(stack.gunicorn.pid) - {victim}) == 2, timeout=20)
