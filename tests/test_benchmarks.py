@@ -153,3 +153,16 @@ def test_the_speedscope_file_shares_frames_between_workers():
         {"name": "b", "file": "json/encoder.py", "line": 2},
     ]
     assert [(p["samples"], p["weights"]) for p in document["profiles"]] == [([[0, 1]], [3]), ([[0]], [1])]
+
+
+def test_profiles_without_py_spy_stop_before_anything_starts(monkeypatch, tmp_path):
+    monkeypatch.setattr(wrk, "wrk_binary", lambda: "/usr/bin/wrk")
+    monkeypatch.setattr(stack.local_stack, "nginx_binary", lambda: "/usr/sbin/nginx")
+    monkeypatch.setattr(profile.shutil, "which", lambda *_args, **_kwargs: None)
+    options = stack.parse_args(["--profile", str(tmp_path / "profiles")])
+
+    with pytest.raises(SystemExit) as stopped:
+        stack.check_tools(options)
+
+    assert "pip install py-spy" in str(stopped.value.code)
+    assert not (tmp_path / "profiles").exists()
