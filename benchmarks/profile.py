@@ -179,7 +179,7 @@ def summarise(stacks: Mapping[str, int], *, top: int = TOP_FUNCTIONS) -> Profile
     total = sum(by_layer.values())
 
     def share(count: int) -> float:
-        return count / total if total else 0.0
+        return round(count / total, 4) if total else 0.0
 
     return ProfileSummary(
         samples=total,
