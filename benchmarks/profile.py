@@ -15,10 +15,16 @@ waiting on a queue, and each would add a sample per tick, so with `--idle` the s
 on how many threads exist rather than on where the CPU goes. py-spy runs `--nonblocking` (reads
 the worker's memory without pausing it): paused at every sample, as by default, the idle pool
 threads were still counted as active (15-21% of a /health profile in `Condition.wait`, none
-without pausing), and the paused worker served fewer requests in the very run being measured.
-Time spent waiting shows instead in the `cpu` column: the workers' CPU time over the window's
-wall time (from /proc), below 100% when requests wait on PostgreSQL, the pool or the client,
-or when the machine's other processes hold the cores.
+without pausing), and the pauses slow the very run being measured. The price: read while the
+worker runs on, about one stack in six comes out cut short at the root end; the summary uses
+only the innermost frame, which py-spy reads first.
+Where else the time goes shows in two columns, from /proc: `cpu`, the workers' CPU time over the
+window's wall time, and `queue`, the time their event loops were ready to run but waited for a
+core (the machine's other processes, PostgreSQL and nginx among them, held both). The rest of the
+window the loops had nothing to run: they waited on PostgreSQL, the pool or the clients. A loop
+waiting for a core is still sampled (py-spy counts it active), so on a busy machine a function
+that wakes another process, such as a socket write to PostgreSQL, can collect the samples of the
+time the woken process keeps the core.
 """
 
 import contextlib
@@ -69,7 +75,7 @@ LAYER_MEANINGS = {
     JSON: "json",
     LOOP: "event loop: asyncio/uvloop, and anyio under Starlette",
     WAITING: "idle/waiting: a thread caught in a wait py-spy still counted as active",
-    OTHER: "everything else: stdlib helpers, jose, argon2, the CSV reader ...",
+    OTHER: "everything else: stdlib helpers, jose, argon2, ...",
 }
 
 # Module path prefix → layer; the first match wins. Paths are as py-spy prints them: relative to
@@ -243,13 +249,34 @@ def py_spy_binary() -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 once it is gone)."""
+    """User + system CPU time of a process (every thread) so far; 0 once it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return 0.0
     fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def queued_seconds(pid: int) -> float:
+    """How long the process's main thread (a worker's event loop) sat runnable, waiting for a core."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (FileNotFoundError, IndexError, ValueError):
+        return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTimes:
+    cpu_s: float
+    queued_s: float
+
+    @classmethod
+    def now(cls, pid: int) -> "WorkerTimes":
+        return cls(cpu_s=cpu_seconds(pid), queued_s=queued_seconds(pid))
+
+    def __sub__(self, earlier: "WorkerTimes") -> "WorkerTimes":
+        return WorkerTimes(cpu_s=self.cpu_s - earlier.cpu_s, queued_s=self.queued_s - earlier.queued_s)
 
 
 @dataclass
@@ -259,6 +286,7 @@ class Profile:
     workers: int
     seconds: float
     cpu_share: float  # the workers' CPU time over the window's wall time, per worker, 0..1
+    queued_share: float  # the time their event loops waited for a core, over the same, 0..1
     files: list[str]
     summary: ProfileSummary
     problems: list[str] = field(default_factory=list)  # what py-spy said when it failed on a worker
@@ -282,18 +310,18 @@ class Profiler:
             try:
                 for spy in spies.values():
                     _wait_until_sampling(spy)
-                cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+                before = {pid: WorkerTimes.now(pid) for pid in pids}
                 started = time.perf_counter()
                 yield
                 seconds = time.perf_counter() - started
-                cpu = sum(cpu_seconds(pid) - cpu_before[pid] for pid in pids)
+                spent = [WorkerTimes.now(pid) - before[pid] for pid in pids]
             finally:
                 for spy in spies.values():
                     _stop(spy)
-            self.profiles.append(self._written(key, label, spies, seconds=seconds, cpu=cpu))
+            self.profiles.append(self._written(key, label, spies, seconds=seconds, spent=spent))
 
     def _written(
-        self, key: str, label: str, spies: Mapping[int, "_Spy"], *, seconds: float, cpu: float
+        self, key: str, label: str, spies: Mapping[int, "_Spy"], *, seconds: float, spent: list[WorkerTimes]
     ) -> Profile:
         per_worker = {pid: spy.stacks() for pid, spy in spies.items()}
         merged: Counter[str] = Counter()
@@ -308,11 +336,16 @@ class Profiler:
             label=label,
             workers=len(spies),
             seconds=round(seconds, 2),
-            cpu_share=round(cpu / (seconds * len(spies)), 3) if spies and seconds else 0.0,
+            cpu_share=_per_worker(sum(times.cpu_s for times in spent), seconds, len(spent)),
+            queued_share=_per_worker(sum(times.queued_s for times in spent), seconds, len(spent)),
             files=[str(collapsed), str(speedscope)],
             summary=summarise(merged),
             problems=[spy.said() for spy in spies.values() if spy.failed()],
         )
+
+
+def _per_worker(total_s: float, window_s: float, workers: int) -> float:
+    return round(total_s / (window_s * workers), 3) if window_s and workers else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,20 +435,22 @@ def summary_lines(profiles: Iterable[Profile]) -> list[str]:
     if not profiles:
         return []
     widths = {layer: max(len(layer), 5) for layer in LAYERS}
-    header = f"{'profile':<18} {'samples':>7} {'cpu':>5}  " + " ".join(
+    header = f"{'profile':<18} {'samples':>7} {'cpu':>5} {'queue':>5}  " + " ".join(
         f"{layer:>{widths[layer]}}" for layer in LAYERS
     )
     lines = textwrap.wrap(
         f"profiles (py-spy at {SAMPLE_RATE}/s, every thread of the API workers, idle threads left out): "
         "% of the samples by the layer of their innermost frame (self time); cpu: the workers' CPU "
-        "time over the window's wall time, per worker",
+        "time over the window's wall time, per worker; queue: the time their event loops were ready to "
+        "run but waited for a core, over the same (what the workers neither ran nor queued for, they "
+        "waited on: PostgreSQL, clients)",
         width=len(header),
     )
     lines += [header, "-" * len(header)]
     for profile in profiles:
         summary = profile.summary
         lines.append(
-            f"{profile.key:<18} {summary.samples:>7} {profile.cpu_share:>5.0%}  "
+            f"{profile.key:<18} {summary.samples:>7} {profile.cpu_share:>5.0%} {profile.queued_share:>5.0%}  "
             + " ".join(f"{summary.layers[layer]:>{widths[layer]}.1%}" for layer in LAYERS)
         )
     lines += textwrap.wrap(
