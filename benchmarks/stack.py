@@ -2,6 +2,7 @@
 
     python -m benchmarks.stack [--duration 10] [--rounds 3] [--quick] [--json PATH]
     python -m benchmarks.stack --only health,auth_me --samples 20000 --no-sign-in --import-rows
+    python -m benchmarks.stack --profile DIR ...   # py-spy profiles of the workers, see benchmarks.profile
 
 Starts, on this machine: a fresh PostgreSQL database with the migrations, gunicorn with the
 committed `gunicorn.conf.py` and 2 workers, nginx with the committed configuration (rendered as
@@ -9,7 +10,9 @@ the stack tests do), and the ceiling, a bare FastAPI "hello" app behind the same
 and nginx settings. Seeds a data set, then drives each endpoint with wrk at 64 connections,
 alternating ceiling and endpoint runs, and prints the medians: req/s, p50, p99, the ratio to the
 ceiling, and any non-2xx answers. Also measures sign-in throughput and the p99 of /health while 8
-clients sign in. Writes the table as JSON (default `data/benchmarks/stack.json`).
+clients sign in. Writes the table as JSON (default `data/benchmarks/stack.json`). With `--profile DIR`,
+records the API's workers with py-spy during each endpoint's last round, the sign-in run and the first
+import, writes the profiles under DIR and prints their summary after the table (`benchmarks.profile`).
 
 Needs PostgreSQL (`BENCH_POSTGRES_URL`, default postgresql://postgres@127.0.0.1:5432/postgres;
 the throwaway database is named `$BENCH_DATABASE_PREFIX_<random>`, default prefix studybase_bench),
@@ -36,7 +39,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from benchmarks import seed, stack_import, wrk
+from benchmarks import profile, seed, stack_import, wrk
 from scripts import local_stack
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -179,24 +182,46 @@ def register(api_url: str, email: str) -> None:
 # Measurements.
 
 
-def measure(run: RunningStack, endpoint: Endpoint, *, token: str, duration_s: float, rounds: int) -> Row:
-    """Ceiling and endpoint in turns, so a noisy patch of a shared machine hits both alike."""
+def profiled(
+    profiler: profile.Profiler | None, key: str, label: str, *, longest_s: float
+) -> contextlib.AbstractContextManager[None]:
+    """The API's workers recorded while the block runs, when profiles were asked for."""
+    if profiler is None:
+        return contextlib.nullcontext()
+    return profiler.recording(key, label, longest_s=longest_s)
+
+
+def measure(
+    run: RunningStack,
+    endpoint: Endpoint,
+    *,
+    token: str,
+    duration_s: float,
+    rounds: int,
+    profiler: profile.Profiler | None = None,
+) -> Row:
+    """Ceiling and endpoint in turns, so a noisy patch of a shared machine hits both alike.
+
+    With a profiler, the endpoint's last run is recorded.
+    """
     headers = {"Authorization": f"Bearer {token}"} if endpoint.authenticated else {}
     ceiling, measured = [], []
-    for _ in range(rounds):
+    for round_number in range(1, rounds + 1):
         ceiling.append(
             wrk.run_wrk(
                 run.ceiling_url + CEILING_PATH, connections=endpoint.connections, duration_s=duration_s
             )
         )
-        measured.append(
-            wrk.run_wrk(
-                run.api_url + endpoint.path,
-                connections=endpoint.connections,
-                duration_s=duration_s,
-                headers=headers,
+        last = profiler if round_number == rounds else None
+        with profiled(last, endpoint.key, endpoint.name, longest_s=duration_s + 60):
+            measured.append(
+                wrk.run_wrk(
+                    run.api_url + endpoint.path,
+                    connections=endpoint.connections,
+                    duration_s=duration_s,
+                    headers=headers,
+                )
             )
-        )
     return Row(
         endpoint=endpoint.name,
         connections=endpoint.connections,
@@ -210,11 +235,14 @@ def measure(run: RunningStack, endpoint: Endpoint, *, token: str, duration_s: fl
     )
 
 
-def measure_sign_in(run: RunningStack, *, emails: list[str], duration_s: float) -> dict[str, float]:
+def measure_sign_in(
+    run: RunningStack, *, emails: list[str], duration_s: float, profiler: profile.Profiler | None = None
+) -> dict[str, float]:
     """Sign-in throughput alone, then /health's latency while 8 clients sign in without pause.
 
     The 8 clients are 8 people (the seeded users take turns), as in life: one account signing in
-    from 8 connections at once would meet its own per-address attempt budget instead.
+    from 8 connections at once would meet its own per-address attempt budget instead. A profiler
+    records the first run.
     """
     bodies = [urlencode({"username": email, "password": BENCH_PASSWORD}) for email in emails]
     form = {
@@ -223,7 +251,8 @@ def measure_sign_in(run: RunningStack, *, emails: list[str], duration_s: float) 
         "headers": {"Content-Type": "application/x-www-form-urlencoded"},
     }
     token_url = run.api_url + "/api/v1/auth/token"
-    alone = wrk.run_wrk(token_url, connections=8, duration_s=duration_s, **form)
+    with profiled(profiler, "sign_in", "POST /api/v1/auth/token, 8 clients", longest_s=duration_s + 60):
+        alone = wrk.run_wrk(token_url, connections=8, duration_s=duration_s, **form)
     signing_in = wrk.start_wrk(token_url, connections=8, threads=1, duration_s=duration_s + 2, **form)
     try:
         health = wrk.run_wrk(run.api_url + "/api/v1/health", connections=8, threads=1, duration_s=duration_s)
@@ -285,11 +314,32 @@ def print_imports(imports: list[stack_import.ImportFigures]) -> None:
         print(f"peak RSS of the {large.rows:,}-row import minus the {small.rows:,}-row one: {growth:.1f} MB")
 
 
+def measure_imports(
+    run: RunningStack, *, token: str, counts: list[int], profiler: profile.Profiler | None
+) -> list[stack_import.ImportFigures]:
+    """Each CSV size in turn; a profiler records the first (100,000 rows by default).
+
+    The recording spans the whole measurement, so it also holds the workers answering the two
+    requests that create the study; while the CSV is written they are idle and not sampled.
+    """
+    imports = []
+    for number, count in enumerate(counts):
+        recorder = profiler if number == 0 else None
+        with profiled(recorder, f"import_{count}", f"import of {count:,} rows through nginx", longest_s=1900):
+            imports.append(
+                stack_import.measure_import(
+                    run.api_url, token=token, gunicorn_pid=run.api_gunicorn_pid, rows=count
+                )
+            )
+    return imports
+
+
 def write_json(
     path: Path,
     rows: list[Row],
     sign_in: dict[str, float],
     imports: list[stack_import.ImportFigures],
+    profiles: list[profile.Profile],
     options: argparse.Namespace,
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,6 +352,7 @@ def write_json(
         "endpoints": [asdict(row) for row in rows],
         "sign_in": sign_in,
         "imports": [asdict(figures) for figures in imports],
+        "profiles": profile.as_json(profiles),
     }
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwritten: {path}")
@@ -386,6 +437,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write (default {DEFAULT_JSON})"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the API workers with py-spy during each endpoint's last round, the sign-in run and "
+        "the first import; write <key>.txt and <key>.speedscope.json under DIR and print a summary",
+    )
     options = parser.parse_args(argv)
     unknown = set(options.only or ()) - set(ENDPOINT_KEYS)
     if unknown:
@@ -396,41 +455,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return options
 
 
-def check_tools() -> None:
-    for find in (wrk.wrk_binary, local_stack.nginx_binary):
+def check_tools(options: argparse.Namespace) -> None:
+    needed = [wrk.wrk_binary, local_stack.nginx_binary]
+    if options.profile is not None:
+        needed.append(profile.py_spy_binary)
+    for find in needed:
         try:
             find()
         except FileNotFoundError as exc:
             raise SystemExit(str(exc)) from exc
+    if options.profile is not None:
+        options.profile.mkdir(parents=True, exist_ok=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
-    check_tools()
+    check_tools(options)
     with running_stack() as run:
+        profiler = profile.Profiler(options.profile, run.api_gunicorn_pid) if options.profile else None
         email = "bench@example.org"
         register(run.api_url, email)
         token = sign_in(run.api_url, email)
         seeded = seed.seed(run.database_url, owner_email=email, samples=options.samples)
         print(f"seeded {seeded.samples:,} samples in {seeded.seconds:.1f} s", flush=True)
         rows = [
-            measure(run, endpoint, token=token, duration_s=options.duration, rounds=options.rounds)
+            measure(
+                run,
+                endpoint,
+                token=token,
+                duration_s=options.duration,
+                rounds=options.rounds,
+                profiler=profiler,
+            )
             for endpoint in selected_endpoints(str(seeded.big_study_id), options.only)
         ]
         sign_in_figures = (
             {}
             if options.no_sign_in
-            else measure_sign_in(run, emails=seed.seeded_emails(8), duration_s=options.duration)
-        )
-        imports = [
-            stack_import.measure_import(
-                run.api_url, token=token, gunicorn_pid=run.api_gunicorn_pid, rows=count
+            else measure_sign_in(
+                run, emails=seed.seeded_emails(8), duration_s=options.duration, profiler=profiler
             )
-            for count in options.import_rows
-        ]
+        )
+        imports = measure_imports(run, token=token, counts=options.import_rows, profiler=profiler)
+    profiles = profiler.profiles if profiler else []
     print_table(rows, sign_in_figures)
     print_imports(imports)
-    write_json(options.json, rows, sign_in_figures, imports, options)
+    profile.print_summary(profiles)
+    write_json(options.json, rows, sign_in_figures, imports, profiles, options)
 
 
 if __name__ == "__main__":

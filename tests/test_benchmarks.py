@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import seed, stack, wrk
+from benchmarks import profile, seed, stack, wrk
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8080/api/v1/health
   2 threads and 64 connections
@@ -84,3 +84,85 @@ def test_an_unknown_endpoint_for_only_is_refused(capsys):
         stack.parse_args(["--only", "health,nonsense"])
 
     assert "nonsense" in capsys.readouterr().err
+
+
+# Profiles: a hand-written py-spy collapsed file (root first, innermost frame last, then a count).
+LOOP = "Runner.run (asyncio/runners.py:86)"
+HTTP = "RequestResponseCycle.run_asgi (uvicorn/protocols/http/httptools_impl.py:411)"
+OURS = "get_current_user (src/auth/dependencies.py:40)"
+ORM = "Session.execute (sqlalchemy/orm/session.py:2290)"
+DRIVER = "BaseCursor._execute_send (/opt/venv/lib/python3.11/site-packages/psycopg/_cursor_base.py:416)"
+THREAD = "Thread._bootstrap (threading.py:988)"
+COLLAPSED = f"""\
+{LOOP};{HTTP};{OURS};{ORM} 4
+{LOOP};{OURS} 3
+{LOOP};{OURS};{ORM};{DRIVER} 4
+{LOOP} 2
+{LOOP};solve_dependencies (fastapi/dependencies/utils.py:671) 2
+{LOOP};JSONEncoder.iterencode (json/encoder.py:205) 1
+{THREAD};WorkerThread.run (anyio/_backends/_asyncio.py:1110);verify_secret (argon2/low_level.py:163) 1
+{THREAD};Queue.get (queue.py:154);Condition.wait (threading.py:295) 1
+{LOOP};{HTTP};{OURS};{ORM} 2
+"""
+
+
+def test_a_profile_gives_each_sample_to_the_layer_of_its_innermost_frame():
+    summary = profile.summarise(profile.read_collapsed(COLLAPSED))
+
+    assert summary.samples == 20
+    assert summary.layers == {
+        "src": 0.15,
+        "SQLAlchemy": 0.3,
+        "psycopg": 0.2,
+        "FastAPI": 0.1,
+        "pydantic": 0.0,
+        "HTTP": 0.0,
+        "json": 0.05,
+        "loop": 0.1,
+        "waiting": 0.05,
+        "other": 0.05,
+    }
+    assert list(summary.layers) == list(profile.LAYERS)
+
+
+def test_the_top_functions_are_by_self_time_with_their_layer_and_module_path():
+    summary = profile.summarise(profile.read_collapsed(COLLAPSED), top=3)
+
+    assert [(top.function, top.layer, top.share) for top in summary.top_functions] == [
+        ("Session.execute (sqlalchemy/orm/session.py:2290)", "SQLAlchemy", 0.3),
+        ("BaseCursor._execute_send (psycopg/_cursor_base.py:416)", "psycopg", 0.2),
+        ("get_current_user (src/auth/dependencies.py:40)", "src", 0.15),
+    ]
+
+
+def test_an_empty_profile_has_no_shares():
+    summary = profile.summarise(profile.read_collapsed(""))
+
+    assert summary.samples == 0
+    assert set(summary.layers.values()) == {0.0}
+    assert summary.top_functions == []
+
+
+def test_the_speedscope_file_shares_frames_between_workers():
+    document = profile.speedscope_document(
+        "GET /x", {1: {"a (src/a.py:1);b (json/encoder.py:2)": 3}, 2: {"a (src/a.py:1)": 1}}
+    )
+
+    assert document["shared"]["frames"] == [
+        {"name": "a", "file": "src/a.py", "line": 1},
+        {"name": "b", "file": "json/encoder.py", "line": 2},
+    ]
+    assert [(p["samples"], p["weights"]) for p in document["profiles"]] == [([[0, 1]], [3]), ([[0]], [1])]
+
+
+def test_profiles_without_py_spy_stop_before_anything_starts(monkeypatch, tmp_path):
+    monkeypatch.setattr(wrk, "wrk_binary", lambda: "/usr/bin/wrk")
+    monkeypatch.setattr(stack.local_stack, "nginx_binary", lambda: "/usr/sbin/nginx")
+    monkeypatch.setattr(profile.shutil, "which", lambda *_args, **_kwargs: None)
+    options = stack.parse_args(["--profile", str(tmp_path / "profiles")])
+
+    with pytest.raises(SystemExit) as stopped:
+        stack.check_tools(options)
+
+    assert "pip install py-spy" in str(stopped.value.code)
+    assert not (tmp_path / "profiles").exists()
