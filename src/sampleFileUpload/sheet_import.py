@@ -5,6 +5,7 @@ compiled per file (the study module's `SampleValidator`). The one file touched i
 temporary files in which `SeenIds` keeps the file's sample_ids out of memory.
 """
 
+import os
 import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -195,21 +196,39 @@ class SeenIds:
     def add(self, key: str) -> bool:
         """Remembers the id; False when it was already there."""
         digest = self._hash_of(key) & 0xFFFF_FFFF_FFFF_FFFF
-        table, size, mask, taken = self._table, self._SLOT.size, self._mask, self._taken
+        size, mask, taken = self._SLOT.size, self._mask, self._taken
         at = digest & mask
         while taken[at >> 3] >> (at & 7) & 1:
-            table.seek(at * size)
-            stored, offset = self._SLOT.unpack(table.read(size))
+            stored, offset = self._SLOT.unpack(self._read_slot(at * size))
             if stored == digest and self._stored(offset) == key:
                 return False
             at = (at + 1) & mask
         if self._count >= self._capacity:
             raise OverflowError(f"more than {self._capacity:,} sample_ids")
-        table.seek(at * size)
-        table.write(self._SLOT.pack(digest, self._append(key)))
+        self._write_slot(at * size, self._SLOT.pack(digest, self._append(key)))
         taken[at >> 3] |= 1 << (at & 7)
         self._count += 1
         return True
+
+    # One system call a slot where the OS has positional I/O (pread/pwrite), not a seek and then a
+    # read or write: the slot writes were a fifth of an import's CPU. Windows has neither.
+    if hasattr(os, "pwrite"):
+
+        def _read_slot(self, position: int) -> bytes:
+            return os.pread(self._table.fileno(), self._SLOT.size, position)
+
+        def _write_slot(self, position: int, slot: bytes) -> None:
+            os.pwrite(self._table.fileno(), slot, position)
+
+    else:  # pragma: no cover - Windows
+
+        def _read_slot(self, position: int) -> bytes:
+            self._table.seek(position)
+            return self._table.read(self._SLOT.size)
+
+        def _write_slot(self, position: int, slot: bytes) -> None:
+            self._table.seek(position)
+            self._table.write(slot)
 
     def close(self) -> None:
         self._table.close()

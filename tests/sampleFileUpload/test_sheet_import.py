@@ -1,7 +1,10 @@
 """The sample_ids seen in a file, kept on disk: exact, however the hashes fall."""
 
+import uuid
+
 import pytest
 
+from src.sampleFileUpload import service
 from src.sampleFileUpload.sheet_import import SeenIds
 
 
@@ -49,3 +52,12 @@ def test_more_ids_than_its_capacity_is_an_error_not_a_wrong_answer():
             seen.add("c")
     finally:
         seen.close()
+
+
+def test_new_sample_ids_drawn_in_bulk_are_distinct_random_uuids():
+    ids = service._new_ids(5_000)
+
+    assert len(set(ids)) == 5_000
+    assert {value.version for value in ids} == {4}
+    assert {value.variant for value in ids} == {uuid.RFC_4122}
+    assert service._new_ids(0) == []
