@@ -6,8 +6,9 @@ it deleted replaced, a session ended everywhere renewed), so every request meets
 
 Checked on every answer: no server error, the status code is one the operation documents, the
 content type and headers are the documented ones, the body matches the documented schema, invalid
-data is refused, a missing required header or an unsupported method is refused (with `Allow`), a
-route behind a token refuses a call without one, and a deleted resource stays gone.
+data is refused, valid data is accepted (but for the refusals BUSINESS_RULES lists), a missing
+required header or an unsupported method is refused (with `Allow`), a route behind a token refuses a
+call without one, and a deleted resource stays gone.
 
 Examples per operation: FUZZ_EXAMPLES (25 in CI, about a minute on two cores); a longer run is
 `FUZZ_EXAMPLES=500 python -m pytest tests/stack/test_fuzzing.py` (see README, Reliability).
