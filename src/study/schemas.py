@@ -369,7 +369,7 @@ def _names_one_user(schema: dict[str, Any]) -> None:
     schema["example"] = {"email": "grace@example.org", "role": "editor"}
     # Exactly one of the two is given and not null (left out and null are the same here).
     schema["oneOf"] = [
-        {"required": [name], "properties": {name: {"type": "string"}}} for name in ("user_id", "email")
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("user_id", "email")
     ]
 
 
