@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Query, Request
 from src.auth.dependencies import AdminUser, CurrentUser
 from src.constants import DEFAULT_PAGE_SIZE, MAX_ETAG_HEADER_LENGTH, MAX_PAGE_SIZE
 from src.exceptions import InvalidIfMatch, PreconditionFailed, ValidationFailed
-from src.schemas import PageParams
+from src.schemas import DocumentedPattern, HeaderSchema, PageParams
 from src.url_encoded import undecodable_names
 
 # The caller, typed: every module's routes take `user: CurrentUser` or `admin: AdminUser`.
@@ -29,6 +29,10 @@ __all__ = [
 # The ETag of a versioned resource is its version in quotes. If-Match compares strongly (RFC 9110
 # 13.1.1): a weak tag, W/"3", never matches, so a write sent with one fails its precondition (412).
 _VERSION_TAG = re.compile(r'^(W/)?"(\d{1,18})"$')
+# For the document, the If-Match that can succeed: `*` or one strong tag (an HTTP header value has
+# no surrounding spaces), or empty, which the server never sees (an empty header is dropped on the
+# way, as if left out). A weak tag is read, but never matches (412); anything else is a 400.
+IF_MATCH_PATTERN = r'^(?:\*|"[0-9]{1,18}")?$'
 
 
 async def page_params(
@@ -70,7 +74,8 @@ def etag(version: int) -> str:
 
 async def if_match_version(
     if_match: Annotated[
-        str | None,
+        Annotated[str, DocumentedPattern(IF_MATCH_PATTERN)] | None,
+        HeaderSchema(),
         Header(
             max_length=MAX_ETAG_HEADER_LENGTH,
             description='The `ETag` you read (e.g. `"3"`): the change applies only if the resource is '
@@ -98,6 +103,7 @@ IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 IfNoneMatch = Annotated[
     str | None,
+    HeaderSchema(),
     Header(
         max_length=MAX_ETAG_HEADER_LENGTH,
         description="the `ETag` of the copy you hold: 304 with no body while it is still current",

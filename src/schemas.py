@@ -2,9 +2,11 @@
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from src.constants import MAX_PROBLEM_ERRORS
 
@@ -15,7 +17,68 @@ ItemT = TypeVar("ItemT")
 # order mark, not text. Kept: U+200C/U+200D (zero width non-joiner and joiner, part of the
 # spelling of names in Persian, Indic scripts and emoji) and the U+200E/U+200F/U+061C marks,
 # which only set the direction of neighbouring punctuation and are needed in mixed-script names.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff]")
+_CONTROL_RANGES = r"\x00-\x1f\x7f-\x9f\u200b\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff"
+_CONTROL_CHARACTERS = re.compile(f"[{_CONTROL_RANGES}]")
+# What pydantic's strip_whitespace takes off (Unicode's White_Space, as Rust's str::trim), spelled
+# out rather than as \s, which means other things in ECMA-262 (JSON Schema's dialect) and Python.
+_STRIPPED_RANGES = r"\t-\r\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The same rules as JSON Schema patterns (ECMA-262 syntax, which Python's re reads alike), for the
+# OpenAPI document only: the server's own check stays the validator below. Text of one line:
+SINGLE_LINE_PATTERN = f"^[^{_CONTROL_RANGES}]*$"
+# and trimmed text of one line that is not blank: whatever is trimmed off either end, then at least
+# one character that is not, and no control character in between;
+_TEXT_AT_AN_END = f"[^{_STRIPPED_RANGES}{_CONTROL_RANGES}]"
+_STRIPPED = f"[{_STRIPPED_RANGES}]*"
+_TEXT = f"{_TEXT_AT_AN_END}(?:[^{_CONTROL_RANGES}]*{_TEXT_AT_AN_END})?"
+TRIMMED_LINE_PATTERN = f"^{_STRIPPED}{_TEXT}{_STRIPPED}$"
+# and text of one line that must come trimmed (refused, not trimmed, when it is not).
+STRICTLY_TRIMMED_LINE_PATTERN = f"^{_TEXT}$"
+
+# Text that may run over lines but holds no NUL (which PostgreSQL cannot store, and C code cuts at).
+NUL_FREE_PATTERN = "^[^\\x00]*$"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentedPattern:
+    """A `pattern` in the JSON schema of a string, and only there: what the server refuses is checked
+    by its own validator (with its own message), and this says the same to the client's author."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+class HeaderSchema:
+    """A header's schema, of an optional `str | None` parameter: a header has no null, only left out,
+    so the document offers the string alone (a client would otherwise send `null` as its text)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        (branch,) = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+        return {**schema, **branch}
+
+
+def never_null(*names: str, example: dict[str, Any]) -> Any:
+    """A model's `json_schema_extra` for fields that may be left out but not sent as null (a validator
+    refuses null): documented as their type alone, with no `null` branch and no `default: null`."""
+
+    def document(schema: dict[str, Any]) -> None:
+        schema["example"] = example
+        for name in names:
+            field = schema["properties"][name]
+            field.pop("default", None)
+            branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+            (branch,) = branches
+            field.update(branch)
+
+    return document
 
 
 def has_control_characters(text: str) -> bool:
@@ -31,7 +94,7 @@ def _reject_control_characters(value: str) -> str:
 
 
 no_control_characters = AfterValidator(_reject_control_characters)
-SingleLineText = Annotated[str, no_control_characters]
+SingleLineText = Annotated[str, no_control_characters, DocumentedPattern(SINGLE_LINE_PATTERN)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,17 +25,35 @@ from src.auth.constants import (
     Role,
 )
 from src.auth.utils import normalize_email
-from src.schemas import SingleLineText, no_control_characters
+from src.schemas import (
+    NUL_FREE_PATTERN,
+    TRIMMED_LINE_PATTERN,
+    DocumentedPattern,
+    SingleLineText,
+    never_null,
+    no_control_characters,
+)
 
 
 def _strip_if_text(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
+def _any_case(name: str) -> str:
+    return "".join(f"[{letter.upper()}{letter}]" if letter.isalpha() else letter for letter in name)
+
+
+# email-validator refuses a domain that is, or ends in, a special-use name (RFC 6761: `test`,
+# `local`, `invalid`, ...), which `format: email` alone allows: said in the document's dialect,
+# which has no case-insensitive flag.
+_NO_SPECIAL_USE_DOMAIN = (
+    "^(?![\\s\\S]*[@.](?:" + "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES) + ")$)"
+)
 Email = Annotated[
     EmailStr,
     BeforeValidator(_strip_if_text),
     AfterValidator(normalize_email),
+    DocumentedPattern(_NO_SPECIAL_USE_DOMAIN),
     Field(max_length=EMAIL_MAX_LENGTH, examples=["ada@example.org"]),
 ]
 
@@ -47,7 +66,7 @@ def _reject_nul(value: str) -> str:
     return value
 
 
-PasswordText = Annotated[str, AfterValidator(_reject_nul)]
+PasswordText = Annotated[str, AfterValidator(_reject_nul), DocumentedPattern(NUL_FREE_PATTERN)]
 Password = Annotated[
     PasswordText,
     Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, examples=["correct horse battery"]),
@@ -56,6 +75,7 @@ FullName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=FULL_NAME_MAX_LENGTH),
     no_control_characters,
+    DocumentedPattern(TRIMMED_LINE_PATTERN),
     Field(examples=["Ada Lovelace"]),
 ]
 
@@ -155,7 +175,10 @@ class UserUpdate(BaseModel):
     """An administrator's change to a user; fields left out stay as they are."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": {"role": "viewer", "is_active": True}}
+        extra="forbid",
+        json_schema_extra=never_null(
+            "full_name", "role", "is_active", example={"role": "viewer", "is_active": True}
+        ),
     )
 
     full_name: FullName | None = None

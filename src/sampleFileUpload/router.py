@@ -49,6 +49,7 @@ UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,  # any other part is a 400
                     "properties": {
                         "file": {
                             "type": "string",

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     WrapValidator,
     field_validator,
     model_serializer,
@@ -18,7 +19,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from src.schemas import no_control_characters
+from src.schemas import (
+    NUL_FREE_PATTERN,
+    STRICTLY_TRIMMED_LINE_PATTERN,
+    TRIMMED_LINE_PATTERN,
+    DocumentedPattern,
+    never_null,
+    no_control_characters,
+)
 from src.study import sample_validation
 from src.study.constants import (
     CHOICE_MAX_LENGTH,
@@ -31,6 +39,7 @@ from src.study.constants import (
     MAX_CHOICES,
     MAX_SAMPLE_FIELDS,
     PATTERN_MAX_LENGTH,
+    RESERVED_FIELD_NAMES,
     SAMPLE_ID_MAX_LENGTH,
     TEXT_MAX_LENGTH_LIMIT,
     TITLE_MAX_LENGTH,
@@ -56,13 +65,47 @@ def one_line(max_length: int) -> Any:
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
         no_control_characters,
+        DocumentedPattern(TRIMMED_LINE_PATTERN),
     ]
 
 
 Title = one_line(TITLE_MAX_LENGTH)
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(without_nul)]
-Bound = Annotated[int | float, Field(allow_inf_nan=False)]
-Choice = one_line(CHOICE_MAX_LENGTH)
+Description = Annotated[
+    str,
+    Field(max_length=DESCRIPTION_MAX_LENGTH),
+    AfterValidator(without_nul),
+    DocumentedPattern(NUL_FREE_PATTERN),
+]
+Bound = Annotated[
+    int | float,
+    Field(allow_inf_nan=False),
+    WithJsonSchema(
+        {"type": "number", "minimum": -sample_validation.MAX_BOUND, "maximum": sample_validation.MAX_BOUND}
+    ),
+]
+
+
+def trimmed_line(max_length: int) -> Any:
+    """One-line text of 1 to max_length characters that must come trimmed (sample_validation's rule)."""
+    return Annotated[
+        str, Field(min_length=1, max_length=max_length), DocumentedPattern(STRICTLY_TRIMMED_LINE_PATTERN)
+    ]
+
+
+Choice = trimmed_line(CHOICE_MAX_LENGTH)
+
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{letter.upper()}{letter}]" if letter.isalpha() else letter for letter in name)
+
+
+# A letter, then letters, digits or _; not a built-in column of every sample, in any case.
+_FIELD_NAME_DOCUMENTED = (
+    "^(?!(?:"
+    + "|".join(_any_case(name) for name in sorted(RESERVED_FIELD_NAMES))
+    + ")$)"
+    + FIELD_NAME_PATTERN[1:]
+)
 SampleId = Annotated[
     one_line(SAMPLE_ID_MAX_LENGTH),
     Field(
@@ -78,6 +121,33 @@ FIELD_EXAMPLES = [
 ]
 
 
+# The constraints each type of field may set; the others must be left out (or null).
+_CONSTRAINTS_OF_TYPE = {
+    (FieldType.TEXT,): ("max_length", "pattern"),
+    (FieldType.INTEGER,): ("min", "max"),
+    (FieldType.NUMBER,): ("min", "max"),
+    (FieldType.CHOICE,): ("choices",),
+    (FieldType.BOOLEAN, FieldType.DATE, FieldType.DATETIME): (),
+}
+_CONSTRAINTS = ("max_length", "pattern", "min", "max", "choices")
+
+
+def _sample_field_of(types: tuple[FieldType, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
+    properties: dict[str, Any] = {"type": {"enum": [str(field_type) for field_type in types]}}
+    properties |= {key: {"type": "null"} for key in _CONSTRAINTS if key not in allowed}
+    if types == (FieldType.INTEGER,):  # whole bounds (5.0 is one)
+        properties |= {key: {"anyOf": [{"type": "integer"}, {"type": "null"}]} for key in ("min", "max")}
+    if types == (FieldType.CHOICE,):  # a choice field cannot do without its choices
+        return {"properties": properties | {"choices": {"type": "array"}}, "required": ["choices"]}
+    return {"properties": properties}
+
+
+def _document_sample_field(schema: dict[str, Any]) -> None:
+    schema["example"] = FIELD_EXAMPLES[0]
+    schema["additionalProperties"] = False
+    schema["oneOf"] = [_sample_field_of(types, allowed) for types, allowed in _CONSTRAINTS_OF_TYPE.items()]
+
+
 class SampleFieldDefinition(BaseModel):
     """One typed field of a study's samples. Serialised without the constraints it does not set.
 
@@ -85,18 +155,27 @@ class SampleFieldDefinition(BaseModel):
     same that compiles stored schemas, so that whatever is accepted here compiles there.
     """
 
-    model_config = ConfigDict(json_schema_extra={"example": FIELD_EXAMPLES[0]}, use_enum_values=True)
+    model_config = ConfigDict(json_schema_extra=_document_sample_field, use_enum_values=True)
 
-    name: Annotated[str, StringConstraints(max_length=FIELD_NAME_MAX_LENGTH, pattern=FIELD_NAME_PATTERN)]
+    name: Annotated[
+        str,
+        StringConstraints(max_length=FIELD_NAME_MAX_LENGTH, pattern=FIELD_NAME_PATTERN),
+        DocumentedPattern(_FIELD_NAME_DOCUMENTED),
+    ]
     type: FieldType
     required: bool = False
-    unit: Annotated[str, Field(min_length=1, max_length=UNIT_MAX_LENGTH)] | None = None
-    description: Annotated[str, Field(min_length=1, max_length=FIELD_DESCRIPTION_MAX_LENGTH)] | None = None
+    unit: trimmed_line(UNIT_MAX_LENGTH) | None = None
+    description: trimmed_line(FIELD_DESCRIPTION_MAX_LENGTH) | None = None
     max_length: Annotated[int, Field(ge=1, le=TEXT_MAX_LENGTH_LIMIT)] | None = None
     pattern: Annotated[str, Field(min_length=1, max_length=PATTERN_MAX_LENGTH)] | None = None
     min: Bound | None = None
     max: Bound | None = None
-    choices: Annotated[list[Choice], Field(min_length=1, max_length=MAX_CHOICES)] | None = None
+    choices: (
+        Annotated[
+            list[Choice], Field(min_length=1, max_length=MAX_CHOICES, json_schema_extra={"uniqueItems": True})
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="before")
     @classmethod
@@ -192,7 +271,8 @@ class StudyUpdate(BaseModel):
     """Fields left out stay as they are; `description: null` clears it."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": {"title": "Tumour markers in blood (pilot)"}}
+        extra="forbid",
+        json_schema_extra=never_null("code", "title", example={"title": "Tumour markers in blood (pilot)"}),
     )
 
     code: StudyCode | None = None
@@ -285,12 +365,18 @@ class StudyRead(BaseModel):
 # Members
 
 
+def _names_one_user(schema: dict[str, Any]) -> None:
+    schema["example"] = {"email": "grace@example.org", "role": "editor"}
+    # Exactly one of the two is given and not null (left out and null are the same here).
+    schema["oneOf"] = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("user_id", "email")
+    ]
+
+
 class MemberAdd(BaseModel):
     """Name the user by `user_id` or by `email` (exactly one)."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": {"email": "grace@example.org", "role": "editor"}}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_names_one_user)
 
     user_id: uuid.UUID | None = None
     email: one_line(320) | None = None
@@ -356,7 +442,10 @@ class SampleUpdate(BaseModel):
     """A merge: keys given in `values` replace those values, `null` clears an optional one, the rest stay."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": {"status": "stored", "values": {"volume": None}}}
+        extra="forbid",
+        json_schema_extra=never_null(
+            "sample_id", "status", "values", example={"status": "stored", "values": {"volume": None}}
+        ),
     )
 
     sample_id: SampleId | None = None
