@@ -4,9 +4,9 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from src.constants import MAX_PROBLEM_ERRORS
 
@@ -94,6 +94,24 @@ def _reject_control_characters(value: str) -> str:
 
 
 no_control_characters = AfterValidator(_reject_control_characters)
+
+
+def at_most_as_sent(max_length: int) -> BeforeValidator:
+    """For text that is trimmed: `max_length` counts the text as sent, spaces around it included,
+    as the document's `maxLength` says (trimming first let 101 characters through a limit of 100)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > max_length:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": max_length},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
 SingleLineText = Annotated[str, no_control_characters, DocumentedPattern(SINGLE_LINE_PATTERN)]
 
 

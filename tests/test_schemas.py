@@ -6,12 +6,14 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from src.app import create_app
+from src.auth.constants import FULL_NAME_MAX_LENGTH
 from src.auth.schemas import Email, FullName, PasswordText
 from src.dependencies import if_match_version
 from src.exceptions import InvalidIfMatch, PreconditionFailed
 from src.schemas import SingleLineText
 from src.study import sample_validation
-from src.study.schemas import Description, MemberAdd, SampleId, Title
+from src.study.constants import CODE_MAX_LENGTH, SAMPLE_ID_MAX_LENGTH, TITLE_MAX_LENGTH
+from src.study.schemas import Description, MemberAdd, SampleId, StudyCode, Title
 
 single_line = TypeAdapter(SingleLineText)
 
@@ -229,3 +231,26 @@ def test_the_documented_sample_field_is_what_the_server_reads(definition):
     except sample_validation.SampleSchemaError:
         read = False
     assert validator.is_valid(definition) == read
+
+
+@pytest.mark.parametrize(
+    ("text_type", "limit"),
+    [
+        (Title, TITLE_MAX_LENGTH),
+        (StudyCode, CODE_MAX_LENGTH),
+        (SampleId, SAMPLE_ID_MAX_LENGTH),
+        (FullName, FULL_NAME_MAX_LENGTH),
+    ],
+    ids=["title", "code", "sample_id", "full_name"],
+)
+def test_trimmed_text_is_measured_as_sent_as_the_document_says(text_type, limit):
+    """maxLength counts what the client sends, spaces around the text included (the fuzzer sent a
+    101-character sample_id, six of them spaces, and it was taken under a documented 100)."""
+    adapter = TypeAdapter(text_type)
+    fits = "A" * (limit - 2)
+
+    assert adapter.json_schema()["maxLength"] == limit
+    assert adapter.validate_python(f" {fits} ") == fits
+    with pytest.raises(ValidationError) as refused:
+        adapter.validate_python(f"  {fits} ")
+    assert refused.value.errors()[0]["type"] == "string_too_long"

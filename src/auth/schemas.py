@@ -30,6 +30,7 @@ from src.schemas import (
     TRIMMED_LINE_PATTERN,
     DocumentedPattern,
     SingleLineText,
+    at_most_as_sent,
     never_null,
     no_control_characters,
 )
@@ -74,6 +75,7 @@ Password = Annotated[
 FullName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=FULL_NAME_MAX_LENGTH),
+    at_most_as_sent(FULL_NAME_MAX_LENGTH),
     no_control_characters,
     DocumentedPattern(TRIMMED_LINE_PATTERN),
     Field(examples=["Ada Lovelace"]),

@@ -24,6 +24,7 @@ from src.schemas import (
     STRICTLY_TRIMMED_LINE_PATTERN,
     TRIMMED_LINE_PATTERN,
     DocumentedPattern,
+    at_most_as_sent,
     never_null,
     no_control_characters,
 )
@@ -55,15 +56,17 @@ from src.study.utils import without_nul
 StudyCode = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=CODE_MAX_LENGTH, pattern=CODE_PATTERN),
+    at_most_as_sent(CODE_MAX_LENGTH),
     Field(description="2-32 letters, digits and `-`; unique case-insensitively", examples=["ONC-2026-01"]),
 ]
 
 
 def one_line(max_length: int) -> Any:
-    """Trimmed one-line text of 1 to max_length characters (trimmed first, then measured)."""
+    """Trimmed one-line text of 1 to max_length characters (at most max_length as sent, too)."""
     return Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
+        at_most_as_sent(max_length),
         no_control_characters,
         DocumentedPattern(TRIMMED_LINE_PATTERN),
     ]
