@@ -364,14 +364,16 @@ def _studies_count_query(shape: _StudiesShape) -> Select:
 
 @functools.cache
 def _studies_page_query(shape: _StudiesShape, sort: StudySort) -> Select:
-    """A page of `_studies_query`, bound as `offset` and `limit`."""
+    """A page of `_studies_query`, bound as `offset` and `limit`, each row carrying the capped count
+    as its last column: the count and the page in one round trip (an uncorrelated scalar subquery,
+    which PostgreSQL and SQLite run once per statement)."""
     page = (
         _studies_query(shape)
         .order_by(_STUDY_SORT_COLUMNS[sort], Study.id)
         .offset(bindparam("offset", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
     )
-    return _without_sample_fields(page)
+    return _without_sample_fields(page).add_columns(_studies_count_query(shape).scalar_subquery())
 
 
 async def list_studies(
@@ -394,11 +396,16 @@ async def list_studies(
         values["status"] = status
     if search:
         values["pattern"] = f"%{escape_like(search)}%"
-    total, total_is_exact = capped_total(await session.scalar(_studies_count_query(shape), values) or 0)
-    rows = await session.execute(
-        _studies_page_query(shape, sort), {**values, "offset": page.offset, "limit": page.page_size}
-    )
-    items = [ListedStudy(study, StudyRole(role), field_count) for study, role, field_count in rows]
+    page_values = {**values, "offset": page.offset, "limit": page.page_size}
+    rows = (await session.execute(_studies_page_query(shape, sort), page_values)).all()
+    if rows:
+        counted = rows[0][-1]
+    elif page.offset == 0:
+        counted = 0
+    else:  # a page past the end has no row to carry the count
+        counted = await session.scalar(_studies_count_query(shape), values) or 0
+    total, total_is_exact = capped_total(counted)
+    items = [ListedStudy(study, StudyRole(role), field_count) for study, role, field_count, _counted in rows]
     return items, total, total_is_exact
 
 
