@@ -175,15 +175,23 @@ def insert_for(session: AsyncSession, table: Any) -> Any:
     return module.insert(table)
 
 
+def capped_count(query: Select, *, cap: int = COUNT_CAP) -> Select:
+    """`SELECT count(*)` over at most `cap + 1` of the rows `query` returns: see `count_up_to`."""
+    return select(func.count()).select_from(query.order_by(None).limit(cap + 1).subquery())
+
+
+def capped_total(counted: int, *, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """The total to show for what `capped_count` counted, and whether it is exact."""
+    return min(counted, cap), counted <= cap
+
+
 async def count_up_to(session: AsyncSession, query: Select, *, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """The number of rows `query` returns, and whether that is exact: counting stops after `cap`.
 
     A count(*) over a large filtered set costs far more than the page it comes with; past the cap
     the answer is `(cap, False)` and the client knows there are more.
     """
-    capped = query.order_by(None).limit(cap + 1).subquery()
-    counted = await session.scalar(select(func.count()).select_from(capped)) or 0
-    return min(counted, cap), counted <= cap
+    return capped_total(await session.scalar(capped_count(query, cap=cap)) or 0, cap=cap)
 
 
 def include_object_for(dialect_name: str) -> Callable[..., bool]:

@@ -26,6 +26,8 @@ from src.database import (
     SQLITE_BUSY_TIMEOUT_MS,
     Base,
     SessionFactory,
+    capped_count,
+    capped_total,
     count_up_to,
     engine,
     get_session,
@@ -347,6 +349,19 @@ async def test_count_up_to_counts_exactly_up_to_the_cap(db, make_user, cap, expe
         await make_user()
 
     assert await count_up_to(db, select(User), cap=cap) == expected
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"), [(5, (3, True)), (3, (3, True)), (2, (2, False)), (1, (1, False))]
+)
+async def test_a_capped_count_can_ride_along_with_the_rows(db, make_user, cap, expected):
+    for _ in range(3):
+        await make_user()
+    query = select(User)
+
+    rows = (await db.execute(select(User.id, capped_count(query, cap=cap).scalar_subquery()).limit(1))).all()
+
+    assert capped_total(rows[0][-1], cap=cap) == expected
 
 
 async def test_count_up_to_ignores_the_order_and_keeps_the_filter(db, make_user):

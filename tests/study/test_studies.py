@@ -430,6 +430,41 @@ async def test_list_pages(client, alice, alice_headers, make_study):
     assert response.json()["total"] == 5
 
 
+async def test_a_page_past_the_end_still_has_the_total(client, alice, alice_headers, make_study):
+    for n in range(3):
+        await make_study(owner=alice, code=f"P-{n}")
+
+    response = await client.get(STUDIES, params={"page": 3, "page_size": 2}, headers=alice_headers)
+
+    assert (response.json()["items"], response.json()["total"], response.json()["total_is_exact"]) == (
+        [],
+        3,
+        True,
+    )
+
+
+async def test_an_empty_first_page_totals_zero(client, alice_headers):
+    response = await client.get(STUDIES, params={"q": "nothing"}, headers=alice_headers)
+
+    assert (response.json()["items"], response.json()["total"], response.json()["total_is_exact"]) == (
+        [],
+        0,
+        True,
+    )
+
+
+async def test_filtered_pages_count_what_the_filter_keeps(client, alice, admin, auth_headers, make_study):
+    for n in range(3):
+        await make_study(owner=alice, code=f"KEEP-{n}", title="kept")
+    await make_study(owner=alice, code="OTHER", title="other")
+    params = {"q": "kep", "status": "draft", "page_size": 2, "sort": "-code"}
+
+    for caller in (alice, admin):
+        response = await client.get(STUDIES, params=params, headers=await auth_headers(caller))
+
+        assert (codes_of(response), response.json()["total"]) == (["KEEP-2", "KEEP-1"], 3)
+
+
 @pytest.mark.parametrize("params", [{"sort": "id"}, {"status": "gone"}, {"page_size": 101}, {"q": "a\x00"}])
 async def test_list_rejects_bad_parameters(client, alice_headers, params):
     assert_problem(await client.get(STUDIES, params=params, headers=alice_headers), 422, "VALIDATION_ERROR")
@@ -452,7 +487,7 @@ async def test_list_costs_the_same_statements_whatever_the_page_size(
             == 6
         )
 
-    assert len(small.statements) == len(large.statements) == 3  # caller, count, page
+    assert len(small.statements) == len(large.statements) == 2  # caller, then the page with its count
 
 
 # GET /studies/{id}
