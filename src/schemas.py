@@ -135,6 +135,17 @@ class Page(BaseModel, Generic[ItemT]):
     page_size: int
 
 
+def page_of(items: list, total: int, total_is_exact: bool, page: PageParams) -> dict[str, Any]:
+    """A list route's answer, shaped as `Page`."""
+    return {
+        "items": items,
+        "total": total,
+        "total_is_exact": total_is_exact,
+        "page": page.page,
+        "page_size": page.page_size,
+    }
+
+
 class ProblemError(BaseModel):
     loc: list[str | int]
     msg: str

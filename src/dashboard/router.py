@@ -12,13 +12,14 @@ from pydantic import BaseModel
 from src.dashboard import service
 from src.dashboard.constants import STUDY_DEFAULT_DAYS, SUMMARY_DEFAULT_DAYS
 from src.dashboard.dependencies import StudyDays, SummaryDays
+from src.dashboard.exceptions import STUDY_DASHBOARD_ERRORS, SUMMARY_ERRORS
 from src.dashboard.schemas import DashboardSummary, StudyDashboard
 from src.dashboard.utils import figures_etag
 from src.database import DbSession
 from src.dependencies import CurrentUser, IfNoneMatch, etag_matches
 from src.exceptions import problem_responses
 from src.study.dependencies import ReadableStudy
-from src.study.router import IN_STUDY, TOKEN_ERRORS, activity_read
+from src.study.schemas import ActivityRead
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
@@ -46,7 +47,7 @@ def _conditional(body: dict[str, Any], if_none_match: str | None, model: type[Ba
     description="Studies and samples by status, sample files, samples created per day (`days`, "
     "default 30), the latest activity and the studies with most samples, over the studies the caller "
     "is a member of (administrators: all, plus user figures). Send `If-None-Match` to poll cheaply.",
-    responses={**_NOT_MODIFIED, **problem_responses(*TOKEN_ERRORS)},
+    responses={**_NOT_MODIFIED, **problem_responses(*SUMMARY_ERRORS)},
 )
 async def summary(
     user: CurrentUser,
@@ -55,7 +56,7 @@ async def summary(
     days: SummaryDays = SUMMARY_DEFAULT_DAYS,
 ) -> Response:
     body = await service.summary(db, user=user, days=days)
-    body["recent_activity"] = [activity_read(entry) for entry in body["recent_activity"]]
+    body["recent_activity"] = [ActivityRead.of(entry) for entry in body["recent_activity"]]
     return _conditional(body, if_none_match, DashboardSummary)
 
 
@@ -66,7 +67,7 @@ async def summary(
     description="Samples by status, samples created per week (`days`, default 84: twelve weeks), "
     "uploads with the last ten, the count per choice of each `choice` field and how complete each "
     "field is. Any member may read it; others get 404.",
-    responses={**_NOT_MODIFIED, **problem_responses(*IN_STUDY)},
+    responses={**_NOT_MODIFIED, **problem_responses(*STUDY_DASHBOARD_ERRORS)},
 )
 async def study_figures(
     access: ReadableStudy,

@@ -28,11 +28,10 @@ from src.sampleFileUpload.exceptions import (
 )
 from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileRead
 from src.sampleFileUpload.utils import content_disposition
-from src.schemas import Page
+from src.schemas import Page, page_of
 from src.study import service as study_service
 from src.study.dependencies import ReadableStudy, WritableStudy
-from src.study.exceptions import StudyRoleRequired
-from src.study.router import IN_STUDY, TOKEN_ERRORS, WRITE, page_of
+from src.study.exceptions import IN_STUDY, TOKEN_ERRORS, WRITE, StudyRoleRequired
 
 router = APIRouter(tags=["sample files"])
 IN_FILE = (*TOKEN_ERRORS, SampleFileNotFound)

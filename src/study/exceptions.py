@@ -1,6 +1,17 @@
 """Errors of the study module."""
 
-from src.exceptions import Conflict, NotFound, PermissionDenied, UnprocessableEntity
+from src.auth.exceptions import AuthenticationRequired, InvalidToken, SessionRevoked, TokenExpired
+from src.exceptions import (
+    BodyTooComplex,
+    Conflict,
+    InvalidIfMatch,
+    MalformedBody,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    UnprocessableEntity,
+    ValidationFailed,
+)
 from src.study.constants import ErrorCode
 
 
@@ -82,3 +93,14 @@ class InvalidSampleValues(UnprocessableEntity):
 class InvalidFieldFilter(UnprocessableEntity):
     code = ErrorCode.INVALID_FIELD_FILTER
     detail = "A `field.<name>` filter names no field of this study or has a value of the wrong type."
+
+
+# What the routes answer, for their OpenAPI documents (the sample-file and dashboard routes too).
+TOKEN_ERRORS = (AuthenticationRequired, InvalidToken, TokenExpired, SessionRevoked, ValidationFailed)
+# Any route under /studies/{study_id}: the study must exist and the caller be one of its members.
+IN_STUDY = (*TOKEN_ERRORS, StudyNotFound)
+ROLE = (*IN_STUDY, StudyRoleRequired)
+WRITE = (*ROLE, StudyReadOnly)
+VERSIONED = (InvalidIfMatch, PreconditionFailed)
+# Routes that read a JSON body: one that is not JSON, or past the structural limits, is refused first.
+BODY = (MalformedBody, BodyTooComplex)

@@ -4,19 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from src.auth.exceptions import AuthenticationRequired, InvalidToken, SessionRevoked, TokenExpired
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import CurrentUser, IfMatch, Pagination, etag
 from src.exceptions import (
-    BodyTooComplex,
-    InvalidIfMatch,
-    MalformedBody,
     PreconditionFailed,
-    ValidationFailed,
     problem_responses,
 )
-from src.schemas import Page, SingleLineText
+from src.schemas import Page, SingleLineText, page_of
 from src.study import service
 from src.study.constants import SampleSort, SampleStatus, StudySort, StudyStatus
 from src.study.dependencies import (
@@ -32,6 +27,12 @@ from src.study.dependencies import (
     WritableStudy,
 )
 from src.study.exceptions import (
+    BODY,
+    IN_STUDY,
+    ROLE,
+    TOKEN_ERRORS,
+    VERSIONED,
+    WRITE,
     AlreadyAMember,
     IncompatibleSampleFields,
     InvalidFieldFilter,
@@ -44,15 +45,11 @@ from src.study.exceptions import (
     StudyCodeTaken,
     StudyCreationForbidden,
     StudyNotDeletable,
-    StudyNotFound,
-    StudyReadOnly,
-    StudyRoleRequired,
     UnknownUser,
 )
 from src.study.models import Sample, Study
 from src.study.schemas import (
     FIELD_EXAMPLES,
-    ActivityActor,
     ActivityRead,
     MemberAdd,
     MemberRead,
@@ -67,17 +64,9 @@ from src.study.schemas import (
     StudySummary,
     StudyUpdate,
 )
-from src.study.service import ActivityEntry, Member, StudyAccess
+from src.study.service import Member, StudyAccess
 
 router = APIRouter(prefix="/studies", tags=["studies"])
-TOKEN_ERRORS = (AuthenticationRequired, InvalidToken, TokenExpired, SessionRevoked, ValidationFailed)
-# Any route under /studies/{study_id}: the study must exist and the caller be one of its members.
-IN_STUDY = (*TOKEN_ERRORS, StudyNotFound)
-ROLE = (*IN_STUDY, StudyRoleRequired)
-WRITE = (*ROLE, StudyReadOnly)
-VERSIONED = (InvalidIfMatch, PreconditionFailed)
-# Routes that read a JSON body: one that is not JSON, or past the structural limits, is refused first.
-BODY = (MalformedBody, BodyTooComplex)
 IF_MATCH_NOTE = (
     " Send `If-Match` with the `ETag` you read to apply it only if nobody changed it meanwhile (else 412, "
     "nothing changed); without `If-Match` it applies to the current version. A weak tag (`W/` prefix) never "
@@ -106,24 +95,6 @@ def member_read(member: Member) -> MemberRead:
         role=member.role,
         added_at=member.added_at,
     )
-
-
-def activity_read(entry: ActivityEntry) -> ActivityRead:
-    activity, actor = entry.activity, entry.actor
-    who = ActivityActor(id=actor.id, email=actor.email) if actor is not None else None
-    return ActivityRead(
-        id=activity.id, action=activity.action, actor=who, at=activity.at, details=activity.details
-    )
-
-
-def page_of(items: list, total: int, total_is_exact: bool, page: Pagination) -> dict:
-    return {
-        "items": items,
-        "total": total,
-        "total_is_exact": total_is_exact,
-        "page": page.page,
-        "page_size": page.page_size,
-    }
 
 
 # Studies
@@ -432,4 +403,4 @@ async def delete_sample(
 )
 async def list_activity(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
     entries, total, total_is_exact = await service.list_activity(db, study=access.study, page=page)
-    return page_of([activity_read(entry) for entry in entries], total, total_is_exact, page)
+    return page_of([ActivityRead.of(entry) for entry in entries], total, total_is_exact, page)

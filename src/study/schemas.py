@@ -520,3 +520,12 @@ class ActivityRead(BaseModel):
     actor: ActivityActor | None = Field(description="null when the account no longer exists")
     at: datetime
     details: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: Any) -> Self:
+        """From the service's ActivityEntry: the entry and its actor (None once the account is gone)."""
+        activity, actor = entry.activity, entry.actor
+        who = ActivityActor(id=actor.id, email=actor.email) if actor is not None else None
+        return cls(
+            id=activity.id, action=activity.action, actor=who, at=activity.at, details=activity.details
+        )
