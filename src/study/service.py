@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 
 from src.auth import service as auth_service
 from src.auth.constants import Role
@@ -93,10 +93,9 @@ class StudyAccess:
 
 @dataclass(frozen=True, slots=True)
 class ListedStudy:
-    """A study in a list: its listed columns only (a row, not a loaded Study: building 20 ORM objects
-    a page was the list's largest cost), its sample fields only counted."""
+    """A study in a list: loaded without its sample fields, which are only counted."""
 
-    study: Any
+    study: Study
     role: StudyRole
     sample_field_count: int
 
@@ -310,19 +309,12 @@ def _visible_studies(*, admin: bool) -> Select:
     return select(Study, StudyMember.role).join(StudyMember, member)
 
 
-# What a list shows of each study (StudySummary), read as plain columns.
-_LISTED_COLUMNS = (
-    Study.id,
-    Study.code,
-    Study.title,
-    Study.description,
-    Study.status,
-    Study.sample_count,
-    Study.created_by,
-    Study.created_at,
-    Study.updated_at,
-    Study.version,
-)
+def _without_sample_fields(query: Select) -> Select:
+    """The studies with the number of their sample fields instead of the fields (up to 64 KiB each)."""
+    return query.add_columns(func.json_array_length(Study.sample_fields)).options(
+        defer(Study.sample_fields, raiseload=True)
+    )
+
 
 _STUDY_SORT_COLUMNS = {
     StudySort.CREATED_AT: Study.created_at.asc(),
@@ -381,12 +373,7 @@ def _studies_page_query(shape: _StudiesShape, sort: StudySort) -> Select:
         .offset(bindparam("offset", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
     )
-    return page.with_only_columns(
-        *_LISTED_COLUMNS,
-        page.selected_columns.role,
-        func.json_array_length(Study.sample_fields),
-        _studies_count_query(shape).scalar_subquery(),
-    )
+    return _without_sample_fields(page).add_columns(_studies_count_query(shape).scalar_subquery())
 
 
 async def list_studies(
@@ -418,7 +405,7 @@ async def list_studies(
     else:  # a page past the end has no row to carry the count
         counted = await session.scalar(_studies_count_query(shape), values) or 0
     total, total_is_exact = capped_total(counted)
-    items = [ListedStudy(row, StudyRole(row.role), row[-2]) for row in rows]
+    items = [ListedStudy(study, StudyRole(role), field_count) for study, role, field_count, _counted in rows]
     return items, total, total_is_exact
 
 
