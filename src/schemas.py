@@ -53,6 +53,17 @@ class DocumentedPattern:
         return schema
 
 
+def _without_null_branch(schema: dict[str, Any]) -> dict[str, Any]:
+    """Takes `anyOf` out of an optional value's schema and gives back its one branch that is not null."""
+    (branch,) = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+    return branch
+
+
+def any_case(name: str) -> str:
+    """`name` as a pattern matching it in any case: JSON Schema's pattern dialect has no `i` flag."""
+    return "".join(f"[{letter.upper()}{letter}]" if letter.isalpha() else letter for letter in name)
+
+
 class HeaderSchema:
     """A header's schema, of an optional `str | None` parameter: a header has no null, only left out,
     so the document offers the string alone (a client would otherwise send `null` as its text)."""
@@ -61,7 +72,7 @@ class HeaderSchema:
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         schema = handler(core_schema)
-        (branch,) = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+        branch = _without_null_branch(schema)
         return {**schema, **branch}
 
 
@@ -74,9 +85,7 @@ def never_null(*names: str, example: dict[str, Any]) -> Any:
         for name in names:
             field = schema["properties"][name]
             field.pop("default", None)
-            branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
-            (branch,) = branches
-            field.update(branch)
+            field.update(_without_null_branch(field))
 
     return document
 

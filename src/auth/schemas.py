@@ -30,6 +30,7 @@ from src.schemas import (
     TRIMMED_LINE_PATTERN,
     DocumentedPattern,
     SingleLineText,
+    any_case,
     at_most_as_sent,
     never_null,
     no_control_characters,
@@ -40,15 +41,11 @@ def _strip_if_text(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
-def _any_case(name: str) -> str:
-    return "".join(f"[{letter.upper()}{letter}]" if letter.isalpha() else letter for letter in name)
-
-
 # email-validator refuses a domain that is, or ends in, a special-use name (RFC 6761: `test`,
 # `local`, `invalid`, ...), which `format: email` alone allows: said in the document's dialect,
 # which has no case-insensitive flag.
 _NO_SPECIAL_USE_DOMAIN = (
-    "^(?![\\s\\S]*[@.](?:" + "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES) + ")$)"
+    "^(?![\\s\\S]*[@.](?:" + "|".join(any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES) + ")$)"
 )
 Email = Annotated[
     EmailStr,

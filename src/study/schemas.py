@@ -24,6 +24,7 @@ from src.schemas import (
     STRICTLY_TRIMMED_LINE_PATTERN,
     TRIMMED_LINE_PATTERN,
     DocumentedPattern,
+    any_case,
     at_most_as_sent,
     never_null,
     no_control_characters,
@@ -98,14 +99,10 @@ def trimmed_line(max_length: int) -> Any:
 Choice = trimmed_line(CHOICE_MAX_LENGTH)
 
 
-def _any_case(name: str) -> str:
-    return "".join(f"[{letter.upper()}{letter}]" if letter.isalpha() else letter for letter in name)
-
-
 # A letter, then letters, digits or _; not a built-in column of every sample, in any case.
 _FIELD_NAME_DOCUMENTED = (
     "^(?!(?:"
-    + "|".join(_any_case(name) for name in sorted(RESERVED_FIELD_NAMES))
+    + "|".join(any_case(name) for name in sorted(RESERVED_FIELD_NAMES))
     + ")$)"
     + FIELD_NAME_PATTERN[1:]
 )
