@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     # PostgreSQL connections one worker process keeps open, never more (no overflow): requests past
     # it wait for one. Workers x this must stay below the server's max_connections.
     DATABASE_POOL_SIZE: PositiveInt = 10
+    # No request waits on a lock without bound: a transaction that waits longer than this for a row
+    # or advisory lock is stopped, and the request answers 409 with Retry-After (STUDY_BUSY while an
+    # import holds the study). PostgreSQL's lock_timeout; SQLite's busy wait (its writers take turns
+    # for the whole database) is this long too, then 503 DATABASE_UNAVAILABLE.
+    DATABASE_LOCK_TIMEOUT_SECONDS: PositiveFloat = 2.0
+    # PostgreSQL's statement_timeout for every statement a request runs: a query stuck for longer is
+    # cancelled by the server and the request answers 503. The migrations run without it.
+    DATABASE_STATEMENT_TIMEOUT_SECONDS: PositiveFloat = 30.0
     SECRET_KEY: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
     HOST: str = "127.0.0.1"
     PORT: int = 8000

@@ -1,6 +1,6 @@
 """Error codes and limits shared by every module."""
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Environment(StrEnum):
@@ -33,6 +33,14 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_STORAGE = "INSUFFICIENT_STORAGE"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
     INVALID_IF_MATCH = "INVALID_IF_MATCH"
+    RESOURCE_BUSY = "RESOURCE_BUSY"
+
+
+class LockNamespace(IntEnum):
+    """The first half of a named lock's key (src/database.py NamedLock): what kind of thing is locked."""
+
+    STUDY_IMPORT = 1  # a study an import is writing into (src/study/service.py holding_study)
+    USER_IMPORTS = 2  # one of a user's concurrent import slots (src/sampleFileUpload/service.py)
 
 
 API_PREFIX = "/api/v1"

@@ -2,7 +2,11 @@
 
 import asyncio
 import uuid
+import weakref
+import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -11,12 +15,14 @@ from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, Select, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from src.config import settings
 from src.constants import COUNT_CAP
+from src.exceptions import is_lock_wait_failure
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -28,9 +34,15 @@ NAMING_CONVENTION = {
 }
 READY_CHECK_TIMEOUT_SECONDS = 3.0
 T = TypeVar("T")
-SQLITE_BUSY_TIMEOUT_MS = 5000
+# SQLite lets one writer at a time into the whole database; the others wait this long, then fail.
+SQLITE_BUSY_TIMEOUT_MS = round(settings.DATABASE_LOCK_TIMEOUT_SECONDS * 1000)
 # Timestamps come back from PostgreSQL in the session's time zone: UTC, whatever the server's default.
 POSTGRESQL_SESSION_OPTIONS = "-c timezone=UTC"
+# What a request may wait for a lock and spend on a statement: see DATABASE_LOCK_TIMEOUT_SECONDS.
+POSTGRESQL_REQUEST_OPTIONS = (
+    f"-c lock_timeout={round(settings.DATABASE_LOCK_TIMEOUT_SECONDS * 1000)}"
+    f" -c statement_timeout={round(settings.DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000)}"
+)
 
 
 def utcnow() -> datetime:
@@ -92,7 +104,9 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine_for(url: str) -> AsyncEngine:
+def create_engine_for(url: str, *, request_timeouts: bool = True) -> AsyncEngine:
+    """The engine for `url`; `request_timeouts=False` (migrations) lifts the lock and statement
+    timeouts that bound every request's waits on PostgreSQL."""
     # hide_parameters: a failed statement's error (and so the log) never shows values such as hashes.
     if make_url(url).get_backend_name() == "sqlite":
         ensure_sqlite_directory(url)
@@ -116,7 +130,8 @@ def create_engine_for(url: str) -> AsyncEngine:
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
         connect_args={
             "connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
-            "options": POSTGRESQL_SESSION_OPTIONS,
+            "options": POSTGRESQL_SESSION_OPTIONS
+            + (f" {POSTGRESQL_REQUEST_OPTIONS}" if request_timeouts else ""),
         },
     )
 
@@ -206,3 +221,109 @@ def include_object_for(dialect_name: str) -> Callable[..., bool]:
         return condition is None or condition.dialect in (None, dialect_name)
 
     return include_object
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting on locks: bounded, and named locks shared by every worker
+
+
+class LockBusy(Exception):
+    """A named lock is held elsewhere, and was not freed within the wait allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class NamedLock:
+    """A lock on a name rather than a row: PostgreSQL's advisory locks (namespace, key), so every
+    worker process and host sees it; within the one process of `python main.py` on SQLite, an
+    in-process equivalent."""
+
+    namespace: int
+    key: int
+
+    @classmethod
+    def of(cls, namespace: int, name: bytes) -> "NamedLock":
+        # Advisory keys are two int4: a 32-bit digest of the name (two names sharing one only
+        # take turns needlessly).
+        return cls(namespace, zlib.crc32(name) - 2**31)
+
+
+@asynccontextmanager
+async def named_lock(
+    session: AsyncSession, lock: NamedLock, *, shared: bool = False, wait: bool = True
+) -> AsyncIterator[None]:
+    """Holds `lock` for the block; LockBusy when it is taken (at once with `wait=False`, else after
+    DATABASE_LOCK_TIMEOUT_SECONDS). On PostgreSQL the lock belongs to the session's transaction and
+    is released by its commit or rollback, whichever comes first (a crash releases it too)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await _take_advisory_lock(session, lock, shared=shared, wait=wait)
+        yield
+        return
+    locks = _local_locks()
+    await locks.acquire(lock, shared=shared, wait=settings.DATABASE_LOCK_TIMEOUT_SECONDS if wait else 0)
+    try:
+        yield
+    finally:
+        locks.release(lock, shared=shared)
+
+
+async def _take_advisory_lock(session: AsyncSession, lock: NamedLock, *, shared: bool, wait: bool) -> None:
+    function = f"pg_{'' if wait else 'try_'}advisory_xact_lock{'_shared' if shared else ''}"
+    try:
+        taken = await session.scalar(
+            text(f"SELECT {function}(:namespace, :key)"), {"namespace": lock.namespace, "key": lock.key}
+        )
+    except DBAPIError as error:
+        if is_lock_wait_failure(error):
+            await session.rollback()
+            raise LockBusy from None
+        raise
+    if taken is False:  # pg_try_*: NULL-free boolean; the waiting form returns void (None)
+        raise LockBusy
+
+
+class _LocalLocks:
+    """Named locks within one process (SQLite runs in one): shared or exclusive, waited for with a timeout."""
+
+    def __init__(self) -> None:
+        self._holders: dict[NamedLock, int] = {}  # > 0: that many shared holders; -1: one exclusive
+        self._changed = asyncio.Event()  # set (and replaced) by every release, waking the waiters
+
+    def _free_for(self, lock: NamedLock, *, shared: bool) -> bool:
+        holders = self._holders.get(lock, 0)
+        return holders >= 0 if shared else holders == 0
+
+    async def acquire(self, lock: NamedLock, *, shared: bool, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not self._free_for(lock, shared=shared):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise LockBusy
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                raise LockBusy from None
+        self._holders[lock] = self._holders.get(lock, 0) + 1 if shared else -1
+
+    def release(self, lock: NamedLock, *, shared: bool) -> None:
+        remaining = self._holders.get(lock, 0) - 1 if shared else 0
+        if remaining > 0:
+            self._holders[lock] = remaining
+        else:
+            self._holders.pop(lock, None)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+_LOCAL_LOCKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LocalLocks]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _local_locks() -> _LocalLocks:
+    """One registry per event loop, as an asyncio primitive belongs to the loop that first waits on it."""
+    loop = asyncio.get_running_loop()
+    locks = _LOCAL_LOCKS.get(loop)
+    if locks is None:
+        locks = _LOCAL_LOCKS[loop] = _LocalLocks()
+    return locks

@@ -136,6 +136,15 @@ class PayloadTooLarge(AppError):
     detail = "The request body is larger than this endpoint accepts."
 
 
+class ResourceBusy(Conflict):
+    """Someone else holds what this request must change, for longer than a request may wait for it
+    (DATABASE_LOCK_TIMEOUT_SECONDS): nothing was changed; retrying shortly succeeds."""
+
+    code = ErrorCode.RESOURCE_BUSY
+    detail = "Someone else is changing this right now; nothing was changed. Try again in a few seconds."
+    headers = MappingProxyType({"Retry-After": "5"})
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = ErrorCode.RATE_LIMITED
@@ -208,18 +217,19 @@ class ProblemResponse(JSONResponse):
         return json.dumps(content, separators=(",", ":")).encode("ascii")
 
 
-def _shortened(text: str, limit: int) -> str:
+def shortened(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, the last one an ellipsis when anything was cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _bounded_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     """One error with every part a client could have made long (a 900 KB key in `loc`) cut short."""
-    loc = [part if isinstance(part, int) else _shortened(str(part), MAX_ERROR_TEXT) for part in entry["loc"]]
+    loc = [part if isinstance(part, int) else shortened(str(part), MAX_ERROR_TEXT) for part in entry["loc"]]
     return {
         **entry,
         "loc": loc[:MAX_ERROR_LOC_PARTS],
-        "msg": _shortened(str(entry["msg"]), MAX_ERROR_TEXT),
-        "code": _shortened(str(entry["code"]), MAX_ERROR_TEXT),
+        "msg": shortened(str(entry["msg"]), MAX_ERROR_TEXT),
+        "code": shortened(str(entry["code"]), MAX_ERROR_TEXT),
     }
 
 
@@ -272,10 +282,21 @@ async def handle_validation_error(_request: Request, exc: RequestValidationError
     )
 
 
-async def handle_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    """A database that is down, overloaded (pool exhausted) or locked is a 503, not a crash."""
+def is_lock_wait_failure(error: BaseException) -> bool:
+    """A statement stopped because it waited too long for a lock (lock_timeout), or would have
+    waited forever (a deadlock): what it needed is busy, the database itself is fine."""
+    cause = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    return isinstance(cause, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected)
+
+
+async def handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A database that is down, overloaded (pool exhausted) or locked is a 503, not a crash; a lock
+    some other transaction holds past the lock timeout is 409 (busy), with Retry-After either way."""
+    if is_lock_wait_failure(exc):
+        logger.info("lock wait timed out", extra={"event": "lock_busy"})
+        return await handle_app_error(request, ResourceBusy())
     logger.warning("database unavailable", exc_info=exc)
-    return await handle_app_error(_request, DatabaseUnavailable())
+    return await handle_app_error(request, DatabaseUnavailable())
 
 
 async def handle_os_error(request: Request, exc: OSError) -> JSONResponse:

@@ -53,7 +53,7 @@ DEFAULT_PASSWORD = "correct horse battery staple"
 
 
 async def _reset_postgresql_schema(url: str) -> None:
-    reset_engine = create_engine_for(url)
+    reset_engine = create_engine_for(url, request_timeouts=False)
     async with reset_engine.begin() as connection:
         await connection.execute(text("DROP SCHEMA public CASCADE"))
         await connection.execute(text("CREATE SCHEMA public"))

@@ -36,7 +36,7 @@ def run_with_connection(connection: Connection) -> None:
 
 
 async def run_online() -> None:
-    engine = create_engine_for(database_url())
+    engine = create_engine_for(database_url(), request_timeouts=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_with_connection)

@@ -15,6 +15,18 @@ class UploadSettings(BaseSettings):
     # Imports (and dry runs) one worker runs at once; each holds a pooled connection for its whole
     # transaction, so by default they may take at most half the pool and reads always find one.
     IMPORTS_PER_WORKER: int | None = Field(default=None, ge=1)
+    # How long an upload waits for one of its worker's import slots before it answers 503 with
+    # Retry-After (IMPORTS_BUSY); it holds no connection meanwhile.
+    IMPORT_SLOT_WAIT_SECONDS: float = Field(default=10.0, gt=0, le=600)
+    # Imports and dry runs one user runs at once across every worker and host (PostgreSQL advisory
+    # locks; in-process on SQLite); beyond it 429 TOO_MANY_IMPORTS with Retry-After, so one user's
+    # burst cannot fill the slots everyone shares.
+    IMPORTS_PER_USER: int = Field(default=2, ge=1, le=100)
+    # An import or dry run stops for real after this many seconds from the end of its upload (the
+    # reading thread checks it too) and rolls back: 422 IMPORT_TIMED_OUT. The default fits a
+    # 2,000,000-row file on a busy machine and stays below nginx's 600 s for the upload route, so the
+    # client always gets this answer rather than the proxy's.
+    IMPORT_MAX_SECONDS: float = Field(default=540.0, gt=0, le=86_400)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -13,6 +13,9 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
     UNREADABLE_FILE = "UNREADABLE_FILE"
     MALFORMED_UPLOAD = "MALFORMED_UPLOAD"
+    IMPORT_TIMED_OUT = "IMPORT_TIMED_OUT"
+    TOO_MANY_IMPORTS = "TOO_MANY_IMPORTS"
+    IMPORTS_BUSY = "IMPORTS_BUSY"
 
 
 class ReportCode(StrEnum):
@@ -77,8 +80,15 @@ SAMPLES_SHEET = "samples"
 ERRORS_ROW_COLUMN = "# row"
 ERRORS_TEXT_COLUMN = "# errors"
 
-# A report lists this many errors; the stored errors file has all of them.
+# A report lists this many errors; the stored errors file has all of them (up to its bound).
 MAX_REPORT_ERRORS = 1_000
+# In a report, a cell's value and a column's header are cut to this many characters: a report is
+# stored and served with every listing of its file, and must stay small whatever the file held.
+MAX_REPORT_TEXT = 200
+# The stored errors file (errors.csv) keeps the errors up to this multiple of the upload's size
+# (plus ERRORS_FILE_MIN_BYTES); past it the report says `errors_file_truncated`.
+ERRORS_FILE_UPLOAD_MULTIPLE = 4
+ERRORS_FILE_MIN_BYTES = 1024 * 1024
 # Rows validated, looked up and written together: one IN (...) look-up and one multi-row INSERT each.
 IMPORT_BATCH_ROWS = 2_000
 # Samples read per query when exporting.

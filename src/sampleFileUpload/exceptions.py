@@ -1,9 +1,19 @@
 """Errors of the sample-file module."""
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from src.exceptions import AppError, BadRequest, Conflict, NotFound, PayloadTooLarge, UnprocessableEntity
+from src.exceptions import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    UnprocessableEntity,
+)
 from src.sampleFileUpload.constants import ErrorCode
 
 
@@ -48,3 +58,28 @@ class SampleFileRejected(UnprocessableEntity):
     def __init__(self, *, sample_file_id: str | None, report: Mapping[str, Any]) -> None:
         super().__init__()
         self.extensions = {"sample_file_id": sample_file_id, "report": report}
+
+
+class ImportTimedOut(UnprocessableEntity):
+    code = ErrorCode.IMPORT_TIMED_OUT
+    detail = (
+        "The import took longer than the server allows (IMPORT_MAX_SECONDS) and was stopped: nothing was "
+        "imported. Split the file into smaller ones."
+    )
+
+
+class TooManyImports(TooManyRequests):
+    code = ErrorCode.TOO_MANY_IMPORTS
+    detail = (
+        "You have as many imports and dry runs running as one user may (IMPORTS_PER_USER): nothing was "
+        "imported. Send this file again when one of them has finished."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(retry_after_seconds=5)
+
+
+class ImportsBusy(ServiceUnavailable):
+    code = ErrorCode.IMPORTS_BUSY
+    detail = "Every import slot of the server is busy: nothing was imported. Send the file again shortly."
+    headers = MappingProxyType({"Retry-After": "10"})

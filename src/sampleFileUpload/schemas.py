@@ -6,7 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from src.sampleFileUpload.constants import MAX_REPORT_ERRORS, ImportMode, SampleFileStatus, SheetFormat
+from src.sampleFileUpload.constants import (
+    ERRORS_FILE_UPLOAD_MULTIPLE,
+    MAX_REPORT_ERRORS,
+    MAX_REPORT_TEXT,
+    ImportMode,
+    SampleFileStatus,
+    SheetFormat,
+)
 
 REPORT_EXAMPLE = {
     "rows": 3,
@@ -29,6 +36,7 @@ REPORT_EXAMPLE = {
     ],
     "errors_total": 1,
     "errors_truncated": False,
+    "errors_file_truncated": False,
 }
 
 
@@ -59,9 +67,17 @@ class ImportReport(BaseModel):
     unchanged: int
     rejected: int = Field(description="rows with at least one error")
     columns: list[ReportColumn]
-    errors: list[ReportError] = Field(description=f"the first {MAX_REPORT_ERRORS}; errors.csv has them all")
+    errors: list[ReportError] = Field(
+        description=f"the first {MAX_REPORT_ERRORS}, each cell value and header cut to {MAX_REPORT_TEXT} "
+        "characters (the last one `…`); errors.csv has them all, as read"
+    )
     errors_total: int
-    errors_truncated: bool
+    errors_truncated: bool = Field(description="more errors than `errors` lists")
+    errors_file_truncated: bool = Field(
+        default=False,
+        description=f"errors.csv stops before the last errors: it keeps at most {ERRORS_FILE_UPLOAD_MULTIPLE} "
+        "times the upload's size (plus 1 MB), and this file had more",
+    )
 
 
 class SampleFileRead(BaseModel):

@@ -1,96 +1,70 @@
 """Business rules of sample files: receive an upload, check it, import it all or nothing, serve it.
 
-How an import keeps memory flat: the upload streams to a temporary file (hashed and counted as
-it arrives); the sheet is read row by row in a worker thread, a batch of IMPORT_BATCH_ROWS rows at
-a time, the next batch read while this one is written; each batch is checked (one compiled schema
-per file), looked up in the study (one `IN (...)` query, or a small study's ids held in memory)
-and written with COPY on PostgreSQL (one multi-row INSERT elsewhere), all in one transaction.
-
-One pass, not two: rows are written while no error has been seen; after the first error the pass
-goes on checking (so the report is complete) but writes nothing more, and the transaction is
-rolled back at the end. A clean file, the common case, is read once. What grows with the file is
-the table of sample_ids seen (for `duplicate_in_file`), which is on disk (sheet_import.SeenIds), and
-the error file on disk; the report keeps the first MAX_REPORT_ERRORS.
+The import's steps have rooms of their own: receiving.py (the body to a file), readers.py (bytes
+to rows), sheet_import.py (rows to checked samples), importer.py (batches written, counted, logged);
+this module keeps the records and the orchestration: slots, locks, deadline, all or nothing.
 """
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
 import json
-import os
+import time
 import uuid
 import weakref
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
-from pydantic import TypeAdapter, ValidationError
-from python_multipart import MultipartParser
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import parse_options_header
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+import psycopg
+from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.auth.models import User
-from src.database import SessionFactory, count_up_to, utcnow
-from src.exceptions import PreconditionFailed, ValidationFailed
-from src.sampleFileUpload import readers, sheet_import, writers
+from src.constants import LockNamespace
+from src.database import LockBusy, NamedLock, SessionFactory, count_up_to, named_lock, utcnow
+from src.exceptions import PreconditionFailed, is_lock_wait_failure
+from src.sampleFileUpload import writers
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
+    ERRORS_FILE_MIN_BYTES,
+    ERRORS_FILE_UPLOAD_MULTIPLE,
     ERRORS_ROW_COLUMN,
     ERRORS_TEXT_COLUMN,
     EXPORT_PAGE_ROWS,
-    IMPORT_BATCH_ROWS,
-    MAX_FORM_FIELD_BYTES,
-    MAX_REPORT_ERRORS,
-    MULTIPART_OVERHEAD_BYTES,
     ORPHAN_FILE_GRACE_HOURS,
     SAMPLE_ID_COLUMN,
     STATUS_COLUMN,
     TEMPLATE_DESCRIPTION_MARKER,
-    UPLOAD_FIELD_DRY_RUN,
-    UPLOAD_FIELD_FILE,
-    UPLOAD_FIELD_MODE,
-    ImportMode,
-    ReportCode,
     SampleFileStatus,
 )
 from src.sampleFileUpload.exceptions import (
-    MalformedUpload,
+    ImportsBusy,
     SampleFileNotDeletable,
     SampleFileRejected,
-    UnreadableFile,
-    UnsupportedFileType,
-    UploadTooLarge,
+    TooManyImports,
+)
+from src.sampleFileUpload.importer import (
+    ErrorLog,
+    ImportPass,
+    SheetBatches,
+    read_in_thread,
+    report_of,
+    run_pass,
 )
 from src.sampleFileUpload.models import SampleFile
-from src.sampleFileUpload.sheet_import import CellError, CheckedRow, ColumnPlan
+from src.sampleFileUpload.receiving import ReceivedUpload, receive_upload
 from src.sampleFileUpload.storage import Storage
-from src.sampleFileUpload.utils import clean_filename
 from src.schemas import PageParams
 from src.study import service as study_service
-from src.study.constants import ROLE_RANK, ActivityAction, SampleStatus, StudyRole
-from src.study.exceptions import StudyNotFound, StudyRoleRequired
-from src.study.models import Sample, Study, StudyMember
+from src.study.constants import ROLE_RANK, WRITABLE_STATUSES, ActivityAction, SampleStatus, StudyRole
+from src.study.exceptions import StudyBusy, StudyNotFound, StudyReadOnly, StudyRoleRequired
+from src.study.models import SAMPLE_ID_CONSTRAINT, Sample, Study, StudyMember
 from src.study.sample_validation import SampleField, SampleValidator
 from src.study.service import StudyAccess
-
-_SAMPLES = Sample.__table__
-_BOOLEAN = TypeAdapter(bool)
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedUpload:
-    filename: str
-    size_bytes: int
-    sha256: str
-    mode: ImportMode
-    dry_run: bool
 
 
 @dataclass(slots=True)
@@ -114,520 +88,7 @@ class FileAccess:
 
 
 # ---------------------------------------------------------------------------------------------
-# Receiving: multipart streamed to a file, hashed and counted, refused past the limit as it comes
-
-
-class _MultipartReceiver:
-    """python-multipart callbacks: the `file` part's bytes collected per chunk, small fields kept."""
-
-    def __init__(self, max_file_bytes: int) -> None:
-        self.max_file_bytes = max_file_bytes
-        self.fields: dict[str, bytearray] = {}
-        self.filename: str | None = None
-        self.file_parts = 0
-        self.file_bytes = 0
-        self.pending: list[bytes] = []
-        self._header_name = b""
-        self._header_value = b""
-        self._disposition = b""
-        self._current: str | None = None  # "file", a field name, or None until a part's headers are read
-
-    def callbacks(self) -> dict[str, Any]:
-        return {
-            "on_part_begin": self._part_begin,
-            "on_part_data": self._part_data,
-            "on_header_field": self._header_field,
-            "on_header_value": self._header_value_data,
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-        }
-
-    def take_pending(self) -> list[bytes]:
-        pending, self.pending = self.pending, []
-        return pending
-
-    def _part_begin(self) -> None:
-        self._disposition = b""
-        self._current = None
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-        if len(self._header_value) > 4096:
-            raise MalformedUpload
-
-    def _header_end(self) -> None:
-        if self._header_name.lower() == b"content-disposition":
-            self._disposition = self._header_value
-        self._header_name = self._header_value = b""
-
-    def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        if name == UPLOAD_FIELD_FILE:
-            self.file_parts += 1
-            if self.file_parts > 1:
-                raise MalformedUpload("Send exactly one `file` part.")
-            filename = options.get(b"filename", b"")
-            if b"\x00" in filename:  # no file system has such a name: refused, not cleaned
-                raise MalformedUpload("The file name must not contain a NUL character.")
-            self.filename = filename.decode("utf-8", "replace")
-            self._current = UPLOAD_FIELD_FILE
-        elif name in (UPLOAD_FIELD_MODE, UPLOAD_FIELD_DRY_RUN):
-            if name in self.fields:  # `dry_run` true then false: which one the client meant is unknown
-                raise MalformedUpload(f"Send `{name}` at most once.")
-            self._current = name
-            self.fields[name] = bytearray()
-        else:
-            # A misspelt `dry_run` must not import the file for real.
-            raise MalformedUpload(f"Unknown part `{name[:40]}`: send only `file`, `mode` and `dry_run`.")
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._current == UPLOAD_FIELD_FILE:
-            self.file_bytes += end - start
-            if self.file_bytes > self.max_file_bytes:
-                raise UploadTooLarge
-            self.pending.append(data[start:end])
-        elif self._current is not None:
-            value = self.fields[self._current]
-            value += data[start:end]
-            if len(value) > MAX_FORM_FIELD_BYTES:
-                raise MalformedUpload(f"`{self._current}` is too long.")
-
-
-def _boundary_of(content_type: str | None) -> bytes:
-    media_type, options = parse_options_header(content_type or "")
-    boundary = options.get(b"boundary")
-    if media_type != b"multipart/form-data" or not boundary:
-        raise MalformedUpload
-    return boundary
-
-
-def _append(sink: BinaryIO, hasher: Any, pieces: list[bytes]) -> None:
-    for piece in pieces:
-        hasher.update(piece)
-        sink.write(piece)
-
-
-async def receive_upload(
-    stream: AsyncIterator[bytes], *, content_type: str | None, into: Path, max_bytes: int
-) -> ReceivedUpload:
-    """The multipart body streamed into `into`; UploadTooLarge as soon as the file passes max_bytes."""
-    receiver = _MultipartReceiver(max_bytes)
-    parser = MultipartParser(_boundary_of(content_type), receiver.callbacks())
-    hasher = hashlib.sha256()
-    body_bytes = 0
-    with into.open("wb") as sink:
-        try:
-            async for chunk in stream:
-                body_bytes += len(chunk)
-                if body_bytes > max_bytes + MULTIPART_OVERHEAD_BYTES:
-                    raise UploadTooLarge
-                parser.write(chunk)
-                pending = receiver.take_pending()
-                if pending:
-                    await anyio.to_thread.run_sync(_append, sink, hasher, pending)
-            parser.finalize()
-        except FormParserError:
-            raise MalformedUpload from None
-    if receiver.file_parts != 1:
-        raise ValidationFailed(errors=[{"loc": ["body", "file"], "msg": "Field required", "code": "missing"}])
-    return ReceivedUpload(
-        filename=clean_filename(receiver.filename),
-        size_bytes=receiver.file_bytes,
-        sha256=hasher.hexdigest(),
-        mode=_mode_of(receiver.fields.get(UPLOAD_FIELD_MODE)),
-        dry_run=_dry_run_of(receiver.fields.get(UPLOAD_FIELD_DRY_RUN)),
-    )
-
-
-def _mode_of(raw: bytearray | None) -> ImportMode:
-    text = raw.decode("utf-8", "replace").strip() if raw is not None else ImportMode.INSERT
-    try:
-        return ImportMode(text)
-    except ValueError:
-        raise ValidationFailed(
-            errors=[{"loc": ["body", "mode"], "msg": "must be insert or upsert", "code": "enum"}]
-        ) from None
-
-
-def _dry_run_of(raw: bytearray | None) -> bool:
-    if raw is None:
-        return False
-    try:
-        return _BOOLEAN.validate_python(raw.decode("utf-8", "replace").strip())
-    except ValidationError:
-        raise ValidationFailed(
-            errors=[{"loc": ["body", "dry_run"], "msg": "must be true or false", "code": "bool_parsing"}]
-        ) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading: the sheet in a worker thread, a batch at a time
-
-
-class _SheetBatches:
-    """The sheet opened and checked in worker threads; every method here blocks (call it off the loop)."""
-
-    def __init__(self, path: Path, *, filename: str, validator: SampleValidator, mode: ImportMode) -> None:
-        self._path = path
-        self._filename = filename
-        self._validator = validator
-        self._mode = mode
-        self._stack = contextlib.ExitStack()
-        self._batches: Iterator[list[CheckedRow]] = iter(())
-        self.format = ""
-        self.encoding: str | None = None
-        self.plan = ColumnPlan(columns=[], errors=[])
-
-    def open(self) -> None:
-        sheet = self._stack.enter_context(
-            readers.open_sheet(self._path, filename=self._filename, max_rows=upload_settings.MAX_UPLOAD_ROWS)
-        )
-        self.format, self.encoding = sheet.format, sheet.encoding
-        self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
-        checker = sheet_import.RowChecker(
-            self.plan, self._validator, mode=self._mode, max_rows=upload_settings.MAX_UPLOAD_ROWS
-        )
-        self._stack.callback(checker.seen_ids.close)
-        self._batches = sheet_import.batches(sheet.rows, checker, size=IMPORT_BATCH_ROWS)
-
-    def next_batch(self) -> list[CheckedRow] | None:
-        return next(self._batches, None)
-
-    def close(self) -> None:
-        self._stack.close()
-
-
-async def _in_thread(function: Any, *args: Any) -> Any:
-    """Runs a blocking sheet step off the event loop; a sheet that cannot be read is 415 or 422."""
-    try:
-        return await anyio.to_thread.run_sync(function, *args)
-    except readers.SheetError as error:
-        raise (UnsupportedFileType if error.unsupported else UnreadableFile)(str(error)) from None
-
-
-class _ErrorLog:
-    """Every error of an import: the first MAX_REPORT_ERRORS kept for the report; all of them in a
-    JSON-lines file, one line per rejected row with its cells as read (and one for the header row's
-    column errors), from which errors.csv gives the rejected rows back."""
-
-    def __init__(self, sink: BinaryIO | None) -> None:
-        self.sink = sink
-        self.first: list[dict[str, Any]] = []
-        self.total = 0
-
-    def add_column_errors(self, plan: ColumnPlan) -> None:
-        if plan.errors:
-            self._add(plan.header_row, None, plan.errors)
-
-    def add_row(self, row: CheckedRow) -> None:
-        self._add(row.row, row.cells, row.errors)
-
-    def _add(self, row: int, cells: list[object] | None, errors: list[CellError]) -> None:
-        self.total += len(errors)
-        room = MAX_REPORT_ERRORS - len(self.first)
-        if room > 0:
-            self.first += [error.as_dict() for error in errors[:room]]
-        if self.sink is not None:
-            entry = {"row": row, "cells": cells, "errors": [error.as_dict() for error in errors]}
-            self.sink.write(_JSON_LINE(entry).encode() + b"\n")
-
-
-def _stored_cell(value: object) -> str:
-    """A cell JSON cannot hold (an XLSX date, a time) as the text a CSV export writes for it."""
-    return writers.csv_cell(value) if isinstance(value, dt.date) else str(value)
-
-
-_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=_stored_cell).encode
-
-
-@dataclass(slots=True)
-class _Counts:
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-
-
-@dataclass(slots=True)
-class _Pass:
-    """One import pass over a sheet: what it writes (if anything), what it counts and logs."""
-
-    session: AsyncSession
-    access: StudyAccess
-    validator: SampleValidator
-    mode: ImportMode
-    log: _ErrorLog
-    file_id: uuid.UUID | None  # None: check only (a dry run)
-    counts: _Counts = field(default_factory=_Counts)
-
-    async def take(self, batch: list[CheckedRow]) -> None:
-        self.counts.rows += len(batch)
-        existing = await self._existing([row.normalized for row in batch if not row.errors])
-        creates: list[CheckedRow] = []
-        updates: list[dict[str, Any]] = []
-        for row in batch:
-            if not row.errors:
-                self._sort(row, existing.get(row.normalized), creates, updates)
-            if row.errors:
-                self.counts.rejected += 1
-                self.log.add_row(row)
-        self.counts.created += len(creates)
-        self.counts.updated += len(updates)
-        if self.file_id is not None and not self.log.total:
-            await self._write(creates, updates)
-
-    def _sort(
-        self, row: CheckedRow, stored: Any, creates: list[CheckedRow], updates: list[dict[str, Any]]
-    ) -> None:
-        if stored is None:
-            if self.mode is ImportMode.UPSERT:
-                self._check_complete(row)
-            if not row.errors:
-                creates.append(row)
-            return
-        if self.mode is ImportMode.INSERT:
-            row.errors.append(
-                CellError(
-                    row.row,
-                    row.sample_id_header,
-                    row.sample_id,
-                    ReportCode.ALREADY_EXISTS,
-                    "the study already has a sample with this sample_id",
-                )
-            )
-            return
-        merged = {**stored.values, **row.values}
-        status = row.status or stored.status
-        if merged == stored.values and status == stored.status:
-            self.counts.unchanged += 1
-        else:
-            updates.append(
-                {
-                    "pk": stored.id,
-                    "new_values": merged,
-                    "new_status": status,
-                    "old_status": stored.status,
-                    "old_values": stored.values,
-                }
-            )
-
-    def _check_complete(self, row: CheckedRow) -> None:
-        """A new sample in upsert mode was checked field by field: it must also have every required one."""
-        _, issues = self.validator.validate(row.values, partial=False)
-        row.errors += [
-            CellError(row.row, row.headers.get(issue.field, issue.field), None, issue.code, issue.message)
-            for issue in issues
-        ]
-
-    # A study's sample_ids held in memory when it has at most this many samples (~100 bytes each).
-    # Why: while an import writes, the planner's statistics still describe the study as it was; into
-    # a study that was (nearly) empty, it would look each batch up by scanning every sample the import
-    # has written so far (measured: 5 s a batch after 80,000 rows). With the ids in memory, only the
-    # rows found there are looked up; a larger study has statistics that lead to its unique index.
-    ids_in_memory_up_to = 200_000
-    known_ids: set[str] | None = None
-
-    async def load_known_ids(self) -> None:
-        if self.access.study.sample_count > self.ids_in_memory_up_to:
-            return
-        rows = await self.session.stream_scalars(
-            select(_SAMPLES.c.sample_id_normalized).where(_SAMPLES.c.study_id == self.access.study.id)
-        )
-        self.known_ids = {key async for key in rows}
-
-    async def _existing(self, normalized: list[str | None]) -> dict[str, Any]:
-        keys = [key for key in normalized if key is not None]
-        if self.known_ids is not None:
-            keys = [key for key in keys if key in self.known_ids]
-        if not keys:
-            return {}
-        columns = [_SAMPLES.c.sample_id_normalized, _SAMPLES.c.id]
-        if self.mode is ImportMode.UPSERT:
-            columns += [_SAMPLES.c.status, _SAMPLES.c["values"]]
-        rows = await self.session.execute(
-            select(*columns).where(
-                _SAMPLES.c.study_id == self.access.study.id, _SAMPLES.c.sample_id_normalized.in_(keys)
-            )
-        )
-        return {row.sample_id_normalized: row for row in rows}
-
-    async def _write(self, creates: list[CheckedRow], updates: list[dict[str, Any]]) -> None:
-        now = utcnow()
-        await study_service.add_to_status_counts(
-            self.session, study_id=self.access.study.id, deltas=_status_deltas(creates, updates)
-        )
-        await study_service.add_to_created_counts(
-            self.session, study_id=self.access.study.id, deltas={now.date(): len(creates)}
-        )
-        await study_service.add_to_field_value_counts(
-            self.session,
-            study=self.access.study,
-            changes=[(None, row.values) for row in creates]
-            + [(change["old_values"], change["new_values"]) for change in updates],
-        )
-        if creates:
-            study_id, user_id = self.access.study.id, self.access.user.id
-            rows = [
-                (
-                    sample_pk,
-                    study_id,
-                    row.sample_id,
-                    row.normalized,
-                    row.status or SampleStatus.REGISTERED.value,
-                    {name: value for name, value in row.values.items() if value is not None},
-                    self.file_id,
-                    user_id,
-                    now,
-                    now,
-                    1,
-                )
-                for sample_pk, row in zip(_new_ids(len(creates)), creates, strict=True)
-            ]
-            await _insert_samples(self.session, rows)
-        if updates:
-            await self.session.execute(
-                update(_SAMPLES)
-                .where(_SAMPLES.c.id == bindparam("pk"))
-                .values(
-                    values=bindparam("new_values"),
-                    status=bindparam("new_status"),
-                    version=_SAMPLES.c.version + 1,
-                    updated_at=now,
-                ),
-                updates,
-            )
-
-
-def _new_ids(count: int) -> list[uuid.UUID]:
-    """`count` random (version 4) UUIDs from one read of the OS's random source: uuid.uuid4() makes
-    one system call each, 13% of an import's CPU when called per row."""
-    raw = os.urandom(16 * count)
-    return [uuid.UUID(bytes=raw[start : start + 16], version=4) for start in range(0, 16 * count, 16)]
-
-
-def _status_deltas(creates: list[CheckedRow], updates: list[dict[str, Any]]) -> Counter[str]:
-    """How one batch moves the study's per-status sample counts."""
-    deltas: Counter[str] = Counter(row.status or SampleStatus.REGISTERED.value for row in creates)
-    for change in updates:
-        deltas[change["old_status"]] -= 1
-        deltas[change["new_status"]] += 1
-    return deltas
-
-
-# The columns of a new sample, in the order of the rows _Pass._write builds.
-_INSERT_COLUMNS = (
-    "id",
-    "study_id",
-    "sample_id",
-    "sample_id_normalized",
-    "status",
-    "values",
-    "source_file_id",
-    "created_by",
-    "created_at",
-    "updated_at",
-    "version",
-)
-_COPY_SAMPLES = f"COPY samples ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
-_VALUES_AT = _INSERT_COLUMNS.index("values")
-
-
-# COPY's text format: a backslash and the characters that end a field or a row are escaped.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-# One encoder for the whole import: json.dumps with options builds a new encoder for every call.
-_JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _copy_text(value: Any) -> str:
-    """One field of a COPY text row; None is NULL (`\\N`)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return _escaped(value)
-    return str(value)
-
-
-def _escaped(text: str) -> str:
-    # translate() is slow on str: most texts have nothing to escape, and the `in` tests are C loops.
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        return text.translate(_COPY_ESCAPES)
-    return text
-
-
-def _copy_batch(rows: list[tuple[Any, ...]]) -> bytes:
-    """A whole batch as COPY text in one string, one write: psycopg's write_row per row dispatches
-    a dumper per value and was the import's largest cost in Python. Only the texts (sample_ids,
-    the JSON values) can hold characters to escape; uuids, timestamps and numbers print plainly.
-    A value every row shares (the study, the file, the user, the time) is formatted once."""
-    first = rows[0]
-    shared = {
-        at: _copy_text(value)
-        for at, value in enumerate(first)
-        if at != _VALUES_AT and all(row[at] is value for row in rows)
-    }
-    lines = []
-    for row in rows:
-        fields = [
-            shared.get(at) or _copy_text(value) if at != _VALUES_AT else _escaped(_JSON_TEXT(value))
-            for at, value in enumerate(row)
-        ]
-        lines.append("\t".join(fields))
-    lines.append("")
-    return "\n".join(lines).encode()
-
-
-async def _insert_samples(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
-    """COPY on PostgreSQL (measured 3x a multi-row INSERT), on the session's own connection and
-    transaction, the batch sent as one block of text; a multi-row INSERT elsewhere."""
-    if session.get_bind().dialect.name != "postgresql":
-        named = [dict(zip(_INSERT_COLUMNS, row, strict=True)) for row in rows]
-        await session.execute(insert(_SAMPLES), named)
-        return
-    connection = await session.connection()
-    driver_connection = (await connection.get_raw_connection()).driver_connection
-    async with driver_connection.cursor() as cursor, cursor.copy(_COPY_SAMPLES) as copy:
-        await copy.write(_copy_batch(rows))
-
-
-async def _run_pass(sheet: _SheetBatches, step: _Pass) -> None:
-    """Reads the next batch in a worker thread while this one is looked up and written."""
-    step.log.add_column_errors(sheet.plan)
-    await step.load_known_ids()
-    reading = asyncio.ensure_future(_in_thread(sheet.next_batch))
-    try:
-        while (batch := await reading) is not None:
-            reading = asyncio.ensure_future(_in_thread(sheet.next_batch))
-            await step.take(batch)
-    finally:
-        if not reading.done():
-            # The thread cannot be interrupted: let it finish before the sheet is closed, also when
-            # the request is being cancelled (shielded: a cancelled scope would interrupt the wait).
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await reading
-
-
-def _report(sheet: _SheetBatches, counts: _Counts, log: _ErrorLog) -> dict[str, Any]:
-    rejected = bool(log.total)
-    return {
-        "rows": counts.rows,
-        "created": 0 if rejected else counts.created,
-        "updated": 0 if rejected else counts.updated,
-        "unchanged": 0 if rejected else counts.unchanged,
-        "rejected": counts.rejected,
-        "columns": [{"header": column.header, "field": column.field} for column in sheet.plan.columns],
-        "errors": log.first,
-        "errors_total": log.total,
-        "errors_truncated": log.total > len(log.first),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Importing
+# Importing: one upload at a time per study, a few per user and per worker, each against a deadline
 
 
 async def import_sample_file(
@@ -638,17 +99,29 @@ async def import_sample_file(
     content_type: str | None,
     storage: Storage,
 ) -> ImportOutcome:
-    """Receive, check and (unless a dry run) import a file; SampleFileRejected when any cell is wrong."""
+    """Receive, check and (unless a dry run) import a file; SampleFileRejected when any cell is wrong.
+
+    Every wait is bounded: for a worker's import slot (IMPORT_SLOT_WAIT_SECONDS, then 503), for one
+    of the user's (none: 429), for the study (DATABASE_LOCK_TIMEOUT_SECONDS, then 409 STUDY_BUSY);
+    and the work itself stops at IMPORT_MAX_SECONDS from the end of the upload (422).
+    """
     await _release_connection(session)
     with storage.temp_file() as upload_path, storage.temp_file() as errors_path:
         upload = await receive_upload(
             stream, content_type=content_type, into=upload_path, max_bytes=upload_settings.max_upload_bytes
         )
         validator = study_service.validator_of(access.study)
-        sheet = _SheetBatches(upload_path, filename=upload.filename, validator=validator, mode=upload.mode)
+        sheet = SheetBatches(
+            upload_path,
+            filename=upload.filename,
+            validator=validator,
+            mode=upload.mode,
+            deadline=time.monotonic() + upload_settings.IMPORT_MAX_SECONDS,
+        )
         try:
-            await _in_thread(sheet.open)
-            async with import_slots():
+            async with _worker_import_slot(), _user_import_slot(session, access.user):
+                await _confirm_still_editor(session, access)
+                await read_in_thread(sheet.open)
                 if upload.dry_run:
                     return await _dry_run(session, access, sheet, upload, validator)
                 return await _import(
@@ -663,7 +136,7 @@ async def import_sample_file(
 async def _release_connection(session: AsyncSession) -> None:
     """Ends the access checks' transaction, which hands its pooled connection back: the body may
     take minutes to arrive, and a worker's pool is small. What they loaded stays usable
-    (expire_on_commit=False); the import checks the study and the caller's role again under its lock."""
+    (expire_on_commit=False); the import checks the study and the caller's role again once it runs."""
     await session.commit()
 
 
@@ -683,10 +156,40 @@ def import_slots() -> asyncio.Semaphore:
     return slots
 
 
+@contextlib.asynccontextmanager
+async def _worker_import_slot() -> AsyncIterator[None]:
+    """One of the worker's import slots, waited for at most IMPORT_SLOT_WAIT_SECONDS (then 503)."""
+    slots = import_slots()
+    try:
+        await asyncio.wait_for(slots.acquire(), upload_settings.IMPORT_SLOT_WAIT_SECONDS)
+    except TimeoutError:
+        raise ImportsBusy from None
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+@contextlib.asynccontextmanager
+async def _user_import_slot(session: AsyncSession, user: User) -> AsyncIterator[None]:
+    """One of the user's IMPORTS_PER_USER slots, shared by every worker and host (a named lock each,
+    tried without waiting): a user who has them all gets 429 at once, so one user's burst of uploads
+    never fills the slots everyone shares. Held for the import's transaction."""
+    for slot in range(upload_settings.IMPORTS_PER_USER):
+        lock = NamedLock.of(LockNamespace.USER_IMPORTS, user.id.bytes + slot.to_bytes(2, "big"))
+        try:
+            async with named_lock(session, lock, wait=False):
+                yield
+                return
+        except LockBusy:
+            continue
+    raise TooManyImports
+
+
 async def _dry_run(
     session: AsyncSession,
     access: StudyAccess,
-    sheet: _SheetBatches,
+    sheet: SheetBatches,
     upload: ReceivedUpload,
     validator: SampleValidator,
 ) -> ImportOutcome:
@@ -700,28 +203,17 @@ async def _dry_run(
             encoding=earlier.encoding,
             duplicate_of=earlier.id,
         )
-    log = _ErrorLog(None)
-    step = _Pass(session, access, validator, upload.mode, log, file_id=None)
-    await _run_pass(sheet, step)
-    report = _report(sheet, step.counts, log)
+    log = ErrorLog(None)
+    step = ImportPass(session, access, validator, upload.mode, log, file_id=None)
+    await run_pass(sheet, step)
+    report = report_of(sheet, step.counts, log)
     return ImportOutcome(report=report, upload=upload, format=sheet.format, encoding=sheet.encoding)
 
 
-async def _lock_study(session: AsyncSession, access: StudyAccess) -> None:
-    """Imports into one study run one at a time: the study's row stays locked until the commit
-    (a row lock on PostgreSQL; SQLite lets one writer at a time anyway). The fields read under
-    the lock must be the ones the file is checked against, and the caller must still be an editor:
-    the access checks ran before the body, which may have taken minutes to arrive."""
-    fields = await study_service.add_to_sample_count(session, study_id=access.study.id, delta=0)
-    if fields != access.study.sample_fields:
-        await session.rollback()
-        raise PreconditionFailed(
-            "The study's sample fields changed while the file was uploading; send it again."
-        )
-    await _confirm_still_editor(session, access)
-
-
 async def _confirm_still_editor(session: AsyncSession, access: StudyAccess) -> None:
+    """The access checks ran before the body, which may have taken minutes to arrive: an editor
+    removed or made a viewer meanwhile gets 404/403, for a dry run too (its report would reveal
+    which sample_ids the study has)."""
     member = await study_service.get_member(session, study=access.study, user_id=access.user.id)
     now = study_service.study_access_as(
         study=access.study, user=access.user, role=member.role if member is not None else None
@@ -729,6 +221,27 @@ async def _confirm_still_editor(session: AsyncSession, access: StudyAccess) -> N
     if now is None or ROLE_RANK[now.role] < ROLE_RANK[StudyRole.EDITOR]:
         await session.rollback()
         raise StudyNotFound if now is None else StudyRoleRequired
+
+
+async def _confirm_study_unchanged(session: AsyncSession, access: StudyAccess) -> None:
+    """Under the study's import lock: still draft or active, with the fields the file is checked against."""
+    current = (
+        await session.execute(select(Study.status, Study.sample_fields).where(Study.id == access.study.id))
+    ).first()
+    if current is None:
+        await session.rollback()
+        raise StudyNotFound
+    if current.status not in WRITABLE_STATUSES:
+        await session.rollback()
+        raise StudyReadOnly
+    if current.sample_fields != access.study.sample_fields:
+        await session.rollback()
+        raise PreconditionFailed(_FIELDS_CHANGED)
+
+
+_FIELDS_CHANGED = (
+    "The study's sample fields changed while the file was on its way; nothing was imported. Send it again."
+)
 
 
 async def _roll_back(session: AsyncSession, access: StudyAccess) -> None:
@@ -749,7 +262,7 @@ async def _earlier_import(session: AsyncSession, study_id: uuid.UUID, sha256: st
 
 
 def _new_record(
-    access: StudyAccess, upload: ReceivedUpload, sheet: _SheetBatches, status: SampleFileStatus
+    access: StudyAccess, upload: ReceivedUpload, sheet: SheetBatches, status: SampleFileStatus
 ) -> SampleFile:
     return SampleFile(
         id=uuid.uuid4(),
@@ -771,43 +284,76 @@ def _new_record(
 async def _import(
     session: AsyncSession,
     access: StudyAccess,
-    sheet: _SheetBatches,
+    sheet: SheetBatches,
     upload: ReceivedUpload,
     validator: SampleValidator,
     storage: Storage,
     upload_path: Path,
     errors_path: Path,
 ) -> ImportOutcome:
-    await _lock_study(session, access)
-    earlier = await _earlier_import(session, access.study.id, upload.sha256)
-    if earlier is not None:
-        await session.commit()  # only the lock was taken; a rollback would expire what the answer reads
-        return ImportOutcome(
-            report=earlier.report,
-            upload=upload,
-            format=earlier.format,
-            encoding=earlier.encoding,
-            record=earlier,
-            duplicate_of=earlier.id,
-        )
-    record = _new_record(access, upload, sheet, SampleFileStatus.IMPORTED)
-    session.add(record)
-    await session.flush()  # the samples point at it
-    with errors_path.open("wb") as errors_sink:
-        log = _ErrorLog(errors_sink)
-        step = _Pass(session, access, validator, upload.mode, log, file_id=record.id)
-        await _run_pass(sheet, step)
-    report = _report(sheet, step.counts, log)
-    if log.total:
-        await _roll_back(session, access)
-        rejected = await _store_rejected(
-            session, access, sheet, upload, report, storage, upload_path, errors_path
-        )
-        raise SampleFileRejected(sample_file_id=str(rejected.id), report=report)
-    await _commit_imported(session, access, record, report, step.counts, storage, upload_path)
+    """Imports into one study take turns (its import lock, held to the commit): which also makes two
+    identical uploads at once import once. The study's row is not held meanwhile: edits of its
+    samples go on beside the import; changes of its fields or status wait for it (STUDY_BUSY)."""
+    async with study_service.holding_study(session, access.study.id, for_import=True):
+        earlier = await _earlier_import(session, access.study.id, upload.sha256)
+        if earlier is not None:
+            await session.commit()  # only the lock was taken; a rollback would expire what the answer reads
+            return ImportOutcome(
+                report=earlier.report,
+                upload=upload,
+                format=earlier.format,
+                encoding=earlier.encoding,
+                record=earlier,
+                duplicate_of=earlier.id,
+            )
+        await _confirm_study_unchanged(session, access)
+        record = _new_record(access, upload, sheet, SampleFileStatus.IMPORTED)
+        session.add(record)
+        await session.flush()  # the samples point at it
+        with errors_path.open("wb") as errors_sink:
+            log = ErrorLog(
+                errors_sink, max_bytes=ERRORS_FILE_UPLOAD_MULTIPLE * upload.size_bytes + ERRORS_FILE_MIN_BYTES
+            )
+            step = ImportPass(session, access, validator, upload.mode, log, file_id=record.id)
+            async with _busy_when_samples_collide(session):
+                await run_pass(sheet, step)
+        report = report_of(sheet, step.counts, log)
+        if log.total:
+            await _roll_back(session, access)
+            rejected = await _store_rejected(
+                session, access, sheet, upload, report, storage, upload_path, errors_path
+            )
+            raise SampleFileRejected(sample_file_id=str(rejected.id), report=report)
+        async with _busy_when_samples_collide(session):
+            await _commit_imported(session, access, record, report, step, storage, upload_path)
     return ImportOutcome(
         report=report, upload=upload, format=sheet.format, encoding=sheet.encoding, record=record
     )
+
+
+@contextlib.asynccontextmanager
+async def _busy_when_samples_collide(session: AsyncSession) -> AsyncIterator[None]:
+    """Edits run beside an import: one that created a sample_id of the file while it was importing,
+    or that holds a sample the import must update past the lock timeout, makes the import 409
+    STUDY_BUSY with nothing imported (sending the file again then reports or updates that sample)."""
+    try:
+        yield
+    except (IntegrityError, psycopg.IntegrityError, DBAPIError, psycopg.OperationalError) as error:
+        if not (_is_sample_id_collision(error) or is_lock_wait_failure(error)):
+            raise
+        await session.rollback()
+        raise StudyBusy(
+            "Someone changed samples of this study that the file has while it was importing: nothing was "
+            "imported. Send the file again."
+        ) from None
+
+
+def _is_sample_id_collision(error: BaseException) -> bool:
+    """A unique violation of (study_id, sample_id_normalized): psycopg's own (from COPY) or wrapped."""
+    cause = getattr(error, "orig", error)
+    if isinstance(cause, psycopg.errors.UniqueViolation):
+        return cause.diag.constraint_name == SAMPLE_ID_CONSTRAINT
+    return isinstance(error, IntegrityError) and "samples.sample_id_normalized" in str(cause)
 
 
 async def _commit_imported(
@@ -815,11 +361,16 @@ async def _commit_imported(
     access: StudyAccess,
     record: SampleFile,
     report: dict[str, Any],
-    counts: _Counts,
+    step: ImportPass,
     storage: Storage,
     upload_path: Path,
 ) -> None:
-    await study_service.add_to_sample_count(session, study_id=access.study.id, delta=counts.created)
+    fields = await study_service.apply_count_changes(
+        session, study_id=access.study.id, changes=step.count_changes
+    )
+    if fields != access.study.sample_fields:  # only if changed by a path that skipped the import lock
+        await session.rollback()
+        raise PreconditionFailed(_FIELDS_CHANGED)
     record.report = report
     study_service.record_activity(
         session,
@@ -845,7 +396,7 @@ async def _commit_imported(
 async def _store_rejected(
     session: AsyncSession,
     access: StudyAccess,
-    sheet: _SheetBatches,
+    sheet: SheetBatches,
     upload: ReceivedUpload,
     report: dict[str, Any],
     storage: Storage,

@@ -9,6 +9,7 @@ from src.exceptions import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    ResourceBusy,
     UnprocessableEntity,
     ValidationFailed,
 )
@@ -43,6 +44,16 @@ class StudyReadOnly(Conflict):
 class StudyNotDeletable(Conflict):
     code = ErrorCode.STUDY_NOT_DELETABLE
     detail = "Only a draft study without samples can be deleted; archive this one instead."
+
+
+class StudyBusy(ResourceBusy):
+    """An import holds the study (or another writer the same samples) past the lock timeout."""
+
+    code = ErrorCode.STUDY_BUSY
+    detail = (
+        "A sample file is being imported into this study (or someone is changing the same samples): "
+        "nothing was changed. Try again in a few seconds."
+    )
 
 
 class InvalidStatusTransition(Conflict):
@@ -100,7 +111,7 @@ TOKEN_ERRORS = (AuthenticationRequired, InvalidToken, TokenExpired, SessionRevok
 # Any route under /studies/{study_id}: the study must exist and the caller be one of its members.
 IN_STUDY = (*TOKEN_ERRORS, StudyNotFound)
 ROLE = (*IN_STUDY, StudyRoleRequired)
-WRITE = (*ROLE, StudyReadOnly)
+WRITE = (*ROLE, StudyReadOnly, StudyBusy)
 VERSIONED = (InvalidIfMatch, PreconditionFailed)
 # Routes that read a JSON body: one that is not JSON, or past the structural limits, is refused first.
 BODY = (MalformedBody, BodyTooComplex)

@@ -36,6 +36,10 @@ def _string_enum(enum: type, name: str) -> Enum:
     )
 
 
+# The one unique constraint a sample write can break (an import tells a collision by its name).
+SAMPLE_ID_CONSTRAINT = "uq_samples_study_id_sample_id_normalized"
+
+
 class Study(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "studies"
 
@@ -70,7 +74,7 @@ class StudyMember(Base):
 class Sample(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "samples"
     __table_args__ = (
-        UniqueConstraint("study_id", "sample_id_normalized", name="uq_samples_study_id_sample_id_normalized"),
+        UniqueConstraint("study_id", "sample_id_normalized", name=SAMPLE_ID_CONSTRAINT),
         Index("ix_samples_study_id_status", "study_id", "status"),
         Index("ix_samples_study_id_created_at", "study_id", "created_at"),
         Index("ix_samples_study_id_updated_at", "study_id", "updated_at"),

@@ -2,8 +2,10 @@
 
 import functools
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -24,15 +26,27 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, defer
 
 from src.auth import service as auth_service
 from src.auth.constants import Role
 from src.auth.models import User
-from src.database import Base, capped_count, capped_total, count_up_to, escape_like, insert_for, utcnow
-from src.exceptions import AppError, PreconditionFailed
+from src.constants import LockNamespace
+from src.database import (
+    Base,
+    LockBusy,
+    NamedLock,
+    capped_count,
+    capped_total,
+    count_up_to,
+    escape_like,
+    insert_for,
+    named_lock,
+    utcnow,
+)
+from src.exceptions import AppError, PreconditionFailed, is_lock_wait_failure
 from src.schemas import PageParams
 from src.study import sample_validation
 from src.study.constants import (
@@ -56,6 +70,7 @@ from src.study.exceptions import (
     LastOwner,
     SampleIdTaken,
     SampleNotFound,
+    StudyBusy,
     StudyCodeTaken,
     StudyNotDeletable,
     StudyNotFound,
@@ -238,6 +253,29 @@ async def get_study_access(session: AsyncSession, *, study_id: uuid.UUID, user: 
         return None
     study, role = row
     return study_access_as(study=study, user=user, role=role)
+
+
+# Imports hold their study: while one runs, the study's fields, status and existence stay as they are.
+
+
+def study_import_lock(study_id: uuid.UUID) -> NamedLock:
+    return NamedLock.of(LockNamespace.STUDY_IMPORT, study_id.bytes)
+
+
+@asynccontextmanager
+async def holding_study(
+    session: AsyncSession, study_id: uuid.UUID, *, for_import: bool
+) -> AsyncIterator[None]:
+    """An import holds its study alone, for the import's transaction: a second import into it waits
+    (at most DATABASE_LOCK_TIMEOUT_SECONDS, then 409 STUDY_BUSY). A change of the study's sample
+    fields, status or existence holds it shared: it waits for a running import as long, then 409
+    STUDY_BUSY, instead of invalidating a minute of import at its end. Sample writes do not take it:
+    they run beside an import (see add_to_sample_count for how the two never deadlock)."""
+    try:
+        async with named_lock(session, study_import_lock(study_id), shared=not for_import):
+            yield
+    except LockBusy:
+        raise StudyBusy from None
 
 
 def study_access_as(*, study: Study, user: User, role: StudyRole | None) -> StudyAccess | None:
@@ -449,15 +487,16 @@ async def change_status(
         options = ", ".join(sorted(allowed))
         raise InvalidStatusTransition(f"A {study.status} study can move to: {options}; not to {status}.")
     old_status = study.status
-    await _write_versioned(session, study, expected_version=expected_version, changes={"status": status})
-    record_activity(
-        session,
-        study_id=study.id,
-        actor=access.user,
-        action=ActivityAction.STATUS_CHANGED,
-        details={"old": old_status, "new": status},
-    )
-    await session.commit()
+    async with holding_study(session, study.id, for_import=False):
+        await _write_versioned(session, study, expected_version=expected_version, changes={"status": status})
+        record_activity(
+            session,
+            study_id=study.id,
+            actor=access.user,
+            action=ActivityAction.STATUS_CHANGED,
+            details={"old": old_status, "new": status},
+        )
+        await session.commit()
     return study
 
 
@@ -470,11 +509,12 @@ async def delete_study(session: AsyncSession, *, study: Study, expected_version:
     condition = [Study.id == study_id, Study.status == StudyStatus.DRAFT, Study.sample_count == 0]
     if expected_version is not None:
         condition.append(Study.version == expected_version)
-    deleted = await session.execute(delete(Study).where(*condition))
-    if deleted.rowcount != 1:
-        await session.rollback()
-        raise await _why_study_not_deleted(session, study_id)
-    await session.commit()
+    async with holding_study(session, study_id, for_import=False):
+        deleted = await session.execute(delete(Study).where(*condition))
+        if deleted.rowcount != 1:
+            await session.rollback()
+            raise await _why_study_not_deleted(session, study_id)
+        await session.commit()
 
 
 async def _why_study_not_deleted(session: AsyncSession, study_id: uuid.UUID) -> AppError:
@@ -511,22 +551,23 @@ async def replace_sample_fields(
     # Unchecked because the study was empty: it must still be empty when written (a sample added
     # meanwhile holds the row until its commit, then this finds sample_count > 0 and writes nothing).
     still_empty = () if study.sample_count else (Study.sample_count == 0,)
-    await _write_versioned(
-        session,
-        study,
-        expected_version=expected_version,
-        changes={"sample_fields": new_fields},
-        only_if=still_empty,
-        while_writable=True,
-    )
-    record_activity(
-        session,
-        study_id=study.id,
-        actor=access.user,
-        action=ActivityAction.SAMPLE_FIELDS_CHANGED,
-        details={"old": old_fields, "new": new_fields},
-    )
-    await session.commit()
+    async with holding_study(session, study.id, for_import=False):
+        await _write_versioned(
+            session,
+            study,
+            expected_version=expected_version,
+            changes={"sample_fields": new_fields},
+            only_if=still_empty,
+            while_writable=True,
+        )
+        record_activity(
+            session,
+            study_id=study.id,
+            actor=access.user,
+            action=ActivityAction.SAMPLE_FIELDS_CHANGED,
+            details={"old": old_fields, "new": new_fields},
+        )
+        await session.commit()
     return study
 
 
@@ -696,20 +737,32 @@ async def _sample_id_taken(
     return await session.scalar(query) is not None
 
 
-async def _commit_unless_sample_id_taken(session: AsyncSession) -> None:
-    # The only unique constraint a sample write can break is (study_id, sample_id_normalized).
+@asynccontextmanager
+async def _sample_write(session: AsyncSession) -> AsyncIterator[None]:
+    """Around a sample write and its commit: a sample_id taken by a concurrent request is 409
+    SAMPLE_ID_TAKEN (the only unique constraint a sample write can break is (study_id,
+    sample_id_normalized)); a sample, or a new sample's key, held by an import or another writer
+    past the lock timeout is 409 STUDY_BUSY. Either way nothing was written."""
     try:
-        await session.commit()
+        yield
     except IntegrityError:
         await session.rollback()
-        raise SampleIdTaken from None  # taken by a concurrent request
+        raise SampleIdTaken from None
+    except DBAPIError as error:
+        if not is_lock_wait_failure(error):
+            raise
+        await session.rollback()
+        raise StudyBusy from None
 
 
 async def add_to_sample_count(
     session: AsyncSession, *, study_id: uuid.UUID, delta: int
 ) -> list[dict[str, Any]]:
     """Keeps the study's maintained sample count; call it in the transaction that adds or removes samples,
-    before writing them (every sample write locks the study row first, so none can deadlock another).
+    after writing them. Lock order, the same for every writer: the sample rows first, then the
+    study's row, then the counter rows in key order. An import writes its samples for minutes and
+    takes the study's row only at its end; a writer that took the study's row and then waited for a
+    sample the import holds would deadlock with it, so no writer does that.
 
     Returns the study's sample fields as they are now: the row stays locked until the commit, so a
     caller that validated against these fields knows no schema change can slip in between. The study
@@ -761,6 +814,34 @@ async def add_to_field_value_counts(
     await _add_to_counters(
         session, StudyFieldValueCount, study.id, field_value_deltas(study.sample_fields, changes)
     )
+
+
+@dataclass(slots=True)
+class CountChanges:
+    """How a bulk write moves the study's maintained counts, gathered over the whole write and applied
+    once at its end (apply_count_changes): an import then holds the study's row and its counter rows
+    for its commit only, not for its minutes of writing samples, and sample edits run beside it."""
+
+    samples: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    created: Counter[date] = field(default_factory=Counter)
+    field_values: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add_values_changes(self, study: Study, changes: Iterable[ValuesChange]) -> None:
+        self.field_values.update(field_value_deltas(study.sample_fields, changes))
+
+
+async def apply_count_changes(
+    session: AsyncSession, *, study_id: uuid.UUID, changes: CountChanges
+) -> list[dict[str, Any]]:
+    """The gathered changes applied, the study's row first then its counters (add_to_sample_count
+    says why that order); returns the study's sample fields as they are now, StudyReadOnly when the
+    study is no longer draft or active."""
+    fields = await add_to_sample_count(session, study_id=study_id, delta=changes.samples)
+    await add_to_status_counts(session, study_id=study_id, deltas=changes.statuses)
+    await add_to_created_counts(session, study_id=study_id, deltas=changes.created)
+    await _add_to_counters(session, StudyFieldValueCount, study_id, changes.field_values)
+    return fields
 
 
 async def _add_to_counters(
@@ -828,19 +909,21 @@ async def create_sample(session: AsyncSession, *, access: StudyAccess, data: Sam
         updated_at=now,
         version=1,
     )
-    await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
-    await add_to_status_counts(session, study_id=study.id, deltas={data.status: 1})
-    await add_to_created_counts(session, study_id=study.id, deltas={now.date(): 1})
-    await add_to_field_value_counts(session, study=study, changes=[(None, values)])
-    session.add(sample)
-    record_activity(
-        session,
-        study_id=study.id,
-        actor=access.user,
-        action=ActivityAction.SAMPLE_CREATED,
-        details={"sample_id": sample.sample_id, "status": sample.status, "values": values},
-    )
-    await _commit_unless_sample_id_taken(session)
+    async with _sample_write(session):
+        session.add(sample)
+        await session.flush()  # the new sample's key before the study's row (add_to_sample_count)
+        await _confirm_fields(session, study, await add_to_sample_count(session, study_id=study.id, delta=1))
+        await add_to_status_counts(session, study_id=study.id, deltas={data.status: 1})
+        await add_to_created_counts(session, study_id=study.id, deltas={now.date(): 1})
+        await add_to_field_value_counts(session, study=study, changes=[(None, values)])
+        record_activity(
+            session,
+            study_id=study.id,
+            actor=access.user,
+            action=ActivityAction.SAMPLE_CREATED,
+            details={"sample_id": sample.sample_id, "status": sample.status, "values": values},
+        )
+        await session.commit()
     return sample
 
 
@@ -877,40 +960,43 @@ async def update_sample(
     data: SampleUpdate,
     expected_version: int | None,
 ) -> Sample:
-    await _lock_writable_study(session, access.study)
-    sample = await _locked_sample(session, sample)
-    _check_version(sample, expected_version)
-    requested = data.model_dump(exclude_unset=True, exclude={"values"})
-    if data.values is not None:
-        requested["values"] = _merged_values(access.study, sample, data.values)
-    if "sample_id" in requested:
-        requested["sample_id_normalized"] = sample_validation.normalize_sample_id(requested["sample_id"])
-        if await _sample_id_taken(
+    async with _sample_write(session):
+        sample = await _locked_sample(session, sample)  # the sample before the study (add_to_sample_count)
+        await _lock_writable_study(session, access.study)
+        _check_version(sample, expected_version)
+        requested = data.model_dump(exclude_unset=True, exclude={"values"})
+        if data.values is not None:
+            requested["values"] = _merged_values(access.study, sample, data.values)
+        if "sample_id" in requested:
+            requested["sample_id_normalized"] = sample_validation.normalize_sample_id(requested["sample_id"])
+            if await _sample_id_taken(
+                session,
+                study_id=sample.study_id,
+                normalized=requested["sample_id_normalized"],
+                other_than=sample.id,
+            ):
+                raise SampleIdTaken
+        before = {key: getattr(sample, key) for key in requested}
+        old, new = changed_values(before, requested)
+        if not new:
+            return sample
+        await _write_versioned(session, sample, expected_version=expected_version, changes=new)
+        if "status" in new:
+            await add_to_status_counts(
+                session, study_id=sample.study_id, deltas={old["status"]: -1, new["status"]: 1}
+            )
+        if "values" in new:
+            await add_to_field_value_counts(
+                session, study=access.study, changes=[(old["values"], new["values"])]
+            )
+        record_activity(
             session,
             study_id=sample.study_id,
-            normalized=requested["sample_id_normalized"],
-            other_than=sample.id,
-        ):
-            raise SampleIdTaken
-    before = {key: getattr(sample, key) for key in requested}
-    old, new = changed_values(before, requested)
-    if not new:
-        return sample
-    await _write_versioned(session, sample, expected_version=expected_version, changes=new)
-    if "status" in new:
-        await add_to_status_counts(
-            session, study_id=sample.study_id, deltas={old["status"]: -1, new["status"]: 1}
+            actor=access.user,
+            action=ActivityAction.SAMPLE_UPDATED,
+            details={"sample_id": sample.sample_id, **_change_details(old, new)},
         )
-    if "values" in new:
-        await add_to_field_value_counts(session, study=access.study, changes=[(old["values"], new["values"])])
-    record_activity(
-        session,
-        study_id=sample.study_id,
-        actor=access.user,
-        action=ActivityAction.SAMPLE_UPDATED,
-        details={"sample_id": sample.sample_id, **_change_details(old, new)},
-    )
-    await _commit_unless_sample_id_taken(session)
+        await session.commit()
     return sample
 
 
@@ -928,30 +1014,32 @@ async def delete_sample(
 ) -> None:
     _check_version(sample, expected_version)
     sample_id = sample.id
-    await add_to_sample_count(session, study_id=sample.study_id, delta=-1)
     condition = [Sample.id == sample_id]
     if expected_version is not None:
         condition.append(Sample.version == expected_version)
-    # What the row held when deleted, not when read: an edit committed in between is counted off too.
-    gone = (
-        await session.execute(
-            delete(Sample).where(*condition).returning(Sample.sample_id, Sample.status, Sample.values)
+    async with _sample_write(session):
+        # What the row held when deleted, not when read: an edit committed in between is counted off
+        # too. The sample before the study's row (add_to_sample_count).
+        gone = (
+            await session.execute(
+                delete(Sample).where(*condition).returning(Sample.sample_id, Sample.status, Sample.values)
+            )
+        ).first()
+        if gone is None:
+            await session.rollback()
+            raise await _why_not_written(session, Sample, sample_id, while_writable=False)
+        await add_to_sample_count(session, study_id=sample.study_id, delta=-1)
+        await add_to_status_counts(session, study_id=sample.study_id, deltas={gone.status: -1})
+        await add_to_created_counts(session, study_id=sample.study_id, deltas={sample.created_at.date(): -1})
+        await add_to_field_value_counts(session, study=access.study, changes=[(gone.values, None)])
+        record_activity(
+            session,
+            study_id=sample.study_id,
+            actor=access.user,
+            action=ActivityAction.SAMPLE_DELETED,
+            details={"sample_id": gone.sample_id, "status": gone.status, "values": gone.values},
         )
-    ).first()
-    if gone is None:
-        await session.rollback()
-        raise await _why_not_written(session, Sample, sample_id, while_writable=False)
-    await add_to_status_counts(session, study_id=sample.study_id, deltas={gone.status: -1})
-    await add_to_created_counts(session, study_id=sample.study_id, deltas={sample.created_at.date(): -1})
-    await add_to_field_value_counts(session, study=access.study, changes=[(gone.values, None)])
-    record_activity(
-        session,
-        study_id=sample.study_id,
-        actor=access.user,
-        action=ActivityAction.SAMPLE_DELETED,
-        details={"sample_id": gone.sample_id, "status": gone.status, "values": gone.values},
-    )
-    await session.commit()
+        await session.commit()
 
 
 _SAMPLE_SORT_COLUMNS = {

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from src.sampleFileUpload import service
+from src.sampleFileUpload import importer
 from src.sampleFileUpload.sheet_import import SeenIds
 
 
@@ -55,9 +55,9 @@ def test_more_ids_than_its_capacity_is_an_error_not_a_wrong_answer():
 
 
 def test_new_sample_ids_drawn_in_bulk_are_distinct_random_uuids():
-    ids = service._new_ids(5_000)
+    ids = importer._new_ids(5_000)
 
     assert len(set(ids)) == 5_000
     assert {value.version for value in ids} == {4}
     assert {value.variant for value in ids} == {uuid.RFC_4122}
-    assert service._new_ids(0) == []
+    assert importer._new_ids(0) == []

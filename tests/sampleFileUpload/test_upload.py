@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from src.database import SessionFactory
-from src.sampleFileUpload import service
+from src.sampleFileUpload import importer, service
 from src.study.constants import StudyStatus
 from src.study.models import Sample, StudyActivity
 from tests.conftest import assert_problem
@@ -474,7 +474,7 @@ async def test_imports_rejections_and_deletions_are_in_the_activity_log(client, 
 async def test_a_large_study_is_looked_up_in_the_database_batch_by_batch(
     client, alice_headers, study, make_sample, monkeypatch, mode
 ):
-    monkeypatch.setattr(service._Pass, "ids_in_memory_up_to", 0)  # as if the study were large
+    monkeypatch.setattr(importer.ImportPass, "ids_in_memory_up_to", 0)  # as if the study were large
     await make_sample(study, sample_id="S-000002", values={"tissue": "saliva"})
 
     response = await upload(client, study, alice_headers, sample_csv(3), mode=mode)
