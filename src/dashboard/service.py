@@ -40,7 +40,7 @@ from src.dashboard.constants import RECENT_ACTIVITY_LIMIT, RECENT_UPLOADS_LIMIT,
 from src.dashboard.utils import daily_series, first_day, first_week, monday_of, weekly_series
 from src.database import utcnow
 from src.sampleFileUpload.constants import SampleFileStatus
-from src.sampleFileUpload.models import SampleFile
+from src.sampleFileUpload.models import SampleFile, report_count_columns
 from src.study import service as study_service
 from src.study.constants import FIELD_FILLED, FieldType, SampleStatus, StudyStatus
 from src.study.models import (
@@ -273,7 +273,7 @@ _RECENT_UPLOADS = (
         SampleFile.status,
         SampleFile.mode,
         SampleFile.created_at,
-        SampleFile.report,
+        *report_count_columns(),
     )
     .where(SampleFile.study_id == bindparam("study_id"))
     .order_by(SampleFile.created_at.desc(), SampleFile.id.desc())
@@ -322,7 +322,7 @@ async def study_figures(session: AsyncSession, *, study: Study, days: int) -> di
                     "status": row.status,
                     "mode": row.mode,
                     "created_at": row.created_at,
-                    **{key: int(row.report.get(key, 0)) for key in _REPORT_COUNTS},
+                    **{key: getattr(row, f"report_{key}") or 0 for key in _REPORT_COUNTS},
                 }
                 for row in recent
             ],

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Label, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.database import Base, UUIDPrimaryKey, utcnow
@@ -44,3 +44,12 @@ class SampleFile(UUIDPrimaryKey, Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     storage_key: Mapped[str] = mapped_column(String(64))
     errors_key: Mapped[str | None] = mapped_column(String(64))
+
+
+# The counts of a report, read out of it by the database: a listing needs these, not the report's
+# errors and columns (up to MAX_REPORT_ERRORS of them), which would cost the transfer of all of them.
+REPORT_COUNTS = ("rows", "created", "updated", "unchanged", "rejected", "errors_total")
+
+
+def report_count_columns() -> list[Label[int]]:
+    return [SampleFile.report[key].as_integer().label(f"report_{key}") for key in REPORT_COUNTS]

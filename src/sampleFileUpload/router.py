@@ -26,7 +26,7 @@ from src.sampleFileUpload.exceptions import (
     UnsupportedFileType,
     UploadTooLarge,
 )
-from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileRead
+from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileListed, SampleFileRead
 from src.sampleFileUpload.utils import content_disposition
 from src.schemas import Page, page_of
 from src.study import service as study_service
@@ -161,14 +161,16 @@ async def upload_sample_file(
 
 @router.get(
     "/studies/{study_id}/sample-files",
-    response_model=Page[SampleFileRead],
+    response_model=Page[SampleFileListed],
     summary="List a study's sample files",
-    description="Any member; newest first, imported and rejected alike.",
+    description="Any member; newest first, imported and rejected alike. Each file comes with its report's "
+    "counts; its own record (`GET /sample-files/{file_id}`) has the report's errors and columns.",
     responses=problem_responses(*IN_STUDY),
 )
 async def list_sample_files(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
     files, total, total_is_exact = await service.list_sample_files(db, study=access.study, page=page)
-    return page_of([SampleFileRead.model_validate(item) for item in files], total, total_is_exact, page)
+    items = [SampleFileListed.of(item.file, item.report_counts) for item in files]
+    return page_of(items, total, total_is_exact, page)
 
 
 @router.get(

@@ -75,12 +75,23 @@ class ImportReport(BaseModel):
     errors_truncated: bool = Field(description="more errors than `errors` lists")
     errors_file_truncated: bool = Field(
         default=False,
-        description=f"errors.csv stops before the last errors: it keeps at most {ERRORS_FILE_UPLOAD_MULTIPLE} "
-        "times the upload's size (plus 1 MB), and this file had more",
+        description="errors.csv stops before the last errors: it keeps at most "
+        f"{ERRORS_FILE_UPLOAD_MULTIPLE} times the upload's size (plus 1 MB), and this file had more",
     )
 
 
-class SampleFileRead(BaseModel):
+class ReportCounts(BaseModel):
+    """A report's counts, as a listing of files gives them (the file's own record has the report)."""
+
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors_total: int
+
+
+class SampleFileFields(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -99,7 +110,22 @@ class SampleFileRead(BaseModel):
         description="set when this upload had the same content as a file already imported into the study: "
         "that file's record is returned and nothing was imported again",
     )
+
+
+class SampleFileRead(SampleFileFields):
     report: ImportReport
+
+
+class SampleFileListed(SampleFileFields):
+    report: ReportCounts = Field(
+        description="the report's counts; the file's own record (`GET /sample-files/{id}`) has its errors"
+    )
+
+    @classmethod
+    def of(cls, record: object, report_counts: dict[str, int]) -> "SampleFileListed":
+        """From a record loaded without its report (reading it would load it) and the report's counts."""
+        fields = SampleFileFields.model_validate(record).model_dump()
+        return cls(**fields, report=ReportCounts(**report_counts))
 
 
 class DryRunRead(BaseModel):

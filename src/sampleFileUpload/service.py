@@ -22,6 +22,7 @@ import psycopg
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from src.auth.models import User
 from src.constants import LockNamespace
@@ -55,7 +56,7 @@ from src.sampleFileUpload.importer import (
     report_of,
     run_pass,
 )
-from src.sampleFileUpload.models import SampleFile
+from src.sampleFileUpload.models import REPORT_COUNTS, SampleFile, report_count_columns
 from src.sampleFileUpload.receiving import ReceivedUpload, receive_upload
 from src.sampleFileUpload.storage import Storage
 from src.schemas import PageParams
@@ -437,17 +438,33 @@ async def _store_rejected(
 # Records
 
 
+@dataclass(frozen=True, slots=True)
+class ListedFile:
+    """A sample file in a listing: its record without the report, and the report's counts."""
+
+    file: SampleFile
+    report_counts: dict[str, int]
+
+
 async def list_sample_files(
     session: AsyncSession, *, study: Study, page: PageParams
-) -> tuple[list[SampleFile], int, bool]:
-    query = select(SampleFile).where(SampleFile.study_id == study.id)
-    total, total_is_exact = await count_up_to(session, query)
-    rows = await session.scalars(
-        query.order_by(SampleFile.created_at.desc(), SampleFile.id.desc())
+) -> tuple[list[ListedFile], int, bool]:
+    total, total_is_exact = await count_up_to(
+        session, select(SampleFile.id).where(SampleFile.study_id == study.id)
+    )
+    rows = await session.execute(
+        select(SampleFile, *report_count_columns())
+        .options(defer(SampleFile.report))
+        .where(SampleFile.study_id == study.id)
+        .order_by(SampleFile.created_at.desc(), SampleFile.id.desc())
         .offset(page.offset)
         .limit(page.page_size)
     )
-    return list(rows), total, total_is_exact
+    listed = [
+        ListedFile(record, {key: count or 0 for key, count in zip(REPORT_COUNTS, counts, strict=True)})
+        for record, *counts in rows
+    ]
+    return listed, total, total_is_exact
 
 
 async def get_file_access(session: AsyncSession, *, file_id: uuid.UUID, user: User) -> FileAccess | None:
@@ -484,9 +501,28 @@ async def delete_sample_file(session: AsyncSession, *, file_access: FileAccess, 
         details={"sample_file_id": str(record.id), "filename": record.filename, "status": record.status},
     )
     await session.commit()
-    for key in (record.storage_key, record.errors_key):
-        if key:
-            await anyio.to_thread.run_sync(storage.delete, key)
+    await _delete_stored(storage, [key for key in (record.storage_key, record.errors_key) if key])
+
+
+async def delete_study(
+    session: AsyncSession, *, study: Study, expected_version: int | None, storage: Storage
+) -> None:
+    """A study (a draft without samples, study_service.delete_study) with its sample files: the
+    records go with the study's row, their stored bytes right after the commit. A file stored in
+    between, or bytes a crash left, are `prune`'s (they no longer have a record)."""
+    keys = await _stored_keys(session, SampleFile.study_id == study.id)
+    await study_service.delete_study(session, study=study, expected_version=expected_version)
+    await _delete_stored(storage, keys)
+
+
+async def _stored_keys(session: AsyncSession, condition: Any) -> list[str]:
+    rows = await session.execute(select(SampleFile.storage_key, SampleFile.errors_key).where(condition))
+    return [key for row in rows for key in row if key]
+
+
+async def _delete_stored(storage: Storage, keys: list[str]) -> None:
+    for key in keys:
+        await anyio.to_thread.run_sync(storage.delete, key)
 
 
 # ---------------------------------------------------------------------------------------------

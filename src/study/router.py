@@ -11,6 +11,8 @@ from src.exceptions import (
     PreconditionFailed,
     problem_responses,
 )
+from src.sampleFileUpload import service as sample_file_service
+from src.sampleFileUpload.dependencies import FileStorage
 from src.schemas import Page, SingleLineText, page_of
 from src.study import service
 from src.study.constants import SampleSort, SampleStatus, StudySort, StudyStatus
@@ -42,6 +44,7 @@ from src.study.exceptions import (
     MemberNotFound,
     SampleIdTaken,
     SampleNotFound,
+    StudyBusy,
     StudyCodeTaken,
     StudyCreationForbidden,
     StudyNotDeletable,
@@ -177,11 +180,16 @@ async def update_study(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a draft study",
     description="Owners only, and only while the study is a `draft` without samples; any other study "
-    "is archived instead (409 tells you so)." + IF_MATCH_NOTE,
-    responses=problem_responses(*ROLE, *VERSIONED, StudyNotDeletable),
+    "is archived instead (409 tells you so). Its sample files (rejected ones: a draft has no samples) "
+    "go with it, their stored bytes too." + IF_MATCH_NOTE,
+    responses=problem_responses(*ROLE, *VERSIONED, StudyNotDeletable, StudyBusy),
 )
-async def delete_study(access: OwnedStudy, expected_version: IfMatch, db: DbSession) -> None:
-    await service.delete_study(db, study=access.study, expected_version=expected_version)
+async def delete_study(
+    access: OwnedStudy, expected_version: IfMatch, db: DbSession, storage: FileStorage
+) -> None:
+    await sample_file_service.delete_study(
+        db, study=access.study, expected_version=expected_version, storage=storage
+    )
 
 
 @router.post(
@@ -191,7 +199,7 @@ async def delete_study(access: OwnedStudy, expected_version: IfMatch, db: DbSess
     description="Owners only. Allowed: `draft → active`, `active ⇄ locked`, `active|locked → archived`, "
     "`archived → locked`; anything else is 409 naming the allowed ones. Locked and archived studies "
     "are read-only: their details, sample fields and samples cannot change." + IF_MATCH_NOTE,
-    responses=problem_responses(*BODY, *ROLE, *VERSIONED, InvalidStatusTransition),
+    responses=problem_responses(*BODY, *ROLE, *VERSIONED, InvalidStatusTransition, StudyBusy),
 )
 async def change_status(
     data: StatusChange, access: OwnedStudy, expected_version: IfMatch, db: DbSession, response: Response

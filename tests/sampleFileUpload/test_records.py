@@ -4,13 +4,16 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import uuid
 from unittest.mock import ANY
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
+from src.config import settings
 from src.database import SessionFactory
 from src.sampleFileUpload import service
+from src.sampleFileUpload.constants import ERRORS_FILE_UPLOAD_MULTIPLE, MAX_REPORT_TEXT
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import LocalStorage
 from src.study.constants import StudyRole, StudyStatus
@@ -26,7 +29,7 @@ from tests.sampleFileUpload.conftest import (
 )
 from tests.sampleFileUpload.files import xlsx_bytes
 from tests.sampleFileUpload.test_files import XLSX_TYPE
-from tests.study.conftest import study_url
+from tests.study.conftest import FIELDS, study_url
 
 
 def file_url(file_id: str, *rest: str) -> str:
@@ -230,6 +233,31 @@ async def test_an_imported_file_is_deletable_only_once_its_samples_are_gone(clie
     assert stored_files() == []
 
 
+async def test_deleting_a_draft_study_deletes_its_files_stored_bytes_at_once(
+    client, alice, alice_headers, make_study
+):
+    draft = await make_study(owner=alice, sample_fields=FIELDS)
+    await rejected(client, draft, alice_headers)
+    second = csv_bytes([["sample_id", "tissue"], ["S-2", "plasma"]])
+    assert (await upload(client, draft, alice_headers, second)).status_code == 422
+    assert len(stored_files()) == 4  # each rejected file: the upload and its errors
+
+    response = await client.delete(study_url(draft), headers=alice_headers)
+
+    assert response.status_code == 204, response.text
+    assert stored_files() == []  # not left for `prune`, a day later
+
+
+async def test_a_study_delete_refused_keeps_its_files_stored_bytes(client, alice, alice_headers, make_study):
+    draft = await make_study(owner=alice, sample_fields=FIELDS)
+    await rejected(client, draft, alice_headers)
+
+    response = await client.delete(study_url(draft), headers={**alice_headers, "If-Match": '"99"'})
+
+    assert_problem(response, 412, "PRECONDITION_FAILED")
+    assert len(stored_files()) == 2
+
+
 # Authorization: non-member 404, viewer 403 for writes, editor uploads but does not delete.
 
 
@@ -326,3 +354,88 @@ def test_errors_csv_reads_an_error_file_stored_before_rows_kept_their_cells(tmp_
     text = b"".join(service.errors_csv(storage, record)).decode("utf-8-sig")
 
     assert text.splitlines() == ["# row,# errors,sample_id,age", "3,age: must be whole (not_an_integer)"]
+
+
+# What is stored and listed stays small, whatever the file held.
+
+
+async def test_the_stored_report_cuts_long_cells_and_headers_and_errors_csv_keeps_them(
+    client, alice_headers, study
+):
+    long_value = "x" * 50_000
+    long_header = "h" * 5_000
+    content = csv_bytes([["sample_id", "tissue", long_header], ["S-1", long_value, ""]])
+
+    response = await upload(client, study, alice_headers, content)
+
+    assert response.status_code == 422, response.text
+    record = (await client.get(file_url(response.json()["sample_file_id"]), headers=alice_headers)).json()
+    report = record["report"]
+    assert max(len(column["header"]) for column in report["columns"]) == MAX_REPORT_TEXT
+    cut = [error for error in report["errors"] if error["value"] and error["value"].startswith("x")]
+    assert cut
+    assert all(len(error["value"]) == MAX_REPORT_TEXT and error["value"][-1] == "…" for error in cut)
+    unknown = [error for error in report["errors"] if error["code"] == "unknown_column"]
+    assert unknown
+    assert all(len(error["column"]) <= MAX_REPORT_TEXT for error in unknown)
+    errors_csv = await client.get(file_url(record["id"], "errors.csv"), headers=alice_headers)
+    assert long_value in errors_csv.text  # the rejected row as it was, to fix and upload again
+
+
+async def test_the_errors_file_stops_at_a_multiple_of_the_upload_and_the_report_says_so(
+    client, alice_headers, study, monkeypatch
+):
+    monkeypatch.setattr(service, "ERRORS_FILE_MIN_BYTES", 0)
+    # Every cell wrong: each error line is many times the bytes of its row.
+    rows = [[f"S-{n}", "plasma", "-1", "x", "maybe", "soon"] for n in range(2_000)]
+    content = csv_bytes([["sample_id", "tissue", "volume [mL]", "age", "fasting", "collected_on"], *rows])
+
+    response = await upload(client, study, alice_headers, content)
+
+    report = response.json()["report"]
+    assert report["errors_total"] == 2_000 * 5
+    assert report["errors_file_truncated"] is True
+    async with SessionFactory() as session:
+        errors_key = await session.scalar(
+            select(SampleFile.errors_key).where(SampleFile.id == uuid.UUID(response.json()["sample_file_id"]))
+        )
+    with LocalStorage(settings.UPLOAD_DIR).open(errors_key) as stored:
+        assert 0 < len(stored.read()) <= ERRORS_FILE_UPLOAD_MULTIPLE * len(content)
+    errors_csv = await client.get(
+        file_url(response.json()["sample_file_id"], "errors.csv"), headers=alice_headers
+    )
+    assert errors_csv.status_code == 200
+    assert 1 < len(csv_lines(errors_csv)) < 2_001
+
+
+async def test_a_listing_gives_each_files_counts_not_its_errors(client, alice_headers, study):
+    long_rows = [[f"S-{n}", "z" * 5_000] for n in range(1_500)]  # 1,000 errors of 200 characters kept
+    rejected_response = await upload(
+        client, study, alice_headers, csv_bytes([["sample_id", "tissue"], *long_rows])
+    )
+    assert rejected_response.status_code == 422
+    await imported(client, study, alice_headers, 3)
+
+    listing = await client.get(files_url(study), headers=alice_headers)
+
+    assert listing.status_code == 200
+    assert len(listing.content) < 4_000
+    newest, oldest = listing.json()["items"]
+    assert newest["report"] == {
+        "rows": 3,
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "errors_total": 0,
+    }
+    assert oldest["report"] == {
+        "rows": 1_500,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 1_500,
+        "errors_total": 1_500,
+    }
+    detail = await client.get(file_url(oldest["id"]), headers=alice_headers)
+    assert len(detail.json()["report"]["errors"]) == 1_000

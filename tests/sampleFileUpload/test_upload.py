@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from src.database import SessionFactory
-from src.sampleFileUpload import importer, service
+from src.sampleFileUpload import importer
 from src.study.constants import StudyStatus
 from src.study.models import Sample, StudyActivity
 from tests.conftest import assert_problem
