@@ -154,12 +154,13 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive_noting_hang_up, send_with_request_id)
         except Exception as error:
-            if not (is_client_disconnect(error) or exchange.send_failed):
+            if is_client_disconnect(error) or exchange.send_failed:
+                exchange.client_gone = True  # nothing to answer: there is no one to answer
+            else:
                 error_logger.exception("unhandled error", extra={"path": scope["path"]})
                 if exchange.response_started:
                     raise
                 await internal_error_response()(scope, receive, send_with_request_id)
-            exchange.client_gone = True
         finally:
             if exchange.client_gone and not exchange.response_complete:
                 self._log_hang_up(scope, exchange)

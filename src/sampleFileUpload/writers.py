@@ -231,7 +231,7 @@ def _worksheet_xml(rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
     batch: list[str] = []
     size = 0
     for number, row in enumerate(rows, 1):
-        if number > MAX_XLSX_ROWS:
+        if number > MAX_XLSX_ROWS:  # exports check their count before they start: this is the backstop
             raise ValueError(f"A worksheet holds at most {MAX_XLSX_ROWS:,} rows.")
         text = _row_xml(number, row)
         batch.append(text)
