@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +28,10 @@ _CONTROL_CHARACTERS_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 access_logger = logging.getLogger("studybase.access")
 error_logger = logging.getLogger("studybase.errors")
+# Events of a request's life that are not errors (a client that hung up).
+request_logger = logging.getLogger("studybase.requests")
+# nginx's status for a request whose client closed the connection before the response was complete.
+CLIENT_CLOSED_REQUEST = 499
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # Swagger UI comes from the app itself (src/docs.py): scripts and styles only from 'self', no
@@ -85,8 +90,33 @@ def without_request_id(server_call: Callable[..., Awaitable[Any]]) -> Callable[.
     return call_unbound
 
 
+class _Exchange:
+    """What became of one request's response, as the middleware saw it go by."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.response_started = False
+        self.response_complete = False
+        self.client_gone = False
+        # The server's send raised: an ASGI 2.4 server's way of saying the client has gone.
+        self.send_failed = False
+
+
+def is_client_disconnect(error: BaseException) -> bool:
+    """Starlette's ClientDisconnect (a body that stopped coming, or a response the client left),
+    alone or as all of an exception group (a task group that was reading or sending)."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(ClientDisconnect)[1] is None
+    return isinstance(error, ClientDisconnect)
+
+
 class RequestContextMiddleware:
-    """Gives each request an id, logs one access line for it, and turns a crash into a clean 500."""
+    """Gives each request an id, logs one access line for it, and turns a crash into a clean 500.
+
+    A client that hangs up before its response is complete (mid-upload, mid-download) is not an
+    error: an INFO `client_disconnected` line, status 499 in the access line (nginx's "client closed
+    request"), nothing sent to it, whatever the status the response had begun with.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -99,27 +129,56 @@ class RequestContextMiddleware:
         receive, send = without_request_id(receive), without_request_id(send)
         token = bind_request_id(request_id)
         started = time.perf_counter()
-        status = 500
-        response_started = False
+        exchange = _Exchange()
+
+        async def receive_noting_hang_up() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not exchange.response_complete:
+                exchange.client_gone = True
+            return message
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
+                exchange.status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Before the send: a hang-up noticed while it is under way came too late to matter.
+                exchange.response_complete = True
+            try:
+                await send(message)
+            except OSError:
+                exchange.send_failed = exchange.client_gone = True
+                raise
+            exchange.response_started = True
 
         try:
-            await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            error_logger.exception("unhandled error", extra={"path": scope["path"]})
-            if response_started:
-                raise
-            await internal_error_response()(scope, receive, send_with_request_id)
+            await self.app(scope, receive_noting_hang_up, send_with_request_id)
+        except Exception as error:
+            if is_client_disconnect(error) or exchange.send_failed:
+                exchange.client_gone = True  # nothing to answer: there is no one to answer
+            else:
+                error_logger.exception("unhandled error", extra={"path": scope["path"]})
+                if exchange.response_started:
+                    raise
+                await internal_error_response()(scope, receive, send_with_request_id)
         finally:
-            self._log_access(scope, status, started)
+            if exchange.client_gone and not exchange.response_complete:
+                self._log_hang_up(scope, exchange)
+                exchange.status = CLIENT_CLOSED_REQUEST
+            self._log_access(scope, exchange.status, started)
             unbind_request_id(token)
+
+    @staticmethod
+    def _log_hang_up(scope: Scope, exchange: _Exchange) -> None:
+        request_logger.info(
+            "client_disconnected",
+            extra={
+                "method": scope["method"],
+                "path": scope["path"],
+                # The status already sent when the client left mid-response, else None.
+                "response_status": exchange.status if exchange.response_started else None,
+            },
+        )
 
     @staticmethod
     def _log_access(scope: Scope, status: int, started: float) -> None:

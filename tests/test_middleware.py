@@ -7,15 +7,19 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from starlette.requests import ClientDisconnect
 
 from src.app import create_app
 from src.config import Settings
 from src.logging import JsonFormatter, bind_request_id, current_request_id, unbind_request_id
-from src.middleware import DOCS_CSP, REDOC_CSP
+from src.middleware import DOCS_CSP, REDOC_CSP, RequestContextMiddleware
+from tests import asgi
+from tests.asgi import OneRequest, assert_logged_as_a_hang_up
 from tests.conftest import assert_problem
 
 HEALTH = "/api/v1/health"
@@ -488,3 +492,74 @@ async def test_uvicorn_logs_nothing_with_the_id_of_an_earlier_large_body_request
 
     assert ("Invalid HTTP request received.", None) in handler.seen
     assert all(request_id is None for _, request_id in handler.seen)
+
+
+# A client that hangs up (issue 16, finding 9)
+
+
+request_log = asgi.request_log
+
+
+async def test_a_client_gone_mid_json_body_is_a_hang_up_not_a_500(app, request_log):
+    request = OneRequest(body_pieces=[b'{"refresh_token": "abc'], hang_up_after_body=True)
+    headers = {"Content-Type": "application/json", "X-Request-ID": "json-left"}
+
+    await request(app, "POST", "/api/v1/auth/refresh", headers=headers)
+
+    assert request.sent == []
+    assert_logged_as_a_hang_up(request_log, "json-left")
+
+
+async def left_mid_body(_scope, receive, _send) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    raise ClientDisconnect
+
+
+async def left_in_a_task_group(scope, receive, send) -> None:
+    async with anyio.create_task_group() as group:
+        group.start_soon(left_mid_body, scope, receive, send)
+
+
+async def send_fails(_scope, _receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"never", "more_body": False})
+
+
+@pytest.mark.parametrize(
+    "inner_app", [left_mid_body, left_in_a_task_group], ids=["alone", "in-an-exception-group"]
+)
+async def test_client_disconnect_raised_by_the_app_is_logged_as_a_hang_up(request_log, inner_app):
+    request = OneRequest(body_pieces=[b"{"], hang_up_after_body=True)
+
+    await request(RequestContextMiddleware(inner_app), "POST", "/x", headers={"X-Request-ID": "left"})
+
+    assert request.sent == []
+    assert_logged_as_a_hang_up(request_log, "left")
+
+
+async def test_a_send_that_fails_because_the_client_left_is_logged_as_a_hang_up(request_log):
+    request = OneRequest(spec_version="2.4")
+    request.gone.set()  # before the response: an ASGI 2.4 server's send raises OSError
+
+    await request(RequestContextMiddleware(send_fails), "GET", "/x", headers={"X-Request-ID": "left"})
+
+    assert request.sent == []
+    assert_logged_as_a_hang_up(request_log, "left")
+
+
+async def test_a_crash_after_the_client_left_is_still_an_error(request_log):
+    async def crashes_after_the_hang_up(scope, receive, send) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        raise ValueError("a bug")
+
+    request = OneRequest(body_pieces=[b"{"], hang_up_after_body=True)
+
+    await request(RequestContextMiddleware(crashes_after_the_hang_up), "POST", "/x")
+
+    records = [(record.name, record.levelname, record.getMessage()) for record in request_log.records]
+    assert ("studybase.errors", "ERROR", "unhandled error") in records
+    assert "client_disconnected" not in [message for _, _, message in records]
+    (access,) = access_records(request_log)
+    assert access.status == 500

@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     IMPORT_TIMED_OUT = "IMPORT_TIMED_OUT"
     TOO_MANY_IMPORTS = "TOO_MANY_IMPORTS"
     IMPORTS_BUSY = "IMPORTS_BUSY"
+    EXPORT_TOO_LARGE = "EXPORT_TOO_LARGE"
 
 
 class ReportCode(StrEnum):

@@ -49,6 +49,11 @@ class UnreadableFile(UnprocessableEntity):
     detail = "The file could not be read as a sheet of samples."
 
 
+class ExportTooLarge(UnprocessableEntity):
+    code = ErrorCode.EXPORT_TOO_LARGE
+    detail = "The study has more samples than an XLSX worksheet holds (1,048,575): export it as CSV."
+
+
 class SampleFileRejected(UnprocessableEntity):
     """Some rows or columns are invalid: nothing was imported; the body carries the report."""
 

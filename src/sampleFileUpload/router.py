@@ -5,19 +5,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.background import BackgroundTask
 
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import IfNoneMatch, Pagination, etag_matches
 from src.exceptions import InsufficientStorage, PreconditionFailed, problem_responses
-from src.sampleFileUpload import service
+from src.sampleFileUpload import exports, service
 from src.sampleFileUpload.constants import ExportFormat
 from src.sampleFileUpload.dependencies import DeletableSampleFile, FileStorage, ReadableSampleFile
 from src.sampleFileUpload.exceptions import (
+    ExportTooLarge,
     MalformedUpload,
     SampleFileNotDeletable,
     SampleFileNotFound,
@@ -267,19 +266,10 @@ async def delete_sample_file(found: DeletableSampleFile, db: DbSession, storage:
     await service.delete_sample_file(db, file_access=found, storage=storage)
 
 
-def _sheet_response(path: Path, filename: str) -> StreamingResponse:
-    """A temporary XLSX file streamed, then deleted."""
-
-    def chunks() -> Iterator[bytes]:
-        with path.open("rb") as sheet:
-            while chunk := sheet.read(256 * 1024):
-                yield chunk
-
+def _sheet_response(chunks: Iterator[bytes], *, filename: str, media_type: str) -> StreamingResponse:
+    """A sheet sent as it is written (a sync iterator: Starlette pulls each chunk in a worker thread)."""
     return StreamingResponse(
-        chunks(),
-        media_type=XLSX_MEDIA_TYPE,
-        headers={"Content-Disposition": content_disposition(filename)},
-        background=BackgroundTask(path.unlink, missing_ok=True),
+        chunks, media_type=media_type, headers={"Content-Disposition": content_disposition(filename)}
     )
 
 
@@ -302,34 +292,31 @@ async def sample_template(access: ReadableStudy, sheet_format: FormatQuery = Exp
     validator = study_service.validator_of(access.study)
     name = f"{access.study.code}-template"
     if sheet_format is ExportFormat.XLSX:
-        path = await anyio.to_thread.run_sync(service.template_xlsx, validator)
-        return _sheet_response(path, f"{name}.xlsx")
-    return StreamingResponse(
-        service.template_csv(validator),
-        media_type=CSV_MEDIA_TYPE,
-        headers={"Content-Disposition": content_disposition(f"{name}.csv")},
-    )
+        return _sheet_response(
+            exports.template_xlsx(validator), filename=f"{name}.xlsx", media_type=XLSX_MEDIA_TYPE
+        )
+    return _sheet_response(exports.template_csv(validator), filename=f"{name}.csv", media_type=CSV_MEDIA_TYPE)
 
 
 @router.get(
     "/studies/{study_id}/samples/export",
     summary="Every sample of the study as a sheet",
-    description="Any member; streamed, in sample_id order, with the template's headers. Uploading it again "
-    "in `upsert` mode reports every row unchanged.",
+    description="Any member; streamed as it is read, in sample_id order, with the template's headers. "
+    "Uploading it again in `upsert` mode reports every row unchanged. An XLSX worksheet holds at most "
+    "1,048,575 samples: a larger study exports as CSV only.",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}, "description": "the samples"},
-        **problem_responses(*IN_STUDY),
+        **problem_responses(*IN_STUDY, ExportTooLarge),
     },
 )
 async def export_samples(access: ReadableStudy, sheet_format: FormatQuery = ExportFormat.CSV) -> Response:
-    validator = study_service.validator_of(access.study)
-    name = f"{access.study.code}-samples"
+    study = access.study
+    validator = study_service.validator_of(study)
+    name = f"{study.code}-samples"
     if sheet_format is ExportFormat.XLSX:
-        path = await anyio.to_thread.run_sync(service.export_xlsx, access.study.id, validator)
-        return _sheet_response(path, f"{name}.xlsx")
-    return StreamingResponse(
-        service.export_csv(access.study.id, validator),
-        media_type=CSV_MEDIA_TYPE,
-        headers={"Content-Disposition": content_disposition(f"{name}.csv")},
-    )
+        exports.check_fits_a_worksheet(study)
+        chunks = exports.export_xlsx(study.id, validator)
+        return _sheet_response(chunks, filename=f"{name}.xlsx", media_type=XLSX_MEDIA_TYPE)
+    chunks = exports.export_csv(study.id, validator)
+    return _sheet_response(chunks, filename=f"{name}.csv", media_type=CSV_MEDIA_TYPE)

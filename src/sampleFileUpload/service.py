@@ -26,7 +26,7 @@ from sqlalchemy.orm import defer
 
 from src.auth.models import User
 from src.constants import LockNamespace
-from src.database import LockBusy, NamedLock, SessionFactory, count_up_to, named_lock, utcnow
+from src.database import LockBusy, NamedLock, count_up_to, named_lock, utcnow
 from src.exceptions import PreconditionFailed, is_lock_wait_failure
 from src.sampleFileUpload import writers
 from src.sampleFileUpload.config import upload_settings
@@ -35,11 +35,7 @@ from src.sampleFileUpload.constants import (
     ERRORS_FILE_UPLOAD_MULTIPLE,
     ERRORS_ROW_COLUMN,
     ERRORS_TEXT_COLUMN,
-    EXPORT_PAGE_ROWS,
     ORPHAN_FILE_GRACE_HOURS,
-    SAMPLE_ID_COLUMN,
-    STATUS_COLUMN,
-    TEMPLATE_DESCRIPTION_MARKER,
     SampleFileStatus,
 )
 from src.sampleFileUpload.exceptions import (
@@ -61,10 +57,10 @@ from src.sampleFileUpload.receiving import ReceivedUpload, receive_upload
 from src.sampleFileUpload.storage import Storage
 from src.schemas import PageParams
 from src.study import service as study_service
-from src.study.constants import ROLE_RANK, WRITABLE_STATUSES, ActivityAction, SampleStatus, StudyRole
+from src.study.constants import ROLE_RANK, WRITABLE_STATUSES, ActivityAction, StudyRole
 from src.study.exceptions import StudyBusy, StudyNotFound, StudyReadOnly, StudyRoleRequired
 from src.study.models import SAMPLE_ID_CONSTRAINT, Sample, Study, StudyMember
-from src.study.sample_validation import SampleField, SampleValidator
+from src.study.sample_validation import SampleValidator
 from src.study.service import StudyAccess
 
 
@@ -526,7 +522,7 @@ async def _delete_stored(storage: Storage, keys: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Files out: the original, the errors, the template, the export
+# Files out: the original and the errors (the template and the export are in exports.py)
 
 
 def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
@@ -559,104 +555,6 @@ def _error_text(error: dict[str, Any]) -> str:
 
 def errors_csv(storage: Storage, record: SampleFile) -> Iterator[bytes]:
     return writers.csv_chunks(_error_rows(storage, record))
-
-
-def header_of(definition: SampleField) -> str:
-    return f"{definition.name} [{definition.unit}]" if definition.unit else definition.name
-
-
-def headers_of(validator: SampleValidator) -> list[str]:
-    return [SAMPLE_ID_COLUMN, STATUS_COLUMN, *(header_of(definition) for definition in validator.fields)]
-
-
-def describe_field(definition: SampleField) -> str:
-    """One line a researcher reads in the template: type, whether required, constraints, description."""
-    parts = [str(definition.type), "required" if definition.required else "optional"]
-    if definition.min is not None:
-        parts.append(f"min {definition.min}")
-    if definition.max is not None:
-        parts.append(f"max {definition.max}")
-    if definition.max_length is not None:
-        parts.append(f"at most {definition.max_length} characters")
-    if definition.pattern is not None:
-        parts.append(f"pattern {definition.pattern}")
-    if definition.choices is not None:
-        parts.append("one of: " + ", ".join(definition.choices))
-    if definition.unit:
-        parts.append(f"in {definition.unit}")
-    if definition.description:
-        parts.append(definition.description)
-    return "; ".join(parts)
-
-
-_SAMPLE_ID_DESCRIPTION = "text, required; unique in the study (compared trimmed and case-insensitively)"
-_STATUS_DESCRIPTION = "optional; one of: " + ", ".join(SampleStatus) + " (registered when left empty)"
-
-
-def template_rows(validator: SampleValidator, *, with_description_row: bool) -> list[list[object]]:
-    headers = headers_of(validator)
-    if not with_description_row:
-        return [headers]
-    descriptions = [TEMPLATE_DESCRIPTION_MARKER, _STATUS_DESCRIPTION, *map(describe_field, validator.fields)]
-    return [headers, descriptions]
-
-
-def template_csv(validator: SampleValidator) -> Iterator[bytes]:
-    return writers.csv_chunks(template_rows(validator, with_description_row=True))
-
-
-def field_rows(validator: SampleValidator) -> list[list[object]]:
-    """The template's second sheet: one row per column."""
-    return [
-        ["column", "description"],
-        [SAMPLE_ID_COLUMN, _SAMPLE_ID_DESCRIPTION],
-        [STATUS_COLUMN, _STATUS_DESCRIPTION],
-        *([header_of(definition), describe_field(definition)] for definition in validator.fields),
-    ]
-
-
-async def _export_page(study_id: uuid.UUID, after: str | None) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """One page of a study's samples in sample_id order, read in a short session of its own."""
-    query = select(Sample.sample_id_normalized, Sample.sample_id, Sample.status, Sample.values).where(
-        Sample.study_id == study_id
-    )
-    if after is not None:
-        query = query.where(Sample.sample_id_normalized > after)
-    async with SessionFactory() as session:
-        rows = await session.execute(query.order_by(Sample.sample_id_normalized).limit(EXPORT_PAGE_ROWS))
-        return [tuple(row) for row in rows]
-
-
-def export_rows(study_id: uuid.UUID, validator: SampleValidator) -> Iterator[list[object]]:
-    """Header then every sample, a page at a time. Runs in a worker thread: each page is read on the
-    event loop (anyio.from_thread), so a million samples never sit in memory at once."""
-    names = validator.field_names
-    yield headers_of(validator)
-    after: str | None = None
-    while True:
-        page = anyio.from_thread.run(_export_page, study_id, after)
-        for _normalized, sample_id, status, values in page:
-            yield [sample_id, status, *(values.get(name) for name in names)]
-        if len(page) < EXPORT_PAGE_ROWS:
-            return
-        after = page[-1][0]
-
-
-def export_csv(study_id: uuid.UUID, validator: SampleValidator) -> Iterator[bytes]:
-    return writers.csv_chunks(export_rows(study_id, validator))
-
-
-def export_xlsx(study_id: uuid.UUID, validator: SampleValidator) -> Path:
-    """Blocking: call it in a worker thread. The caller deletes the file."""
-    return writers.xlsx_file(export_rows(study_id, validator), sheet_name="samples")
-
-
-def template_xlsx(validator: SampleValidator) -> Path:
-    return writers.xlsx_file(
-        template_rows(validator, with_description_row=False),
-        sheet_name="samples",
-        extra_sheets={"fields": field_rows(validator)},
-    )
 
 
 # ---------------------------------------------------------------------------------------------

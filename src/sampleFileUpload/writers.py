@@ -1,4 +1,4 @@
-"""Sheets out, streamed: CSV as chunks of bytes, XLSX as a temporary file written row by row.
+"""Sheets out, streamed: CSV and XLSX as chunks of bytes, written row by row as the rows come.
 
 Values are written the way readers.py and the sample validator read them back, so that an export
 re-uploaded reads the same values: None is an empty cell, booleans are true/false, dates and
@@ -14,27 +14,83 @@ In XLSX every string is written as a string cell, which Excel never evaluates: n
 """
 
 import codecs
-import contextlib
 import csv
 import datetime as dt
 import io
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.datetime import to_excel
 
 from src.sampleFileUpload.constants import FORMULA_TRIGGERS, GUARD
 
-# Bytes gathered before a CSV chunk is handed out: large enough to amortise the write calls of a
+# Bytes gathered before a chunk is handed out: large enough to amortise the write calls of a
 # streamed response, small enough to keep memory flat.
 CSV_CHUNK_CHARS = 64 * 1024
+XLSX_CHUNK_BYTES = 64 * 1024
+# Excel's limit: a worksheet has at most this many rows (the header included).
+MAX_XLSX_ROWS = 1_048_576
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+# What XML 1.0 cannot hold (tab, line feed and carriage return aside); openpyxl drops the same
+# control characters, and a lone surrogate could not even be encoded as UTF-8.
+_XML_UNWRITABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_XML_SPACE = " \t\n\r"
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_RELATIONSHIP = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_WORKSHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+_XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+_CONTENT_TYPES = (
+    _XML_DECLARATION + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/xl/workbook.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    '<Override PartName="/xl/styles.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+    "{worksheets}</Types>"
+)
+_ROOT_RELATIONSHIPS = (
+    _XML_DECLARATION + '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    f'<Relationship Id="rId1" Type="{_RELATIONSHIP}/officeDocument" Target="xl/workbook.xml"/>'
+    "</Relationships>"
+)
+_WORKBOOK = (
+    _XML_DECLARATION
+    + f'<workbook xmlns="{_MAIN}" xmlns:r="{_RELATIONSHIP}"><sheets>{{sheets}}</sheets></workbook>'
+)
+_RELATIONSHIPS = (
+    _XML_DECLARATION
+    + '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{links}</Relationships>'
+)
+# Cell style 1 shows a date, 2 a date and time (openpyxl's formats for date and datetime values).
+_DATE_STYLE = 1
+_DATETIME_STYLE = 2
+_STYLES = (
+    _XML_DECLARATION + f'<styleSheet xmlns="{_MAIN}">'
+    '<numFmts count="2"><numFmt numFmtId="164" formatCode="yyyy-mm-dd"/>'
+    '<numFmt numFmtId="165" formatCode="yyyy-mm-dd h:mm:ss"/></numFmts>'
+    '<fonts count="1"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
+    '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+    '<fill><patternFill patternType="gray125"/></fill></fills>'
+    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+    '<cellXfs count="3"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>'
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+    "</styleSheet>"
+)
+_WORKSHEET_START = (_XML_DECLARATION + f'<worksheet xmlns="{_MAIN}"><sheetData>').encode()
+_WORKSHEET_END = b"</sheetData></worksheet>"
 
 
 def csv_chunks(rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
@@ -94,6 +150,35 @@ def _utc_naive(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
+# ---------------------------------------------------------------------------------------------
+# XLSX, streamed: the package's small parts first, then each worksheet's XML row by row through
+# a ZIP written to a buffer that is emptied at every chunk handed out.
+
+
+def xlsx_chunks(sheets: Sequence[tuple[str, Iterable[Sequence[object]]]]) -> Iterator[bytes]:
+    """A workbook of these (name, rows) sheets, as the bytes of its .xlsx in chunks.
+
+    The first chunk (the workbook's structure) comes before any row is asked for; after that a
+    chunk comes every XLSX_CHUNK_BYTES of compressed output, so what is held is one chunk, the
+    compressor's window and one batch of rows, however many rows there are. A consumer that stops
+    asking stops the rows being read. The ZIP is written for a sink that cannot seek: each member's
+    sizes follow its data in a data descriptor, as Excel's own streaming writers do. Never ZIP64:
+    Excel reads only a strict subset of it, and a worksheet holds at most MAX_XLSX_ROWS rows.
+    """
+    sink = _ChunkSink()
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=False) as package:
+        for name, xml in _package_parts([name for name, _rows in sheets]):
+            package.writestr(name, xml)
+        yield sink.take()
+        for number, (_name, rows) in enumerate(sheets, 1):
+            with package.open(f"xl/worksheets/sheet{number}.xml", mode="w") as worksheet:
+                for piece in _worksheet_xml(rows):
+                    worksheet.write(piece)
+                    if sink.size >= XLSX_CHUNK_BYTES:
+                        yield sink.take()
+    yield sink.take()
+
+
 def xlsx_file(
     rows: Iterable[Sequence[object]],
     *,
@@ -101,43 +186,120 @@ def xlsx_file(
     extra_sheets: Mapping[str, Iterable[Sequence[object]]] | None = None,
     directory: Path | None = None,
 ) -> Path:
-    """The rows written to a new temporary .xlsx file, whose path is returned; the caller deletes it.
-
-    openpyxl's write-only mode streams each row to disk and writes strings inline (no shared
-    strings table), so memory stays flat however many rows there are. A failure leaves no file.
-    """
+    """The workbook written to a new temporary .xlsx file, whose path is returned; the caller deletes
+    it. A failure leaves no file."""
+    sheets = [(sheet_name, rows), *(extra_sheets or {}).items()]
     descriptor, name = tempfile.mkstemp(suffix=".xlsx", dir=directory)
-    os.close(descriptor)
     path = Path(name)
-    workbook = Workbook(write_only=True)
     try:
-        _write_sheet(workbook, sheet_name, rows)
-        for extra_name, extra_rows in (extra_sheets or {}).items():
-            _write_sheet(workbook, extra_name, extra_rows)
-        workbook.save(path)
+        with os.fdopen(descriptor, "wb") as file:
+            for chunk in xlsx_chunks(sheets):
+                file.write(chunk)
     except BaseException:
-        # Each write-only sheet streams into a temporary file of openpyxl's own, removed only by
-        # save() (or at interpreter exit): finish the workbook, then throw it away.
-        with contextlib.suppress(Exception):
-            workbook.save(path)
         path.unlink(missing_ok=True)
         raise
     return path
 
 
-def _write_sheet(workbook: Workbook, title: str, rows: Iterable[Sequence[object]]) -> None:
-    worksheet = workbook.create_sheet(title)
-    for row in rows:
-        worksheet.append([_xlsx_cell(worksheet, value) for value in row])
+class _ChunkSink:
+    """Where zipfile writes: a buffer taken out chunk by chunk. It has no seek or tell, so zipfile
+    writes data descriptors instead of going back to fill in sizes."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def size(self) -> int:
+        return len(self._buffer)
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        taken = bytes(self._buffer)
+        self._buffer.clear()
+        return taken
 
 
-def _xlsx_cell(worksheet, value: object) -> object:
+def _worksheet_xml(rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
+    """The worksheet's XML in pieces of about XLSX_CHUNK_BYTES characters, a batch of rows each."""
+    yield _WORKSHEET_START
+    batch: list[str] = []
+    size = 0
+    for number, row in enumerate(rows, 1):
+        if number > MAX_XLSX_ROWS:  # exports check their count before they start: this is the backstop
+            raise ValueError(f"A worksheet holds at most {MAX_XLSX_ROWS:,} rows.")
+        text = _row_xml(number, row)
+        batch.append(text)
+        size += len(text)
+        if size >= XLSX_CHUNK_BYTES:
+            yield "".join(batch).encode("utf-8")
+            batch.clear()
+            size = 0
+    yield "".join(batch).encode("utf-8") + _WORKSHEET_END
+
+
+def _row_xml(number: int, row: Sequence[object]) -> str:
+    cells = "".join(
+        _cell_xml(f"{get_column_letter(column)}{number}", value)
+        for column, value in enumerate(row, 1)
+        if value is not None and value != ""
+    )
+    return f'<row r="{number}">{cells}</row>'
+
+
+def _cell_xml(reference: str, value: object) -> str:
+    """One cell as openpyxl's write-only mode wrote it: what readers.py and Excel read back."""
     if isinstance(value, str):
-        # A WriteOnlyCell typed "s" is a string even when it starts with "=", where a plain str
-        # would be written as a formula. XML cannot hold control characters: they are dropped.
-        cell = WriteOnlyCell(worksheet, ILLEGAL_CHARACTERS_RE.sub("", value))
-        cell.data_type = "s"
-        return cell
+        return _text_cell_xml(reference, value)
+    if value is True or value is False:
+        return f'<c r="{reference}" t="b"><v>{int(value)}</v></c>'
+    if isinstance(value, int | float):
+        return f'<c r="{reference}" t="n"><v>{value!r}</v></c>'
     if isinstance(value, dt.datetime):
-        return _utc_naive(value)  # Excel has no time zones: stored date-times are UTC
-    return value
+        # Excel has no time zones: stored date-times are UTC
+        return f'<c r="{reference}" s="{_DATETIME_STYLE}" t="n"><v>{to_excel(_utc_naive(value))!r}</v></c>'
+    if isinstance(value, dt.date):
+        return f'<c r="{reference}" s="{_DATE_STYLE}" t="n"><v>{to_excel(value)!r}</v></c>'
+    return _text_cell_xml(reference, str(value))
+
+
+def _text_cell_xml(reference: str, value: str) -> str:
+    """A string cell, which Excel never evaluates, so `=1+1` stays text. XML cannot hold control
+    characters, lone surrogates or U+FFFE/U+FFFF: they are dropped. A carriage return is written as
+    a character reference, since an XML parser reads a raw one as a line feed."""
+    text = _XML_UNWRITABLE.sub("", value)
+    if not text:
+        return ""
+    space = ' xml:space="preserve"' if text[0] in _XML_SPACE or text[-1] in _XML_SPACE else ""
+    return f'<c r="{reference}" t="inlineStr"><is><t{space}>{text.translate(_XML_TEXT_ESCAPES)}</t></is></c>'
+
+
+def _package_parts(sheet_names: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """The parts of the package other than the worksheets: what they are and how they link up."""
+    numbers = range(1, len(sheet_names) + 1)
+    worksheet_types = "".join(
+        f'<Override PartName="/xl/worksheets/sheet{number}.xml" ContentType="{_WORKSHEET_TYPE}"/>'
+        for number in numbers
+    )
+    yield "[Content_Types].xml", _CONTENT_TYPES.format(worksheets=worksheet_types)
+    yield "_rels/.rels", _ROOT_RELATIONSHIPS
+    sheets = "".join(
+        f'<sheet name={quoteattr(name)} sheetId="{number}" r:id="rId{number}"/>'
+        for number, name in zip(numbers, sheet_names, strict=True)
+    )
+    yield "xl/workbook.xml", _WORKBOOK.format(sheets=sheets)
+    worksheet_links = "".join(
+        f'<Relationship Id="rId{number}" Type="{_RELATIONSHIP}/worksheet" '
+        f'Target="worksheets/sheet{number}.xml"/>'
+        for number in numbers
+    )
+    styles_link = (
+        f'<Relationship Id="rId{len(sheet_names) + 1}" Type="{_RELATIONSHIP}/styles" Target="styles.xml"/>'
+    )
+    yield "xl/_rels/workbook.xml.rels", _RELATIONSHIPS.format(links=worksheet_links + styles_link)
+    yield "xl/styles.xml", _STYLES

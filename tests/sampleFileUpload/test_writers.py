@@ -1,7 +1,8 @@
-"""Writing sheets: CSV chunks and XLSX files that read back, through readers.py, as the same values."""
+"""Writing sheets: CSV and XLSX chunks that read back, through readers.py, as the same values."""
 
 import codecs
 import datetime as dt
+import io
 import tempfile
 import zipfile
 from decimal import Decimal
@@ -12,7 +13,14 @@ from openpyxl import load_workbook
 
 from src.sampleFileUpload import writers
 from src.sampleFileUpload.readers import open_sheet
-from src.sampleFileUpload.writers import csv_cell, csv_chunks, guard_formula, plain_float, xlsx_file
+from src.sampleFileUpload.writers import (
+    csv_cell,
+    csv_chunks,
+    guard_formula,
+    plain_float,
+    xlsx_chunks,
+    xlsx_file,
+)
 from tests.sampleFileUpload import files
 
 HEADER = ["sample_id", "volume [mL]", "count", "ok", "collected", "frozen_at", "note"]
@@ -203,3 +211,134 @@ def test_xlsx_failure_leaves_no_file(tmp_path):
 
     assert list(tmp_path.iterdir()) == []
     assert set(Path(tempfile.gettempdir()).glob("openpyxl.*")) <= openpyxl_files_before
+
+
+# ---------------------------------------------------------------------------------------------
+# XLSX, streamed (issue 16, finding 7)
+
+
+def counted(rows: list[list[object]], taken: list[int]):
+    """The rows, counting in `taken` how many were asked for."""
+    for row in rows:
+        taken[0] += 1
+        yield row
+
+
+def noisy_rows(count: int) -> list[list[object]]:
+    """Rows that do not compress to nothing, so the workbook comes in many chunks."""
+    return [
+        [f"S-{number:06d}", number * 7919 % 100_003 / 7, str(number * 2654435761 % 2**32)]
+        for number in range(count)
+    ]
+
+
+def test_xlsx_first_chunk_comes_before_any_row_is_asked_for():
+    taken = [0]
+    chunks = xlsx_chunks([("samples", counted(noisy_rows(10), taken))])
+
+    first = next(chunks)
+
+    assert first.startswith(b"PK\x03\x04")
+    assert taken == [0]
+
+
+def test_xlsx_chunks_are_bounded_and_come_while_the_rows_are_read():
+    rows = noisy_rows(60_000)
+    taken = [0]
+    taken_at_chunk = []
+
+    chunks = []
+    for chunk in xlsx_chunks([("samples", counted(rows, taken))]):
+        chunks.append(chunk)
+        taken_at_chunk.append(taken[0])
+
+    assert len(chunks) > 10
+    assert max(len(chunk) for chunk in chunks) < 3 * writers.XLSX_CHUNK_BYTES
+    assert taken_at_chunk[1] < len(rows) / 2  # the second chunk left before half the rows were read
+    workbook = load_workbook(io.BytesIO(b"".join(chunks)), read_only=True)
+    read = list(workbook["samples"].iter_rows(values_only=True))
+    assert [list(row) for row in (read[0], read[-1])] == [rows[0], rows[-1]]
+    assert len(read) == len(rows)
+
+
+def test_xlsx_chunks_closed_early_ask_for_no_more_rows():
+    taken = [0]
+    chunks = xlsx_chunks([("samples", counted(noisy_rows(60_000), taken))])
+    next(chunks)
+    next(chunks)
+    taken_when_closed = taken[0]
+
+    chunks.close()
+
+    assert taken_when_closed < 60_000
+    assert taken[0] == taken_when_closed
+
+
+def test_xlsx_package_is_a_zip_excel_reads(tmp_path):
+    """Data descriptors (the writer cannot go back to fill in sizes), never ZIP64 (Excel reads only a
+    strict subset of it), and the parts a workbook needs."""
+    content = b"".join(xlsx_chunks([("samples", [["a"], [1]]), ("fields", [["b"]])]))
+
+    with zipfile.ZipFile(io.BytesIO(content)) as package:
+        assert package.testzip() is None
+        members = package.infolist()
+        names = [member.filename for member in members]
+        workbook_xml = package.read("xl/workbook.xml").decode()
+        types_xml = package.read("[Content_Types].xml").decode()
+
+    assert names == [
+        "[Content_Types].xml",
+        "_rels/.rels",
+        "xl/workbook.xml",
+        "xl/_rels/workbook.xml.rels",
+        "xl/styles.xml",
+        "xl/worksheets/sheet1.xml",
+        "xl/worksheets/sheet2.xml",
+    ]
+    assert all(member.flag_bits & 0x08 for member in members)
+    assert all(member.extract_version < 45 for member in members)  # 45: ZIP64
+    assert b"PK\x06\x06" not in content  # no ZIP64 end of central directory
+    assert '<sheet name="samples" sheetId="1" r:id="rId1"/>' in workbook_xml
+    assert '<sheet name="fields" sheetId="2" r:id="rId2"/>' in workbook_xml
+    assert "/xl/worksheets/sheet2.xml" in types_xml
+
+
+def test_xlsx_dates_are_excel_dates_with_a_date_format(tmp_path):
+    moment = dt.datetime(2025, 3, 4, 11, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    path = xlsx_file([["on", "at"], [dt.date(2025, 3, 4), moment]], sheet_name="samples", directory=tmp_path)
+
+    worksheet = load_workbook(path)["samples"]
+
+    on, at = worksheet["A2"], worksheet["B2"]
+    assert (on.is_date, on.number_format, on.value) == (True, "yyyy-mm-dd", dt.datetime(2025, 3, 4))
+    assert (at.is_date, at.number_format, at.value) == (
+        True,
+        "yyyy-mm-dd h:mm:ss",
+        dt.datetime(2025, 3, 4, 10, 30),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["  padded  ", "line one\r\nline two", "\r", "<b>&amp;</b>", "tab\tinside", "\n", "ünï 日本 🧪", "=1+1"],
+)
+def test_xlsx_text_reads_back_exactly(tmp_path, text):
+    path = xlsx_file([["note"], [text]], sheet_name="samples", directory=tmp_path)
+
+    assert load_workbook(path)["samples"]["A2"].value == text
+
+
+def test_xlsx_drops_what_xml_cannot_hold_even_a_lone_surrogate(tmp_path):
+    path = xlsx_file([["note"], ["a\ud800b\ufffec\x0bd"], ["\x01"]], sheet_name="samples", directory=tmp_path)
+
+    worksheet = load_workbook(path)["samples"]
+
+    assert worksheet["A2"].value == "abcd"
+    assert worksheet["A3"].value is None
+
+
+def test_xlsx_refuses_more_rows_than_a_worksheet_holds(monkeypatch):
+    monkeypatch.setattr(writers, "MAX_XLSX_ROWS", 3)
+
+    with pytest.raises(ValueError, match="at most 3 rows"):
+        b"".join(xlsx_chunks([("samples", [["a"], [1], [2], [3]])]))
