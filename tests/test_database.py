@@ -416,3 +416,63 @@ async def test_requests_beyond_the_pool_wait_for_a_connection_instead_of_opening
         event.remove(engine.sync_engine, "connect", listener)
 
     assert len(opened) <= POOL_SIZE
+
+
+# Named locks: PostgreSQL advisory locks (every worker and host), in-process on SQLite.
+
+LOCK = database.NamedLock.of(99, b"a test lock")
+
+
+async def test_a_named_lock_held_exclusively_refuses_a_second_holder_until_released():
+    async with SessionFactory() as first, SessionFactory() as second:
+        async with database.named_lock(first, LOCK):
+            with pytest.raises(database.LockBusy):
+                async with database.named_lock(second, LOCK, wait=False):
+                    pass
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(database.LockBusy):
+                async with database.named_lock(second, LOCK, shared=True):
+                    pass
+            waited = asyncio.get_running_loop().time() - started
+            await first.rollback()  # PostgreSQL: the lock is the transaction's
+        assert (
+            settings.DATABASE_LOCK_TIMEOUT_SECONDS - 0.2 < waited < settings.DATABASE_LOCK_TIMEOUT_SECONDS + 1
+        )
+        await second.rollback()
+        async with database.named_lock(second, LOCK, wait=False):
+            pass
+
+
+async def test_shared_holders_of_a_named_lock_do_not_wait_for_each_other():
+    async with (
+        SessionFactory() as first,
+        SessionFactory() as second,
+        SessionFactory() as third,
+        database.named_lock(first, LOCK, shared=True),
+        database.named_lock(second, LOCK, shared=True, wait=False),
+    ):
+        with pytest.raises(database.LockBusy):
+            async with database.named_lock(third, LOCK, wait=False):
+                pass
+
+
+async def test_a_waiting_holder_gets_the_named_lock_once_it_is_released():
+    async with SessionFactory() as first, SessionFactory() as second:
+        async with database.named_lock(first, LOCK):
+
+            async def wait_for_it() -> None:
+                async with database.named_lock(second, LOCK):
+                    pass
+
+            waiting = asyncio.create_task(wait_for_it())
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            await first.rollback()
+        await asyncio.wait_for(waiting, timeout=settings.DATABASE_LOCK_TIMEOUT_SECONDS)
+        await second.rollback()
+
+
+def test_named_locks_of_different_names_differ_and_fit_postgresqls_int4():
+    locks = {database.NamedLock.of(1, name.encode()) for name in ("a", "b", "c", "study 1", "study 2")}
+    assert len(locks) == 5
+    assert all(-(2**31) <= lock.key < 2**31 for lock in locks)

@@ -172,15 +172,17 @@ async def _user_import_slot(session: AsyncSession, user: User) -> AsyncIterator[
     """One of the user's IMPORTS_PER_USER slots, shared by every worker and host (a named lock each,
     tried without waiting): a user who has them all gets 429 at once, so one user's burst of uploads
     never fills the slots everyone shares. Held for the import's transaction."""
-    for slot in range(upload_settings.IMPORTS_PER_USER):
-        lock = NamedLock.of(LockNamespace.USER_IMPORTS, user.id.bytes + slot.to_bytes(2, "big"))
-        try:
-            async with named_lock(session, lock, wait=False):
-                yield
-                return
-        except LockBusy:
-            continue
-    raise TooManyImports
+    async with contextlib.AsyncExitStack() as held:
+        for slot in range(upload_settings.IMPORTS_PER_USER):
+            lock = NamedLock.of(LockNamespace.USER_IMPORTS, user.id.bytes + slot.to_bytes(2, "big"))
+            try:
+                await held.enter_async_context(named_lock(session, lock, wait=False))
+                break
+            except LockBusy:
+                continue
+        else:
+            raise TooManyImports
+        yield
 
 
 async def _dry_run(
