@@ -1,10 +1,19 @@
 """Pure helpers of the study module."""
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from src.study.constants import FIELD_FILLED, FieldType
+from src.study.constants import (
+    ACTIVITY_CUT_MARK,
+    ACTIVITY_DETAILS_MAX_BYTES,
+    ACTIVITY_TEXT_MAX_LENGTH,
+    ACTIVITY_TRUNCATED_KEY,
+    FIELD_FILLED,
+    FieldType,
+)
 
 
 def duplicates(items: Iterable[str]) -> list[str]:
@@ -60,3 +69,157 @@ def field_value_deltas(
                     if choice is not None:
                         deltas[name, str(choice)] += sign * count
     return deltas
+
+
+# What an activity entry keeps of its details.
+#
+# Each text longer than ACTIVITY_TEXT_MAX_LENGTH keeps its beginning and ends in ACTIVITY_CUT_MARK,
+# and the whole stays within ACTIVITY_DETAILS_MAX_BYTES of JSON (UTF-8, as answered). Details that
+# fit are kept whole. Otherwise an object keeps whole the members that fit in an equal share of its
+# room (smallest first), then its larger objects and lists share what is left equally and its
+# larger texts and numbers take what they need while it fits; a list keeps its first items. The
+# JSON Pointer (RFC 6901) of every text cut and of every object or list that lost a member or an
+# item is listed under `truncated`, which counts towards the bytes too: a value that was cut and
+# one that merely looks so are told apart by it.
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """A value with its texts cut, the JSON bytes it takes with the pointers of those texts, and,
+    for an object or a list, the same of each of its members or items."""
+
+    pointer: str
+    value: Any
+    size: int
+    cut: tuple[str, ...]
+    members: dict[str, "_Part"] | None = None
+    items: list["_Part"] | None = None
+
+    @property
+    def is_container(self) -> bool:
+        return self.members is not None or self.items is not None
+
+
+# A part as it fits in its room: its value, the bytes it takes, the pointers of what was cut in it.
+_Fitted = tuple[Any, int, list[str]]
+
+
+def bounded_details(
+    details: Mapping[str, Any],
+    *,
+    text_max_length: int = ACTIVITY_TEXT_MAX_LENGTH,
+    max_bytes: int = ACTIVITY_DETAILS_MAX_BYTES,
+) -> dict[str, Any]:
+    """The details as an activity entry keeps them: each text at most `text_max_length` characters
+    and the whole at most `max_bytes` of JSON, with what was cut listed under `truncated`."""
+    if ACTIVITY_TRUNCATED_KEY in details:
+        raise ValueError(f"{ACTIVITY_TRUNCATED_KEY!r} is the key that lists what was cut")
+    # `,"truncated":[]` around the pointers, should anything be cut.
+    room = max_bytes - _json_size(ACTIVITY_TRUNCATED_KEY) - 4
+    value, _size, cut = _fitted(_with_texts_cut(details, "", text_max_length), room) or ({}, 0, [""])
+    if cut:
+        value[ACTIVITY_TRUNCATED_KEY] = cut
+    return value
+
+
+def _json_size(value: Any) -> int:
+    # Lone surrogates (which no stored value has) are counted as the 3 bytes they would take.
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _pointer_size(pointer: str) -> int:
+    """What naming a place in `truncated` costs: its JSON text and a comma."""
+    return _json_size(pointer) + 1
+
+
+def _name_size(name: str) -> int:
+    """What a member's name costs in its object: its JSON text, the colon and a comma."""
+    return _json_size(name) + 2
+
+
+def _pointer_token(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def _with_texts_cut(value: Any, pointer: str, text_max_length: int) -> _Part:
+    if isinstance(value, Mapping):
+        members = {
+            str(name): _with_texts_cut(member, f"{pointer}/{_pointer_token(str(name))}", text_max_length)
+            for name, member in value.items()
+        }
+        size = 2 + sum(_name_size(name) + part.size for name, part in members.items())
+        kept = {name: part.value for name, part in members.items()}
+        cut = tuple(pointer for part in members.values() for pointer in part.cut)
+        return _Part(pointer, kept, size, cut, members=members)
+    if isinstance(value, list | tuple):
+        items = [
+            _with_texts_cut(item, f"{pointer}/{index}", text_max_length) for index, item in enumerate(value)
+        ]
+        size = 2 + sum(part.size + 1 for part in items)
+        cut = tuple(pointer for part in items for pointer in part.cut)
+        return _Part(pointer, [part.value for part in items], size, cut, items=items)
+    if isinstance(value, str) and len(value) > text_max_length:
+        text = value[: text_max_length - len(ACTIVITY_CUT_MARK)] + ACTIVITY_CUT_MARK
+        return _Part(pointer, text, _json_size(text) + _pointer_size(pointer), (pointer,))
+    return _Part(pointer, value, _json_size(value), ())
+
+
+def _fitted(part: _Part, room: int) -> _Fitted | None:
+    """The part within `room` bytes, or None when not even its smallest form fits."""
+    if part.size <= room:
+        return part.value, part.size, list(part.cut)
+    if part.members is not None:
+        return _fitted_object(part, part.members, room)
+    if part.items is not None:
+        return _fitted_list(part, part.items, room)
+    return None
+
+
+def _fitted_object(part: _Part, members: dict[str, _Part], room: int) -> _Fitted | None:
+    # Its braces, and its own pointer in reserve should a member not fit.
+    reserve = _pointer_size(part.pointer)
+    left = room - 2 - reserve
+    if left < 0:
+        return None
+    kept: dict[str, _Fitted] = {}
+    by_size = sorted(members, key=lambda name: _name_size(name) + members[name].size)
+    larger: set[str] = set()
+    for index, name in enumerate(by_size):
+        need = _name_size(name) + members[name].size
+        if larger or need > left // (len(by_size) - index):
+            larger.add(name)
+            continue
+        kept[name] = (members[name].value, members[name].size, list(members[name].cut))
+        left -= need
+    in_order = [name for name in members if name in larger]
+    for index, name in enumerate(in_order):
+        member = members[name]
+        share = left // (len(in_order) - index) if member.is_container else left
+        fitted = _fitted(member, share - _name_size(name))
+        if fitted is not None:
+            kept[name] = fitted
+            left -= _name_size(name) + fitted[1]
+    value = {name: kept[name][0] for name in members if name in kept}
+    cut = [pointer for name in members if name in kept for pointer in kept[name][2]]
+    if len(kept) == len(members):
+        return value, room - left - reserve, cut
+    return value, room - left, [*cut, part.pointer]
+
+
+def _fitted_list(part: _Part, items: list[_Part], room: int) -> _Fitted | None:
+    reserve = _pointer_size(part.pointer)
+    left = room - 2 - reserve
+    if left < 0:
+        return None
+    values: list[Any] = []
+    cut: list[str] = []
+    for item in items:
+        fitted = _fitted(item, left - 1)
+        if fitted is None:
+            # Only its first items: one left out in the middle would move the ones after it.
+            return values, room - left, [*cut, part.pointer]
+        values.append(fitted[0])
+        cut += fitted[2]
+        left -= fitted[1] + 1
+    return values, room - left - reserve, cut
