@@ -3,7 +3,6 @@
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from src.study.constants import (
@@ -83,40 +82,23 @@ def field_value_deltas(
 # one that merely looks so are told apart by it.
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """A value with its texts cut, the JSON bytes it takes with the pointers of those texts, and,
-    for an object or a list, the same of each of its members or items."""
-
-    pointer: str
-    value: Any
-    size: int
-    cut: tuple[str, ...]
-    members: dict[str, "_Part"] | None = None
-    items: list["_Part"] | None = None
-
-    @property
-    def is_container(self) -> bool:
-        return self.members is not None or self.items is not None
-
-
 # A part as it fits in its room: its value, the bytes it takes, the pointers of what was cut in it.
 _Fitted = tuple[Any, int, list[str]]
+# Compact, as the API answers; `default` only sizes what the JSON column would refuse anyway.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def bounded_details(
-    details: Mapping[str, Any],
-    *,
-    text_max_length: int = ACTIVITY_TEXT_MAX_LENGTH,
-    max_bytes: int = ACTIVITY_DETAILS_MAX_BYTES,
-) -> dict[str, Any]:
-    """The details as an activity entry keeps them: each text at most `text_max_length` characters
-    and the whole at most `max_bytes` of JSON, with what was cut listed under `truncated`."""
+def bounded_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """The details as an activity entry keeps them: each text at most ACTIVITY_TEXT_MAX_LENGTH
+    characters and the whole at most ACTIVITY_DETAILS_MAX_BYTES of JSON, with what was cut listed
+    under `truncated`."""
     if ACTIVITY_TRUNCATED_KEY in details:
         raise ValueError(f"{ACTIVITY_TRUNCATED_KEY!r} is the key that lists what was cut")
+    cut: list[str] = []
+    whole = _with_texts_cut(details, "", cut)
     # `,"truncated":[]` around the pointers, should anything be cut.
-    room = max_bytes - _json_size(ACTIVITY_TRUNCATED_KEY) - 4
-    value, _size, cut = _fitted(_with_texts_cut(details, "", text_max_length), room) or ({}, 0, [""])
+    room = ACTIVITY_DETAILS_MAX_BYTES - _json_size(ACTIVITY_TRUNCATED_KEY) - 4
+    value, _size, cut = _fitted(_Part("", whole, cut), room) or ({}, 0, [""])
     if cut:
         value[ACTIVITY_TRUNCATED_KEY] = cut
     return value
@@ -124,8 +106,7 @@ def bounded_details(
 
 def _json_size(value: Any) -> int:
     # Lone surrogates (which no stored value has) are counted as the 3 bytes they would take.
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return len(text.encode("utf-8", "surrogatepass"))
+    return len(_ENCODER.encode(value).encode("utf-8", "surrogatepass"))
 
 
 def _pointer_size(pointer: str) -> int:
@@ -142,79 +123,108 @@ def _pointer_token(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
-def _with_texts_cut(value: Any, pointer: str, text_max_length: int) -> _Part:
+def _with_texts_cut(value: Any, pointer: str, cut: list[str]) -> Any:
+    """The value (objects and lists copied) with each longer text cut; the pointer of each is added to
+    `cut`, in document order."""
+    if isinstance(value, str):
+        if len(value) <= ACTIVITY_TEXT_MAX_LENGTH:
+            return value
+        cut.append(pointer)
+        return value[: ACTIVITY_TEXT_MAX_LENGTH - len(ACTIVITY_CUT_MARK)] + ACTIVITY_CUT_MARK
     if isinstance(value, Mapping):
-        members = {
-            str(name): _with_texts_cut(member, f"{pointer}/{_pointer_token(str(name))}", text_max_length)
+        return {
+            str(name): _with_texts_cut(member, f"{pointer}/{_pointer_token(str(name))}", cut)
             for name, member in value.items()
         }
-        size = 2 + sum(_name_size(name) + part.size for name, part in members.items())
-        kept = {name: part.value for name, part in members.items()}
-        cut = tuple(pointer for part in members.values() for pointer in part.cut)
-        return _Part(pointer, kept, size, cut, members=members)
     if isinstance(value, list | tuple):
-        items = [
-            _with_texts_cut(item, f"{pointer}/{index}", text_max_length) for index, item in enumerate(value)
+        return [_with_texts_cut(item, f"{pointer}/{index}", cut) for index, item in enumerate(value)]
+    return value
+
+
+class _Part:
+    """A value whose texts are cut, where it is, and the pointers of those texts. Its size (JSON bytes
+    with those pointers) and its members or items are worked out only when the fitting asks: details
+    that fit are measured once, as a whole."""
+
+    __slots__ = ("_size", "cut", "pointer", "value")
+
+    def __init__(self, pointer: str, value: Any, cut: list[str]) -> None:
+        self.pointer = pointer
+        self.value = value
+        self.cut = cut
+        self._size: int | None = None
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            self._size = _json_size(self.value) + sum(map(_pointer_size, self.cut))
+        return self._size
+
+    def parts(self, names: Iterable[str]) -> list["_Part"]:
+        """Its members or items (by their names or indices as text), each with the pointers under it."""
+        under: dict[str, list[str]] = {}
+        start = len(self.pointer) + 1
+        for pointer in self.cut:
+            under.setdefault(pointer[start:].split("/", 1)[0], []).append(pointer)
+        children = self.value.values() if isinstance(self.value, dict) else self.value
+        return [
+            _Part(f"{self.pointer}/{token}", child, under.get(token, []))
+            for token, child in zip(map(_pointer_token, names), children, strict=True)
         ]
-        size = 2 + sum(part.size + 1 for part in items)
-        cut = tuple(pointer for part in items for pointer in part.cut)
-        return _Part(pointer, [part.value for part in items], size, cut, items=items)
-    if isinstance(value, str) and len(value) > text_max_length:
-        text = value[: text_max_length - len(ACTIVITY_CUT_MARK)] + ACTIVITY_CUT_MARK
-        return _Part(pointer, text, _json_size(text) + _pointer_size(pointer), (pointer,))
-    return _Part(pointer, value, _json_size(value), ())
 
 
 def _fitted(part: _Part, room: int) -> _Fitted | None:
     """The part within `room` bytes, or None when not even its smallest form fits."""
     if part.size <= room:
         return part.value, part.size, list(part.cut)
-    if part.members is not None:
-        return _fitted_object(part, part.members, room)
-    if part.items is not None:
-        return _fitted_list(part, part.items, room)
+    if isinstance(part.value, dict):
+        return _fitted_object(part, room)
+    if isinstance(part.value, list):
+        return _fitted_list(part, room)
     return None
 
 
-def _fitted_object(part: _Part, members: dict[str, _Part], room: int) -> _Fitted | None:
+def _fitted_object(part: _Part, room: int) -> _Fitted | None:
     # Its braces, and its own pointer in reserve should a member not fit.
     reserve = _pointer_size(part.pointer)
     left = room - 2 - reserve
     if left < 0:
         return None
+    names = list(part.value)
+    members = dict(zip(names, part.parts(names), strict=True))
     kept: dict[str, _Fitted] = {}
-    by_size = sorted(members, key=lambda name: _name_size(name) + members[name].size)
+    by_size = sorted(names, key=lambda name: _name_size(name) + members[name].size)
     larger: set[str] = set()
     for index, name in enumerate(by_size):
         need = _name_size(name) + members[name].size
         if larger or need > left // (len(by_size) - index):
             larger.add(name)
             continue
-        kept[name] = (members[name].value, members[name].size, list(members[name].cut))
+        kept[name] = _fitted(members[name], members[name].size)
         left -= need
-    in_order = [name for name in members if name in larger]
+    in_order = [name for name in names if name in larger]
     for index, name in enumerate(in_order):
         member = members[name]
-        share = left // (len(in_order) - index) if member.is_container else left
+        share = left // (len(in_order) - index) if isinstance(member.value, dict | list) else left
         fitted = _fitted(member, share - _name_size(name))
         if fitted is not None:
             kept[name] = fitted
             left -= _name_size(name) + fitted[1]
-    value = {name: kept[name][0] for name in members if name in kept}
-    cut = [pointer for name in members if name in kept for pointer in kept[name][2]]
-    if len(kept) == len(members):
+    value = {name: kept[name][0] for name in names if name in kept}
+    cut = [pointer for name in names if name in kept for pointer in kept[name][2]]
+    if len(kept) == len(names):
         return value, room - left - reserve, cut
     return value, room - left, [*cut, part.pointer]
 
 
-def _fitted_list(part: _Part, items: list[_Part], room: int) -> _Fitted | None:
+def _fitted_list(part: _Part, room: int) -> _Fitted | None:
     reserve = _pointer_size(part.pointer)
     left = room - 2 - reserve
     if left < 0:
         return None
     values: list[Any] = []
     cut: list[str] = []
-    for item in items:
+    for item in part.parts(map(str, range(len(part.value)))):
         fitted = _fitted(item, left - 1)
         if fitted is None:
             # Only its first items: one left out in the middle would move the ones after it.
