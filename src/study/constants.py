@@ -151,6 +151,19 @@ CHOICE_MAX_LENGTH = 200
 FIELD_FILLED = ""
 UNIT_MAX_LENGTH = 50
 FIELD_DESCRIPTION_MAX_LENGTH = 1_000
-TEXT_MAX_LENGTH_LIMIT = 100_000
+# A text field without a max_length of its own holds this many characters; one may set up to the limit.
+TEXT_DEFAULT_MAX_LENGTH = 1_000
+TEXT_MAX_LENGTH_LIMIT = 10_000
+# The largest integer a browser's JSON reads exactly (Number.MAX_SAFE_INTEGER): integer values, and
+# the bounds of integer and number fields, stay within plus or minus this.
+MAX_SAFE_INTEGER = 2**53 - 1
 PATTERN_MAX_LENGTH = 500
 ACTIVITY_ACTION_MAX_LENGTH = 40
+# An activity entry keeps each text of its details to this many characters (the last one then "…"),
+# and its details to this many bytes of JSON (UTF-8): with the rest of an entry (at most ~0.5 KB),
+# the dashboard's 20 newest take at most ~41 KB whatever was written. `truncated` in the details lists
+# the JSON Pointer of what was cut.
+ACTIVITY_TEXT_MAX_LENGTH = 200
+ACTIVITY_DETAILS_MAX_BYTES = 1_536
+ACTIVITY_TRUNCATED_KEY = "truncated"
+ACTIVITY_CUT_MARK = "\u2026"

@@ -4,12 +4,15 @@ Values arrive from three places and all are accepted: JSON from the API (typed),
 strings) and XLSX cells as openpyxl gives them (int, float, bool, datetime, date, str). Every value
 is normalised to one JSON form, so that stored values compare equal whoever typed them:
 
-- text: trimmed str. Numbers become their decimal text (an Excel cell holding 12 in a text column
-  reads "12"; a whole float 12.0 reads "12") and dates their ISO text; booleans are refused.
-  NUL and lone surrogates are refused: PostgreSQL's JSONB cannot store them. Without a
-  max_length of its own a text value may hold up to TEXT_MAX_LENGTH_LIMIT characters.
-- integer: int within the signed 64-bit range. "+42", "42.0" and 42.0 are 42 (Excel stores whole
-  numbers as floats); exponents, thousands separators and fractions are refused.
+- text: trimmed str of one line. Numbers become their decimal text (an Excel cell holding 12 in a
+  text column reads "12"; a whole float 12.0 reads "12") and dates their ISO text; booleans are
+  refused. Control, invisible and direction-changing characters are refused by the rule of one-line
+  text everywhere (src/schemas.py; tab and newline included: no field is multi-line), and so are
+  lone surrogates (PostgreSQL's JSONB cannot store them). A field without a max_length of its own
+  holds TEXT_DEFAULT_MAX_LENGTH characters; one may set up to TEXT_MAX_LENGTH_LIMIT.
+- integer: int within plus or minus MAX_SAFE_INTEGER (2**53 - 1), what a browser's JSON reads
+  exactly. "+42", "42.0" and 42.0 are 42 (Excel stores whole numbers as floats); exponents,
+  thousands separators and fractions are refused.
 - number: float. A decimal comma ("3,5", as European Excel writes CSV) is read as a decimal point
   unless it could be a thousands separator ("1,234" is refused as ambiguous). NaN and ±inf refused.
 - boolean: bool, from true/false, yes/no, y/n, 1/0 in any case, or the numbers 1 and 0.
@@ -44,11 +47,13 @@ from src.study.constants import (
     FIELD_DESCRIPTION_MAX_LENGTH,
     FIELD_NAME_PATTERN,
     MAX_CHOICES,
+    MAX_SAFE_INTEGER,
     MAX_SAMPLE_FIELDS,
     MAX_SCHEMA_JSON,
     MAX_TOTAL_CHOICES,
     PATTERN_MAX_LENGTH,
     RESERVED_FIELD_NAMES,
+    TEXT_DEFAULT_MAX_LENGTH,
     TEXT_MAX_LENGTH_LIMIT,
     UNIT_MAX_LENGTH,
     FieldType,
@@ -59,6 +64,8 @@ from src.study.utils import duplicates
 # An error message lists at most this many choices; a field may have a thousand.
 LISTED_CHOICES = 10
 
+# What a filter on an integer field may name: any integer a database stores (values from before
+# the safe limit may be larger than it).
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 # Longer numeric text is refused before parsing: int() of a 100,000-digit string costs time, and
@@ -91,9 +98,10 @@ _TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "0"})
 _MIDNIGHT = dt.time()
 _FLOAT_LIMIT = 2**1023  # float() of a larger int overflows
-# Bounds of integer and number fields: every integer up to 2**53 is exact as a float, so a bound
-# means the same to every client and database; larger ones are refused before any conversion.
-MAX_BOUND = 2**53
+# Bounds of integer and number fields: every integer up to 2**53 - 1 is exact as a float and in a
+# browser's JSON, so a bound means the same to every client and database; larger ones are refused
+# before any conversion.
+MAX_BOUND = MAX_SAFE_INTEGER
 # Escapes (read as pairs, so `\\{` is not a repetition) and counted repetitions of a pattern.
 _PATTERN_TOKENS = re.compile(r"\\(.)|\{([0-9]+)(?:,([0-9]*))?\}", re.DOTALL)
 
@@ -107,7 +115,8 @@ class ValueIssue:
 
 @dataclass(frozen=True, slots=True)
 class SampleField:
-    """One field definition, read and checked; absent constraints are None."""
+    """One field definition, read and checked; absent constraints are None, but a text field's
+    max_length, which is its own or else TEXT_DEFAULT_MAX_LENGTH."""
 
     name: str
     type: FieldType
@@ -292,7 +301,7 @@ def _read_field(definition: object) -> tuple[SampleField | None, list[tuple[Loc,
         required=required,
         unit=definition.get("unit"),
         description=definition.get("description"),
-        max_length=definition.get("max_length"),
+        max_length=_max_length(field_type, definition.get("max_length")),
         pattern=definition.get("pattern"),
         min=_bound(field_type, definition.get("min")),
         max=_bound(field_type, definition.get("max")),
@@ -362,7 +371,8 @@ def _bound_problems(label: str, field_type: FieldType, low: object, high: object
             continue
         # Compared as given (a huge int is never converted to float, which would overflow).
         if not _is_real(bound) or not -MAX_BOUND <= bound <= MAX_BOUND:  # NaN is not between either
-            problems.append(((key,), f"{label}: {key} must be a finite number from -2**53 to 2**53"))
+            rule = f"a finite number from -{MAX_BOUND} to {MAX_BOUND}"
+            problems.append(((key,), f"{label}: {key} must be {rule}"))
         elif field_type is FieldType.INTEGER and isinstance(bound, float) and not bound.is_integer():
             problems.append(((key,), f"{label}: {key} of an integer field must be a whole number"))
     if not problems and low is not None and high is not None and low > high:
@@ -399,6 +409,13 @@ def _choices_problems(label: str, choices: object) -> list[tuple[Loc, str]]:
 
 def _is_real(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _max_length(field_type: FieldType, max_length: int | None) -> int | None:
+    # Stored definitions from before the default have none: they get it here, when compiled.
+    if field_type is FieldType.TEXT and max_length is None:
+        return TEXT_DEFAULT_MAX_LENGTH
+    return max_length
 
 
 def _bound(field_type: FieldType, bound: int | float | None) -> int | float | None:
@@ -474,9 +491,16 @@ def _schema_size_problems(
 ) -> list[tuple[Loc, str]]:
     if sum(len(field.choices or ()) for field in read) > MAX_TOTAL_CHOICES:
         return [((), f"at most {MAX_TOTAL_CHOICES} choices in all the fields together")]
-    if len(json.dumps(list(fields), separators=(",", ":"), ensure_ascii=False)) > MAX_SCHEMA_JSON:
+    stored = [_as_stored(definition) for definition in fields]
+    if len(json.dumps(stored, separators=(",", ":"), ensure_ascii=False)) > MAX_SCHEMA_JSON:
         return [((), f"the sample fields must take at most {MAX_SCHEMA_JSON} characters of JSON")]
     return []
+
+
+def _as_stored(definition: Mapping[str, object]) -> dict[str, object]:
+    """A definition as a study stores it (SampleFieldDefinition's dump): `required` always said,
+    null constraints left out. Measured so, a schema accepted is one that compiles once stored."""
+    return {"required": False, **{key: value for key, value in definition.items() if value is not None}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,15 +528,19 @@ def _text_of(raw: object) -> str:
 
 
 def _storable(text: str) -> str:
-    # isascii() is O(1) on CPython's strings and ASCII has no surrogates: only NUL to look for.
-    if "\x00" in text or (not text.isascii() and _UNSTORABLE_TEXT.search(text)):
-        raise _Refused(ValueErrorCode.INVALID_TEXT, "holds a NUL or an unpaired surrogate character")
+    if has_control_characters(text):
+        raise _Refused(
+            ValueErrorCode.INVALID_TEXT,
+            "holds a control, invisible or direction-changing character (text is one line)",
+        )
+    # isascii() is O(1) on CPython's strings, and ASCII has no surrogates.
+    if not text.isascii() and _UNSTORABLE_TEXT.search(text):
+        raise _Refused(ValueErrorCode.INVALID_TEXT, "holds an unpaired surrogate character")
     return text
 
 
 def _text_coercer(field: SampleField, *, check_constraints: bool) -> Coercer:
-    # Without a max_length of its own, text is held to the highest one a field may set.
-    max_length = (field.max_length or TEXT_MAX_LENGTH_LIMIT) if check_constraints else None
+    max_length = field.max_length if check_constraints else None
     matches = compile_text_pattern(field.pattern) if check_constraints and field.pattern else None
 
     def coerce_text(raw: object) -> str:
@@ -600,9 +628,11 @@ def _numeric_coercer(
 
 
 def _integer_coercer(field: SampleField, *, check_constraints: bool) -> Coercer:
-    # Whatever the bounds, integers stay within 64 bits, which every database and client can hold.
-    low = max(field.min, INT64_MIN) if check_constraints and field.min is not None else INT64_MIN
-    high = min(field.max, INT64_MAX) if check_constraints and field.max is not None else INT64_MAX
+    if not check_constraints:
+        return _numeric_coercer(_integer_of, (INT64_MIN, INT64_MAX), (str(INT64_MIN), str(INT64_MAX)))
+    # Whatever the bounds, integers stay within what every browser's JSON reads exactly.
+    low = -MAX_SAFE_INTEGER if field.min is None else max(field.min, -MAX_SAFE_INTEGER)
+    high = MAX_SAFE_INTEGER if field.max is None else min(field.max, MAX_SAFE_INTEGER)
     return _numeric_coercer(_integer_of, (low, high), (str(low), str(high)))
 
 

@@ -31,6 +31,10 @@ from src.schemas import (
 )
 from src.study import sample_validation
 from src.study.constants import (
+    ACTIVITY_CUT_MARK,
+    ACTIVITY_DETAILS_MAX_BYTES,
+    ACTIVITY_TEXT_MAX_LENGTH,
+    ACTIVITY_TRUNCATED_KEY,
     CHOICE_MAX_LENGTH,
     CODE_MAX_LENGTH,
     CODE_PATTERN,
@@ -39,10 +43,12 @@ from src.study.constants import (
     FIELD_NAME_MAX_LENGTH,
     FIELD_NAME_PATTERN,
     MAX_CHOICES,
+    MAX_SAFE_INTEGER,
     MAX_SAMPLE_FIELDS,
     PATTERN_MAX_LENGTH,
     RESERVED_FIELD_NAMES,
     SAMPLE_ID_MAX_LENGTH,
+    TEXT_DEFAULT_MAX_LENGTH,
     TEXT_MAX_LENGTH_LIMIT,
     TITLE_MAX_LENGTH,
     UNIT_MAX_LENGTH,
@@ -80,6 +86,7 @@ Description = Annotated[
     AfterValidator(without_nul),
     DocumentedPattern(NUL_FREE_PATTERN),
 ]
+_SAFE_INTEGERS = f"-{MAX_SAFE_INTEGER} to {MAX_SAFE_INTEGER} (2^53 - 1, what a browser's JSON reads exactly)"
 Bound = Annotated[
     int | float,
     Field(allow_inf_nan=False),
@@ -166,10 +173,13 @@ class SampleFieldDefinition(BaseModel):
     required: bool = False
     unit: trimmed_line(UNIT_MAX_LENGTH) | None = None
     description: trimmed_line(FIELD_DESCRIPTION_MAX_LENGTH) | None = None
-    max_length: Annotated[int, Field(ge=1, le=TEXT_MAX_LENGTH_LIMIT)] | None = None
+    max_length: Annotated[int, Field(ge=1, le=TEXT_MAX_LENGTH_LIMIT)] | None = Field(
+        default=None,
+        description=f"text fields: at most this many characters; {TEXT_DEFAULT_MAX_LENGTH} when left out",
+    )
     pattern: Annotated[str, Field(min_length=1, max_length=PATTERN_MAX_LENGTH)] | None = None
-    min: Bound | None = None
-    max: Bound | None = None
+    min: Bound | None = Field(default=None, description=f"integer and number fields: from {_SAFE_INTEGERS}")
+    max: Bound | None = Field(default=None, description=f"integer and number fields: from {_SAFE_INTEGERS}")
     choices: (
         Annotated[
             list[Choice], Field(min_length=1, max_length=MAX_CHOICES, json_schema_extra={"uniqueItems": True})
@@ -234,7 +244,9 @@ class SampleFieldRead(BaseModel):
     required: bool = False
     unit: str | None = None
     description: str | None = None
-    max_length: int | None = None
+    max_length: int | None = Field(
+        default=None, description=f"left out: a text field holds at most {TEXT_DEFAULT_MAX_LENGTH} characters"
+    )
     pattern: str | None = None
     min: int | float | None = None
     max: int | float | None = None
@@ -418,6 +430,14 @@ class MemberRead(BaseModel):
 # Samples
 
 
+SAMPLE_VALUES_DESCRIPTION = (
+    "keyed by field name; validated and normalised against the study's fields. Text is one line: "
+    "control, invisible and direction-changing characters are refused (`invalid_text`), and it holds "
+    f"at most the field's `max_length` ({TEXT_DEFAULT_MAX_LENGTH} when the field sets none; `too_long`). "
+    f"Integers are from {_SAFE_INTEGERS}, whatever the field's bounds (`below_min`, `above_max`)."
+)
+
+
 class SampleCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -432,10 +452,7 @@ class SampleCreate(BaseModel):
 
     sample_id: SampleId
     status: SampleStatus = SampleStatus.REGISTERED
-    values: dict[str, Any] = Field(
-        default_factory=dict,
-        description="keyed by field name; validated and normalised against the study's fields",
-    )
+    values: dict[str, Any] = Field(default_factory=dict, description=SAMPLE_VALUES_DESCRIPTION)
 
 
 class SampleUpdate(BaseModel):
@@ -450,7 +467,9 @@ class SampleUpdate(BaseModel):
 
     sample_id: SampleId | None = None
     status: SampleStatus | None = None
-    values: dict[str, Any] | None = None
+    values: dict[str, Any] | None = Field(
+        default=None, description=f"the values to replace, {SAMPLE_VALUES_DESCRIPTION}"
+    )
 
     @field_validator("sample_id", "status", "values", mode="before")
     @classmethod
@@ -493,6 +512,15 @@ class SampleRead(BaseModel):
 
 # Activity
 
+ACTIVITY_DETAILS_DESCRIPTION = (
+    "What changed, by action (`old` and `new` for edits). Kept small whatever was written: each text "
+    f"of more than {ACTIVITY_TEXT_MAX_LENGTH} characters keeps its first {ACTIVITY_TEXT_MAX_LENGTH - 1} "
+    f"and ends in `{ACTIVITY_CUT_MARK}`, and the details hold at most {ACTIVITY_DETAILS_MAX_BYTES} bytes "
+    "of JSON: an object keeps the members that fit, a list its first items. When anything was cut, "
+    f"`{ACTIVITY_TRUNCATED_KEY}` lists the JSON Pointer (RFC 6901) of each text cut and of each object "
+    "or list that lost members or items; without it, the details are whole."
+)
+
 
 class ActivityActor(BaseModel):
     id: uuid.UUID
@@ -507,7 +535,12 @@ class ActivityRead(BaseModel):
                 "action": "sample_updated",
                 "actor": {"id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90", "email": "ada@example.org"},
                 "at": "2026-11-22T10:05:00Z",
-                "details": {"sample_id": "S-0001", "old": {"volume": 4.5}, "new": {"volume": 4.0}},
+                "details": {
+                    "sample_id": "S-0001",
+                    "old": {"values": {"volume": 4.5, "note": "Spun twice, then kept at -80 °C …"}},
+                    "new": {"values": {"volume": 4.0, "note": None}},
+                    "truncated": ["/old/values/note"],
+                },
             }
         }
     )
@@ -516,7 +549,7 @@ class ActivityRead(BaseModel):
     action: str
     actor: ActivityActor | None = Field(description="null when the account no longer exists")
     at: datetime
-    details: dict[str, Any]
+    details: dict[str, Any] = Field(description=ACTIVITY_DETAILS_DESCRIPTION)
 
     @classmethod
     def of(cls, entry: Any) -> Self:

@@ -94,7 +94,13 @@ from src.study.schemas import (
     StudyCreate,
     StudyUpdate,
 )
-from src.study.utils import ValuesChange, changed_values, field_value_deltas, normalize_code
+from src.study.utils import (
+    ValuesChange,
+    bounded_details,
+    changed_values,
+    field_value_deltas,
+    normalize_code,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +145,18 @@ def record_activity(
     action: ActivityAction,
     details: Mapping[str, Any],
 ) -> None:
-    """Adds an entry to the study's log; it is written by the commit of the change it describes."""
+    """Adds an entry to the study's log; it is written by the commit of the change it describes.
+
+    Every module writes activity here, so this is where its details are bounded (texts cut, the
+    whole kept small, what was cut listed): what the log and the dashboard answer stays small
+    whatever values the change carried."""
     session.add(
         StudyActivity(
             study_id=study_id,
             action=action,
             actor_id=actor.id if actor is not None else None,
             at=utcnow(),
-            details=dict(details),
+            details=bounded_details(details),
         )
     )
 

@@ -55,7 +55,7 @@ async def test_a_quoted_line_break_stays_inside_its_cell(client, alice_headers, 
 
     body = assert_problem(response, 422, "SAMPLE_FILE_REJECTED")
     assert [(e["row"], e["column"], e["value"], e["code"]) for e in body["report"]["errors"]] == [
-        (2, "label", "A\nB", "pattern_mismatch")
+        (2, "label", "A\nB", "invalid_text")  # read whole, refused: text is one line
     ]
 
 

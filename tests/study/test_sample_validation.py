@@ -10,8 +10,10 @@ import re2
 
 from src.study.constants import (
     MAX_CHOICES,
+    MAX_SAFE_INTEGER,
     MAX_SAMPLE_FIELDS,
     PATTERN_MAX_LENGTH,
+    TEXT_DEFAULT_MAX_LENGTH,
     TEXT_MAX_LENGTH_LIMIT,
     ValueErrorCode,
 )
@@ -60,7 +62,7 @@ CHOICE = {"type": "choice", "choices": ["blood", "saliva", "1", "2"]}
     ("raw", "expected"),
     [
         ("  plasma  ", "plasma"),
-        ("Zürich\nline two", "Zürich\nline two"),
+        ("Zürich Altstadt", "Zürich Altstadt"),
         (12, "12"),  # an XLSX cell typed as a number in a text column
         (12.0, "12"),  # Excel stores whole numbers as floats
         (1.5, "1.5"),
@@ -84,6 +86,35 @@ def test_text_refuses_characters_jsonb_cannot_store(raw):
     assert refused(TEXT, raw).code is Code.INVALID_TEXT
 
 
+@pytest.mark.parametrize(
+    "character",
+    [chr(code) for code in [*range(0x01, 0x20), 0x7F, *range(0x80, 0xA0)]]
+    + [
+        "\u200b",
+        "\u2028",
+        "\u2029",
+        *map(chr, range(0x202A, 0x202F)),
+        *map(chr, range(0x2060, 0x2070)),
+        "\ufeff",
+    ],
+)
+def test_text_is_one_line_without_control_invisible_or_direction_changing_characters(character):
+    """The rule of one-line text everywhere (src/schemas.py), so a value cannot read backwards to
+    whoever looks at it; inside a value, as a value trimmed of white space keeps none at its ends."""
+    issue = refused(TEXT, f"a{character}b")
+    assert (issue.code, issue.message) == (
+        Code.INVALID_TEXT,
+        "holds a control, invisible or direction-changing character (text is one line)",
+    )
+
+
+@pytest.mark.parametrize(
+    "raw", ["\u05d3\u05d5\u05d3 (\u200fDavid)", "\u0645\u06cc\u200c\u062e", "👩\u200d🔬", "  a\t\n"]
+)
+def test_text_keeps_the_joiners_and_marks_of_ordinary_scripts(raw):
+    assert accepted(TEXT, raw) == raw.strip()
+
+
 def test_text_max_length_counts_characters_after_trimming():
     field = {"type": "text", "max_length": 5}
     assert accepted(field, "  äöüßé  ") == "äöüßé"
@@ -94,7 +125,7 @@ def test_text_max_length_counts_characters_after_trimming():
 def test_text_pattern_must_match_the_whole_value():
     field = {"type": "text", "pattern": r"[A-Z]{3}-\d{4}"}
     assert accepted(field, " ABC-1234 ") == "ABC-1234"
-    for raw in ("ABC-12345", "xABC-1234", "abc-1234", "ABC-1234\nDEF-5678"):
+    for raw in ("ABC-12345", "xABC-1234", "abc-1234", "ABC-1234 DEF-5678"):
         issue = refused(field, raw)
         assert issue.code is Code.PATTERN_MISMATCH
         assert r"[A-Z]{3}-\d{4}" in issue.message
@@ -227,10 +258,38 @@ def test_integer_bounds():
     assert (above.code, above.message) == (Code.ABOVE_MAX, "must be at most 120")
 
 
-def test_integer_stays_within_64_bits_without_bounds():
-    assert accepted(INTEGER, str(2**63 - 1)) == 2**63 - 1
-    assert refused(INTEGER, 2**63).code is Code.ABOVE_MAX
-    assert refused(INTEGER, str(-(2**63) - 1)).code is Code.BELOW_MIN
+@pytest.mark.parametrize("raw", [MAX_SAFE_INTEGER, str(MAX_SAFE_INTEGER), float(MAX_SAFE_INTEGER)])
+def test_integers_up_to_what_a_browser_reads_exactly_are_accepted(raw):
+    assert accepted(INTEGER, raw) == MAX_SAFE_INTEGER
+    assert accepted(INTEGER, -raw if not isinstance(raw, str) else f"-{raw}") == -MAX_SAFE_INTEGER
+
+
+ABOVE = (Code.ABOVE_MAX, f"must be at most {MAX_SAFE_INTEGER}")
+BELOW = (Code.BELOW_MIN, f"must be at least -{MAX_SAFE_INTEGER}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (MAX_SAFE_INTEGER + 1, ABOVE),
+        (str(MAX_SAFE_INTEGER + 1), ABOVE),  # a CSV cell
+        (float(2**53), ABOVE),  # an XLSX cell
+        (2**63 - 1, ABOVE),
+        (-MAX_SAFE_INTEGER - 1, BELOW),
+        (str(-(2**63) - 1), BELOW),
+    ],
+)
+def test_integers_beyond_what_a_browser_reads_exactly_are_refused_whatever_the_bounds(raw, expected):
+    issue = refused(INTEGER, raw)
+    assert (issue.code, issue.message) == expected
+    assert refused({**INTEGER, "min": -5, "max": 5}, raw).code is expected[0]
+
+
+def test_an_integer_filter_finds_values_stored_before_the_safe_limit():
+    validator = compile_sample_schema([{"name": "count", "type": "integer"}])
+    assert validator.coerce_filter_value("count", str(2**60)) == 2**60
+    with pytest.raises(ValueError, match="at most"):
+        validator.coerce_filter_value("count", str(2**63))
 
 
 # --- number ----------------------------------------------------------------------------------
@@ -601,21 +660,33 @@ def test_absent_and_null_constraints_mean_no_constraint():
     validator = compile_sample_schema(
         [{"name": "a", "type": "text", "max_length": None, "pattern": None, "unit": None, "min": None}]
     )
-    assert validator.fields[0].max_length is None
-    assert validator.validate({"a": "x" * 10_000})[1] == []
+    assert (validator.fields[0].max_length, validator.fields[0].pattern) == (TEXT_DEFAULT_MAX_LENGTH, None)
+    assert validator.validate({"a": "x" * TEXT_DEFAULT_MAX_LENGTH})[1] == []
 
 
-def test_text_without_max_length_is_held_to_the_highest_max_length_allowed():
-    assert accepted(TEXT, "x" * TEXT_MAX_LENGTH_LIMIT) == "x" * TEXT_MAX_LENGTH_LIMIT
-    assert refused(TEXT, "x" * (TEXT_MAX_LENGTH_LIMIT + 1)).code is Code.TOO_LONG
+def test_text_without_max_length_is_held_to_the_default():
+    assert accepted(TEXT, "x" * TEXT_DEFAULT_MAX_LENGTH) == "x" * TEXT_DEFAULT_MAX_LENGTH
+    issue = refused(TEXT, "x" * (TEXT_DEFAULT_MAX_LENGTH + 1))
+    assert (issue.code, issue.message) == (
+        Code.TOO_LONG,
+        f"must be at most {TEXT_DEFAULT_MAX_LENGTH} characters",
+    )
 
 
-def test_integer_bounds_up_to_2_53_compile_and_larger_ones_are_refused_before_any_conversion():
-    field = {"type": "integer", "max": 2**53}
-    assert refused(field, str(2**53 + 1)).code is Code.ABOVE_MAX
-    for bound in (2**53 + 1, -(2**53) - 1, 2**1023, 10**310):
-        with pytest.raises(SampleSchemaError, match="from -2\\*\\*53 to 2\\*\\*53"):
-            compile_sample_schema([{"name": "a", "type": "number", "max": bound}])
+def test_a_max_length_may_go_up_to_the_hard_limit():
+    field = {"type": "text", "max_length": TEXT_MAX_LENGTH_LIMIT}
+    assert accepted(field, "x" * TEXT_MAX_LENGTH_LIMIT) == "x" * TEXT_MAX_LENGTH_LIMIT
+    assert refused(field, "x" * (TEXT_MAX_LENGTH_LIMIT + 1)).code is Code.TOO_LONG
+
+
+@pytest.mark.parametrize("field_type", ["integer", "number"])
+def test_bounds_up_to_the_safe_integers_compile_and_larger_ones_are_refused_before_any_conversion(field_type):
+    for bound in (MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER):
+        compile_sample_schema([{"name": "a", "type": field_type, "max": bound}])
+    rule = f"from -{MAX_SAFE_INTEGER} to {MAX_SAFE_INTEGER}"
+    for bound in (2**53, -(2**53), 2**1023, 10**310):
+        with pytest.raises(SampleSchemaError, match=rule):
+            compile_sample_schema([{"name": "a", "type": field_type, "max": bound}])
 
 
 # --- compatibility of schema changes ---------------------------------------------------------
@@ -644,7 +715,7 @@ def changed(index: int, **changes) -> list[dict]:
         changed(1, min=-5),
         changed(1, min=None, max=None),
         changed(0, max_length=50),
-        changed(0, max_length=None),
+        changed(0, max_length=None),  # 20, then the default (1,000)
         changed(0, pattern=None),
         changed(0, required=False),
         changed(3, unit="L", description="after spinning"),
@@ -673,6 +744,15 @@ def test_compatible_changes_are_allowed(new):
 )
 def test_incompatible_changes_are_each_named(new, message):
     assert incompatible_schema_changes(BASE, new) == [message]
+
+
+def test_a_max_length_compares_with_the_default_where_a_field_has_none():
+    own = [{"name": "a", "type": "text", "max_length": TEXT_DEFAULT_MAX_LENGTH + 1}]
+    default = [{"name": "a", "type": "text"}]
+    assert incompatible_schema_changes(default, own) == []
+    assert incompatible_schema_changes(own, default) == [
+        f"a: max_length lowered to {TEXT_DEFAULT_MAX_LENGTH}"
+    ]
 
 
 def test_adding_a_pattern_or_a_max_length_is_incompatible():
