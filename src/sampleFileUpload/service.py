@@ -284,7 +284,12 @@ class _SheetBatches:
 
     def open(self) -> None:
         sheet = self._stack.enter_context(
-            readers.open_sheet(self._path, filename=self._filename, max_rows=upload_settings.MAX_UPLOAD_ROWS)
+            readers.open_sheet(
+                self._path,
+                filename=self._filename,
+                max_rows=upload_settings.MAX_UPLOAD_ROWS,
+                max_columns=upload_settings.MAX_UPLOAD_COLUMNS,
+            )
         )
         self.format, self.encoding = sheet.format, sheet.encoding
         self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
@@ -302,11 +307,14 @@ class _SheetBatches:
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:
-    """Runs a blocking sheet step off the event loop; a sheet that cannot be read is 415 or 422."""
+    """Runs a blocking sheet step off the event loop; a sheet that cannot be read is 415 or 422,
+    whose `errors` carry the reader's stable code (too_many_columns, invalid_encoding, zip_bomb...)."""
     try:
         return await anyio.to_thread.run_sync(function, *args)
     except readers.SheetError as error:
-        raise (UnsupportedFileType if error.unsupported else UnreadableFile)(str(error)) from None
+        problem = UnsupportedFileType if error.unsupported else UnreadableFile
+        errors = [{"loc": ["body", "file"], "msg": error.message, "code": error.code}]
+        raise problem(error.message, errors=errors) from None
 
 
 class _ErrorLog:
