@@ -1,14 +1,11 @@
 """From an XLSX workbook to its rows, with work bounded by the limits and decided before it is done.
 
-A workbook is a ZIP of XML parts. The ZIP is checked first, from its central directory walked record by
-record (the member count its end record claims can be faked), before zipfile builds an object per
-member: too many members, a member compressed like a bomb, not an Excel workbook, macros. Nothing is
-extracted to disk; member names are only compared, never used as paths.
-
-Then the parts a sheet's values depend on are read with expat, streaming: the content types (which
-part is the workbook, which the shared strings), the workbook (its sheets, its date system), the
-workbook's relationships (where each sheet is), the styles (which cell formats are dates), the shared
-strings (the texts cells refer to by number) and the chosen worksheet, up to the end of its rows.
+A workbook is a ZIP of XML parts, opened once xlsx_archive.py has checked it (not a bomb, an Excel
+workbook, no macros). Then the parts a sheet's values depend on are read with expat, streaming: the
+content types (which part is the workbook, which the shared strings), the workbook (its sheets, its
+date system), the workbook's relationships (where each sheet is), the styles (which cell formats are
+dates), the shared strings (the texts cells refer to by number) and the chosen worksheet, up to the
+end of its rows.
 
 openpyxl's own reader is not used for that: it builds the whole shared strings table as Python strings
 (~60 bytes an entry, +700 MB and a minute of CPU for a 1 MB file holding 5,000,000 entries) and an
@@ -21,7 +18,6 @@ of a cell's value (numbers, dates in the workbook's epoch, formats that are date
 
 import posixpath
 import re
-import struct
 import zipfile
 from array import array
 from collections.abc import Callable, Iterator
@@ -52,21 +48,7 @@ from openpyxl.xml.constants import (
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import MAX_ROW_CHARS
 from src.sampleFileUpload.reading_errors import SheetError, check_deadline
-
-# Bounds on what a ZIP may make us do before its XML is read. An XLSX of 2,000,000 rows of ten
-# columns is about 1.2 GB of XML; sheet XML compresses about 5-20:1 (measured on openpyxl's output),
-# so a big member at 100:1 is a bomb, not a workbook.
-MAX_XLSX_UNCOMPRESSED_BYTES = 2 * 1024**3
-MAX_XLSX_COMPRESSION_RATIO = 100
-RATIO_CHECKED_FROM_BYTES = 1024**2
-# zipfile reads the whole central directory into memory, then builds an object per member (~500
-# bytes each): both are bounded before it opens the file. A workbook has a few dozen members with
-# short names; a central directory record is 46 bytes plus the name, an extra field and a comment.
-MAX_ZIP_MEMBERS = 10_000
-MAX_CENTRAL_DIRECTORY_BYTES = 4 * 1024**2
-_CENTRAL_RECORD = struct.Struct("<4s24xHHH12x")  # signature; lengths of name, extra field, comment
-_CENTRAL_RECORD_SIGNATURE = b"PK\x01\x02"
-CENTRAL_DIRECTORY_DEADLINE_EVERY = 1024  # records walked between two looks at the clock
+from src.sampleFileUpload.xlsx_archive import DEFAULT_WORKBOOK_PART, macros_refused, opened_workbook
 
 # The parts read whole besides the sheet and the shared strings (content types, workbook, its
 # relationships, styles): a few KB in Excel's files, a few MB in the most bloated ones.
@@ -100,7 +82,6 @@ CONTENT_OVERRIDE = CONTYPES_NS + _SEPARATOR + "Override"
 # In openpyxl's order of preference (the macro-enabled ones are refused before this is used).
 WORKBOOK_TYPES = (XLTM, XLTX, XLSM, XLSX)
 WORKSHEET_RELATIONSHIP = REL_NS + "/worksheet"
-DEFAULT_WORKBOOK_PART = "xl/workbook.xml"
 SAMPLES_SHEET_NAME = "samples"
 # A cell reference, as openpyxl reads one: column letters and row digits, each optionally absolute.
 _CELL_REFERENCE = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d+)$")
@@ -117,7 +98,7 @@ def workbook_records(
     max_rows + 1 (the header and max_rows more) or a cell past column max_columns is refused when
     its tag is read; so are more cells in a row than max_columns.
     """
-    with _opened_workbook(file, deadline) as archive:
+    with opened_workbook(file, deadline=deadline) as archive:
         book = _workbook_of(archive, deadline)
         styles = _date_styles(archive, deadline)
         strings = _shared_strings(archive, book.strings_part, deadline)
@@ -131,111 +112,9 @@ def workbook_records(
         yield _sheet_rows(archive, book.sheet_part, reader, deadline)
 
 
-# ---------------------------------------------------------------------------------------------
-# The ZIP
-
-
-@contextmanager
-def _opened_workbook(file: BinaryIO, deadline: float | None) -> Iterator[zipfile.ZipFile]:
-    _check_central_directory(file, deadline)
-    file.seek(0)
-    try:
-        archive = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        raise _damaged_zip() from None
-    with archive:
-        _check_members(archive)
-        yield archive
-
-
-def _check_central_directory(file: BinaryIO, deadline: float | None) -> None:
-    """Counts the members the central directory really holds, up to MAX_ZIP_MEMBERS + 1, reading it
-    where zipfile will (its records are walked by their lengths: no ZipInfo is built)."""
-    start, size = _central_directory_span(file)
-    if size > MAX_CENTRAL_DIRECTORY_BYTES:
-        raise SheetError("zip_bomb", "The archive's directory is far larger than a workbook's.")
-    file.seek(start)
-    directory = file.read(size)
-    at = members = 0
-    while at < size:
-        if len(directory) - at < _CENTRAL_RECORD.size:
-            raise _damaged_zip()
-        signature, name, extra, comment = _CENTRAL_RECORD.unpack_from(directory, at)
-        if signature != _CENTRAL_RECORD_SIGNATURE:
-            raise _damaged_zip()
-        at += _CENTRAL_RECORD.size + name + extra + comment
-        members += 1
-        if members > MAX_ZIP_MEMBERS:
-            raise SheetError("zip_bomb", "The archive has too many members to be a workbook.")
-        if not members % CENTRAL_DIRECTORY_DEADLINE_EVERY:
-            check_deadline(deadline)
-
-
-def _central_directory_span(file: BinaryIO) -> tuple[int, int]:
-    """Where the central directory starts and its size, found as zipfile.ZipFile finds them.
-
-    zipfile's own search of the end records is used, so that both read the same directory (its
-    private helper, stable since Python 2: a ZIP64 end record is followed to the directory it names).
-    """
-    try:
-        end = zipfile._EndRecData(file)
-    except (OSError, zipfile.BadZipFile):
-        end = None
-    if end is None:
-        raise _damaged_zip()
-    size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]
-    # "concat" in zipfile: bytes before the archive (a self-extractor's stub); the records say where
-    # the directory is relative to the archive's start.
-    concat = end[zipfile._ECD_LOCATION] - size - offset
-    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
-        concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
-    start = offset + concat
-    if start < 0 or size < 0:
-        raise _damaged_zip()
-    return start, size
-
-
-def _check_members(archive: zipfile.ZipFile) -> None:
-    members = archive.infolist()
-    _check_sizes(members)
-    names = {member.filename.lower() for member in members}
-    if "mimetype" in names and "content.xml" in names:
-        raise SheetError(
-            "unsupported_format",
-            "OpenDocument spreadsheets (.ods) are not read: save the sheet as .xlsx or CSV.",
-        )
-    if "[content_types].xml" not in names or DEFAULT_WORKBOOK_PART not in names:
-        raise SheetError("not_a_spreadsheet", "The file is a ZIP archive, not an Excel workbook (.xlsx).")
-    if any(name.endswith("vbaproject.bin") for name in names):
-        raise _macros()
-
-
-def _check_sizes(members: list[zipfile.ZipInfo]) -> None:
-    total = 0
-    for member in members:
-        total += member.file_size
-        if (
-            member.file_size >= RATIO_CHECKED_FROM_BYTES
-            and member.file_size > MAX_XLSX_COMPRESSION_RATIO * max(member.compress_size, 1)
-        ):
-            raise SheetError(
-                "zip_bomb", "The workbook is compressed far more than a real sheet could be (a zip bomb)."
-            )
-    if total > MAX_XLSX_UNCOMPRESSED_BYTES:
-        raise SheetError("zip_bomb", "The workbook would be too large once uncompressed.")
-
-
-def _damaged_zip() -> SheetError:
-    return SheetError("unreadable", "The file looks like an Excel workbook but is damaged.")
-
-
 def _damaged(after_row: int = 0) -> SheetError:
     where = f" after row {after_row:,}" if after_row else ""
     return SheetError("unreadable", f"The Excel workbook is damaged{where} and cannot be read.")
-
-
-def _macros() -> SheetError:
-    return SheetError("macros", "The workbook contains macros: save it as a plain .xlsx workbook.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +252,7 @@ def _workbook_of(archive: zipfile.ZipFile, deadline: float | None) -> _Workbook:
     types = _ContentTypes()
     _read_whole(archive, ARC_CONTENT_TYPES, types, deadline)
     if types.macros:
-        raise _macros()
+        raise macros_refused()
     workbook_part = types.workbook_part()
     sheets = _Sheets()
     _read_whole(archive, workbook_part, sheets, deadline)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.sampleFileUpload import readers, writers, xlsx_reading
+from src.sampleFileUpload import readers, writers, xlsx_archive
 from src.sampleFileUpload.readers import SheetError, detect_delimiter, open_sheet, parse_header
 from tests.sampleFileUpload import files
 
@@ -352,14 +352,14 @@ def test_zip_bomb_is_refused_before_opening(tmp_path):
 
 
 def test_zip_whose_total_uncompressed_size_is_too_big_is_a_bomb(tmp_path, monkeypatch):
-    monkeypatch.setattr(xlsx_reading, "MAX_XLSX_UNCOMPRESSED_BYTES", 10_000)
+    monkeypatch.setattr(xlsx_archive, "MAX_XLSX_UNCOMPRESSED_BYTES", 10_000)
     content = files.with_members(files.xlsx_bytes([["sample_id"]]), {"xl/media/a.bin": os.urandom(20_000)})
 
     assert refusal(tmp_path, content, "s.xlsx").code == "zip_bomb"
 
 
 def test_zip_with_too_many_members_is_refused_before_listing_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(xlsx_reading, "MAX_ZIP_MEMBERS", 20)
+    monkeypatch.setattr(xlsx_archive, "MAX_ZIP_MEMBERS", 20)
     content = files.zip_bytes({f"m{i}": b"" for i in range(21)})
 
     assert refusal(tmp_path, content, "s.xlsx").code == "zip_bomb"

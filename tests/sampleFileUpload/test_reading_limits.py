@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from src.sampleFileUpload import readers, reading_errors, xlsx_reading
+from src.sampleFileUpload import readers, reading_errors, xlsx_archive, xlsx_reading
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.readers import SheetError, TimeLimitReached, detect_delimiter, open_sheet
 from tests.sampleFileUpload import files
@@ -353,11 +353,11 @@ def test_a_large_shared_strings_table_is_refused_with_little_memory(tmp_path, mo
 
 
 def test_a_zip_that_understates_its_member_count_is_refused_by_what_it_holds(tmp_path, monkeypatch):
-    monkeypatch.setattr(xlsx_reading, "MAX_ZIP_MEMBERS", 20)
+    monkeypatch.setattr(xlsx_archive, "MAX_ZIP_MEMBERS", 20)
     content = files.zip_with_claimed_count({f"m{number}": b"" for number in range(41)}, claimed=9)
     assert zipfile.ZipFile(io.BytesIO(content)).infolist()[40].filename == "m40"  # zipfile reads all 41
     constructed = []
-    monkeypatch.setattr(xlsx_reading.zipfile, "ZipFile", lambda *args, **kwargs: constructed.append(args))
+    monkeypatch.setattr(xlsx_archive.zipfile, "ZipFile", lambda *args, **kwargs: constructed.append(args))
 
     error = refusal(tmp_path, content, "s.xlsx")
 
@@ -365,7 +365,7 @@ def test_a_zip_that_understates_its_member_count_is_refused_by_what_it_holds(tmp
 
 
 def test_a_central_directory_larger_than_a_workbook_needs_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(xlsx_reading, "MAX_CENTRAL_DIRECTORY_BYTES", 500)
+    monkeypatch.setattr(xlsx_archive, "MAX_CENTRAL_DIRECTORY_BYTES", 500)
     content = files.zip_bytes({f"member-{number:04d}": b"" for number in range(20)})
 
     assert refusal(tmp_path, content, "s.xlsx").code == "zip_bomb"
@@ -374,7 +374,7 @@ def test_a_central_directory_larger_than_a_workbook_needs_is_refused(tmp_path, m
 def test_a_real_workbook_passes_the_central_directory_walk(tmp_path, monkeypatch):
     workbook = files.xlsx_bytes([["sample_id"], ["S1"]])
     monkeypatch.setattr(
-        xlsx_reading, "MAX_ZIP_MEMBERS", len(zipfile.ZipFile(io.BytesIO(workbook)).namelist())
+        xlsx_archive, "MAX_ZIP_MEMBERS", len(zipfile.ZipFile(io.BytesIO(workbook)).namelist())
     )
 
     assert read(tmp_path, workbook, "s.xlsx") == (["sample_id"], [(2, ["S1"])])
