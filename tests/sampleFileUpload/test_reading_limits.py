@@ -7,6 +7,7 @@ its member count, a UTF-8 file with a stray byte, a sample that makes csv.Sniffe
 
 import contextlib
 import io
+import sys
 import threading
 import time
 import tracemalloc
@@ -518,3 +519,40 @@ def test_a_deadline_passing_while_rows_are_read_stops_the_rows(tmp_path, monkeyp
         read_until_late(sheet.rows)
 
     assert 1_000 <= len(read_rows) < 3_000
+
+
+def late_only_inside(function_name: str):
+    """A clock that reads 200 while `function_name` is running (anywhere up the stack), else 100."""
+
+    def monotonic() -> float:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_name == function_name:
+                return 200.0
+            frame = frame.f_back
+        return 100.0
+
+    return monotonic
+
+
+@pytest.mark.parametrize(
+    ("loop", "content", "filename"),
+    [
+        (
+            "_check_central_directory",
+            files.zip_bytes({f"m{number}": b"" for number in range(3_000)}),
+            "s.xlsx",
+        ),
+        ("_counted_entries", files.shared_strings_xlsx(100_000), "s.xlsx"),
+        ("_fed", files.xlsx_bytes([["sample_id"], ["S1"]]), "s.xlsx"),
+        ("_first_undecodable_offset", files.csv_bytes([HEADER, ["S1", "1", "x"]]), "s.csv"),
+        ("_mostly_utf8", files.csv_bytes([HEADER, ["S1", "1", "é"]], encoding="cp1252"), "s.csv"),
+    ],
+)
+def test_every_long_loop_looks_at_the_deadline(tmp_path, monkeypatch, loop, content, filename):
+    monkeypatch.setattr(reading_errors, "monotonic", late_only_inside(loop))
+
+    with pytest.raises(TimeLimitReached) as caught:
+        read(tmp_path, content, filename, deadline=150.0)
+
+    assert loop in {entry.name for entry in caught.traceback}
