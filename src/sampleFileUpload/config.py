@@ -11,7 +11,20 @@ class UploadSettings(BaseSettings):
 
     # The same limit as nginx's client_max_body_size for the upload route; the app enforces it too.
     MAX_UPLOAD_MB: int = Field(default=100, ge=1, le=10_000)
+    # Rows of a file besides its header row; blank rows count too (they cost reading like any other).
     MAX_UPLOAD_ROWS: int = Field(default=2_000_000, ge=1)
+    # Columns of a file (cells in any row, empty ones included), checked on every row as it is read,
+    # the header first. A study has at most 200 fields (+ sample_id, status and the two columns
+    # errors.csv adds): 500 leaves room for a sheet's own notes columns, and bounds what a row, the
+    # report's column list and the stored errors can hold.
+    MAX_UPLOAD_COLUMNS: int = Field(default=500, ge=1, le=16_384)
+    # An XLSX workbook's shared strings table (the texts cells refer to by number), checked from the
+    # ZIP before it is parsed: its entries, and its uncompressed size in MB. Each entry read costs
+    # about 1.5 microseconds and its text's UTF-8 bytes + ~5 of memory (measured: the largest table
+    # the defaults take, 2,000,000 short entries, 3 s of CPU and 24 MB). Excel's largest sheet
+    # (1,048,576 rows) with a unique sample_id on every row and another unique text on most rows fits.
+    MAX_XLSX_SHARED_STRINGS: int = Field(default=2_000_000, ge=1)
+    MAX_XLSX_SHARED_STRINGS_MB: int = Field(default=64, ge=1)
     # Imports (and dry runs) one worker runs at once; each holds a pooled connection for its whole
     # transaction, so by default they may take at most half the pool and reads always find one.
     IMPORTS_PER_WORKER: int | None = Field(default=None, ge=1)
@@ -31,6 +44,10 @@ class UploadSettings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.MAX_UPLOAD_MB * 1024 * 1024
+
+    @property
+    def max_xlsx_shared_strings_bytes(self) -> int:
+        return self.MAX_XLSX_SHARED_STRINGS_MB * 1024 * 1024
 
     @property
     def imports_per_worker(self) -> int:

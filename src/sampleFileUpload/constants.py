@@ -95,6 +95,13 @@ IMPORT_BATCH_ROWS = 2_000
 # Samples read per query when exporting.
 EXPORT_PAGE_ROWS = 2_000
 FILENAME_MAX_LENGTH = 255
+# A header cell longer than this names no field (a field name has at most 64 characters and a unit
+# 50, written `name [unit]`): the file is refused instead of echoing the text in its report.
+HEADER_MAX_LENGTH = 200
+# The characters of one row: a CSV record (its lines, when quoted cells span several), or the text of
+# an XLSX row's cells. A row of the widest study (200 fields) with long notes fits; the reader never
+# builds a longer one (a line of a million commas would be a million cells).
+MAX_ROW_CHARS = 1024 * 1024
 # The request body is read in chunks; a multipart form field other than the file is this small.
 MAX_FORM_FIELD_BYTES = 100
 # The body may exceed the file by its multipart framing and the small fields.

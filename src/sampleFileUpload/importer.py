@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ from src.sampleFileUpload.constants import (
     ReportCode,
 )
 from src.sampleFileUpload.exceptions import ImportTimedOut, UnreadableFile, UnsupportedFileType
+from src.sampleFileUpload.reading_errors import TimeLimitReached, check_deadline
 from src.sampleFileUpload.sheet_import import CellError, CheckedRow, ColumnPlan
 from src.study.constants import SampleStatus
 from src.study.models import Sample
@@ -72,7 +72,13 @@ class SheetBatches:
 
     def open(self) -> None:
         sheet = self._stack.enter_context(
-            readers.open_sheet(self._path, filename=self._filename, max_rows=upload_settings.MAX_UPLOAD_ROWS)
+            readers.open_sheet(
+                self._path,
+                filename=self._filename,
+                max_rows=upload_settings.MAX_UPLOAD_ROWS,
+                max_columns=upload_settings.MAX_UPLOAD_COLUMNS,
+                deadline=self.deadline,
+            )
         )
         self.format, self.encoding = sheet.format, sheet.encoding
         self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
@@ -89,18 +95,24 @@ class SheetBatches:
         self._stack.close()
 
 
-async def read_in_thread(function: Any, *args: Any) -> Any:
-    """Runs a blocking sheet step off the event loop; a sheet that cannot be read is 415 or 422."""
+@contextlib.contextmanager
+def reading_refusals_as_problems() -> Iterator[None]:
+    """A sheet that cannot be read is 415 or 422, whose `errors` carry the reader's stable code
+    (too_many_columns, invalid_encoding, zip_bomb...); a deadline met is 422 IMPORT_TIMED_OUT."""
     try:
-        return await anyio.to_thread.run_sync(function, *args)
+        yield
     except readers.SheetError as error:
-        raise (UnsupportedFileType if error.unsupported else UnreadableFile)(str(error)) from None
+        problem = UnsupportedFileType if error.unsupported else UnreadableFile
+        errors = [{"loc": ["body", "file"], "msg": error.message, "code": error.code}]
+        raise problem(error.message, errors=errors) from None
+    except TimeLimitReached:
+        raise ImportTimedOut from None
 
 
-def check_deadline(deadline: float) -> None:
-    """ImportTimedOut once `deadline` (time.monotonic()) has passed."""
-    if time.monotonic() > deadline:
-        raise ImportTimedOut
+async def read_in_thread(function: Any, *args: Any) -> Any:
+    """Runs a blocking sheet step off the event loop (see reading_refusals_as_problems)."""
+    with reading_refusals_as_problems():
+        return await anyio.to_thread.run_sync(function, *args)
 
 
 class ErrorLog:
@@ -419,7 +431,8 @@ async def run_pass(sheet: SheetBatches, step: ImportPass) -> None:
     reading = asyncio.ensure_future(read_in_thread(sheet.next_batch))
     try:
         while (batch := await reading) is not None:
-            check_deadline(sheet.deadline)
+            with reading_refusals_as_problems():
+                check_deadline(sheet.deadline)
             reading = asyncio.ensure_future(read_in_thread(sheet.next_batch))
             await step.take(batch)
     finally:

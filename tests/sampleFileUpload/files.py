@@ -6,7 +6,7 @@ read from disk by the readers or posted to the API by the route tests.
 
 import io
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -104,3 +104,97 @@ def ole2_bytes(*, encrypted: bool = False, size: int = 4096) -> bytes:
     name = ("EncryptedPackage" if encrypted else "Workbook").encode("utf-16-le")
     body[1024 : 1024 + len(name)] = name
     return bytes(body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile variants: small files that would make a reader do unbounded work
+
+
+SHARED_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+SHARED_STRINGS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+
+
+def workbook_part(workbook: bytes, name: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(workbook)) as archive:
+        return archive.read(name)
+
+
+def with_sheet_xml(workbook: bytes, edit: Callable[[bytes], bytes]) -> bytes:
+    """A copy of an openpyxl workbook whose first sheet's XML went through `edit`."""
+    name = "xl/worksheets/sheet1.xml"
+    return with_members(workbook, {name: edit(workbook_part(workbook, name))})
+
+
+def far_row_xlsx(row: int = 1_000_000_000_000_000) -> bytes:
+    """A header and one sample whose row (and cell) reference says `row`: every row between is a gap."""
+    return with_sheet_xml(
+        xlsx_bytes([["sample_id"], ["S1"]]),
+        lambda xml: xml.replace(b'<row r="2"', b'<row r="%d"' % row).replace(b'r="A2"', b'r="A%d"' % row),
+    )
+
+
+def far_column_xlsx(column: str = "XFD") -> bytes:
+    """A header whose second cell sits at `column` (XFD: Excel's last, 16,384)."""
+    return with_sheet_xml(
+        xlsx_bytes([["sample_id", "note"], ["S1", "x"]]),
+        lambda xml: xml.replace(b'r="B1"', b'r="%s1"' % column.encode()),
+    )
+
+
+def shared_strings_xml(texts: Iterable[str]) -> bytes:
+    entries = "".join(f"<si><t>{text}</t></si>" for text in texts)
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        f"{entries}</sst>"
+    ).encode()
+
+
+def with_shared_strings(workbook: bytes, table: bytes) -> bytes:
+    """A copy of an openpyxl workbook (which writes inline strings) with a shared strings part."""
+    content_types = workbook_part(workbook, "[Content_Types].xml").replace(
+        b"</Types>",
+        b'<Override PartName="/xl/sharedStrings.xml" ContentType="%s"/></Types>'
+        % SHARED_STRINGS_TYPE.encode(),
+    )
+    relationships = workbook_part(workbook, "xl/_rels/workbook.xml.rels").replace(
+        b"</Relationships>",
+        b'<Relationship Id="rIdStrings" Type="%s" Target="sharedStrings.xml"/></Relationships>'
+        % SHARED_STRINGS_REL.encode(),
+    )
+    return with_members(
+        workbook,
+        {
+            "[Content_Types].xml": content_types,
+            "xl/_rels/workbook.xml.rels": relationships,
+            "xl/sharedStrings.xml": table,
+        },
+    )
+
+
+def shared_strings_xlsx(entries: int) -> bytes:
+    """A one-sample workbook whose cells refer to a shared strings table of `entries` short texts
+    (compressed about 80:1, under the ZIP bomb ratio, as the hostile original was)."""
+    workbook = with_sheet_xml(
+        xlsx_bytes([["sample_id"], ["S1"]]),
+        lambda xml: xml.replace(b't="inlineStr"><is><t>sample_id</t></is>', b't="s"><v>0</v>').replace(
+            b't="inlineStr"><is><t>S1</t></is>', b't="s"><v>1</v>'
+        ),
+    )
+    texts = ["sample_id", "S1", *(f"t{number % 1200:04d}" for number in range(entries - 2))]
+    return with_shared_strings(workbook, shared_strings_xml(texts))
+
+
+def zip_with_claimed_count(members: Mapping[str, bytes], *, claimed: int) -> bytes:
+    """A ZIP of `members` whose end-of-central-directory record claims `claimed` members instead."""
+    content = bytearray(zip_bytes(members, compression=zipfile.ZIP_STORED))
+    end = content.rfind(b"PK\x05\x06")
+    content[end + 8 : end + 12] = claimed.to_bytes(2, "little") * 2  # entries on this disk, in total
+    return bytes(content)
+
+
+def wide_csv(columns: int, *, rows: int = 1) -> bytes:
+    """A header of `columns` columns (and `rows` rows of as many values)."""
+    lines = [",".join(f"c{number}" for number in range(columns))]
+    lines += [",".join("v" for _ in range(columns))] * rows
+    return ("\r\n".join(lines) + "\r\n").encode()

@@ -398,3 +398,12 @@ async def test_a_dry_run_by_an_editor_removed_while_the_body_arrives_reveals_not
 
     body = assert_problem(response, 404, "STUDY_NOT_FOUND")
     assert "report" not in body
+
+
+async def test_a_deadline_met_in_the_reading_thread_is_422_too(client, alice_headers, study, monkeypatch):
+    monkeypatch.setattr(upload_settings, "IMPORT_MAX_SECONDS", 1e-6)  # passed before the sheet is opened
+
+    response = await upload(client, study, alice_headers, sample_csv(3))
+
+    assert_problem(response, 422, "IMPORT_TIMED_OUT")
+    assert stored_files() == []

@@ -6,9 +6,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from openpyxl.worksheet._reader import WorkSheetParser
 
-from src.sampleFileUpload import readers, writers
+from src.sampleFileUpload import readers, writers, xlsx_archive
 from src.sampleFileUpload.readers import SheetError, detect_delimiter, open_sheet, parse_header
 from tests.sampleFileUpload import files
 
@@ -114,8 +113,7 @@ def test_a_tsv_file_is_reported_as_tsv(tmp_path):
     assert read(tmp_path, content, "samples.tsv")[0] == "tsv"
 
 
-def test_delimiter_falls_back_to_the_header_line_when_the_sniffer_gives_up():
-    # One line: csv.Sniffer cannot find a delimiter consistent across lines.
+def test_delimiter_falls_back_to_the_header_line_when_no_delimiter_splits_it():
     assert detect_delimiter("sample_id;volume;note") == ";"
     assert detect_delimiter("sample_id") == ","
     assert detect_delimiter("a\tb;c\td", prefer_tab=True) == "\t"
@@ -267,14 +265,22 @@ def test_xlsx_without_a_samples_sheet_reads_the_first(tmp_path):
 
 
 def test_an_xlsx_export_is_parsed_once_not_first_scanned_for_its_size(tmp_path, monkeypatch):
-    scans = []
-    monkeypatch.setattr(WorkSheetParser, "parse_dimensions", lambda parser: scans.append(parser))
+    # openpyxl's read-only reader first scanned a sheet without <dimension> (our exports) whole.
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def open_member(archive, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return real_open(archive, name, *args, **kwargs)
+
     workbook = writers.xlsx_file([["sample_id"], ["S1"], ["S2"]], sheet_name="samples", directory=tmp_path)
+    monkeypatch.setattr(zipfile.ZipFile, "open", open_member)
 
     with open_sheet(workbook, filename="export.xlsx", max_rows=10) as sheet:
         rows = list(sheet.rows)
 
-    assert (sheet.headers, rows, scans) == (["sample_id"], [(2, ["S1"]), (3, ["S2"])], [])
+    sheet_parts = [name for name in opened if name.startswith("xl/worksheets/")]
+    assert (sheet.headers, rows, len(sheet_parts)) == (["sample_id"], [(2, ["S1"]), (3, ["S2"])], 1)
 
 
 def test_xlsx_rows_past_the_limit_raise_too_many_rows(tmp_path):
@@ -346,14 +352,14 @@ def test_zip_bomb_is_refused_before_opening(tmp_path):
 
 
 def test_zip_whose_total_uncompressed_size_is_too_big_is_a_bomb(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "MAX_XLSX_UNCOMPRESSED_BYTES", 10_000)
+    monkeypatch.setattr(xlsx_archive, "MAX_XLSX_UNCOMPRESSED_BYTES", 10_000)
     content = files.with_members(files.xlsx_bytes([["sample_id"]]), {"xl/media/a.bin": os.urandom(20_000)})
 
     assert refusal(tmp_path, content, "s.xlsx").code == "zip_bomb"
 
 
 def test_zip_with_too_many_members_is_refused_before_listing_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "MAX_ZIP_MEMBERS", 20)
+    monkeypatch.setattr(xlsx_archive, "MAX_ZIP_MEMBERS", 20)
     content = files.zip_bytes({f"m{i}": b"" for i in range(21)})
 
     assert refusal(tmp_path, content, "s.xlsx").code == "zip_bomb"
@@ -403,6 +409,22 @@ def test_workbook_whose_sheet_breaks_after_some_rows_is_unreadable_while_iterati
 
     assert caught.value.code == "unreadable"
     assert rows[-1][0] <= 39
+
+
+@pytest.mark.parametrize("member", ["xl/worksheets/sheet1.xml", "xl/sharedStrings.xml", "xl/styles.xml"])
+def test_a_member_whose_compressed_data_is_corrupt_is_unreadable(tmp_path, member):
+    workbook = files.with_shared_strings(
+        files.xlsx_bytes([["sample_id"], *[[f"S{number}"] for number in range(200)]]),
+        files.shared_strings_xml(f"text {number}" for number in range(2_000)),
+    )
+    content = bytearray(workbook)
+    with zipfile.ZipFile(files.io.BytesIO(workbook)) as archive:
+        info = archive.getinfo(member)
+    data_start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for at in range(data_start + 10, data_start + info.compress_size - 10, 7):
+        content[at] ^= 0x5A
+
+    assert refusal(tmp_path, bytes(content), "s.xlsx").code == "unreadable"
 
 
 def test_zip_with_a_damaged_central_directory_is_unreadable(tmp_path):

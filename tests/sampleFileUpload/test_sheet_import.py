@@ -1,11 +1,55 @@
-"""The sample_ids seen in a file, kept on disk: exact, however the hashes fall."""
+"""Checking rows against a study's schema, and the sample_ids seen in a file, kept on disk."""
 
 import uuid
 
 import pytest
 
 from src.sampleFileUpload import importer
-from src.sampleFileUpload.sheet_import import SeenIds
+from src.sampleFileUpload.constants import ImportMode
+from src.sampleFileUpload.sheet_import import RowChecker, SeenIds, batches, plan_columns
+from src.study.sample_validation import compile_sample_schema
+from tests.study.conftest import FIELDS
+
+VALIDATOR = compile_sample_schema(FIELDS)
+
+
+def checked(headers: list[str], rows: list[list[object]]):
+    """The checked rows of a sheet with `headers` (header on row 1, rows numbered from 2)."""
+    plan = plan_columns(headers, VALIDATOR)
+    checker = RowChecker(plan, VALIDATOR, mode=ImportMode.INSERT, max_rows=len(rows) + 1)
+    try:
+        numbered = [(number, list(cells)) for number, cells in enumerate(rows, start=2)]
+        return [row for batch in batches(numbered, checker, size=100) for row in batch]
+    finally:
+        checker.seen_ids.close()
+
+
+def test_values_right_of_the_header_give_one_error_per_column_on_the_header_row_not_one_per_row():
+    rows = [[f"S-{number}", "blood", *(["extra"] * 400)] for number in range(200)]
+
+    result = checked(["sample_id", "tissue"], rows)
+
+    errors = [(error.row, error.column, error.code, error.message) for row in result for error in row.errors]
+    assert errors == [(1, None, "unknown_column", "columns 3-402 have values but no header (first on row 2)")]
+
+
+def test_a_column_right_of_the_header_is_reported_when_its_first_value_comes():
+    rows = [["S-1", "blood", None, "x"], ["S-2", "blood", "y", "z"], ["S-3", "blood", "w", None, None, "v"]]
+
+    result = checked(["sample_id", "tissue"], rows)
+
+    assert [(row.row, [(e.row, e.value, e.message) for e in row.errors]) for row in result] == [
+        (2, [(1, "x", "column 4 has values but no header (first on row 2)")]),
+        (3, [(1, "y", "column 3 has values but no header (first on row 3)")]),
+        (4, [(1, "v", "column 6 has values but no header (first on row 4)")]),
+    ]
+
+
+def test_a_rejected_row_keeps_only_the_cells_under_the_header():
+    [row] = checked(["sample_id", "tissue"], [["S-1", "plasma", *(["extra"] * 50)]])
+
+    assert row.cells == ["S-1", "plasma"]
+    assert [error.code for error in row.errors] == ["not_a_choice", "unknown_column"]
 
 
 def test_an_id_is_new_once_and_a_duplicate_after():
@@ -61,3 +105,13 @@ def test_new_sample_ids_drawn_in_bulk_are_distinct_random_uuids():
     assert {value.version for value in ids} == {4}
     assert {value.variant for value in ids} == {uuid.RFC_4122}
     assert importer._new_ids(0) == []
+
+
+def test_scattered_columns_right_of_the_header_are_named_as_runs():
+    cells = ["S-1", "blood", "a", None, "b", None, "c", "d", "e"]
+
+    [row] = checked(["sample_id", "tissue"], [cells])
+
+    assert [(error.value, error.message) for error in row.errors] == [
+        ("a", "columns 3, 5, 7-9 have values but no header (first on row 2)")
+    ]

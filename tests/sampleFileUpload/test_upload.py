@@ -502,14 +502,15 @@ async def test_sample_ids_are_one_line_of_at_most_100_characters(
     assert [(e["row"], e["column"], e["code"]) for e in body["report"]["errors"]] == [(2, "sample_id", code)]
 
 
-async def test_a_value_in_a_column_without_a_header_is_an_error(client, alice_headers, study):
-    content = csv_bytes([["sample_id", "tissue"], ["S-1", "blood", "stray"]])
+async def test_a_value_in_a_column_without_a_header_is_an_error_of_that_column(client, alice_headers, study):
+    # Reported once for the column, on the header row, naming the row of its first value (issue 16).
+    content = csv_bytes([["sample_id", "tissue"], ["S-1", "blood", "stray"], ["S-2", "blood", "again"]])
 
     body = assert_problem(await upload(client, study, alice_headers, content), 422, "SAMPLE_FILE_REJECTED")
 
-    assert [(e["row"], e["column"], e["value"], e["code"]) for e in body["report"]["errors"]] == [
-        (2, None, "stray", "unknown_column")
-    ]
+    assert [
+        (e["row"], e["column"], e["value"], e["code"], e["message"]) for e in body["report"]["errors"]
+    ] == [(1, None, "stray", "unknown_column", "column 3 has values but no header (first on row 2)")]
 
 
 async def test_an_empty_header_over_values_is_an_unknown_column(client, alice_headers, study):
