@@ -69,6 +69,33 @@ def test_startup_order_is_db_then_migrate_then_api_then_nginx(services):
     assert "/api/v1/health" in " ".join(services["api"]["healthcheck"]["test"])
 
 
+# Variables of .env.sample that compose does not pass to the API, and why.
+NOT_FOR_THE_API_CONTAINER = {
+    "HOST": "python main.py only; in compose gunicorn binds GUNICORN_BIND",
+    "PORT": "python main.py only",
+    "ADMIN_PASSWORD": "read by `python main.py create-admin`, run by hand",
+    "POSTGRES_USER": "the db service's; the API gets them inside DATABASE_URL",
+    "POSTGRES_PASSWORD": "the db service's; the API gets them inside DATABASE_URL",
+    "POSTGRES_DB": "the db service's; the API gets them inside DATABASE_URL",
+    "HTTP_PORT": "the host port nginx publishes",
+    "SERVER_NAMES": "nginx's",
+    "GUNICORN_BIND": "fixed by compose's network",
+    "FORWARDED_ALLOW_IPS": "fixed to nginx's address on compose's network",
+    # Computed from the machine when unset: compose cannot pass "unset" through ${X:-default}.
+    "PASSWORD_HASH_CONCURRENCY": "computed when unset; set it under the api service to override",
+    "IMPORTS_PER_WORKER": "computed when unset; set it under the api service to override",
+}
+
+
+def test_every_setting_in_env_sample_reaches_the_api_container(services):
+    listed = re.findall(r"^#?\s?([A-Z][A-Z0-9_]+)=", (PROJECT_DIR / ".env.sample").read_text(), re.MULTILINE)
+    passed = services["api"]["environment"]
+
+    missing = [name for name in listed if name not in passed and name not in NOT_FOR_THE_API_CONTAINER]
+
+    assert missing == [], "add these to docker-compose.yml's api environment, or say why not"
+
+
 def test_data_lives_on_named_volumes(compose, services):
     assert services["db"]["volumes"] == ["pgdata:/var/lib/postgresql/data"]
     assert services["api"]["volumes"] == ["uploads:/app/data/uploads"]
