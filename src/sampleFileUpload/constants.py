@@ -69,6 +69,38 @@ class ExportFormat(StrEnum):
     XLSX = "xlsx"
 
 
+# Spreadsheet dialects (issue 18): how files are read, and how CSV files are written back.
+
+
+class DateOrder(StrEnum):
+    """How a slash date's parts are ordered (the upload's `date_order` form field)."""
+
+    DMY = "dmy"
+    MDY = "mdy"
+    YMD = "ymd"
+
+
+class DecimalMark(StrEnum):
+    """A file's one decimal mark (the upload's `decimal_mark` form field)."""
+
+    POINT = "."
+    COMMA = ","
+
+
+class CsvDialect(StrEnum):
+    """How a CSV template, export or errors.csv is written (the `dialect` query parameter)."""
+
+    EXCEL = "excel"  # comma, `.` decimals, ISO dates, UTF-8 with BOM
+    EXCEL_EU = "excel-eu"  # semicolon, `,` decimals, DD.MM.YYYY dates, UTF-8 with BOM
+
+
+# Booleans in files, case-insensitive after trimming: what Excel and LibreOffice write in most locales.
+BOOLEAN_TRUE_SPELLINGS = ("true", "yes", "y", "1", "wahr", "ja", "vrai", "oui", "sí", "si")
+BOOLEAN_FALSE_SPELLINGS = ("false", "no", "n", "0", "falsch", "nein", "faux", "non")
+# Cells read as empty unless the upload's `na_values` says otherwise (`na_values=` turns it off).
+DEFAULT_NA_VALUES = ("NA", "N/A", "n/a", "#N/A", "NULL", "null")
+
+
 # The built-in columns of every sample, as their headers read (matched trimmed and case-folded).
 SAMPLE_ID_COLUMN = "sample_id"
 STATUS_COLUMN = "status"
@@ -109,6 +141,9 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_FIELD_FILE = "file"
 UPLOAD_FIELD_MODE = "mode"
 UPLOAD_FIELD_DRY_RUN = "dry_run"
+UPLOAD_FIELD_DATE_ORDER = "date_order"
+UPLOAD_FIELD_DECIMAL_MARK = "decimal_mark"
+UPLOAD_FIELD_NA_VALUES = "na_values"
 
 # Spreadsheet formula injection: text starting with one of these is written with the GUARD
 # apostrophe in front (writers.py), and the reader takes exactly one GUARD off again (readers.py).
