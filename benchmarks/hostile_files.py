@@ -217,10 +217,12 @@ def extra_cells_csv(rows: int = 2_000, extra_values: int = 625) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-def slow_sniffing_csv(size: int = SNIFFED_BYTES) -> bytes:
-    """`size` bytes of `, "a` over and over: every quote opens a quoted field that the delimiter
-    Sniffer's patterns then look for the end of up to the end of the text (finding 13)."""
-    return (', "a' * (size // 4 + 1)).encode()[:size]
+def slow_sniffing_csv(size: int = SNIFFED_BYTES, per_line: int = 100) -> bytes:
+    """`size` bytes of lines of `per_line` times `, "a`: every quote opens a quoted field whose end the
+    delimiter Sniffer's patterns then look for up to the end of the text (finding 13). Each line has
+    per_line + 1 columns, inside the column limit, so that the sniffing is what the file costs."""
+    line = ', "a' * per_line
+    return "\n".join([line] * (size // (len(line) + 1) + 1)).encode()[:size]
 
 
 def stray_byte_csv(rows: int = 200) -> bytes:
