@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,13 @@ def start_gunicorn(
             stderr=stderr,
             start_new_session=True,  # its own process group, so stop() can reach the workers too
         )
+
+
+def free_port() -> int:
+    """A loopback port free now (the OS picks it), for a process about to listen on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_until_answering(
