@@ -330,9 +330,7 @@ class SampleFieldRead(BaseModel):
     required: bool = False
     unit: str | None = None
     description: str | None = None
-    max_length: int | None = Field(
-        default=None, description=f"left out: a text field holds at most {TEXT_DEFAULT_MAX_LENGTH} characters"
-    )
+    max_length: int | None = None
     pattern: str | None = None
     min: int | float | None = None
     max: int | float | None = None
