@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
 import string
 import subprocess
@@ -36,6 +35,7 @@ os.environ.update(
 import httpx  # noqa: E402
 
 from main import migrate  # noqa: E402
+from scripts.local_stack import free_port  # noqa: E402
 from src.app import create_app  # noqa: E402
 
 BODY_LIMIT = 1024 * 1024
@@ -91,12 +91,6 @@ async def in_process(rounds: int) -> None:
             for path in ENDPOINTS:
                 ms, size, status = await measure(client, path, body, rounds)
                 print(f"{name:26} {len(body) // 1024:>5}  {path[8:]:22} {status:>6} {ms:>8.1f} {size:>9}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def health_p99_under_load(port: int) -> None:

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from src.auth.router import router as auth_router
 from src.config import Settings, settings
@@ -24,6 +25,7 @@ from src.middleware import (
 )
 from src.page import add_page
 from src.sampleFileUpload.router import router as sample_file_router
+from src.schemas import has_null_branch, without_null
 from src.study.router import router as study_router
 
 DESCRIPTION = """
@@ -71,6 +73,21 @@ def document_errors_as_problems(app: FastAPI) -> None:
         schema["components"]["schemas"].pop(unused, None)
 
 
+def document_parameters_without_null(app: FastAPI) -> None:
+    """A header or query parameter has no null, only left out: the document offers its type alone
+    (FastAPI's `anyOf` with null reads to a generated client as a `null` to send as text)."""
+    operations = (op for path in app.openapi()["paths"].values() for op in path.values())
+    for parameter in (parameter for operation in operations for parameter in operation.get("parameters", [])):
+        if has_null_branch(parameter["schema"]):
+            parameter["schema"] = without_null(parameter["schema"])
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's function name (`create_study`), what a generated client names its call; FastAPI's
+    default adds the path and method (`create_study_api_v1_studies_post`)."""
+    return route.name
+
+
 def create_app(config: Settings = settings) -> FastAPI:
     configure_logging(config.LOG_LEVEL)
     app = FastAPI(
@@ -85,6 +102,7 @@ def create_app(config: Settings = settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        generate_unique_id_function=operation_id,
     )
     add_middleware(app, config)
     register_exception_handlers(app)
@@ -99,4 +117,5 @@ def create_app(config: Settings = settings) -> FastAPI:
     add_docs(app)
     add_page(app)
     document_errors_as_problems(app)
+    document_parameters_without_null(app)
     return app

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Query, Request
 from src.auth.dependencies import AdminUser, CurrentUser
 from src.constants import DEFAULT_PAGE_SIZE, MAX_ETAG_HEADER_LENGTH, MAX_PAGE_SIZE
 from src.exceptions import InvalidIfMatch, PreconditionFailed, ValidationFailed
-from src.schemas import DocumentedPattern, HeaderSchema, PageParams
+from src.schemas import DocumentedPattern, PageParams
 from src.url_encoded import undecodable_names
 
 # The caller, typed: every module's routes take `user: CurrentUser` or `admin: AdminUser`.
@@ -75,7 +75,6 @@ def etag(version: int) -> str:
 async def if_match_version(
     if_match: Annotated[
         Annotated[str, DocumentedPattern(IF_MATCH_PATTERN)] | None,
-        HeaderSchema(),
         Header(
             max_length=MAX_ETAG_HEADER_LENGTH,
             description='The `ETag` you read (e.g. `"3"`): the change applies only if the resource is '
@@ -103,7 +102,6 @@ IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 IfNoneMatch = Annotated[
     str | None,
-    HeaderSchema(),
     Header(
         max_length=MAX_ETAG_HEADER_LENGTH,
         description="the `ETag` of the copy you hold: 304 with no body while it is still current",

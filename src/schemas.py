@@ -1,10 +1,11 @@
 """Shapes shared by every module: one-line text, the page of a list, the problem+json error."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetJsonSchemaHandler, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
@@ -64,16 +65,17 @@ def any_case(name: str) -> str:
     return "".join(f"[{letter.upper()}{letter}]" if letter.isalpha() else letter for letter in name)
 
 
-class HeaderSchema:
-    """A header's schema, of an optional `str | None` parameter: a header has no null, only left out,
-    so the document offers the string alone (a client would otherwise send `null` as its text)."""
+def has_null_branch(schema: dict[str, Any]) -> bool:
+    """Whether a schema is an optional value's: `anyOf` its type and null."""
+    return {"type": "null"} in schema.get("anyOf", [])
 
-    def __get_pydantic_json_schema__(
-        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        branch = _without_null_branch(schema)
-        return {**schema, **branch}
+
+def without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional value's schema as its type alone (its other keys kept): for a value that may be left
+    out but has no null, such as a header or a query parameter (a client would send `null` as text)."""
+    schema = dict(schema)
+    branch = _without_null_branch(schema)
+    return {**schema, **branch}
 
 
 def never_null(*names: str, example: dict[str, Any]) -> Any:
@@ -88,6 +90,42 @@ def never_null(*names: str, example: dict[str, Any]) -> Any:
             field.update(_without_null_branch(field))
 
     return document
+
+
+def null_properties(schema: dict[str, Any], names: Iterable[str], description: str) -> None:
+    """Documents each of `names` as a property that may be sent as null and only so: the server reads
+    it as left out (a client that sends every key of a flat model does), and it means nothing here."""
+    schema["properties"] |= {name: {"type": "null", "description": description} for name in names}
+
+
+def _one_of(schema: dict[str, Any]) -> dict[str, Any]:
+    # pydantic says `anyOf` of an untagged union: at least one. The variants documented here are
+    # told apart by their required keys, so each value is one of them and only one.
+    if "anyOf" in schema:
+        schema["oneOf"] = schema.pop("anyOf")
+    return schema
+
+
+def documented_as(shapes: Any, *, description: str, example: Any) -> Any:
+    """A model's `__get_pydantic_json_schema__` that documents it as exactly one of `shapes` (a union of
+    models, each its own component): the form client generators read, while the model itself stays
+    the validator. `shapes` tagged by `Field(discriminator=...)` come with OpenAPI's `discriminator`."""
+    adapter = TypeAdapter(shapes)
+
+    def json_schema(cls: type, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = _one_of(handler(adapter.core_schema))
+        return {**schema, "description": description, "example": example}
+
+    return classmethod(json_schema)
+
+
+class ExactlyOne:
+    """An untagged union of models that their required keys tell apart, documented as `oneOf`."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return _one_of(handler(core_schema))
 
 
 def has_control_characters(text: str) -> bool:

@@ -1,6 +1,8 @@
 """SingleLineText: what one-line text refuses and what it keeps (issue 11, item 12); and that the
 OpenAPI document states the rules of text, If-Match, nulls and either/or fields as the server has them."""
 
+from unittest.mock import ANY
+
 import jsonschema_rs
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -12,7 +14,7 @@ from src.dependencies import if_match_version
 from src.exceptions import InvalidIfMatch, PreconditionFailed
 from src.schemas import SingleLineText
 from src.study import sample_validation
-from src.study.constants import CODE_MAX_LENGTH, SAMPLE_ID_MAX_LENGTH, TITLE_MAX_LENGTH
+from src.study.constants import CODE_MAX_LENGTH, SAMPLE_ID_MAX_LENGTH, TITLE_MAX_LENGTH, FieldType
 from src.study.schemas import Description, MemberAdd, SampleId, StudyCode, Title
 
 single_line = TypeAdapter(SingleLineText)
@@ -260,3 +262,153 @@ def test_trimmed_text_is_measured_as_sent_as_the_document_says(text_type, limit)
     with pytest.raises(ValidationError) as refused:
         adapter.validate_python(f"  {fits} ")
     assert refused.value.errors()[0]["type"] == "string_too_long"
+
+
+# Issue 17: the document in the shapes client generators read. A field definition is a discriminated
+# union (one object per `type`, each with its own constraints), and each shape says what the server
+# reads, rule by rule.
+FIELD_SHAPES = SCHEMAS["SampleFieldDefinition"]
+_SAFE = 2**53 - 1
+
+
+def shape_of(field_type: str) -> dict:
+    ref = FIELD_SHAPES["discriminator"]["mapping"][field_type]
+    return SCHEMAS[ref.rsplit("/", 1)[1]]
+
+
+def documented_shape(field_type: str) -> jsonschema_rs.Validator:
+    return jsonschema_rs.validator_for({**shape_of(field_type), "components": {"schemas": SCHEMAS}})
+
+
+@pytest.mark.parametrize("model", ["SampleFieldDefinition", "SampleFieldRead"])
+def test_a_field_definition_is_documented_as_a_discriminated_union_of_one_shape_per_type(model):
+    union = SCHEMAS[model]
+
+    assert "anyOf" not in union
+    assert "properties" not in union
+    assert union["discriminator"]["propertyName"] == "type"
+    mapping = union["discriminator"]["mapping"]
+    assert set(mapping) == set(FieldType)
+    assert sorted(branch["$ref"] for branch in union["oneOf"]) == sorted(mapping.values())
+    for field_type, ref in mapping.items():
+        shape = SCHEMAS[ref.rsplit("/", 1)[1]]
+        assert shape["type"] == "object"
+        assert shape["additionalProperties"] is False
+        assert shape["properties"]["type"] == {"type": "string", "const": field_type, "title": "Type"}
+        assert set(shape["required"]) >= {"name", "type"}
+
+
+OWN_CONSTRAINTS = {
+    "text": {"max_length", "pattern"},
+    "integer": {"min", "max"},
+    "number": {"min", "max"},
+    "boolean": set(),
+    "date": set(),
+    "datetime": set(),
+    "choice": {"choices"},
+}
+
+
+@pytest.mark.parametrize("field_type", list(OWN_CONSTRAINTS))
+def test_each_shape_lists_its_own_constraints_and_the_others_only_as_null(field_type):
+    properties = shape_of(field_type)["properties"]
+    constraints = {"max_length", "pattern", "min", "max", "choices"}
+
+    for key in constraints - OWN_CONSTRAINTS[field_type]:
+        assert properties[key]["type"] == "null", key
+    for key in OWN_CONSTRAINTS[field_type]:
+        assert properties[key].get("type") != "null", key
+        assert properties[key] != {"type": "null"}, key
+    assert set(properties) == {"name", "type", "required", "unit", "description"} | constraints
+
+
+def reads(definition: dict) -> bool:
+    try:
+        sample_validation.read_sample_field(definition)
+    except sample_validation.SampleSchemaError:
+        return False
+    return True
+
+
+FOREIGN = {"max_length": 10, "pattern": "[a-z]+", "min": 0, "max": 1, "choices": ["a"]}
+PER_TYPE_DEFINITIONS = [
+    *[{"type": "text", "max_length": length} for length in (0, 1, 10_000, 10_001, 5.5, None, "9", True)],
+    *[{"type": "text", "pattern": pattern} for pattern in ("", "x", "x" * 500, "x" * 501, None, 5)],
+    *[
+        {"type": kind, key: bound}
+        for kind in ("integer", "number")
+        for key in ("min", "max")
+        for bound in (_SAFE, _SAFE + 1, -_SAFE, -_SAFE - 1, 0, None, "1", True)
+    ],
+    *[{"type": "integer", "min": bound} for bound in (1.5, 2.0, -0.5)],
+    *[{"type": "number", "max": bound} for bound in (1.5, -2.25, 1e300)],
+    *[
+        {"type": "choice", "choices": choices}
+        for choices in (
+            [],
+            ["a"],
+            ["a", "b"],
+            ["a", "a"],
+            ["a", " a"],
+            ["a "],
+            [""],
+            ["x" * 200],
+            ["x" * 201],
+            [str(n) for n in range(1_000)],
+            [str(n) for n in range(1_001)],
+            ["a\u202e"],
+            None,
+            "a",
+            [1],
+        )
+    ],
+    {"type": "choice"},
+    *[
+        {"type": kind, key: value}
+        for kind in ("boolean", "date", "datetime", "text", "integer", "number", "choice")
+        for key, value in FOREIGN.items()
+        if key not in OWN_CONSTRAINTS[kind]
+    ],
+    *[
+        {"type": kind, key: None}
+        for kind in ("boolean", "date", "datetime", "text", "integer", "choice")
+        for key in FOREIGN
+        if key not in OWN_CONSTRAINTS[kind]
+    ],
+    *[
+        {"type": "date", "name": name}
+        for name in ("a", "A" * 64, "A" * 65, "1a", "_a", "SAMPLE_ID", "sTaTuS")
+    ],
+    *[{"type": "date", "unit": unit} for unit in ("mL", " mL", "", "x" * 50, "x" * 51, None, 5)],
+    *[{"type": "date", "description": text} for text in ("Day", "x" * 1000, "x" * 1001, "a\nb", None)],
+    *[{"type": "date", "required": required} for required in (True, False, None, "yes", 1)],
+    {"type": "date", "colour": "red"},
+    {"type": "time"},
+    {"type": None},
+]
+
+
+@pytest.mark.parametrize("definition", PER_TYPE_DEFINITIONS, ids=repr)
+def test_each_types_shape_states_the_rules_the_server_reads(definition):
+    definition = {"name": "field", **definition}
+    if definition.get("type") == "choice" and "choices" not in definition and len(definition) > 2:
+        definition["choices"] = ["a"]
+    server_reads = reads(definition)
+
+    assert documented_body("SampleFieldDefinition").is_valid(definition) == server_reads
+    if definition["type"] in OWN_CONSTRAINTS:
+        assert documented_shape(definition["type"]).is_valid(definition) == server_reads
+
+
+def test_the_member_to_add_is_documented_as_one_of_two_shapes():
+    union = SCHEMAS["MemberAdd"]
+
+    assert "anyOf" not in union
+    assert "properties" not in union
+    by_id, by_email = (SCHEMAS[branch["$ref"].rsplit("/", 1)[1]] for branch in union["oneOf"])
+    assert set(by_id["required"]) == {"user_id", "role"}
+    assert set(by_email["required"]) == {"email", "role"}
+    assert by_id["properties"]["email"] == {"type": "null", "description": ANY}
+    assert by_email["properties"]["user_id"] == {"type": "null", "description": ANY}
+    assert by_id["additionalProperties"] is False
+    assert by_email["additionalProperties"] is False

@@ -27,7 +27,7 @@ from src.sampleFileUpload.exceptions import (
 )
 from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileListed, SampleFileRead
 from src.sampleFileUpload.utils import content_disposition
-from src.schemas import Page, page_of
+from src.schemas import ExactlyOne, Page, page_of
 from src.study import service as study_service
 from src.study.dependencies import ReadableStudy, WritableStudy
 from src.study.exceptions import IN_STUDY, TOKEN_ERRORS, WRITE, StudyRoleRequired
@@ -55,8 +55,7 @@ UPLOAD_BODY = {
                             "description": "a CSV, TSV or XLSX file",
                         },
                         "mode": {
-                            "type": "string",
-                            "enum": ["insert", "upsert"],
+                            "$ref": "#/components/schemas/ImportMode",
                             "default": "insert",
                             "description": "insert: a sample_id already in the study is an error; upsert: "
                             "existing samples are updated (empty cells leave values as they are)",
@@ -111,7 +110,7 @@ def upload_responses() -> dict:
     }
     responses[200] = {
         "description": "A dry run's report, or the file was already imported (`duplicate_of` is set)",
-        "model": DryRunRead | SampleFileRead,
+        "model": Annotated[DryRunRead | SampleFileRead, ExactlyOne()],
     }
     return responses
 

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -131,7 +131,10 @@ class SampleFileListed(SampleFileFields):
 class DryRunRead(BaseModel):
     """What the import would do; nothing was written or stored."""
 
-    dry_run: bool = True
+    # Every key is always in the answer: documented as required, `dry_run` tells it from a file's record.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    dry_run: Literal[True] = Field(default=True, description="always true: nothing was written or stored")
     filename: str
     size_bytes: int
     sha256: str

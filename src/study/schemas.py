@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -26,8 +26,10 @@ from src.schemas import (
     DocumentedPattern,
     any_case,
     at_most_as_sent,
+    documented_as,
     never_null,
     no_control_characters,
+    null_properties,
 )
 from src.study import sample_validation
 from src.study.constants import (
@@ -128,64 +130,139 @@ FIELD_EXAMPLES = [
 ]
 
 
-# The constraints each type of field may set; the others must be left out (or null).
-_CONSTRAINTS_OF_TYPE = {
-    (FieldType.TEXT,): ("max_length", "pattern"),
-    (FieldType.INTEGER,): ("min", "max"),
-    (FieldType.NUMBER,): ("min", "max"),
-    (FieldType.CHOICE,): ("choices",),
-    (FieldType.BOOLEAN, FieldType.DATE, FieldType.DATETIME): (),
-}
+# Each type of field as the document states it: a discriminated union (`oneOf` one object per `type`,
+# with `discriminator`), the shape client generators read as one class per type. Checking stays
+# sample_validation's alone: these shapes are the contract, never the validator.
 _CONSTRAINTS = ("max_length", "pattern", "min", "max", "choices")
+FieldName = Annotated[
+    str,
+    StringConstraints(max_length=FIELD_NAME_MAX_LENGTH, pattern=FIELD_NAME_PATTERN),
+    DocumentedPattern(_FIELD_NAME_DOCUMENTED),
+    Field(description="a letter, then letters, digits or `_`; unique in the study case-insensitively"),
+]
+IntegerBound = Annotated[
+    int,
+    Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER, description=f"a whole number from {_SAFE_INTEGERS}"),
+]
+NumberBound = Annotated[Bound, Field(description=f"from {_SAFE_INTEGERS}")]
 
 
-def _sample_field_of(types: tuple[FieldType, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
-    properties: dict[str, Any] = {"type": {"enum": [str(field_type) for field_type in types]}}
-    properties |= {key: {"type": "null"} for key in _CONSTRAINTS if key not in allowed}
-    if types == (FieldType.INTEGER,):  # whole bounds (5.0 is one)
-        properties |= {key: {"anyOf": [{"type": "integer"}, {"type": "null"}]} for key in ("min", "max")}
-    if types == (FieldType.CHOICE,):  # a choice field cannot do without its choices
-        return {"properties": properties | {"choices": {"type": "array"}}, "required": ["choices"]}
-    return {"properties": properties}
+def _others_constraints_as_null(schema: dict[str, Any], shape: type[BaseModel]) -> None:
+    others = [key for key in _CONSTRAINTS if key not in shape.model_fields]
+    null_properties(schema, others, "not a constraint of this type: leave it out")
 
 
-def _document_sample_field(schema: dict[str, Any]) -> None:
-    schema["example"] = FIELD_EXAMPLES[0]
-    schema["additionalProperties"] = False
-    schema["oneOf"] = [_sample_field_of(types, allowed) for types, allowed in _CONSTRAINTS_OF_TYPE.items()]
+class _FieldShape(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_others_constraints_as_null)
 
-
-class SampleFieldDefinition(BaseModel):
-    """One typed field of a study's samples. Serialised without the constraints it does not set.
-
-    The annotations describe the contract (OpenAPI); the checking is `sample_validation`'s alone, the
-    same that compiles stored schemas, so that whatever is accepted here compiles there.
-    """
-
-    model_config = ConfigDict(json_schema_extra=_document_sample_field, use_enum_values=True)
-
-    name: Annotated[
-        str,
-        StringConstraints(max_length=FIELD_NAME_MAX_LENGTH, pattern=FIELD_NAME_PATTERN),
-        DocumentedPattern(_FIELD_NAME_DOCUMENTED),
-    ]
+    name: FieldName
     type: FieldType
     required: bool = False
     unit: trimmed_line(UNIT_MAX_LENGTH) | None = None
     description: trimmed_line(FIELD_DESCRIPTION_MAX_LENGTH) | None = None
+
+
+class TextFieldDefinition(_FieldShape):
+    """A text field: one line of at most `max_length` characters, matching `pattern` if it has one."""
+
+    type: Literal[FieldType.TEXT]
     max_length: Annotated[int, Field(ge=1, le=TEXT_MAX_LENGTH_LIMIT)] | None = Field(
-        default=None,
-        description=f"text fields: at most this many characters; {TEXT_DEFAULT_MAX_LENGTH} when left out",
+        default=None, description=f"at most this many characters; {TEXT_DEFAULT_MAX_LENGTH} when left out"
     )
-    pattern: Annotated[str, Field(min_length=1, max_length=PATTERN_MAX_LENGTH)] | None = None
-    min: Bound | None = Field(default=None, description=f"integer and number fields: from {_SAFE_INTEGERS}")
-    max: Bound | None = Field(default=None, description=f"integer and number fields: from {_SAFE_INTEGERS}")
-    choices: (
-        Annotated[
-            list[Choice], Field(min_length=1, max_length=MAX_CHOICES, json_schema_extra={"uniqueItems": True})
-        ]
-        | None
-    ) = None
+    pattern: Annotated[str, Field(min_length=1, max_length=PATTERN_MAX_LENGTH)] | None = Field(
+        default=None,
+        description="a regular expression the whole value must match (RE2: no backreferences or "
+        "look-arounds; `\\d`, `\\w` and `\\s` are ASCII-only)",
+    )
+
+
+class IntegerFieldDefinition(_FieldShape):
+    """A whole number field, within `min` and `max` if it has them."""
+
+    type: Literal[FieldType.INTEGER]
+    min: IntegerBound | None = None
+    max: IntegerBound | None = None
+
+
+class NumberFieldDefinition(_FieldShape):
+    """A number field, within `min` and `max` if it has them."""
+
+    type: Literal[FieldType.NUMBER]
+    min: NumberBound | None = None
+    max: NumberBound | None = None
+
+
+class BooleanFieldDefinition(_FieldShape):
+    """A true/false field."""
+
+    type: Literal[FieldType.BOOLEAN]
+
+
+class DateFieldDefinition(_FieldShape):
+    """A date field (`YYYY-MM-DD`)."""
+
+    type: Literal[FieldType.DATE]
+
+
+class DatetimeFieldDefinition(_FieldShape):
+    """A date-time field (stored in UTC)."""
+
+    type: Literal[FieldType.DATETIME]
+
+
+class ChoiceFieldDefinition(_FieldShape):
+    """A field whose value is one of its `choices`."""
+
+    type: Literal[FieldType.CHOICE]
+    choices: Annotated[
+        list[Choice],
+        Field(
+            min_length=1,
+            max_length=MAX_CHOICES,
+            json_schema_extra={"uniqueItems": True},
+            description="each one trimmed text, all different",
+        ),
+    ]
+
+
+_FIELD_SHAPES = Annotated[
+    TextFieldDefinition
+    | IntegerFieldDefinition
+    | NumberFieldDefinition
+    | BooleanFieldDefinition
+    | DateFieldDefinition
+    | DatetimeFieldDefinition
+    | ChoiceFieldDefinition,
+    Field(discriminator="type"),
+]
+
+
+class SampleFieldDefinition(BaseModel):
+    """One typed field of a study's samples, as checked. Serialised without the constraints it does not
+    set: `{name, type, required, ...}`, the JSON a study stores.
+
+    Documented as the union of each type's shape above; the checking is `sample_validation`'s alone,
+    the same that compiles stored schemas, so that whatever is accepted here compiles there.
+    """
+
+    model_config = ConfigDict(use_enum_values=True)
+
+    name: str
+    type: FieldType
+    required: bool = False
+    unit: str | None = None
+    description: str | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    choices: list[str] | None = None
+
+    __get_pydantic_json_schema__ = documented_as(
+        _FIELD_SHAPES,
+        description="One typed field of a study's samples: the keys it may have depend on its `type`.",
+        example=FIELD_EXAMPLES[0],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -235,18 +312,25 @@ SampleFields = Annotated[
 
 
 class SampleFieldRead(BaseModel):
-    """A stored field definition as answered: read as stored, never checked or compiled again."""
+    """A stored field definition as answered: read as stored, never checked or compiled again.
 
-    model_config = ConfigDict(json_schema_extra={"example": FIELD_EXAMPLES[0]})
+    Documented as the same shapes a study is written with (what is stored was accepted by them, and
+    migrations bring older definitions within today's rules), so that a client can send back the
+    fields it read.
+    """
+
+    __get_pydantic_json_schema__ = documented_as(
+        _FIELD_SHAPES,
+        description="One typed field of a study's samples, as stored: only the keys it sets.",
+        example=FIELD_EXAMPLES[0],
+    )
 
     name: str
     type: str
     required: bool = False
     unit: str | None = None
     description: str | None = None
-    max_length: int | None = Field(
-        default=None, description=f"left out: a text field holds at most {TEXT_DEFAULT_MAX_LENGTH} characters"
-    )
+    max_length: int | None = None
     pattern: str | None = None
     min: int | float | None = None
     max: int | float | None = None
@@ -377,18 +461,41 @@ class StudyRead(BaseModel):
 # Members
 
 
-def _names_one_user(schema: dict[str, Any]) -> None:
-    schema["example"] = {"email": "grace@example.org", "role": "editor"}
-    # Exactly one of the two is given and not null (left out and null are the same here).
-    schema["oneOf"] = [
-        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("user_id", "email")
-    ]
+def _the_other_name_as_null(schema: dict[str, Any], shape: type[BaseModel]) -> None:
+    other = "email" if "user_id" in shape.model_fields else "user_id"
+    null_properties(schema, [other], "leave it out: the user is named by the other key")
+
+
+class MemberAddById(BaseModel):
+    """The user named by `user_id`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_the_other_name_as_null)
+
+    user_id: uuid.UUID
+    role: StudyRole
+
+
+class MemberAddByEmail(BaseModel):
+    """The user named by `email`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_the_other_name_as_null)
+
+    email: one_line(320)
+    role: StudyRole
 
 
 class MemberAdd(BaseModel):
     """Name the user by `user_id` or by `email` (exactly one)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_names_one_user)
+    model_config = ConfigDict(extra="forbid")
+
+    # Exactly one of the two is given and not null (left out and null are the same here): each
+    # shape requires its key, and the other's may only be null, so no body is both.
+    __get_pydantic_json_schema__ = documented_as(
+        MemberAddById | MemberAddByEmail,
+        description="Name the user by `user_id` or by `email` (exactly one).",
+        example={"email": "grace@example.org", "role": "editor"},
+    )
 
     user_id: uuid.UUID | None = None
     email: one_line(320) | None = None

@@ -5,9 +5,11 @@ import csv
 import io
 from unittest.mock import ANY
 
+import jsonschema_rs
 import pytest
 from sqlalchemy import select
 
+from src.app import create_app
 from src.database import SessionFactory
 from src.sampleFileUpload import importer
 from src.study.constants import StudyStatus
@@ -591,3 +593,33 @@ async def test_backslashes_quotes_and_unicode_are_stored_exactly_as_sent(
     assert response.status_code == 201, response.text
     stored = {sample.sample_id: sample.values for sample in await stored_samples(study)}
     assert stored == {"A\\t1": {"notes": notes[0]}, "\\N": {"notes": notes[1]}, "B\\": {"notes": notes[2]}}
+
+
+UPLOAD_ANSWERS = create_app().openapi()
+UPLOAD_200 = UPLOAD_ANSWERS["paths"]["/api/v1/studies/{study_id}/sample-files"]["post"]["responses"]["200"]
+
+
+def documented_200_shapes_matching(body: dict) -> list[str]:
+    """The 200 answer's documented shapes (`oneOf`) that the body matches."""
+    schemas = {"components": UPLOAD_ANSWERS["components"]}
+    shapes = UPLOAD_200["content"]["application/json"]["schema"]["oneOf"]
+    return [
+        shape["$ref"].rsplit("/", 1)[1]
+        for shape in shapes
+        if jsonschema_rs.validator_for({**shape, **schemas}).is_valid(body)
+    ]
+
+
+async def test_a_dry_run_and_a_duplicate_each_match_one_documented_shape_of_the_200_answer(
+    client, alice_headers, study
+):
+    """Issue 17: a generated client tells the two 200 answers apart (`oneOf`, `dry_run` required in
+    the dry run's shape); a duplicate's file record used to match the dry run's shape too."""
+    content = sample_csv(2)
+    assert (await upload(client, study, alice_headers, content)).status_code == 201
+    dry_run = await upload(client, study, alice_headers, sample_csv(2, start=5), dry_run=True)
+    duplicate = await upload(client, study, alice_headers, content)
+
+    assert dry_run.status_code == duplicate.status_code == 200
+    assert documented_200_shapes_matching(dry_run.json()) == ["DryRunRead"]
+    assert documented_200_shapes_matching(duplicate.json()) == ["SampleFileRead"]

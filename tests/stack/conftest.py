@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import psycopg
 import pytest
 
 from scripts import local_stack
+from scripts.local_stack import free_port
 from tests.conftest import bearer
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
@@ -121,12 +121,6 @@ def researcher_with_study(
         assert changed.status_code == 200, changed.text
         study = changed.json()
     return ResearcherWithStudy(email=email, headers=headers, study=study)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def missing_piece() -> str | None:
