@@ -20,6 +20,7 @@ from src.middleware import (
     JsonBodyLimitsMiddleware,
     ProblemCORSMiddleware,
     RequestContextMiddleware,
+    RequestDeadlineMiddleware,
     SecurityHeadersMiddleware,
 )
 from src.page import add_page
@@ -53,6 +54,7 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
             expose_headers=["X-Request-ID", "Location", "Retry-After", "ETag"],
         )
     app.add_middleware(ControlCharacterPathMiddleware)
+    app.add_middleware(RequestDeadlineMiddleware, seconds=config.REQUEST_TIMEOUT_SECONDS)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 

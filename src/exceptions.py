@@ -22,7 +22,7 @@ from src.constants import (
     MAX_PROBLEM_ERRORS_BYTES,
     ErrorCode,
 )
-from src.logging import current_request_id
+from src.logging import current_request_id, database_outage
 from src.schemas import Problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -252,7 +252,8 @@ def internal_error_response() -> JSONResponse:
     )
 
 
-async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
+def problem_of(exc: AppError) -> JSONResponse:
+    """The problem+json answer for one of our errors (also outside a route, from middleware)."""
     return problem_response(
         status=exc.status_code,
         code=exc.code,
@@ -262,6 +263,10 @@ async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
         headers=exc.headers,
         extensions=exc.extensions,
     )
+
+
+async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
+    return problem_of(exc)
 
 
 def validation_error_entries(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -295,7 +300,7 @@ async def handle_database_unavailable(request: Request, exc: Exception) -> JSONR
     if is_lock_wait_failure(exc):
         logger.info("lock wait timed out", extra={"event": "lock_busy"})
         return await handle_app_error(request, ResourceBusy())
-    logger.warning("database unavailable", exc_info=exc)
+    database_outage.request_refused(exc)
     return await handle_app_error(request, DatabaseUnavailable())
 
 
