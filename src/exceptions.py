@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -143,6 +143,40 @@ class ResourceBusy(Conflict):
     code = ErrorCode.RESOURCE_BUSY
     detail = "Someone else is changing this right now; nothing was changed. Try again in a few seconds."
     headers = MappingProxyType({"Retry-After": "5"})
+
+
+class IdempotencyKeyReused(UnprocessableEntity):
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
+    detail = (
+        "This Idempotency-Key was used with a different request (another body or path): a retry must "
+        "repeat its request exactly; a new request needs a new key."
+    )
+
+
+class IdempotentRequestInProgress(Conflict):
+    code = ErrorCode.IDEMPOTENT_REQUEST_IN_PROGRESS
+    detail = "The first request with this Idempotency-Key is still running: retry shortly to get its answer."
+    headers = MappingProxyType({"Retry-After": "2"})
+
+
+class IdempotentRequestApplied(Conflict):
+    code = ErrorCode.IDEMPOTENT_REQUEST_APPLIED
+    detail = (
+        "The first request with this Idempotency-Key was applied, but its answer could not be kept: "
+        "read the resource (or the list it belongs to) instead of retrying."
+    )
+
+
+class IdempotentReplay(Exception):
+    """Not an error: the answer a request with this Idempotency-Key got the first time, given again."""
+
+    def __init__(self, *, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        super().__init__("idempotent replay")
+        self.status, self.headers, self.body = status, dict(headers), body
+
+
+# What a POST that takes an Idempotency-Key may answer besides its own outcomes.
+IDEMPOTENCY_ERRORS = (IdempotencyKeyReused, IdempotentRequestInProgress, IdempotentRequestApplied)
 
 
 class TooManyRequests(AppError):
@@ -333,8 +367,17 @@ async def handle_http_exception(_request: Request, exc: StarletteHTTPException) 
     )
 
 
+async def handle_replay(_request: Request, replay: IdempotentReplay) -> Response:
+    return Response(
+        content=replay.body,
+        status_code=replay.status,
+        headers={**replay.headers, "Idempotent-Replayed": "true"},
+    )
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
+    app.add_exception_handler(IdempotentReplay, handle_replay)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     # psycopg's own errors reach here unwrapped from the COPY of an import (the raw driver connection).

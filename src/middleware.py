@@ -8,13 +8,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.constants import MAX_BODY_BYTES, ErrorCode
+from src import idempotency
+from src.constants import IDEMPOTENCY_MAX_STORED_BODY_BYTES, MAX_BODY_BYTES, ErrorCode
 from src.deadlines import RequestDeadline, RequestTimedOut, enter_deadline, leave_deadline
 from src.exceptions import (
     AppError,
@@ -324,6 +326,73 @@ class RequestDeadlineMiddleware:
 
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class IdempotencyMiddleware:
+    """Keeps the answer of a POST that took an Idempotency-Key (src.idempotency), for its retries.
+
+    Only POSTs are looked at. The answer is captured as it is sent (a create's answer is small; one
+    past IDEMPOTENCY_MAX_STORED_BODY_BYTES is not kept) and stored once sent, in a short transaction
+    of its own, shielded from the request's cancellation and bounded in time: with the database
+    gone, the key stays `started` and a retry takes it over once it is stale.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        state, token = idempotency.enter_request()
+        answer = _CapturedAnswer()
+
+        async def send_and_capture(message: Message) -> None:
+            if state.held is not None:
+                answer.capture(message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_capture)
+        finally:
+            idempotency.leave_request(token)
+            if state.held is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(STORE_ANSWER_SECONDS):
+                    await idempotency.finish(
+                        state, status=answer.status, headers=answer.headers, body=answer.body()
+                    )
+
+
+# The longest an answer's storing may take (the database may be what failed the request).
+STORE_ANSWER_SECONDS = 2.0
+
+
+class _CapturedAnswer:
+    def __init__(self) -> None:
+        self.status = 503  # no answer sent at all: treated as the server failing
+        self.headers: dict[str, str] = {}
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.complete = False
+
+    def capture(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1") for name, value in message["headers"]
+            }
+        elif message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            self._size += len(chunk)
+            if self._size <= IDEMPOTENCY_MAX_STORED_BODY_BYTES:
+                self._chunks.append(chunk)
+            self.complete = not message.get("more_body", False)
+
+    def body(self) -> bytes | None:
+        """The whole body, or None when it is too large to keep or was never sent whole."""
+        if not self.complete or self._size > IDEMPOTENCY_MAX_STORED_BODY_BYTES:
+            return None
+        return b"".join(self._chunks)
 
 
 class ControlCharacterPathMiddleware:

@@ -7,6 +7,7 @@ this module keeps the records and the orchestration: slots, locks, deadline, all
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from src import idempotency
 from src.auth.models import User
 from src.constants import LockNamespace
 from src.database import LockBusy, NamedLock, count_up_to, named_lock, utcnow
@@ -100,6 +102,7 @@ async def import_sample_file(
     stream: AsyncIterator[bytes],
     content_type: str | None,
     storage: Storage,
+    idempotency_key: str | None = None,
 ) -> ImportOutcome:
     """Receive, check and (unless a dry run) import a file; SampleFileRejected when any cell is wrong.
 
@@ -113,6 +116,8 @@ async def import_sample_file(
         upload = await receive_upload(
             stream, content_type=content_type, into=upload_path, max_bytes=upload_settings.max_upload_bytes
         )
+        if idempotency_key is not None:
+            await _take_idempotency_key(session, access, upload, idempotency_key)
         validator = study_service.validator_of(access.study)
         sheet = SheetBatches(
             upload_path,
@@ -134,6 +139,21 @@ async def import_sample_file(
             # Shielded: a cancelled request still closes the sheet and its sample_id table's files.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(sheet.close)
+
+
+async def _take_idempotency_key(
+    session: AsyncSession, access: StudyAccess, upload: ReceivedUpload, key: str
+) -> None:
+    """An upload's Idempotency-Key is checked once its body is in: what a retry must repeat is the file
+    (its hash, size, name) and its fields, not the multipart framing, whose boundary a client draws
+    anew for every request."""
+    request = repr(dataclasses.astuple(upload)).encode()
+    fingerprint = idempotency.fingerprint_of(
+        "POST", f"studies/{access.study.id}/sample-files", request, json_body=False
+    )
+    await idempotency.begin(
+        user_id=access.user.id, key=key, fingerprint=fingerprint, session_info=session.info
+    )
 
 
 async def _release_connection(session: AsyncSession) -> None:
