@@ -21,6 +21,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -189,6 +190,27 @@ def start_gunicorn(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,  # its own process group, so stop() can reach the workers too
+        )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_embedded(*, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python main.py` as a new user runs it: one uvicorn process, migrating DATABASE_URL first,
+    listening on HOST:PORT from `env`."""
+    with log.open("wb") as stderr:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "main.py"],
+            cwd=PROJECT_DIR,
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group, so stop() can reach it whatever it started
         )
 
 

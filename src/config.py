@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # No request waits on a lock without bound: a transaction that waits longer than this for a row
     # or advisory lock is stopped, and the request answers 409 with Retry-After (STUDY_BUSY while an
     # import holds the study). PostgreSQL's lock_timeout; SQLite's busy wait (its writers take turns
-    # for the whole database) is this long too, then 503 DATABASE_UNAVAILABLE.
+    # for the whole database) is this or 5 s, whichever is longer, then 503 DATABASE_UNAVAILABLE.
     DATABASE_LOCK_TIMEOUT_SECONDS: PositiveFloat = 2.0
     # PostgreSQL's statement_timeout for every statement a request runs: a query stuck for longer is
     # cancelled by the server and the request answers 503. The migrations run without it.

@@ -35,8 +35,10 @@ NAMING_CONVENTION = {
 }
 READY_CHECK_TIMEOUT_SECONDS = 3.0
 T = TypeVar("T")
-# SQLite lets one writer at a time into the whole database; the others wait this long, then fail.
-SQLITE_BUSY_TIMEOUT_MS = round(settings.DATABASE_LOCK_TIMEOUT_SECONDS * 1000)
+# SQLite lets one writer at a time into the whole database; the others wait this long, then fail
+# (503). Longer than a row lock's wait on PostgreSQL: every write of every user queues here, and
+# SQLite's busy handler polls rather than serving waiters in order.
+SQLITE_BUSY_TIMEOUT_MS = max(5000, round(settings.DATABASE_LOCK_TIMEOUT_SECONDS * 1000))
 # Timestamps come back from PostgreSQL in the session's time zone: UTC, whatever the server's default.
 POSTGRESQL_SESSION_OPTIONS = "-c timezone=UTC"
 # What a request may wait for a lock and spend on a statement: see DATABASE_LOCK_TIMEOUT_SECONDS.

@@ -1,8 +1,15 @@
-"""The benchmark command's own pieces: reading wrk's output, its request scripts, the data set's shape."""
+"""The benchmark command's own pieces: reading wrk's output, its request scripts, the data set's shape,
+the hostile files and their verdicts."""
 
+import io
+import re
+import struct
+import zipfile
+
+import openpyxl
 import pytest
 
-from benchmarks import profile, seed, stack, wrk
+from benchmarks import hostile_files, profile, seed, stack, wrk
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8080/api/v1/health
   2 threads and 64 connections
@@ -166,3 +173,104 @@ def test_profiles_without_py_spy_stop_before_anything_starts(monkeypatch, tmp_pa
 
     assert "pip install py-spy" in str(stopped.value.code)
     assert not (tmp_path / "profiles").exists()
+
+
+# The hostile files (benchmarks.hostile_files): each is what issue 16's probe sent, in shape and size.
+
+# The readers' zip-bomb check refuses a member that inflates more than this.
+READERS_MAX_COMPRESSION_RATIO = 100
+
+
+def test_the_endless_rows_workbook_is_small_opens_and_numbers_its_second_row_10_to_the_15():
+    content = hostile_files.endless_rows_xlsx()
+
+    assert 1_000 < len(content) < 2_000
+    workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
+    assert next(workbook["samples"].iter_rows(values_only=True)) == hostile_files.HEADER
+    sheet = zipfile.ZipFile(io.BytesIO(content)).read("xl/worksheets/sheet1.xml").decode()
+    assert re.findall(r'<row r="(\d+)"', sheet) == ["1", "1000000000000000"]
+
+
+def test_the_shared_strings_workbook_holds_5m_entries_inflating_84_to_1_inside_the_bomb_check():
+    content = hostile_files.shared_strings_xlsx()
+
+    member = zipfile.ZipFile(io.BytesIO(content)).getinfo("xl/sharedStrings.xml")
+    ratio = member.file_size / member.compress_size
+    assert 1.0e6 < len(content) < 1.15e6
+    assert 88e6 < member.file_size < 92e6
+    assert 80 < ratio < READERS_MAX_COMPRESSION_RATIO
+
+
+def test_the_shared_strings_table_has_the_entries_it_counts_and_the_sheet_reads_the_header_from_it():
+    content = hostile_files.shared_strings_xlsx(entries=250_001)
+
+    table = zipfile.ZipFile(io.BytesIO(content)).read("xl/sharedStrings.xml")
+    assert table.count(b"<si>") == 250_001
+    assert b'count="250001"' in table
+    rows = openpyxl.load_workbook(io.BytesIO(content), read_only=True)["samples"].iter_rows(values_only=True)
+    assert next(rows) == hostile_files.HEADER
+
+
+def test_the_many_members_zip_holds_every_member_but_its_end_record_claims_nine():
+    content = hostile_files.many_members_zip(members=1_005)
+
+    assert len(zipfile.ZipFile(io.BytesIO(content)).infolist()) == 1_005
+    end = content[-22:]
+    assert end[:4] == b"PK\x05\x06"
+    assert struct.unpack("<2H", end[8:12]) == (9, 9)  # entries on this disk, entries in all
+    workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
+    assert next(workbook["samples"].iter_rows(values_only=True)) == hostile_files.HEADER
+
+
+def test_the_text_files_have_the_probes_shapes():
+    wide = hostile_files.wide_header_csv()
+    extra = hostile_files.extra_cells_csv().splitlines()
+
+    assert 7.8e6 < len(wide) < 8.0e6
+    assert wide.splitlines()[0].count(b",") == 999_999
+    assert len(extra) == 2_001
+    assert {line.count(b",") for line in extra[1:]} == {626}
+    sniffed = hostile_files.slow_sniffing_csv()
+    assert len(sniffed) == 16 * 1024
+    assert {line.count(b",") for line in sniffed.splitlines()[:-1]} == {100}  # the last one is cut
+
+
+def test_the_stray_byte_file_is_utf8_but_for_one_byte():
+    content = hostile_files.stray_byte_csv()
+
+    assert content.decode("utf-8", errors="replace").count("\ufffd") == 1
+    assert "café naïve 日本" in content.decode("utf-8", errors="replace")
+
+
+def measured(status: int | None, seconds: float = 0.1, megabytes: float = 1.0) -> hostile_files.Measurement:
+    return hostile_files.Measurement(
+        status=status, code="", seconds=seconds, idle_mb=100, peak_above_idle_mb=megabytes, stored_kb=0
+    )
+
+
+@pytest.mark.parametrize(
+    ("measurements", "verdict"),
+    [
+        ([measured(422), measured(413)], "met"),
+        ([measured(422), measured(201)], "missed: not refused"),
+        ([measured(None, seconds=40)], "missed: not refused, time"),
+        (
+            [measured(422, seconds=1.0), measured(422, seconds=3.0), measured(422, seconds=3.0)],
+            "missed: time",
+        ),
+        ([measured(422, megabytes=10), measured(422, megabytes=60)], "missed: memory"),
+    ],
+)
+def test_the_goal_is_a_refusal_in_under_2_s_median_and_50_mb_at_most(measurements, verdict):
+    assert hostile_files.goal_verdict(measurements) == verdict
+
+
+def test_only_takes_the_hostile_files_by_name(capsys):
+    assert hostile_files.parse_args(["--only", "endless-rows, stray-byte"]).only == [
+        "endless-rows",
+        "stray-byte",
+    ]
+    with pytest.raises(SystemExit):
+        hostile_files.parse_args(["--only", "endless-rows,nonsense"])
+
+    assert "nonsense" in capsys.readouterr().err
