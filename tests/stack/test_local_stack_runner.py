@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,8 +71,14 @@ def test_the_runner_restarts_a_dead_gunicorn_behind_nginx_and_stops_cleanly(stac
         start_new_session=True,
     )
     health = f"http://127.0.0.1:{port}/api/v1/health"
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(line.decode() for line in runner.stdout), daemon=True
+    )
+    reader.start()
     try:
-        wait_for(lambda: status_of(health) == 200, timeout=60, what="the stack answers")
+        # Up, and supervising: the runner says so once nginx answers for gunicorn.
+        wait_for(lambda: any("Studybase through nginx" in line for line in lines), timeout=60, what="started")
         (gunicorn,) = [
             pid for pid in children_of(runner.pid) if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text()
         ]
@@ -93,6 +100,8 @@ def test_the_runner_restarts_a_dead_gunicorn_behind_nginx_and_stops_cleanly(stac
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)
             runner.wait(timeout=10)
-        output = runner.stdout.read().decode() if runner.stdout else ""
+        reader.join(timeout=10)
+        runner.stdout.close()
+        output = "".join(lines)
         print(output)
     assert "starting it again" in output
