@@ -115,7 +115,9 @@ async def unlock(email: str) -> str:
 
 
 async def prune(*, batch_rows: int, max_rows: int) -> str:
-    """Deletes what only grows (prune_auth_rows, prune_orphan_files); bounded, so safe on a schedule."""
+    """Deletes what only grows (prune_auth_rows, prune_orphan_files, expired idempotency keys);
+    bounded, so safe on a schedule."""
+    from src import idempotency
     from src.auth import service
     from src.database import SessionFactory, engine
     from src.sampleFileUpload import service as sample_file_service
@@ -127,11 +129,12 @@ async def prune(*, batch_rows: int, max_rows: int) -> str:
             files = await sample_file_service.prune_orphan_files(
                 session, storage=get_storage(), max_files=max_rows
             )
+            keys = await idempotency.prune_expired(session, max_rows=max_rows)
     finally:
         await engine.dispose()
     return (
         f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions, "
-        f"{counts.refresh_tokens} refresh tokens and {files} orphan files."
+        f"{counts.refresh_tokens} refresh tokens, {files} orphan files and {keys} expired idempotency keys."
     )
 
 

@@ -11,7 +11,9 @@ given, as in production) and nginx's CORS allowlist (from CORS_ORIGINS, as the n
 writes it).
 DATABASE_URL, SECRET_KEY and the rest come from
 the environment or `.env`, as for `python main.py`. Migrations run once, before the workers
-start. Ctrl-C stops everything. The stack tests (tests/stack/) use the same functions.
+start. A gunicorn that dies is started again (nginx answers 503 meanwhile); Ctrl-C or SIGTERM stops
+gunicorn gracefully first (nginx answering 503 to new requests), then nginx, and exits 0. The stack
+tests (tests/stack/) use the same functions.
 """
 
 import argparse
@@ -293,23 +295,58 @@ def main() -> None:
     config = rendered_and_checked(work / "nginx", args.port, args.api_port, **options)
     env = dict(os.environ) | {"FORWARDED_ALLOW_IPS": "127.0.0.1"}
     migrate(env)
-    gunicorn = start_gunicorn(
-        bind=f"127.0.0.1:{args.api_port}", workers=args.workers, env=env, log=work / "gunicorn.log"
-    )
+    api = Supervised(bind=f"127.0.0.1:{args.api_port}", workers=args.workers, env=env, work=work)
     nginx = None
     try:
-        wait_until_answering(f"http://127.0.0.1:{args.api_port}/api/v1/health", process=gunicorn)
+        wait_until_answering(f"http://127.0.0.1:{args.api_port}/api/v1/health", process=api.process)
         nginx = start_nginx(config)
         wait_until_answering(f"http://127.0.0.1:{args.port}/healthz", process=nginx)
         print(f"Studybase through nginx: http://127.0.0.1:{args.port}/docs  (logs in {work}; Ctrl-C stops)")
-        exit_code = gunicorn.wait()
-        raise SystemExit(f"gunicorn exited with {exit_code}; see {work / 'gunicorn.log'}")
+        api.run_until_stopped()
     except KeyboardInterrupt:
         pass
     finally:
+        # gunicorn first: while it finishes the requests in flight, nginx answers new ones 503.
+        api.stop()
         if nginx is not None:
             stop(nginx)
-        stop(gunicorn)
+
+
+# A gunicorn that dies is started again this many times in RESTART_WINDOW_SECONDS, then given up.
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
+
+
+class Supervised:
+    """gunicorn, started again when it dies (nginx answers 503 meanwhile); a clean exit (0: someone
+    stopped it on purpose) ends the runner cleanly, with exit status 0."""
+
+    def __init__(self, *, bind: str, workers: int, env: Mapping[str, str], work: Path) -> None:
+        self.bind, self.workers, self.env, self.work = bind, workers, env, work
+        self.restarts: list[float] = []
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return start_gunicorn(
+            bind=self.bind, workers=self.workers, env=self.env, log=self.work / "gunicorn.log"
+        )
+
+    def run_until_stopped(self) -> None:
+        while True:
+            exit_code = self.process.wait()
+            if exit_code == 0:
+                return
+            now = time.monotonic()
+            self.restarts = [at for at in self.restarts if now - at < RESTART_WINDOW_SECONDS] + [now]
+            if len(self.restarts) > MAX_RESTARTS:
+                raise SystemExit(
+                    f"gunicorn keeps exiting (last with {exit_code}); see {self.work / 'gunicorn.log'}"
+                )
+            print(f"gunicorn exited with {exit_code}; starting it again (nginx answers 503 meanwhile)")
+            self.process = self._start()
+
+    def stop(self) -> None:
+        stop(self.process)
 
 
 def rendered_and_checked(target: Path, port: int, api_port: int, **options) -> Path:

@@ -18,9 +18,11 @@ from src.health import router as health_router
 from src.logging import configure_logging
 from src.middleware import (
     ControlCharacterPathMiddleware,
+    IdempotencyMiddleware,
     JsonBodyLimitsMiddleware,
     ProblemCORSMiddleware,
     RequestContextMiddleware,
+    RequestDeadlineMiddleware,
     SecurityHeadersMiddleware,
 )
 from src.page import add_page
@@ -51,10 +53,19 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
             allow_origins=config.CORS_ORIGINS,
             allow_credentials="*" not in config.CORS_ORIGINS,
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "If-Match", "If-None-Match"],
-            expose_headers=["X-Request-ID", "Location", "Retry-After", "ETag"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Request-ID",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+            ],
+            expose_headers=["X-Request-ID", "Location", "Retry-After", "ETag", "Idempotent-Replayed"],
         )
     app.add_middleware(ControlCharacterPathMiddleware)
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestDeadlineMiddleware, seconds=config.REQUEST_TIMEOUT_SECONDS)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 

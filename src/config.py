@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # PostgreSQL's statement_timeout for every statement a request runs: a query stuck for longer is
     # cancelled by the server and the request answers 503. The migrations run without it.
     DATABASE_STATEMENT_TIMEOUT_SECONDS: PositiveFloat = 30.0
+    # Every request's deadline (uploads have their own bounds): past it, before its answer has
+    # begun, it answers 503 REQUEST_TIMED_OUT at once and its work is cancelled; a write commits
+    # only before it. Shorter than nginx's proxy_read_timeout (60 s), so the client gets our answer.
+    REQUEST_TIMEOUT_SECONDS: PositiveFloat = 30.0
     SECRET_KEY: SecretStr = SecretStr(SAMPLE_SECRET_KEY)
     HOST: str = "127.0.0.1"
     PORT: int = 8000

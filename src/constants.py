@@ -34,6 +34,10 @@ class ErrorCode(StrEnum):
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
     INVALID_IF_MATCH = "INVALID_IF_MATCH"
     RESOURCE_BUSY = "RESOURCE_BUSY"
+    REQUEST_TIMED_OUT = "REQUEST_TIMED_OUT"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENT_REQUEST_IN_PROGRESS = "IDEMPOTENT_REQUEST_IN_PROGRESS"
+    IDEMPOTENT_REQUEST_APPLIED = "IDEMPOTENT_REQUEST_APPLIED"
 
 
 class LockNamespace(IntEnum):
@@ -42,6 +46,12 @@ class LockNamespace(IntEnum):
     STUDY_IMPORT = 1  # a study an import is writing into (src/study/service.py holding_study)
     USER_IMPORTS = 2  # one of a user's concurrent import slots (src/sampleFileUpload/service.py)
 
+
+# Idempotency-Key: how long a key's first answer is kept for retries, the longest key, and the
+# largest answer kept (an upload's report can be hundreds of KB; a larger one is not replayed).
+IDEMPOTENCY_KEY_LIFETIME_HOURS = 24
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_MAX_STORED_BODY_BYTES = 2 * 1024 * 1024
 
 API_PREFIX = "/api/v1"
 MAX_PAGE_SIZE = 100

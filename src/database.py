@@ -23,6 +23,7 @@ from sqlalchemy.types import TypeDecorator
 from src.config import settings
 from src.constants import COUNT_CAP
 from src.exceptions import is_lock_wait_failure
+from src.logging import database_outage
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -41,10 +42,26 @@ SQLITE_BUSY_TIMEOUT_MS = max(5000, round(settings.DATABASE_LOCK_TIMEOUT_SECONDS 
 # Timestamps come back from PostgreSQL in the session's time zone: UTC, whatever the server's default.
 POSTGRESQL_SESSION_OPTIONS = "-c timezone=UTC"
 # What a request may wait for a lock and spend on a statement: see DATABASE_LOCK_TIMEOUT_SECONDS.
+# And the server's side of a client that vanished mid-transaction (a network black hole): the
+# transaction is rolled back once idle this long, instead of holding its locks for ever.
 POSTGRESQL_REQUEST_OPTIONS = (
     f"-c lock_timeout={round(settings.DATABASE_LOCK_TIMEOUT_SECONDS * 1000)}"
     f" -c statement_timeout={round(settings.DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000)}"
+    f" -c idle_in_transaction_session_timeout={round(settings.REQUEST_TIMEOUT_SECONDS * 2000)}"
 )
+# A database that stops answering without closing its connections (packets dropped) is noticed by
+# the client's own TCP: data unacknowledged for TCP_USER_TIMEOUT_MS fails the connection, and an
+# idle one is probed after KEEPALIVE_IDLE_SECONDS (then every INTERVAL, COUNT times). The failed
+# connection is discarded and the pool opens a new one; nothing waits for the kernel's 15 minutes.
+TCP_USER_TIMEOUT_MS = 5000
+KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_COUNT = 5, 2, 3
+POSTGRESQL_TCP_ARGS = {
+    "keepalives": 1,
+    "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
+    "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
+    "keepalives_count": KEEPALIVE_COUNT,
+    "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+}
 
 
 def utcnow() -> datetime:
@@ -131,6 +148,7 @@ def create_engine_for(url: str, *, request_timeouts: bool = True) -> AsyncEngine
         max_overflow=0,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
         connect_args={
+            **POSTGRESQL_TCP_ARGS,
             "connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
             "options": POSTGRESQL_SESSION_OPTIONS
             + (f" {POSTGRESQL_REQUEST_OPTIONS}" if request_timeouts else ""),
@@ -139,6 +157,15 @@ def create_engine_for(url: str, *, request_timeouts: bool = True) -> AsyncEngine
 
 
 engine = create_engine_for(settings.DATABASE_URL)
+
+
+@event.listens_for(engine.sync_engine, "checkin")
+def _note_a_database_that_answered(dbapi_connection: Any, _record: Any) -> None:
+    """A connection handed back whole (not invalidated) after use: the database answered again."""
+    if database_outage.active and dbapi_connection is not None:
+        database_outage.database_answered()
+
+
 SessionFactory = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 # Reads run each statement on its own (no BEGIN, no ROLLBACK: two round trips fewer per request);
 # the pool's connections are shared, and each goes back to transactions when returned.
@@ -168,16 +195,34 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def database_is_ready() -> bool:
+async def database_is_ready(*, within: float | None = None) -> bool:
+    """Whether the database answers a trivial query within `within` seconds. A check that has not
+    answered by then is abandoned, not awaited: cancelled twice, so that the driver closes its
+    connection at once instead of spending up to ten more seconds cancelling the query politely
+    with a server that may be unreachable."""
+
     async def ping() -> None:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
-    try:
-        await asyncio.wait_for(ping(), READY_CHECK_TIMEOUT_SECONDS)
-    except Exception:  # any failure to answer means "not ready", whatever the driver raised
+    check = asyncio.ensure_future(ping())
+    done, _ = await asyncio.wait({check}, timeout=within or READY_CHECK_TIMEOUT_SECONDS)
+    if not done:
+        _abandon(check)
         return False
-    return True
+    return check.exception() is None  # any failure to answer means "not ready", whatever it was
+
+
+_ABANDONED: set[asyncio.Task[Any]] = set()
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, task.cancel)  # the second interruption closes the driver's connection
+    _ABANDONED.add(task)  # kept referenced until done, then forgotten
+    task.add_done_callback(_ABANDONED.discard)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved: no warning
 
 
 def escape_like(text: str) -> str:

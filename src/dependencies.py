@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from src import idempotency
 from src.auth.dependencies import AdminUser, CurrentUser
-from src.constants import DEFAULT_PAGE_SIZE, MAX_ETAG_HEADER_LENGTH, MAX_PAGE_SIZE
+from src.constants import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_MAX_LENGTH, MAX_ETAG_HEADER_LENGTH, MAX_PAGE_SIZE
+from src.database import DbSession
 from src.exceptions import InvalidIfMatch, PreconditionFailed, ValidationFailed
 from src.schemas import DocumentedPattern, PageParams
 from src.url_encoded import undecodable_names
@@ -16,6 +18,8 @@ from src.url_encoded import undecodable_names
 __all__ = [
     "AdminUser",
     "CurrentUser",
+    "IdempotencyKey",
+    "IdempotentCreate",
     "IfMatch",
     "IfNoneMatch",
     "PageParams",
@@ -115,3 +119,43 @@ def etag_matches(if_none_match: str | None, tag: str) -> bool:
         return False
     candidates = [candidate.strip() for candidate in if_none_match.split(",")]
     return "*" in candidates or tag in (candidate.removeprefix("W/") for candidate in candidates)
+
+
+# Idempotency-Key: visible ASCII, in the draft's quotes (a Structured Field string) or bare.
+_KEY_TOKEN = rf"[\x21\x23-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}"
+IDEMPOTENCY_KEY_PATTERN = rf'^(?:"{_KEY_TOKEN}"|{_KEY_TOKEN})$'
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH + 2,
+        description="Makes a retry safe: a unique value (a UUID) per request. A retry with the same key and "
+        "the same request gets the first answer again (`Idempotent-Replayed: true`) without doing the work "
+        "twice, for 24 hours; the same key with another request is 422 `IDEMPOTENCY_KEY_REUSED`; while the "
+        "first is still running, 409 `IDEMPOTENT_REQUEST_IN_PROGRESS` with Retry-After.",
+        examples=['"8e03978e-40d5-43e8-bc93-6894a57f9324"'],
+    ),
+]
+
+
+def idempotency_key_value(header: str | None) -> str | None:
+    """The key itself: the draft sends it as a quoted string, many clients bare; both are the same key."""
+    return header[1:-1] if header and len(header) > 1 and header[0] == header[-1] == '"' else header
+
+
+async def idempotent_create(
+    request: Request, user: CurrentUser, db: DbSession, idempotency_key: IdempotencyKey = None
+) -> None:
+    """A POST that creates something, sent with Idempotency-Key: taken for this request, or answered
+    as its first request was (src.idempotency). Its JSON body is part of what a retry must repeat."""
+    key = idempotency_key_value(idempotency_key)
+    if key is None:
+        return
+    fingerprint = idempotency.fingerprint_of(
+        request.method, request.url.path, await request.body(), json_body=True
+    )
+    await idempotency.begin(user_id=user.id, key=key, fingerprint=fingerprint, session_info=db.info)
+
+
+IdempotentCreate = Annotated[None, Depends(idempotent_create)]

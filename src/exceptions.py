@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,7 +22,7 @@ from src.constants import (
     MAX_PROBLEM_ERRORS_BYTES,
     ErrorCode,
 )
-from src.logging import current_request_id
+from src.logging import current_request_id, database_outage
 from src.schemas import Problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -145,6 +145,40 @@ class ResourceBusy(Conflict):
     headers = MappingProxyType({"Retry-After": "5"})
 
 
+class IdempotencyKeyReused(UnprocessableEntity):
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
+    detail = (
+        "This Idempotency-Key was used with a different request (another body or path): a retry must "
+        "repeat its request exactly; a new request needs a new key."
+    )
+
+
+class IdempotentRequestInProgress(Conflict):
+    code = ErrorCode.IDEMPOTENT_REQUEST_IN_PROGRESS
+    detail = "The first request with this Idempotency-Key is still running: retry shortly to get its answer."
+    headers = MappingProxyType({"Retry-After": "2"})
+
+
+class IdempotentRequestApplied(Conflict):
+    code = ErrorCode.IDEMPOTENT_REQUEST_APPLIED
+    detail = (
+        "The first request with this Idempotency-Key was applied, but its answer could not be kept: "
+        "read the resource (or the list it belongs to) instead of retrying."
+    )
+
+
+class IdempotentReplay(Exception):
+    """Not an error: the answer a request with this Idempotency-Key got the first time, given again."""
+
+    def __init__(self, *, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        super().__init__("idempotent replay")
+        self.status, self.headers, self.body = status, dict(headers), body
+
+
+# What a POST that takes an Idempotency-Key may answer besides its own outcomes.
+IDEMPOTENCY_ERRORS = (IdempotencyKeyReused, IdempotentRequestInProgress, IdempotentRequestApplied)
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = ErrorCode.RATE_LIMITED
@@ -252,7 +286,8 @@ def internal_error_response() -> JSONResponse:
     )
 
 
-async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
+def problem_of(exc: AppError) -> JSONResponse:
+    """The problem+json answer for one of our errors (also outside a route, from middleware)."""
     return problem_response(
         status=exc.status_code,
         code=exc.code,
@@ -262,6 +297,10 @@ async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
         headers=exc.headers,
         extensions=exc.extensions,
     )
+
+
+async def handle_app_error(_request: Request, exc: AppError) -> JSONResponse:
+    return problem_of(exc)
 
 
 def validation_error_entries(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -295,7 +334,7 @@ async def handle_database_unavailable(request: Request, exc: Exception) -> JSONR
     if is_lock_wait_failure(exc):
         logger.info("lock wait timed out", extra={"event": "lock_busy"})
         return await handle_app_error(request, ResourceBusy())
-    logger.warning("database unavailable", exc_info=exc)
+    database_outage.request_refused(exc)
     return await handle_app_error(request, DatabaseUnavailable())
 
 
@@ -328,8 +367,17 @@ async def handle_http_exception(_request: Request, exc: StarletteHTTPException) 
     )
 
 
+async def handle_replay(_request: Request, replay: IdempotentReplay) -> Response:
+    return Response(
+        content=replay.body,
+        status_code=replay.status,
+        headers={**replay.headers, "Idempotent-Replayed": "true"},
+    )
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
+    app.add_exception_handler(IdempotentReplay, handle_replay)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     # psycopg's own errors reach here unwrapped from the COPY of an import (the raw driver connection).

@@ -30,6 +30,42 @@ def unbind_request_id(token: object) -> None:
     _request_id.reset(token)  # type: ignore[arg-type]
 
 
+class DatabaseOutageLog:
+    """A database outage in two lines, not a traceback per refused request: WARNING when the first
+    request is refused (with what the driver said), INFO when the database answers again, with how
+    many requests were refused meanwhile and for how long."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.refused = 0
+        self.since: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def request_refused(self, error: BaseException) -> None:
+        self.refused += 1
+        if self.since is None:
+            self.since = datetime.now(UTC)
+            # The first line of what the driver said: never a value (engines hide parameters).
+            said = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            self.logger.warning("database_unavailable", extra={"error": type(error).__name__, "detail": said})
+
+    def database_answered(self) -> None:
+        if self.since is None:
+            return
+        seconds = (datetime.now(UTC) - self.since).total_seconds()
+        self.logger.info(
+            "database_available",
+            extra={"refused_requests": self.refused, "outage_seconds": round(seconds, 1)},
+        )
+        self.since, self.refused = None, 0
+
+
+database_outage = DatabaseOutageLog(logging.getLogger("studybase.errors"))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

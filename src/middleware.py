@@ -1,5 +1,6 @@
 """Pure ASGI middleware: request id, access log, last-resort 500s and security headers."""
 
+import asyncio
 import logging
 import re
 import time
@@ -7,14 +8,24 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.constants import MAX_BODY_BYTES, ErrorCode
-from src.exceptions import AppError, MalformedBody, PayloadTooLarge, internal_error_response, problem_response
+from src import idempotency
+from src.constants import IDEMPOTENCY_MAX_STORED_BODY_BYTES, MAX_BODY_BYTES, ErrorCode
+from src.deadlines import RequestDeadline, RequestTimedOut, enter_deadline, leave_deadline
+from src.exceptions import (
+    AppError,
+    MalformedBody,
+    PayloadTooLarge,
+    internal_error_response,
+    problem_of,
+    problem_response,
+)
 from src.json_body import check_json_body
 from src.logging import bind_request_id, unbind_request_id
 from src.page import is_page_path
@@ -196,6 +207,194 @@ class RequestContextMiddleware:
         )
 
 
+# Methods that may write: their requests are watched for a client that goes away after its body.
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# After the 503 is sent, the request's task is cancelled twice this far apart: a database driver
+# interrupted once tries to cancel its query politely (psycopg waits up to 10 s for a server that
+# may be unreachable); interrupted again, it closes the connection at once.
+SECOND_CANCEL_AFTER_SECONDS = 0.05
+
+
+class _DeadlineExchange:
+    def __init__(self) -> None:
+        self.response_started = False
+        self.response_complete = False
+        self.abandoned = False  # the deadline answered for the request: its own answer is dropped
+        self.cancels = 0
+        self.watcher: asyncio.Future[Message] | None = None
+        self.answering: asyncio.Task[None] | None = None
+
+
+class RequestDeadlineMiddleware:
+    """Every request answers by its deadline (REQUEST_TIMEOUT_SECONDS), however long the database
+    hangs: past it, before the response has begun, the client gets 503 REQUEST_TIMED_OUT at once,
+    and the request's work is cancelled behind the answer instead of being waited for. A streamed
+    response lifts the deadline once it begins; an upload lifts it (src.deadlines). A request that
+    may write is also watched, once its body is in, for a client that goes away: src.deadlines
+    refuses the commit of a request past its deadline or without a client."""
+
+    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        exchange = _DeadlineExchange()
+        deadline = RequestDeadline(at=loop.time() + self.seconds)
+
+        def answer_for_the_request() -> None:
+            if exchange.response_started or task is None:
+                return
+            exchange.abandoned = True
+            exchange.answering = loop.create_task(self._answer_then_cancel(scope, send, task, exchange))
+
+        async def send_unless_answered(message: Message) -> None:
+            if exchange.abandoned:
+                return  # the client has its 503 already
+            if message["type"] == "http.response.start":
+                exchange.response_started = True
+                deadline.lift()  # a streamed body may take as long as it takes
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                exchange.response_complete = True
+            await send(message)
+
+        watched = receive if scope["method"] in _READ_METHODS else self._watching(receive, deadline, exchange)
+        deadline.on_expiry = answer_for_the_request
+        deadline.arm(loop)
+        token = enter_deadline(deadline)
+        try:
+            await self.app(scope, watched, send_unless_answered)
+        except asyncio.CancelledError:
+            if not exchange.abandoned or task is None:
+                raise
+            for _ in range(exchange.cancels):  # the cancellations were ours, and are over
+                task.uncancel()
+        finally:
+            deadline.disarm()
+            leave_deadline(token)
+            if exchange.watcher is not None and not exchange.watcher.done():
+                exchange.watcher.cancel()
+
+    @staticmethod
+    def _watching(receive: Receive, deadline: RequestDeadline, exchange: _DeadlineExchange) -> Receive:
+        """The server's receive, which once the body is in keeps listening for the client leaving."""
+
+        async def listen_for_disconnect() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not exchange.response_complete:
+                deadline.client_gone = True
+            return message
+
+        async def receive_and_watch() -> Message:
+            if exchange.watcher is not None:  # asked again after the body: the watcher's answer
+                return await asyncio.shield(exchange.watcher)
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                deadline.client_gone = True
+            elif not message.get("more_body", False):
+                exchange.watcher = asyncio.ensure_future(listen_for_disconnect())
+            return message
+
+        return receive_and_watch
+
+    @staticmethod
+    async def _answer_then_cancel(
+        scope: Scope, send: Send, task: asyncio.Task, exchange: _DeadlineExchange
+    ) -> None:
+        error = RequestTimedOut()
+        response = problem_response(
+            status=error.status_code,
+            code=error.code,
+            title=error.title,
+            detail=error.detail,
+            headers=error.headers,
+        )
+        try:
+            await response(scope, _no_body, send)
+        finally:
+            for _ in range(2):
+                if task.done():
+                    break
+                task.cancel()
+                exchange.cancels += 1
+                await asyncio.sleep(SECOND_CANCEL_AFTER_SECONDS)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class IdempotencyMiddleware:
+    """Keeps the answer of a POST that took an Idempotency-Key (src.idempotency), for its retries.
+
+    Only POSTs are looked at. The answer is captured as it is sent (a create's answer is small; one
+    past IDEMPOTENCY_MAX_STORED_BODY_BYTES is not kept) and stored once sent, in a short transaction
+    of its own, shielded from the request's cancellation and bounded in time: with the database
+    gone, the key stays `started` and a retry takes it over once it is stale.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        state, token = idempotency.enter_request()
+        answer = _CapturedAnswer()
+
+        async def send_and_capture(message: Message) -> None:
+            if state.held is not None:
+                answer.capture(message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_capture)
+        finally:
+            idempotency.leave_request(token)
+            if state.held is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(STORE_ANSWER_SECONDS):
+                    await idempotency.finish(
+                        state, status=answer.status, headers=answer.headers, body=answer.body()
+                    )
+
+
+# The longest an answer's storing may take (the database may be what failed the request).
+STORE_ANSWER_SECONDS = 2.0
+
+
+class _CapturedAnswer:
+    def __init__(self) -> None:
+        self.status = 503  # no answer sent at all: treated as the server failing
+        self.headers: dict[str, str] = {}
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.complete = False
+
+    def capture(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1") for name, value in message["headers"]
+            }
+        elif message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            self._size += len(chunk)
+            if self._size <= IDEMPOTENCY_MAX_STORED_BODY_BYTES:
+                self._chunks.append(chunk)
+            self.complete = not message.get("more_body", False)
+
+    def body(self) -> bytes | None:
+        """The whole body, or None when it is too large to keep or was never sent whole."""
+        if not self.complete or self._size > IDEMPOTENCY_MAX_STORED_BODY_BYTES:
+            return None
+        return b"".join(self._chunks)
+
+
 class ControlCharacterPathMiddleware:
     """No route serves a path with control characters in it: they answer 404 before routing."""
 
@@ -331,9 +530,6 @@ class JsonBodyLimitsMiddleware:
                 return
             check(body)
         except AppError as refused:
-            response = problem_response(
-                status=refused.status_code, code=refused.code, title=refused.title, detail=refused.detail
-            )
-            await response(scope, receive, send)
+            await problem_of(refused)(scope, receive, send)
             return
         await self.app(scope, replaying(body, receive), send)

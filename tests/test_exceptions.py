@@ -23,7 +23,7 @@ from src.exceptions import (
     TooManyRequests,
     UnprocessableEntity,
 )
-from src.logging import JsonFormatter
+from src.logging import JsonFormatter, database_outage
 from tests.conftest import assert_problem
 
 REGISTER = "/api/v1/auth/register"
@@ -313,3 +313,40 @@ async def test_an_app_error_without_per_item_errors_has_no_errors_key(crash_clie
     response = await crash_client.get("/test/thing")
 
     assert "errors" not in assert_problem(response, 404, "THING_NOT_FOUND")
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_database_outage_logs_one_warning_then_one_info_with_the_count(monkeypatch):
+    monkeypatch.setattr(database_outage, "since", None)
+    monkeypatch.setattr(database_outage, "refused", 0)
+    app = create_app()
+
+    @app.get("/test/database-down")
+    async def database_down() -> None:
+        raise sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    seen = Records()
+    database_outage.logger.addHandler(seen)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            for _ in range(7):
+                assert (await http.get("/test/database-down")).status_code == 503
+            # The database answers again: a request uses (and hands back) a pooled connection.
+            assert (await http.get("/api/v1/health/ready")).status_code == 200
+    finally:
+        database_outage.logger.removeHandler(seen)
+
+    warning, info = seen.records
+    assert (warning.levelname, warning.getMessage()) == ("WARNING", "database_unavailable")
+    assert warning.exc_info is None  # no traceback
+    assert warning.detail.startswith("(builtins.Exception) server closed the connection")
+    assert (info.levelname, info.getMessage(), info.refused_requests) == ("INFO", "database_available", 7)

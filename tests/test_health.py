@@ -86,6 +86,39 @@ async def test_ready_gives_up_on_a_database_that_never_answers(client, monkeypat
     assert response.json()["code"] == "DATABASE_UNAVAILABLE"
 
 
+class PolitelyCancellingEngine:
+    """Like psycopg on a black-holed connection: interrupted once, it spends seconds trying to cancel
+    the query on the server; interrupted again, it gives up and closes the connection."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            try:
+                await asyncio.sleep(10)  # the polite cancel of a query the server never sees
+            finally:
+                self.closed.set()
+            raise
+        yield
+
+
+async def test_ready_answers_within_its_bound_however_long_the_driver_takes_to_give_up(client, monkeypatch):
+    engine = PolitelyCancellingEngine()
+    monkeypatch.setattr(src.database, "engine", engine)
+    monkeypatch.setattr(src.database, "READY_CHECK_TIMEOUT_SECONDS", 0.2)
+    started = asyncio.get_running_loop().time()
+
+    response = await client.get(READY)
+
+    assert response.status_code == 503
+    assert asyncio.get_running_loop().time() - started < 0.7
+    await asyncio.wait_for(engine.closed.wait(), timeout=1)  # abandoned, and closed soon after
+
+
 async def test_health_routes_answer_head_for_probes(client):
     for path in ("/api/v1/health", "/api/v1/health/ready"):
         response = await client.head(path)

@@ -459,7 +459,8 @@ async def test_server_callbacks_registered_during_a_request_log_without_its_id(a
     finally:
         server_log.removeHandler(handler)
 
-    assert handler.seen == [("after resume_reading", None), ("keep-alive timeout", None)]
+    # A write is watched for its client leaving once its body is in: receive is called again.
+    assert set(handler.seen) == {("after resume_reading", None), ("keep-alive timeout", None)}
 
 
 async def test_uvicorn_logs_nothing_with_the_id_of_an_earlier_large_body_request(app):

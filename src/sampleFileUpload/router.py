@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from src.constants import API_PREFIX
 from src.database import DbSession
-from src.dependencies import IfNoneMatch, Pagination, etag_matches
-from src.exceptions import InsufficientStorage, PreconditionFailed, problem_responses
+from src.dependencies import IdempotencyKey, IfNoneMatch, Pagination, etag_matches, idempotency_key_value
+from src.exceptions import IDEMPOTENCY_ERRORS, InsufficientStorage, PreconditionFailed, problem_responses
 from src.sampleFileUpload import exports, service
 from src.sampleFileUpload.constants import ExportFormat
 from src.sampleFileUpload.dependencies import DeletableSampleFile, FileStorage, ReadableSampleFile
@@ -102,6 +102,7 @@ def upload_responses() -> dict:
         UnsupportedFileType,
         UnreadableFile,
         InsufficientStorage,
+        *IDEMPOTENCY_ERRORS,
     )
     responses[422]["description"] += f"; `{SampleFileRejected.code}`: {SampleFileRejected.detail}"
     responses[422]["content"]["application/json"]["examples"][SampleFileRejected.code] = {
@@ -129,7 +130,12 @@ def upload_responses() -> dict:
     openapi_extra=UPLOAD_BODY,
 )
 async def upload_sample_file(
-    request: Request, access: WritableStudy, db: DbSession, storage: FileStorage, response: Response
+    request: Request,
+    access: WritableStudy,
+    db: DbSession,
+    storage: FileStorage,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> SampleFileRead | JSONResponse:
     outcome = await service.import_sample_file(
         db,
@@ -137,6 +143,7 @@ async def upload_sample_file(
         stream=request.stream(),
         content_type=request.headers.get("content-type"),
         storage=storage,
+        idempotency_key=idempotency_key_value(idempotency_key),
     )
     if outcome.record is None:
         dry_run = DryRunRead(

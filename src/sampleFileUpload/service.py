@@ -7,7 +7,9 @@ this module keeps the records and the orchestration: slots, locks, deadline, all
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import time
 import uuid
 import weakref
@@ -24,9 +26,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from src import idempotency
 from src.auth.models import User
 from src.constants import LockNamespace
 from src.database import LockBusy, NamedLock, count_up_to, named_lock, utcnow
+from src.deadlines import CommitRefused, lift_request_deadline
 from src.exceptions import PreconditionFailed, is_lock_wait_failure
 from src.sampleFileUpload import writers
 from src.sampleFileUpload.config import upload_settings
@@ -40,6 +44,7 @@ from src.sampleFileUpload.constants import (
 )
 from src.sampleFileUpload.exceptions import (
     ImportsBusy,
+    ImportTimedOut,
     SampleFileNotDeletable,
     SampleFileRejected,
     TooManyImports,
@@ -62,6 +67,8 @@ from src.study.exceptions import StudyBusy, StudyNotFound, StudyReadOnly, StudyR
 from src.study.models import SAMPLE_ID_CONSTRAINT, Sample, Study, StudyMember
 from src.study.sample_validation import SampleValidator
 from src.study.service import StudyAccess
+
+logger = logging.getLogger("studybase.imports")
 
 
 @dataclass(slots=True)
@@ -95,6 +102,7 @@ async def import_sample_file(
     stream: AsyncIterator[bytes],
     content_type: str | None,
     storage: Storage,
+    idempotency_key: str | None = None,
 ) -> ImportOutcome:
     """Receive, check and (unless a dry run) import a file; SampleFileRejected when any cell is wrong.
 
@@ -102,11 +110,14 @@ async def import_sample_file(
     of the user's (none: 429), for the study (DATABASE_LOCK_TIMEOUT_SECONDS, then 409 STUDY_BUSY);
     and the work itself stops at IMPORT_MAX_SECONDS from the end of the upload (422).
     """
+    lift_request_deadline()  # an upload's bounds are its own: nginx's for the body, then the import's
     await _release_connection(session)
     with storage.temp_file() as upload_path, storage.temp_file() as errors_path:
         upload = await receive_upload(
             stream, content_type=content_type, into=upload_path, max_bytes=upload_settings.max_upload_bytes
         )
+        if idempotency_key is not None:
+            await _take_idempotency_key(session, access, upload, idempotency_key)
         validator = study_service.validator_of(access.study)
         sheet = SheetBatches(
             upload_path,
@@ -128,6 +139,21 @@ async def import_sample_file(
             # Shielded: a cancelled request still closes the sheet and its sample_id table's files.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(sheet.close)
+
+
+async def _take_idempotency_key(
+    session: AsyncSession, access: StudyAccess, upload: ReceivedUpload, key: str
+) -> None:
+    """An upload's Idempotency-Key is checked once its body is in: what a retry must repeat is the file
+    (its hash, size, name) and its fields, not the multipart framing, whose boundary a client draws
+    anew for every request."""
+    request = repr(dataclasses.astuple(upload)).encode()
+    fingerprint = idempotency.fingerprint_of(
+        "POST", f"studies/{access.study.id}/sample-files", request, json_body=False
+    )
+    await idempotency.begin(
+        user_id=access.user.id, key=key, fingerprint=fingerprint, session_info=session.info
+    )
 
 
 async def _release_connection(session: AsyncSession) -> None:
@@ -314,7 +340,7 @@ async def _import(
                 errors_sink, max_bytes=ERRORS_FILE_UPLOAD_MULTIPLE * upload.size_bytes + ERRORS_FILE_MIN_BYTES
             )
             step = ImportPass(session, access, validator, upload.mode, log, file_id=record.id)
-            async with _busy_when_samples_collide(session):
+            async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
                 await run_pass(sheet, step)
         report = report_of(sheet, step.counts, log)
         if log.total:
@@ -323,11 +349,34 @@ async def _import(
                 session, access, sheet, upload, report, storage, upload_path, errors_path
             )
             raise SampleFileRejected(sample_file_id=str(rejected.id), report=report)
-        async with _busy_when_samples_collide(session):
+        async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
             await _commit_imported(session, access, record, report, step, storage, upload_path)
     return ImportOutcome(
         report=report, upload=upload, format=sheet.format, encoding=sheet.encoding, record=record
     )
+
+
+@contextlib.asynccontextmanager
+async def _logged_if_cut(record: SampleFile, step: ImportPass) -> AsyncIterator[None]:
+    """An import stopped by its deadline, a shutdown or its client leaving is rolled back: one ERROR
+    line says which file and what was undone, so an operator can tell the uploader."""
+    try:
+        yield
+    except (ImportTimedOut, CommitRefused, asyncio.CancelledError) as stop:
+        logger.error(
+            "import_stopped",
+            extra={
+                "sample_file_id": str(record.id),
+                "study_id": str(record.study_id),
+                "sample_filename": record.filename,
+                "why": {ImportTimedOut: "deadline", CommitRefused: "client_gone_or_late"}.get(
+                    type(stop), "cancelled"
+                ),
+                "rows_read": step.counts.rows,
+                "rolled_back": {"created": step.counts.created, "updated": step.counts.updated},
+            },
+        )
+        raise
 
 
 @contextlib.asynccontextmanager

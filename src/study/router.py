@@ -6,11 +6,8 @@ from fastapi import APIRouter, Body, Query, Response, status
 
 from src.constants import API_PREFIX
 from src.database import DbSession
-from src.dependencies import CurrentUser, IfMatch, Pagination, etag
-from src.exceptions import (
-    PreconditionFailed,
-    problem_responses,
-)
+from src.dependencies import CurrentUser, IdempotentCreate, IfMatch, Pagination, etag
+from src.exceptions import IDEMPOTENCY_ERRORS, PreconditionFailed, problem_responses
 from src.sampleFileUpload import service as sample_file_service
 from src.sampleFileUpload.dependencies import FileStorage
 from src.schemas import Page, SingleLineText, page_of
@@ -110,10 +107,17 @@ def member_read(member: Member) -> MemberRead:
     summary="Create a study",
     description="Researchers and admins; the study starts as `draft` and you become its owner. "
     "`code` is unique case-insensitively; `sample_fields` is the typed schema of its samples.",
-    responses=problem_responses(*BODY, *TOKEN_ERRORS, StudyCreationForbidden, StudyCodeTaken),
+    responses=problem_responses(
+        *BODY, *TOKEN_ERRORS, StudyCreationForbidden, StudyCodeTaken, *IDEMPOTENCY_ERRORS
+    ),
 )
 async def create_study(
-    data: StudyCreate, user: StudyCreator, _: FieldsPrecompiled, db: DbSession, response: Response
+    data: StudyCreate,
+    user: StudyCreator,
+    _: FieldsPrecompiled,
+    __: IdempotentCreate,
+    db: DbSession,
+    response: Response,
 ) -> StudyRead:
     access = await service.create_study(db, owner=user, data=data)
     response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}"
@@ -256,9 +260,11 @@ async def list_members(access: ReadableStudy, page: Pagination, db: DbSession) -
     summary="Add a member",
     description="Owners only. Name the user by `user_id` or `email`; roles: `owner` (everything, "
     "including members, status and delete), `editor` (details, sample fields, samples), `viewer` (read).",
-    responses=problem_responses(*BODY, *ROLE, UnknownUser, AlreadyAMember),
+    responses=problem_responses(*BODY, *ROLE, UnknownUser, AlreadyAMember, *IDEMPOTENCY_ERRORS),
 )
-async def add_member(data: MemberAdd, access: OwnedStudy, db: DbSession, response: Response) -> MemberRead:
+async def add_member(
+    data: MemberAdd, access: OwnedStudy, _: IdempotentCreate, db: DbSession, response: Response
+) -> MemberRead:
     member = await service.add_member(db, access=access, data=data)
     response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}/members/{member.user.id}"
     return member_read(member)
@@ -312,10 +318,12 @@ async def remove_member(member: StudyMemberOf, access: OwnedStudy, db: DbSession
     '(`loc` `["body", "values", <field>]`, `code` such as `not_an_integer`). `sample_id` is unique '
     "in the study after trimming and case-folding (409). If the sample fields change while the sample "
     "is being saved, nothing is saved (412): read the study again.",
-    responses=problem_responses(*BODY, *WRITE, InvalidSampleValues, SampleIdTaken, PreconditionFailed),
+    responses=problem_responses(
+        *BODY, *WRITE, InvalidSampleValues, SampleIdTaken, PreconditionFailed, *IDEMPOTENCY_ERRORS
+    ),
 )
 async def create_sample(
-    data: SampleCreate, access: WritableStudy, db: DbSession, response: Response
+    data: SampleCreate, access: WritableStudy, _: IdempotentCreate, db: DbSession, response: Response
 ) -> SampleRead:
     sample = await service.create_sample(db, access=access, data=data)
     response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}/samples/{sample.id}"

@@ -172,7 +172,10 @@ async def test_the_prune_command_reports_what_it_deleted(make_user):
 
     message = await main.prune(batch_rows=100, max_rows=1000)
 
-    assert message == "Pruned 1 sign-in throttles, 1 ended sessions, 1 refresh tokens and 0 orphan files."
+    assert message == (
+        "Pruned 1 sign-in throttles, 1 ended sessions, 1 refresh tokens, 0 orphan files "
+        "and 0 expired idempotency keys."
+    )
     assert await count_of(LoginThrottle) == 0
 
 

@@ -9,6 +9,7 @@ IMPORT_SLOT_WAIT_SECONDS; an import past IMPORT_MAX_SECONDS stops with 422 and w
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 
@@ -407,3 +408,32 @@ async def test_a_deadline_met_in_the_reading_thread_is_422_too(client, alice_hea
 
     assert_problem(response, 422, "IMPORT_TIMED_OUT")
     assert stored_files() == []
+
+
+async def test_an_import_stopped_by_its_deadline_logs_one_error_saying_what_was_undone(
+    client, alice_headers, study, monkeypatch
+):
+    monkeypatch.setattr(upload_settings, "IMPORT_MAX_SECONDS", 0.3)
+    take = importer.ImportPass.take
+
+    async def slow_take(step: importer.ImportPass, batch: list) -> None:
+        await take(step, batch)
+        await asyncio.sleep(0.2)
+
+    monkeypatch.setattr(importer.ImportPass, "take", slow_take)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logging.getLogger("studybase.imports").addHandler(handler)
+    try:
+        response = await upload(client, study, alice_headers, csv_bytes([HEADER, *good_rows(5 * 2_000)]))
+    finally:
+        logging.getLogger("studybase.imports").removeHandler(handler)
+
+    assert_problem(response, 422, "IMPORT_TIMED_OUT")
+    (line,) = [record for record in seen if record.getMessage() == "import_stopped"]
+    assert line.levelname == "ERROR"
+    assert line.why == "deadline"
+    assert line.rows_read >= 2_000
+    assert line.rolled_back["created"] >= 2_000
+    assert line.study_id == str(study.id)

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +174,7 @@ def running_stack(
     workers: int = 2,
     cors_origins: Sequence[str] = (),
     name: str = "studybase-stack-tests",
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
     """gunicorn and nginx with the committed configs, on free ports, against `database_url`; both
     are stopped and their folder removed on leaving, whatever happened."""
@@ -182,7 +183,10 @@ def running_stack(
     work_dir = Path(tempfile.mkdtemp(prefix="studybase-stack-tests-"))
     work_dir.chmod(0o755)
     api_port, nginx_port = free_port(), free_port()
-    env = stack_environment(database_url, work_dir) | {"CORS_ORIGINS": ",".join(cors_origins)}
+    env = stack_environment(database_url, work_dir) | {
+        "CORS_ORIGINS": ",".join(cors_origins),
+        **(settings or {}),
+    }
     local_stack.migrate(env)
     config = local_stack.render_nginx_config(
         work_dir / "nginx",

@@ -8,7 +8,6 @@ PostgreSQL server is shared and is never stopped, and a private server (initdb) 
 seconds of CPU per run for nothing the link does not already show.
 """
 
-import asyncio
 import os
 import signal
 import socket
@@ -34,6 +33,7 @@ from tests.stack.conftest import (
     researcher_with_study,
     running_stack,
 )
+from tests.stack.links import CuttableLink
 from tests.stack.test_stack import assert_headers_once, worker_pids
 
 pytestmark = pytest.mark.stack
@@ -45,75 +45,6 @@ FIELDS = [{"name": "volume", "type": "number", "unit": "mL", "required": True}]
 # The upload that a test kills or stops gunicorn under: 1.5 MB (the stack takes 2), an import of
 # about 5 s on two idle cores, so it is still running well after it began writing.
 IN_FLIGHT_ROWS = 100_000
-
-
-class CuttableLink:
-    """A TCP relay from a local port to PostgreSQL, on its own event loop in a thread.
-
-    cut() drops every relayed connection and refuses new ones; restore() listens again.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    def start(self) -> None:
-        self._thread.start()
-        self.restore()
-
-    def restore(self) -> None:
-        self._call(self._listen())
-
-    def cut(self) -> None:
-        self._call(self._cut())
-
-    def close(self) -> None:
-        self.cut()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-
-    def _call(self, coroutine) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=5)
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def _cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            server_reader, server_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_writer.transport.abort()
-            return
-        pair = {client_writer, server_writer}
-        self._writers |= pair
-        await asyncio.gather(
-            self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer)
-        )
-        self._writers -= pair
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.transport.abort()
 
 
 @dataclass(frozen=True)
