@@ -149,6 +149,7 @@ async def upload_sample_file(
             mode=outcome.upload.mode,
             report=outcome.report,
             duplicate_of=outcome.duplicate_of,
+            same_content_as=outcome.same_content_as,
         )
         return JSONResponse(dry_run.model_dump(mode="json"), status_code=status.HTTP_200_OK)
     read = file_read(outcome)
