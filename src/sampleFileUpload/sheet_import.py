@@ -10,12 +10,20 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from src.sampleFileUpload import readers
-from src.sampleFileUpload.cell_dialect import CellRefused, FileCells, ReadingOptions
+from src.sampleFileUpload.cell_dialect import (
+    REFUSED,
+    CellRefused,
+    ColumnProblem,
+    ColumnReader,
+    FileCells,
+    ReadingOptions,
+)
 from src.sampleFileUpload.constants import (
     ERRORS_ROW_COLUMN,
     ERRORS_TEXT_COLUMN,
@@ -34,6 +42,9 @@ _STATUSES = frozenset(SampleStatus)
 _BUILT_IN = {SAMPLE_ID_COLUMN: SAMPLE_ID_COLUMN, STATUS_COLUMN: STATUS_COLUMN}
 _ONE_LINE = TypeAdapter(SingleLineText)
 _ERRORS_CSV_COLUMNS = frozenset({ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN})
+# Rows whose cells are read column by column at once: few enough that their cells stay in the CPU's
+# cache between reading a column and checking the rows (measured: 2,000 at once checked 20% slower).
+CHECK_SLICE_ROWS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,11 +281,12 @@ class SeenIds:
 
 
 class RowChecker:
-    """Checks rows one by one against the plan and the compiled schema; remembers sample_ids seen.
+    """Checks rows against the plan and the compiled schema, a batch at a time; remembers sample_ids seen.
 
-    A text cell is read first in the file's dialect (`cells`, see cell_dialect.py): missing-value
-    markers are empty, numbers, booleans, dates and choices become the values the validator takes;
-    then the row goes through the study's validator, as a sample sent as JSON does.
+    A batch's value cells are read first in the file's dialect, column by column (cell_dialect.
+    ColumnReader): missing-value markers are empty; numbers, booleans, dates and choices become the
+    values the validator takes. Then each row goes through the study's validator, as a sample sent
+    as JSON does.
     """
 
     def __init__(
@@ -294,12 +306,12 @@ class RowChecker:
         self.cells = cells if cells is not None else FileCells(ReadingOptions(), delimiter=",")
         self.na_values = self.cells.na_values
         definitions = {definition.name: definition for definition in validator.fields}
-        reader_of = self.cells.reader_of
-        self.values_columns = [
-            (c.index, c.field, c.header, reader_of(definitions[c.field], index=c.index, header=c.header))
+        self.readers = [
+            self.cells.column_reader(definitions[c.field], index=c.index, header=c.header)
             for c in plan.mapped()
             if c.field not in _BUILT_IN
         ]
+        self.names = [reader.name for reader in self.readers]
         self.index_of = {c.field: c.index for c in plan.mapped()}
         self.position = {c.header: c.index for c in plan.mapped()}
         self.id_column = next((c for c in plan.columns if c.field == SAMPLE_ID_COLUMN), None)
@@ -310,74 +322,88 @@ class RowChecker:
         # Columns right of the header already reported (the reader bounds a row's width).
         self.unheaded_columns: set[int] = set()
 
-    def check(self, row: int, cells: list[object]) -> CheckedRow:
+    def check_batch(self, numbers: list[int], rows: list[list[object]]) -> list[CheckedRow]:
+        """The rows of a batch (their numbers, and their cells) checked in order, a slice of
+        CHECK_SLICE_ROWS at a time."""
+        checked: list[CheckedRow] = []
+        for start in range(0, len(rows), CHECK_SLICE_ROWS):
+            end = start + CHECK_SLICE_ROWS
+            checked += self._check_slice(numbers[start:end], rows[start:end])
+        return checked
+
+    def _check_slice(self, numbers: list[int], rows: list[list[object]]) -> list[CheckedRow]:
+        columns = [reader.read(list(map(itemgetter(reader.index), rows)), numbers) for reader in self.readers]
+        refused: dict[int, list[tuple[ColumnReader, CellRefused]]] = {}
+        problems: dict[int, list[CellError]] = {}
+        for reader, column in zip(self.readers, columns, strict=True):
+            for position, refusal in column.refusals:
+                refused.setdefault(position, []).append((reader, refusal))
+            for position, problem in column.problems:
+                problems.setdefault(position, []).append(self._column_error(problem))
+        value_rows = zip(*(column.values for column in columns), strict=True) if columns else [()] * len(rows)
+        checked = []
+        for position, (number, cells, values) in enumerate(zip(numbers, rows, value_rows, strict=True)):
+            row = self._check(number, cells, values, refused.get(position) if refused else None)
+            if problems and position in problems:
+                row.column_errors = [*problems[position], *row.column_errors]
+            checked.append(row)
+        return checked
+
+    def _check(
+        self,
+        row: int,
+        cells: list[object],
+        values: tuple[object, ...],
+        refusals: list[tuple[ColumnReader, CellRefused]] | None,
+    ) -> CheckedRow:
         errors: list[CellError] = []
-        self.cells.dates.row = row
         sample_id, normalized = self._sample_id(row, cells, errors)
         status = self._status(row, cells, errors)
-        raw, refused = self._values(row, cells, errors)
-        values, issues = self.validator.validate(raw, partial=self.partial)
+        if self.upsert or refusals:
+            # An empty cell leaves the stored value as it is (upsert): it is left out, as a refused one.
+            raw = {
+                name: value
+                for name, value in zip(self.names, values, strict=True)
+                if value is not REFUSED and not (self.upsert and (value is None or value == ""))
+            }
+        else:
+            raw = dict(zip(self.names, values, strict=True))
+        for reader, refusal in refusals or ():
+            if refusal.code is not None:
+                errors.append(
+                    CellError(row, reader.header, cells[reader.index], refusal.code, refusal.message)
+                )
+        checked, issues = self.validator.validate(raw, partial=self.partial)
+        refused_names = {reader.name for reader, _ in refusals} if refusals else ()
         for issue in issues:
-            if refused and issue.field in refused:
+            if issue.field in refused_names:
                 continue  # `required` for a cell refused above: its error is said already
             header = self.headers.get(issue.field, issue.field)
             index = self.index_of.get(issue.field)
             value = cells[index] if index is not None else raw.get(issue.field)
             errors.append(CellError(row, header, value, issue.code, issue.message))
-        if refused and len(errors) > 1:
+        if refusals and len(errors) > 1:
             # Refused cells were reported before the validator's issues: the row's errors in column order.
             errors.sort(key=lambda error: self.position.get(error.column, -1))
-        column_errors = self._column_errors() if self.cells.dates.problems else ()
+        column_errors: list[CellError] | tuple[()] = ()
         if len(cells) > self.width:
-            column_errors = [*column_errors, *self._values_without_header(row, cells)]
+            column_errors = self._values_without_header(row, cells)
             cells = cells[: self.width]  # what errors.csv gives back: the columns of the header
-        checked = CheckedRow(
-            row, sample_id, normalized, status, values, errors, self._id_header(), cells, self.headers
+        return CheckedRow(
+            row,
+            sample_id,
+            normalized,
+            status,
+            checked,
+            errors,
+            self._id_header(),
+            cells,
+            self.headers,
+            column_errors,
         )
-        if column_errors:
-            checked.column_errors = column_errors
-        return checked
 
-    def _values(
-        self, row: int, cells: list[object], errors: list[CellError]
-    ) -> tuple[dict[str, object], set[str] | None]:
-        """The row's values as the validator takes them, and the fields whose cells were refused.
-
-        An empty cell, or a missing-value marker, is None ("no value"); in upsert mode it is left
-        out instead, which leaves the stored value as it is."""
-        raw: dict[str, object] = {}
-        refused: set[str] | None = None
-        na_values, upsert = self.na_values, self.upsert
-        for index, name, header, read in self.values_columns:
-            cell = cells[index]
-            if cell.__class__ is str:
-                text = cell.strip()
-                if not text or text in na_values:
-                    if not upsert:
-                        raw[name] = None
-                    continue
-                if read is None:
-                    raw[name] = text
-                    continue
-                try:
-                    raw[name] = read(text)
-                except CellRefused as refusal:
-                    refused = refused or set()
-                    refused.add(name)
-                    if refusal.code is not None:
-                        errors.append(CellError(row, header, cell, refusal.code, refusal.message))
-            elif cell is None:
-                if not upsert:
-                    raw[name] = None
-            else:
-                raw[name] = cell  # a typed XLSX cell: a number, a date, a boolean
-        return raw, refused
-
-    def _column_errors(self) -> list[CellError]:
-        return [
-            CellError(self.plan.header_row, problem.header, problem.value, problem.code, problem.message)
-            for problem in self.cells.take_problems()
-        ]
+    def _column_error(self, problem: ColumnProblem) -> CellError:
+        return CellError(self.plan.header_row, problem.header, problem.value, problem.code, problem.message)
 
     def _values_without_header(self, row: int, cells: list[object]) -> list[CellError]:
         """One error, on the header row, for the columns right of the header whose first value is on
@@ -494,13 +520,15 @@ def batches(
     rows: Iterable[tuple[int, list[object]]], checker: RowChecker, *, size: int
 ) -> Iterator[list[CheckedRow]]:
     """Checked rows in lists of `size`, the template's description row left out."""
-    batch: list[CheckedRow] = []
+    numbers: list[int] = []
+    cells_of: list[list[object]] = []  # not (number, cells) pairs: a tuple a row is more for the GC to walk
     for number, cells in rows:
         if number == checker.plan.header_row + 1 and is_template_description(cells, checker.plan):
             continue
-        batch.append(checker.check(number, cells))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        numbers.append(number)
+        cells_of.append(cells)
+        if len(numbers) >= size:
+            yield checker.check_batch(numbers, cells_of)
+            numbers, cells_of = [], []
+    if numbers:
+        yield checker.check_batch(numbers, cells_of)
