@@ -120,3 +120,13 @@ def test_scattered_columns_right_of_the_header_are_named_as_runs():
     assert [(error.value, error.message) for error in row.column_errors] == [
         ("a", "columns 3, 5, 7-9 have values but no header (first on row 2)")
     ]
+
+
+def test_a_missing_value_marker_is_an_empty_sample_id_or_status():
+    rows = checked(["sample_id", "status", "tissue"], [["NA", "N/A", "blood"], ["S-1", "#N/A", "blood"]])
+
+    assert [[(error.column, error.code) for error in row.errors] for row in rows] == [
+        [("sample_id", "required")],
+        [],
+    ]
+    assert rows[1].status is None
