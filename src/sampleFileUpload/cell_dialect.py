@@ -4,10 +4,11 @@ takes (src/study/sample_validation.py). The validator, and so the JSON API, stay
 rules are for files only.
 
 One reader per column, made once per file from the field's type and the file's dialect: its one
-decimal mark, the upload's `date_order` and its missing-value markers (`na_values`). A reader sees
-text only, trimmed, not empty and not a marker: an XLSX number, date or boolean cell is typed already
-and goes to the validator as it is. Nothing is guessed: what a reader cannot read for certain it
-refuses, with a message that says how to write it or which form field decides.
+decimal mark, the upload's `date_order` and its missing-value markers (`na_values`). A batch's column
+is read at once where it can be (ColumnReader), else cell by cell; a cell's reader sees text only,
+trimmed, not empty and not a marker: an XLSX number, date or boolean cell is typed already and goes
+to the validator as it is. Nothing is guessed: what a reader cannot read for certain it refuses,
+with a message that says how to write it or which form field decides.
 
 - Dates: `YYYY-MM-DD` always; `D.M.YYYY` is day-first; a four-digit first part (`2025/03/14`,
   `2025.03.14`) is year-first. A slash date `D/M/YYYY` or `M/D/YYYY` is read in its column's order:
@@ -93,38 +94,29 @@ def decimal_mark_of(options: ReadingOptions, delimiter: str | None) -> tuple[Dec
 _GROUP_SPACES = " \u00a0\u202f"
 
 
-@dataclass(frozen=True, slots=True)
-class _NumberSyntax:
-    mark: str
-    # Every form: digits in groups of three, or plain with an exponent.
-    general: re.Pattern[str]
-
-
-def _number_syntax(mark: str) -> _NumberSyntax:
+def _number_pattern(mark: str) -> re.Pattern[str]:
+    """Every number written with `mark`: digits in groups of three, or plain with an exponent."""
     other = "," if mark == "." else "."
     point = re.escape(mark)
     separators = re.escape(other) + _GROUP_SPACES
-    return _NumberSyntax(
-        mark=mark,
-        general=re.compile(
-            rf"(?P<sign>[+-]?)(?:"
-            # A first group of 1-3 digits not starting with 0, then groups of 3 after one separator.
-            rf"(?P<grouped>[1-9][0-9]{{0,2}}(?P<separator>[{separators}])[0-9]{{3}}(?:(?P=separator)[0-9]{{3}})*)"
-            rf"(?:{point}(?P<grouped_fraction>[0-9]+))?"
-            rf"|(?P<whole>[0-9]*)(?:{point}(?P<fraction>[0-9]+))?(?:[eE](?P<exponent>[+-]?[0-9]{{1,3}}))?"
-            rf")"
-        ),
+    return re.compile(
+        rf"(?P<sign>[+-]?)(?:"
+        # A first group of 1-3 digits not starting with 0, then groups of 3, each after the same separator.
+        rf"(?P<grouped>[1-9][0-9]{{0,2}}(?P<separator>[{separators}])[0-9]{{3}}(?:(?P=separator)[0-9]{{3}})*)"
+        rf"(?:{point}(?P<grouped_fraction>[0-9]+))?"
+        rf"|(?P<whole>[0-9]*)(?:{point}(?P<fraction>[0-9]+))?(?:[eE](?P<exponent>[+-]?[0-9]{{1,3}}))?"
+        rf")"
     )
 
 
-_SYNTAX = {mark: _number_syntax(mark) for mark in (DecimalMark.POINT, DecimalMark.COMMA)}
+_NUMBER_PATTERNS = {mark: _number_pattern(mark) for mark in (DecimalMark.POINT, DecimalMark.COMMA)}
 
 
-def _number_parts(text: str, syntax: _NumberSyntax) -> tuple[str, str, str | None, str | None] | None:
-    """Sign, digits, fraction and exponent of a number written with the syntax's mark; None if it is not."""
+def _number_parts(text: str, mark: DecimalMark) -> tuple[str, str, str | None, str | None] | None:
+    """Sign, digits, fraction and exponent of a number written with `mark`; None if it is none."""
     if len(text) > MAX_NUMERIC_TEXT_LENGTH:
         return None
-    parts = syntax.general.fullmatch(text)
+    parts = _NUMBER_PATTERNS[mark].fullmatch(text)
     if parts is None:
         return None
     if parts["grouped"] is not None:
@@ -137,7 +129,6 @@ def _number_parts(text: str, syntax: _NumberSyntax) -> tuple[str, str, str | Non
 
 def _number_readers(mark: DecimalMark, why: str) -> tuple[CellReader, CellReader]:
     """The readers of number and integer cells of a file whose decimal mark is `mark`."""
-    syntax = _SYNTAX[mark]
     comma = mark == DecimalMark.COMMA
     other = "." if comma else ","
 
@@ -153,8 +144,8 @@ def _number_readers(mark: DecimalMark, why: str) -> tuple[CellReader, CellReader
             try:
                 return float(text.replace(",", ".") if comma else text)
             except ValueError:
-                pass  # read by the syntax below, which refuses it with the reason
-        parts = _number_parts(text, syntax)
+                pass  # read by the pattern below, which refuses it with the reason
+        parts = _number_parts(text, mark)
         if parts is None:
             raise _not_a_number(text, mark, why, integer=False)
         sign, digits, fraction, exponent = parts
@@ -163,7 +154,7 @@ def _number_readers(mark: DecimalMark, why: str) -> tuple[CellReader, CellReader
     def read_integer(text: str) -> int | float:
         if text.isdigit() and text.isascii() and len(text) <= MAX_NUMERIC_TEXT_LENGTH:
             return int(text)
-        parts = _number_parts(text, syntax)
+        parts = _number_parts(text, mark)
         if parts is None or parts[3] is not None:
             raise _not_a_number(text, mark, why, integer=True)
         sign, digits, fraction, _ = parts
@@ -176,7 +167,7 @@ def _number_readers(mark: DecimalMark, why: str) -> tuple[CellReader, CellReader
 def _not_a_number(text: str, mark: DecimalMark, why: str, *, integer: bool) -> CellRefused:
     code = ReportCode.NOT_AN_INTEGER if integer else ReportCode.NOT_A_NUMBER
     other = DecimalMark.POINT if mark == DecimalMark.COMMA else DecimalMark.COMMA
-    if _number_parts(text, _SYNTAX[mark]) is None and _number_parts(text, _SYNTAX[other]) is not None:
+    if _number_parts(text, mark) is None and _number_parts(text, other) is not None:
         return CellRefused(
             code,
             f'is written with "{other}" as its decimal mark, but this file is read with "{mark}" ({why}): '
@@ -251,7 +242,9 @@ _TIME = (
     r"(?:\s*(?P<half>[AaPp])\.?[Mm]\.?)?"
 )
 _DATE_TIME = re.compile(rf"{_DATE}(?:(?:\s+|T){_TIME})?")
-_WRITE_ISO = "or write it as YYYY-MM-DD"
+_NOT_A_DATE = "must be a date, such as 2025-03-14, 14.03.2025 or 14/03/2025"
+_NOT_A_DATETIME = "must be a date and time, such as 2025-03-14 10:15, 14.03.2025 10:15 or 3/14/2025 10:15 PM"
+_CORRECT_IT = "correct it, or write it as YYYY-MM-DD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,18 +331,12 @@ class DateOrders:
     given: DateOrder | None
     columns: list[DateColumn]
     rows_again: RowsAgain | None
-    header_row: int = 1
     # The row being checked (set by the row checker), where a look-ahead starts and contradictions point.
     row: int = 0
     problems: list[ColumnProblem] = field(default_factory=list)
     looked_ahead: bool = False
     # The orders dates were read in (dotted dates: day-first), for the report's dialect.
     orders_read: set[DateOrder] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        if self.given is not None:
-            for column in self.columns:
-                column.order = self.given
 
     def slash_order(
         self, column: DateColumn, text: str, day_first: bool, month_first: bool
@@ -425,11 +412,7 @@ def _ambiguous(header: str, text: str) -> ColumnProblem:
 def _date_reader(column: DateColumn, orders: DateOrders, *, with_time: bool) -> CellReader:
     """The reader of a date column (with_time False) or a datetime column."""
     code = ReportCode.NOT_A_DATETIME if with_time else ReportCode.NOT_A_DATE
-    forms = (
-        "2025-03-14 10:15, 14.03.2025 10:15 or 3/14/2025 10:15 PM"
-        if with_time
-        else ("2025-03-14, 14.03.2025 or 14/03/2025")
-    )
+    not_one = _NOT_A_DATETIME if with_time else _NOT_A_DATE
 
     def read_date(text: str) -> object:
         # ISO dates (and ISO datetimes with T) are the validator's own forms, checked by it.
@@ -439,7 +422,7 @@ def _date_reader(column: DateColumn, orders: DateOrders, *, with_time: bool) -> 
         if written is None:
             if len(text) > 10 and text[4] == "-" and text[7] == "-":
                 return text  # an ISO form with an offset, say: the validator's to read or refuse
-            raise CellRefused(code, f"must be a date{' and time' if with_time else ''}, such as {forms}")
+            raise CellRefused(code, not_one)
         day = _date_of(written, text, column, orders, code)
         if with_time:
             return dt.datetime.combine(day, written.time or dt.time())
@@ -455,13 +438,11 @@ def _date_of(written: _Written, text: str, column: DateColumn, orders: DateOrder
     if len(third) == 2 and len(first) <= 2:
         raise CellRefused(code, f"has a two-digit year ({third}): write years with four digits")
     if written.separator == "-" and (len(first), len(second), len(third)) != (4, 2, 2):
-        raise CellRefused(code, f"is not a date such as 2025-03-14, 14.03.2025 or 14/03/2025: {_WRITE_ISO}")
+        raise CellRefused(code, _NOT_A_DATE)
     if len(first) == 4 and len(third) <= 2:
         return _calendar_day(int(first), int(second), int(third), code)  # year first: 2025-03-14, 2025/03/14
     if len(third) != 4 or len(first) > 2:
-        raise CellRefused(
-            code, f"is not a date written as 2025-03-14, 14.03.2025 or 14/03/2025, {_WRITE_ISO}"
-        )
+        raise CellRefused(code, _NOT_A_DATE)
     year, a, b = int(third), int(first), int(second)
     if written.separator == ".":
         orders.orders_read.add(DateOrder.DMY)
@@ -472,7 +453,7 @@ def _date_of(written: _Written, text: str, column: DateColumn, orders: DateOrder
     if as_day_first == as_month_first:
         return as_day_first  # 03/03/2025: the same day in either order
     if orders.given is DateOrder.YMD:
-        raise CellRefused(code, f"is not year-first, as the upload's date_order=ymd says: {_WRITE_ISO}")
+        raise CellRefused(code, f"is not year-first, as the upload's date_order=ymd says: {_CORRECT_IT}")
     order = orders.slash_order(column, text, as_day_first is not None, as_month_first is not None)
     if order is None:
         raise CellRefused(None)  # the column's ambiguous_date says it
@@ -482,7 +463,7 @@ def _date_of(written: _Written, text: str, column: DateColumn, orders: DateOrder
         raise CellRefused(
             code,
             f"cannot be {_ORDER_NAMES[order]}, and this column's dates are {_ORDER_NAMES[order]} "
-            f"{column.source(orders.given)}: correct it, {_WRITE_ISO}",
+            f"{column.source(orders.given)}: {_CORRECT_IT}",
         )
     return day
 
@@ -568,13 +549,15 @@ class ColumnReader:
             # Each text's boolean, by one dict look-up in C; a text that is none (nor empty) stays.
             values = list(map(_BOOLEANS.get, map(str.lower, texts), texts))
             return values if _BOOLEAN_VALUES.issuperset(values) else None
-        if kind is FieldType.INTEGER:
-            return texts if all(map(str.isdigit, filter(None, texts))) else None
         joined = "".join(texts)
+        if kind is FieldType.INTEGER:
+            # Digits only (what is not ASCII the validator refuses, as the reader does).
+            return texts if not joined or joined.isdigit() else None
         if not joined.isascii():
             return None
         if kind is FieldType.NUMBER:
-            if " " in joined or "_" in joined or max(map(len, texts)) > MAX_NUMERIC_TEXT_LENGTH:
+            # Longer than MAX_NUMERIC_TEXT_LENGTH: the validator refuses it, as the reader does.
+            if " " in joined or "_" in joined:
                 return None
             if not self._comma:
                 return texts if "," not in joined else None
@@ -618,14 +601,13 @@ class FileCells:
         options: ReadingOptions,
         *,
         delimiter: str | None,
-        header_row: int = 1,
         rows_again: RowsAgain | None = None,
     ) -> None:
         self.na_values = options.na_values
         self.decimal_mark, self._why_mark = decimal_mark_of(options, delimiter)
         self.delimiter = delimiter
         self._read_number, self._read_integer = _number_readers(self.decimal_mark, self._why_mark)
-        self.dates = DateOrders(options.date_order, [], rows_again, header_row)
+        self.dates = DateOrders(options.date_order, [], rows_again)
 
     def column_reader(self, definition: SampleField, *, index: int, header: str) -> ColumnReader:
         return ColumnReader(

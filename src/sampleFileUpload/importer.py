@@ -10,9 +10,12 @@ multi-row INSERT elsewhere), all in one transaction. The study's counters move o
 
 One pass, not two: rows are written while no error has been seen; after the first error the pass
 goes on checking (so the report is complete) but writes nothing more, and the transaction is
-rolled back at the end. A clean file, the common case, is read once. What grows with the file is
-the table of sample_ids seen (for `duplicate_in_file`), which is on disk (sheet_import.SeenIds), and
-the error file on disk (bounded: ErrorLog); the report keeps the first MAX_REPORT_ERRORS.
+rolled back at the end. A clean file, the common case, is read once; a file whose slash dates
+(03/04/2025) come before the value that says their column's order is read again, once, from its
+start to the row that settles its date columns (cell_dialect.DateOrders), against the same deadline
+and keeping no rows. What grows with the file is the table of sample_ids seen (for
+`duplicate_in_file`), which is on disk (sheet_import.SeenIds), and the error file on disk (bounded:
+ErrorLog); the report keeps the first MAX_REPORT_ERRORS.
 """
 
 import asyncio
@@ -84,9 +87,7 @@ class SheetBatches:
         sheet = self._stack.enter_context(self._open_sheet())
         self.format, self.encoding = sheet.format, sheet.encoding
         self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
-        self.cells = FileCells(
-            self._options, delimiter=sheet.delimiter, header_row=sheet.header_row, rows_again=self._rows_again
-        )
+        self.cells = FileCells(self._options, delimiter=sheet.delimiter, rows_again=self._rows_again)
         checker = sheet_import.RowChecker(
             self.plan,
             self._validator,
