@@ -330,7 +330,7 @@ class DateOrders:
 
     given: DateOrder | None
     columns: list[DateColumn]
-    rows_again: RowsAgain | None
+    rows_again: RowsAgain
     # The row being checked (set by the row checker), where a look-ahead starts and contradictions point.
     row: int = 0
     problems: list[ColumnProblem] = field(default_factory=list)
@@ -358,7 +358,7 @@ class DateOrders:
     def _look_ahead(self) -> None:
         self.looked_ahead = True
         unsettled = [column for column in self.columns if column.order is None]
-        if not unsettled or self.rows_again is None:
+        if not unsettled:
             return
         with self.rows_again() as rows:
             for number, cells in rows:
@@ -601,7 +601,7 @@ class FileCells:
         options: ReadingOptions,
         *,
         delimiter: str | None,
-        rows_again: RowsAgain | None = None,
+        rows_again: RowsAgain,
     ) -> None:
         self.na_values = options.na_values
         self.decimal_mark, self._why_mark = decimal_mark_of(options, delimiter)

@@ -81,7 +81,7 @@ class SheetBatches:
         self.format = ""
         self.encoding: str | None = None
         self.plan = ColumnPlan(columns=[], errors=[])
-        self.cells = FileCells(self._options, delimiter=None)
+        self.cells: FileCells | None = None  # once open
 
     def open(self) -> None:
         sheet = self._stack.enter_context(self._open_sheet())
@@ -495,5 +495,5 @@ def report_of(sheet: SheetBatches, counts: ImportCounts, log: ErrorLog) -> dict[
         "column_errors": log.column_errors,
         "errors_truncated": log.total > len(log.first),
         "errors_file_truncated": log.file_truncated,
-        "dialect": sheet.cells.dialect(),
+        "dialect": sheet.cells.dialect() if sheet.cells is not None else None,
     }

@@ -22,7 +22,6 @@ from src.sampleFileUpload.cell_dialect import (
     ColumnProblem,
     ColumnReader,
     FileCells,
-    ReadingOptions,
 )
 from src.sampleFileUpload.constants import (
     ERRORS_ROW_COLUMN,
@@ -295,14 +294,14 @@ class RowChecker:
         *,
         mode: ImportMode,
         max_rows: int,
-        cells: FileCells | None = None,
+        cells: FileCells,
     ) -> None:
         self.plan = plan
         self.validator = validator
         self.upsert = mode is ImportMode.UPSERT
         self.partial = self.upsert or plan.incomplete
         self.width = len(plan.columns)
-        self.cells = cells if cells is not None else FileCells(ReadingOptions(), delimiter=",")
+        self.cells = cells
         self.na_values = self.cells.na_values
         definitions = {definition.name: definition for definition in validator.fields}
         self.readers = [

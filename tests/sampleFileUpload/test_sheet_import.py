@@ -1,10 +1,12 @@
 """Checking rows against a study's schema, and the sample_ids seen in a file, kept on disk."""
 
+import contextlib
 import uuid
 
 import pytest
 
 from src.sampleFileUpload import importer
+from src.sampleFileUpload.cell_dialect import FileCells, ReadingOptions
 from src.sampleFileUpload.constants import ImportMode
 from src.sampleFileUpload.sheet_import import RowChecker, SeenIds, batches, plan_columns
 from src.study.sample_validation import compile_sample_schema
@@ -16,9 +18,11 @@ VALIDATOR = compile_sample_schema(FIELDS)
 def checked(headers: list[str], rows: list[list[object]]):
     """The checked rows of a sheet with `headers` (header on row 1, rows numbered from 2)."""
     plan = plan_columns(headers, VALIDATOR)
-    checker = RowChecker(plan, VALIDATOR, mode=ImportMode.INSERT, max_rows=len(rows) + 1)
+    numbered = [(number, list(cells)) for number, cells in enumerate(rows, start=2)]
+    again = lambda: contextlib.nullcontext(iter(numbered))  # noqa: E731 - the file's rows read again
+    cells = FileCells(ReadingOptions(), delimiter=",", rows_again=again)
+    checker = RowChecker(plan, VALIDATOR, mode=ImportMode.INSERT, max_rows=len(rows) + 1, cells=cells)
     try:
-        numbered = [(number, list(cells)) for number, cells in enumerate(rows, start=2)]
         return [row for batch in batches(numbered, checker, size=100) for row in batch]
     finally:
         checker.seen_ids.close()
