@@ -299,7 +299,6 @@ def _new_record(
     same_content_as: uuid.UUID | None = None,
 ) -> SampleFile:
     return SampleFile(
-        same_content_as=same_content_as,
         id=uuid.uuid4(),
         study_id=access.study.id,
         filename=upload.filename,
@@ -313,6 +312,7 @@ def _new_record(
         created_at=utcnow(),
         report={},
         storage_key="",
+        same_content_as=same_content_as,
     )
 
 

@@ -279,6 +279,36 @@ async def test_the_upload_may_name_its_markers_or_turn_them_off(client, alice_he
     assert response.json()["report"]["dialect"]["na_values"] == ["-", "missing"]
 
 
+async def test_an_empty_na_values_turns_the_markers_off(client, alice_headers, study):
+    rows = [["sample_id", "tissue", "collected_on", "note"], ["S-1", "blood", "2025-03-14", "NA"]]
+
+    response = await upload(client, study, alice_headers, csv_bytes(rows), fields={"na_values": ""})
+
+    assert response.status_code == 201, response.text
+    assert (await stored_values(study))["S-1"]["note"] == "NA"
+
+
+async def test_na_values_is_as_long_as_documented(client, alice_headers, study):
+    documented = UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    longest = documented["na_values"]["maxLength"]
+    markers = ",".join(["x" * 9] * (longest // 10 + 1))[:longest]
+
+    taken = await upload(
+        client, study, alice_headers, slash_dates("2025-01-01"), dry_run=True, fields={"na_values": markers}
+    )
+    refused = await upload(
+        client,
+        study,
+        alice_headers,
+        slash_dates("2025-01-01"),
+        dry_run=True,
+        fields={"na_values": markers + "x"},
+    )
+
+    assert taken.status_code == 200, taken.text
+    assert "`na_values` is too long" in assert_problem(refused, 400, "MALFORMED_UPLOAD")["detail"]
+
+
 # Thousands separators
 
 
