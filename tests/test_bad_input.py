@@ -22,6 +22,7 @@ from src.app import create_app
 from src.auth.constants import Role
 from src.constants import API_PREFIX
 from src.database import Base, SessionFactory
+from src.sampleFileUpload.router import UPLOAD_BODY
 from src.study.constants import StudyRole, StudyStatus
 from tests.conftest import PROBLEM_FIELDS, bearer
 from tests.sampleFileUpload.conftest import sample_csv, stored_files
@@ -219,6 +220,12 @@ def form_bodies(example: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
         )
 
 
+def upload_form_fields() -> list[str]:
+    """The upload's small form fields as its OpenAPI body documents them (mode, dry_run, date_order...)."""
+    schema = UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]
+    return [name for name in schema["properties"] if name != "file"]
+
+
 def multipart_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
     """Garbage in the form; a well-formed file with bad cells is not sent: its rejection is kept on
     record by design (tests/sampleFileUpload)."""
@@ -232,7 +239,7 @@ def multipart_bodies() -> Iterator[tuple[str, dict[str, Any]]]:
     yield "malformed multipart", {"content": csv, "headers": {"Content-Type": "multipart/form-data"}}
     yield "unknown field", {"files": {"file": ("s.csv", csv, "text/csv")}, "data": {UNKNOWN_FIELD: "1"}}
     yield "two files", {"files": [("file", ("a.csv", csv, "text/csv")), ("file", ("b.csv", csv, "text/csv"))]}
-    for name in ("mode", "dry_run"):
+    for name in upload_form_fields():
         yield "NUL byte", {"files": {"file": ("s.csv", csv, "text/csv")}, "data": {name: "\x00"}}
         yield "string of 1 MB", {"files": {"file": ("s.csv", csv, "text/csv")}, "data": {name: "a" * MB}}
     # Raw: httpx (like a browser) would send a NUL in a file name as `%00`.

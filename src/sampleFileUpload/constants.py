@@ -46,6 +46,8 @@ class ReportCode(StrEnum):
     MISSING_COLUMN = "missing_column"
     DUPLICATE_COLUMN = "duplicate_column"
     UNIT_MISMATCH = "unit_mismatch"
+    # Every slash date of a column could be day-first or month-first, and the upload gave no date_order.
+    AMBIGUOUS_DATE = "ambiguous_date"
 
 
 class ImportMode(StrEnum):

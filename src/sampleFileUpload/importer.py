@@ -10,9 +10,12 @@ multi-row INSERT elsewhere), all in one transaction. The study's counters move o
 
 One pass, not two: rows are written while no error has been seen; after the first error the pass
 goes on checking (so the report is complete) but writes nothing more, and the transaction is
-rolled back at the end. A clean file, the common case, is read once. What grows with the file is
-the table of sample_ids seen (for `duplicate_in_file`), which is on disk (sheet_import.SeenIds), and
-the error file on disk (bounded: ErrorLog); the report keeps the first MAX_REPORT_ERRORS.
+rolled back at the end. A clean file, the common case, is read once; a file whose slash dates
+(03/04/2025) come before the value that says their column's order is read again, once, from its
+start to the row that settles its date columns (cell_dialect.DateOrders), against the same deadline
+and keeping no rows. What grows with the file is the table of sample_ids seen (for
+`duplicate_in_file`), which is on disk (sheet_import.SeenIds), and the error file on disk (bounded:
+ErrorLog); the report keeps the first MAX_REPORT_ERRORS.
 """
 
 import asyncio
@@ -34,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.database import utcnow
 from src.exceptions import shortened
 from src.sampleFileUpload import readers, sheet_import, writers
+from src.sampleFileUpload.cell_dialect import FileCells, ReadingOptions
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
     IMPORT_BATCH_ROWS,
@@ -57,36 +61,58 @@ class SheetBatches:
     """The sheet opened and checked in worker threads; every method here blocks (call it off the loop)."""
 
     def __init__(
-        self, path: Path, *, filename: str, validator: SampleValidator, mode: ImportMode, deadline: float
+        self,
+        path: Path,
+        *,
+        filename: str,
+        validator: SampleValidator,
+        mode: ImportMode,
+        deadline: float,
+        options: ReadingOptions | None = None,
     ) -> None:
         self._path = path
         self.deadline = deadline  # time.monotonic() past which reading stops (IMPORT_MAX_SECONDS)
         self._filename = filename
         self._validator = validator
         self._mode = mode
+        self._options = options if options is not None else ReadingOptions()
         self._stack = contextlib.ExitStack()
         self._batches: Iterator[list[CheckedRow]] = iter(())
         self.format = ""
         self.encoding: str | None = None
         self.plan = ColumnPlan(columns=[], errors=[])
+        self.cells: FileCells | None = None  # once open
 
     def open(self) -> None:
-        sheet = self._stack.enter_context(
-            readers.open_sheet(
-                self._path,
-                filename=self._filename,
-                max_rows=upload_settings.MAX_UPLOAD_ROWS,
-                max_columns=upload_settings.MAX_UPLOAD_COLUMNS,
-                deadline=self.deadline,
-            )
-        )
+        sheet = self._stack.enter_context(self._open_sheet())
         self.format, self.encoding = sheet.format, sheet.encoding
         self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
+        self.cells = FileCells(self._options, delimiter=sheet.delimiter, rows_again=self._rows_again)
         checker = sheet_import.RowChecker(
-            self.plan, self._validator, mode=self._mode, max_rows=upload_settings.MAX_UPLOAD_ROWS
+            self.plan,
+            self._validator,
+            mode=self._mode,
+            max_rows=upload_settings.MAX_UPLOAD_ROWS,
+            cells=self.cells,
         )
         self._stack.callback(checker.seen_ids.close)
         self._batches = sheet_import.batches(sheet.rows, checker, size=IMPORT_BATCH_ROWS)
+
+    def _open_sheet(self) -> contextlib.AbstractContextManager[readers.Sheet]:
+        return readers.open_sheet(
+            self._path,
+            filename=self._filename,
+            max_rows=upload_settings.MAX_UPLOAD_ROWS,
+            max_columns=upload_settings.MAX_UPLOAD_COLUMNS,
+            deadline=self.deadline,
+        )
+
+    @contextlib.contextmanager
+    def _rows_again(self) -> Iterator[Iterator[tuple[int, list[object]]]]:
+        """The file's rows read again from the start, for the date columns' look-ahead (cell_dialect.
+        DateOrders): bounded as the first reading is, by the same deadline."""
+        with self._open_sheet() as sheet:
+            yield sheet.rows
 
     def next_batch(self) -> list[CheckedRow] | None:
         return next(self._batches, None)
@@ -129,16 +155,23 @@ class ErrorLog:
         self.file_truncated = False
         self.first: list[dict[str, Any]] = []
         self.total = 0
+        # Of the total, the errors of whole columns (on the header row), counted apart from the rows'.
+        self.column_errors = 0
+        self.codes: Counter[str] = Counter()
 
-    def add_column_errors(self, plan: ColumnPlan) -> None:
-        if plan.errors:
-            self._add(plan.header_row, None, plan.errors)
+    def add_column_errors(self, errors: list[CellError], *, header_row: int) -> None:
+        """Errors of columns: those of the header, and those found later (an ambiguous date column,
+        values with no header), each on a line of its own with no cells."""
+        if errors:
+            self.column_errors += len(errors)
+            self._add(header_row, None, errors)
 
     def add_row(self, row: CheckedRow) -> None:
         self._add(row.row, row.cells, row.errors)
 
     def _add(self, row: int, cells: list[object] | None, errors: list[CellError]) -> None:
         self.total += len(errors)
+        self.codes.update(error.code for error in errors)
         room = MAX_REPORT_ERRORS - len(self.first)
         if room > 0:
             self.first += [_reported(error.as_dict()) for error in errors[:room]]
@@ -200,6 +233,8 @@ class ImportPass:
         creates: list[CheckedRow] = []
         updates: list[dict[str, Any]] = []
         for row in batch:
+            if row.column_errors:
+                self.log.add_column_errors(row.column_errors, header_row=row.column_errors[0].row)
             if not row.errors:
                 self._sort(row, existing.get(row.normalized), creates, updates)
             if row.errors:
@@ -426,7 +461,7 @@ async def _insert_samples(session: AsyncSession, rows: list[tuple[Any, ...]]) ->
 async def run_pass(sheet: SheetBatches, step: ImportPass) -> None:
     """Reads the next batch in a worker thread while this one is looked up and written; stops with
     ImportTimedOut at the sheet's deadline (the reading thread checks it between rows too)."""
-    step.log.add_column_errors(sheet.plan)
+    step.log.add_column_errors(sheet.plan.errors, header_row=sheet.plan.header_row)
     await step.load_known_ids()
     reading = asyncio.ensure_future(read_in_thread(sheet.next_batch))
     try:
@@ -457,6 +492,8 @@ def report_of(sheet: SheetBatches, counts: ImportCounts, log: ErrorLog) -> dict[
         ],
         "errors": log.first,
         "errors_total": log.total,
+        "column_errors": log.column_errors,
         "errors_truncated": log.total > len(log.first),
         "errors_file_truncated": log.file_truncated,
+        "dialect": sheet.cells.dialect() if sheet.cells is not None else None,
     }

@@ -11,22 +11,26 @@ from src.database import Base, UUIDPrimaryKey, utcnow
 from src.sampleFileUpload.constants import FILENAME_MAX_LENGTH
 
 STATUS_LENGTH = 20
+FIRST_IMPORT_OF_CONTENT = "status = 'imported' AND same_content_as IS NULL"
 
 
 class SampleFile(UUIDPrimaryKey, Base):
     __tablename__ = "sample_files"
     __table_args__ = (
         Index("ix_sample_files_study_id_created_at", "study_id", "created_at"),
-        # The last line of defence against importing the same content twice into a study (the
-        # import checks first, under the study's row lock).
+        # The last line of defence against importing the same content twice at once into a study (the
+        # import checks first, under the study's import lock): one first import of each content; a
+        # later one, made because the study's samples changed since, names it in same_content_as.
         Index(
             "uq_sample_files_study_id_sha256_imported",
             "study_id",
             "sha256",
             unique=True,
-            postgresql_where=text("status = 'imported'"),
-            sqlite_where=text("status = 'imported'"),
+            postgresql_where=text(FIRST_IMPORT_OF_CONTENT),
+            sqlite_where=text(FIRST_IMPORT_OF_CONTENT),
         ),
+        # Where an upload finds the imports of the same content before it.
+        Index("ix_sample_files_study_id_sha256", "study_id", "sha256"),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
@@ -44,11 +48,16 @@ class SampleFile(UUIDPrimaryKey, Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     storage_key: Mapped[str] = mapped_column(String(64))
     errors_key: Mapped[str | None] = mapped_column(String(64))
+    # The latest earlier import of the same content into the study, when this upload was imported
+    # (or rejected) anyway because importing it again changed something. Not a foreign key: that
+    # record may be deleted later (an import that only updated samples can be), and this one still
+    # tells what it was; the unique index above must not see this one turn into a first import.
+    same_content_as: Mapped[uuid.UUID | None] = mapped_column()
 
 
 # The counts of a report, read out of it by the database: a listing needs these, not the report's
 # errors and columns (up to MAX_REPORT_ERRORS of them), which would cost the transfer of all of them.
-REPORT_COUNTS = ("rows", "created", "updated", "unchanged", "rejected", "errors_total")
+REPORT_COUNTS = ("rows", "created", "updated", "unchanged", "rejected", "errors_total", "column_errors")
 
 
 def report_count_columns() -> list[Label[int]]:

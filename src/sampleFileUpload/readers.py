@@ -30,6 +30,7 @@ quoted cell spanning three lines is still one row), the header is the first non-
 
 import codecs
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Iterator
@@ -80,6 +81,8 @@ class Sheet:
     rows: Iterator[tuple[int, list[object]]]
     # The header's row number: 1 unless blank lines come before it (an editor numbers those too).
     header_row: int = 1
+    # A CSV or TSV file's delimiter (which decides its default decimal mark); None for a workbook.
+    delimiter: str | None = None
 
 
 @contextmanager
@@ -201,9 +204,10 @@ def _text_sheet(
     # newline="" hands line endings to the csv module, which keeps those inside quoted cells.
     with io.TextIOWrapper(file, encoding=encoding, newline="") as text:
         records = _csv_records(text, delimiter, max_columns=max_columns)
-        yield _sheet_of(
+        sheet = _sheet_of(
             "tsv" if delimiter == "\t" else "csv", encoding, records, max_rows=max_rows, deadline=deadline
         )
+        yield dataclasses.replace(sheet, delimiter=delimiter)
 
 
 def detect_encoding(file: BinaryIO, *, deadline: float | None = None) -> str:

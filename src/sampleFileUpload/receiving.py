@@ -3,9 +3,9 @@ refused past the limit as it comes. Nothing here touches the database."""
 
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
 from pydantic import TypeAdapter, ValidationError
@@ -14,18 +14,35 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from src.exceptions import ValidationFailed
+from src.sampleFileUpload.cell_dialect import ReadingOptions, na_values_of
 from src.sampleFileUpload.constants import (
+    DEFAULT_NA_VALUES,
     MAX_FORM_FIELD_BYTES,
     MULTIPART_OVERHEAD_BYTES,
+    UPLOAD_FIELD_DATE_ORDER,
+    UPLOAD_FIELD_DECIMAL_MARK,
     UPLOAD_FIELD_DRY_RUN,
     UPLOAD_FIELD_FILE,
     UPLOAD_FIELD_MODE,
+    UPLOAD_FIELD_NA_VALUES,
+    DateOrder,
+    DecimalMark,
     ImportMode,
 )
 from src.sampleFileUpload.exceptions import MalformedUpload, UploadTooLarge
 from src.sampleFileUpload.utils import clean_filename
+from src.schemas import has_control_characters
 
 _BOOLEAN = TypeAdapter(bool)
+_Choice = TypeVar("_Choice", DateOrder, DecimalMark)
+# The small parts of the form besides `file`, each sent at most once.
+UPLOAD_FIELDS = (
+    UPLOAD_FIELD_MODE,
+    UPLOAD_FIELD_DRY_RUN,
+    UPLOAD_FIELD_DATE_ORDER,
+    UPLOAD_FIELD_DECIMAL_MARK,
+    UPLOAD_FIELD_NA_VALUES,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +52,7 @@ class ReceivedUpload:
     sha256: str
     mode: ImportMode
     dry_run: bool
+    options: ReadingOptions = field(default_factory=ReadingOptions)
 
 
 class _MultipartReceiver:
@@ -95,14 +113,15 @@ class _MultipartReceiver:
                 raise MalformedUpload("The file name must not contain a NUL character.")
             self.filename = filename.decode("utf-8", "replace")
             self._current = UPLOAD_FIELD_FILE
-        elif name in (UPLOAD_FIELD_MODE, UPLOAD_FIELD_DRY_RUN):
+        elif name in UPLOAD_FIELDS:
             if name in self.fields:  # `dry_run` true then false: which one the client meant is unknown
                 raise MalformedUpload(f"Send `{name}` at most once.")
             self._current = name
             self.fields[name] = bytearray()
         else:
             # A misspelt `dry_run` must not import the file for real.
-            raise MalformedUpload(f"Unknown part `{name[:40]}`: send only `file`, `mode` and `dry_run`.")
+            known = ", ".join(f"`{part}`" for part in (UPLOAD_FIELD_FILE, *UPLOAD_FIELDS))
+            raise MalformedUpload(f"Unknown part `{name[:40]}`: send only {known}.")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._current == UPLOAD_FIELD_FILE:
@@ -160,6 +179,7 @@ async def receive_upload(
         sha256=hasher.hexdigest(),
         mode=_mode_of(receiver.fields.get(UPLOAD_FIELD_MODE)),
         dry_run=_dry_run_of(receiver.fields.get(UPLOAD_FIELD_DRY_RUN)),
+        options=_reading_options_of(receiver.fields),
     )
 
 
@@ -182,3 +202,47 @@ def _dry_run_of(raw: bytearray | None) -> bool:
         raise ValidationFailed(
             errors=[{"loc": ["body", "dry_run"], "msg": "must be true or false", "code": "bool_parsing"}]
         ) from None
+
+
+def _reading_options_of(fields: dict[str, bytearray]) -> ReadingOptions:
+    """The upload's `date_order`, `decimal_mark` and `na_values`. An empty `date_order` or
+    `decimal_mark` is the same as none (what a form's "automatic" choice sends); an empty
+    `na_values` turns the markers off."""
+    date_order = _choice_of(fields.get(UPLOAD_FIELD_DATE_ORDER), UPLOAD_FIELD_DATE_ORDER, DateOrder)
+    decimal_mark = _choice_of(fields.get(UPLOAD_FIELD_DECIMAL_MARK), UPLOAD_FIELD_DECIMAL_MARK, DecimalMark)
+    na_values = _na_values_of(fields.get(UPLOAD_FIELD_NA_VALUES))
+    return ReadingOptions(date_order=date_order, decimal_mark=decimal_mark, na_values=na_values)
+
+
+def _choice_of(raw: bytearray | None, name: str, choices: type[_Choice]) -> _Choice | None:
+    text = _text_of(raw, name)
+    if not text:
+        return None
+    try:
+        return choices(text)
+    except ValueError:
+        allowed = " or ".join(f"`{choice}`" for choice in choices)
+        raise _invalid(name, f"must be {allowed}, or empty (decided from the file)", "enum") from None
+
+
+def _na_values_of(raw: bytearray | None) -> frozenset[str]:
+    if raw is None:
+        return frozenset(DEFAULT_NA_VALUES)
+    text = _text_of(raw, UPLOAD_FIELD_NA_VALUES)
+    if has_control_characters(text):
+        message = "must be one line of comma-separated markers, without control characters"
+        raise _invalid(UPLOAD_FIELD_NA_VALUES, message, "value_error")
+    return na_values_of(text.split(","))
+
+
+def _text_of(raw: bytearray | None, name: str) -> str:
+    if raw is None:
+        return ""
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise _invalid(name, "must be UTF-8 text", "unicode_error") from None
+
+
+def _invalid(name: str, message: str, code: str) -> ValidationFailed:
+    return ValidationFailed(errors=[{"loc": ["body", name], "msg": message, "code": code}])

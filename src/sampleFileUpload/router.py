@@ -13,7 +13,16 @@ from src.database import DbSession
 from src.dependencies import IdempotencyKey, IfNoneMatch, Pagination, etag_matches, idempotency_key_value
 from src.exceptions import IDEMPOTENCY_ERRORS, InsufficientStorage, PreconditionFailed, problem_responses
 from src.sampleFileUpload import exports, service
-from src.sampleFileUpload.constants import ExportFormat
+from src.sampleFileUpload.constants import (
+    DEFAULT_NA_VALUES,
+    MAX_FORM_FIELD_BYTES,
+    UPLOAD_FIELD_DATE_ORDER,
+    UPLOAD_FIELD_DECIMAL_MARK,
+    UPLOAD_FIELD_NA_VALUES,
+    DateOrder,
+    DecimalMark,
+    ExportFormat,
+)
 from src.sampleFileUpload.dependencies import DeletableSampleFile, FileStorage, ReadableSampleFile
 from src.sampleFileUpload.exceptions import (
     ExportTooLarge,
@@ -39,6 +48,17 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 # A stored CSV or TSV is sent back as it came, in the uploader's encoding: text, charset unknown.
 DOWNLOADED_TEXT_MEDIA_TYPE = "text/plain; charset=binary"
 
+DATE_ORDER_DESCRIPTION = (
+    "the order of the file's slash dates (14/03/2025, 3/14/2025): dmy, mdy or ymd. Empty or absent: each "
+    "date column's order is the one its values settle (a first part above 12 is a day), and a column whose "
+    "every date could be either is refused (`ambiguous_date`). ISO dates (2025-03-14) and dotted ones "
+    "(14.03.2025, day first) are read whatever it says."
+)
+DECIMAL_MARK_DESCRIPTION = (
+    "the file's one decimal mark, `.` or `,`; the other mark, a space, U+00A0 or U+202F may group "
+    "thousands (1.234,5). Empty or absent: `,` for a CSV separated by semicolons, `.` otherwise. A "
+    "workbook's number cells are numbers whatever it says."
+)
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -64,6 +84,27 @@ UPLOAD_BODY = {
                             "type": "boolean",
                             "default": False,
                             "description": "check and report only: nothing is written or stored",
+                        },
+                        UPLOAD_FIELD_DATE_ORDER: {
+                            "type": "string",
+                            "enum": ["", *(order.value for order in DateOrder)],
+                            "default": "",
+                            "description": DATE_ORDER_DESCRIPTION,
+                        },
+                        UPLOAD_FIELD_DECIMAL_MARK: {
+                            "type": "string",
+                            "enum": ["", *(mark.value for mark in DecimalMark)],
+                            "default": "",
+                            "description": DECIMAL_MARK_DESCRIPTION,
+                        },
+                        UPLOAD_FIELD_NA_VALUES: {
+                            "type": "string",
+                            "maxLength": MAX_FORM_FIELD_BYTES,
+                            "default": ",".join(DEFAULT_NA_VALUES),
+                            "description": "comma-separated cell texts read as empty (compared trimmed, "
+                            f"case-sensitive), at most {MAX_FORM_FIELD_BYTES} bytes; absent: "
+                            f"{', '.join(DEFAULT_NA_VALUES)}; empty: none. A required field left so is "
+                            "`required`.",
                         },
                     },
                 }
@@ -122,10 +163,14 @@ def upload_responses() -> dict:
     response_model=SampleFileRead,
     summary="Upload a sheet of samples",
     description="Editors and owners, while the study is `draft` or `active`. Multipart with `file` (CSV, TSV "
-    "or XLSX, at most MAX_UPLOAD_MB), `mode` and `dry_run`. All or nothing: if any cell is invalid nothing "
-    "is imported and the answer is 422 with the full `report` (row and column of each error, the first "
-    "1,000) and `sample_file_id`, the rejected file's record (its `errors.csv` has every error). The same "
-    "content already imported into the study answers 200 with that record and `duplicate_of`.",
+    "or XLSX, at most MAX_UPLOAD_MB), `mode`, `dry_run`, and how its cells are written: `date_order`, "
+    "`decimal_mark`, `na_values` (dates, numbers, booleans, choices and missing values as Excel and "
+    "LibreOffice save them in most locales; the JSON API stays strict). All or nothing: if any cell is "
+    "invalid nothing is imported and the answer is 422 with the full `report` (row and column of each "
+    "error, the first 1,000) and `sample_file_id`, the rejected file's record (its `errors.csv` has every "
+    "error). The same content already imported into the study answers 200 with that record and "
+    "`duplicate_of` when importing it again would change nothing; else it is imported again, its record "
+    "naming the earlier one in `same_content_as`.",
     responses=upload_responses(),
     openapi_extra=UPLOAD_BODY,
 )
@@ -155,6 +200,7 @@ async def upload_sample_file(
             mode=outcome.upload.mode,
             report=outcome.report,
             duplicate_of=outcome.duplicate_of,
+            same_content_as=outcome.same_content_as,
         )
         return JSONResponse(dry_run.model_dump(mode="json"), status_code=status.HTTP_200_OK)
     read = file_read(outcome)

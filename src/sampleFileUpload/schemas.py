@@ -10,6 +10,8 @@ from src.sampleFileUpload.constants import (
     ERRORS_FILE_UPLOAD_MULTIPLE,
     MAX_REPORT_ERRORS,
     MAX_REPORT_TEXT,
+    DateOrder,
+    DecimalMark,
     ImportMode,
     SampleFileStatus,
     SheetFormat,
@@ -35,8 +37,10 @@ REPORT_EXAMPLE = {
         }
     ],
     "errors_total": 1,
+    "column_errors": 0,
     "errors_truncated": False,
     "errors_file_truncated": False,
+    "dialect": {"delimiter": ";", "decimal_mark": ",", "date_order": "dmy", "na_values": ["N/A", "NA"]},
 }
 
 
@@ -58,6 +62,20 @@ class ReportError(BaseModel):
     message: str
 
 
+class ReportDialect(BaseModel):
+    """How the file's cells were read (and how its errors.csv is written back)."""
+
+    delimiter: str | None = Field(description="a CSV or TSV file's delimiter; null for a workbook")
+    decimal_mark: DecimalMark = Field(
+        description="the upload's `decimal_mark`; else `,` for a file separated by semicolons, `.` otherwise"
+    )
+    date_order: DateOrder | None = Field(
+        description="the upload's `date_order`; else the order the file's dates were read in when they "
+        "agree (dotted dates are day-first), null when none needed one or they differ by column"
+    )
+    na_values: list[str] = Field(description="the cells read as empty (the upload's `na_values`)")
+
+
 class ImportReport(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": REPORT_EXAMPLE})
 
@@ -71,13 +89,20 @@ class ImportReport(BaseModel):
         description=f"the first {MAX_REPORT_ERRORS}, each cell value and header cut to {MAX_REPORT_TEXT} "
         "characters (the last one `…`); errors.csv has them all, as read"
     )
-    errors_total: int
+    errors_total: int = Field(description="every error, of rows and of columns")
+    column_errors: int = Field(
+        default=0,
+        description="of `errors_total`, the errors of whole columns (a missing, unknown or duplicated "
+        "column, an `ambiguous_date` column, values without a header), reported on the header row and "
+        "counted apart from the rows' errors: a file may be refused for its columns alone",
+    )
     errors_truncated: bool = Field(description="more errors than `errors` lists")
     errors_file_truncated: bool = Field(
         default=False,
         description="errors.csv stops before the last errors: it keeps at most "
         f"{ERRORS_FILE_UPLOAD_MULTIPLE} times the upload's size (plus 1 MB), and this file had more",
     )
+    dialect: ReportDialect | None = Field(default=None, description="null in reports made before it was kept")
 
 
 class ReportCounts(BaseModel):
@@ -89,6 +114,7 @@ class ReportCounts(BaseModel):
     unchanged: int
     rejected: int
     errors_total: int
+    column_errors: int = 0
 
 
 class SampleFileFields(BaseModel):
@@ -107,8 +133,15 @@ class SampleFileFields(BaseModel):
     created_at: datetime
     duplicate_of: uuid.UUID | None = Field(
         default=None,
-        description="set when this upload had the same content as a file already imported into the study: "
-        "that file's record is returned and nothing was imported again",
+        description="set when this upload had the same content as a file already imported into the study "
+        "and importing it again would change nothing: that file's record is returned and nothing was "
+        "imported again",
+    )
+    same_content_as: uuid.UUID | None = Field(
+        default=None,
+        description="the latest earlier import of the same content into the study, when this one was "
+        "imported (or rejected) anyway because the study's samples had changed since (that record may "
+        "have been deleted since)",
     )
 
 
@@ -144,6 +177,12 @@ class DryRunRead(BaseModel):
     report: ImportReport
     duplicate_of: uuid.UUID | None = Field(
         default=None,
-        description="This content was already imported into the study as that file: the upload itself "
-        "would import nothing and answer 200 with that record; `report` is its report.",
+        description="This content was already imported into the study as that file, and importing it "
+        "again would change nothing: the upload itself would answer 200 with that record; `report` is its "
+        "report.",
+    )
+    same_content_as: uuid.UUID | None = Field(
+        default=None,
+        description="This content was already imported into the study as that file, but the study's "
+        "samples have changed since: the upload would import it again, as `report` says.",
     )

@@ -40,6 +40,7 @@ from src.sampleFileUpload.constants import (
     ERRORS_ROW_COLUMN,
     ERRORS_TEXT_COLUMN,
     ORPHAN_FILE_GRACE_HOURS,
+    ReportCode,
     SampleFileStatus,
 )
 from src.sampleFileUpload.exceptions import (
@@ -81,6 +82,8 @@ class ImportOutcome:
     encoding: str | None
     record: SampleFile | None = None
     duplicate_of: uuid.UUID | None = None
+    # A dry run of content imported before, that would import something again: that import.
+    same_content_as: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ async def import_sample_file(
             validator=validator,
             mode=upload.mode,
             deadline=time.monotonic() + upload_settings.IMPORT_MAX_SECONDS,
+            options=upload.options,
         )
         try:
             async with _worker_import_slot(), _user_import_slot(session, access.user):
@@ -219,7 +223,10 @@ async def _dry_run(
     validator: SampleValidator,
 ) -> ImportOutcome:
     earlier = await _earlier_import(session, access.study.id, upload.sha256)
-    if earlier is not None:
+    log = ErrorLog(None)
+    step = ImportPass(session, access, validator, upload.mode, log, file_id=None)
+    await run_pass(sheet, step)
+    if earlier is not None and _changes_nothing(step, log):
         # What the upload itself would answer: nothing to import, the earlier record's report.
         return ImportOutcome(
             report=earlier.report,
@@ -228,11 +235,30 @@ async def _dry_run(
             encoding=earlier.encoding,
             duplicate_of=earlier.id,
         )
-    log = ErrorLog(None)
-    step = ImportPass(session, access, validator, upload.mode, log, file_id=None)
-    await run_pass(sheet, step)
     report = report_of(sheet, step.counts, log)
-    return ImportOutcome(report=report, upload=upload, format=sheet.format, encoding=sheet.encoding)
+    return ImportOutcome(
+        report=report,
+        upload=upload,
+        format=sheet.format,
+        encoding=sheet.encoding,
+        same_content_as=earlier.id if earlier is not None else None,
+    )
+
+
+def _changes_nothing(step: ImportPass, log: ErrorLog) -> bool:
+    """Whether a pass over content imported before found nothing to do: no sample to create or update,
+    and no error but `already_exists` (an insert of samples the study has, as the earlier import made
+    them). Then the upload is a duplicate of that import, answered with it; otherwise the study's
+    samples changed since (an edit, a deletion, a later file) and the upload imports like any other.
+
+    Known by the pass itself rather than by bookkeeping (a counter of sample writes per study, or the
+    activity log's newest entry), so that nothing outside this module has to keep it true: a duplicate
+    costs the reading and look-ups of an import, and no writes."""
+    return (
+        step.counts.created == 0
+        and step.counts.updated == 0
+        and set(log.codes) <= {ReportCode.ALREADY_EXISTS}
+    )
 
 
 async def _confirm_still_editor(session: AsyncSession, access: StudyAccess) -> None:
@@ -277,17 +303,26 @@ async def _roll_back(session: AsyncSession, access: StudyAccess) -> None:
 
 
 async def _earlier_import(session: AsyncSession, study_id: uuid.UUID, sha256: str) -> SampleFile | None:
+    """The latest import of this content into the study, if any."""
     return await session.scalar(
-        select(SampleFile).where(
+        select(SampleFile)
+        .where(
             SampleFile.study_id == study_id,
             SampleFile.sha256 == sha256,
             SampleFile.status == SampleFileStatus.IMPORTED,
         )
+        .order_by(SampleFile.created_at.desc(), SampleFile.id.desc())
+        .limit(1)
     )
 
 
 def _new_record(
-    access: StudyAccess, upload: ReceivedUpload, sheet: SheetBatches, status: SampleFileStatus
+    access: StudyAccess,
+    upload: ReceivedUpload,
+    sheet: SheetBatches,
+    status: SampleFileStatus,
+    *,
+    same_content_as: uuid.UUID | None = None,
 ) -> SampleFile:
     return SampleFile(
         id=uuid.uuid4(),
@@ -303,6 +338,7 @@ def _new_record(
         created_at=utcnow(),
         report={},
         storage_key="",
+        same_content_as=same_content_as,
     )
 
 
@@ -317,22 +353,16 @@ async def _import(
     errors_path: Path,
 ) -> ImportOutcome:
     """Imports into one study take turns (its import lock, held to the commit): which also makes two
-    identical uploads at once import once. The study's row is not held meanwhile: edits of its
-    samples go on beside the import; changes of its fields or status wait for it (STUDY_BUSY)."""
+    identical uploads at once import once (the second finds the first, and nothing to change). The
+    study's row is not held meanwhile: edits of its samples go on beside the import; changes of its
+    fields or status wait for it (STUDY_BUSY)."""
     async with study_service.holding_study(session, access.study.id, for_import=True):
         earlier = await _earlier_import(session, access.study.id, upload.sha256)
-        if earlier is not None:
-            await session.commit()  # only the lock was taken; a rollback would expire what the answer reads
-            return ImportOutcome(
-                report=earlier.report,
-                upload=upload,
-                format=earlier.format,
-                encoding=earlier.encoding,
-                record=earlier,
-                duplicate_of=earlier.id,
-            )
         await _confirm_study_unchanged(session, access)
-        record = _new_record(access, upload, sheet, SampleFileStatus.IMPORTED)
+        same_content_as = earlier.id if earlier is not None else None
+        record = _new_record(
+            access, upload, sheet, SampleFileStatus.IMPORTED, same_content_as=same_content_as
+        )
         session.add(record)
         await session.flush()  # the samples point at it
         with errors_path.open("wb") as errors_sink:
@@ -342,17 +372,36 @@ async def _import(
             step = ImportPass(session, access, validator, upload.mode, log, file_id=record.id)
             async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
                 await run_pass(sheet, step)
+        if earlier is not None and _changes_nothing(step, log):
+            return await _duplicate(session, access, upload, earlier)
         report = report_of(sheet, step.counts, log)
         if log.total:
             await _roll_back(session, access)
             rejected = await _store_rejected(
-                session, access, sheet, upload, report, storage, upload_path, errors_path
+                session, access, sheet, upload, report, storage, upload_path, errors_path, same_content_as
             )
             raise SampleFileRejected(sample_file_id=str(rejected.id), report=report)
         async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
             await _commit_imported(session, access, record, report, step, storage, upload_path)
     return ImportOutcome(
         report=report, upload=upload, format=sheet.format, encoding=sheet.encoding, record=record
+    )
+
+
+async def _duplicate(
+    session: AsyncSession, access: StudyAccess, upload: ReceivedUpload, earlier: SampleFile
+) -> ImportOutcome:
+    """The answer to content imported before that changed nothing: the earlier record, nothing kept
+    of this upload (its record, flushed for the pass, is rolled back)."""
+    await _roll_back(session, access)
+    await session.refresh(earlier)
+    return ImportOutcome(
+        report=earlier.report,
+        upload=upload,
+        format=earlier.format,
+        encoding=earlier.encoding,
+        record=earlier,
+        duplicate_of=earlier.id,
     )
 
 
@@ -450,9 +499,10 @@ async def _store_rejected(
     storage: Storage,
     upload_path: Path,
     errors_path: Path,
+    same_content_as: uuid.UUID | None,
 ) -> SampleFile:
     """Keeps the file, its report and every error, so the user can fetch them later."""
-    record = _new_record(access, upload, sheet, SampleFileStatus.REJECTED)
+    record = _new_record(access, upload, sheet, SampleFileStatus.REJECTED, same_content_as=same_content_as)
     record.report = report
     session.add(record)
     study_service.record_activity(

@@ -52,8 +52,10 @@ async def upload(
     mode: str | None = None,
     dry_run: bool | None = None,
     content_type: str = "text/csv",
+    fields: dict[str, str] | None = None,
 ) -> httpx.Response:
-    data = {}
+    """Posts `content` as the upload's file; `fields` are more form fields (date_order, ...)."""
+    data = dict(fields or {})
     if mode is not None:
         data["mode"] = mode
     if dry_run is not None:

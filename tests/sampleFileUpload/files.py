@@ -4,9 +4,11 @@ Each returns bytes (write them where a test needs them with `write_to`), so the 
 read from disk by the readers or posted to the API by the route tests.
 """
 
+import datetime as dt
 import io
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -198,3 +200,138 @@ def wide_csv(columns: int, *, rows: int = 1) -> bytes:
     lines = [",".join(f"c{number}" for number in range(columns))]
     lines += [",".join("v" for _ in range(columns))] * rows
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sheets as spreadsheet programs save them in their locales (issue 18)
+
+
+@dataclass(frozen=True)
+class SavedAs:
+    """How a spreadsheet program in one locale writes cells, and a sheet as CSV.
+
+    Dates and times as its default formats show them, numbers with its decimal mark (and its
+    thousands separator where the column is formatted with one), booleans as its TRUE and FALSE.
+    """
+
+    name: str
+    delimiter: str
+    encoding: str
+    decimal: str
+    thousands: str
+    date: Callable[[dt.date], str]
+    moment: Callable[[dt.datetime], str]
+    true: str
+    false: str
+    bom: bool = False
+
+    def cell(self, value: object) -> object:
+        """A value as this program writes it in a cell; text (and None, an empty cell) stays as it is."""
+        if value is None or isinstance(value, str):
+            return value
+        if value is True or value is False:
+            return self.true if value else self.false
+        if isinstance(value, dt.datetime):
+            return self.moment(value)
+        if isinstance(value, dt.date):
+            return self.date(value)
+        return self.number(value)
+
+    def number(self, value: float, *, grouped: bool = False) -> str:
+        """A number with this locale's decimal mark, its thousands grouped when `grouped`."""
+        whole, _, fraction = (f"{value:,}" if grouped else str(value)).partition(".")
+        return whole.replace(",", self.thousands) + (self.decimal + fraction if fraction else "")
+
+    def csv(self, rows: Iterable[Sequence[object]]) -> bytes:
+        return csv_bytes(
+            [[self.cell(value) for value in row] for row in rows],
+            delimiter=self.delimiter,
+            encoding=self.encoding,
+            bom=self.bom,
+        )
+
+    def xlsx(self, rows: Iterable[Sequence[object]]) -> bytes:
+        """A workbook whose cells are all text, written as this locale shows them (cells formatted
+        as Text, or pasted from another program)."""
+        return xlsx_bytes([[self.cell(value) for value in row] for row in rows])
+
+
+def _day_month_year(separator: str, *, padded: bool = True) -> Callable[[dt.date], str]:
+    if padded:
+        return lambda day: f"{day.day:02d}{separator}{day.month:02d}{separator}{day.year}"
+    return lambda day: f"{day.day}{separator}{day.month}{separator}{day.year}"
+
+
+def _us_date(day: dt.date) -> str:
+    return f"{day.month}/{day.day}/{day.year}"
+
+
+GERMAN_EXCEL = SavedAs(
+    "German Excel",
+    delimiter=";",
+    encoding="cp1252",
+    decimal=",",
+    thousands=".",
+    date=_day_month_year("."),
+    moment=lambda moment: f"{_day_month_year('.')(moment)} {moment:%H:%M}",
+    true="WAHR",
+    false="FALSCH",
+)
+# LibreOffice's Text CSV export: comma-separated, UTF-8, the locale's decimal comma (such cells quoted).
+GERMAN_LIBREOFFICE = SavedAs(
+    "German LibreOffice",
+    delimiter=",",
+    encoding="utf-8",
+    decimal=",",
+    thousands=".",
+    date=_day_month_year("."),
+    moment=lambda moment: f"{_day_month_year('.')(moment)} {moment:%H:%M:%S}",
+    true="WAHR",
+    false="FALSCH",
+)
+FRENCH_EXCEL = SavedAs(
+    "French Excel",
+    delimiter=";",
+    encoding="cp1252",
+    decimal=",",
+    thousands="\u00a0",
+    date=_day_month_year("/"),
+    moment=lambda moment: f"{_day_month_year('/')(moment)} {moment:%H:%M}",
+    true="VRAI",
+    false="FAUX",
+)
+FRENCH_LIBREOFFICE = SavedAs(
+    "French LibreOffice",
+    delimiter=";",
+    encoding="utf-8",
+    decimal=",",
+    thousands="\u202f",
+    date=_day_month_year("/"),
+    moment=lambda moment: f"{_day_month_year('/')(moment)} {moment:%H:%M:%S}",
+    true="VRAI",
+    false="FAUX",
+)
+US_EXCEL = SavedAs(
+    "US Excel",
+    delimiter=",",
+    encoding="cp1252",
+    decimal=".",
+    thousands=",",
+    date=_us_date,
+    moment=lambda moment: f"{_us_date(moment)} {moment.hour % 12 or 12}:{moment:%M %p}",
+    true="TRUE",
+    false="FALSE",
+)
+UK_EXCEL = SavedAs(
+    "UK Excel",
+    delimiter=",",
+    encoding="utf-8",
+    decimal=".",
+    thousands=",",
+    date=_day_month_year("/"),
+    moment=lambda moment: f"{_day_month_year('/')(moment)} {moment:%H:%M}",
+    true="TRUE",
+    false="FALSE",
+    bom=True,  # "CSV UTF-8 (Comma delimited)"
+)
+LOCALES = (GERMAN_EXCEL, GERMAN_LIBREOFFICE, FRENCH_EXCEL, FRENCH_LIBREOFFICE, US_EXCEL, UK_EXCEL)

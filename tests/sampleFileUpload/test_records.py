@@ -141,7 +141,7 @@ async def test_errors_csv_gives_each_rejected_row_back_as_it_was_with_its_errors
         [
             "3",
             "tissue: not one of: blood, saliva, tumour (not_a_choice); "
-            "age: must be a whole number (not_an_integer)",
+            "age: must be a whole number, such as 1234 or 1,234 (not_an_integer)",
             "S-2",
             "'=cmd()",  # formula guarded; the reader takes the apostrophe off again
             "many",
@@ -149,7 +149,7 @@ async def test_errors_csv_gives_each_rejected_row_back_as_it_was_with_its_errors
         ],
         [
             "4",
-            "sample_id: appears on an earlier row of this file (duplicate_in_file)",
+            "sample_id: is on row 2 of this file already (duplicate_in_file)",
             "S-1",
             "blood",
             " 7 ",
@@ -428,6 +428,7 @@ async def test_a_listing_gives_each_files_counts_not_its_errors(client, alice_he
         "unchanged": 0,
         "rejected": 0,
         "errors_total": 0,
+        "column_errors": 0,
     }
     assert oldest["report"] == {
         "rows": 1_500,
@@ -436,6 +437,7 @@ async def test_a_listing_gives_each_files_counts_not_its_errors(client, alice_he
         "unchanged": 0,
         "rejected": 1_500,
         "errors_total": 1_500,
+        "column_errors": 0,
     }
     detail = await client.get(file_url(oldest["id"]), headers=alice_headers)
     assert len(detail.json()["report"]["errors"]) == 1_000

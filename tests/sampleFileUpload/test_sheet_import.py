@@ -1,10 +1,12 @@
 """Checking rows against a study's schema, and the sample_ids seen in a file, kept on disk."""
 
+import contextlib
 import uuid
 
 import pytest
 
 from src.sampleFileUpload import importer
+from src.sampleFileUpload.cell_dialect import FileCells, ReadingOptions
 from src.sampleFileUpload.constants import ImportMode
 from src.sampleFileUpload.sheet_import import RowChecker, SeenIds, batches, plan_columns
 from src.study.sample_validation import compile_sample_schema
@@ -16,9 +18,11 @@ VALIDATOR = compile_sample_schema(FIELDS)
 def checked(headers: list[str], rows: list[list[object]]):
     """The checked rows of a sheet with `headers` (header on row 1, rows numbered from 2)."""
     plan = plan_columns(headers, VALIDATOR)
-    checker = RowChecker(plan, VALIDATOR, mode=ImportMode.INSERT, max_rows=len(rows) + 1)
+    numbered = [(number, list(cells)) for number, cells in enumerate(rows, start=2)]
+    again = lambda: contextlib.nullcontext(iter(numbered))  # noqa: E731 - the file's rows read again
+    cells = FileCells(ReadingOptions(), delimiter=",", rows_again=again)
+    checker = RowChecker(plan, VALIDATOR, mode=ImportMode.INSERT, max_rows=len(rows) + 1, cells=cells)
     try:
-        numbered = [(number, list(cells)) for number, cells in enumerate(rows, start=2)]
         return [row for batch in batches(numbered, checker, size=100) for row in batch]
     finally:
         checker.seen_ids.close()
@@ -29,8 +33,11 @@ def test_values_right_of_the_header_give_one_error_per_column_on_the_header_row_
 
     result = checked(["sample_id", "tissue"], rows)
 
-    errors = [(error.row, error.column, error.code, error.message) for row in result for error in row.errors]
+    errors = [
+        (e.row, e.column, e.code, e.message) for row in result for e in (*row.errors, *row.column_errors)
+    ]
     assert errors == [(1, None, "unknown_column", "columns 3-402 have values but no header (first on row 2)")]
+    assert not any(row.errors for row in result)  # an error of the columns, not of the rows (issue 18)
 
 
 def test_a_column_right_of_the_header_is_reported_when_its_first_value_comes():
@@ -38,7 +45,7 @@ def test_a_column_right_of_the_header_is_reported_when_its_first_value_comes():
 
     result = checked(["sample_id", "tissue"], rows)
 
-    assert [(row.row, [(e.row, e.value, e.message) for e in row.errors]) for row in result] == [
+    assert [(row.row, [(e.row, e.value, e.message) for e in row.column_errors]) for row in result] == [
         (2, [(1, "x", "column 4 has values but no header (first on row 2)")]),
         (3, [(1, "y", "column 3 has values but no header (first on row 3)")]),
         (4, [(1, "v", "column 6 has values but no header (first on row 4)")]),
@@ -49,19 +56,21 @@ def test_a_rejected_row_keeps_only_the_cells_under_the_header():
     [row] = checked(["sample_id", "tissue"], [["S-1", "plasma", *(["extra"] * 50)]])
 
     assert row.cells == ["S-1", "plasma"]
-    assert [error.code for error in row.errors] == ["not_a_choice", "unknown_column"]
+    assert [error.code for error in row.errors] == ["not_a_choice"]
+    assert [error.code for error in row.column_errors] == ["unknown_column"]
 
 
-def test_an_id_is_new_once_and_a_duplicate_after():
+def test_an_id_is_new_once_and_after_that_answers_the_row_it_came_on_first():
     seen = SeenIds(capacity=50_001)
     try:
-        assert [seen.add(key) for key in ("s-1", "s-2", "s-1", "é-∂", "é-∂", "s-2")] == [
-            True,
-            True,
-            False,
-            True,
-            False,
-            False,
+        keys = ("s-1", "s-2", "s-1", "é-∂", "é-∂", "s-2")
+        assert [seen.earlier_row(key, row) for row, key in enumerate(keys, start=2)] == [
+            None,
+            None,
+            2,
+            None,
+            5,
+            3,
         ]
     finally:
         seen.close()
@@ -70,18 +79,18 @@ def test_an_id_is_new_once_and_a_duplicate_after():
 def test_colliding_hashes_never_make_a_false_duplicate():
     seen = SeenIds(capacity=300, hash_of=lambda _key: 42)  # every id on one slot, one hash
     try:
-        assert all(seen.add(f"s-{number}") for number in range(300))
-        assert not any(seen.add(f"s-{number}") for number in range(300))
+        assert all(seen.earlier_row(f"s-{number}", number) is None for number in range(300))
+        assert [seen.earlier_row(f"s-{number}", 1_000) for number in range(300)] == list(range(300))
     finally:
         seen.close()
 
 
-def test_a_full_table_keeps_every_id():
+def test_a_full_table_keeps_every_id_and_its_row():
     seen = SeenIds(capacity=50_001)
     try:
-        assert all(seen.add(f"s-{number}") for number in range(50_000))
-        assert not any(seen.add(f"s-{number}") for number in range(0, 50_000, 7))
-        assert seen.add("s-50000")
+        assert all(seen.earlier_row(f"s-{number}", number + 2) is None for number in range(50_000))
+        assert all(seen.earlier_row(f"s-{number}", 0) == number + 2 for number in range(0, 50_000, 7))
+        assert seen.earlier_row("s-50000", 50_002) is None
     finally:
         seen.close()
 
@@ -89,11 +98,11 @@ def test_a_full_table_keeps_every_id():
 def test_more_ids_than_its_capacity_is_an_error_not_a_wrong_answer():
     seen = SeenIds(capacity=2)
     try:
-        assert seen.add("a")
-        assert seen.add("b")
-        assert not seen.add("a")
+        assert seen.earlier_row("a", 2) is None
+        assert seen.earlier_row("b", 3) is None
+        assert seen.earlier_row("a", 4) == 2
         with pytest.raises(OverflowError):
-            seen.add("c")
+            seen.earlier_row("c", 5)
     finally:
         seen.close()
 
@@ -112,6 +121,16 @@ def test_scattered_columns_right_of_the_header_are_named_as_runs():
 
     [row] = checked(["sample_id", "tissue"], [cells])
 
-    assert [(error.value, error.message) for error in row.errors] == [
+    assert [(error.value, error.message) for error in row.column_errors] == [
         ("a", "columns 3, 5, 7-9 have values but no header (first on row 2)")
     ]
+
+
+def test_a_missing_value_marker_is_an_empty_sample_id_or_status():
+    rows = checked(["sample_id", "status", "tissue"], [["NA", "N/A", "blood"], ["S-1", "#N/A", "blood"]])
+
+    assert [[(error.column, error.code) for error in row.errors] for row in rows] == [
+        [("sample_id", "required")],
+        [],
+    ]
+    assert rows[1].status is None

@@ -109,7 +109,7 @@ async def test_csv_export_lists_samples_in_sample_id_order_with_typed_values(cli
     content = csv_bytes(
         [
             ["sample_id", "tissue", "volume [mL]", "fasting"],
-            ["B", "blood", "1,5", "no"],
+            ["B", "blood", "1.5", "no"],
             ["A", "saliva", "", ""],
         ]
     )

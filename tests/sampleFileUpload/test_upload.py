@@ -86,7 +86,7 @@ async def test_clean_csv_is_imported_with_201_and_a_report(client, alice, alice_
 CELL_CASES = [
     ("age", "4.5", "not_an_integer"),
     ("volume [mL]", "lots", "not_a_number"),
-    ("collected_on", "20/11/2026", "not_a_date"),
+    ("collected_on", "20/11/26", "not_a_date"),
     ("volume [mL]", "-1", "below_min"),
     ("age", "131", "above_max"),
     ("tissue", "plasma", "not_a_choice"),
@@ -176,7 +176,7 @@ async def test_column_problems_are_reported_once_on_the_header_row(
 
 
 async def test_headers_match_trimmed_case_folded_and_with_the_right_unit(client, alice_headers, study):
-    content = csv_bytes([[" Sample_ID ", "TISSUE", "Volume [ mL ]"], ["S-1", "blood ", "2,5"]])
+    content = csv_bytes([[" Sample_ID ", "TISSUE", "Volume [ mL ]"], ["S-1", "blood ", "2.5"]])
 
     response = await upload(client, study, alice_headers, content)
 

@@ -236,6 +236,18 @@ async def test_an_upload_with_one_bad_cell_shows_that_cells_error(page, research
     await save_screenshot(page, "study-upload-report.png", capsys)
 
 
+async def test_a_file_missing_a_column_says_so_apart_from_its_rows(page, researcher: Researcher):
+    # Issue 18: not "0 of 1 rows have errors (1 in all)" for an error of the columns.
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+
+    await upload(page, "no-tissue.csv", "sample_id,volume [mL]\r\nS-20,1.5\r\n")
+
+    await page.locator("#report-errors tbody tr").first.wait_for()
+    headline = await page.locator("#upload-result p").first.inner_text()
+    assert headline == "Nothing was imported: 1 error of the columns."
+
+
 async def test_a_good_upload_changes_the_counts_at_once(page, researcher: Researcher):
     await sign_in(page, researcher.email)
     await expect_text(figure_of(page, "samples"), "3")

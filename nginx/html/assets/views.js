@@ -160,14 +160,26 @@ function uploadRow(item, { downloadOriginal, downloadErrors }) {
 
 function reportHeadline(status, body) {
   const report = body.report;
+  // Errors of whole columns (missing, unknown, ambiguous dates) are counted apart from the rows':
+  // "1 error of the columns; 0 of 1 rows have errors", never "0 of 1 rows have errors (7 in all)".
+  const columnErrors = report.column_errors ?? 0;
+  const rowErrors = report.errors_total - columnErrors;
+  const counts = [];
+  if (columnErrors) {
+    counts.push(columnErrors === 1 ? "1 error of the columns" : `${columnErrors} errors of the columns`);
+  }
+  if (report.rejected || !columnErrors) {
+    counts.push(`${report.rejected} of ${report.rows} rows have errors` + (rowErrors > report.rejected ? ` (${rowErrors} in all)` : ""));
+  }
+  const errors = counts.join("; ");
   if (body.dry_run) {
-    return `Dry run of ${body.filename}: ${report.rows} rows read; it would create ${report.created}, update ${report.updated}, leave ${report.unchanged} unchanged; ${report.rejected} rows have errors. Nothing was imported.`;
+    return `Dry run of ${body.filename}: ${report.rows} rows read; it would create ${report.created}, update ${report.updated}, leave ${report.unchanged} unchanged; ${errors}. Nothing was imported.`;
   }
   if (status === 422) {
-    return `Nothing was imported: ${report.rejected} of ${report.rows} rows have errors (${report.errors_total} in all).`;
+    return `Nothing was imported: ${errors}.`;
   }
   if (body.duplicate_of) {
-    return `This file was imported already (${body.filename}); nothing was imported again.`;
+    return `This file was imported already (${body.filename}) and nothing changed since; nothing was imported again.`;
   }
   return `Imported ${body.filename}: ${report.created} created, ${report.updated} updated, ${report.unchanged} unchanged of ${report.rows} rows.`;
 }
