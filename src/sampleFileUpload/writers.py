@@ -130,6 +130,7 @@ class CsvStyle:
 EXCEL = CsvStyle()
 EXCEL_EU = CsvStyle(delimiter=";", decimal_mark=DecimalMark.COMMA, day_first_dates=True)
 CSV_STYLES = {CsvDialect.EXCEL: EXCEL, CsvDialect.EXCEL_EU: EXCEL_EU}
+_DECIMAL_COMMA = DecimalMark.COMMA  # looked up once: an enum's class attribute is slow to read
 
 
 def csv_chunks(rows: Iterable[Sequence[object]], *, style: CsvStyle = EXCEL) -> Iterator[bytes]:
@@ -153,33 +154,40 @@ def csv_cell(value: object, style: CsvStyle = EXCEL) -> str:
     """One value as the text of a CSV cell that reads back as the same value."""
     if value is None:
         return ""
+    kind = value.__class__  # exact classes first, in the order an export has most of them
+    if kind is str:
+        return guard_formula(value)  # type: ignore[arg-type]
     if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, str):
-        return guard_formula(value)
+    if kind is float or (kind is not int and isinstance(value, float)):
+        text = plain_float(value)  # type: ignore[arg-type]
+        return text.replace(".", ",") if style.decimal_mark is _DECIMAL_COMMA else text
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float):
-        text = plain_float(value)
-        return text.replace(".", ",") if style.decimal_mark is DecimalMark.COMMA else text
     if isinstance(value, dt.datetime):
         return _datetime_text(value, day_first=style.day_first_dates)
     if isinstance(value, dt.date):
-        return _day_first(value) if style.day_first_dates else value.isoformat()
+        iso = value.isoformat()
+        return _day_first(iso) if style.day_first_dates else iso
     return guard_formula(str(value))
 
 
 def _datetime_text(moment: dt.datetime, *, day_first: bool) -> str:
     """In UTC, as stored: ISO 8601 (with Z when the moment has a time zone), or DD.MM.YYYY HH:MM:SS.
     A fraction of a second is kept in ISO form, which every dialect reads: DD.MM.YYYY HH:MM:SS has none."""
-    utc = _utc_naive(moment)
-    if day_first and not utc.microsecond:
-        return f"{_day_first(utc)} {utc:%H:%M:%S}"
-    return utc.isoformat() + ("Z" if moment.tzinfo is not None else "")
+    if moment.tzinfo is None:
+        iso, zone = moment.isoformat(), ""
+    else:
+        utc = moment if moment.tzinfo is dt.UTC else moment.astimezone(dt.UTC)
+        iso, zone = utc.isoformat()[:-6], "Z"  # without its "+00:00"
+    if day_first and len(iso) == 19:  # no fraction of a second
+        return f"{_day_first(iso)} {iso[11:]}"
+    return iso + zone
 
 
-def _day_first(day: dt.date) -> str:
-    return f"{day.day:02d}.{day.month:02d}.{day.year:04d}"
+def _day_first(iso: str) -> str:
+    """DD.MM.YYYY of an ISO date or date-time (its first ten characters: isoformat() pads the year)."""
+    return f"{iso[8:10]}.{iso[5:7]}.{iso[:4]}"
 
 
 def guard_formula(text: str) -> str:
