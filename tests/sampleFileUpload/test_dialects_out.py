@@ -91,6 +91,35 @@ async def test_csv_export_is_excel_by_default_and_unchanged_by_typing_its_dates(
     ]
 
 
+DIALECT_ROUTES = {
+    "/api/v1/studies/{study_id}/sample-template": "excel",
+    "/api/v1/studies/{study_id}/samples/export": "excel",
+    "/api/v1/sample-files/{file_id}/errors.csv": None,  # none: as the upload was read
+}
+
+
+@pytest.mark.parametrize(("path", "default"), DIALECT_ROUTES.items())
+async def test_the_dialect_parameter_is_documented_with_its_values_and_default(client, path, default):
+    document = (await client.get("/openapi.json")).json()
+    parameter = next(
+        parameter
+        for parameter in document["paths"][path]["get"]["parameters"]
+        if parameter["name"] == "dialect"
+    )
+    references = [
+        option["$ref"]
+        for option in parameter["schema"].get("anyOf", [parameter["schema"]])
+        if "$ref" in option
+    ]
+    schema = document["components"]["schemas"][references[0].rsplit("/", 1)[1]]
+
+    assert parameter["in"] == "query"
+    assert parameter["required"] is False
+    assert schema["enum"] == [dialect.value for dialect in CsvDialect] == ["excel", "excel-eu"]
+    assert parameter["schema"].get("default") == default
+    assert "`excel-eu` (semicolon-separated, `,` decimals, dates 14.03.2025" in parameter["description"]
+
+
 @pytest.mark.parametrize("route", ["sample-template", "samples/export"])
 async def test_an_unknown_dialect_is_refused(client, alice_headers, study, route):
     response = await client.get(
@@ -267,6 +296,14 @@ async def test_errors_csv_of_a_german_excel_file_comes_back_semicolon_separated_
     assert lines[0] == "# row;# errors;sample_id;tissue;age"
     assert lines[-1].startswith("4;")
     assert lines[-1].endswith(";S-3;Speichel;Größe")
+
+
+async def test_an_unknown_errors_csv_dialect_is_refused(client, alice_headers, study):
+    file_id = await rejected_file(client, study, alice_headers, csv_bytes(GERMAN_ROWS))
+
+    response = await client.get(errors_url(file_id), params={"dialect": "tsv"}, headers=alice_headers)
+
+    assert_problem(response, 422, "VALIDATION_ERROR")
 
 
 async def test_errors_csv_asked_for_in_a_dialect_is_written_in_it(client, alice_headers, study):
