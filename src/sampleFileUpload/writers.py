@@ -6,7 +6,7 @@ decimals (1e-05 is written 0.00001, 34.0 is written 34: the validator reads both
 number). A CSV file is written in one of two dialects (CsvStyle): `excel` (comma, `.` decimals, ISO
 dates) and `excel-eu` (semicolon, `,` decimals, DD.MM.YYYY dates, UTC date-times as DD.MM.YYYY
 HH:MM:SS), each UTF-8 with a BOM, which is what Excel in English and in most of Europe opens as
-columns; errors.csv may also be written as Windows-1252 (service.py). In XLSX dates and date-times
+columns; errors.csv may also be written as Windows-1252 (exports.py). In XLSX dates and date-times
 are real Excel dates with a date number format, numbers numbers and booleans booleans.
 
 Where a dialect cannot hold a value exactly, it is written in the ISO form every dialect reads back:
@@ -134,8 +134,8 @@ _DECIMAL_COMMA = DecimalMark.COMMA  # looked up once: an enum's class attribute 
 
 
 def csv_chunks(rows: Iterable[Sequence[object]], *, style: CsvStyle = EXCEL) -> Iterator[bytes]:
-    """The rows as CSV in `style` (UTF-8 with a BOM unless it says otherwise), `\r\n` line ends, in
-    chunks. The style's encoding must hold every character: service.py checks a legacy one first."""
+    """The rows as CSV in `style` (UTF-8 with a BOM unless it says otherwise), `\\r\\n` line ends, in
+    chunks. The style's encoding must hold every character: exports.py checks a legacy one first."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=style.delimiter, lineterminator="\r\n")
     encode = codecs.getincrementalencoder(style.encoding)().encode
@@ -159,10 +159,12 @@ def csv_cell(value: object, style: CsvStyle = EXCEL) -> str:
         return guard_formula(value)  # type: ignore[arg-type]
     if value is True or value is False:
         return "true" if value else "false"
-    if kind is float or (kind is not int and isinstance(value, float)):
-        text = plain_float(value)  # type: ignore[arg-type]
+    if kind is int:
+        return str(value)
+    if isinstance(value, float):
+        text = plain_float(value)
         return text.replace(".", ",") if style.decimal_mark is _DECIMAL_COMMA else text
-    if isinstance(value, int):
+    if isinstance(value, int):  # a subclass of int
         return str(value)
     if isinstance(value, dt.datetime):
         return _datetime_text(value, day_first=style.day_first_dates)

@@ -63,6 +63,19 @@ async def test_csv_template_in_excel_eu_is_semicolon_separated_with_a_bom(client
     assert next(csv.reader([description], delimiter=";"))[2].startswith("choice; required; one of: blood")
 
 
+async def test_the_excel_eu_template_filled_in_uploads_with_its_description_row_skipped(
+    client, alice_headers, study
+):
+    template = await client.get(
+        study_url(study, "sample-template"), params={"dialect": "excel-eu"}, headers=alice_headers
+    )
+
+    response = await upload(client, study, alice_headers, template.content + b"S-1;;blood;;;;;;\r\n")
+
+    assert response.status_code == 201, response.text
+    assert response.json()["report"]["rows"] == 1
+
+
 async def test_csv_export_in_excel_eu_writes_decimal_commas_and_day_first_dates(client, alice_headers, study):
     assert (await upload(client, study, alice_headers, csv_bytes(SAMPLES))).status_code == 201
 
