@@ -1,5 +1,9 @@
 """Sheets out of a study: its template and its samples, as CSV or XLSX, streamed as they are written.
 
+Stored values are JSON (dates and date-times as ISO text); the export gives them back typed by their
+field, so that a CSV shows them in its dialect and an XLSX workbook holds real dates. The template
+describes each column with the spellings an upload accepts.
+
 An export reads the study's samples a page of EXPORT_PAGE_ROWS at a time, each page in a short
 session of its own, while the sheet is being sent: the first bytes leave before the first page is
 read, memory holds one page and one chunk however large the study, and no connection is held
@@ -7,25 +11,34 @@ between pages. The chunks are pulled by the response (Starlette runs a sync iter
 thread, chunk by chunk): a client that goes away is asked for nothing more, so no more pages are read.
 """
 
+import codecs
+import dataclasses
+import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import anyio
 from sqlalchemy import select
 
 from src.database import SessionFactory
-from src.sampleFileUpload import writers
+from src.sampleFileUpload import readers, writers
 from src.sampleFileUpload.constants import (
+    DEFAULT_NA_VALUES,
     EXPORT_PAGE_ROWS,
     SAMPLE_ID_COLUMN,
     SAMPLES_SHEET,
     STATUS_COLUMN,
     TEMPLATE_DESCRIPTION_MARKER,
     TEMPLATE_FIELDS_SHEET,
+    CsvDialect,
+    DecimalMark,
+    SheetFormat,
 )
 from src.sampleFileUpload.exceptions import ExportTooLarge
-from src.study.constants import SampleStatus
+from src.sampleFileUpload.models import SampleFile
+from src.sampleFileUpload.storage import Storage
+from src.study.constants import FieldType, SampleStatus
 from src.study.models import Sample, Study
 from src.study.sample_validation import SampleField, SampleValidator
 
@@ -41,9 +54,29 @@ def headers_of(validator: SampleValidator) -> list[str]:
     return [SAMPLE_ID_COLUMN, STATUS_COLUMN, *(header_of(definition) for definition in validator.fields)]
 
 
+# What an upload reads in each type of column, besides the ISO form the JSON API takes: as a
+# researcher reads it in the template (the reading rules are in sheet_import.py).
+_ACCEPTED_SPELLINGS = {
+    FieldType.INTEGER: "1234, or grouped by thousands with the mark that is not the decimal mark "
+    "(1,234 or 1.234)",
+    FieldType.NUMBER: "1234.5, or 1234,5 with decimal mark , (a file saved with ; as delimiter has it); "
+    "thousands may be grouped (1,234.5 or 1.234,5)",
+    FieldType.BOOLEAN: "yes/no, true/false, y/n, 1/0 (also wahr/falsch, ja/nein, vrai/faux, oui/non, "
+    "sí/si/no), any case",
+    FieldType.DATE: "2025-03-14, 14.03.2025, or 14/03/2025 with date order (day first, or month first "
+    "as in 03/14/2025); four-digit years",
+    FieldType.DATETIME: "a date as above and a time, 2025-03-14 09:30, 14.03.2025 09:30:15 or "
+    "03/14/2025 9:30 AM, in UTC unless an offset is given (2025-03-14T09:30+01:00)",
+}
+_MISSING_VALUES = "empty when unknown (so are " + ", ".join(DEFAULT_NA_VALUES) + ")"
+
+
 def describe_field(definition: SampleField) -> str:
-    """One line a researcher reads in the template: type, whether required, constraints, description."""
-    parts = [str(definition.type), "required" if definition.required else "optional"]
+    """One line a researcher reads in the template: type, whether required, constraints, how values
+    may be written, description."""
+    parts = [str(definition.type), "required" if definition.required else _MISSING_VALUES]
+    if definition.type in _ACCEPTED_SPELLINGS:
+        parts.append(_ACCEPTED_SPELLINGS[definition.type])
     if definition.min is not None:
         parts.append(f"min {definition.min}")
     if definition.max is not None:
@@ -53,7 +86,7 @@ def describe_field(definition: SampleField) -> str:
     if definition.pattern is not None:
         parts.append(f"pattern {definition.pattern}")
     if definition.choices is not None:
-        parts.append("one of: " + ", ".join(definition.choices))
+        parts.append("one of: " + ", ".join(definition.choices) + " (any case)")
     if definition.unit:
         parts.append(f"in {definition.unit}")
     if definition.description:
@@ -83,17 +116,33 @@ def field_rows(validator: SampleValidator) -> list[list[object]]:
     ]
 
 
-def template_csv(validator: SampleValidator) -> Iterator[bytes]:
-    return writers.csv_chunks(template_rows(validator, with_description_row=True))
+def template_csv(validator: SampleValidator, style: writers.CsvStyle) -> Iterator[bytes]:
+    return writers.csv_chunks(template_rows(validator, with_description_row=True), style=style)
 
 
 def template_xlsx(validator: SampleValidator) -> Iterator[bytes]:
     return writers.xlsx_chunks(
         [
-            (SAMPLES_SHEET, template_rows(validator, with_description_row=False)),
-            (TEMPLATE_FIELDS_SHEET, field_rows(validator)),
+            _samples_sheet(validator, template_rows(validator, with_description_row=False)),
+            writers.Worksheet(TEMPLATE_FIELDS_SHEET, field_rows(validator)),
         ]
     )
+
+
+def _samples_sheet(validator: SampleValidator, rows: Iterable[Sequence[object]]) -> writers.Worksheet:
+    """The samples sheet, its date and date-time columns formatted as such: a date typed into the
+    template, or into a row added to an export, is an Excel date, whatever the locale shows."""
+    return writers.Worksheet(
+        SAMPLES_SHEET,
+        rows,
+        date_columns=_columns_of_type(validator, FieldType.DATE),
+        datetime_columns=_columns_of_type(validator, FieldType.DATETIME),
+    )
+
+
+def _columns_of_type(validator: SampleValidator, field_type: FieldType) -> list[int]:
+    """The sheet's column numbers (from 1) of the fields of this type: they follow sample_id and status."""
+    return [number for number, field in enumerate(validator.fields, 3) if field.type is field_type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,23 +161,60 @@ async def _export_page(study_id: uuid.UUID, after: str | None) -> list[tuple[str
         return [tuple(row) for row in rows]
 
 
-def export_rows(study_id: uuid.UUID, validator: SampleValidator) -> Iterator[list[object]]:
-    """Header then every sample, a page at a time. Runs in a worker thread: each page is read on the
-    event loop (anyio.from_thread), only when the rows before it have been taken."""
+def _stored_date(text: object) -> object:
+    try:
+        return dt.date.fromisoformat(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # not what the validator stores: written as it is
+        return text
+
+
+def _stored_datetime(text: object) -> object:
+    try:
+        return dt.datetime.fromisoformat(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return text
+
+
+# How a stored value of a type becomes the value written; the others (JSON numbers, booleans and
+# text) are written as they are.
+_TYPED = {FieldType.DATE: _stored_date, FieldType.DATETIME: _stored_datetime}
+
+
+def _typed_columns(validator: SampleValidator) -> list[tuple[int, Callable[[object], object]]]:
+    """The row positions of the date and date-time fields (after sample_id and status), each with
+    how its stored value is read."""
+    fields = enumerate(validator.fields, 2)
+    return [(position, _TYPED[field.type]) for position, field in fields if field.type in _TYPED]
+
+
+def export_rows(
+    study_id: uuid.UUID, validator: SampleValidator, *, typed_dates: bool = True
+) -> Iterator[list[object]]:
+    """Header then every sample, a page at a time, dates and date-times as such unless `typed_dates`
+    is false (then as their stored ISO text). Runs in a worker thread: each page is read on the event
+    loop (anyio.from_thread), only when the rows before it have been taken."""
     names = validator.field_names
+    typed = _typed_columns(validator) if typed_dates else []
     yield headers_of(validator)
     after: str | None = None
     while True:
         page = anyio.from_thread.run(_export_page, study_id, after)
         for _normalized, sample_id, status, values in page:
-            yield [sample_id, status, *(values.get(name) for name in names)]
+            row = [sample_id, status, *(values.get(name) for name in names)]
+            for position, read in typed:
+                if row[position] is not None:
+                    row[position] = read(row[position])
+            yield row
         if len(page) < EXPORT_PAGE_ROWS:
             return
         after = page[-1][0]
 
 
-def export_csv(study_id: uuid.UUID, validator: SampleValidator) -> Iterator[bytes]:
-    return writers.csv_chunks(export_rows(study_id, validator))
+def export_csv(study_id: uuid.UUID, validator: SampleValidator, style: writers.CsvStyle) -> Iterator[bytes]:
+    # The stored ISO text is what the ISO dialect writes: not parsed to be written back the same,
+    # which would cost a third of the rows per second of an export.
+    rows = export_rows(study_id, validator, typed_dates=style.day_first_dates)
+    return writers.csv_chunks(rows, style=style)
 
 
 def check_fits_a_worksheet(study: Study) -> None:
@@ -142,4 +228,88 @@ def check_fits_a_worksheet(study: Study) -> None:
 
 
 def export_xlsx(study_id: uuid.UUID, validator: SampleValidator) -> Iterator[bytes]:
-    return writers.xlsx_chunks([(SAMPLES_SHEET, export_rows(study_id, validator))])
+    return writers.xlsx_chunks([_samples_sheet(validator, export_rows(study_id, validator))])
+
+
+# ---------------------------------------------------------------------------------------------
+# errors.csv's dialect
+
+
+async def errors_csv_style(
+    storage: Storage, record: SampleFile, *, dialect: CsvDialect | None
+) -> writers.CsvStyle:
+    """The dialect asked for; without one, the dialect the upload was read in, so that the rows go back
+    to the user's spreadsheet as they came: its delimiter, its decimal mark, and Windows-1252 when
+    the upload was in it and every character of errors.csv fits (else UTF-8 with a BOM). Its cells
+    are the upload's own text, so their dates and numbers are as the user wrote them."""
+    if dialect is not None:
+        return writers.CSV_STYLES[dialect]
+    return await anyio.to_thread.run_sync(_upload_style, storage, record)
+
+
+# Where the import notes how it read a file: {"delimiter": ";", "decimal_mark": ",", "date_order": ...}.
+REPORT_DIALECT_KEY = "dialect"
+_WINDOWS_1252 = codecs.lookup("cp1252").name
+_SCAN_CHUNK_BYTES = 256 * 1024
+
+
+def _upload_style(storage: Storage, record: SampleFile) -> writers.CsvStyle:
+    read_as = record.report.get(REPORT_DIALECT_KEY)
+    read_as = read_as if isinstance(read_as, dict) else {}
+    delimiter = read_as.get("delimiter")
+    if not (isinstance(delimiter, str) and len(delimiter) == 1 and delimiter in readers.DELIMITERS):
+        delimiter = _delimiter_of_upload(storage, record)
+    decimal_mark = _decimal_mark(read_as.get("decimal_mark"), delimiter)
+    style = writers.CsvStyle(
+        delimiter=delimiter, decimal_mark=decimal_mark, day_first_dates=decimal_mark is DecimalMark.COMMA
+    )
+    if _is_windows_1252(record.encoding) and _errors_fit(storage, record, _WINDOWS_1252):
+        return dataclasses.replace(style, encoding=_WINDOWS_1252)
+    return style
+
+
+def _decimal_mark(noted: object, delimiter: str) -> DecimalMark:
+    """The mark the import noted; else the one it takes for the file: `,` in a `;`-delimited CSV."""
+    if noted in tuple(DecimalMark):
+        return DecimalMark(noted)
+    return DecimalMark.COMMA if delimiter == ";" else DecimalMark.POINT
+
+
+def _delimiter_of_upload(storage: Storage, record: SampleFile) -> str:
+    """The delimiter the reader found in the stored upload, found again the same way (for a record
+    whose report does not note it): tab for TSV, `,` for XLSX."""
+    if record.format == SheetFormat.TSV:
+        return "\t"
+    if record.format != SheetFormat.CSV or not record.encoding or not record.storage_key:
+        return ","
+    try:
+        with storage.open(record.storage_key) as stored:
+            start = stored.read(readers.TEXT_SAMPLE_BYTES)
+        decoder = codecs.getincrementaldecoder(record.encoding)(errors="replace")
+    except (OSError, LookupError):
+        return ","
+    return readers.detect_delimiter(decoder.decode(start)[: readers.DELIMITER_SAMPLE_CHARS])
+
+
+def _is_windows_1252(encoding: str | None) -> bool:
+    try:
+        return encoding is not None and codecs.lookup(encoding).name == _WINDOWS_1252
+    except LookupError:
+        return False
+
+
+def _errors_fit(storage: Storage, record: SampleFile, encoding: str) -> bool:
+    """Whether every character errors.csv will hold can be written in `encoding`: its headers, and
+    the stored errors file, whose every text (cells, columns, messages) errors.csv writes."""
+    headers = "".join(str(column.get("header", "")) for column in record.report.get("columns", []))
+    try:
+        headers.encode(encoding)
+        if record.errors_key is None:
+            return True
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        with storage.open(record.errors_key) as stored:
+            while chunk := stored.read(_SCAN_CHUNK_BYTES):
+                decoder.decode(chunk).encode(encoding)
+    except (UnicodeError, OSError):
+        return False
+    return True

@@ -12,13 +12,14 @@ from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import IdempotencyKey, IfNoneMatch, Pagination, etag_matches, idempotency_key_value
 from src.exceptions import IDEMPOTENCY_ERRORS, InsufficientStorage, PreconditionFailed, problem_responses
-from src.sampleFileUpload import exports, service
+from src.sampleFileUpload import exports, service, writers
 from src.sampleFileUpload.constants import (
     DEFAULT_NA_VALUES,
     MAX_FORM_FIELD_BYTES,
     UPLOAD_FIELD_DATE_ORDER,
     UPLOAD_FIELD_DECIMAL_MARK,
     UPLOAD_FIELD_NA_VALUES,
+    CsvDialect,
     DateOrder,
     DecimalMark,
     ExportFormat,
@@ -281,6 +282,28 @@ async def download_sample_file(
     )
 
 
+# The dialects, as the OpenAPI document and the routes' descriptions explain them.
+DIALECTS_TEXT = (
+    "`excel` (comma-separated, `.` decimals, ISO dates 2025-03-14 and date-times 2025-03-14T09:30:00Z) or "
+    "`excel-eu` (semicolon-separated, `,` decimals, dates 14.03.2025 and date-times 14.03.2025 09:30:00 "
+    "in UTC), each UTF-8 with a BOM: what Excel opens as columns in English and in most European locales"
+)
+_ERRORS_DIALECT_DESCRIPTION = (
+    f"how errors.csv is written: {DIALECTS_TEXT}. Without it, as the upload was read: its delimiter "
+    "(a TSV upload gives tab-separated values) and decimal mark, in Windows-1252 when the upload was "
+    "and every character fits, else UTF-8 with a BOM"
+)
+_CHARSETS = {"utf-8-sig": "utf-8", "cp1252": "windows-1252"}
+
+
+def _errors_download(style: writers.CsvStyle) -> tuple[str, str]:
+    """The media type and file extension of errors.csv in this style."""
+    charset = _CHARSETS[style.encoding]
+    if style.delimiter == "\t":
+        return f"text/tab-separated-values; charset={charset}", "tsv"
+    return f"text/csv; charset={charset}", "csv"
+
+
 @router.get(
     "/sample-files/{file_id}/errors.csv",
     summary="The rejected rows of a file, with their errors, as CSV",
@@ -289,20 +312,30 @@ async def download_sample_file(
     "`column: message (code)` joined by `; `. Errors of the columns themselves (`unknown_column`, "
     "`missing_column`, ...) are one line with `# row` 1. Text that a spreadsheet would run as a formula is "
     "written with a leading apostrophe. Fix the rows and upload the file as it is: an upload ignores the "
-    "`# row` and `# errors` columns. An imported file has no errors: its errors.csv has the header only.",
+    "`# row` and `# errors` columns. An imported file has no errors: its errors.csv has the header only. "
+    "Written in the dialect its upload was read in, unless `dialect` asks for another.",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/csv": {}}, "description": "the errors"},
+        200: {
+            "content": {"text/csv": {}, "text/tab-separated-values": {}},
+            "description": "the errors (tab-separated, named .tsv, for a TSV upload without `dialect`)",
+        },
         **problem_responses(*IN_FILE),
     },
 )
-async def download_errors(found: ReadableSampleFile, storage: FileStorage) -> StreamingResponse:
+async def download_errors(
+    found: ReadableSampleFile,
+    storage: FileStorage,
+    dialect: Annotated[CsvDialect | None, Query(description=_ERRORS_DIALECT_DESCRIPTION)] = None,
+) -> StreamingResponse:
     record = found.file
+    style = await exports.errors_csv_style(storage, record, dialect=dialect)
+    media_type, extension = _errors_download(style)
     stem = Path(record.filename).stem or "upload"
     return StreamingResponse(
-        service.errors_csv(storage, record),
-        media_type=CSV_MEDIA_TYPE,
-        headers={"Content-Disposition": content_disposition(f"{stem}-errors.csv")},
+        service.errors_csv(storage, record, style=style),
+        media_type=media_type,
+        headers={"Content-Disposition": content_disposition(f"{stem}-errors.{extension}")},
     )
 
 
@@ -326,6 +359,10 @@ def _sheet_response(chunks: Iterator[bytes], *, filename: str, media_type: str) 
 
 
 FormatQuery = Annotated[ExportFormat, Query(alias="format", description="csv or xlsx")]
+DialectQuery = Annotated[
+    CsvDialect,
+    Query(description=f"how a CSV file is written: {DIALECTS_TEXT}. XLSX has typed cells instead"),
+]
 
 
 @router.get(
@@ -333,36 +370,49 @@ FormatQuery = Annotated[ExportFormat, Query(alias="format", description="csv or 
     summary="An empty sheet with the study's columns",
     description="Any member. The headers the upload expects (units as `volume [mL]`); CSV has a second row "
     "describing each column (its first cell `# description`: skipped on upload, so it can stay), XLSX a "
-    "second sheet `fields`.",
+    "second sheet `fields`: the type, whether required, the constraints, and the spellings an upload "
+    "reads (dates such as 14.03.2025, decimal commas, yes/no in several languages, NA). CSV in `dialect`; "
+    "in XLSX the date and date-time columns are formatted as dates.",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}, "description": "the template"},
         **problem_responses(*IN_STUDY),
     },
 )
-async def sample_template(access: ReadableStudy, sheet_format: FormatQuery = ExportFormat.CSV) -> Response:
+async def sample_template(
+    access: ReadableStudy,
+    sheet_format: FormatQuery = ExportFormat.CSV,
+    dialect: DialectQuery = CsvDialect.EXCEL,
+) -> Response:
     validator = study_service.validator_of(access.study)
     name = f"{access.study.code}-template"
     if sheet_format is ExportFormat.XLSX:
         return _sheet_response(
             exports.template_xlsx(validator), filename=f"{name}.xlsx", media_type=XLSX_MEDIA_TYPE
         )
-    return _sheet_response(exports.template_csv(validator), filename=f"{name}.csv", media_type=CSV_MEDIA_TYPE)
+    chunks = exports.template_csv(validator, writers.CSV_STYLES[dialect])
+    return _sheet_response(chunks, filename=f"{name}.csv", media_type=CSV_MEDIA_TYPE)
 
 
 @router.get(
     "/studies/{study_id}/samples/export",
     summary="Every sample of the study as a sheet",
     description="Any member; streamed as it is read, in sample_id order, with the template's headers. "
-    "Uploading it again in `upsert` mode reports every row unchanged. An XLSX worksheet holds at most "
-    "1,048,575 samples: a larger study exports as CSV only.",
+    "Uploading it again in `upsert` mode reports every row unchanged, in either CSV dialect and as XLSX. "
+    "CSV in `dialect`; XLSX has real date cells (a date-time with a fraction of a second, or a date "
+    "before 1900, as ISO text), numbers and booleans. An XLSX worksheet holds at most 1,048,575 samples: "
+    "a larger study exports as CSV only.",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}, "description": "the samples"},
         **problem_responses(*IN_STUDY, ExportTooLarge),
     },
 )
-async def export_samples(access: ReadableStudy, sheet_format: FormatQuery = ExportFormat.CSV) -> Response:
+async def export_samples(
+    access: ReadableStudy,
+    sheet_format: FormatQuery = ExportFormat.CSV,
+    dialect: DialectQuery = CsvDialect.EXCEL,
+) -> Response:
     study = access.study
     validator = study_service.validator_of(study)
     name = f"{study.code}-samples"
@@ -370,5 +420,5 @@ async def export_samples(access: ReadableStudy, sheet_format: FormatQuery = Expo
         exports.check_fits_a_worksheet(study)
         chunks = exports.export_xlsx(study.id, validator)
         return _sheet_response(chunks, filename=f"{name}.xlsx", media_type=XLSX_MEDIA_TYPE)
-    chunks = exports.export_csv(study.id, validator)
+    chunks = exports.export_csv(study.id, validator, writers.CSV_STYLES[dialect])
     return _sheet_response(chunks, filename=f"{name}.csv", media_type=CSV_MEDIA_TYPE)

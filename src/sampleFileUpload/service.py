@@ -654,8 +654,11 @@ def _error_text(error: dict[str, Any]) -> str:
     return f"{where}{error['message']} ({error['code']})"
 
 
-def errors_csv(storage: Storage, record: SampleFile) -> Iterator[bytes]:
-    return writers.csv_chunks(_error_rows(storage, record))
+def errors_csv(
+    storage: Storage, record: SampleFile, *, style: writers.CsvStyle = writers.EXCEL
+) -> Iterator[bytes]:
+    """The rejected rows in `style` (exports.errors_csv_style: the dialect asked for, or the upload's)."""
+    return writers.csv_chunks(_error_rows(storage, record), style=style)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,15 +1,24 @@
 """Sheets out, streamed: CSV and XLSX as chunks of bytes, written row by row as the rows come.
 
 Values are written the way readers.py and the sample validator read them back, so that an export
-re-uploaded reads the same values: None is an empty cell, booleans are true/false, dates and
-date-times ISO 8601 in CSV (real Excel dates in XLSX), floats in plain decimals (1e-05 is written
-0.00001, 34.0 is written 34: the validator reads both back as the same number).
+re-uploaded reads the same values: None is an empty cell, booleans are true/false, floats in plain
+decimals (1e-05 is written 0.00001, 34.0 is written 34: the validator reads both back as the same
+number). A CSV file is written in one of two dialects (CsvStyle): `excel` (comma, `.` decimals, ISO
+dates) and `excel-eu` (semicolon, `,` decimals, DD.MM.YYYY dates, UTC date-times as DD.MM.YYYY
+HH:MM:SS), each UTF-8 with a BOM, which is what Excel in English and in most of Europe opens as
+columns; errors.csv may also be written as Windows-1252 (exports.py). In XLSX dates and date-times
+are real Excel dates with a date number format, numbers numbers and booleans booleans.
+
+Where a dialect cannot hold a value exactly, it is written in the ISO form every dialect reads back:
+a date-time with a fraction of a second (Excel keeps milliseconds at best, and DD.MM.YYYY HH:MM:SS
+none), and in XLSX a date before 1900, which Excel has no serial for.
 
 Formula injection (a cell such as `=HYPERLINK(...)` that a spreadsheet would run): in CSV a text
 value that starts with = + - @ tab or CR, or with the guard itself, is written with an apostrophe in
 front, as OWASP recommends; readers.py takes exactly one apostrophe off such a cell again, so text
 round-trips unchanged. Numbers are not text and are never prefixed: an int -5 is written -5, and so
-is the text "-5" (a plain number cannot be a formula), so a negative number survives both ways.
+is the text "-5", "-1,5" or "-1.234,5" (a plain number, decimal comma and thousands marks included,
+cannot be a formula), so a negative number survives both ways in either dialect.
 In XLSX every string is written as a string cell, which Excel never evaluates: no prefix needed.
 """
 
@@ -22,14 +31,16 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 from xml.sax.saxutils import quoteattr
 
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 
-from src.sampleFileUpload.constants import FORMULA_TRIGGERS, GUARD
+from src.sampleFileUpload.constants import FORMULA_TRIGGERS, GUARD, CsvDialect, DecimalMark
 
 # Bytes gathered before a chunk is handed out: large enough to amortise the write calls of a
 # streamed response, small enough to keep memory flat.
@@ -37,7 +48,13 @@ CSV_CHUNK_CHARS = 64 * 1024
 XLSX_CHUNK_BYTES = 64 * 1024
 # Excel's limit: a worksheet has at most this many rows (the header included).
 MAX_XLSX_ROWS = 1_048_576
-_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?(?:[eE][+-]?[0-9]+)?")
+# A number as a spreadsheet in any locale writes it: a decimal point or comma, thousands grouped by
+# the other mark or a no-break space (not a plain space: Excel reads `+1 234` as a formula).
+_PLAIN_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+|[0-9]{1,3}(?:[.,\u00a0\u202f][0-9]{3})+)(?:[.,][0-9]+)?(?:[eE][+-]?[0-9]+)?"
+)
+# Excel's first date (serial 1); before it a date cell cannot be shown, so it is written as text.
+_FIRST_EXCEL_DATE = dt.date(1900, 1, 1)
 
 # What XML 1.0 cannot hold (tab, line feed and carriage return aside); openpyxl drops the same
 # control characters, and a lone surrogate could not even be encoded as UTF-8.
@@ -89,42 +106,90 @@ _STYLES = (
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
     "</styleSheet>"
 )
-_WORKSHEET_START = (_XML_DECLARATION + f'<worksheet xmlns="{_MAIN}"><sheetData>').encode()
+_WORKSHEET_START = _XML_DECLARATION + f'<worksheet xmlns="{_MAIN}">'
+_SHEET_DATA_START = "<sheetData>"
 _WORKSHEET_END = b"</sheetData></worksheet>"
+# Widths (in characters) of pre-formatted columns, wide enough for what their format shows: Excel
+# shows ##### for a date wider than its column.
+_DATE_COLUMN_WIDTH = 12
+_DATETIME_COLUMN_WIDTH = 20
 
 
-def csv_chunks(rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
-    """The rows as UTF-8 CSV with a BOM (so Excel reads it as UTF-8), `\\r\\n` line ends, in chunks."""
+@dataclass(frozen=True, slots=True)
+class CsvStyle:
+    """How a CSV file is written: its delimiter, decimal mark, date style and text encoding."""
+
+    delimiter: str = ","
+    decimal_mark: DecimalMark = DecimalMark.POINT
+    # DD.MM.YYYY (and DD.MM.YYYY HH:MM:SS) instead of ISO 8601.
+    day_first_dates: bool = False
+    # "utf-8-sig" writes UTF-8 behind a BOM, which tells Excel the file is UTF-8.
+    encoding: str = "utf-8-sig"
+
+
+EXCEL = CsvStyle()
+EXCEL_EU = CsvStyle(delimiter=";", decimal_mark=DecimalMark.COMMA, day_first_dates=True)
+CSV_STYLES = {CsvDialect.EXCEL: EXCEL, CsvDialect.EXCEL_EU: EXCEL_EU}
+_DECIMAL_COMMA = DecimalMark.COMMA  # looked up once: an enum's class attribute is slow to read
+
+
+def csv_chunks(rows: Iterable[Sequence[object]], *, style: CsvStyle = EXCEL) -> Iterator[bytes]:
+    """The rows as CSV in `style` (UTF-8 with a BOM unless it says otherwise), `\\r\\n` line ends, in
+    chunks. The style's encoding must hold every character: exports.py checks a legacy one first."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    yield codecs.BOM_UTF8
+    writer = csv.writer(buffer, delimiter=style.delimiter, lineterminator="\r\n")
+    encode = codecs.getincrementalencoder(style.encoding)().encode
+    yield encode("")  # the BOM, if the encoding has one, even for no rows
     for row in rows:
-        writer.writerow([csv_cell(value) for value in row])
+        writer.writerow([csv_cell(value, style) for value in row])
         if buffer.tell() >= CSV_CHUNK_CHARS:
-            yield buffer.getvalue().encode("utf-8")
+            yield encode(buffer.getvalue())
             buffer.seek(0)
             buffer.truncate()
     if buffer.tell():
-        yield buffer.getvalue().encode("utf-8")
+        yield encode(buffer.getvalue())
 
 
-def csv_cell(value: object) -> str:
+def csv_cell(value: object, style: CsvStyle = EXCEL) -> str:
     """One value as the text of a CSV cell that reads back as the same value."""
     if value is None:
         return ""
+    kind = value.__class__  # exact classes first, in the order an export has most of them
+    if kind is str:
+        return guard_formula(value)  # type: ignore[arg-type]
     if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, str):
-        return guard_formula(value)
-    if isinstance(value, int):
+    if kind is int:
         return str(value)
     if isinstance(value, float):
-        return plain_float(value)
+        text = plain_float(value)
+        return text.replace(".", ",") if style.decimal_mark is _DECIMAL_COMMA else text
+    if isinstance(value, int):  # a subclass of int
+        return str(value)
     if isinstance(value, dt.datetime):
-        return _utc_naive(value).isoformat() + ("Z" if value.tzinfo is not None else "")
+        return _datetime_text(value, day_first=style.day_first_dates)
     if isinstance(value, dt.date):
-        return value.isoformat()
+        iso = value.isoformat()
+        return _day_first(iso) if style.day_first_dates else iso
     return guard_formula(str(value))
+
+
+def _datetime_text(moment: dt.datetime, *, day_first: bool) -> str:
+    """In UTC, as stored: ISO 8601 (with Z when the moment has a time zone), or DD.MM.YYYY HH:MM:SS.
+    A fraction of a second is kept in ISO form, which every dialect reads: DD.MM.YYYY HH:MM:SS has none."""
+    if moment.tzinfo is None:
+        iso, zone = moment.isoformat(), ""
+    else:
+        utc = moment if moment.tzinfo is dt.UTC else moment.astimezone(dt.UTC)
+        iso, zone = utc.isoformat()[:-6], "Z"  # without its "+00:00"
+    if day_first and len(iso) == 19:  # no fraction of a second
+        return f"{_day_first(iso)} {iso[11:]}"
+    return iso + zone
+
+
+def _day_first(iso: str) -> str:
+    """DD.MM.YYYY of an ISO date or date-time (its first ten characters: isoformat() pads the year)."""
+    return f"{iso[8:10]}.{iso[5:7]}.{iso[:4]}"
 
 
 def guard_formula(text: str) -> str:
@@ -155,8 +220,18 @@ def _utc_naive(moment: dt.datetime) -> dt.datetime:
 # a ZIP written to a buffer that is emptied at every chunk handed out.
 
 
-def xlsx_chunks(sheets: Sequence[tuple[str, Iterable[Sequence[object]]]]) -> Iterator[bytes]:
-    """A workbook of these (name, rows) sheets, as the bytes of its .xlsx in chunks.
+class Worksheet(NamedTuple):
+    """A sheet to write: its name, its rows, and the columns (numbered from 1) whose every cell is
+    formatted as a date or a date and time, so that what a user types into an empty one is a date."""
+
+    name: str
+    rows: Iterable[Sequence[object]]
+    date_columns: Sequence[int] = ()
+    datetime_columns: Sequence[int] = ()
+
+
+def xlsx_chunks(sheets: Sequence[Worksheet | tuple[str, Iterable[Sequence[object]]]]) -> Iterator[bytes]:
+    """A workbook of these sheets (a Worksheet, or a (name, rows) pair), as the bytes of its .xlsx in chunks.
 
     The first chunk (the workbook's structure) comes before any row is asked for; after that a
     chunk comes every XLSX_CHUNK_BYTES of compressed output, so what is held is one chunk, the
@@ -165,14 +240,15 @@ def xlsx_chunks(sheets: Sequence[tuple[str, Iterable[Sequence[object]]]]) -> Ite
     sizes follow its data in a data descriptor, as Excel's own streaming writers do. Never ZIP64:
     Excel reads only a strict subset of it, and a worksheet holds at most MAX_XLSX_ROWS rows.
     """
+    worksheets = [Worksheet(*sheet) for sheet in sheets]
     sink = _ChunkSink()
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=False) as package:
-        for name, xml in _package_parts([name for name, _rows in sheets]):
+        for name, xml in _package_parts([sheet.name for sheet in worksheets]):
             package.writestr(name, xml)
         yield sink.take()
-        for number, (_name, rows) in enumerate(sheets, 1):
+        for number, sheet in enumerate(worksheets, 1):
             with package.open(f"xl/worksheets/sheet{number}.xml", mode="w") as worksheet:
-                for piece in _worksheet_xml(rows):
+                for piece in _worksheet_xml(sheet):
                     worksheet.write(piece)
                     if sink.size >= XLSX_CHUNK_BYTES:
                         yield sink.take()
@@ -225,12 +301,12 @@ class _ChunkSink:
         return taken
 
 
-def _worksheet_xml(rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
+def _worksheet_xml(sheet: Worksheet) -> Iterator[bytes]:
     """The worksheet's XML in pieces of about XLSX_CHUNK_BYTES characters, a batch of rows each."""
-    yield _WORKSHEET_START
+    yield (_WORKSHEET_START + _columns_xml(sheet) + _SHEET_DATA_START).encode()
     batch: list[str] = []
     size = 0
-    for number, row in enumerate(rows, 1):
+    for number, row in enumerate(sheet.rows, 1):
         if number > MAX_XLSX_ROWS:  # exports check their count before they start: this is the backstop
             raise ValueError(f"A worksheet holds at most {MAX_XLSX_ROWS:,} rows.")
         text = _row_xml(number, row)
@@ -241,6 +317,22 @@ def _worksheet_xml(rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
             batch.clear()
             size = 0
     yield "".join(batch).encode("utf-8") + _WORKSHEET_END
+
+
+def _columns_xml(sheet: Worksheet) -> str:
+    """The <cols> element giving the date and date-time columns their format (a cell's own style,
+    such as a header's, still wins) and a width that shows it; none when there are none."""
+    styled = sorted(
+        [(column, _DATE_STYLE, _DATE_COLUMN_WIDTH) for column in sheet.date_columns]
+        + [(column, _DATETIME_STYLE, _DATETIME_COLUMN_WIDTH) for column in sheet.datetime_columns]
+    )
+    if not styled:
+        return ""
+    columns = "".join(
+        f'<col min="{column}" max="{column}" width="{width}" style="{style}" customWidth="1"/>'
+        for column, style, width in styled
+    )
+    return f"<cols>{columns}</cols>"
 
 
 def _row_xml(number: int, row: Sequence[object]) -> str:
@@ -262,8 +354,13 @@ def _cell_xml(reference: str, value: object) -> str:
         return f'<c r="{reference}" t="n"><v>{value!r}</v></c>'
     if isinstance(value, dt.datetime):
         # Excel has no time zones: stored date-times are UTC
-        return f'<c r="{reference}" s="{_DATETIME_STYLE}" t="n"><v>{to_excel(_utc_naive(value))!r}</v></c>'
+        moment = _utc_naive(value)
+        if moment.microsecond or moment.date() < _FIRST_EXCEL_DATE:
+            return _text_cell_xml(reference, csv_cell(value))  # an Excel serial would not hold it
+        return f'<c r="{reference}" s="{_DATETIME_STYLE}" t="n"><v>{to_excel(moment)!r}</v></c>'
     if isinstance(value, dt.date):
+        if value < _FIRST_EXCEL_DATE:
+            return _text_cell_xml(reference, value.isoformat())
         return f'<c r="{reference}" s="{_DATE_STYLE}" t="n"><v>{to_excel(value)!r}</v></c>'
     return _text_cell_xml(reference, str(value))
 

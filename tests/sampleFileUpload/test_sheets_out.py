@@ -81,20 +81,27 @@ async def test_xlsx_template_has_a_fields_sheet(client, alice_headers, study):
     assert fields[4][0] == "volume [mL]"
 
 
-@pytest.mark.parametrize("sheet_format", ["csv", "xlsx"])
+@pytest.mark.parametrize(
+    ("sheet_format", "dialect"),
+    [
+        ("csv", "excel"),
+        ("csv", "excel-eu"),
+        ("xlsx", None),
+    ],
+)
 async def test_export_then_upsert_of_the_export_reports_every_row_unchanged(
-    client, alice_headers, study, sheet_format
+    client, alice_headers, study, sheet_format, dialect
 ):
     rows = good_rows(2_500)  # more than one export page
     rows[0][2:] = ["tumour", "", "", "", ""]
+    rows[1][3] = "1.234"  # in excel-eu 1,234: a decimal comma, not a thousands separator
     content = csv_bytes(
         [[*HEADER, "label", "frozen_at"], *([*row, "AB", "2026-11-20T10:00:00+02:00"] for row in rows)]
     )
     assert (await upload(client, study, alice_headers, content)).status_code == 201
 
-    export = await client.get(
-        study_url(study, "samples", "export"), params={"format": sheet_format}, headers=alice_headers
-    )
+    params = {"format": sheet_format, **({"dialect": dialect} if dialect else {})}
+    export = await client.get(study_url(study, "samples", "export"), params=params, headers=alice_headers)
     assert export.status_code == 200
     again = await upload(
         client, study, alice_headers, export.content, filename=f"export.{sheet_format}", mode="upsert"

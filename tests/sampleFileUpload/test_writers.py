@@ -14,6 +14,9 @@ from openpyxl import load_workbook
 from src.sampleFileUpload import writers
 from src.sampleFileUpload.readers import open_sheet
 from src.sampleFileUpload.writers import (
+    EXCEL_EU,
+    CsvStyle,
+    Worksheet,
     csv_cell,
     csv_chunks,
     guard_formula,
@@ -37,8 +40,8 @@ def read_back(path: Path, filename: str) -> tuple[list[str], list[tuple[int, lis
         return sheet.headers, list(sheet.rows)
 
 
-def write_csv(tmp_path: Path, rows) -> Path:
-    return files.write_to(tmp_path, "out.csv", b"".join(csv_chunks(rows)))
+def write_csv(tmp_path: Path, rows, style: CsvStyle = writers.EXCEL) -> Path:
+    return files.write_to(tmp_path, "out.csv", b"".join(csv_chunks(rows, style=style)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +100,16 @@ def test_plain_float_reads_back_as_the_same_float():
         ("+42", "+42"),
         ("-3,5", "-3,5"),
         ("-1.5e3", "-1.5e3"),
+        # numbers as a spreadsheet in any locale writes them, thousands grouped, are no formulas
+        ("-1.234,5", "-1.234,5"),
+        ("-1,234.5", "-1,234.5"),
+        ("-1.234.567", "-1.234.567"),
+        ("-1\u00a0234,5", "-1\u00a0234,5"),
+        ("+1\u202f234", "+1\u202f234"),
+        # ...but a plain space is Excel's intersection operator, and groups are of three digits
+        ("+1 234", "'+1 234"),
+        ("-1.2.3", "'-1.2.3"),
+        ("-1.2345,6", "'-1.2345,6"),
         ("", ""),
         ("a=b", "a=b"),
     ],
@@ -125,6 +138,74 @@ def test_csv_round_trip_of_text_that_starts_like_a_formula_or_with_the_guard(tmp
     rows = read_back(write_csv(tmp_path, [["note"], *[[text] for text in texts]]), "e.csv")[1]
 
     assert [cells[0] for _, cells in rows] == texts
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV dialects (issue 18): excel-eu, and Windows-1252 for errors.csv
+
+
+def test_excel_eu_csv_has_semicolons_decimal_commas_and_day_first_dates(tmp_path):
+    content = b"".join(csv_chunks([HEADER, *ROWS], style=EXCEL_EU))
+
+    assert content.decode("utf-8-sig").splitlines()[:3] == [
+        "sample_id;volume [mL];count;ok;collected;frozen_at;note",
+        "S1;3,25;-5;true;04.03.2025;04.03.2025 10:30:00;café, “x”",
+        'S2;34;0;false;;;"line one',
+    ]
+    assert content.startswith(codecs.BOM_UTF8)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        (True, "true"),
+        (0, "0"),
+        (-5, "-5"),
+        (34.0, "34"),
+        (-0.5, "-0,5"),
+        (1234.5, "1234,5"),
+        (1.234, "1,234"),
+        (1e-05, "0,00001"),
+        (1.5e20, "150000000000000000000"),
+        (dt.date(2025, 3, 4), "04.03.2025"),
+        (dt.date(812, 1, 9), "09.01.0812"),
+        (dt.datetime(2025, 3, 4, 10, 30), "04.03.2025 10:30:00"),
+        (dt.datetime(2025, 3, 4, 11, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))), "04.03.2025 10:30:00"),
+        # a fraction of a second, which DD.MM.YYYY HH:MM:SS cannot hold, keeps the ISO form
+        (dt.datetime(2025, 3, 4, 10, 30, 0, 500, tzinfo=dt.UTC), "2025-03-04T10:30:00.000500Z"),
+        ("-1,5", "-1,5"),
+        ("=1+1", "'=1+1"),
+    ],
+)
+def test_excel_eu_cells_are_written_for_a_reupload(value, text):
+    assert csv_cell(value, EXCEL_EU) == text
+
+
+def test_a_negative_decimal_comma_number_is_not_guarded_in_excel_eu():
+    assert csv_cell(-1.5, EXCEL_EU) == "-1,5"
+    assert csv_cell("-1,5", EXCEL_EU) == "-1,5"
+    assert csv_cell("-1.234,5", EXCEL_EU) == "-1.234,5"
+
+
+def test_excel_eu_csv_is_read_back_as_semicolon_separated_with_every_cell_whole(tmp_path):
+    headers, rows = read_back(write_csv(tmp_path, [HEADER, *ROWS], EXCEL_EU), "export.csv")
+
+    assert headers == HEADER
+    assert rows[0] == (
+        2,
+        ["S1", "3,25", "-5", "true", "04.03.2025", "04.03.2025 10:30:00", "café, “x”"],
+    )
+    assert rows[2][1][-1] == "=HYPERLINK(1)"  # the guard taken off again
+    assert rows[3] == (5, ["S4", "-1,5", "", "true", "", "", "-5"])
+
+
+def test_a_windows_1252_style_writes_no_bom_and_windows_1252_bytes():
+    style = CsvStyle(delimiter=";", encoding="cp1252")
+
+    content = b"".join(csv_chunks([["note"], ["Grüße „5 €“"]], style=style))
+
+    assert content == "note\r\nGrüße „5 €“\r\n".encode("cp1252")
 
 
 def test_csv_values_are_sent_in_chunks_of_bounded_size(monkeypatch):
@@ -316,6 +397,38 @@ def test_xlsx_dates_are_excel_dates_with_a_date_format(tmp_path):
         "yyyy-mm-dd h:mm:ss",
         dt.datetime(2025, 3, 4, 10, 30),
     )
+
+
+def test_xlsx_keeps_in_iso_text_what_an_excel_date_cannot_hold(tmp_path):
+    fraction = dt.datetime(2025, 3, 4, 10, 30, 0, 123456, tzinfo=dt.UTC)
+    rows = [
+        ["at", "on"],
+        [fraction, dt.date(1850, 1, 1)],
+        [dt.datetime(1899, 12, 31, 12), dt.date(1900, 1, 1)],
+    ]
+
+    worksheet = load_workbook(xlsx_file(rows, sheet_name="samples", directory=tmp_path))["samples"]
+
+    assert [[cell.value for cell in row] for row in worksheet.iter_rows(min_row=2)] == [
+        ["2025-03-04T10:30:00.123456Z", "1850-01-01"],
+        ["1899-12-31T12:00:00", dt.datetime(1900, 1, 1)],
+    ]
+    assert worksheet["B3"].is_date
+
+
+def test_xlsx_date_columns_are_formatted_as_dates_wide_enough_to_show_them(tmp_path):
+    sheet = Worksheet(
+        "samples", [["id", "on", "at"], ["S1", None, None]], date_columns=[2], datetime_columns=[3]
+    )
+
+    worksheet = load_workbook(io.BytesIO(b"".join(xlsx_chunks([sheet]))))["samples"]
+
+    on, at = worksheet.column_dimensions["B"], worksheet.column_dimensions["C"]
+    assert (on.number_format, at.number_format) == ("yyyy-mm-dd", "yyyy-mm-dd h:mm:ss")
+    assert on.width >= 10
+    assert at.width >= 19
+    assert worksheet.column_dimensions["A"].number_format == "General"
+    assert worksheet["B1"].number_format == "General"  # the header stays text
 
 
 @pytest.mark.parametrize(

@@ -315,6 +315,89 @@ async def test_a_dry_run_imports_nothing_and_downloads_carry_the_token(page, res
     assert len(export.splitlines()) == 5  # the header and the four samples
 
 
+# The fields of each multipart form the page sends, but the file (Chromium gives Playwright no body
+# for a form holding a file, so they are noted as XMLHttpRequest is given them).
+RECORD_SENT_FORMS = """
+window.sentForms = [];
+const send = XMLHttpRequest.prototype.send;
+XMLHttpRequest.prototype.send = function (body) {
+  if (body instanceof FormData) {
+    window.sentForms.push(Object.fromEntries([...body.entries()].filter(([name]) => name !== "file")));
+  }
+  return send.call(this, body);
+};
+null;  // not the function: evaluate() would call a function it is given
+"""
+
+
+async def test_the_upload_form_sends_the_date_order_and_decimal_mark_chosen(page, researcher: Researcher):
+    from playwright.async_api import expect
+
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await page.evaluate(RECORD_SENT_FORMS)
+    upload_button = page.get_by_role("button", name="Upload", exact=True)
+
+    await upload(page, "automatic.csv", HEADER + "S-30,blood,1\r\n")
+    await expect_text(page.locator("#upload-result p").first, re.compile(r"^Imported automatic\.csv"))
+    await page.get_by_label("Date order of dates such as 04/03/2025").select_option("dmy")
+    await page.get_by_label("Decimal mark").select_option(",")
+    await upload(page, "chosen.csv", "sample_id;tissue;volume [mL]\r\nS-31;blood;1,5\r\n")
+    await expect(page.locator("#upload-state")).to_be_hidden()
+    await expect(upload_button).to_be_enabled()
+
+    assert await page.evaluate("window.sentForms") == [
+        {"mode": "insert", "dry_run": "false"},  # automatic is the server's own choice: nothing is sent
+        {"mode": "insert", "dry_run": "false", "date_order": "dmy", "decimal_mark": ","},
+    ]
+
+
+async def test_the_csv_downloads_carry_the_dialect_chosen(page, researcher: Researcher):
+    rejected = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/sample-files",
+        files={"file": ("bad.csv", (HEADER + "S-11,saliva,-1\r\n").encode(), "text/csv")},
+        headers=researcher.headers,
+    )
+    assert rejected.status_code == 422, rejected.text
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    errors_csv = page.locator("#uploads-table tbody tr", has_text="bad.csv").get_by_role(
+        "button", name="errors.csv"
+    )
+    await errors_csv.wait_for()
+
+    await page.get_by_label("CSV files for").select_option("excel-eu")
+    _, template = await downloaded(page, page.get_by_role("button", name="Template (CSV)"))
+    _, export = await downloaded(page, page.get_by_role("button", name="Export samples (CSV)"))
+    _, as_uploaded = await downloaded(page, errors_csv)
+    await page.get_by_label("errors.csv written").select_option("excel-eu")
+    _, errors_eu = await downloaded(page, errors_csv)
+
+    assert template.splitlines()[0] == "\ufeffsample_id;status;tissue;volume [mL]"
+    assert export.splitlines()[1:] == [
+        "S-0;registered;blood;0",
+        "S-1;registered;blood;1",
+        "S-2;registered;blood;2",
+    ]
+    assert as_uploaded.splitlines()[-1] == "2,volume [mL]: must be at least 0 (below_min),S-11,saliva,-1"
+    assert errors_eu.splitlines()[-1] == "2;volume [mL]: must be at least 0 (below_min);S-11;saliva;-1"
+
+
+async def test_a_browser_that_writes_decimal_commas_offers_csv_for_excel_in_europe_first(
+    browser, stack: Stack, researcher: Researcher
+):
+    context = await browser.new_context(base_url=stack.base_url, locale="de-DE")
+    try:
+        german = await context.new_page()
+        await sign_in(german, researcher.email)
+        await open_study(german, researcher)
+        _, template = await downloaded(german, german.get_by_role("button", name="Template (CSV)"))
+    finally:
+        await context.close()
+
+    assert template.splitlines()[0] == "\ufeffsample_id;status;tissue;volume [mL]"
+
+
 async def test_the_figures_refresh_every_30_seconds_with_conditional_requests(page, researcher: Researcher):
     from playwright.async_api import expect
 

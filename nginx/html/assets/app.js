@@ -72,10 +72,22 @@ async function refreshOverview({ force = false } = {}) {
   }
 }
 
+/** The dialect chosen for errors.csv, as a query; none keeps the server's default (as uploaded). */
+function errorsQuery() {
+  const dialect = byId("errors-dialect").value;
+  return dialect ? `?${new URLSearchParams({ dialect })}` : "";
+}
+
 const uploadActions = {
   downloadOriginal: (item) => saveFile(`/sample-files/${item.id}/content`, item.filename),
-  downloadErrors: (fileId) => saveFile(`/sample-files/${fileId}/errors.csv`, "errors.csv"),
+  downloadErrors: (fileId) => saveFile(`/sample-files/${fileId}/errors.csv${errorsQuery()}`, "errors.csv"),
 };
+
+/** The CSV dialect the browser's language writes numbers in: a decimal comma means Excel's `;` files. */
+function localDialect() {
+  const decimal = new Intl.NumberFormat(navigator.language).formatToParts(1.5).find((part) => part.type === "decimal");
+  return decimal && decimal.value === "," ? "excel-eu" : "excel";
+}
 
 async function refreshStudy({ force = false } = {}) {
   const study = state.openStudy;
@@ -202,6 +214,13 @@ async function submitUpload(event) {
   form.append("file", byId("upload-file").files[0]);
   form.append("mode", byId("upload-mode").value);
   form.append("dry_run", byId("upload-dry-run").checked ? "true" : "false");
+  // "Automatic" sends nothing: the server decides from the file.
+  for (const id of ["upload-date-order", "upload-decimal-mark"]) {
+    const choice = byId(id);
+    if (choice.value) {
+      form.append(choice.name, choice.value);
+    }
+  }
   byId("upload-submit").disabled = true;
   byId("upload-result").replaceChildren();
   byId("upload-progress").value = 0;
@@ -222,9 +241,14 @@ async function submitUpload(event) {
   }
 }
 
-function studyDownload(path, fallbackName) {
-  return () => saveFile(`/studies/${state.openStudy.id}${path}`, `${state.openStudy.code}-${fallbackName}`);
+function studyDownload(path, fallbackName, params) {
+  return () => {
+    const query = new URLSearchParams(params());
+    saveFile(`/studies/${state.openStudy.id}${path}?${query}`, `${state.openStudy.code}-${fallbackName}`);
+  };
 }
+
+const csvParams = () => ({ format: "csv", dialect: byId("csv-dialect").value });
 
 function wireEvents() {
   byId("sign-in-form").addEventListener("submit", submitSignIn);
@@ -232,9 +256,9 @@ function wireEvents() {
   byId("refresh-now").addEventListener("click", () => refreshVisibleView());
   byId("back-to-overview").addEventListener("click", backToOverview);
   byId("upload-form").addEventListener("submit", submitUpload);
-  byId("template-csv").addEventListener("click", studyDownload("/sample-template?format=csv", "template.csv"));
-  byId("template-xlsx").addEventListener("click", studyDownload("/sample-template?format=xlsx", "template.xlsx"));
-  byId("export-csv").addEventListener("click", studyDownload("/samples/export?format=csv", "samples.csv"));
+  byId("template-csv").addEventListener("click", studyDownload("/sample-template", "template.csv", csvParams));
+  byId("template-xlsx").addEventListener("click", studyDownload("/sample-template", "template.xlsx", () => ({ format: "xlsx" })));
+  byId("export-csv").addEventListener("click", studyDownload("/samples/export", "samples.csv", csvParams));
   let searchTimer = null;
   const filterStudies = () => {
     clearTimeout(searchTimer);
@@ -252,6 +276,7 @@ function wireEvents() {
 
 api.whenSignedOut(toSignIn);
 wireEvents();
+byId("csv-dialect").value = localDialect();
 if (api.hasSession()) {
   enterDashboard();
 } else {
