@@ -82,6 +82,16 @@ BUSINESS_RULES = {
         "SAMPLE_FILE_REJECTED",
     },
 }
+# An Idempotency-Key's first request is stored data: the fuzzer draws few keys and many bodies, so the
+# same key comes again with another request (422), or while the first runs (409).
+IDEMPOTENCY_RULES = {"IDEMPOTENCY_KEY_REUSED", "IDEMPOTENT_REQUEST_IN_PROGRESS", "IDEMPOTENT_REQUEST_APPLIED"}
+for _operation in [
+    ("POST", "/api/v1/studies"),
+    ("POST", "/api/v1/studies/{study_id}/members"),
+    ("POST", "/api/v1/studies/{study_id}/samples"),
+    ("POST", "/api/v1/studies/{study_id}/sample-files"),
+]:
+    BUSINESS_RULES[_operation] = BUSINESS_RULES.get(_operation, set()) | IDEMPOTENCY_RULES
 
 # The rules of a study's sample fields that JSON Schema has no words for, all the document states
 # otherwise: relations between values (names unique case-insensitively across the list, min not
