@@ -282,15 +282,53 @@ async def _deliver_next(
     """Claims, sends and marks one due mail in one transaction; None when none is due."""
     try:
         mail = await _claim_next_due(session, now)
-        if mail is None:
-            await session.rollback()  # ends the read
-            return None
+    except BaseException:
+        await session.rollback()
+        raise
+    if mail is None:
+        await session.rollback()  # ends the read
+        return None
+    mail_id, attempts = mail.id, mail.attempts
+    try:
         status = await _attempt(session, mail, transport=transport, composers=composers, now=now)
         await session.commit()
+    except Exception as error:
+        await session.rollback()
+        return await _postpone_after_error(session, mail_id=mail_id, attempts=attempts, error=error)
     except BaseException:
         await session.rollback()
         raise
     return status
+
+
+async def _postpone_after_error(
+    session: AsyncSession, *, mail_id: uuid.UUID, attempts: int, error: Exception
+) -> MailStatus:
+    """A mail whose composing broke (a bug, the database gone mid-way) counts an attempt and waits
+    like one the server did not take, so that one bad row neither blocks nor floods the sender."""
+    now = utcnow()
+    attempts += 1
+    given_up = attempts >= mail_settings.MAIL_MAX_ATTEMPTS
+    reason = f"{type(error).__name__}: {error}"[:LAST_ERROR_MAX_LENGTH]
+    changes: dict[str, Any] = {"attempts": attempts, "last_error": reason}
+    if given_up:
+        changes |= {"status": MailStatus.FAILED, "finished_at": now}
+    else:
+        changes["next_attempt_at"] = now + retry_delay(attempts)
+    # Unless another sender has taken it meanwhile (it was unlocked by the rollback).
+    await session.execute(
+        update(OutboxMail)
+        .where(
+            OutboxMail.id == mail_id,
+            OutboxMail.status == MailStatus.PENDING,
+            OutboxMail.attempts == attempts - 1,
+        )
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    logger.error("mail_compose_failed", exc_info=error, extra={"message_id": str(mail_id), "error": reason})
+    return MailStatus.FAILED if given_up else MailStatus.PENDING
 
 
 async def deliver_due_mails(

@@ -142,7 +142,7 @@ class LogTransport:
             extra={
                 "message_id": mail.message_id,
                 "to": mail.recipient,
-                "message": build_message(mail).as_string(),
+                "mail": build_message(mail).as_string(),
             },
         )
 
