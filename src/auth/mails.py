@@ -2,7 +2,7 @@
 
 A reset mail is queued for any address that asks (so asking costs the same whether or not it
 has an account); its composer finds the account when the mail is due, and only then makes the
-token, whose hash is stored once the SMTP server has taken the mail.
+token, whose hash is stored just before the mail is handed to the SMTP server.
 """
 
 from datetime import datetime, timedelta
@@ -71,9 +71,9 @@ async def compose_password_reset(
         link=page_link(RESET_PASSWORD_PAGE, token=token),
     )
 
-    async def keep_token(sending: AsyncSession) -> None:
+    async def keep_token(keeping: AsyncSession) -> None:
         await link_tokens.store_link_token(
-            sending,
+            keeping,
             user_id=user.id,
             purpose=LinkTokenPurpose.PASSWORD_RESET,
             token=token,
@@ -81,7 +81,7 @@ async def compose_password_reset(
             now=now,
         )
 
-    return Composition(content=content, on_sent=keep_token)
+    return Composition(content=content, keep_before_sending=keep_token)
 
 
 async def compose_password_changed(

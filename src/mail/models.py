@@ -19,7 +19,7 @@ from src.mail.constants import (
 class OutboxMail(UUIDPrimaryKey, Base):
     """One mail to send. Its id is the message's Message-ID. It holds what the mail is about
     (`kind`, `params`), not its text: the text, and any one-time token its link carries, are made
-    when it is sent, so no usable token is ever stored (only its hash, once it is mailed)."""
+    when it is sent, so no usable token is ever stored (only its hash, as it is mailed)."""
 
     __tablename__ = "mail_outbox"
     __table_args__ = (

@@ -46,11 +46,14 @@ logger = logging.getLogger("studybase.mail")
 
 @dataclass(frozen=True, slots=True)
 class Composition:
-    """What a composer made of an outbox row: the mail's content, and what to record in the
-    database once (only once) the server has taken it, such as the hash of the token it carries."""
+    """What a composer made of an outbox row: the mail's content, and what must be in the database
+    before the mail leaves (the hash of the token its link carries). That is written and committed
+    in a transaction of its own just before the hand-over: the mail may be read, and its link
+    used, before the sender's own transaction ends. If the hand-over then fails, what was kept
+    is harmless (nobody has the token), and the next attempt's replaces it."""
 
     content: MailContent
-    on_sent: Callable[[AsyncSession], Awaitable[None]] | None = None
+    keep_before_sending: Callable[[AsyncSession], Awaitable[None]] | None = None
 
 
 # Makes the mail of one outbox row when it is sent (inside the sender's transaction), or None when
@@ -233,6 +236,7 @@ async def _attempt(
     *,
     transport: MailTransport,
     composers: Mapping[str, Composer],
+    session_factory: async_sessionmaker[AsyncSession],
     now: datetime,
 ) -> MailStatus:
     """Composes and hands over one claimed mail; the row says what happened (the caller commits)."""
@@ -251,6 +255,10 @@ async def _attempt(
         _finish(mail, MailStatus.DROPPED, now=now)
         return MailStatus.DROPPED
     mail.attempts += 1
+    if composition.keep_before_sending is not None:
+        async with session_factory() as keeping:
+            await composition.keep_before_sending(keeping)
+            await keeping.commit()
     try:
         await transport.send(
             OutgoingMail(
@@ -265,8 +273,6 @@ async def _attempt(
     except MailDeliveryFailed as failure:
         _record_failure(mail, failure, now=utcnow())
         return MailStatus(mail.status)
-    if composition.on_sent is not None:
-        await composition.on_sent(session)
     _finish(mail, MailStatus.SENT, now=utcnow())
     logger.info("mail_sent", extra={"message_id": str(mail.id), "kind": mail.kind, "attempts": mail.attempts})
     return MailStatus.SENT
@@ -277,6 +283,7 @@ async def _deliver_next(
     *,
     transport: MailTransport,
     composers: Mapping[str, Composer],
+    session_factory: async_sessionmaker[AsyncSession],
     now: datetime,
 ) -> MailStatus | None:
     """Claims, sends and marks one due mail in one transaction; None when none is due."""
@@ -290,7 +297,9 @@ async def _deliver_next(
         return None
     mail_id, attempts = mail.id, mail.attempts
     try:
-        status = await _attempt(session, mail, transport=transport, composers=composers, now=now)
+        status = await _attempt(
+            session, mail, transport=transport, composers=composers, session_factory=session_factory, now=now
+        )
         await session.commit()
     except Exception as error:
         await session.rollback()
@@ -346,7 +355,11 @@ async def deliver_due_mails(
     async with session_factory() as session:
         while counts.handled < max_mails and not (stop and stop.is_set()):
             status = await _deliver_next(
-                session, transport=transport, composers=composers, now=now or utcnow()
+                session,
+                transport=transport,
+                composers=composers,
+                session_factory=session_factory,
+                now=now or utcnow(),
             )
             if status is None:
                 break

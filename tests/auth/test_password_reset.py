@@ -20,10 +20,12 @@ from src.auth.models import LinkToken, LoginThrottle
 from src.auth.utils import hash_secret_token, login_throttle_key
 from src.constants import Environment
 from src.database import SessionFactory, utcnow
+from src.mail.composers import COMPOSERS
 from src.mail.config import mail_settings
 from src.mail.constants import MailKind, MailStatus
 from src.mail.jobs import send_due_mails
 from src.mail.models import OutboxMail
+from src.mail.service import deliver_due_mails
 from src.third_party.mail import SmtpTransport
 from tests.conftest import DEFAULT_PASSWORD, assert_problem, bearer
 from tests.smtp_server import Delivered, SmtpTestServer
@@ -35,8 +37,10 @@ ME = "/api/v1/auth/me"
 NEW_PASSWORD = "a brand new passphrase"
 
 
-async def deliver(smtp: SmtpTestServer, **options):
-    return await send_due_mails(max_mails=50, transport=SmtpTransport(smtp.url(), timeout=5), **options)
+async def deliver(smtp: SmtpTestServer, *, now=None):
+    return await deliver_due_mails(
+        transport=SmtpTransport(smtp.url(), timeout=5), composers=COMPOSERS, max_mails=50, now=now
+    )
 
 
 def link_in(delivered: Delivered) -> str:
@@ -118,6 +122,41 @@ async def test_a_user_who_forgot_the_password_gets_back_in_from_the_mail_alone(
     assert confirmed.status_code == 204, confirmed.text
     assert (await sign_in(client, user.email, NEW_PASSWORD)).status_code == 200
     assert_problem(await sign_in(client, user.email, DEFAULT_PASSWORD), 401, "INVALID_CREDENTIALS")
+
+
+async def test_the_link_works_the_moment_the_mail_arrives(client, make_user):
+    """The token's hash is committed before the mail is handed over: a reader quicker than the
+    sender's own commit (the mail read, the link opened) finds it."""
+    user = await make_user()
+    await ask_for_reset(client, user.email)
+    answers = []
+
+    class ReaderAtTheServer:
+        async def send(self, mail):
+            (link,) = [word for word in mail.text.split() if "#token=" in word]
+            (token,) = parse_qs(urlsplit(link).fragment)["token"]
+            answers.append(await confirm(client, token))
+
+    await send_due_mails(max_mails=5, transport=ReaderAtTheServer())
+
+    assert [answer.status_code for answer in answers] == [204]
+
+
+async def test_a_link_whose_mail_did_not_go_out_is_replaced_by_the_next_attempts(
+    client, make_user, smtp_server
+):
+    user = await make_user()
+    await ask_for_reset(client, user.email)
+    smtp_server.stop()
+    await deliver(smtp_server)
+    smtp_server.start()
+    (waiting,) = await outbox()
+
+    await deliver(smtp_server, now=waiting.next_attempt_at + timedelta(seconds=1))
+
+    async with SessionFactory() as session:
+        (stored,) = (await session.scalars(select(LinkToken))).all()
+    assert stored.token_hash == hash_secret_token(token_in(smtp_server.messages[0]))
 
 
 async def test_the_token_is_stored_only_as_its_hash(client, make_user, smtp_server):
