@@ -34,7 +34,7 @@ def _templates(name: str) -> tuple[Template, Template, Template]:
     return Template(head.removeprefix(SUBJECT_PREFIX)), Template(text), Template(page)
 
 
-def render(name: str, **values: str) -> MailContent:
+def render(name: str, /, **values: str) -> MailContent:
     """The mail `name` with `values` filled in; a placeholder without a value is an error."""
     subject, text, page = _templates(name)
     escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
