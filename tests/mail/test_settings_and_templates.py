@@ -1,5 +1,7 @@
 """Mail settings are checked at start, and mail texts keep what users typed out of the markup."""
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -120,3 +122,17 @@ def test_a_link_carries_its_token_in_the_fragment_only():
 
     assert link.endswith("/reset-password#token=abc-_123")
     assert "?" not in link
+
+
+def test_every_mail_and_reset_setting_is_listed_in_env_sample():
+    from pathlib import Path
+
+    from src.auth.config import AuthSettings
+
+    sample = (Path(__file__).resolve().parents[2] / ".env.sample").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^#?\s?([A-Z][A-Z0-9_]+)=", sample, re.MULTILINE))
+    wanted = set(MailSettings.model_fields) | {
+        name for name in AuthSettings.model_fields if name.startswith("PASSWORD_RESET_")
+    }
+
+    assert wanted - listed == set()

@@ -1,8 +1,8 @@
-"""Mail through the real stack: gunicorn's workers send through a real SMTP server (aiosmtpd, on a
-loopback port) what requests through nginx queued; a user who forgot the password gets back in
-from the mail alone, by API and in the browser; the page answers at the mailed link's path."""
+"""Mail through the real stack: gunicorn's workers send what requests through nginx queued to a real
+SMTP server (aiosmtpd on a loopback port, the stack's `stack_smtp`); a user who forgot the password
+gets back in from the mail alone, by API and in the browser; the page answers at the link's path."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -11,14 +11,8 @@ import pytest
 from src.auth.constants import PASSWORD_RESET_REQUESTED
 from src.middleware import DASHBOARD_CSP
 from tests.conftest import assert_problem, bearer
-from tests.smtp_server import Delivered, SmtpTestServer, running_smtp_server
-from tests.stack.conftest import (
-    UNDER_CI,
-    Stack,
-    fresh_client_address,
-    register_and_sign_in,
-    running_stack,
-)
+from tests.smtp_server import Delivered, SmtpTestServer
+from tests.stack.conftest import STACK_MAIL_FROM, STACK_PUBLIC_URL, UNDER_CI, Stack, register_and_sign_in
 from tests.stack.test_dashboard_page import (
     ANSWERED_WITH_AN_ERROR,
     CHROMIUM_PATH,
@@ -29,33 +23,12 @@ from tests.stack.test_dashboard_page import (
 
 pytestmark = pytest.mark.stack
 
-# What mailed links point at; the tests open the same path and fragment on the stack's own address.
-PUBLIC_URL = "https://studybase.example.org"
 NEW_PASSWORD = "a new stack passphrase"
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpTestServer]:
-    with running_smtp_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def mail_stack(stack_database: str, smtp: SmtpTestServer) -> Iterator[Stack]:
-    settings = {
-        "SMTP_URL": smtp.url(),
-        "PUBLIC_URL": PUBLIC_URL,
-        "MAIL_FROM": "Studybase <noreply@example.org>",
-    }
-    with running_stack(stack_database, name="studybase-mail-tests", settings=settings) as running:
-        yield running
-
-
 @pytest.fixture
-def http(mail_stack: Stack) -> Iterator[httpx.Client]:
-    transport = httpx.HTTPTransport(local_address=fresh_client_address())
-    with httpx.Client(base_url=mail_stack.base_url, transport=transport, timeout=10) as client:
-        yield client
+def smtp(stack_smtp: SmtpTestServer) -> SmtpTestServer:
+    return stack_smtp
 
 
 def mails_to(smtp: SmtpTestServer, email: str, count: int) -> list[Delivered]:
@@ -70,7 +43,7 @@ def mails_to(smtp: SmtpTestServer, email: str, count: int) -> list[Delivered]:
 
 def reset_link(delivered: Delivered) -> str:
     text = delivered.message.get_body(("plain",)).get_content()
-    (link,) = [word for word in text.split() if word.startswith(f"{PUBLIC_URL}/reset-password#token=")]
+    (link,) = [word for word in text.split() if word.startswith(f"{STACK_PUBLIC_URL}/reset-password#token=")]
     return link
 
 
@@ -84,7 +57,7 @@ def test_a_forgotten_password_is_reset_from_the_mail_through_nginx(http: httpx.C
 
     assert asked.status_code == nobody.status_code == 202
     assert asked.json() == nobody.json() == {"detail": PASSWORD_RESET_REQUESTED}
-    assert mail.message["From"] == "Studybase <noreply@example.org>"
+    assert mail.message["From"] == STACK_MAIL_FROM
     assert mail.message["Message-ID"].endswith("@example.org>")
     (token,) = parse_qs(urlsplit(reset_link(mail)).fragment)["token"]
     confirmed = http.post(
@@ -108,7 +81,7 @@ def test_nginx_serves_the_reset_page_with_the_page_csp(http: httpx.Client):
 
 
 @pytest.fixture(scope="module")
-async def browser(mail_stack: Stack) -> AsyncIterator:
+async def browser(stack: Stack) -> AsyncIterator:
     problem = browser_missing()
     if problem:
         if UNDER_CI:
@@ -125,8 +98,8 @@ async def browser(mail_stack: Stack) -> AsyncIterator:
 
 
 @pytest.fixture
-async def page(browser, mail_stack: Stack) -> AsyncIterator:
-    context = await browser.new_context(base_url=mail_stack.base_url)
+async def page(browser, stack: Stack) -> AsyncIterator:
+    context = await browser.new_context(base_url=stack.base_url)
     tab = await context.new_page()
     tab.set_default_timeout(WAIT_MS)
     errors: list[str] = []
