@@ -1,5 +1,5 @@
-"""Run Studybase: `python main.py` serves the API; subcommands migrate, add admins, unlock sign-ins
-and prune what only grows."""
+"""Run Studybase: `python main.py` serves the API; subcommands migrate, add admins, unlock sign-ins,
+send the mail the outbox holds and prune what only grows."""
 
 import argparse
 import getpass
@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from src.auth.constants import PRUNE_BATCH_ROWS, PRUNE_MAX_ROWS_PER_TABLE
 
 PROJECT_DIR = Path(__file__).resolve().parent
+# `python main.py send-mail`: mails sent in one run at most (the next run goes on).
+SEND_MAIL_MAX = 1000
 
 
 def migrate(database_url: str | None = None) -> None:
@@ -115,11 +117,12 @@ async def unlock(email: str) -> str:
 
 
 async def prune(*, batch_rows: int, max_rows: int) -> str:
-    """Deletes what only grows (prune_auth_rows, prune_orphan_files, expired idempotency keys);
-    bounded, so safe on a schedule."""
+    """Deletes what only grows (prune_auth_rows, prune_orphan_files, expired idempotency keys,
+    finished mails); bounded, so safe on a schedule."""
     from src import idempotency
     from src.auth import service
     from src.database import SessionFactory, engine
+    from src.mail import service as mail_service
     from src.sampleFileUpload import service as sample_file_service
     from src.sampleFileUpload.storage import get_storage
 
@@ -130,11 +133,33 @@ async def prune(*, batch_rows: int, max_rows: int) -> str:
                 session, storage=get_storage(), max_files=max_rows
             )
             keys = await idempotency.prune_expired(session, max_rows=max_rows)
+            mails = await mail_service.prune_finished_mails(session, max_rows=max_rows, batch_rows=batch_rows)
     finally:
         await engine.dispose()
     return (
         f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions, "
-        f"{counts.refresh_tokens} refresh tokens, {files} orphan files and {keys} expired idempotency keys."
+        f"{counts.refresh_tokens} refresh tokens, {counts.link_tokens} expired link tokens, "
+        f"{files} orphan files, {keys} expired idempotency keys and {mails} finished mails."
+    )
+
+
+async def send_mail(*, max_mails: int) -> str:
+    """Sends up to `max_mails` due mails of the outbox once (the API's processes do so all the time;
+    this is for cron, or after an outage). Several may run at once: no mail goes out twice."""
+    from src.database import engine
+    from src.mail import service as mail_service
+    from src.mail.config import mail_settings
+    from src.mail.jobs import send_due_mails
+
+    if not mail_settings.sends_mail:
+        raise SystemExit("Not sent: SMTP_URL is not set, and outside development and test mail needs it.")
+    try:
+        counts: mail_service.DeliveryCounts = await send_due_mails(max_mails=max_mails)
+    finally:
+        await engine.dispose()
+    return (
+        f"Sent {counts.sent} mails; {counts.retried} to try again later, {counts.failed} failed, "
+        f"{counts.dropped} dropped."
     )
 
 
@@ -159,10 +184,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     promote.add_argument("email")
     unlock_parser = commands.add_parser("unlock", help="lift every sign-in lock and slowdown of an account")
     unlock_parser.add_argument("email")
+    send_parser = commands.add_parser(
+        "send-mail", help="send the due mails of the outbox once (bounded: for cron or after an outage)"
+    )
+    send_parser.add_argument(
+        "--max-mails", type=positive_int, default=SEND_MAIL_MAX, help="at most this many mails a run"
+    )
     prune_parser = commands.add_parser(
         "prune",
-        help="delete stale sign-in throttles, long-ended sessions, long-rotated refresh tokens and "
-        "files a killed worker left in UPLOAD_DIR (bounded: run it on a schedule)",
+        help="delete stale sign-in throttles, long-ended sessions, long-rotated refresh tokens, expired "
+        "link tokens, finished mails and files a killed worker left in UPLOAD_DIR (bounded: run it on a "
+        "schedule)",
     )
     prune_parser.add_argument(
         "--batch-rows", type=positive_int, default=PRUNE_BATCH_ROWS, help="rows deleted per transaction"
@@ -207,6 +239,9 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "prune":
         migrate()
         print(run_async_command(prune(batch_rows=args.batch_rows, max_rows=args.max_rows)))
+    elif args.command == "send-mail":
+        migrate()
+        print(run_async_command(send_mail(max_mails=args.max_mails)))
     elif args.command == "unlock":
         migrate()
         print(run_async_command(unlock(args.email)))

@@ -16,6 +16,7 @@ from src.docs import add_docs
 from src.exceptions import register_exception_handlers
 from src.health import router as health_router
 from src.logging import configure_logging
+from src.mail.jobs import mail_sender_running
 from src.middleware import (
     ControlCharacterPathMiddleware,
     IdempotencyMiddleware,
@@ -40,7 +41,9 @@ with a stable `code`.
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    yield
+    # Each process sends what the outbox holds (src/mail/jobs.py); stopped before the engine goes.
+    async with mail_sender_running():
+        yield
     await engine.dispose()
 
 

@@ -13,6 +13,11 @@ class Environment(StrEnum):
     def allows_sample_secret(self) -> bool:
         return self in (Environment.DEVELOPMENT, Environment.TEST)
 
+    @property
+    def logs_mail(self) -> bool:
+        """Without SMTP_URL, whether mail is written to the log (links and tokens included)."""
+        return self in (Environment.DEVELOPMENT, Environment.TEST)
+
 
 class ErrorCode(StrEnum):
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"

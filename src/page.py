@@ -1,8 +1,8 @@
 """The browser dashboard page (nginx/html/), served by the app at `/` as nginx serves it in the stack.
 
-So `python main.py` shows the same page as the full stack. Only `/` and `/assets/...` are
-the page's: every other path stays the API's (an unknown path under /api is still its
-problem+json 404, not a page).
+So `python main.py` shows the same page as the full stack. Only `/`, the paths mailed links open
+(`/reset-password`) and `/assets/...` are the page's: every other path stays the API's (an unknown
+path under /api is still its problem+json 404, not a page).
 """
 
 from pathlib import Path
@@ -11,8 +11,13 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from src.auth.constants import RESET_PASSWORD_PAGE
+
 PAGE_DIR = Path(__file__).resolve().parent.parent / "nginx" / "html"
 PAGE_URL = "/"
+# The page again, at the paths mailed links open; it reads what it should show from its path
+# (and the token from the fragment, which never reaches the server). In nginx: default.conf.
+PAGE_PATHS = (PAGE_URL, RESET_PASSWORD_PAGE)
 ASSETS_URL = "/assets"
 
 
@@ -22,9 +27,10 @@ async def dashboard_page() -> FileResponse:
 
 def is_page_path(path: str) -> bool:
     """The paths the page's own CSP applies to (in nginx: the map on $uri in default.conf)."""
-    return path == PAGE_URL or path.startswith(f"{ASSETS_URL}/")
+    return path in PAGE_PATHS or path.startswith(f"{ASSETS_URL}/")
 
 
 def add_page(app: FastAPI) -> None:
     app.mount(ASSETS_URL, StaticFiles(directory=PAGE_DIR / "assets"), name="page-assets")
-    app.add_api_route(PAGE_URL, dashboard_page, methods=["GET", "HEAD"], include_in_schema=False)
+    for path in PAGE_PATHS:
+        app.add_api_route(path, dashboard_page, methods=["GET", "HEAD"], include_in_schema=False)

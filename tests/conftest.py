@@ -47,6 +47,7 @@ from src.study import service as study_service  # noqa: E402
 from src.study.constants import SampleStatus, StudyRole, StudyStatus  # noqa: E402
 from src.study.models import Sample, Study, StudyMember  # noqa: E402
 from src.study.schemas import SampleCreate, StudyCreate  # noqa: E402
+from tests.smtp_server import SmtpTestServer, running_smtp_server  # noqa: E402
 
 import_all_models()
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -229,6 +230,13 @@ def make_sample() -> Callable[..., Awaitable[Sample]]:
             return await study_service.create_sample(session, access=access, data=data)
 
     return make
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpTestServer]:
+    """A real SMTP server on a free loopback port, keeping what it is sent (tests/smtp_server.py)."""
+    with running_smtp_server() as server:
+        yield server
 
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}

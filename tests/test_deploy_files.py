@@ -54,10 +54,24 @@ def test_every_depends_on_names_an_existing_service(services):
             assert target in services, f"{name} depends on unknown service {target}"
 
 
-def test_only_nginx_publishes_ports(services):
+def test_only_nginx_publishes_ports_outside_the_dev_profile(services):
     publishing = {name for name, service in services.items() if service.get("ports")}
+    development = {name for name, service in services.items() if "dev" in service.get("profiles", [])}
 
-    assert publishing == {"nginx"}
+    assert publishing - development == {"nginx"}
+    for name in development & publishing:
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
+
+
+def test_mailpit_catches_mail_in_the_dev_profile_beside_the_database_not_with_it(compose, services):
+    mailpit = services["mailpit"]
+
+    assert mailpit["profiles"] == ["dev"]
+    assert mailpit["image"].startswith("axllent/mailpit:v")
+    assert mailpit["ports"] == ["127.0.0.1:8025:8025"]
+    assert mailpit["networks"] == ["mail"]
+    assert "mail" in services["api"]["networks"]
+    assert compose["networks"]["mail"].get("internal") is not True  # the way out to a real SMTP server
 
 
 def test_startup_order_is_db_then_migrate_then_api_then_nginx(services):
@@ -105,7 +119,8 @@ def test_data_lives_on_named_volumes(compose, services):
 def test_database_and_api_sit_on_an_internal_network(compose, services):
     assert compose["networks"]["backend"]["internal"] is True
     assert services["db"]["networks"] == ["backend"]
-    assert list(services["api"]["networks"]) == ["backend"]
+    # ...and the api's way out to the SMTP server, a network the database is not on.
+    assert list(services["api"]["networks"]) == ["backend", "mail"]
     assert set(services["nginx"]["networks"]) == {"frontend", "backend"}
 
 
@@ -347,7 +362,7 @@ def test_every_request_falls_under_both_rate_limits_outside_any_location():
     assert "limit_req zone=studybase_api" in shared
     assert "limit_conn studybase_conn" in shared
     assert "limit_req " not in server.split("\nserver {", 1)[1]  # no location replaces them
-    assert '"~*^/api/v1/auth/(token|refresh|register|me/password)" 1;' in main
+    assert '"~*^/api/v1/auth/(token|refresh|register|me/password|password-reset)" 1;' in main
 
 
 def test_every_error_nginx_makes_has_a_problem_page():

@@ -19,6 +19,11 @@ class AuthSettings(BaseSettings):
     # Per account, all addresses together: past this many failures, new addresses are slowed down.
     LOGIN_ACCOUNT_MAX_FAILURES: PositiveInt = 50
     LOGIN_SLOWDOWN_SECONDS: PositiveInt = 10
+    # A mailed password-reset link works this long, once, and only while it is the newest.
+    PASSWORD_RESET_TOKEN_MINUTES: PositiveInt = 30
+    # Reset mails one email address (known or not) may ask for within LOGIN_LOCKOUT_MINUTES of
+    # the last one; past that 429 PASSWORD_RESET_LIMITED, whoever asks.
+    PASSWORD_RESET_MAX_REQUESTS: PositiveInt = 3
     # argon2 hashes one worker process runs at once; the default shares the cores among the workers.
     PASSWORD_HASH_CONCURRENCY: PositiveInt = Field(default_factory=cores_per_worker)
 

@@ -20,12 +20,20 @@ class ErrorCode(StrEnum):
     SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
     LAST_ADMIN = "LAST_ADMIN"
     WRONG_PASSWORD = "WRONG_PASSWORD"
+    RESET_TOKEN_INVALID = "RESET_TOKEN_INVALID"
+    PASSWORD_RESET_LIMITED = "PASSWORD_RESET_LIMITED"
 
 
 class Role(StrEnum):
     ADMIN = "admin"
     RESEARCHER = "researcher"
     VIEWER = "viewer"
+
+
+class LinkTokenPurpose(StrEnum):
+    """What a mailed one-time token lets its holder do; a token works only for its purpose."""
+
+    PASSWORD_RESET = "password_reset"
 
 
 class UserSort(StrEnum):
@@ -50,10 +58,23 @@ IP_ADDRESS_MAX_LENGTH = 45  # the longest textual IPv6 address
 # The OAuth2 form fields we accept but do not use (scope, client_id, client_secret).
 OAUTH_FIELD_MAX_LENGTH = 255
 REFRESH_TOKEN_BYTES = 32
+# Tokens mailed in links (password reset): 32 random bytes, URL-safe (43 characters); only their
+# SHA-256 is stored. A token sent back longer than the limit is refused unread.
+LINK_TOKEN_BYTES = 32
+LINK_TOKEN_MAX_LENGTH = 128
+LINK_TOKEN_PURPOSE_MAX_LENGTH = 30
+# The page that reads a reset token from its fragment (nginx/html, src/page.py).
+RESET_PASSWORD_PAGE = "/reset-password"
+# The one answer to every reset request, whether or not the address has an account.
+PASSWORD_RESET_REQUESTED = (
+    "If an account has this email address, a link to choose a new password is on its way to it."
+)
 
 # Login throttles count attempts per email hash and scope: the account (all addresses together),
 # one client address ("address:" + its hash) or one session ("session:" + its id).
 LOGIN_THROTTLE_ACCOUNT_SCOPE = "account"
+# ... and password-reset requests per email (known or not), in the same table.
+PASSWORD_RESET_THROTTLE_SCOPE = "password-reset"
 LOGIN_THROTTLE_SCOPE_MAX_LENGTH = 72
 
 # `python main.py prune`: rows deleted per transaction (short locks), and at most this many per

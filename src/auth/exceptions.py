@@ -96,3 +96,15 @@ class LastAdmin(Conflict):
 class WrongPassword(UnprocessableEntity):
     code = ErrorCode.WRONG_PASSWORD
     detail = "The current password is not correct."
+
+
+class ResetTokenInvalid(UnprocessableEntity):
+    # One answer for a token that never existed, was used, was replaced by a newer one, died with a
+    # password change or expired: all the holder can do is ask for a new link.
+    code = ErrorCode.RESET_TOKEN_INVALID
+    detail = "This password-reset link is no longer valid (used, replaced or expired); ask for a new one."
+
+
+class PasswordResetLimited(TooManyRequests):
+    code = ErrorCode.PASSWORD_RESET_LIMITED
+    detail = "Too many password-reset requests for this email; try again after Retry-After."

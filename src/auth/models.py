@@ -1,15 +1,17 @@
-"""Tables of the auth module: users, their sessions, refresh tokens and login throttles."""
+"""Tables of the auth module: users, their sessions, refresh tokens, login throttles and the
+one-time tokens mailed in links."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import Enum, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.auth.constants import (
     EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
     IP_ADDRESS_MAX_LENGTH,
+    LINK_TOKEN_PURPOSE_MAX_LENGTH,
     LOGIN_THROTTLE_SCOPE_MAX_LENGTH,
     USER_AGENT_MAX_LENGTH,
     Role,
@@ -81,3 +83,18 @@ class LoginThrottle(Base):
     last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A hard lock's end, or for a slowed account the earliest next attempt.
     locked_until: Mapped[datetime | None]
+
+
+class LinkToken(UUIDPrimaryKey, Base):
+    """A one-time token mailed in a link (a password reset), by hash: the token itself is only in
+    the mail. Deleted when used, when a newer one of its purpose is mailed, when the password
+    changes, and (by `python main.py prune`) once expired."""
+
+    __tablename__ = "link_tokens"
+    __table_args__ = (Index("ix_link_tokens_user_id_purpose", "user_id", "purpose"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(LINK_TOKEN_PURPOSE_MAX_LENGTH))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

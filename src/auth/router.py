@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Response, status
 
-from src.auth import service
+from src.auth import password_reset, service
 from src.auth.constants import Role, UserSort
 from src.auth.dependencies import (
     AdminUser,
@@ -25,8 +25,10 @@ from src.auth.exceptions import (
     LoginLocked,
     LoginSlowed,
     PasswordChangeLocked,
+    PasswordResetLimited,
     RefreshTokenReused,
     RegistrationClosed,
+    ResetTokenInvalid,
     SessionNotFound,
     SessionRevoked,
     TokenExpired,
@@ -37,6 +39,9 @@ from src.auth.models import AuthSession, User
 from src.auth.schemas import (
     MeUpdate,
     PasswordChange,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    PasswordResetRequested,
     RefreshRequest,
     RegisterRequest,
     SessionRead,
@@ -49,6 +54,7 @@ from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import Pagination
 from src.exceptions import BodyTooComplex, MalformedBody, ValidationFailed, problem_responses
+from src.mail.exceptions import MailNotConfigured
 from src.schemas import Page, SingleLineText
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -186,6 +192,38 @@ async def update_me(data: MeUpdate, user: CurrentUser, db: DbSession) -> User:
 )
 async def change_password(data: PasswordChange, caller: CurrentCaller, db: DbSession) -> None:
     await service.change_password(db, caller=caller, data=data)
+
+
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PasswordResetRequested,
+    summary="Ask for a password-reset link by mail",
+    description="Always 202 with the same body, whether or not the address has an account, and in about "
+    "the same time: nothing here says who is registered. If it has an active account, a mail with a link "
+    "(`{PUBLIC_URL}/reset-password#token=...`) follows shortly; the link works once, for "
+    "`PASSWORD_RESET_TOKEN_MINUTES`, and a newer request's link replaces it. An address may ask "
+    "`PASSWORD_RESET_MAX_REQUESTS` times within `LOGIN_LOCKOUT_MINUTES` (then 429 for any address). "
+    "503 `MAIL_NOT_CONFIGURED` where the server sends no mail.",
+    responses=problem_responses(*BODY, ValidationFailed, PasswordResetLimited, MailNotConfigured),
+)
+async def request_password_reset(data: PasswordResetRequest, db: DbSession) -> PasswordResetRequested:
+    await password_reset.request_password_reset(db, email=data.email)
+    return PasswordResetRequested()
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Set a new password with a mailed reset token",
+    description="`token` is the `token` of the mailed link's fragment. The password rules of registration "
+    "apply. Every session of the account ends, every other reset link dies, sign-in locks on the account "
+    "are lifted, and a notice is mailed. A token that is unknown, used, replaced by a newer request, "
+    "outlived by a password change or expired is one and the same 422 `RESET_TOKEN_INVALID`.",
+    responses=problem_responses(*BODY, ValidationFailed, ResetTokenInvalid),
+)
+async def confirm_password_reset(data: PasswordResetConfirm, db: DbSession) -> None:
+    await password_reset.confirm_password_reset(db, data=data)
 
 
 @router.get(

@@ -19,9 +19,11 @@ from pydantic import (
 from src.auth.constants import (
     EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
+    LINK_TOKEN_MAX_LENGTH,
     OAUTH_FIELD_MAX_LENGTH,
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
+    PASSWORD_RESET_REQUESTED,
     Role,
 )
 from src.auth.utils import normalize_email
@@ -221,3 +223,41 @@ class SessionRead(BaseModel):
     def of(cls, auth_session: object, *, current_session_id: uuid.UUID) -> "SessionRead":
         read = cls.model_validate(auth_session)
         return read.model_copy(update={"current": read.id == current_session_id})
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"email": "ada@example.org"}})
+
+    email: Email
+
+
+class PasswordResetRequested(BaseModel):
+    """The one answer to every reset request, whether or not the address has an account."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"detail": PASSWORD_RESET_REQUESTED}},
+    )
+
+    detail: str = PASSWORD_RESET_REQUESTED
+
+
+class PasswordResetConfirm(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "token": "Xq3v8kq0JmB2s1Yw7c5Zr4tH6nD9pL0aE2fG3hI4jK5",
+                "new_password": "a new long passphrase",
+            }
+        },
+    )
+
+    token: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=LINK_TOKEN_MAX_LENGTH,
+            description="the `token` of the mailed link's fragment",
+        ),
+    ]
+    new_password: Password

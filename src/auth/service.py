@@ -23,15 +23,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from src.auth import jwt, utils
+from src.auth import jwt, link_tokens, mails, utils
 from src.auth.config import auth_settings
 from src.auth.constants import (
     IP_ADDRESS_MAX_LENGTH,
     LOGIN_THROTTLE_ACCOUNT_SCOPE,
+    PASSWORD_RESET_THROTTLE_SCOPE,
     PRUNE_BATCH_ROWS,
     PRUNE_MAX_ROWS_PER_TABLE,
     REFRESH_TOKEN_BYTES,
     USER_AGENT_MAX_LENGTH,
+    LinkTokenPurpose,
     Role,
     UserSort,
 )
@@ -43,12 +45,13 @@ from src.auth.exceptions import (
     LoginLocked,
     LoginSlowed,
     PasswordChangeLocked,
+    PasswordResetLimited,
     RefreshTokenReused,
     RegistrationClosed,
     SessionRevoked,
     WrongPassword,
 )
-from src.auth.models import AuthSession, LoginThrottle, RefreshToken, User
+from src.auth.models import AuthSession, LinkToken, LoginThrottle, RefreshToken, User
 from src.auth.schemas import MeUpdate, PasswordChange, RegisterRequest, TokenPair, UserUpdate
 from src.database import count_up_to, escape_like, insert_for, utcnow
 from src.exceptions import TooManyRequests
@@ -195,7 +198,7 @@ async def update_user(session: AsyncSession, *, user: User, data: UserUpdate) ->
         for field, value in changes.items():
             setattr(user, field, value)
     if deactivated:
-        await _revoke_sessions(session, user_id=user.id, now=utcnow())
+        await revoke_sessions(session, user_id=user.id, now=utcnow())
     await session.commit()
     return user
 
@@ -411,12 +414,54 @@ async def authenticate(session: AsyncSession, *, email: str, password: str, ip_a
     return user
 
 
+async def forget_login_throttles(session: AsyncSession, *, email: str) -> None:
+    """Every throttle of the (normalized) email, all scopes, inside the caller's transaction."""
+    await session.execute(
+        delete(LoginThrottle).where(LoginThrottle.email_hash == utils.login_throttle_key(email))
+    )
+
+
 async def clear_login_throttles(session: AsyncSession, *, user: User) -> None:
     """Lifts every lock and slowdown on the user's email: all addresses, the account and sessions."""
-    await session.execute(
-        delete(LoginThrottle).where(LoginThrottle.email_hash == utils.login_throttle_key(user.email))
+    await forget_login_throttles(session, email=user.email)
+    await session.commit()
+
+
+async def count_password_reset_request(session: AsyncSession, *, email: str, now: datetime) -> None:
+    """Counts a reset request for the (normalized) email, known or not: the same statement either
+    way. Past PASSWORD_RESET_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES of the last counted one,
+    PasswordResetLimited (that one is not counted). Commits."""
+    throttle = LoginThrottle
+    key = utils.login_throttle_key(email)
+    window_over = throttle.last_attempt_at < now - _lockout()
+    count = (
+        insert_for(session, LoginThrottle)
+        .values(email_hash=key, scope=PASSWORD_RESET_THROTTLE_SCOPE, attempt_count=1, last_attempt_at=now)
+        .on_conflict_do_update(
+            index_elements=[throttle.email_hash, throttle.scope],
+            set_={
+                "attempt_count": case((window_over, 1), else_=throttle.attempt_count + 1),
+                "last_attempt_at": now,
+            },
+            where=or_(window_over, throttle.attempt_count < auth_settings.PASSWORD_RESET_MAX_REQUESTS),
+        )
+        .returning(throttle.attempt_count)
+    )
+    counted = (await session.execute(count)).scalar_one_or_none() is not None
+    last = (
+        None
+        if counted
+        else await session.scalar(
+            select(throttle.last_attempt_at).where(
+                throttle.email_hash == key, throttle.scope == PASSWORD_RESET_THROTTLE_SCOPE
+            )
+        )
     )
     await session.commit()
+    if not counted:
+        raise PasswordResetLimited(
+            retry_after_seconds=_retry_after(last and last + _lockout(), now=now, default=_lockout())
+        )
 
 
 async def clear_login_throttles_by_email(session: AsyncSession, *, email: str) -> User | None:
@@ -427,7 +472,7 @@ async def clear_login_throttles_by_email(session: AsyncSession, *, email: str) -
 
 
 async def change_password(session: AsyncSession, *, caller: Authenticated, data: PasswordChange) -> None:
-    """Sets a new password and ends every other session.
+    """Sets a new password, ends every other session and any reset link, and mails a notice.
 
     Wrong current passwords are bounded per session, apart from sign-in failures: the caller has
     proved a live session, so what other clients did at sign-in never blocks them here.
@@ -444,7 +489,9 @@ async def change_password(session: AsyncSession, *, caller: Authenticated, data:
         raise WrongPassword
     user.password_hash = await hash_password(data.new_password)
     await _clear_attempts(session, key=key, scope=scope)
-    await _revoke_sessions(session, user_id=user.id, now=now, keep=caller.session.id)
+    await revoke_sessions(session, user_id=user.id, now=now, keep=caller.session.id)
+    await link_tokens.revoke_link_tokens(session, user_id=user.id, purpose=LinkTokenPurpose.PASSWORD_RESET)
+    mails.queue_password_changed_notice(session, user=user, now=now)
     await session.commit()
 
 
@@ -461,8 +508,8 @@ def _refresh_expiry(now: datetime) -> datetime:
 
 
 async def _issue_tokens(session: AsyncSession, *, auth_session: AuthSession, now: datetime) -> TokenPair:
-    refresh_token = utils.new_refresh_token(REFRESH_TOKEN_BYTES)
-    session.add(RefreshToken(session_id=auth_session.id, token_hash=utils.hash_refresh_token(refresh_token)))
+    refresh_token = utils.new_secret_token(REFRESH_TOKEN_BYTES)
+    session.add(RefreshToken(session_id=auth_session.id, token_hash=utils.hash_secret_token(refresh_token)))
     auth_session.last_used_at = now
     auth_session.expires_at = _refresh_expiry(now)
     lifetime = timedelta(minutes=auth_settings.ACCESS_TOKEN_EXPIRE_MINUTES)
@@ -498,7 +545,7 @@ async def refresh_tokens(session: AsyncSession, *, refresh_token: str) -> TokenP
             select(RefreshToken, AuthSession, User)
             .join(AuthSession, RefreshToken.session_id == AuthSession.id)
             .join(User, AuthSession.user_id == User.id)
-            .where(RefreshToken.token_hash == utils.hash_refresh_token(refresh_token))
+            .where(RefreshToken.token_hash == utils.hash_secret_token(refresh_token))
         )
     ).first()
     if row is None:
@@ -528,13 +575,14 @@ async def revoke_session(session: AsyncSession, *, auth_session: AuthSession) ->
 
 
 async def revoke_all_sessions(session: AsyncSession, *, user: User) -> None:
-    await _revoke_sessions(session, user_id=user.id, now=utcnow())
+    await revoke_sessions(session, user_id=user.id, now=utcnow())
     await session.commit()
 
 
-async def _revoke_sessions(
+async def revoke_sessions(
     session: AsyncSession, *, user_id: uuid.UUID, now: datetime, keep: uuid.UUID | None = None
 ) -> None:
+    """Ends every session of the user but `keep`, inside the caller's transaction."""
     statement = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
     if keep is not None:
         statement = statement.where(AuthSession.id != keep)
@@ -600,6 +648,7 @@ class PruneCounts:
     login_throttles: int
     sessions: int
     refresh_tokens: int
+    link_tokens: int
 
 
 def _stale_throttle(now: datetime) -> ColumnElement[bool]:
@@ -670,6 +719,18 @@ async def _prune_token_batch(session: AsyncSession, *, now: datetime, limit: int
     return max(result.rowcount, 0)
 
 
+async def _prune_link_token_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
+    """Expired mailed tokens: refused anyway (find_link_token checks the expiry), so only clutter."""
+    ids = list(await session.scalars(select(LinkToken.id).where(LinkToken.expires_at <= now).limit(limit)))
+    if not ids:
+        return 0
+    result = await session.execute(
+        delete(LinkToken).where(LinkToken.id.in_(ids), LinkToken.expires_at <= now)
+    )
+    await session.commit()
+    return max(result.rowcount, 0)
+
+
 async def _in_batches(prune_batch: Any, *, batch_rows: int, max_rows: int) -> int:
     """Calls `prune_batch(limit)` until a batch finds fewer rows than asked or max_rows are gone."""
     total = 0
@@ -689,8 +750,9 @@ async def prune_auth_rows(
     batch_rows: int = PRUNE_BATCH_ROWS,
     max_rows: int = PRUNE_MAX_ROWS_PER_TABLE,
 ) -> PruneCounts:
-    """Deletes stale sign-in throttles, long-ended sessions (with their tokens) and long-rotated
-    refresh tokens; at most `max_rows` of each kind, `batch_rows` per transaction."""
+    """Deletes stale sign-in throttles, long-ended sessions (with their tokens), long-rotated
+    refresh tokens and expired link tokens; at most `max_rows` of each kind, `batch_rows` per
+    transaction."""
     now = now or utcnow()
     throttles = await _in_batches(
         lambda limit: _prune_throttle_batch(session, now=now, limit=limit),
@@ -711,4 +773,14 @@ async def prune_auth_rows(
         batch_rows=batch_rows,
         max_rows=max_rows,
     )
-    return PruneCounts(login_throttles=throttles, sessions=sessions, refresh_tokens=session_tokens + rotated)
+    expired_links = await _in_batches(
+        lambda limit: _prune_link_token_batch(session, now=now, limit=limit),
+        batch_rows=batch_rows,
+        max_rows=max_rows,
+    )
+    return PruneCounts(
+        login_throttles=throttles,
+        sessions=sessions,
+        refresh_tokens=session_tokens + rotated,
+        link_tokens=expired_links,
+    )

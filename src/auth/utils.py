@@ -1,4 +1,4 @@
-"""Pure helpers of the auth module: email normalization, password hashing, refresh-token values."""
+"""Pure helpers of the auth module: email normalization, password hashing, token values."""
 
 import contextlib
 import hashlib
@@ -69,10 +69,12 @@ def storable_text(text: str | None, max_length: int) -> str | None:
     return "".join(char for char in text if char.isprintable())[:max_length] or None
 
 
-def new_refresh_token(nbytes: int) -> str:
+def new_secret_token(nbytes: int) -> str:
+    """A refresh token or a mailed link's token: `nbytes` random bytes, URL-safe."""
     return secrets.token_urlsafe(nbytes)
 
 
-def hash_refresh_token(token: str) -> str:
-    """SHA-256 suffices: refresh tokens are long random strings, not guessable passwords."""
+def hash_secret_token(token: str) -> str:
+    """How such a token is stored and looked up. SHA-256 suffices: the tokens are long random
+    strings, not guessable passwords, so no slow hash is needed to protect them."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -1,5 +1,6 @@
-"""`python main.py prune`: stale sign-in throttles, long-ended sessions and long-rotated refresh tokens
-go, in bounded batches; every row that still changes an answer stays."""
+"""`python main.py prune`: stale sign-in throttles, long-ended sessions, long-rotated refresh tokens,
+expired link tokens and finished mails go, in bounded batches; every row that still changes an
+answer stays."""
 
 import uuid
 from datetime import timedelta
@@ -10,8 +11,13 @@ from sqlalchemy import func, select
 import main
 from src.auth import service as auth_service
 from src.auth.config import auth_settings
-from src.auth.models import AuthSession, LoginThrottle, RefreshToken, User
+from src.auth.constants import LinkTokenPurpose
+from src.auth.models import AuthSession, LinkToken, LoginThrottle, RefreshToken, User
+from src.auth.utils import hash_secret_token
 from src.database import SessionFactory, utcnow
+from src.mail.config import mail_settings
+from src.mail.constants import MailKind, MailStatus
+from src.mail.models import OutboxMail
 from tests.conftest import bearer
 
 REFRESH = "/api/v1/auth/refresh"
@@ -166,17 +172,58 @@ async def test_a_throttle_touched_after_it_was_picked_is_kept():
     assert await ids_of(LoginThrottle.email_hash) == {key}
 
 
+async def test_expired_link_tokens_are_pruned_live_ones_kept(make_user):
+    user = await make_user()
+    now = utcnow()
+    async with SessionFactory() as session:
+        for name, expires_in in (("expired", -timedelta(seconds=1)), ("live", timedelta(minutes=5))):
+            session.add(
+                LinkToken(
+                    user_id=user.id,
+                    purpose=LinkTokenPurpose.PASSWORD_RESET,
+                    token_hash=hash_secret_token(name),
+                    expires_at=now + expires_in,
+                )
+            )
+        await session.commit()
+
+    counts = await prune(now=now)
+
+    assert counts.link_tokens == 1
+    assert await ids_of(LinkToken.token_hash) == {hash_secret_token("live")}
+
+
 async def test_the_prune_command_reports_what_it_deleted(make_user):
+    user = await make_user()
     await add_throttle(last_attempt_ago=LOCKOUT * 2)
-    await add_session(await make_user(), expires_in=-(LIFETIME * 2))
+    await add_session(user, expires_in=-(LIFETIME * 2))
+    async with SessionFactory() as session:
+        session.add(
+            LinkToken(
+                user_id=user.id,
+                purpose=LinkTokenPurpose.PASSWORD_RESET,
+                token_hash=hash_secret_token("expired"),
+                expires_at=utcnow() - timedelta(minutes=1),
+            )
+        )
+        session.add(
+            OutboxMail(
+                kind=MailKind.PASSWORD_CHANGED,
+                recipient=user.email,
+                status=MailStatus.SENT,
+                finished_at=utcnow() - timedelta(days=mail_settings.MAIL_KEEP_DAYS + 1),
+            )
+        )
+        await session.commit()
 
     message = await main.prune(batch_rows=100, max_rows=1000)
 
     assert message == (
-        "Pruned 1 sign-in throttles, 1 ended sessions, 1 refresh tokens, 0 orphan files "
-        "and 0 expired idempotency keys."
+        "Pruned 1 sign-in throttles, 1 ended sessions, 1 refresh tokens, 1 expired link tokens, "
+        "0 orphan files, 0 expired idempotency keys and 1 finished mails."
     )
     assert await count_of(LoginThrottle) == 0
+    assert await count_of(OutboxMail) == 0
 
 
 @pytest.mark.parametrize("option", ["--max-rows", "--batch-rows"])

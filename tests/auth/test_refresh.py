@@ -33,7 +33,7 @@ async def test_refresh_tokens_are_stored_only_as_hashes(client, make_user, login
 
     stored = list(await db.scalars(select(RefreshToken.token_hash)))
 
-    assert stored == [utils.hash_refresh_token(tokens["refresh_token"])]
+    assert stored == [utils.hash_secret_token(tokens["refresh_token"])]
     assert tokens["refresh_token"] not in stored
 
 

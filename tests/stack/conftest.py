@@ -24,6 +24,7 @@ import pytest
 from scripts import local_stack
 from scripts.local_stack import free_port
 from tests.conftest import bearer
+from tests.smtp_server import SmtpTestServer, running_smtp_server
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 STACK_POSTGRES_URL = os.environ.get("STACK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -36,6 +37,10 @@ TRUSTED_CLIENT_ADDRESS = "127.255.0.1"
 # 127.0.0.1, which fresh_client_address() never hands out, and signs in about once per test, more
 # often than the sign-in limit allows one address. Trusted like a load generator.
 BROWSER_CLIENT_ADDRESS = "127.0.0.1"
+# What the stack's mailed links point at (production wants a real PUBLIC_URL once SMTP_URL is set);
+# the tests open the same path and fragment on the stack's own address.
+STACK_PUBLIC_URL = "https://studybase.example.org"
+STACK_MAIL_FROM = "Studybase <noreply@example.org>"
 
 
 @dataclass(frozen=True)
@@ -219,8 +224,19 @@ def running_stack(
 
 
 @pytest.fixture(scope="session")
-def stack(stack_database: str) -> Iterator[Stack]:
-    with running_stack(stack_database) as running:
+def stack_smtp() -> Iterator[SmtpTestServer]:
+    """The SMTP server the stack's workers send their mail to (tests/smtp_server.py)."""
+    with running_smtp_server() as server:
+        yield server
+
+
+def mail_settings_for(smtp: SmtpTestServer) -> dict[str, str]:
+    return {"SMTP_URL": smtp.url(), "PUBLIC_URL": STACK_PUBLIC_URL, "MAIL_FROM": STACK_MAIL_FROM}
+
+
+@pytest.fixture(scope="session")
+def stack(stack_database: str, stack_smtp: SmtpTestServer) -> Iterator[Stack]:
+    with running_stack(stack_database, settings=mail_settings_for(stack_smtp)) as running:
         yield running
 
 

@@ -110,8 +110,8 @@ async def page(browser, stack: Stack) -> AsyncIterator:
 
 async def sign_in(page, email: str) -> None:
     await page.goto("/")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(STACK_PASSWORD)
+    await page.get_by_label("Email", exact=True).fill(email)
+    await page.get_by_label("Password", exact=True).fill(STACK_PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     # The last of the page's first requests: after it, nothing is in flight.
     await expect_text(page.locator("#signed-in-as"), email)
@@ -509,8 +509,8 @@ async def test_a_401_sends_the_user_back_to_sign_in_with_a_message(page, researc
 
 async def test_api_errors_are_shown_as_readable_messages(page, researcher: Researcher):
     await page.goto("/")
-    await page.get_by_label("Email").fill(researcher.email)
-    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_label("Email", exact=True).fill(researcher.email)
+    await page.get_by_label("Password", exact=True).fill("not the password")
     await page.get_by_role("button", name="Sign in").click()
 
     message = page.locator("#sign-in-message")

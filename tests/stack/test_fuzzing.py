@@ -66,6 +66,9 @@ BUSINESS_RULES = {
     },
     # Whether the current password is the account's is known only to the server.
     ("POST", "/api/v1/auth/me/password"): {"WRONG_PASSWORD"},
+    # How often an address asked for a reset, and which reset tokens are live, is stored data.
+    ("POST", "/api/v1/auth/password-reset"): {"PASSWORD_RESET_LIMITED"},
+    ("POST", "/api/v1/auth/password-reset/confirm"): {"RESET_TOKEN_INVALID"},
     # Whether an account has that id or email (and is active) is stored data.
     ("POST", "/api/v1/studies/{study_id}/members"): {"UNKNOWN_USER"},
     # A sample's values are checked against the study's field definitions, which the study stores.

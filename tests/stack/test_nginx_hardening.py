@@ -23,6 +23,8 @@ SIGN_IN_ROUTES = (
     "/api/v1/auth/refresh",
     "/api/v1/auth/register",
     "/api/v1/auth/me/password",
+    "/api/v1/auth/password-reset",
+    "/api/v1/auth/password-reset/confirm",
 )
 STRICT_BUDGET = 6  # one request plus a burst of 5
 SIGN_IN_RATE_PER_SECOND = 10 / 60

@@ -86,6 +86,34 @@ async function postForTokens(path, init) {
   keepTokens(await response.json());
 }
 
+/** A JSON POST that needs no session (the password-reset routes); throws ApiError unless 2xx. */
+async function postAnonymous(path, body) {
+  let response;
+  try {
+    response = await fetch(`${API}${path}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError("The server cannot be reached; check your connection.", 0, null);
+  }
+  if (!response.ok) {
+    const problem = await problemOf(response);
+    throw new ApiError(problemMessage(problem, response.status), response.status, problem);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+/** Resolves with the server's one answer, whether or not the address has an account. */
+export function requestPasswordReset(email) {
+  return postAnonymous("/auth/password-reset", { email });
+}
+
+export function confirmPasswordReset(token, newPassword) {
+  return postAnonymous("/auth/password-reset/confirm", { token, new_password: newPassword });
+}
+
 export async function signIn(email, password) {
   const form = new URLSearchParams({ username: email, password });
   await postForTokens("/auth/token", { body: form });

@@ -1,7 +1,9 @@
-// The dashboard page: sign-in, overview, one study's view and its upload form; polling every 30 s.
+// The dashboard page: sign-in (and password reset), overview, one study's view and its upload form;
+// polling every 30 s.
 
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
+import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
 
 const POLL_MILLISECONDS = 30000;
@@ -17,10 +19,10 @@ const state = {
 };
 
 function show(view) {
-  for (const id of ["sign-in", "overview", "study"]) {
+  for (const id of ["sign-in", "forgot", "reset", "overview", "study"]) {
     byId(id).hidden = id !== view;
   }
-  byId("session").hidden = view === "sign-in";
+  byId("session").hidden = !["overview", "study"].includes(view);
 }
 
 function reportError(messageBox, error) {
@@ -276,8 +278,11 @@ function wireEvents() {
 
 api.whenSignedOut(toSignIn);
 wireEvents();
+wireResetForms({ show, toSignIn });
 byId("csv-dialect").value = localDialect();
-if (api.hasSession()) {
+if (window.location.pathname === RESET_PATH) {
+  startFromLink(show);
+} else if (api.hasSession()) {
   enterDashboard();
 } else {
   toSignIn("");

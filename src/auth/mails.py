@@ -1,0 +1,97 @@
+"""The auth module's mails: queued with the change that causes them, composed when sent.
+
+A reset mail is queued for any address that asks (so asking costs the same whether or not it
+has an account); its composer finds the account when the mail is due, and only then makes the
+token, whose hash is stored just before the mail is handed to the SMTP server.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.auth import link_tokens
+from src.auth.config import auth_settings
+from src.auth.constants import RESET_PASSWORD_PAGE, LinkTokenPurpose
+from src.auth.models import User
+from src.mail import service as mail_service
+from src.mail.constants import MailKind, MailStatus
+from src.mail.models import OutboxMail
+from src.mail.service import Composition
+from src.mail.templates import page_link, page_url, render
+
+CHANGED_AT_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def reset_token_lifetime() -> timedelta:
+    return timedelta(minutes=auth_settings.PASSWORD_RESET_TOKEN_MINUTES)
+
+
+def queue_password_reset_mail(session: AsyncSession, *, email: str, now: datetime) -> None:
+    """Not sent within the token's lifetime (the SMTP server away), it is dropped: a link that
+    arrives long after it was asked for would only puzzle."""
+    mail_service.enqueue_mail(
+        session, kind=MailKind.PASSWORD_RESET, recipient=email, discard_after=now + reset_token_lifetime()
+    )
+
+
+def queue_password_changed_notice(session: AsyncSession, *, user: User, now: datetime) -> None:
+    mail_service.enqueue_mail(
+        session,
+        kind=MailKind.PASSWORD_CHANGED,
+        recipient=user.email,
+        params={"full_name": user.full_name, "changed_at": now.strftime(CHANGED_AT_FORMAT)},
+    )
+
+
+async def _newer_reset_queued(session: AsyncSession, mail: OutboxMail) -> bool:
+    newer = exists().where(
+        OutboxMail.kind == MailKind.PASSWORD_RESET,
+        OutboxMail.recipient == mail.recipient,
+        OutboxMail.status == MailStatus.PENDING,
+        OutboxMail.created_at > mail.created_at,
+    )
+    return bool(await session.scalar(select(newer)))
+
+
+async def compose_password_reset(
+    session: AsyncSession, mail: OutboxMail, now: datetime
+) -> Composition | None:
+    """Nothing for an address without an active account, nor when a newer request for the same
+    address waits (its mail would kill this one's link at once)."""
+    user = await session.scalar(select(User).where(User.email == mail.recipient))
+    if user is None or not user.is_active or await _newer_reset_queued(session, mail):
+        return None
+    token = link_tokens.new_link_token()
+    content = render(
+        "password_reset",
+        full_name=user.full_name,
+        email=user.email,
+        minutes=str(auth_settings.PASSWORD_RESET_TOKEN_MINUTES),
+        link=page_link(RESET_PASSWORD_PAGE, token=token),
+    )
+
+    async def keep_token(keeping: AsyncSession) -> None:
+        await link_tokens.store_link_token(
+            keeping,
+            user_id=user.id,
+            purpose=LinkTokenPurpose.PASSWORD_RESET,
+            token=token,
+            lifetime=reset_token_lifetime(),
+            now=now,
+        )
+
+    return Composition(content=content, keep_before_sending=keep_token)
+
+
+async def compose_password_changed(
+    _session: AsyncSession, mail: OutboxMail, _now: datetime
+) -> Composition | None:
+    content = render(
+        "password_changed",
+        full_name=str(mail.params["full_name"]),
+        email=mail.recipient,
+        changed_at=str(mail.params["changed_at"]),
+        reset_page=page_url(RESET_PASSWORD_PAGE),
+    )
+    return Composition(content=content)

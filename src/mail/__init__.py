@@ -1,0 +1,1 @@
+"""Mail the app sends: the transactional outbox, its templates and the sender."""

@@ -1,0 +1,32 @@
+"""Kinds and states of outgoing mail, and the outbox's limits."""
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    MAIL_NOT_CONFIGURED = "MAIL_NOT_CONFIGURED"
+
+
+class MailKind(StrEnum):
+    """What a mail is for: each kind has a composer (src/mail/composers.py) that writes it."""
+
+    PASSWORD_RESET = "password_reset"
+    PASSWORD_CHANGED = "password_changed"
+
+
+class MailStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first or next attempt
+    SENT = "sent"  # the SMTP server took it
+    FAILED = "failed"  # refused for good, or still refused after MAIL_MAX_ATTEMPTS
+    DROPPED = "dropped"  # nothing to send after all (no such account, or past its discard_after)
+
+
+MAIL_KIND_MAX_LENGTH = 40
+MAIL_STATUS_MAX_LENGTH = 20
+RECIPIENT_MAX_LENGTH = 320
+LAST_ERROR_MAX_LENGTH = 300
+# SQLite (one process, no row locks): a claimed row is hidden from other senders this long while
+# its message is handed over; longer than any SMTP attempt (SMTP_TIMEOUT_SECONDS) can take.
+SQLITE_CLAIM_LEASE_SECONDS = 300
+# `python main.py prune`: finished rows deleted per transaction.
+PRUNE_BATCH_ROWS = 1000

@@ -1,0 +1,1 @@
+"""Integrations with outside services, each behind a small interface the modules call."""

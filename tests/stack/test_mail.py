@@ -1,0 +1,156 @@
+"""Mail through the real stack: gunicorn's workers send what requests through nginx queued to a real
+SMTP server (aiosmtpd on a loopback port, the stack's `stack_smtp`); a user who forgot the password
+gets back in from the mail alone, by API and in the browser; the page answers at the link's path."""
+
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from src.auth.constants import PASSWORD_RESET_REQUESTED
+from src.middleware import DASHBOARD_CSP
+from tests.conftest import assert_problem, bearer
+from tests.smtp_server import Delivered, SmtpTestServer
+from tests.stack.conftest import STACK_MAIL_FROM, STACK_PUBLIC_URL, UNDER_CI, Stack, register_and_sign_in
+from tests.stack.test_dashboard_page import (
+    ANSWERED_WITH_AN_ERROR,
+    CHROMIUM_PATH,
+    WAIT_MS,
+    browser_missing,
+    expect_text,
+)
+
+pytestmark = pytest.mark.stack
+
+NEW_PASSWORD = "a new stack passphrase"
+
+
+@pytest.fixture
+def smtp(stack_smtp: SmtpTestServer) -> SmtpTestServer:
+    return stack_smtp
+
+
+def mails_to(smtp: SmtpTestServer, email: str, count: int) -> list[Delivered]:
+    """Waits until `count` messages for `email` have arrived (the workers send them)."""
+    for _ in range(100):
+        mine = [delivered for delivered in smtp.messages if delivered.rcpt_tos == [email]]
+        if len(mine) >= count:
+            return mine
+        smtp.wait_for(len(smtp.messages) + 1, timeout=10)
+    raise AssertionError(f"fewer than {count} mails for {email}")
+
+
+def reset_link(delivered: Delivered) -> str:
+    text = delivered.message.get_body(("plain",)).get_content()
+    (link,) = [word for word in text.split() if word.startswith(f"{STACK_PUBLIC_URL}/reset-password#token=")]
+    return link
+
+
+def test_a_forgotten_password_is_reset_from_the_mail_through_nginx(http: httpx.Client, smtp: SmtpTestServer):
+    email = "forgetful-api@example.org"
+    old_session = register_and_sign_in(http, email)
+
+    asked = http.post("/api/v1/auth/password-reset", json={"email": email})
+    nobody = http.post("/api/v1/auth/password-reset", json={"email": "nobody-stack@example.org"})
+    (mail,) = mails_to(smtp, email, 1)
+
+    assert asked.status_code == nobody.status_code == 202
+    assert asked.json() == nobody.json() == {"detail": PASSWORD_RESET_REQUESTED}
+    assert mail.message["From"] == STACK_MAIL_FROM
+    assert mail.message["Message-ID"].endswith("@example.org>")
+    (token,) = parse_qs(urlsplit(reset_link(mail)).fragment)["token"]
+    confirmed = http.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert confirmed.status_code == 204, confirmed.text
+    signed_in = http.post("/api/v1/auth/token", data={"username": email, "password": NEW_PASSWORD})
+    assert signed_in.status_code == 200
+    assert_problem(http.get("/api/v1/auth/me", headers=bearer(old_session)), 401, "SESSION_REVOKED")
+    notices = mails_to(smtp, email, 2)
+    assert notices[1].message["Subject"] == "Your Studybase password was changed"
+    assert all(delivered.rcpt_tos != ["nobody-stack@example.org"] for delivered in smtp.messages)
+
+
+def test_nginx_serves_the_reset_page_with_the_page_csp(http: httpx.Client):
+    page = http.get("/reset-password")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers.get_list("content-security-policy") == [DASHBOARD_CSP]
+
+
+@pytest.fixture(scope="module")
+async def browser(stack: Stack) -> AsyncIterator:
+    problem = browser_missing()
+    if problem:
+        if UNDER_CI:
+            pytest.fail(f"the browser tests need Chromium and Playwright under CI: {problem}")
+        pytest.skip(problem)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM_PATH, args=["--no-sandbox"], headless=True
+        )
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser, stack: Stack) -> AsyncIterator:
+    context = await browser.new_context(base_url=stack.base_url)
+    tab = await context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    yield tab
+    await context.close()
+    # Chromium logs each 4xx the page asked for (the spent link's 422), which the page shows;
+    # anything else (a script error, a CSP refusal) is a bug.
+    assert [error for error in errors if not error.startswith(ANSWERED_WITH_AN_ERROR)] == []
+
+
+async def test_in_the_browser_forgot_password_then_the_mailed_link_signs_you_back_in(
+    page, http: httpx.Client, smtp: SmtpTestServer
+):
+    email = "forgetful-page@example.org"
+    register_and_sign_in(http, email)
+
+    await page.goto("/")
+    await page.get_by_label("Email", exact=True).fill(email)
+    await page.get_by_role("button", name="Forgot password?").click()
+    await expect_text(page.locator("#forgot-title"), "Reset your password")
+    assert await page.locator("#forgot-email").input_value() == email
+    await page.get_by_role("button", name="Send reset link").click()
+    await expect_text(page.locator("#forgot-done"), PASSWORD_RESET_REQUESTED)
+
+    (mail,) = mails_to(smtp, email, 1)
+    link = urlsplit(reset_link(mail))
+    await page.goto(f"{link.path}#{link.fragment}")
+    await expect_text(page.locator("#reset-title"), "Choose a new password")
+    assert "token" not in page.url  # taken out of the address bar (and the history) at once
+    await page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_label("Repeat it", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Set new password").click()
+    await expect_text(
+        page.locator("#sign-in-message"),
+        "Your password was changed and every session ended. Sign in with the new one.",
+    )
+    assert urlsplit(page.url).path == "/"
+
+    await page.get_by_label("Email", exact=True).fill(email)
+    await page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect_text(page.locator("#signed-in-as"), email)
+
+    # The same link again: refused, and said so on the page.
+    await page.goto(f"{link.path}#{link.fragment}")
+    await page.get_by_label("New password", exact=True).fill("yet another stack passphrase")
+    await page.get_by_label("Repeat it", exact=True).fill("yet another stack passphrase")
+    await page.get_by_role("button", name="Set new password").click()
+    await expect_text(
+        page.locator("#reset-message"),
+        "This password-reset link is no longer valid (used, replaced or expired); ask for a new one.",
+    )
