@@ -132,8 +132,8 @@ async def test_a_streamed_response_is_not_cut_by_the_deadline_once_it_has_begun(
 
     chunks = exports.template_csv
 
-    def slow_chunks(validator):
-        for chunk in chunks(validator):
+    def slow_chunks(*args, **kwargs):
+        for chunk in chunks(*args, **kwargs):
             time.sleep(short_deadline)  # in the streaming thread: the loop stays free
             yield chunk
 
