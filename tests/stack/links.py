@@ -20,7 +20,12 @@ class _Relayed:
     def __init__(self, app: asyncio.StreamWriter, server: asyncio.StreamWriter) -> None:
         self.app, self.server = app, server
         self.held: dict[asyncio.StreamWriter, list[bytes]] = {app: [], server: []}
-        self.app_closed = False
+        self.app_closed = False  # during a black hole: the app gave the connection up
+        self.server_closed = False  # during a black hole: the server closed; the app hears it on restore
+
+    def abort(self) -> None:
+        self.app.transport.abort()
+        self.server.transport.abort()
 
 
 class CuttableLink:
@@ -33,6 +38,7 @@ class CuttableLink:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._relayed: set[_Relayed] = set()
+        self._writers: list[asyncio.StreamWriter] = []  # every side ever opened, all closed by close()
         self._holding = False
 
     def start(self) -> None:
@@ -49,7 +55,7 @@ class CuttableLink:
         self._call(self._black_hole())
 
     def close(self) -> None:
-        self.cut()
+        self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
@@ -61,13 +67,15 @@ class CuttableLink:
         self._holding = False
         for relayed in list(self._relayed):
             if relayed.app_closed:  # given up by the app's side: its held data never arrives
-                relayed.server.transport.abort()
-                self._relayed.discard(relayed)
+                self._forget(relayed)
                 continue
             for writer, chunks in relayed.held.items():
                 for chunk in chunks:
                     writer.write(chunk)
                 chunks.clear()
+            if relayed.server_closed:  # what the server said last arrives, then its close
+                relayed.app.close()
+                self._relayed.discard(relayed)
         if self._server is None:
             self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
 
@@ -77,19 +85,35 @@ class CuttableLink:
             self._server.close()
             self._server = None
         for relayed in list(self._relayed):
-            relayed.app.transport.abort()
-            relayed.server.transport.abort()
-        self._relayed.clear()
+            self._forget(relayed)
+
+    async def _close(self) -> None:
+        await self._cut()
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _black_hole(self) -> None:
         self._holding = True  # still listening: new connections are accepted, and hear nothing
 
+    def _forget(self, relayed: _Relayed) -> None:
+        relayed.abort()
+        self._relayed.discard(relayed)
+
     async def _relay(self, app_reader: asyncio.StreamReader, app_writer: asyncio.StreamWriter) -> None:
+        self._writers = [writer for writer in self._writers if not writer.transport.is_closing()]
+        self._writers.append(app_writer)
         try:
             server_reader, server_writer = await asyncio.open_connection(*self.target)
         except OSError:
             app_writer.transport.abort()
             return
+        self._writers.append(server_writer)
         relayed = _Relayed(app_writer, server_writer)
         self._relayed.add(relayed)
         await asyncio.gather(
@@ -109,8 +133,13 @@ class CuttableLink:
                 await writer.drain()
         except OSError:
             pass
-        if from_app and self._holding:
-            relayed.app_closed = True  # the app closed its side during the black hole
+        if self._holding and relayed in self._relayed:
+            # In a black hole a close travels no further than data does: it waits for restore().
+            if from_app:
+                relayed.app_closed = True
+                relayed.app.transport.abort()
+            else:
+                relayed.server_closed = True
+                relayed.server.transport.abort()
             return
-        writer.transport.abort()
-        self._relayed.discard(relayed)
+        self._forget(relayed)
