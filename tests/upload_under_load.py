@@ -245,11 +245,16 @@ def assert_refused_promptly_while_everyone_else_was_served(outcome: Outcome, *, 
     unanswered = [answer for answer in outcome.others if answer.status is None]
     assert not unanswered, f"{len(unanswered)} requests got no answer\n{outcome.summary()}"
 
+    # A shared 2-core machine slows every request alike: what the slowest request that takes no lock
+    # (a poll) took in the same run is added to the bound, so only waiting on a lock can exceed it.
+    polls = outcome.of("poll")
+    load_lag = max((answer.seconds for answer in polls), default=0.0)
     writes = outcome.of(*WRITES)
-    slow = [answer for answer in writes if answer.seconds > write_bound]
+    slow = [answer for answer in writes if answer.seconds > write_bound + load_lag]
     assert not slow, (
-        f"{len(slow)} writes took longer than {write_bound:.0f} s (the lock timeout + 1 s), "
-        f"the slowest {max(answer.seconds for answer in slow):.2f} s\n{outcome.summary()}"
+        f"{len(slow)} writes took longer than {write_bound + load_lag:.2f} s (the lock timeout + 1 s + "
+        f"the slowest poll's {load_lag:.2f} s), the slowest {max(answer.seconds for answer in slow):.2f} s"
+        f"\n{outcome.summary()}"
     )
     assert {answer.status for answer in writes} <= {200, 201}, outcome.summary()
     assert outcome.created >= WRITERS, f"not every writer created a sample\n{outcome.summary()}"
@@ -261,6 +266,5 @@ def assert_refused_promptly_while_everyone_else_was_served(outcome: Outcome, *, 
     assert any(answer.finished < upload.started for answer in sign_ins), "no sign-in before the upload"
     assert any(answer.started > answered_at for answer in sign_ins), "no sign-in after the upload's answer"
 
-    polls = outcome.of("poll")
     assert len(polls) >= POLLERS, outcome.summary()
     assert {answer.status for answer in polls} == {200}, outcome.summary()
