@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+import main
 from scripts.local_stack import free_port
 from src.config import settings
 from src.database import SessionFactory, utcnow
@@ -241,3 +242,15 @@ async def test_a_study_deleted_with_its_files_takes_their_objects(
 
     assert deleted.status_code == 204, deleted.text
     assert objects(s3_server, s3_bucket) == []
+
+
+async def test_the_prune_command_prunes_the_rest_and_fails_when_the_store_is_away(s3_bucket, store_away):
+    store_away()
+
+    with pytest.raises(SystemExit) as stopped:
+        await main.prune(batch_rows=100, max_rows=1000)
+
+    assert str(stopped.value).startswith("Pruned 0 sign-in throttles")
+    assert str(stopped.value).endswith(
+        "Orphan files were not pruned: the file store (STORAGE_URL) is not answering."
+    )
