@@ -90,6 +90,13 @@ class Settings(BaseSettings):
             return value
         raise ValueError("STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix]")
 
+    @field_validator("S3_ENDPOINT_URL")
+    @classmethod
+    def endpoint_is_a_web_address(cls, value: str | None) -> str | None:
+        if value is not None and not (urlsplit(value).scheme in ("http", "https") and urlsplit(value).netloc):
+            raise ValueError("S3_ENDPOINT_URL must be http://HOST[:PORT] or https://HOST[:PORT]")
+        return value
+
     @field_validator("LOG_LEVEL")
     @classmethod
     def known_log_level(cls, value: str) -> str:

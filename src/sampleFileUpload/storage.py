@@ -206,9 +206,10 @@ def storage_for(
         return LocalStorage(Path(url2pathname(parts.path)))
     from src.third_party.object_store import S3Credentials, S3Location, S3ObjectStore
 
-    store = S3ObjectStore(
-        S3Location.from_url(url),
-        endpoint_url=endpoint_url,
-        credentials=S3Credentials(access_key_id, secret_access_key, region),
-    )
+    with _unavailable_as_503():
+        store = S3ObjectStore(
+            S3Location.from_url(url),
+            endpoint_url=endpoint_url,
+            credentials=S3Credentials(access_key_id, secret_access_key, region),
+        )
     return S3Storage(store, temp_dir=Path(upload_dir) / "tmp")

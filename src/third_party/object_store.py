@@ -85,14 +85,18 @@ class S3ObjectStore:
         max_attempts: int | None = None,
     ) -> None:
         self.location = location
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            aws_access_key_id=credentials.access_key_id,
-            aws_secret_access_key=credentials.secret_access_key,
-            region_name=credentials.region,
-            config=_client_config(endpoint_url, max_attempts or MAX_ATTEMPTS),
-        )
+        try:
+            self._client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                region_name=credentials.region,
+                config=_client_config(endpoint_url, max_attempts or MAX_ATTEMPTS),
+            )
+        except ValueError as error:  # an endpoint it cannot use, such as from AWS_DEFAULT_REGION=""
+            logger.warning("object_store_misconfigured", extra={"detail": str(error)[:300]})
+            raise ObjectStoreUnavailable(f"configure: {error}") from error
         self._transfer = TransferConfig(
             multipart_threshold=MULTIPART_BYTES,
             multipart_chunksize=MULTIPART_BYTES,

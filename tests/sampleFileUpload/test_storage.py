@@ -238,6 +238,19 @@ def test_a_storage_url_that_names_no_store_is_refused(url):
         Settings(STORAGE_URL=url)
 
 
+@pytest.mark.parametrize("url", ["minio:9000", "ftp://minio", "http://"])
+def test_an_s3_endpoint_that_is_not_a_web_address_is_refused(url):
+    with pytest.raises(ValidationError, match="S3_ENDPOINT_URL"):
+        Settings(S3_ENDPOINT_URL=url)
+
+
+def test_a_client_that_cannot_be_built_is_unavailable_not_a_crash(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "")  # as compose passes an unset variable
+
+    with pytest.raises(StorageUnavailable):
+        storage_for("s3://bucket", upload_dir=tmp_path)
+
+
 def test_an_empty_storage_url_is_the_default():
     assert Settings(STORAGE_URL="", S3_ENDPOINT_URL=" ").STORAGE_URL is None
 
