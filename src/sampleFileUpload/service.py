@@ -635,7 +635,15 @@ def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -
     """A stored file in chunks (a sync iterator: Starlette runs it in a worker thread). The file is
     opened at once (call this in a worker thread too), so that a store that is away or a missing
     file fails the request before its answer has begun, not in the middle of it."""
-    return _chunks_of(storage.open(key), chunk_size)
+    stored = storage.open(key)
+    return _closing(_chunks_of(stored, chunk_size), stored)
+
+
+def _closing(chunks: Iterator[bytes], stored: BinaryIO) -> Iterator[bytes]:
+    """`chunks`, which read `stored`: the file is closed when they are, even if never started (a
+    client gone before its first byte)."""
+    weakref.finalize(chunks, stored.close)
+    return chunks
 
 
 def _chunks_of(stored: BinaryIO, chunk_size: int) -> Iterator[bytes]:
@@ -671,7 +679,8 @@ def errors_csv(
     """The rejected rows in `style` (exports.errors_csv_style: the dialect asked for, or the upload's).
     The stored errors are opened at once, as by stored_chunks."""
     stored = storage.open(record.errors_key) if record.errors_key is not None else None
-    return writers.csv_chunks(_error_rows(record, stored), style=style)
+    chunks = writers.csv_chunks(_error_rows(record, stored), style=style)
+    return _closing(chunks, stored) if stored is not None else chunks
 
 
 # ---------------------------------------------------------------------------------------------
