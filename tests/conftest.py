@@ -22,6 +22,7 @@ os.environ.update(
         "DATABASE_URL": TEST_DATABASE_URL,
         "SECRET_KEY": TEST_SECRET_KEY,
         "UPLOAD_DIR": str(_TMP_DIR / "uploads"),
+        "STORAGE_URL": "",  # files in UPLOAD_DIR, whatever the shell says; the S3 tests set their own
         "CORS_ORIGINS": "",
         "LOG_LEVEL": "INFO",
         "OPEN_REGISTRATION": "true",
