@@ -142,11 +142,6 @@ class S3ObjectStore:
                     if entry["LastModified"] < cutoff:
                         yield entry["Key"][len(prefix) :]
 
-    def check(self) -> None:
-        """Whether the bucket answers us (it exists and the credentials may use it)."""
-        with _unavailable_on_failure("head_bucket"):
-            self._client.head_bucket(Bucket=self.location.bucket)
-
     def _object_key(self, name: str) -> str:
         return f"{self.location.prefix}{name}"
 
