@@ -122,6 +122,7 @@ async def prune(*, batch_rows: int, max_rows: int) -> str:
     from src import idempotency
     from src.auth import service
     from src.database import SessionFactory, engine
+    from src.exceptions import StorageUnavailable
     from src.mail import service as mail_service
     from src.sampleFileUpload import service as sample_file_service
     from src.sampleFileUpload.storage import get_storage
@@ -129,18 +130,26 @@ async def prune(*, batch_rows: int, max_rows: int) -> str:
     try:
         async with SessionFactory() as session:
             counts = await service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
-            files = await sample_file_service.prune_orphan_files(
-                session, storage=get_storage(), max_files=max_rows
-            )
+            try:
+                files: int | None = await sample_file_service.prune_orphan_files(
+                    session, storage=get_storage(), max_files=max_rows
+                )
+            except StorageUnavailable:  # the rest is pruned all the same; the exit status says so
+                files = None
             keys = await idempotency.prune_expired(session, max_rows=max_rows)
             mails = await mail_service.prune_finished_mails(session, max_rows=max_rows, batch_rows=batch_rows)
     finally:
         await engine.dispose()
-    return (
+    summary = (
         f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions, "
         f"{counts.refresh_tokens} refresh tokens, {counts.link_tokens} expired link tokens, "
-        f"{files} orphan files, {keys} expired idempotency keys and {mails} finished mails."
+        f"{files or 0} orphan files, {keys} expired idempotency keys and {mails} finished mails."
     )
+    if files is None:
+        raise SystemExit(
+            f"{summary} Orphan files were not pruned: the file store (STORAGE_URL) is not answering."
+        )
+    return summary
 
 
 async def send_mail(*, max_mails: int) -> str:
@@ -193,7 +202,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     prune_parser = commands.add_parser(
         "prune",
         help="delete stale sign-in throttles, long-ended sessions, long-rotated refresh tokens, expired "
-        "link tokens, finished mails and files a killed worker left in UPLOAD_DIR (bounded: run it on a "
+        "link tokens, finished mails and files a killed worker left in the file store (bounded: run it on a "
         "schedule)",
     )
     prune_parser.add_argument(

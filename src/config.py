@@ -2,6 +2,7 @@
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -45,6 +46,15 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: int = 8000
     UPLOAD_DIR: Path = Path("./data/uploads")
+    # Where uploaded files are kept: unset, the local directory UPLOAD_DIR; `file:///path`, that
+    # directory instead; `s3://bucket/prefix`, an S3-compatible store (S3_ENDPOINT_URL for one that
+    # is not AWS), with UPLOAD_DIR holding only this host's temporary files of uploads in progress.
+    STORAGE_URL: str | None = None
+    S3_ENDPOINT_URL: str | None = None
+    # Unset: the AWS default chain (these variables from the environment, ~/.aws, an instance role).
+    AWS_ACCESS_KEY_ID: str | None = None
+    AWS_SECRET_ACCESS_KEY: SecretStr | None = None
+    AWS_DEFAULT_REGION: str | None = None
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     LOG_LEVEL: str = "INFO"
 
@@ -53,6 +63,38 @@ class Settings(BaseSettings):
     def split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator(
+        "STORAGE_URL",
+        "S3_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        mode="before",
+    )
+    @classmethod
+    def empty_is_unset(cls, value: object) -> object:
+        """Compose passes an unset variable as empty (`${STORAGE_URL:-}`): the same as not set."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("STORAGE_URL")
+    @classmethod
+    def known_storage(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "s3" and parts.netloc:
+            return value
+        if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.strip("/"):
+            return value
+        raise ValueError("STORAGE_URL must be file:///absolute/path or s3://bucket[/prefix]")
+
+    @field_validator("S3_ENDPOINT_URL")
+    @classmethod
+    def endpoint_is_a_web_address(cls, value: str | None) -> str | None:
+        if value is not None and not (urlsplit(value).scheme in ("http", "https") and urlsplit(value).netloc):
+            raise ValueError("S3_ENDPOINT_URL must be http://HOST[:PORT] or https://HOST[:PORT]")
         return value
 
     @field_validator("LOG_LEVEL")

@@ -200,6 +200,14 @@ class DatabaseUnavailable(ServiceUnavailable):
     headers = MappingProxyType({"Retry-After": "5"})
 
 
+class StorageUnavailable(ServiceUnavailable):
+    """The file store (STORAGE_URL's S3 server) cannot be reached or refuses us: nothing was stored."""
+
+    code = ErrorCode.STORAGE_UNAVAILABLE
+    detail = "The file store is not answering; nothing was stored. Try again shortly."
+    headers = MappingProxyType({"Retry-After": "5"})
+
+
 class InsufficientStorage(AppError):
     status_code = 507
     code = ErrorCode.INSUFFICIENT_STORAGE

@@ -22,6 +22,7 @@ os.environ.update(
         "DATABASE_URL": TEST_DATABASE_URL,
         "SECRET_KEY": TEST_SECRET_KEY,
         "UPLOAD_DIR": str(_TMP_DIR / "uploads"),
+        "STORAGE_URL": "",  # files in UPLOAD_DIR, whatever the shell says; the S3 tests set their own
         "CORS_ORIGINS": "",
         "LOG_LEVEL": "INFO",
         "OPEN_REGISTRATION": "true",
@@ -47,6 +48,7 @@ from src.study import service as study_service  # noqa: E402
 from src.study.constants import SampleStatus, StudyRole, StudyStatus  # noqa: E402
 from src.study.models import Sample, Study, StudyMember  # noqa: E402
 from src.study.schemas import SampleCreate, StudyCreate  # noqa: E402
+from tests.s3_server import S3TestServer, running_s3_server  # noqa: E402
 from tests.smtp_server import SmtpTestServer, running_smtp_server  # noqa: E402
 
 import_all_models()
@@ -236,6 +238,14 @@ def make_sample() -> Callable[..., Awaitable[Sample]]:
 def smtp_server() -> Iterator[SmtpTestServer]:
     """A real SMTP server on a free loopback port, keeping what it is sent (tests/smtp_server.py)."""
     with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3TestServer]:
+    """A real S3 HTTP API (moto's server mode) on a free loopback port, for the whole run; each
+    test takes a bucket of its own (`s3_server.new_bucket()`)."""
+    with running_s3_server() as server:
         yield server
 
 

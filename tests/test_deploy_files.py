@@ -98,6 +98,9 @@ NOT_FOR_THE_API_CONTAINER = {
     # Computed from the machine when unset: compose cannot pass "unset" through ${X:-default}.
     "PASSWORD_HASH_CONCURRENCY": "computed when unset; set it under the api service to override",
     "IMPORTS_PER_WORKER": "computed when unset; set it under the api service to override",
+    "COMPOSE_PROFILES": "read by docker compose itself",
+    "MINIO_ROOT_USER": "MinIO's administrator: minio and minio-init only, the api has its own account",
+    "MINIO_ROOT_PASSWORD": "MinIO's administrator: minio and minio-init only, the api has its own account",
 }
 
 
@@ -108,6 +111,28 @@ def test_every_setting_in_env_sample_reaches_the_api_container(services):
     missing = [name for name in listed if name not in passed and name not in NOT_FOR_THE_API_CONTAINER]
 
     assert missing == [], "add these to docker-compose.yml's api environment, or say why not"
+
+
+def test_the_s3_profile_adds_minio_on_the_internal_network_and_its_bucket_before_the_api(compose, services):
+    minio, init, api = services["minio"], services["minio-init"], services["api"]
+
+    assert minio["profiles"] == init["profiles"] == ["s3"]
+    assert re.fullmatch(r"minio/minio:RELEASE\.[0-9TZ-]+", minio["image"])
+    assert re.fullmatch(r"minio/mc:RELEASE\.[0-9TZ-]+", init["image"])
+    assert minio["networks"] == init["networks"] == ["backend"]  # internal: no way in from outside
+    assert "ports" not in minio
+    assert minio["volumes"] == ["minio-data:/data"]
+    assert "minio-data" in compose["volumes"]
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert init["restart"] == "no"
+    assert api["depends_on"]["minio-init"] == {
+        "condition": "service_completed_successfully",
+        "required": False,
+    }
+    for name in ("STORAGE_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert api["environment"][name] == f"${{{name}:-}}"  # empty: the default (files on `uploads`)
+        assert services["prune"]["environment"][name] == api["environment"][name]
+    assert "MINIO_ROOT_PASSWORD" not in api["environment"]  # the api gets its own account, not the admin's
 
 
 def test_data_lives_on_named_volumes(compose, services):

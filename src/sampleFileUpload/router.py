@@ -1,17 +1,25 @@
 """Routes of sample files: upload and list under a study, read, download and delete one file,
 a study's template and its samples as a sheet."""
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import IdempotencyKey, IfNoneMatch, Pagination, etag_matches, idempotency_key_value
-from src.exceptions import IDEMPOTENCY_ERRORS, InsufficientStorage, PreconditionFailed, problem_responses
+from src.exceptions import (
+    IDEMPOTENCY_ERRORS,
+    InsufficientStorage,
+    PreconditionFailed,
+    StorageUnavailable,
+    problem_responses,
+)
 from src.sampleFileUpload import exports, service, writers
 from src.sampleFileUpload.constants import (
     DEFAULT_NA_VALUES,
@@ -144,6 +152,7 @@ def upload_responses() -> dict:
         UnsupportedFileType,
         UnreadableFile,
         InsufficientStorage,
+        StorageUnavailable,
         *IDEMPOTENCY_ERRORS,
     )
     responses[422]["description"] += f"; `{SampleFileRejected.code}`: {SampleFileRejected.detail}"
@@ -257,7 +266,7 @@ def _etag_of(sha256: str) -> str:
             "description": "the file",
         },
         304: {"description": "unchanged: your copy (If-None-Match) is this file"},
-        **problem_responses(*IN_FILE),
+        **problem_responses(*IN_FILE, StorageUnavailable),
     },
 )
 async def download_sample_file(
@@ -270,8 +279,9 @@ async def download_sample_file(
     if etag_matches(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     media_type = XLSX_MEDIA_TYPE if record.format == "xlsx" else DOWNLOADED_TEXT_MEDIA_TYPE
+    chunks = await anyio.to_thread.run_sync(service.stored_chunks, storage, record.storage_key)
     return StreamingResponse(
-        service.stored_chunks(storage, record.storage_key),
+        chunks,
         media_type=media_type,
         headers={
             "ETag": tag,
@@ -320,7 +330,7 @@ def _errors_download(style: writers.CsvStyle) -> tuple[str, str]:
             "content": {"text/csv": {}, "text/tab-separated-values": {}},
             "description": "the errors (tab-separated, named .tsv, for a TSV upload without `dialect`)",
         },
-        **problem_responses(*IN_FILE),
+        **problem_responses(*IN_FILE, StorageUnavailable),
     },
 )
 async def download_errors(
@@ -332,8 +342,11 @@ async def download_errors(
     style = await exports.errors_csv_style(storage, record, dialect=dialect)
     media_type, extension = _errors_download(style)
     stem = Path(record.filename).stem or "upload"
+    chunks = await anyio.to_thread.run_sync(
+        functools.partial(service.errors_csv, storage, record, style=style)
+    )
     return StreamingResponse(
-        service.errors_csv(storage, record, style=style),
+        chunks,
         media_type=media_type,
         headers={"Content-Disposition": content_disposition(f"{stem}-errors.{extension}")},
     )

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import psycopg
@@ -31,7 +31,7 @@ from src.auth.models import User
 from src.constants import LockNamespace
 from src.database import LockBusy, NamedLock, count_up_to, named_lock, utcnow
 from src.deadlines import CommitRefused, lift_request_deadline
-from src.exceptions import PreconditionFailed, is_lock_wait_failure
+from src.exceptions import PreconditionFailed, StorageUnavailable, is_lock_wait_failure
 from src.sampleFileUpload import writers
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
@@ -618,8 +618,13 @@ async def _stored_keys(session: AsyncSession, condition: Any) -> list[str]:
 
 
 async def _delete_stored(storage: Storage, keys: list[str]) -> None:
+    """After the commit that removed their records: a store that is away then leaves the files to
+    `prune` (they have no record), and the deletion the user asked for has happened all the same."""
     for key in keys:
-        await anyio.to_thread.run_sync(storage.delete, key)
+        try:
+            await anyio.to_thread.run_sync(storage.delete, key)
+        except StorageUnavailable:
+            logger.warning("stored_file_left_for_prune", extra={"storage_key": key})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,20 +632,34 @@ async def _delete_stored(storage: Storage, keys: list[str]) -> None:
 
 
 def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-    """A stored file in chunks (a sync iterator: Starlette runs it in a worker thread)."""
-    with storage.open(key) as stored:
+    """A stored file in chunks (a sync iterator: Starlette runs it in a worker thread). The file is
+    opened at once (call this in a worker thread too), so that a store that is away or a missing
+    file fails the request before its answer has begun, not in the middle of it."""
+    stored = storage.open(key)
+    return _closing(_chunks_of(stored, chunk_size), stored)
+
+
+def _closing(chunks: Iterator[bytes], stored: BinaryIO) -> Iterator[bytes]:
+    """`chunks`, which read `stored`: the file is closed when they are, even if never started (a
+    client gone before its first byte)."""
+    weakref.finalize(chunks, stored.close)
+    return chunks
+
+
+def _chunks_of(stored: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with stored:
         while chunk := stored.read(chunk_size):
             yield chunk
 
 
-def _error_rows(storage: Storage, record: SampleFile) -> Iterator[list[object]]:
+def _error_rows(record: SampleFile, stored: BinaryIO | None) -> Iterator[list[object]]:
     """The rejected rows as they were in the file, behind their row number and errors; read from
     the stored error lines one at a time. Column errors are on the header row."""
     headers = [column["header"] for column in record.report.get("columns", [])]
     yield [ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN, *headers]
-    if record.errors_key is None:
+    if stored is None:
         return
-    with storage.open(record.errors_key) as stored:
+    with stored:
         for line in stored:
             entry = json.loads(line)
             # A line stored before rejected rows kept their cells is one error without them.
@@ -657,8 +676,11 @@ def _error_text(error: dict[str, Any]) -> str:
 def errors_csv(
     storage: Storage, record: SampleFile, *, style: writers.CsvStyle = writers.EXCEL
 ) -> Iterator[bytes]:
-    """The rejected rows in `style` (exports.errors_csv_style: the dialect asked for, or the upload's)."""
-    return writers.csv_chunks(_error_rows(storage, record), style=style)
+    """The rejected rows in `style` (exports.errors_csv_style: the dialect asked for, or the upload's).
+    The stored errors are opened at once, as by stored_chunks."""
+    stored = storage.open(record.errors_key) if record.errors_key is not None else None
+    chunks = writers.csv_chunks(_error_rows(record, stored), style=style)
+    return _closing(chunks, stored) if stored is not None else chunks
 
 
 # ---------------------------------------------------------------------------------------------
