@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
+from croniter import croniter
 from pydantic import PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
     UPLOAD_DIR: Path = Path("./data/uploads")
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     LOG_LEVEL: str = "INFO"
+    # When the job queue's worker (`python main.py worker`, on PostgreSQL) prunes what only grows
+    # (src/pruning.py): a cron expression in UTC, five fields, or six with seconds last.
+    PRUNE_CRON: str = "17 * * * *"
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -62,6 +66,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @field_validator("PRUNE_CRON")
+    @classmethod
+    def valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError("PRUNE_CRON must be a cron expression such as '17 * * * *'")
+        return value
 
     @model_validator(mode="after")
     def strong_secret_outside_development(self) -> "Settings":

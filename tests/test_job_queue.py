@@ -1,0 +1,181 @@
+"""The job queue: procrastinate's schema from our migrations, `python main.py worker` running the
+periodic prune, and SQLite (no queue) refused clearly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from procrastinate.exceptions import AlreadyEnqueued
+
+from main import NO_QUEUE_ON_SQLITE
+from src.config import settings
+from src.constants import MAINTENANCE_QUEUE
+from src.job_queue import job_app, job_queue_available, libpq_conninfo
+from src.pruning import prune_on_schedule
+from src.sampleFileUpload.storage import LocalStorage
+from tests.conftest import TEST_DATABASE_URL
+from tests.sampleFileUpload.test_faults import left_behind, made_old
+from tests.test_database import alembic_config
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ON_POSTGRESQL = job_queue_available(TEST_DATABASE_URL)
+only_on_postgresql = pytest.mark.skipif(not ON_POSTGRESQL, reason="the job queue lives in PostgreSQL")
+QUEUE_TABLES = (
+    "procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs, procrastinate_workers"
+)
+
+
+@pytest.fixture
+def empty_queue() -> Iterator[None]:
+    yield
+    with psycopg.connect(libpq_conninfo(TEST_DATABASE_URL)) as connection:
+        connection.execute(f"TRUNCATE {QUEUE_TABLES}")
+
+
+def jobs_in_queue() -> list[tuple[str, str, str]]:
+    with psycopg.connect(libpq_conninfo(TEST_DATABASE_URL)) as connection:
+        rows = connection.execute(
+            "SELECT task_name, queue_name, status::text FROM procrastinate_jobs ORDER BY id"
+        )
+        return [tuple(row) for row in rows]
+
+
+def an_old_orphan_file() -> Path:
+    """A stored file no record names, older than the grace period: what prune removes."""
+    storage = LocalStorage(settings.UPLOAD_DIR)
+    return made_old(storage._path_of(left_behind(storage, b"an orphan")))
+
+
+def test_the_queue_reads_the_database_url_libpq_style():
+    url = "postgresql+psycopg://studybase:p%40ss@db:5432/studybase?sslmode=require"
+
+    assert libpq_conninfo(url) == "postgresql://studybase:p%40ss@db:5432/studybase?sslmode=require"
+    assert job_queue_available(url)
+    assert not job_queue_available("sqlite+aiosqlite:///./data/studybase.db")
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite has no job queue")
+def test_the_worker_command_refuses_sqlite_and_says_what_to_run_instead():
+    worker = subprocess.run(
+        [sys.executable, "main.py", "worker"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert worker.returncode == 1
+    assert NO_QUEUE_ON_SQLITE in worker.stderr
+
+
+@only_on_postgresql
+async def test_the_migrations_give_postgresql_the_queue_schema():
+    app = job_app()
+    async with app.open_async():
+        assert await app.check_connection_async()
+
+
+@only_on_postgresql
+async def test_a_worker_runs_a_deferred_prune(empty_queue):
+    orphan = an_old_orphan_file()
+    app = job_app()
+
+    async with app.open_async():
+        await prune_on_schedule.defer_async(timestamp=int(time.time()))
+        await app.run_worker_async(queues=[MAINTENANCE_QUEUE], wait=False, install_signal_handlers=False)
+
+    assert jobs_in_queue() == [("maintenance:prune", MAINTENANCE_QUEUE, "succeeded")]
+    assert not orphan.exists()
+
+
+@only_on_postgresql
+async def test_at_most_one_prune_waits_in_the_queue(empty_queue):
+    app = job_app()
+
+    async with app.open_async():
+        await prune_on_schedule.defer_async(timestamp=1)
+        with pytest.raises(AlreadyEnqueued):
+            await prune_on_schedule.defer_async(timestamp=2)
+
+    assert jobs_in_queue() == [("maintenance:prune", MAINTENANCE_QUEUE, "todo")]
+
+
+@only_on_postgresql
+def test_the_worker_command_prunes_on_its_schedule_and_stops_on_sigterm(empty_queue):
+    orphan = an_old_orphan_file()
+    environment = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "PRUNE_CRON": "* * * * * *"}
+    worker = subprocess.Popen(
+        [sys.executable, "main.py", "worker"],
+        cwd=PROJECT_DIR,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while ("maintenance:prune", MAINTENANCE_QUEUE, "succeeded") not in jobs_in_queue():
+            assert worker.poll() is None, worker.stderr.read()
+            assert time.monotonic() < deadline, "no scheduled prune ran within 30 s"
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        stdout, stderr = worker.communicate(timeout=20)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+
+    assert worker.returncode == 0, stderr
+    assert "The worker stopped." in stdout
+    assert not orphan.exists()
+    assert '"logger": "studybase.pruning"' in stderr  # JSON lines, as the API's
+
+
+@pytest.fixture
+def roundtrip_database_url() -> Iterator[str]:
+    """A database of its own: the shared test database stays at head for the other tests."""
+    name = f"{psycopg.conninfo.conninfo_to_dict(libpq_conninfo(TEST_DATABASE_URL))['dbname']}_queue_roundtrip"
+    admin = libpq_conninfo(TEST_DATABASE_URL)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield TEST_DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def queue_objects(database_url: str) -> dict[str, int]:
+    with psycopg.connect(libpq_conninfo(database_url)) as connection:
+        return {
+            kind: connection.execute(query).fetchone()[0]
+            for kind, query in {
+                "tables": "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'procrastinate%'",
+                "functions": "SELECT count(*) FROM pg_proc WHERE proname LIKE 'procrastinate%'",
+                "types": "SELECT count(*) FROM pg_type WHERE typname LIKE '%procrastinate%'",
+            }.items()
+        }
+
+
+@only_on_postgresql
+def test_the_queue_migration_downgrades_to_nothing_and_upgrades_again(roundtrip_database_url):
+    config = alembic_config(roundtrip_database_url)
+    command.upgrade(config, "head")
+    installed = queue_objects(roundtrip_database_url)
+
+    command.downgrade(config, "0011")
+    removed = queue_objects(roundtrip_database_url)
+    command.upgrade(config, "head")
+
+    assert installed["tables"] == 4
+    assert installed["functions"] > 0
+    assert installed["types"] > 0
+    assert removed == {"tables": 0, "functions": 0, "types": 0}
+    assert queue_objects(roundtrip_database_url) == installed
