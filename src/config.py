@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # When the job queue's worker (`python main.py worker`, on PostgreSQL) prunes what only grows
     # (src/pruning.py): a cron expression in UTC, five fields, or six with seconds last.
     PRUNE_CRON: str = "17 * * * *"
+    # A job queue worker silent (no heartbeat) this long is taken for dead: the jobs it was running
+    # are run again by the others (src/job_queue.py recover_stalled_jobs). It beats every third of it.
+    WORKER_STALLED_SECONDS: PositiveFloat = 30.0
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod

@@ -92,7 +92,9 @@ async def test_a_worker_runs_a_deferred_prune(empty_queue):
         await prune_on_schedule.defer_async(timestamp=int(time.time()))
         await app.run_worker_async(queues=[MAINTENANCE_QUEUE], wait=False, install_signal_handlers=False)
 
-    assert jobs_in_queue() == [("maintenance:prune", MAINTENANCE_QUEUE, "succeeded")]
+    assert [job for job in jobs_in_queue() if job[0] == "maintenance:prune"] == [
+        ("maintenance:prune", MAINTENANCE_QUEUE, "succeeded")
+    ]
     assert not orphan.exists()
 
 
@@ -179,3 +181,78 @@ def test_the_queue_migration_downgrades_to_nothing_and_upgrades_again(roundtrip_
     assert installed["types"] > 0
     assert removed == {"tables": 0, "functions": 0, "types": 0}
     assert queue_objects(roundtrip_database_url) == installed
+
+
+def start_worker(**environment: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "main.py", "worker"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL, **environment},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, *, seconds: float, what: str, worker: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert worker.poll() is None, worker.stderr.read()
+        assert time.monotonic() < deadline, f"not {what} within {seconds} s"
+        time.sleep(0.05)
+
+
+def stopped(worker: subprocess.Popen) -> tuple[str, str]:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        return worker.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        return worker.communicate()
+
+
+def prune_jobs() -> list[tuple[int, str, int]]:
+    with psycopg.connect(libpq_conninfo(TEST_DATABASE_URL)) as connection:
+        rows = connection.execute(
+            "SELECT id, status::text, attempts FROM procrastinate_jobs WHERE task_name = 'maintenance:prune'"
+        )
+        return [tuple(row) for row in rows]
+
+
+@only_on_postgresql
+def test_a_prune_whose_worker_was_killed_is_run_again_by_the_next_worker(empty_queue):
+    orphan = an_old_orphan_file()
+    stalled_after = {"WORKER_STALLED_SECONDS": "1.5", "DATABASE_LOCK_TIMEOUT_SECONDS": "30"}
+    # The prune's first statement waits on this lock: the first worker is killed while it waits.
+    with psycopg.connect(libpq_conninfo(TEST_DATABASE_URL)) as blocker:
+        blocker.execute("LOCK TABLE login_throttles IN ACCESS EXCLUSIVE MODE")
+        first = start_worker(PRUNE_CRON="* * * * * *", **stalled_after)
+        try:
+            wait_for(
+                lambda: [status for _, status, _ in prune_jobs()] == ["doing"],
+                seconds=30,
+                what="a prune running",
+                worker=first,
+            )
+            first.kill()  # SIGKILL: no goodbye, its job stays `doing` with the `prune` lock
+            first.communicate()
+        finally:
+            stopped(first)
+        blocker.rollback()
+    [(job_id, status, attempts)] = prune_jobs()
+    assert (status, attempts) == ("doing", 0)
+    assert orphan.exists()
+
+    time.sleep(2)  # past WORKER_STALLED_SECONDS without a heartbeat
+    second = start_worker(**stalled_after)
+    try:
+        wait_for(
+            lambda: prune_jobs()[0][1] == "succeeded", seconds=30, what="the prune run again", worker=second
+        )
+    finally:
+        _, stderr = stopped(second)
+
+    assert prune_jobs() == [(job_id, "succeeded", 2)]  # the killed attempt, then the one that ran
+    assert not orphan.exists()
+    assert '"msg": "job_recovered"' in stderr
