@@ -1,6 +1,7 @@
 """The job queue: procrastinate's schema from our migrations, `python main.py worker` running the
 periodic prune, and SQLite (no queue) refused clearly."""
 
+import itertools
 import os
 import signal
 import subprocess
@@ -256,3 +257,76 @@ def test_a_prune_whose_worker_was_killed_is_run_again_by_the_next_worker(empty_q
     assert prune_jobs() == [(job_id, "succeeded", 2)]  # the killed attempt, then the one that ran
     assert not orphan.exists()
     assert '"msg": "job_recovered"' in stderr
+
+
+def blocking_the_prune() -> psycopg.Connection:
+    """A transaction holding a lock the prune's first statement waits on (up to the workers'
+    DATABASE_LOCK_TIMEOUT_SECONDS, set long): a prune that runs stays running until it rolls back."""
+    blocker = psycopg.connect(libpq_conninfo(TEST_DATABASE_URL))
+    blocker.execute("LOCK TABLE login_throttles IN ACCESS EXCLUSIVE MODE")
+    return blocker
+
+
+def statuses() -> list[str]:
+    return [status for _, status, _ in sorted(prune_jobs())]
+
+
+@only_on_postgresql
+def test_a_worker_stopped_with_sigterm_lets_its_running_prune_finish(empty_queue):
+    orphan = an_old_orphan_file()
+    with blocking_the_prune() as blocker:
+        worker = start_worker(PRUNE_CRON="* * * * * *", DATABASE_LOCK_TIMEOUT_SECONDS="30")
+        try:
+            wait_for(lambda: "doing" in statuses(), seconds=30, what="a prune running", worker=worker)
+            [running] = [job_id for job_id, status, _ in prune_jobs() if status == "doing"]
+            worker.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            still_running = worker.poll() is None
+            blocker.rollback()
+            stdout, _ = worker.communicate(timeout=20)
+        finally:
+            stopped(worker)
+
+    assert still_running  # it waited for its job rather than dropping it
+    assert worker.returncode == 0
+    assert "The worker stopped." in stdout
+    assert (running, "succeeded") in [(job_id, status) for job_id, status, _ in prune_jobs()]
+    assert not orphan.exists()
+
+
+def prune_runs() -> list[tuple[float, float]]:
+    """When each finished prune started and ended (the queue's events), in order."""
+    with psycopg.connect(libpq_conninfo(TEST_DATABASE_URL)) as connection:
+        rows = connection.execute(
+            "SELECT min(e.at) FILTER (WHERE e.type = 'started'),"
+            " max(e.at) FILTER (WHERE e.type = 'succeeded')"
+            " FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id"
+            " WHERE j.task_name = 'maintenance:prune' AND j.status = 'succeeded' GROUP BY j.id ORDER BY 1"
+        )
+        return [(started.timestamp(), ended.timestamp()) for started, ended in rows]
+
+
+@only_on_postgresql
+def test_two_workers_never_run_two_prunes_at_once(empty_queue):
+    busy = {"PRUNE_CRON": "* * * * * *", "DATABASE_LOCK_TIMEOUT_SECONDS": "30"}
+    with blocking_the_prune() as blocker:
+        workers = [start_worker(**busy), start_worker(**busy)]
+        try:
+            # One prune runs (blocked); the next waits in the queue (queueing_lock: only one).
+            wait_for(
+                lambda: statuses() == ["doing", "todo"],
+                seconds=30,
+                what="one running, one waiting",
+                worker=workers[0],
+            )
+            time.sleep(2)  # the other worker is idle all this time, and the `prune` lock keeps it off
+            waiting = statuses()
+            blocker.rollback()
+            wait_for(lambda: len(prune_runs()) >= 2, seconds=30, what="two prunes run", worker=workers[1])
+        finally:
+            for worker in workers:
+                stopped(worker)
+
+    assert waiting == ["doing", "todo"]
+    runs = prune_runs()
+    assert all(later_start >= earlier_end for (_, earlier_end), (later_start, _) in itertools.pairwise(runs))
