@@ -1,5 +1,5 @@
-"""Run Studybase: `python main.py` serves the API; subcommands migrate, add admins, unlock sign-ins,
-send the mail the outbox holds and prune what only grows."""
+"""Run Studybase: `python main.py` serves the API; subcommands migrate, run the job queue's worker,
+add admins, unlock sign-ins, send the mail the outbox holds and prune what only grows."""
 
 import argparse
 import getpass
@@ -18,6 +18,10 @@ from src.auth.constants import PRUNE_BATCH_ROWS, PRUNE_MAX_ROWS_PER_TABLE
 PROJECT_DIR = Path(__file__).resolve().parent
 # `python main.py send-mail`: mails sent in one run at most (the next run goes on).
 SEND_MAIL_MAX = 1000
+NO_QUEUE_ON_SQLITE = (
+    "Not started: the job queue needs PostgreSQL (DATABASE_URL). On SQLite `python main.py` runs "
+    "everything in one process; run `python main.py prune` on a schedule."
+)
 
 
 def migrate(database_url: str | None = None) -> None:
@@ -117,39 +121,31 @@ async def unlock(email: str) -> str:
 
 
 async def prune(*, batch_rows: int, max_rows: int) -> str:
-    """Deletes what only grows (prune_auth_rows, prune_orphan_files, expired idempotency keys,
-    finished mails); bounded, so safe on a schedule."""
-    from src import idempotency
-    from src.auth import service
-    from src.database import SessionFactory, engine
-    from src.exceptions import StorageUnavailable
-    from src.mail import service as mail_service
-    from src.sampleFileUpload import service as sample_file_service
-    from src.sampleFileUpload.storage import get_storage
+    """Deletes what only grows (src/pruning.py), once; bounded, so safe on a schedule."""
+    from src.database import engine
+    from src.pruning import prune_what_only_grows
 
     try:
-        async with SessionFactory() as session:
-            counts = await service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
-            try:
-                files: int | None = await sample_file_service.prune_orphan_files(
-                    session, storage=get_storage(), max_files=max_rows
-                )
-            except StorageUnavailable:  # the rest is pruned all the same; the exit status says so
-                files = None
-            keys = await idempotency.prune_expired(session, max_rows=max_rows)
-            mails = await mail_service.prune_finished_mails(session, max_rows=max_rows, batch_rows=batch_rows)
+        pruned = await prune_what_only_grows(batch_rows=batch_rows, max_rows=max_rows)
     finally:
         await engine.dispose()
-    summary = (
-        f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions, "
-        f"{counts.refresh_tokens} refresh tokens, {counts.link_tokens} expired link tokens, "
-        f"{files or 0} orphan files, {keys} expired idempotency keys and {mails} finished mails."
-    )
-    if files is None:
-        raise SystemExit(
-            f"{summary} Orphan files were not pruned: the file store (STORAGE_URL) is not answering."
-        )
-    return summary
+    if pruned.orphan_files is None:  # an exit status a scheduler reports
+        raise SystemExit(pruned.summary())
+    return pruned.summary()
+
+
+async def worker() -> str:
+    """Runs the job queue's worker (src/job_queue.py) until SIGTERM or SIGINT."""
+    from src.database import engine
+    from src.job_queue import JobQueueUnavailable, run_worker
+
+    try:
+        await run_worker()
+    except JobQueueUnavailable:
+        raise SystemExit(NO_QUEUE_ON_SQLITE) from None
+    finally:
+        await engine.dispose()
+    return "The worker stopped."
 
 
 async def send_mail(*, max_mails: int) -> str:
@@ -184,6 +180,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="apply migrations, then serve the API (the default)")
     commands.add_parser("migrate", help="apply every migration to DATABASE_URL")
+    commands.add_parser(
+        "worker",
+        help="run the job queue's worker (PostgreSQL): the periodic prune (PRUNE_CRON); stops on SIGTERM",
+    )
     admin = commands.add_parser(
         "create-admin", help="create an admin account (password from ADMIN_PASSWORD or a prompt)"
     )
@@ -202,7 +202,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     prune_parser = commands.add_parser(
         "prune",
         help="delete stale sign-in throttles, long-ended sessions, long-rotated refresh tokens, expired "
-        "link tokens, finished mails and files a killed worker left in the file store (bounded: run it on a "
+        "link tokens, finished mails and files a killed worker left in UPLOAD_DIR (bounded: run it on a "
         "schedule)",
     )
     prune_parser.add_argument(
@@ -248,6 +248,8 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "prune":
         migrate()
         print(run_async_command(prune(batch_rows=args.batch_rows, max_rows=args.max_rows)))
+    elif args.command == "worker":
+        print(run_async_command(worker()))
     elif args.command == "send-mail":
         migrate()
         print(run_async_command(send_mail(max_mails=args.max_mails)))

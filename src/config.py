@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
+from croniter import croniter
 from pydantic import PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -57,6 +58,12 @@ class Settings(BaseSettings):
     AWS_DEFAULT_REGION: str | None = None
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     LOG_LEVEL: str = "INFO"
+    # When the job queue's worker (`python main.py worker`, on PostgreSQL) prunes what only grows
+    # (src/pruning.py): a cron expression in UTC, five fields, or six with seconds last.
+    PRUNE_CRON: str = "17 * * * *"
+    # A job queue worker silent (no heartbeat) this long is taken for dead: the jobs it was running
+    # are run again by the others (src/job_queue.py recover_stalled_jobs). It beats every third of it.
+    WORKER_STALLED_SECONDS: PositiveFloat = 30.0
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -104,6 +111,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @field_validator("PRUNE_CRON")
+    @classmethod
+    def valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError("PRUNE_CRON must be a cron expression such as '17 * * * *'")
+        return value
 
     @model_validator(mode="after")
     def strong_secret_outside_development(self) -> "Settings":

@@ -83,3 +83,6 @@ MAX_ERROR_LOC_PARTS = 10
 MAX_PROBLEM_ERRORS_BYTES = 12 * 1024
 # Filtered totals are counted exactly up to here; above it a list says `total_is_exact: false`.
 COUNT_CAP = 10_000
+
+# The job queue's queues (src/job_queue.py): what keeps the database small runs apart from imports.
+MAINTENANCE_QUEUE = "maintenance"

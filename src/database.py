@@ -256,14 +256,26 @@ async def count_up_to(session: AsyncSession, query: Select, *, cap: int = COUNT_
     return capped_total(await session.scalar(capped_count(query, cap=cap)) or 0, cap=cap)
 
 
+# The job queue's tables (procrastinate's, migration 0012): its own schema, not our models'.
+JOB_QUEUE_PREFIX = "procrastinate_"
+
+
 def include_object_for(dialect_name: str) -> Callable[..., bool]:
-    """Alembic's `include_object` for a backend: leaves out what is created only on other backends.
+    """Alembic's `include_object` for a backend: leaves out what is created only on other backends,
+    and the job queue's tables.
 
     An index declared with `.ddl_if(dialect="postgresql")` (the GIN index on sample values) does not
     exist on SQLite; without this, autogenerate there would keep proposing to add it.
     """
 
-    def include_object(obj: Any, _name: str | None, _type: str, _reflected: bool, _compare_to: Any) -> bool:
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if (
+            type_ == "table"
+            and reflected
+            and compare_to is None
+            and (name or "").startswith(JOB_QUEUE_PREFIX)
+        ):
+            return False
         condition = getattr(obj, "_ddl_if", None)  # set by SQLAlchemy's public HasConditionalDDL.ddl_if()
         return condition is None or condition.dialect in (None, dialect_name)
 
