@@ -58,6 +58,18 @@ Email = Annotated[
 ]
 
 
+# The one-time token of a mailed link (reset, invitation, verification), as the page reads it
+# from the link's fragment; one of impossible length is refused unread.
+MailedToken = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=LINK_TOKEN_MAX_LENGTH,
+        description="the `token` of the mailed link's fragment",
+    ),
+]
+
+
 def _reject_nul(value: str) -> str:
     # Any other character may be part of a passphrase, but NUL cannot be typed, and C-based hashers
     # and clients cut the text short at it.
@@ -252,12 +264,5 @@ class PasswordResetConfirm(BaseModel):
         },
     )
 
-    token: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=LINK_TOKEN_MAX_LENGTH,
-            description="the `token` of the mailed link's fragment",
-        ),
-    ]
+    token: MailedToken
     new_password: Password

@@ -12,6 +12,7 @@ class MailKind(StrEnum):
 
     PASSWORD_RESET = "password_reset"
     PASSWORD_CHANGED = "password_changed"
+    INVITATION = "invitation"
 
 
 class MailStatus(StrEnum):

@@ -32,7 +32,6 @@ from src.study.exceptions import (
     TOKEN_ERRORS,
     VERSIONED,
     WRITE,
-    AlreadyAMember,
     IncompatibleSampleFields,
     InvalidFieldFilter,
     InvalidSampleValues,
@@ -45,13 +44,11 @@ from src.study.exceptions import (
     StudyCodeTaken,
     StudyCreationForbidden,
     StudyNotDeletable,
-    UnknownUser,
 )
 from src.study.models import Sample, Study
 from src.study.schemas import (
     FIELD_EXAMPLES,
     ActivityRead,
-    MemberAdd,
     MemberRead,
     MemberUpdate,
     SampleCreate,
@@ -251,23 +248,6 @@ async def replace_sample_fields(
 async def list_members(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
     members, total, total_is_exact = await service.list_members(db, study=access.study, page=page)
     return page_of([member_read(member) for member in members], total, total_is_exact, page)
-
-
-@router.post(
-    "/{study_id}/members",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MemberRead,
-    summary="Add a member",
-    description="Owners only. Name the user by `user_id` or `email`; roles: `owner` (everything, "
-    "including members, status and delete), `editor` (details, sample fields, samples), `viewer` (read).",
-    responses=problem_responses(*BODY, *ROLE, UnknownUser, AlreadyAMember, *IDEMPOTENCY_ERRORS),
-)
-async def add_member(
-    data: MemberAdd, access: OwnedStudy, _: IdempotentCreate, db: DbSession, response: Response
-) -> MemberRead:
-    member = await service.add_member(db, access=access, data=data)
-    response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}/members/{member.user.id}"
-    return member_read(member)
 
 
 @router.get(

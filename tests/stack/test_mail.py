@@ -12,7 +12,14 @@ from src.auth.constants import PASSWORD_RESET_REQUESTED
 from src.middleware import DASHBOARD_CSP
 from tests.conftest import assert_problem, bearer
 from tests.smtp_server import Delivered, SmtpTestServer
-from tests.stack.conftest import STACK_MAIL_FROM, STACK_PUBLIC_URL, UNDER_CI, Stack, register_and_sign_in
+from tests.stack.conftest import (
+    STACK_MAIL_FROM,
+    STACK_PUBLIC_URL,
+    UNDER_CI,
+    Stack,
+    mails_to,
+    register_and_sign_in,
+)
 from tests.stack.test_dashboard_page import (
     ANSWERED_WITH_AN_ERROR,
     CHROMIUM_PATH,
@@ -29,16 +36,6 @@ NEW_PASSWORD = "a new stack passphrase"
 @pytest.fixture
 def smtp(stack_smtp: SmtpTestServer) -> SmtpTestServer:
     return stack_smtp
-
-
-def mails_to(smtp: SmtpTestServer, email: str, count: int) -> list[Delivered]:
-    """Waits until `count` messages for `email` have arrived (the workers send them)."""
-    for _ in range(100):
-        mine = [delivered for delivered in smtp.messages if delivered.rcpt_tos == [email]]
-        if len(mine) >= count:
-            return mine
-        smtp.wait_for(len(smtp.messages) + 1, timeout=10)
-    raise AssertionError(f"fewer than {count} mails for {email}")
 
 
 def reset_link(delivered: Delivered) -> str:
