@@ -126,7 +126,8 @@ _user_counter = iter(range(1, 1_000_000))
 
 @pytest.fixture
 def make_user() -> Callable[..., Awaitable[User]]:
-    """`await make_user(role=Role.ADMIN)`: a user straight in the database, password DEFAULT_PASSWORD."""
+    """`await make_user(role=Role.ADMIN)`: a user straight in the database, password DEFAULT_PASSWORD,
+    its address verified unless `verified=False`."""
 
     async def make(
         *,
@@ -135,6 +136,7 @@ def make_user() -> Callable[..., Awaitable[User]]:
         full_name: str = "Test User",
         role: Role = Role.RESEARCHER,
         is_active: bool = True,
+        verified: bool = True,
     ) -> User:
         async with SessionFactory() as session:
             user = await auth_service.create_user(
@@ -143,6 +145,7 @@ def make_user() -> Callable[..., Awaitable[User]]:
                 password=password,
                 full_name=full_name,
                 role=role,
+                email_verified=verified,
             )
             if not is_active:
                 user.is_active = False

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from src.database import DbSession
-from src.dependencies import CurrentUser
+from src.dependencies import VerifiedUser
 from src.invitations import service
 from src.invitations.exceptions import InvitationNotFound
 from src.invitations.service import ListedInvitation, ReceivedInvitation
@@ -30,7 +30,7 @@ StudyInvitation = Annotated[ListedInvitation, Depends(valid_invitation_for_owner
 
 
 async def valid_invitation_for_invitee(
-    invitation_id: uuid.UUID, user: CurrentUser, db: DbSession
+    invitation_id: uuid.UUID, user: VerifiedUser, db: DbSession
 ) -> ReceivedInvitation:
     received = await service.get_received(db, user=user, invitation_id=invitation_id)
     if received is None:

@@ -3,8 +3,9 @@
 
 from fastapi import APIRouter, status
 
+from src.auth.exceptions import EmailNotVerified
 from src.database import DbSession, utcnow
-from src.dependencies import CurrentUser, IdempotentCreate, Pagination
+from src.dependencies import IdempotentCreate, Pagination, VerifiedUser
 from src.exceptions import IDEMPOTENCY_ERRORS, ResourceBusy, problem_responses
 from src.invitations import service
 from src.invitations.dependencies import MyInvitation, StudyInvitation
@@ -131,10 +132,12 @@ async def revoke_invitation(listed: StudyInvitation, access: OwnedStudy, db: DbS
     response_model=Page[ReceivedInvitationRead],
     summary="Your pending invitations",
     description="The live invitations to your account's address, newest first, each with its study "
-    "and role: accept or decline one by its `id`, without the mail.",
-    responses=problem_responses(*TOKEN_ERRORS),
+    "and role: accept or decline one by its `id`, without the mail. Where addresses must be verified "
+    "(`REQUIRE_EMAIL_VERIFICATION`), these routes need a verified address (else 403 `EMAIL_NOT_VERIFIED`): "
+    "the address is what names you here.",
+    responses=problem_responses(*TOKEN_ERRORS, EmailNotVerified),
 )
-async def list_my_invitations(user: CurrentUser, page: Pagination, db: DbSession) -> dict:
+async def list_my_invitations(user: VerifiedUser, page: Pagination, db: DbSession) -> dict:
     received, total, total_is_exact = await service.list_received(db, user=user, page=page)
     return page_of([received_read(entry) for entry in received], total, total_is_exact, page)
 
@@ -148,13 +151,19 @@ async def list_my_invitations(user: CurrentUser, page: Pagination, db: DbSession
     "that is unknown, used, declined, revoked, replaced by a resend or expired is one and the same 422 "
     "`INVITATION_TOKEN_INVALID`; signed in with another address, 403 `INVITATION_FOR_ANOTHER_ADDRESS` "
     "(the token stays usable). Without an account, register with the token instead "
-    "(`POST /api/v1/auth/register` with `invitation_token`).",
+    "(`POST /api/v1/auth/register` with `invitation_token`). Where addresses must be verified "
+    "(`REQUIRE_EMAIL_VERIFICATION`), an account not yet verified gets 403 `EMAIL_NOT_VERIFIED`.",
     responses=problem_responses(
-        *BODY, *TOKEN_ERRORS, InvitationTokenInvalid, InvitationForAnotherAddress, AlreadyAMember
+        *BODY,
+        *TOKEN_ERRORS,
+        EmailNotVerified,
+        InvitationTokenInvalid,
+        InvitationForAnotherAddress,
+        AlreadyAMember,
     ),
 )
 async def accept_invitation_with_token(
-    data: InvitationTokenBody, user: CurrentUser, db: DbSession
+    data: InvitationTokenBody, user: VerifiedUser, db: DbSession
 ) -> InvitationAccepted:
     accepted = await service.accept_with_token(db, token=data.token, user=user)
     return InvitationAccepted(study=invited_study(accepted.study), role=accepted.invitation.role)
@@ -178,9 +187,9 @@ async def decline_invitation_with_token(data: InvitationTokenBody, db: DbSession
     summary="Accept one of your pending invitations",
     description="An invitation from `GET /api/v1/invitations`. Anyone else's, and one no longer pending, "
     "is 404.",
-    responses=problem_responses(*TOKEN_ERRORS, InvitationNotFound, AlreadyAMember),
+    responses=problem_responses(*TOKEN_ERRORS, EmailNotVerified, InvitationNotFound, AlreadyAMember),
 )
-async def accept_invitation(received: MyInvitation, user: CurrentUser, db: DbSession) -> InvitationAccepted:
+async def accept_invitation(received: MyInvitation, user: VerifiedUser, db: DbSession) -> InvitationAccepted:
     await service.accept(db, invitation=received.invitation, user=user)
     return InvitationAccepted(study=invited_study(received.study), role=received.invitation.role)
 
@@ -191,7 +200,7 @@ async def accept_invitation(received: MyInvitation, user: CurrentUser, db: DbSes
     summary="Decline one of your pending invitations",
     description="An invitation from `GET /api/v1/invitations`. Anyone else's, and one no longer pending, "
     "is 404.",
-    responses=problem_responses(*TOKEN_ERRORS, InvitationNotFound),
+    responses=problem_responses(*TOKEN_ERRORS, EmailNotVerified, InvitationNotFound),
 )
-async def decline_invitation(received: MyInvitation, user: CurrentUser, db: DbSession) -> None:
+async def decline_invitation(received: MyInvitation, user: VerifiedUser, db: DbSession) -> None:
     await service.decline(db, invitation=received.invitation, user=user)

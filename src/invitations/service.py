@@ -7,6 +7,7 @@ makes the link's token when the mail leaves and stores its hash then. A study is
 its invitee's answer: accepting adds the membership, in the transaction that spends the invitation.
 """
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from src.auth import service as auth_service
 from src.auth.models import User
+from src.auth.schemas import RegisterRequest
 from src.auth.utils import hash_secret_token
 from src.database import count_up_to, utcnow
 from src.exceptions import ResourceBusy
@@ -347,3 +350,17 @@ async def _spent_or_invalid(answering) -> None:
         await answering
     except InvitationNotFound:
         raise InvitationTokenInvalid from None
+
+
+async def register_invitee(session: AsyncSession, *, data: RegisterRequest, token: str) -> User:
+    """An account for the invited address, made through the invitation's link: the mail reached that
+    address, so it is verified; and the study is joined at once. An invitation answered or revoked
+    while the account was being made leaves the account as it is (verified, not a member)."""
+    invitation = await find_by_token(session, token=token)
+    if invitation.email != data.email:
+        raise InvitationForAnotherAddress
+    await session.commit()  # ends the read: no connection is held while the password hashes
+    user = await auth_service.register_user(session, data=data, email_verified=True)
+    with contextlib.suppress(InvitationNotFound, AlreadyAMember):
+        await accept(session, invitation=invitation, user=user)
+    return user

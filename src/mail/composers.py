@@ -11,4 +11,5 @@ COMPOSERS: Mapping[str, Composer] = {
     MailKind.PASSWORD_RESET: auth_mails.compose_password_reset,
     MailKind.PASSWORD_CHANGED: auth_mails.compose_password_changed,
     MailKind.INVITATION: invitation_mails.compose_invitation,
+    MailKind.EMAIL_VERIFICATION: auth_mails.compose_email_verification,
 }

@@ -13,6 +13,7 @@ class MailKind(StrEnum):
     PASSWORD_RESET = "password_reset"
     PASSWORD_CHANGED = "password_changed"
     INVITATION = "invitation"
+    EMAIL_VERIFICATION = "email_verification"
 
 
 class MailStatus(StrEnum):

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
 
+from src.auth.exceptions import EmailNotVerified
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import CurrentUser, IdempotentCreate, IfMatch, Pagination, etag
@@ -103,9 +104,11 @@ def member_read(member: Member) -> MemberRead:
     response_model=StudyRead,
     summary="Create a study",
     description="Researchers and admins; the study starts as `draft` and you become its owner. "
-    "`code` is unique case-insensitively; `sample_fields` is the typed schema of its samples.",
+    "`code` is unique case-insensitively; `sample_fields` is the typed schema of its samples. Where "
+    "addresses must be verified (`REQUIRE_EMAIL_VERIFICATION`), an account whose address is not yet "
+    "verified gets 403 `EMAIL_NOT_VERIFIED`.",
     responses=problem_responses(
-        *BODY, *TOKEN_ERRORS, StudyCreationForbidden, StudyCodeTaken, *IDEMPOTENCY_ERRORS
+        *BODY, *TOKEN_ERRORS, StudyCreationForbidden, EmailNotVerified, StudyCodeTaken, *IDEMPOTENCY_ERRORS
     ),
 )
 async def create_study(

@@ -166,6 +166,8 @@ def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
         "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
         "REFRESH_TOKEN_EXPIRE_DAYS": "14",
         "OPEN_REGISTRATION": "true",
+        # The stack's accounts register and go straight to work (production's default is true).
+        "REQUIRE_EMAIL_VERIFICATION": "false",
         "LOGIN_MAX_FAILURES": "5",
         "LOGIN_LOCKOUT_MINUTES": "15",
         "FORWARDED_ALLOW_IPS": "127.0.0.1",

@@ -21,6 +21,14 @@ PENDING = sa.text("status = 'pending'")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("email_verified_at", src.database.UTCDateTime(timezone=True), nullable=True)
+        )
+    # Accounts made before verification existed keep working as they did: their address counts as
+    # verified from their creation.
+    op.execute("UPDATE users SET email_verified_at = created_at")
+
     op.create_table(
         "study_invitations",
         sa.Column("study_id", sa.Uuid(), nullable=False),
@@ -77,3 +85,5 @@ def downgrade() -> None:
         batch_op.drop_index("uq_study_invitations_study_id_email_pending")
         batch_op.drop_index("ix_study_invitations_email_status")
     op.drop_table("study_invitations")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("email_verified_at")
