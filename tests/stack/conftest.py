@@ -233,14 +233,24 @@ def stack_smtp() -> Iterator[SmtpTestServer]:
         yield server
 
 
-def mails_to(smtp: SmtpTestServer, email: str, count: int) -> list[Delivered]:
-    """Waits until `count` messages for `email` have arrived (the workers send them)."""
+def mails_to(smtp: SmtpTestServer, email: str, count: int, *, about: str = "") -> list[Delivered]:
+    """Waits until `count` messages for `email` whose subject holds `about` have arrived (the workers
+    send them; registration's verification mail is one too)."""
     for _ in range(100):
-        mine = [delivered for delivered in smtp.messages if delivered.rcpt_tos == [email]]
+        mine = [
+            delivered
+            for delivered in smtp.messages
+            if delivered.rcpt_tos == [email] and about in str(delivered.message["Subject"])
+        ]
         if len(mine) >= count:
             return mine
         smtp.wait_for(len(smtp.messages) + 1, timeout=10)
     raise AssertionError(f"fewer than {count} mails for {email}")
+
+
+INVITATION_SUBJECT = "invites you to the study"
+RESET_SUBJECT = "password"
+VERIFICATION_SUBJECT = "Verify your Studybase email address"
 
 
 def mailed_link_token(delivered: Delivered, page: str) -> str:
@@ -263,10 +273,10 @@ def join_by_invitation(
 ) -> dict:
     """The owner invites `email`; its owner accepts with the token of the mail the workers sent:
     the one way into a study. Returns the accepted invitation's answer."""
-    before = len(mails_to(smtp, email, 0))
+    before = len(mails_to(smtp, email, 0, about=INVITATION_SUBJECT))
     invited = http.post(f"{study_url}/members", json={"email": email, "role": role}, headers=owner_headers)
     assert invited.status_code == 202, invited.text
-    token = mailed_link_token(mails_to(smtp, email, before + 1)[-1], "/invitations")
+    token = mailed_link_token(mails_to(smtp, email, before + 1, about=INVITATION_SUBJECT)[-1], "/invitations")
     accepted = http.post("/api/v1/invitations/accept", json={"token": token}, headers=member_headers)
     assert accepted.status_code == 200, accepted.text
     return accepted.json()
