@@ -81,6 +81,10 @@ BUSINESS_RULES = {
     # Which invitation tokens are live, and to which address each was sent, is stored data.
     ("POST", "/api/v1/invitations/accept"): {"INVITATION_TOKEN_INVALID", "INVITATION_FOR_ANOTHER_ADDRESS"},
     ("POST", "/api/v1/invitations/decline"): {"INVITATION_TOKEN_INVALID"},
+    # Which verification tokens are live is stored data; so are the account's verified address and
+    # how often it asked for a new link.
+    ("POST", "/api/v1/auth/verify-email"): {"VERIFICATION_TOKEN_INVALID"},
+    ("POST", "/api/v1/auth/verify-email/resend"): {"EMAIL_ALREADY_VERIFIED", "VERIFICATION_MAIL_LIMITED"},
     # A sample's values are checked against the study's field definitions, which the study stores.
     ("POST", "/api/v1/studies/{study_id}/samples"): {"INVALID_SAMPLE_VALUES"},
     ("PATCH", "/api/v1/studies/{study_id}/samples/{sample_pk}"): {
