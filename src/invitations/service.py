@@ -7,7 +7,6 @@ makes the link's token when the mail leaves and stores its hash then. A study is
 its invitee's answer: accepting adds the membership, in the transaction that spends the invitation.
 """
 
-import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -109,10 +108,13 @@ async def _pending_for_address(session: AsyncSession, *, study_id: uuid.UUID, em
     )
 
 
-async def _invite_once(
-    session: AsyncSession, *, access: StudyAccess, email: str, role: StudyRole
-) -> Invitation | None:
-    """None when the address's pending invitation was answered while this ran (try again)."""
+async def invite(session: AsyncSession, *, access: StudyAccess, email: str, role: StudyRole) -> Invitation:
+    """Invites the (normalized) `email` with `role`; a pending invitation of the same address is
+    renewed instead (the new role, a new link, the old link dead). A member's address is 409
+    ALREADY_A_MEMBER: the owner sees the members anyway, so that tells nothing new. Losing a race
+    for the same address (another invite, or its answer, between the read and the write) is 409
+    RESOURCE_BUSY: nothing was written, and a retry succeeds."""
+    mail_service.require_mail()
     now = utcnow()
     study_id = access.study.id
     if await study_service.has_member_with_email(session, study_id=study_id, email=email):
@@ -133,10 +135,11 @@ async def _invite_once(
         )
         session.add(invitation)
     else:
-        invitation = await _renew_if_pending(session, pending_id, **values)
-        if invitation is None:
+        renewed = await _renew_if_pending(session, pending_id, **values)
+        if renewed is None:
             await session.rollback()
-            return None
+            raise ResourceBusy
+        invitation = renewed
     study_service.record_activity(
         session,
         study_id=study_id,
@@ -147,21 +150,8 @@ async def _invite_once(
     try:
         await session.commit()
     except IntegrityError:
-        await session.rollback()  # the same address invited at the same moment: renew that one
-        return None
-    return invitation
-
-
-async def invite(session: AsyncSession, *, access: StudyAccess, email: str, role: StudyRole) -> Invitation:
-    """Invites the (normalized) `email` with `role`; a pending invitation of the same address is
-    renewed instead (the new role, a new link, the old link dead). A member's address is 409
-    ALREADY_A_MEMBER: the owner sees the members anyway, so that tells nothing new."""
-    mail_service.require_mail()
-    invitation = await _invite_once(session, access=access, email=email, role=role)
-    if invitation is None:  # lost a race with another invite or an answer: once more, from the start
-        invitation = await _invite_once(session, access=access, email=email, role=role)
-    if invitation is None:
-        raise ResourceBusy
+        await session.rollback()  # the same address invited by another request at the same moment
+        raise ResourceBusy from None
     return invitation
 
 
@@ -361,6 +351,8 @@ async def register_invitee(session: AsyncSession, *, data: RegisterRequest, toke
         raise InvitationForAnotherAddress
     await session.commit()  # ends the read: no connection is held while the password hashes
     user = await auth_service.register_user(session, data=data, email_verified=True)
-    with contextlib.suppress(InvitationNotFound, AlreadyAMember):
+    try:
         await accept(session, invitation=invitation, user=user)
+    except (InvitationNotFound, AlreadyAMember):
+        await session.refresh(user)  # the rollback expired it; the answer shows it
     return user

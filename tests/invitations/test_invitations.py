@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from src.auth import service as auth_service
 from src.auth.utils import hash_secret_token
 from src.constants import Environment
 from src.database import SessionFactory, utcnow
+from src.invitations import service as invitation_service
 from src.invitations.constants import InvitationStatus
 from src.invitations.models import Invitation
 from src.mail.composers import COMPOSERS
@@ -560,3 +562,59 @@ async def test_every_step_is_in_the_activity_log(
     ]
     actors = [entry["actor"]["email"] if entry["actor"] else None for entry in log[:-1]]
     assert actors == [alice.email, alice.email, None, alice.email, grace.email, alice.email]
+
+
+# Races
+
+
+async def test_an_invite_that_loses_a_race_for_the_same_address_is_409_busy_and_writes_nothing(
+    client, alice, alice_headers, make_study, monkeypatch
+):
+    study = await make_study(owner=alice)
+    await invite(client, study, alice_headers, "grace@example.org")
+
+    async def not_yet_invited(*_args, **_kwargs):
+        return None  # as if the other request committed just after this one's read
+
+    monkeypatch.setattr(invitation_service, "_pending_for_address", not_yet_invited)
+    response = await client.post(
+        study_url(study, "members"),
+        json={"email": "grace@example.org", "role": "owner"},
+        headers=alice_headers,
+    )
+
+    assert_problem(response, 409, "RESOURCE_BUSY")
+    (row,) = await invitation_rows()
+    assert row.role == StudyRole.EDITOR
+    log = (await client.get(study_url(study, "activity"), headers=alice_headers)).json()["items"]
+    assert [entry["action"] for entry in log].count("member_invited") == 1
+
+
+async def test_an_invitation_revoked_while_its_invitee_registers_leaves_a_verified_account_outside(
+    client, alice, alice_headers, make_study, monkeypatch
+):
+    study = await make_study(owner=alice)
+    token = await mailed_token(client, study, alice_headers, "grace@example.org")
+    register_user = auth_service.register_user
+
+    async def revoked_meanwhile(session, **kwargs):
+        user = await register_user(session, **kwargs)
+        async with SessionFactory() as other:
+            await other.execute(update(Invitation).values(status=InvitationStatus.REVOKED, token_hash=None))
+            await other.commit()
+        return user
+
+    monkeypatch.setattr(auth_service, "register_user", revoked_meanwhile)
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "grace@example.org",
+            "password": "a long passphrase",
+            "full_name": "G",
+            "invitation_token": token,
+        },
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["email_verified_at"] is not None
+    assert len(await members_of(study)) == 1
