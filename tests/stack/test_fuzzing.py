@@ -229,6 +229,7 @@ class World:
         for _ in range(3):
             self.add_sample()  # the last one is the one the requests name
         self.add_member()
+        self.invite_pending()
         content = b"sample_id,tissue,volume [mL]\r\nU-1,saliva,1.5\r\nU-2,blood,2\r\n"
         uploaded = self.call(
             "POST", f"{self.study_url}/sample-files", files={"file": ("samples.csv", content, "text/csv")}
@@ -287,6 +288,12 @@ class World:
             )
         self.ids["user_id"] = self.call("GET", "/api/v1/auth/me", headers=member_headers)["id"]
 
+    def invite_pending(self) -> None:
+        """A pending invitation of the study, which the invitation routes name (revoking it ends it)."""
+        email = f"fuzz-invited-{uuid.uuid4().hex[:8]}@example.org"
+        invitation = self.call("POST", f"{self.study_url}/members", json={"email": email, "role": "viewer"})
+        self.ids["invitation_id"] = invitation["id"]
+
     def keep_usable(self) -> None:
         study = self.request("GET", self.study_url)
         if study.status_code == 401:  # signed out everywhere (logout-all)
@@ -302,6 +309,9 @@ class World:
             self.add_sample()
         if self.request("GET", f"{self.study_url}/members/{self.ids['user_id']}").status_code == 404:
             self.add_member()
+        pending = self.call("GET", f"{self.study_url}/invitations", params={"page_size": 100})["items"]
+        if self.ids["invitation_id"] not in {invitation["id"] for invitation in pending}:
+            self.invite_pending()
 
 
 @pytest.fixture(scope="session")
