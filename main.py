@@ -123,10 +123,11 @@ async def unlock(email: str) -> str:
 
 async def prune(*, batch_rows: int, max_rows: int) -> str:
     """Deletes what only grows (prune_auth_rows, prune_orphan_files, expired idempotency keys,
-    finished mails); bounded, so safe on a schedule."""
+    finished mails and invitations); bounded, so safe on a schedule."""
     from src import idempotency
     from src.auth import service
     from src.database import SessionFactory, engine
+    from src.invitations import service as invitation_service
     from src.mail import service as mail_service
     from src.sampleFileUpload import service as sample_file_service
     from src.sampleFileUpload.storage import get_storage
@@ -139,12 +140,16 @@ async def prune(*, batch_rows: int, max_rows: int) -> str:
             )
             keys = await idempotency.prune_expired(session, max_rows=max_rows)
             mails = await mail_service.prune_finished_mails(session, max_rows=max_rows, batch_rows=batch_rows)
+            invitations = await invitation_service.prune_finished_invitations(
+                session, max_rows=max_rows, batch_rows=batch_rows
+            )
     finally:
         await engine.dispose()
     return (
         f"Pruned {counts.login_throttles} sign-in throttles, {counts.sessions} ended sessions, "
         f"{counts.refresh_tokens} refresh tokens, {counts.link_tokens} expired link tokens, "
-        f"{files} orphan files, {keys} expired idempotency keys and {mails} finished mails."
+        f"{files} orphan files, {keys} expired idempotency keys, {mails} finished mails and "
+        f"{invitations} finished invitations."
     )
 
 

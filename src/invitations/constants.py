@@ -19,5 +19,9 @@ class InvitationStatus(StrEnum):
 # An invitation's link works this long after it was (re)sent.
 INVITATION_LIFETIME_DAYS = 7
 INVITATION_STATUS_MAX_LENGTH = 20
+# `python main.py prune` deletes invitations answered, revoked or expired this many days ago (the
+# activity log keeps what happened); rows per transaction.
+INVITATION_KEEP_DAYS = 30
+PRUNE_BATCH_ROWS = 1000
 # The page that reads an invitation's token from its fragment (nginx/html, src/page.py).
 INVITATIONS_PAGE = "/invitations"

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy import ColumnElement, Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -22,7 +22,12 @@ from src.auth.schemas import RegisterRequest
 from src.auth.utils import hash_secret_token
 from src.database import count_up_to, utcnow
 from src.exceptions import ResourceBusy
-from src.invitations.constants import INVITATION_LIFETIME_DAYS, InvitationStatus
+from src.invitations.constants import (
+    INVITATION_KEEP_DAYS,
+    INVITATION_LIFETIME_DAYS,
+    PRUNE_BATCH_ROWS,
+    InvitationStatus,
+)
 from src.invitations.exceptions import InvitationForAnotherAddress, InvitationNotFound, InvitationTokenInvalid
 from src.invitations.models import Invitation
 from src.mail import service as mail_service
@@ -356,3 +361,28 @@ async def register_invitee(session: AsyncSession, *, data: RegisterRequest, toke
     except (InvitationNotFound, AlreadyAMember):
         await session.refresh(user)  # the rollback expired it; the answer shows it
     return user
+
+
+# Pruning
+
+
+async def prune_finished_invitations(
+    session: AsyncSession, *, max_rows: int, batch_rows: int = PRUNE_BATCH_ROWS, now: datetime | None = None
+) -> int:
+    """Deletes up to `max_rows` invitations answered, revoked or expired more than
+    INVITATION_KEEP_DAYS ago, `batch_rows` per transaction (`python main.py prune`)."""
+    cutoff = (now or utcnow()) - timedelta(days=INVITATION_KEEP_DAYS)
+    finished = ((Invitation.status != InvitationStatus.PENDING) & (Invitation.responded_at < cutoff)) | (
+        Invitation.expires_at < cutoff
+    )
+    total = 0
+    while total < max_rows:
+        limit = min(batch_rows, max_rows - total)
+        batch = select(Invitation.id).where(finished).limit(limit)
+        result = await session.execute(delete(Invitation).where(Invitation.id.in_(batch)))
+        await session.commit()
+        deleted = max(result.rowcount or 0, 0)
+        total += deleted
+        if deleted < limit:
+            break
+    return total

@@ -14,7 +14,7 @@ from src.auth.utils import hash_secret_token
 from src.constants import Environment
 from src.database import SessionFactory, utcnow
 from src.invitations import service as invitation_service
-from src.invitations.constants import InvitationStatus
+from src.invitations.constants import INVITATION_KEEP_DAYS, InvitationStatus
 from src.invitations.models import Invitation
 from src.mail.composers import COMPOSERS
 from src.mail.config import mail_settings
@@ -618,3 +618,43 @@ async def test_an_invitation_revoked_while_its_invitee_registers_leaves_a_verifi
     assert response.status_code == 201, response.text
     assert response.json()["email_verified_at"] is not None
     assert len(await members_of(study)) == 1
+
+
+# Pruning
+
+
+async def test_prune_deletes_invitations_finished_long_ago_and_keeps_the_rest(
+    client, alice, alice_headers, make_study
+):
+    study = await make_study(owner=alice)
+    for email in (
+        "old-declined@example.org",
+        "old-expired@example.org",
+        "recent@example.org",
+        "live@example.org",
+    ):
+        await invite(client, study, alice_headers, email)
+    long_ago = utcnow() - timedelta(days=INVITATION_KEEP_DAYS + 1)
+    async with SessionFactory() as session:
+        await session.execute(
+            update(Invitation)
+            .where(Invitation.email == "old-declined@example.org")
+            .values(status=InvitationStatus.DECLINED, responded_at=long_ago)
+        )
+        await session.execute(
+            update(Invitation)
+            .where(Invitation.email == "old-expired@example.org")
+            .values(expires_at=long_ago)
+        )
+        await session.execute(
+            update(Invitation)
+            .where(Invitation.email == "recent@example.org")
+            .values(status=InvitationStatus.REVOKED, responded_at=utcnow() - timedelta(days=1))
+        )
+        await session.commit()
+
+    async with SessionFactory() as session:
+        pruned = await invitation_service.prune_finished_invitations(session, max_rows=100, batch_rows=1)
+
+    assert pruned == 2
+    assert sorted(row.email for row in await invitation_rows()) == ["live@example.org", "recent@example.org"]
