@@ -57,7 +57,7 @@ async def _seed_fresh(samples: int) -> seed.SeededData:
     async with SessionFactory() as session:
         for email, role in (("bench@example.org", Role.RESEARCHER), ("admin@example.org", Role.ADMIN)):
             await auth_service.create_user(
-                session, email=email, password=BENCH_PASSWORD, full_name="B", role=role
+                session, email=email, password=BENCH_PASSWORD, full_name="B", role=role, email_verified=True
             )
     seeded = await asyncio.to_thread(
         seed.seed, settings.DATABASE_URL, owner_email="bench@example.org", samples=samples

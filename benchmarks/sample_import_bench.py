@@ -66,6 +66,7 @@ async def run(rows: int, mode: str) -> None:
             password=BENCH_PASSWORD,
             full_name="B",
             role=Role.RESEARCHER,
+            email_verified=True,
         )
         study = (
             await study_service.create_study(

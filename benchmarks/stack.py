@@ -99,6 +99,7 @@ def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
         "UPLOAD_DIR": str(work_dir / "uploads"),
         "CORS_ORIGINS": "",
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
+        "REQUIRE_EMAIL_VERIFICATION": "false",  # the benchmark's account registers and goes to work
         "ACCESS_TOKEN_EXPIRE_MINUTES": "240",  # outlives the run: no refresh in the middle of a measurement
         "LOG_LEVEL": "WARNING",
         "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),

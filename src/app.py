@@ -15,6 +15,7 @@ from src.dependencies import check_query_string
 from src.docs import add_docs
 from src.exceptions import register_exception_handlers
 from src.health import router as health_router
+from src.invitations.router import router as invitations_router
 from src.logging import configure_logging
 from src.mail.jobs import mail_sender_running
 from src.middleware import (
@@ -127,6 +128,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     api.include_router(sample_file_router)
     api.include_router(study_router)
     api.include_router(dashboard_router)
+    api.include_router(invitations_router)
     app.include_router(api)
     add_docs(app)
     add_page(app)

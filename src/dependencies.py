@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 
 from src import idempotency
-from src.auth.dependencies import AdminUser, CurrentUser
+from src.auth.dependencies import AdminUser, CurrentUser, VerifiedUser
 from src.constants import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_MAX_LENGTH, MAX_ETAG_HEADER_LENGTH, MAX_PAGE_SIZE
 from src.database import DbSession
 from src.exceptions import InvalidIfMatch, PreconditionFailed, ValidationFailed
@@ -24,6 +24,7 @@ __all__ = [
     "IfNoneMatch",
     "PageParams",
     "Pagination",
+    "VerifiedUser",
     "check_query_string",
     "etag_matches",
     "if_match_version",

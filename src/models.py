@@ -4,6 +4,7 @@
 def import_all_models() -> None:
     import src.auth.models
     import src.idempotency
+    import src.invitations.models
     import src.mail.models
     import src.sampleFileUpload.models
     import src.study.models  # noqa: F401

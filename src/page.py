@@ -1,8 +1,8 @@
 """The browser dashboard page (nginx/html/), served by the app at `/` as nginx serves it in the stack.
 
 So `python main.py` shows the same page as the full stack. Only `/`, the paths mailed links open
-(`/reset-password`) and `/assets/...` are the page's: every other path stays the API's (an unknown
-path under /api is still its problem+json 404, not a page).
+(`/reset-password`, `/invitations`, `/verify-email`) and `/assets/...` are the page's: every other
+path stays the API's (an unknown path under /api is still its problem+json 404, not a page).
 """
 
 from pathlib import Path
@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from src.auth.constants import RESET_PASSWORD_PAGE
+from src.auth.constants import RESET_PASSWORD_PAGE, VERIFY_EMAIL_PAGE
+from src.invitations.constants import INVITATIONS_PAGE
 
 PAGE_DIR = Path(__file__).resolve().parent.parent / "nginx" / "html"
 PAGE_URL = "/"
 # The page again, at the paths mailed links open; it reads what it should show from its path
 # (and the token from the fragment, which never reaches the server). In nginx: default.conf.
-PAGE_PATHS = (PAGE_URL, RESET_PASSWORD_PAGE)
+PAGE_PATHS = (PAGE_URL, RESET_PASSWORD_PAGE, INVITATIONS_PAGE, VERIFY_EMAIL_PAGE)
 ASSETS_URL = "/assets"
 
 

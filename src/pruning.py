@@ -13,6 +13,7 @@ from src.config import settings
 from src.constants import MAINTENANCE_QUEUE
 from src.database import SessionFactory
 from src.exceptions import StorageUnavailable
+from src.invitations import service as invitation_service
 from src.mail import service as mail_service
 from src.sampleFileUpload import service as sample_file_service
 from src.sampleFileUpload.storage import get_storage
@@ -26,13 +27,14 @@ class Pruned:
     orphan_files: int | None  # None: the file store (STORAGE_URL) did not answer; the rest was pruned
     idempotency_keys: int
     finished_mails: int
+    finished_invitations: int
 
     def summary(self) -> str:
         summary = (
             f"Pruned {self.auth.login_throttles} sign-in throttles, {self.auth.sessions} ended sessions, "
             f"{self.auth.refresh_tokens} refresh tokens, {self.auth.link_tokens} expired link tokens, "
-            f"{self.orphan_files or 0} orphan files, {self.idempotency_keys} expired idempotency keys and "
-            f"{self.finished_mails} finished mails."
+            f"{self.orphan_files or 0} orphan files, {self.idempotency_keys} expired idempotency keys, "
+            f"{self.finished_mails} finished mails and {self.finished_invitations} finished invitations."
         )
         if self.orphan_files is None:
             summary += " Orphan files were not pruned: the file store (STORAGE_URL) is not answering."
@@ -41,7 +43,7 @@ class Pruned:
 
 async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
     """Stale sign-in rows (auth_service.prune_auth_rows), files no record names (prune_orphan_files),
-    expired idempotency keys and finished mails: at most `max_rows` of each kind."""
+    expired idempotency keys, finished mails and finished invitations: at most `max_rows` of each kind."""
     async with SessionFactory() as session:
         auth = await auth_service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
         try:
@@ -52,7 +54,16 @@ async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
             files = None
         keys = await idempotency.prune_expired(session, max_rows=max_rows)
         mails = await mail_service.prune_finished_mails(session, max_rows=max_rows, batch_rows=batch_rows)
-    return Pruned(auth=auth, orphan_files=files, idempotency_keys=keys, finished_mails=mails)
+        invitations = await invitation_service.prune_finished_invitations(
+            session, max_rows=max_rows, batch_rows=batch_rows
+        )
+    return Pruned(
+        auth=auth,
+        orphan_files=files,
+        idempotency_keys=keys,
+        finished_mails=mails,
+        finished_invitations=invitations,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -43,11 +44,15 @@ from src.auth import service as auth_service  # noqa: E402
 from src.auth.constants import Role  # noqa: E402
 from src.auth.models import User  # noqa: E402
 from src.database import Base, SessionFactory, create_engine_for, engine, run_async  # noqa: E402
+from src.mail.composers import COMPOSERS  # noqa: E402
+from src.mail.config import mail_settings  # noqa: E402
+from src.mail.service import deliver_due_mails  # noqa: E402
 from src.models import import_all_models  # noqa: E402
 from src.study import service as study_service  # noqa: E402
 from src.study.constants import SampleStatus, StudyRole, StudyStatus  # noqa: E402
 from src.study.models import Sample, Study, StudyMember  # noqa: E402
 from src.study.schemas import SampleCreate, StudyCreate  # noqa: E402
+from src.third_party.mail import OutgoingMail  # noqa: E402
 from tests.s3_server import S3TestServer, running_s3_server  # noqa: E402
 from tests.smtp_server import SmtpTestServer, running_smtp_server  # noqa: E402
 
@@ -123,7 +128,8 @@ _user_counter = iter(range(1, 1_000_000))
 
 @pytest.fixture
 def make_user() -> Callable[..., Awaitable[User]]:
-    """`await make_user(role=Role.ADMIN)`: a user straight in the database, password DEFAULT_PASSWORD."""
+    """`await make_user(role=Role.ADMIN)`: a user straight in the database, password DEFAULT_PASSWORD,
+    its address verified unless `verified=False`."""
 
     async def make(
         *,
@@ -132,6 +138,7 @@ def make_user() -> Callable[..., Awaitable[User]]:
         full_name: str = "Test User",
         role: Role = Role.RESEARCHER,
         is_active: bool = True,
+        verified: bool = True,
     ) -> User:
         async with SessionFactory() as session:
             user = await auth_service.create_user(
@@ -140,6 +147,7 @@ def make_user() -> Callable[..., Awaitable[User]]:
                 password=password,
                 full_name=full_name,
                 role=role,
+                email_verified=verified,
             )
             if not is_active:
                 user.is_active = False
@@ -276,3 +284,51 @@ def auth_headers(login) -> Callable[..., Awaitable[dict[str, str]]]:
         return bearer(await login(user))
 
     return headers_for
+
+
+class KeptMails:
+    """A mail transport that keeps what it is handed (where no SMTP server is the point of a test)."""
+
+    def __init__(self) -> None:
+        self.mails: list[OutgoingMail] = []
+
+    async def send(self, mail: OutgoingMail) -> None:
+        self.mails.append(mail)
+
+
+def link_token(text: str, page: str) -> str:
+    """The token of the one link to `page` in a mail's text, read from the fragment as the page does."""
+    (link,) = [word for word in text.split() if word.startswith(f"{mail_settings.PUBLIC_URL}{page}#")]
+    (token,) = parse_qs(urlsplit(link).fragment)["token"]
+    return token
+
+
+async def send_kept_mails() -> list[OutgoingMail]:
+    """Sends every due mail to a KeptMails and returns them."""
+    kept = KeptMails()
+    await deliver_due_mails(transport=kept, composers=COMPOSERS, max_mails=100)
+    return kept.mails
+
+
+@pytest.fixture
+def join_by_invitation(client: httpx.AsyncClient, auth_headers) -> Callable[..., Awaitable[None]]:
+    """`await join_by_invitation(study, owner, user, "editor")`: the owner invites the user's address,
+    the mailed token is read from the outbox's mail and the user accepts it: the one way in."""
+
+    async def join(study: Study, owner: User, user: User, role: str) -> None:
+        study_id = getattr(study, "id", study)
+        invited = await client.post(
+            f"/api/v1/studies/{study_id}/members",
+            json={"email": user.email, "role": role},
+            headers=await auth_headers(owner),
+        )
+        assert invited.status_code == 202, invited.text
+        (mail,) = [mail for mail in await send_kept_mails() if mail.recipient == user.email]
+        accepted = await client.post(
+            "/api/v1/invitations/accept",
+            json={"token": link_token(mail.text, "/invitations")},
+            headers=await auth_headers(user),
+        )
+        assert accepted.status_code == 200, accepted.text
+
+    return join

@@ -320,6 +320,12 @@ async def world(make_user, make_study, make_sample, add_member, login, client) -
     )
     assert uploaded.status_code == 201, uploaded.text
     sessions = (await client.get(f"{API_PREFIX}/auth/sessions", headers=headers)).json()
+    invited = await client.post(
+        f"{API_PREFIX}/studies/{study.id}/members",
+        json={"email": "invited@example.org", "role": "viewer"},
+        headers=headers,
+    )
+    assert invited.status_code == 202, invited.text
     return World(
         ids={
             "study_id": str(study.id),
@@ -327,6 +333,7 @@ async def world(make_user, make_study, make_sample, add_member, login, client) -
             "user_id": str(member.id),
             "file_id": uploaded.json()["id"],
             "session_id": sessions[0]["id"],
+            "invitation_id": invited.json()["id"],
         },
         headers=headers,
     )

@@ -387,7 +387,7 @@ def test_every_request_falls_under_both_rate_limits_outside_any_location():
     assert "limit_req zone=studybase_api" in shared
     assert "limit_conn studybase_conn" in shared
     assert "limit_req " not in server.split("\nserver {", 1)[1]  # no location replaces them
-    assert '"~*^/api/v1/auth/(token|refresh|register|me/password|password-reset)" 1;' in main
+    assert '"~*^/api/v1/auth/(token|refresh|register|me/password|password-reset|verify-email)" 1;' in main
 
 
 def test_every_error_nginx_makes_has_a_problem_page():

@@ -13,8 +13,10 @@ from sqlalchemy import func, select, update
 from src import idempotency
 from src.database import SessionFactory, utcnow
 from src.idempotency import IdempotencyRecord
+from src.invitations.models import Invitation
+from src.mail.models import OutboxMail
 from src.study import service as study_service
-from src.study.models import Sample, Study, StudyMember
+from src.study.models import Sample, Study
 from tests.conftest import assert_problem
 from tests.sampleFileUpload.conftest import sample_csv
 from tests.study.conftest import FIELDS, study_url
@@ -199,21 +201,23 @@ async def test_a_key_whose_first_request_died_before_committing_is_taken_over_on
     assert await count(Study) == 1
 
 
-async def test_samples_and_members_take_keys_too(client, alice_headers, make_user):
+async def test_samples_and_invitations_take_keys_too(client, alice_headers, make_user):
     study = (await client.post(STUDIES, json=study_body(), headers=alice_headers)).json()
     sample = {"sample_id": "S-1", "values": {"tissue": "blood"}}
     member = {"email": (await make_user(email="carol@example.org")).email, "role": "viewer"}
-    for path, body in (
-        (study_url(study["id"], "samples"), sample),
-        (study_url(study["id"], "members"), member),
+    for path, body, status in (
+        (study_url(study["id"], "samples"), sample, 201),
+        (study_url(study["id"], "members"), member, 202),
     ):
         key = str(uuid.uuid4())
         first = await client.post(path, json=body, headers=keyed(alice_headers, key))
         retry = await client.post(path, json=body, headers=keyed(alice_headers, key))
-        assert first.status_code == retry.status_code == 201, first.text
+        assert first.status_code == retry.status_code == status, first.text
         assert retry.headers["idempotent-replayed"] == "true"
+        assert retry.json() == first.json()
     assert await count(Sample) == 1
-    assert await count(StudyMember) == 2
+    assert await count(Invitation) == 1
+    assert await count(OutboxMail) == 1  # one invitation mailed once, not twice
 
 
 async def test_an_upload_retried_with_its_key_is_imported_once_whatever_the_multipart_boundary(

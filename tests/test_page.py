@@ -68,14 +68,15 @@ async def test_the_page_is_served_at_the_root_with_its_own_csp(client):
     assert response.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
 
 
-async def test_a_mailed_reset_link_opens_the_page_with_its_own_csp(client):
-    response = await client.get("/reset-password")
-    head = await client.head("/reset-password")
+@pytest.mark.parametrize("path", ["/reset-password", "/invitations", "/verify-email"])
+async def test_a_mailed_link_opens_the_page_with_its_own_csp(client, path):
+    response = await client.get(path)
+    head = await client.head(path)
 
     assert response.status_code == head.status_code == 200
     assert response.headers["content-security-policy"] == DASHBOARD_CSP
     assert response.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
-    assert (await client.get("/reset-password/x")).status_code == 404
+    assert (await client.get(f"{path}/x")).status_code == 404
 
 
 async def test_the_page_has_no_inline_script_style_or_event_handler(client):

@@ -1,8 +1,6 @@
 """SingleLineText: what one-line text refuses and what it keeps (issue 11, item 12); and that the
 OpenAPI document states the rules of text, If-Match, nulls and either/or fields as the server has them."""
 
-from unittest.mock import ANY
-
 import jsonschema_rs
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -12,10 +10,11 @@ from src.auth.constants import FULL_NAME_MAX_LENGTH
 from src.auth.schemas import Email, FullName, PasswordText
 from src.dependencies import if_match_version
 from src.exceptions import InvalidIfMatch, PreconditionFailed
+from src.invitations.schemas import InvitationCreate
 from src.schemas import SingleLineText
 from src.study import sample_validation
 from src.study.constants import CODE_MAX_LENGTH, SAMPLE_ID_MAX_LENGTH, TITLE_MAX_LENGTH, FieldType
-from src.study.schemas import Description, MemberAdd, SampleId, StudyCode, Title
+from src.study.schemas import Description, SampleId, StudyCode, Title
 
 single_line = TypeAdapter(SingleLineText)
 
@@ -192,16 +191,16 @@ def test_fields_that_may_be_left_out_but_not_null_are_not_documented_nullable(mo
     "body",
     [
         {"role": "editor"},
-        {"role": "editor", "user_id": None, "email": None},
+        {"role": "editor", "email": None},
         {"role": "editor", "email": "grace@example.org"},
+        {"role": "boss", "email": "grace@example.org"},
         {"role": "editor", "user_id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90"},
-        {"role": "editor", "user_id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90", "email": None},
         {"role": "editor", "user_id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90", "email": "grace@example.org"},
     ],
 )
-def test_the_documented_member_to_add_names_exactly_one_user_as_the_server_requires(body):
-    validator = documented_body("MemberAdd")
-    assert validator.is_valid(body) == accepts(TypeAdapter(MemberAdd), body)
+def test_the_documented_invitation_names_one_address_and_a_role_as_the_server_requires(body):
+    validator = documented_body("InvitationCreate")
+    assert validator.is_valid(body) == accepts(TypeAdapter(InvitationCreate), body)
 
 
 @pytest.mark.parametrize(
@@ -398,17 +397,3 @@ def test_each_types_shape_states_the_rules_the_server_reads(definition):
     assert documented_body("SampleFieldDefinition").is_valid(definition) == server_reads
     if definition["type"] in OWN_CONSTRAINTS:
         assert documented_shape(definition["type"]).is_valid(definition) == server_reads
-
-
-def test_the_member_to_add_is_documented_as_one_of_two_shapes():
-    union = SCHEMAS["MemberAdd"]
-
-    assert "anyOf" not in union
-    assert "properties" not in union
-    by_id, by_email = (SCHEMAS[branch["$ref"].rsplit("/", 1)[1]] for branch in union["oneOf"])
-    assert set(by_id["required"]) == {"user_id", "role"}
-    assert set(by_email["required"]) == {"email", "role"}
-    assert by_id["properties"]["email"] == {"type": "null", "description": ANY}
-    assert by_email["properties"]["user_id"] == {"type": "null", "description": ANY}
-    assert by_id["additionalProperties"] is False
-    assert by_email["additionalProperties"] is False

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 from studybase_api_client import AuthenticatedClient, Client
 from studybase_api_client.api.auth import register, token
 from studybase_api_client.api.dashboard import study_figures, summary
+from studybase_api_client.api.invitations import accept_invitation, invite_member, list_my_invitations
 from studybase_api_client.api.sample_files import upload_sample_file
 from studybase_api_client.api.studies import (
-    add_member,
     change_status,
     create_sample,
     create_study,
@@ -32,9 +32,11 @@ from studybase_api_client.models import (
     DryRunRead,
     ImportMode,
     IntegerFieldDefinition,
-    MemberAddByEmail,
-    MemberRead,
+    InvitationAccepted,
+    InvitationCreate,
+    InvitationRead,
     NumberFieldDefinition,
+    PageReceivedInvitationRead,
     PageSampleRead,
     RegisterRequest,
     SampleCreate,
@@ -106,20 +108,29 @@ def expect(condition: bool, step: str) -> None:
         raise FlowFailed(step)
 
 
-def signed_in(base_url: str) -> tuple[AuthenticatedClient, str]:
-    """A new account, signed in; and the email of a colleague who has one too."""
+def signed_in(base_url: str) -> tuple[AuthenticatedClient, AuthenticatedClient, str]:
+    """A new account, signed in; and a colleague who has one too, signed in, with their email."""
     anonymous = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=TIMEOUT_SECONDS)
     suffix = uuid.uuid4().hex[:10]
     email, colleague = f"client-{suffix}@example.org", f"colleague-{suffix}@example.org"
     for address in (email, colleague):
         body = RegisterRequest(email=address, password=PASSWORD, full_name="Client Check")
         answered(register.sync_detailed(client=anonymous, body=body), 201, UserRead, f"register {address}")
-    form = TokenForm(username=email, password=PASSWORD)
-    tokens = answered(token.sync_detailed(client=anonymous, body=form), 200, TokenPair, "sign in")
-    authed = AuthenticatedClient(
-        base_url=base_url, token=tokens.access_token, raise_on_unexpected_status=True, timeout=TIMEOUT_SECONDS
-    )
-    return authed, colleague
+    clients = []
+    for address in (email, colleague):
+        form = TokenForm(username=address, password=PASSWORD)
+        tokens = answered(
+            token.sync_detailed(client=anonymous, body=form), 200, TokenPair, f"sign in {address}"
+        )
+        clients.append(
+            AuthenticatedClient(
+                base_url=base_url,
+                token=tokens.access_token,
+                raise_on_unexpected_status=True,
+                timeout=TIMEOUT_SECONDS,
+            )
+        )
+    return clients[0], clients[1], colleague
 
 
 def active_study(client: AuthenticatedClient) -> StudyRead:
@@ -176,10 +187,26 @@ def fields_sent_back(client: AuthenticatedClient, study: StudyRead) -> None:
 
 
 def run(base_url: str) -> None:
-    client, colleague = signed_in(base_url)
+    client, colleague_client, colleague = signed_in(base_url)
     study = active_study(client)
-    member = MemberAddByEmail(email=colleague, role=StudyRole.VIEWER)
-    answered(add_member.sync_detailed(study.id, client=client, body=member), 201, MemberRead, "add a member")
+    invitation = InvitationCreate(email=colleague, role=StudyRole.VIEWER)
+    answered(
+        invite_member.sync_detailed(study.id, client=client, body=invitation), 202, InvitationRead, "invite"
+    )
+    pending = answered(
+        list_my_invitations.sync_detailed(client=colleague_client),
+        200,
+        PageReceivedInvitationRead,
+        "the colleague's invitations",
+    )
+    expect([item.study.id for item in pending.items] == [study.id], "the colleague sees the invitation")
+    accepted = answered(
+        accept_invitation.sync_detailed(pending.items[0].id, client=colleague_client),
+        200,
+        InvitationAccepted,
+        "accept the invitation",
+    )
+    expect(accepted.role == StudyRole.VIEWER, "the colleague joined as viewer")
     samples_added(client, study)
     fields_sent_back(client, study)
     figures = answered(

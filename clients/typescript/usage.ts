@@ -53,11 +53,12 @@ export function withOneMore(read: StudyRead, field: FieldDefinition): FieldDefin
   return [...read.sample_fields, field];
 }
 
-// A member is named by user_id or by email, never both.
-export const byEmail: Schemas["MemberAdd"] = { email: "grace@example.org", role: "editor" };
-export const byId: Schemas["MemberAdd"] = { user_id: "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90", role: "viewer" };
-// @ts-expect-error not both
-export const both: Schemas["MemberAdd"] = { user_id: "3f2b8c1e", email: "grace@example.org", role: "editor" };
+// Members join by invitation: an owner invites an address with a role, never a user id.
+export const invitation: Schemas["InvitationCreate"] = { email: "grace@example.org", role: "editor" };
+// @ts-expect-error no user_id
+export const byId: Schemas["InvitationCreate"] = { user_id: "3f2b8c1e", email: "grace@example.org", role: "editor" };
+// The invitee accepts with the mailed link's token.
+export const accept: Schemas["InvitationTokenBody"] = { token: "Xq3v8kq0JmB2s1Yw7c5Zr4tH6nD9pL0aE2fG3hI4jK5" };
 
 // An upload answers 200 with a dry run's report or, for content already imported, that file's record.
 type UploadAnswer = operations["upload_sample_file"]["responses"][200]["content"]["application/json"];

@@ -22,6 +22,10 @@ class ErrorCode(StrEnum):
     WRONG_PASSWORD = "WRONG_PASSWORD"
     RESET_TOKEN_INVALID = "RESET_TOKEN_INVALID"
     PASSWORD_RESET_LIMITED = "PASSWORD_RESET_LIMITED"
+    EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED"
+    EMAIL_ALREADY_VERIFIED = "EMAIL_ALREADY_VERIFIED"
+    VERIFICATION_TOKEN_INVALID = "VERIFICATION_TOKEN_INVALID"
+    VERIFICATION_MAIL_LIMITED = "VERIFICATION_MAIL_LIMITED"
 
 
 class Role(StrEnum):
@@ -34,6 +38,7 @@ class LinkTokenPurpose(StrEnum):
     """What a mailed one-time token lets its holder do; a token works only for its purpose."""
 
     PASSWORD_RESET = "password_reset"
+    EMAIL_VERIFICATION = "email_verification"
 
 
 class UserSort(StrEnum):
@@ -65,6 +70,9 @@ LINK_TOKEN_MAX_LENGTH = 128
 LINK_TOKEN_PURPOSE_MAX_LENGTH = 30
 # The page that reads a reset token from its fragment (nginx/html, src/page.py).
 RESET_PASSWORD_PAGE = "/reset-password"
+# The page that reads a verification token from its fragment.
+VERIFY_EMAIL_PAGE = "/verify-email"
+VERIFICATION_MAIL_REQUESTED = "A new verification link is on its way to your address."
 # The one answer to every reset request, whether or not the address has an account.
 PASSWORD_RESET_REQUESTED = (
     "If an account has this email address, a link to choose a new password is on its way to it."
@@ -75,6 +83,8 @@ PASSWORD_RESET_REQUESTED = (
 LOGIN_THROTTLE_ACCOUNT_SCOPE = "account"
 # ... and password-reset requests per email (known or not), in the same table.
 PASSWORD_RESET_THROTTLE_SCOPE = "password-reset"
+# ... and verification mails asked for again per account.
+VERIFICATION_THROTTLE_SCOPE = "verify-email"
 LOGIN_THROTTLE_SCOPE_MAX_LENGTH = 72
 
 # `python main.py prune`: rows deleted per transaction (short locks), and at most this many per

@@ -7,8 +7,15 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from src.auth import service
+from src.auth.config import auth_settings
 from src.auth.constants import Role
-from src.auth.exceptions import AdminRequired, AuthenticationRequired, SessionNotFound, UserNotFound
+from src.auth.exceptions import (
+    AdminRequired,
+    AuthenticationRequired,
+    EmailNotVerified,
+    SessionNotFound,
+    UserNotFound,
+)
 from src.auth.models import AuthSession, User
 from src.auth.service import Authenticated
 from src.constants import API_PREFIX
@@ -48,6 +55,18 @@ async def get_current_user(caller: CurrentCaller) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_verified_user(user: CurrentUser) -> User:
+    """The caller, if their address is verified or verification is not required
+    (REQUIRE_EMAIL_VERIFICATION); else 403 EMAIL_NOT_VERIFIED. For what an unverified account may
+    not do: create studies, and accept invitations or see those sent to its address."""
+    if auth_settings.requires_email_verification and user.email_verified_at is None:
+        raise EmailNotVerified
+    return user
+
+
+VerifiedUser = Annotated[User, Depends(get_verified_user)]
 
 
 async def get_admin(user: CurrentUser) -> User:

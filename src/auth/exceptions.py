@@ -108,3 +108,26 @@ class ResetTokenInvalid(UnprocessableEntity):
 class PasswordResetLimited(TooManyRequests):
     code = ErrorCode.PASSWORD_RESET_LIMITED
     detail = "Too many password-reset requests for this email; try again after Retry-After."
+
+
+class EmailNotVerified(PermissionDenied):
+    code = ErrorCode.EMAIL_NOT_VERIFIED
+    detail = (
+        "Verify your email address first (open the link mailed to it, or ask for a new one with "
+        "POST /api/v1/auth/verify-email/resend); until then you can sign in and read."
+    )
+
+
+class EmailAlreadyVerified(Conflict):
+    code = ErrorCode.EMAIL_ALREADY_VERIFIED
+    detail = "Your email address is already verified."
+
+
+class VerificationTokenInvalid(UnprocessableEntity):
+    code = ErrorCode.VERIFICATION_TOKEN_INVALID
+    detail = "This verification link is no longer valid (used, replaced or expired); ask for a new one."
+
+
+class VerificationMailLimited(TooManyRequests):
+    code = ErrorCode.VERIFICATION_MAIL_LIMITED
+    detail = "Too many verification mails asked for; try again after Retry-After."

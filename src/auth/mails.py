@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.auth import link_tokens
 from src.auth.config import auth_settings
-from src.auth.constants import RESET_PASSWORD_PAGE, LinkTokenPurpose
+from src.auth.constants import RESET_PASSWORD_PAGE, VERIFY_EMAIL_PAGE, LinkTokenPurpose
 from src.auth.models import User
+from src.database import utcnow
 from src.mail import service as mail_service
 from src.mail.constants import MailKind, MailStatus
 from src.mail.models import OutboxMail
@@ -95,3 +96,62 @@ async def compose_password_changed(
         reset_page=page_url(RESET_PASSWORD_PAGE),
     )
     return Composition(content=content)
+
+
+def verification_token_lifetime() -> timedelta:
+    return timedelta(hours=auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS)
+
+
+def queue_verification_mail(session: AsyncSession, user: User) -> None:
+    """A link to verify the account's address; not sent within the link's lifetime, dropped."""
+    mail_service.enqueue_mail(
+        session,
+        kind=MailKind.EMAIL_VERIFICATION,
+        recipient=user.email,
+        discard_after=utcnow() + verification_token_lifetime(),
+    )
+
+
+async def _newer_verification_queued(session: AsyncSession, mail: OutboxMail) -> bool:
+    newer = exists().where(
+        OutboxMail.kind == MailKind.EMAIL_VERIFICATION,
+        OutboxMail.recipient == mail.recipient,
+        OutboxMail.status == MailStatus.PENDING,
+        OutboxMail.created_at > mail.created_at,
+    )
+    return bool(await session.scalar(select(newer)))
+
+
+async def compose_email_verification(
+    session: AsyncSession, mail: OutboxMail, now: datetime
+) -> Composition | None:
+    """Nothing once the address is verified, for an inactive account, or when a newer request waits."""
+    user = await session.scalar(select(User).where(User.email == mail.recipient))
+    if (
+        user is None
+        or not user.is_active
+        or user.email_verified_at is not None
+        or await _newer_verification_queued(session, mail)
+    ):
+        return None
+    token = link_tokens.new_link_token()
+    content = render(
+        "email_verification",
+        full_name=user.full_name,
+        email=user.email,
+        hours=str(auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS),
+        link=page_link(VERIFY_EMAIL_PAGE, token=token),
+    )
+    user_id = user.id
+
+    async def keep_token(keeping: AsyncSession) -> None:
+        await link_tokens.store_link_token(
+            keeping,
+            user_id=user_id,
+            purpose=LinkTokenPurpose.EMAIL_VERIFICATION,
+            token=token,
+            lifetime=verification_token_lifetime(),
+            now=now,
+        )
+
+    return Composition(content=content, keep_before_sending=keep_token)

@@ -38,6 +38,9 @@ class User(UUIDPrimaryKey, Timestamps, Base):
         index=True,
     )
     is_active: Mapped[bool] = mapped_column(default=True, index=True)
+    # When the owner of the address showed up (a mailed verification or invitation link followed);
+    # None until then. Accounts made by an operator (create-admin) are verified when made.
+    email_verified_at: Mapped[datetime | None]
 
 
 class AuthSession(UUIDPrimaryKey, Base):

@@ -17,6 +17,7 @@ from src.auth.dependencies import (
 from src.auth.exceptions import (
     AdminRequired,
     AuthenticationRequired,
+    EmailAlreadyVerified,
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
@@ -33,6 +34,8 @@ from src.auth.exceptions import (
     SessionRevoked,
     TokenExpired,
     UserNotFound,
+    VerificationMailLimited,
+    VerificationTokenInvalid,
     WrongPassword,
 )
 from src.auth.models import AuthSession, User
@@ -49,11 +52,15 @@ from src.auth.schemas import (
     TokenPair,
     UserRead,
     UserUpdate,
+    VerificationMailRequested,
+    VerifyEmailRequest,
 )
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import Pagination
 from src.exceptions import BodyTooComplex, MalformedBody, ValidationFailed, problem_responses
+from src.invitations import service as invitation_service
+from src.invitations.exceptions import InvitationForAnotherAddress, InvitationTokenInvalid
 from src.mail.exceptions import MailNotConfigured
 from src.schemas import Page, SingleLineText
 
@@ -71,11 +78,26 @@ BODY = (MalformedBody, BodyTooComplex)
     response_model=UserRead,
     summary="Create an account",
     description="Self-registration (when `OPEN_REGISTRATION` is on). New accounts get the `researcher` role. "
-    "Emails are trimmed and compared case-insensitively.",
-    responses=problem_responses(*BODY, RegistrationClosed, EmailTaken, ValidationFailed),
+    "Emails are trimmed and compared case-insensitively. The address is mailed a verification link "
+    "(`{PUBLIC_URL}/verify-email#token=...`). With `invitation_token` (from an invitation's mailed link; "
+    "registration closed or not) the account is made for the invited address, verified, and joins the "
+    "study: a dead token is 422 `INVITATION_TOKEN_INVALID`, another address 403 "
+    "`INVITATION_FOR_ANOTHER_ADDRESS`.",
+    responses=problem_responses(
+        *BODY,
+        RegistrationClosed,
+        EmailTaken,
+        ValidationFailed,
+        InvitationTokenInvalid,
+        InvitationForAnotherAddress,
+    ),
 )
 async def register(data: RegisterRequest, db: DbSession, response: Response) -> User:
-    user = await service.register_user(db, data=data)
+    if data.invitation_token is not None:
+        user = await invitation_service.register_invitee(db, data=data, token=data.invitation_token)
+    else:
+        service.check_registration_open()
+        user = await service.register_user(db, data=data)
     response.headers["Location"] = f"{API_PREFIX}/auth/users/{user.id}"
     return user
 
@@ -224,6 +246,37 @@ async def request_password_reset(data: PasswordResetRequest, db: DbSession) -> P
 )
 async def confirm_password_reset(data: PasswordResetConfirm, db: DbSession) -> None:
     await password_reset.confirm_password_reset(db, data=data)
+
+
+@router.post(
+    "/verify-email",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Verify your address with a mailed token",
+    description="`token` is the `token` of the mailed link's fragment (`/verify-email#token=...`); no "
+    "sign-in needed. The link works once, for `EMAIL_VERIFICATION_TOKEN_HOURS`, and only while it is the "
+    "newest one mailed; a dead one is 422 `VERIFICATION_TOKEN_INVALID`.",
+    responses=problem_responses(*BODY, ValidationFailed, VerificationTokenInvalid),
+)
+async def verify_email(data: VerifyEmailRequest, db: DbSession) -> None:
+    await service.verify_email(db, token=data.token)
+
+
+@router.post(
+    "/verify-email/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=VerificationMailRequested,
+    summary="Mail a new verification link",
+    description="For your own account: a new link replaces the older ones. At most "
+    "`EMAIL_VERIFICATION_MAX_REQUESTS` within `LOGIN_LOCKOUT_MINUTES` (then 429 "
+    "`VERIFICATION_MAIL_LIMITED` with Retry-After); 409 `EMAIL_ALREADY_VERIFIED` once verified; 503 "
+    "`MAIL_NOT_CONFIGURED` where the server sends no mail.",
+    responses=problem_responses(
+        *TOKEN_ERRORS, EmailAlreadyVerified, VerificationMailLimited, MailNotConfigured
+    ),
+)
+async def resend_verification_mail(user: CurrentUser, db: DbSession) -> VerificationMailRequested:
+    await service.request_verification_mail(db, user=user)
+    return VerificationMailRequested()
 
 
 @router.get(

@@ -24,6 +24,7 @@ from src.auth.constants import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     PASSWORD_RESET_REQUESTED,
+    VERIFICATION_MAIL_REQUESTED,
     Role,
 )
 from src.auth.utils import normalize_email
@@ -58,6 +59,18 @@ Email = Annotated[
 ]
 
 
+# The one-time token of a mailed link (reset, invitation, verification), as the page reads it
+# from the link's fragment; one of impossible length is refused unread.
+MailedToken = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=LINK_TOKEN_MAX_LENGTH,
+        description="the `token` of the mailed link's fragment",
+    ),
+]
+
+
 def _reject_nul(value: str) -> str:
     # Any other character may be part of a passphrase, but NUL cannot be typed, and C-based hashers
     # and clients cut the text short at it.
@@ -82,11 +95,26 @@ FullName = Annotated[
 
 
 class RegisterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "email": "grace@example.org",
+                "password": "correct horse battery",
+                "full_name": "Grace Hopper",
+            }
+        },
+    )
 
     email: Email
     password: Password
     full_name: FullName
+    invitation_token: MailedToken | None = Field(
+        default=None,
+        description="the token of an invitation's mailed link (`/invitations#token=...`): the account is "
+        "made for the invited address with it verified, and joins the study at once. Registration closed "
+        "(`OPEN_REGISTRATION` off) still takes an invited address.",
+    )
 
 
 class TokenForm(BaseModel):
@@ -142,6 +170,7 @@ class UserRead(BaseModel):
                 "role": "researcher",
                 "is_active": True,
                 "created_at": "2026-11-22T09:30:00Z",
+                "email_verified_at": "2026-11-22T09:31:00Z",
             }
         },
     )
@@ -152,6 +181,9 @@ class UserRead(BaseModel):
     role: Role
     is_active: bool
     created_at: datetime
+    email_verified_at: datetime | None = Field(
+        description="when the address was verified (its mailed link followed); null until then"
+    )
 
 
 class MeUpdate(BaseModel):
@@ -252,12 +284,20 @@ class PasswordResetConfirm(BaseModel):
         },
     )
 
-    token: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=LINK_TOKEN_MAX_LENGTH,
-            description="the `token` of the mailed link's fragment",
-        ),
-    ]
+    token: MailedToken
     new_password: Password
+
+
+class VerifyEmailRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"token": "Xq3v8kq0JmB2s1Yw7c5Zr4tH6nD9pL0aE2fG3hI4jK5"}},
+    )
+
+    token: MailedToken
+
+
+class VerificationMailRequested(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"detail": VERIFICATION_MAIL_REQUESTED}})
+
+    detail: str = VERIFICATION_MAIL_REQUESTED

@@ -1,6 +1,7 @@
 """Business rules of the auth module: accounts, sign-in, sessions and tokens."""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,11 +34,13 @@ from src.auth.constants import (
     PRUNE_MAX_ROWS_PER_TABLE,
     REFRESH_TOKEN_BYTES,
     USER_AGENT_MAX_LENGTH,
+    VERIFICATION_THROTTLE_SCOPE,
     LinkTokenPurpose,
     Role,
     UserSort,
 )
 from src.auth.exceptions import (
+    EmailAlreadyVerified,
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
@@ -49,12 +52,15 @@ from src.auth.exceptions import (
     RefreshTokenReused,
     RegistrationClosed,
     SessionRevoked,
+    VerificationMailLimited,
+    VerificationTokenInvalid,
     WrongPassword,
 )
 from src.auth.models import AuthSession, LinkToken, LoginThrottle, RefreshToken, User
 from src.auth.schemas import MeUpdate, PasswordChange, RegisterRequest, TokenPair, UserUpdate
 from src.database import count_up_to, escape_like, insert_for, utcnow
 from src.exceptions import TooManyRequests
+from src.mail import service as mail_service
 from src.schemas import PageParams
 
 
@@ -106,15 +112,34 @@ async def _user_with_normalized_email(session: AsyncSession, email: str) -> User
 
 
 async def create_user(
-    session: AsyncSession, *, email: str, password: str, full_name: str, role: Role
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    role: Role,
+    email_verified: bool = False,
+    queue_mails: Callable[[AsyncSession, User], None] | None = None,
 ) -> User:
+    """`email_verified`: the address is known to be its owner's (an operator made the account, or
+    the invitation link it came with was mailed there). `queue_mails` adds the mails the new
+    account causes to its transaction."""
     email = utils.normalize_email(email)
     taken = await _user_with_normalized_email(session, email) is not None
     await session.commit()  # ends the read: no connection is held while the password hashes
     if taken:
         raise EmailTaken
-    user = User(email=email, full_name=full_name, password_hash=await hash_password(password), role=role)
+    user = User(
+        id=uuid.uuid4(),
+        email=email,
+        full_name=full_name,
+        password_hash=await hash_password(password),
+        role=role,
+        email_verified_at=utcnow() if email_verified else None,
+    )
     session.add(user)
+    if queue_mails is not None:
+        queue_mails(session, user)
     try:
         await session.commit()
     except IntegrityError:
@@ -125,12 +150,56 @@ async def create_user(
     return user
 
 
-async def register_user(session: AsyncSession, *, data: RegisterRequest) -> User:
+async def register_user(
+    session: AsyncSession, *, data: RegisterRequest, email_verified: bool = False
+) -> User:
+    """A researcher's account. Its address is mailed a verification link unless `email_verified`
+    (registered through an invitation's link: the mail reached that address)."""
+    return await create_user(
+        session,
+        email=data.email,
+        password=data.password,
+        full_name=data.full_name,
+        role=Role.RESEARCHER,
+        email_verified=email_verified,
+        queue_mails=None if email_verified else mails.queue_verification_mail,
+    )
+
+
+def check_registration_open() -> None:
     if not auth_settings.OPEN_REGISTRATION:
         raise RegistrationClosed
-    return await create_user(
-        session, email=data.email, password=data.password, full_name=data.full_name, role=Role.RESEARCHER
+
+
+# Verified addresses
+
+
+async def request_verification_mail(session: AsyncSession, *, user: User) -> None:
+    """Another verification link for the account (its newest link is the only live one)."""
+    if user.email_verified_at is not None:
+        raise EmailAlreadyVerified
+    mail_service.require_mail()
+    now = utcnow()
+    await count_verification_request(session, user=user, now=now)
+    mails.queue_verification_mail(session, user)
+    await session.commit()
+
+
+async def verify_email(session: AsyncSession, *, token: str) -> None:
+    """Marks the address of the token's account verified, spending the token."""
+    purpose = LinkTokenPurpose.EMAIL_VERIFICATION
+    now = utcnow()
+    found = await link_tokens.find_link_token(session, token=token, purpose=purpose, now=now)
+    if found is None or not await link_tokens.spend_link_token(session, token_id=found.id, now=now):
+        await session.rollback()
+        raise VerificationTokenInvalid
+    await session.execute(
+        update(User)
+        .where(User.id == found.user_id, User.email_verified_at.is_(None))
+        .values(email_verified_at=now)
+        .execution_options(synchronize_session=False)
     )
+    await session.commit()
 
 
 async def promote_to_admin(session: AsyncSession, *, email: str) -> User | None:
@@ -427,23 +496,26 @@ async def clear_login_throttles(session: AsyncSession, *, user: User) -> None:
     await session.commit()
 
 
-async def count_password_reset_request(session: AsyncSession, *, email: str, now: datetime) -> None:
-    """Counts a reset request for the (normalized) email, known or not: the same statement either
-    way. Past PASSWORD_RESET_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES of the last counted one,
-    PasswordResetLimited (that one is not counted). Commits."""
+async def _count_mail_request(
+    session: AsyncSession, *, email: str, now: datetime, scope: str, max_requests: int
+) -> datetime | None:
+    """Counts a request for a mail to the (normalized) email in the throttle `scope`: the same
+    statement whether or not the address has an account. Past `max_requests` within
+    LOGIN_LOCKOUT_MINUTES of the last counted one it is not counted, and the last one's time is
+    returned (None: counted). Commits."""
     throttle = LoginThrottle
     key = utils.login_throttle_key(email)
     window_over = throttle.last_attempt_at < now - _lockout()
     count = (
         insert_for(session, LoginThrottle)
-        .values(email_hash=key, scope=PASSWORD_RESET_THROTTLE_SCOPE, attempt_count=1, last_attempt_at=now)
+        .values(email_hash=key, scope=scope, attempt_count=1, last_attempt_at=now)
         .on_conflict_do_update(
             index_elements=[throttle.email_hash, throttle.scope],
             set_={
                 "attempt_count": case((window_over, 1), else_=throttle.attempt_count + 1),
                 "last_attempt_at": now,
             },
-            where=or_(window_over, throttle.attempt_count < auth_settings.PASSWORD_RESET_MAX_REQUESTS),
+            where=or_(window_over, throttle.attempt_count < max_requests),
         )
         .returning(throttle.attempt_count)
     )
@@ -452,16 +524,43 @@ async def count_password_reset_request(session: AsyncSession, *, email: str, now
         None
         if counted
         else await session.scalar(
-            select(throttle.last_attempt_at).where(
-                throttle.email_hash == key, throttle.scope == PASSWORD_RESET_THROTTLE_SCOPE
-            )
+            select(throttle.last_attempt_at).where(throttle.email_hash == key, throttle.scope == scope)
         )
     )
     await session.commit()
-    if not counted:
-        raise PasswordResetLimited(
-            retry_after_seconds=_retry_after(last and last + _lockout(), now=now, default=_lockout())
-        )
+    return None if counted else (last or now)
+
+
+def _limited_until(last: datetime, now: datetime) -> int:
+    return _retry_after(last + _lockout(), now=now, default=_lockout())
+
+
+async def count_password_reset_request(session: AsyncSession, *, email: str, now: datetime) -> None:
+    """Counts a reset request for the (normalized) email, known or not. Past
+    PASSWORD_RESET_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, PasswordResetLimited. Commits."""
+    last = await _count_mail_request(
+        session,
+        email=email,
+        now=now,
+        scope=PASSWORD_RESET_THROTTLE_SCOPE,
+        max_requests=auth_settings.PASSWORD_RESET_MAX_REQUESTS,
+    )
+    if last is not None:
+        raise PasswordResetLimited(retry_after_seconds=_limited_until(last, now))
+
+
+async def count_verification_request(session: AsyncSession, *, user: User, now: datetime) -> None:
+    """Counts a verification mail asked for again by the account. Past
+    EMAIL_VERIFICATION_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, VerificationMailLimited. Commits."""
+    last = await _count_mail_request(
+        session,
+        email=user.email,
+        now=now,
+        scope=VERIFICATION_THROTTLE_SCOPE,
+        max_requests=auth_settings.EMAIL_VERIFICATION_MAX_REQUESTS,
+    )
+    if last is not None:
+        raise VerificationMailLimited(retry_after_seconds=_limited_until(last, now))
 
 
 async def clear_login_throttles_by_email(session: AsyncSession, *, email: str) -> User | None:

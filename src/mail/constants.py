@@ -12,6 +12,8 @@ class MailKind(StrEnum):
 
     PASSWORD_RESET = "password_reset"
     PASSWORD_CHANGED = "password_changed"
+    INVITATION = "invitation"
+    EMAIL_VERIFICATION = "email_verification"
 
 
 class MailStatus(StrEnum):

@@ -13,7 +13,6 @@ class ErrorCode(StrEnum):
     INVALID_STATUS_TRANSITION = "INVALID_STATUS_TRANSITION"
     MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
     ALREADY_A_MEMBER = "ALREADY_A_MEMBER"
-    UNKNOWN_USER = "UNKNOWN_USER"
     LAST_OWNER = "LAST_OWNER"
     INCOMPATIBLE_SAMPLE_FIELDS = "INCOMPATIBLE_SAMPLE_FIELDS"
     SAMPLE_NOT_FOUND = "SAMPLE_NOT_FOUND"
@@ -118,7 +117,11 @@ class ActivityAction(StrEnum):
     STUDY_UPDATED = "study_updated"
     STATUS_CHANGED = "status_changed"
     SAMPLE_FIELDS_CHANGED = "sample_fields_changed"
-    MEMBER_ADDED = "member_added"
+    MEMBER_ADDED = "member_added"  # before invitations (issue 21): kept for the entries written then
+    MEMBER_INVITED = "member_invited"  # invited, the invitation renewed or resent
+    INVITATION_ACCEPTED = "invitation_accepted"  # the invitee joined
+    INVITATION_DECLINED = "invitation_declined"
+    INVITATION_REVOKED = "invitation_revoked"
     MEMBER_CHANGED = "member_changed"
     MEMBER_REMOVED = "member_removed"
     SAMPLE_CREATED = "sample_created"

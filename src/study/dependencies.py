@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from src.auth.constants import Role
 from src.auth.models import User
 from src.database import DbSession
-from src.dependencies import CurrentUser
+from src.dependencies import CurrentUser, VerifiedUser
 from src.study import service
 from src.study.constants import FIELD_FILTER_PREFIX, ROLE_RANK, WRITABLE_STATUSES, StudyRole
 from src.study.exceptions import (
@@ -28,7 +28,7 @@ from src.study.models import Sample
 from src.study.service import Member, StudyAccess
 
 
-async def get_study_creator(user: CurrentUser) -> User:
+async def get_study_creator(user: VerifiedUser) -> User:
     if user.role == Role.VIEWER:
         raise StudyCreationForbidden
     return user

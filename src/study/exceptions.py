@@ -71,11 +71,6 @@ class AlreadyAMember(Conflict):
     detail = "This user is already a member of the study; change their role instead."
 
 
-class UnknownUser(UnprocessableEntity):
-    code = ErrorCode.UNKNOWN_USER
-    detail = "No active account has this id or email."
-
-
 class LastOwner(Conflict):
     code = ErrorCode.LAST_OWNER
     detail = "A study must keep at least one owner; make someone else owner first."

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
 
+from src.auth.exceptions import EmailNotVerified
 from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import CurrentUser, IdempotentCreate, IfMatch, Pagination, etag
@@ -32,7 +33,6 @@ from src.study.exceptions import (
     TOKEN_ERRORS,
     VERSIONED,
     WRITE,
-    AlreadyAMember,
     IncompatibleSampleFields,
     InvalidFieldFilter,
     InvalidSampleValues,
@@ -45,13 +45,11 @@ from src.study.exceptions import (
     StudyCodeTaken,
     StudyCreationForbidden,
     StudyNotDeletable,
-    UnknownUser,
 )
 from src.study.models import Sample, Study
 from src.study.schemas import (
     FIELD_EXAMPLES,
     ActivityRead,
-    MemberAdd,
     MemberRead,
     MemberUpdate,
     SampleCreate,
@@ -106,9 +104,11 @@ def member_read(member: Member) -> MemberRead:
     response_model=StudyRead,
     summary="Create a study",
     description="Researchers and admins; the study starts as `draft` and you become its owner. "
-    "`code` is unique case-insensitively; `sample_fields` is the typed schema of its samples.",
+    "`code` is unique case-insensitively; `sample_fields` is the typed schema of its samples. Where "
+    "addresses must be verified (`REQUIRE_EMAIL_VERIFICATION`), an account whose address is not yet "
+    "verified gets 403 `EMAIL_NOT_VERIFIED`.",
     responses=problem_responses(
-        *BODY, *TOKEN_ERRORS, StudyCreationForbidden, StudyCodeTaken, *IDEMPOTENCY_ERRORS
+        *BODY, *TOKEN_ERRORS, StudyCreationForbidden, EmailNotVerified, StudyCodeTaken, *IDEMPOTENCY_ERRORS
     ),
 )
 async def create_study(
@@ -251,23 +251,6 @@ async def replace_sample_fields(
 async def list_members(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
     members, total, total_is_exact = await service.list_members(db, study=access.study, page=page)
     return page_of([member_read(member) for member in members], total, total_is_exact, page)
-
-
-@router.post(
-    "/{study_id}/members",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MemberRead,
-    summary="Add a member",
-    description="Owners only. Name the user by `user_id` or `email`; roles: `owner` (everything, "
-    "including members, status and delete), `editor` (details, sample fields, samples), `viewer` (read).",
-    responses=problem_responses(*BODY, *ROLE, UnknownUser, AlreadyAMember, *IDEMPOTENCY_ERRORS),
-)
-async def add_member(
-    data: MemberAdd, access: OwnedStudy, _: IdempotentCreate, db: DbSession, response: Response
-) -> MemberRead:
-    member = await service.add_member(db, access=access, data=data)
-    response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}/members/{member.user.id}"
-    return member_read(member)
 
 
 @router.get(

@@ -461,53 +461,6 @@ class StudyRead(BaseModel):
 # Members
 
 
-def _the_other_name_as_null(schema: dict[str, Any], shape: type[BaseModel]) -> None:
-    other = "email" if "user_id" in shape.model_fields else "user_id"
-    null_properties(schema, [other], "leave it out: the user is named by the other key")
-
-
-class MemberAddById(BaseModel):
-    """The user named by `user_id`."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_the_other_name_as_null)
-
-    user_id: uuid.UUID
-    role: StudyRole
-
-
-class MemberAddByEmail(BaseModel):
-    """The user named by `email`."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_the_other_name_as_null)
-
-    email: one_line(320)
-    role: StudyRole
-
-
-class MemberAdd(BaseModel):
-    """Name the user by `user_id` or by `email` (exactly one)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # Exactly one of the two is given and not null (left out and null are the same here): each
-    # shape requires its key, and the other's may only be null, so no body is both.
-    __get_pydantic_json_schema__ = documented_as(
-        MemberAddById | MemberAddByEmail,
-        description="Name the user by `user_id` or by `email` (exactly one).",
-        example={"email": "grace@example.org", "role": "editor"},
-    )
-
-    user_id: uuid.UUID | None = None
-    email: one_line(320) | None = None
-    role: StudyRole
-
-    @model_validator(mode="after")
-    def names_one_user(self) -> Self:
-        if (self.user_id is None) == (self.email is None):
-            raise ValueError("give either user_id or email")
-        return self
-
-
 class MemberUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"role": "viewer"}})
 

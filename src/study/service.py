@@ -30,7 +30,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, defer
 
-from src.auth import service as auth_service
 from src.auth.constants import Role
 from src.auth.models import User
 from src.constants import LockNamespace
@@ -75,7 +74,6 @@ from src.study.exceptions import (
     StudyNotDeletable,
     StudyNotFound,
     StudyReadOnly,
-    UnknownUser,
 )
 from src.study.models import (
     Sample,
@@ -87,7 +85,6 @@ from src.study.models import (
     StudySampleCount,
 )
 from src.study.schemas import (
-    MemberAdd,
     SampleCreate,
     SampleFieldDefinition,
     SampleUpdate,
@@ -615,39 +612,26 @@ async def get_member(session: AsyncSession, *, study: Study, user_id: uuid.UUID)
     return Member(user=user, role=member.role, added_at=member.created_at)
 
 
-async def _user_to_add(session: AsyncSession, *, data: MemberAdd) -> User:
-    if data.user_id is not None:
-        user = await auth_service.get_user(session, user_id=data.user_id)
-    else:
-        user = await auth_service.get_user_by_email(session, email=data.email or "")
-    if user is None or not user.is_active:
-        raise UnknownUser
-    return user
-
-
 def _member_details(user: User, **roles: StudyRole) -> dict[str, Any]:
     return {"user_id": str(user.id), "email": user.email, **roles}
 
 
-async def add_member(session: AsyncSession, *, access: StudyAccess, data: MemberAdd) -> Member:
-    user = await _user_to_add(session, data=data)
-    if await get_member(session, study=access.study, user_id=user.id) is not None:
-        raise AlreadyAMember
-    member = StudyMember(study_id=access.study.id, user_id=user.id, role=data.role, created_at=utcnow())
-    session.add(member)
-    record_activity(
-        session,
-        study_id=access.study.id,
-        actor=access.user,
-        action=ActivityAction.MEMBER_ADDED,
-        details=_member_details(user, role=data.role),
+async def has_member_with_email(session: AsyncSession, *, study_id: uuid.UUID, email: str) -> bool:
+    """Whether a member of the study has the (normalized) address: one statement, whatever the answer."""
+    member = exists().where(
+        StudyMember.study_id == study_id, StudyMember.user_id == User.id, User.email == email
     )
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise AlreadyAMember from None  # added by a concurrent request
-    return Member(user=user, role=data.role, added_at=member.created_at)
+    return bool(await session.scalar(select(member)))
+
+
+async def admit_member(session: AsyncSession, *, study_id: uuid.UUID, user: User, role: StudyRole) -> None:
+    """Adds the membership to the caller's transaction (an accepted invitation: the only way in);
+    AlreadyAMember if the user is one. The caller records the activity and commits."""
+    if await session.scalar(
+        select(StudyMember.user_id).where(StudyMember.study_id == study_id, StudyMember.user_id == user.id)
+    ):
+        raise AlreadyAMember
+    session.add(StudyMember(study_id=study_id, user_id=user.id, role=role, created_at=utcnow()))
 
 
 def _another_owner(study_id: uuid.UUID, user_id: uuid.UUID) -> ColumnElement[bool]:

@@ -66,6 +66,7 @@ async def test_list_users_returns_a_page_with_every_user(client, admin, admin_he
         "role": "viewer",
         "is_active": True,
         "created_at": by_email[other.email]["created_at"],
+        "email_verified_at": by_email[other.email]["email_verified_at"],
     }
 
 

@@ -50,7 +50,7 @@ async def test_read_me_returns_the_caller(client, alice, alice_tokens):
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at"}
+    assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at", "email_verified_at"}
     assert body["id"] == str(alice.id)
     assert body["email"] == "alice@example.org"
     assert body["full_name"] == "Alice Liddell"

@@ -27,7 +27,7 @@ async def test_register_creates_a_researcher(client, db):
     assert body["full_name"] == "Ada Lovelace"
     assert body["role"] == "researcher"
     assert body["is_active"] is True
-    assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at"}
+    assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at", "email_verified_at"}
     assert response.headers["location"] == f"/api/v1/auth/users/{body['id']}"
     stored = await db.scalar(select(User).where(User.email == "ada@example.org"))
     assert stored is not None

@@ -40,7 +40,7 @@ def longest_values(letter: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def heavy_study(client, alice_headers, make_user, auth_headers, admin):
+async def heavy_study(client, alice, alice_headers, make_user, auth_headers, admin, join_by_invitation):
     """A study whose owner filled the activity log with the largest values each route takes, and a
     viewer the owner added (who did nothing)."""
     created = await client.post(
@@ -51,10 +51,7 @@ async def heavy_study(client, alice_headers, make_user, auth_headers, admin):
     assert created.status_code == 201, created.text
     study = created.json()["id"]
     victim = await make_user(email="victim@example.org")
-    added = await client.post(
-        study_url(study, "members"), json={"email": victim.email, "role": "viewer"}, headers=alice_headers
-    )
-    assert added.status_code == 201, added.text
+    await join_by_invitation(study, alice, victim, "viewer")
     for letter in "bc":
         description = {"description": letter * 10_000, "title": letter.upper() * 200}
         assert (

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import psycopg
@@ -24,7 +25,7 @@ import pytest
 from scripts import local_stack
 from scripts.local_stack import free_port
 from tests.conftest import bearer
-from tests.smtp_server import SmtpTestServer, running_smtp_server
+from tests.smtp_server import Delivered, SmtpTestServer, running_smtp_server
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 STACK_POSTGRES_URL = os.environ.get("STACK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -165,6 +166,8 @@ def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
         "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
         "REFRESH_TOKEN_EXPIRE_DAYS": "14",
         "OPEN_REGISTRATION": "true",
+        # The stack's accounts register and go straight to work (production's default is true).
+        "REQUIRE_EMAIL_VERIFICATION": "false",
         "LOGIN_MAX_FAILURES": "5",
         "LOGIN_LOCKOUT_MINUTES": "15",
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
@@ -228,6 +231,55 @@ def stack_smtp() -> Iterator[SmtpTestServer]:
     """The SMTP server the stack's workers send their mail to (tests/smtp_server.py)."""
     with running_smtp_server() as server:
         yield server
+
+
+def mails_to(smtp: SmtpTestServer, email: str, count: int, *, about: str = "") -> list[Delivered]:
+    """Waits until `count` messages for `email` whose subject holds `about` have arrived (the workers
+    send them; registration's verification mail is one too)."""
+    for _ in range(100):
+        mine = [
+            delivered
+            for delivered in smtp.messages
+            if delivered.rcpt_tos == [email] and about in str(delivered.message["Subject"])
+        ]
+        if len(mine) >= count:
+            return mine
+        smtp.wait_for(len(smtp.messages) + 1, timeout=10)
+    raise AssertionError(f"fewer than {count} mails for {email}")
+
+
+INVITATION_SUBJECT = "invites you to the study"
+RESET_SUBJECT = "password"
+VERIFICATION_SUBJECT = "Verify your Studybase email address"
+
+
+def mailed_link_token(delivered: Delivered, page: str) -> str:
+    """The token of the mail's one link to `page` (`/invitations`, `/verify-email`...)."""
+    text = delivered.message.get_body(("plain",)).get_content()
+    (link,) = [word for word in text.split() if word.startswith(f"{STACK_PUBLIC_URL}{page}#token=")]
+    (token,) = parse_qs(urlsplit(link).fragment)["token"]
+    return token
+
+
+def join_by_invitation(
+    http: httpx.Client,
+    smtp: SmtpTestServer,
+    *,
+    study_url: str,
+    owner_headers: dict[str, str],
+    member_headers: dict[str, str],
+    email: str,
+    role: str,
+) -> dict:
+    """The owner invites `email`; its owner accepts with the token of the mail the workers sent:
+    the one way into a study. Returns the accepted invitation's answer."""
+    before = len(mails_to(smtp, email, 0, about=INVITATION_SUBJECT))
+    invited = http.post(f"{study_url}/members", json={"email": email, "role": role}, headers=owner_headers)
+    assert invited.status_code == 202, invited.text
+    token = mailed_link_token(mails_to(smtp, email, before + 1, about=INVITATION_SUBJECT)[-1], "/invitations")
+    accepted = http.post("/api/v1/invitations/accept", json={"token": token}, headers=member_headers)
+    assert accepted.status_code == 200, accepted.text
+    return accepted.json()
 
 
 def mail_settings_for(smtp: SmtpTestServer) -> dict[str, str]:

@@ -17,7 +17,12 @@ import httpx
 import pytest
 
 from tests.conftest import bearer
-from tests.stack.conftest import TRUSTED_CLIENT_ADDRESS, register_and_sign_in, researcher_with_study
+from tests.stack.conftest import (
+    TRUSTED_CLIENT_ADDRESS,
+    join_by_invitation,
+    register_and_sign_in,
+    researcher_with_study,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -163,16 +168,21 @@ def assert_refused_from_the_moment_it_returned(
     assert {attempt.status for attempt in attempts} <= {200, refused}
 
 
-def test_a_removed_member_is_refused_from_the_request_after_the_removal(clients, http):
+def test_a_removed_member_is_refused_from_the_request_after_the_removal(clients, http, stack_smtp):
     owner_http = clients()
     owner = researcher_with_study(owner_http, "racer", fields=FIELDS)
     email = f"member-{uuid.uuid4().hex[:10]}@example.org"
     member_headers = bearer(register_and_sign_in(http, email))
     member_id = http.get("/api/v1/auth/me", headers=member_headers).json()["id"]
-    added = owner_http.post(
-        f"{owner.study_url}/members", json={"email": email, "role": "editor"}, headers=owner.headers
+    join_by_invitation(
+        owner_http,
+        stack_smtp,
+        study_url=owner.study_url,
+        owner_headers=owner.headers,
+        member_headers=member_headers,
+        email=email,
+        role="editor",
     )
-    assert added.status_code == 201, added.text
 
     attempts, sent, answered = race_revocation(
         clients,

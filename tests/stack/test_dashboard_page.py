@@ -20,8 +20,15 @@ import pytest
 
 from src.middleware import API_CSP, DASHBOARD_CSP
 from src.page import PAGE_DIR
-from tests.conftest import assert_problem
-from tests.stack.conftest import STACK_PASSWORD, UNDER_CI, Stack, register_and_sign_in, researcher_with_study
+from tests.conftest import assert_problem, bearer
+from tests.stack.conftest import (
+    STACK_PASSWORD,
+    UNDER_CI,
+    Stack,
+    join_by_invitation,
+    register_and_sign_in,
+    researcher_with_study,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -740,19 +747,29 @@ async def test_the_charts_scale_lets_the_tallest_bar_fill_at_least_40_percent_of
         assert count <= top <= max(2.5 * count, 4), (count, top)
 
 
-async def test_a_member_removed_while_viewing_a_study_is_taken_off_its_figures(page, researcher: Researcher):
+async def test_a_member_removed_while_viewing_a_study_is_taken_off_its_figures(
+    page, researcher: Researcher, stack_smtp
+):
     """The study's figures stay on screen no longer than the next refresh after the removal."""
     http = researcher.api
     viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
-    register_and_sign_in(http, viewer)
+    viewer_headers = bearer(register_and_sign_in(http, viewer))
     members = f"/api/v1/studies/{researcher.study['id']}/members"
-    added = http.post(members, json={"email": viewer, "role": "viewer"}, headers=researcher.headers)
-    assert added.status_code == 201, added.text
+    join_by_invitation(
+        http,
+        stack_smtp,
+        study_url=f"/api/v1/studies/{researcher.study['id']}",
+        owner_headers=researcher.headers,
+        member_headers=viewer_headers,
+        email=viewer,
+        role="viewer",
+    )
+    viewer_id = http.get("/api/v1/auth/me", headers=viewer_headers).json()["id"]
     await sign_in(page, viewer)
     await open_study(page, researcher)
     await expect_text(figure_of(page, "study-samples"), "3")
 
-    removed = http.delete(f"{members}/{added.json()['user_id']}", headers=researcher.headers)
+    removed = http.delete(f"{members}/{viewer_id}", headers=researcher.headers)
     assert removed.status_code == 204, removed.text
     await page.get_by_role("button", name="Refresh").click()
 

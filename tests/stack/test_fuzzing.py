@@ -44,7 +44,14 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from src.app import create_app
-from tests.stack.conftest import STACK_PASSWORD, TRUSTED_CLIENT_ADDRESS, Stack, researcher_with_study
+from tests.smtp_server import SmtpTestServer
+from tests.stack.conftest import (
+    STACK_PASSWORD,
+    TRUSTED_CLIENT_ADDRESS,
+    Stack,
+    join_by_invitation,
+    researcher_with_study,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -69,8 +76,15 @@ BUSINESS_RULES = {
     # How often an address asked for a reset, and which reset tokens are live, is stored data.
     ("POST", "/api/v1/auth/password-reset"): {"PASSWORD_RESET_LIMITED"},
     ("POST", "/api/v1/auth/password-reset/confirm"): {"RESET_TOKEN_INVALID"},
-    # Whether an account has that id or email (and is active) is stored data.
-    ("POST", "/api/v1/studies/{study_id}/members"): {"UNKNOWN_USER"},
+    # Whether a member has the invited address is stored data.
+    ("POST", "/api/v1/studies/{study_id}/members"): {"ALREADY_A_MEMBER"},
+    # Which invitation tokens are live, and to which address each was sent, is stored data.
+    ("POST", "/api/v1/invitations/accept"): {"INVITATION_TOKEN_INVALID", "INVITATION_FOR_ANOTHER_ADDRESS"},
+    ("POST", "/api/v1/invitations/decline"): {"INVITATION_TOKEN_INVALID"},
+    # Which verification tokens are live is stored data; so are the account's verified address and
+    # how often it asked for a new link.
+    ("POST", "/api/v1/auth/verify-email"): {"VERIFICATION_TOKEN_INVALID"},
+    ("POST", "/api/v1/auth/verify-email/resend"): {"EMAIL_ALREADY_VERIFIED", "VERIFICATION_MAIL_LIMITED"},
     # A sample's values are checked against the study's field definitions, which the study stores.
     ("POST", "/api/v1/studies/{study_id}/samples"): {"INVALID_SAMPLE_VALUES"},
     ("PATCH", "/api/v1/studies/{study_id}/samples/{sample_pk}"): {
@@ -196,8 +210,9 @@ class World:
     the member they name, or sign the researcher out everywhere: `keep_usable()` puts that back
     through the API, so that every request meets a writable study and real resources."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, smtp: SmtpTestServer) -> None:
         self.base_url = stack.base_url
+        self.smtp = smtp
         self.session = requests.Session()
         self.session.mount("http://", FromTrustedAddress())
         transport = httpx.HTTPTransport(local_address=TRUSTED_CLIENT_ADDRESS)
@@ -214,6 +229,7 @@ class World:
         for _ in range(3):
             self.add_sample()  # the last one is the one the requests name
         self.add_member()
+        self.invite_pending()
         content = b"sample_id,tissue,volume [mL]\r\nU-1,saliva,1.5\r\nU-2,blood,2\r\n"
         uploaded = self.call(
             "POST", f"{self.study_url}/sample-files", files={"file": ("samples.csv", content, "text/csv")}
@@ -254,10 +270,29 @@ class World:
         self.ids["sample_pk"] = sample["id"]
 
     def add_member(self) -> None:
-        member = self.call(
-            "POST", f"{self.study_url}/members", json={"email": self.member_email, "role": "editor"}
+        """Invites the member, who accepts with the mailed token (the one way in)."""
+        tokens = self.call(
+            "POST", "/api/v1/auth/token", data={"username": self.member_email, "password": STACK_PASSWORD}
         )
-        self.ids["user_id"] = member["user_id"]
+        member_headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        transport = httpx.HTTPTransport(local_address=TRUSTED_CLIENT_ADDRESS)
+        with httpx.Client(base_url=self.base_url, transport=transport, timeout=30) as http:
+            join_by_invitation(
+                http,
+                self.smtp,
+                study_url=self.study_url,
+                owner_headers=self.headers,
+                member_headers=member_headers,
+                email=self.member_email,
+                role="editor",
+            )
+        self.ids["user_id"] = self.call("GET", "/api/v1/auth/me", headers=member_headers)["id"]
+
+    def invite_pending(self) -> None:
+        """A pending invitation of the study, which the invitation routes name (revoking it ends it)."""
+        email = f"fuzz-invited-{uuid.uuid4().hex[:8]}@example.org"
+        invitation = self.call("POST", f"{self.study_url}/members", json={"email": email, "role": "viewer"})
+        self.ids["invitation_id"] = invitation["id"]
 
     def keep_usable(self) -> None:
         study = self.request("GET", self.study_url)
@@ -274,11 +309,14 @@ class World:
             self.add_sample()
         if self.request("GET", f"{self.study_url}/members/{self.ids['user_id']}").status_code == 404:
             self.add_member()
+        pending = self.call("GET", f"{self.study_url}/invitations", params={"page_size": 100})["items"]
+        if self.ids["invitation_id"] not in {invitation["id"] for invitation in pending}:
+            self.invite_pending()
 
 
 @pytest.fixture(scope="session")
-def fuzz_world(stack: Stack) -> World:
-    return World(stack)
+def fuzz_world(stack: Stack, stack_smtp: SmtpTestServer) -> World:
+    return World(stack, stack_smtp)
 
 
 @pytest.fixture(scope="session")

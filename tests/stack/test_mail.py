@@ -2,6 +2,8 @@
 SMTP server (aiosmtpd on a loopback port, the stack's `stack_smtp`); a user who forgot the password
 gets back in from the mail alone, by API and in the browser; the page answers at the link's path."""
 
+import re
+import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,13 +14,27 @@ from src.auth.constants import PASSWORD_RESET_REQUESTED
 from src.middleware import DASHBOARD_CSP
 from tests.conftest import assert_problem, bearer
 from tests.smtp_server import Delivered, SmtpTestServer
-from tests.stack.conftest import STACK_MAIL_FROM, STACK_PUBLIC_URL, UNDER_CI, Stack, register_and_sign_in
+from tests.stack.conftest import (
+    INVITATION_SUBJECT,
+    RESET_SUBJECT,
+    STACK_MAIL_FROM,
+    STACK_PASSWORD,
+    STACK_PUBLIC_URL,
+    UNDER_CI,
+    VERIFICATION_SUBJECT,
+    Stack,
+    mailed_link_token,
+    mails_to,
+    register_and_sign_in,
+    researcher_with_study,
+)
 from tests.stack.test_dashboard_page import (
     ANSWERED_WITH_AN_ERROR,
     CHROMIUM_PATH,
     WAIT_MS,
     browser_missing,
     expect_text,
+    sign_in,
 )
 
 pytestmark = pytest.mark.stack
@@ -29,16 +45,6 @@ NEW_PASSWORD = "a new stack passphrase"
 @pytest.fixture
 def smtp(stack_smtp: SmtpTestServer) -> SmtpTestServer:
     return stack_smtp
-
-
-def mails_to(smtp: SmtpTestServer, email: str, count: int) -> list[Delivered]:
-    """Waits until `count` messages for `email` have arrived (the workers send them)."""
-    for _ in range(100):
-        mine = [delivered for delivered in smtp.messages if delivered.rcpt_tos == [email]]
-        if len(mine) >= count:
-            return mine
-        smtp.wait_for(len(smtp.messages) + 1, timeout=10)
-    raise AssertionError(f"fewer than {count} mails for {email}")
 
 
 def reset_link(delivered: Delivered) -> str:
@@ -53,7 +59,7 @@ def test_a_forgotten_password_is_reset_from_the_mail_through_nginx(http: httpx.C
 
     asked = http.post("/api/v1/auth/password-reset", json={"email": email})
     nobody = http.post("/api/v1/auth/password-reset", json={"email": "nobody-stack@example.org"})
-    (mail,) = mails_to(smtp, email, 1)
+    (mail,) = mails_to(smtp, email, 1, about=RESET_SUBJECT)
 
     assert asked.status_code == nobody.status_code == 202
     assert asked.json() == nobody.json() == {"detail": PASSWORD_RESET_REQUESTED}
@@ -67,7 +73,7 @@ def test_a_forgotten_password_is_reset_from_the_mail_through_nginx(http: httpx.C
     signed_in = http.post("/api/v1/auth/token", data={"username": email, "password": NEW_PASSWORD})
     assert signed_in.status_code == 200
     assert_problem(http.get("/api/v1/auth/me", headers=bearer(old_session)), 401, "SESSION_REVOKED")
-    notices = mails_to(smtp, email, 2)
+    notices = mails_to(smtp, email, 2, about=RESET_SUBJECT)
     assert notices[1].message["Subject"] == "Your Studybase password was changed"
     assert all(delivered.rcpt_tos != ["nobody-stack@example.org"] for delivered in smtp.messages)
 
@@ -126,7 +132,7 @@ async def test_in_the_browser_forgot_password_then_the_mailed_link_signs_you_bac
     await page.get_by_role("button", name="Send reset link").click()
     await expect_text(page.locator("#forgot-done"), PASSWORD_RESET_REQUESTED)
 
-    (mail,) = mails_to(smtp, email, 1)
+    (mail,) = mails_to(smtp, email, 1, about=RESET_SUBJECT)
     link = urlsplit(reset_link(mail))
     await page.goto(f"{link.path}#{link.fragment}")
     await expect_text(page.locator("#reset-title"), "Choose a new password")
@@ -154,3 +160,107 @@ async def test_in_the_browser_forgot_password_then_the_mailed_link_signs_you_bac
         page.locator("#reset-message"),
         "This password-reset link is no longer valid (used, replaced or expired); ask for a new one.",
     )
+
+
+# Invitations and verification, from the mailed links, in the browser
+
+
+def invite(http: httpx.Client, owner, email: str, role: str) -> None:
+    invited = http.post(
+        f"{owner.study_url}/members", json={"email": email, "role": role}, headers=owner.headers
+    )
+    assert invited.status_code == 202, invited.text
+
+
+def verified_at(http: httpx.Client, headers: dict[str, str]) -> str | None:
+    return http.get("/api/v1/auth/me", headers=headers).json()["email_verified_at"]
+
+
+def page_link(delivered: Delivered, path: str) -> str:
+    """The link's path and fragment, as the browser opens it."""
+    return f"{path}#token={mailed_link_token(delivered, path)}"
+
+
+async def test_in_the_browser_an_invited_colleague_without_an_account_joins_from_the_mail(
+    page, http: httpx.Client, smtp: SmtpTestServer
+):
+    owner = researcher_with_study(http, "inviter")
+    email = f"invited-page-{uuid.uuid4().hex[:8]}@example.org"
+    invite(http, owner, email, "editor")
+    (mail,) = mails_to(smtp, email, 1, about=INVITATION_SUBJECT)
+
+    await page.goto(page_link(mail, "/invitations"))
+    await expect_text(page.locator("#invitation-title"), "An invitation to a study")
+    assert "token" not in page.url  # taken out of the address bar (and the history) at once
+    await page.get_by_label("The invited email address").fill(email)
+    await page.get_by_label("Your name").fill("Invited Colleague")
+    await page.get_by_label("Choose a password").fill(STACK_PASSWORD)
+    await page.get_by_role("button", name="Create account and accept").click()
+
+    await expect_text(
+        page.locator("#overview-notice"),
+        "Your account is ready, its address verified, and you joined the study.",
+    )
+    await expect_text(page.locator("#studies-table tbody td").first, owner.study["code"])
+    assert verified_at(http, bearer(register_and_sign_in_existing(http, email))) is not None
+
+
+def register_and_sign_in_existing(http: httpx.Client, email: str) -> dict:
+    signed_in = http.post("/api/v1/auth/token", data={"username": email, "password": STACK_PASSWORD})
+    assert signed_in.status_code == 200, signed_in.text
+    return signed_in.json()
+
+
+async def test_in_the_browser_a_signed_in_colleague_declines_then_accepts_from_the_list(
+    page, http: httpx.Client, smtp: SmtpTestServer
+):
+    first = researcher_with_study(http, "listfirst")
+    second = researcher_with_study(http, "listsecond")
+    email = f"listed-{uuid.uuid4().hex[:8]}@example.org"
+    register_and_sign_in(http, email)
+    for owner in (first, second):
+        invite(http, owner, email, "viewer")
+
+    await sign_in(page, email)
+    listed = page.locator("#my-invitations-list li")
+    await expect_text(listed.filter(has_text=first.study["code"]), re.compile(first.study["code"]))
+    await listed.filter(has_text=first.study["code"]).get_by_role("button", name="Decline").click()
+    await expect_text(
+        page.locator("#overview-notice"), f"You declined the invitation to {first.study['code']}."
+    )
+    await listed.filter(has_text=second.study["code"]).get_by_role("button", name="Accept").click()
+
+    await expect_text(
+        page.locator("#overview-notice"),
+        f"You joined the study {second.study['code']} ({second.study['title']}) as viewer.",
+    )
+    await expect_text(page.locator("#studies-table tbody td").first, second.study["code"])
+    assert await page.locator("#my-invitations").is_hidden()
+
+
+async def test_in_the_browser_the_verification_link_verifies_the_address(
+    page, http: httpx.Client, smtp: SmtpTestServer
+):
+    email = f"verify-page-{uuid.uuid4().hex[:8]}@example.org"
+    tokens = register_and_sign_in(http, email)
+    (mail,) = mails_to(smtp, email, 1, about=VERIFICATION_SUBJECT)
+
+    await page.goto(page_link(mail, "/verify-email"))
+
+    await expect_text(page.locator("#verify-done"), "Your email address is verified. Thank you!")
+    assert "token" not in page.url
+    assert verified_at(http, bearer(tokens)) is not None
+    await page.goto("/")
+    await page.goto(page_link(mail, "/verify-email"))  # the same link again: spent, and said so
+    await expect_text(
+        page.locator("#verify-message"),
+        "This verification link is no longer valid (used, replaced or expired); ask for a new one.",
+    )
+
+
+@pytest.mark.parametrize("path", ["/invitations", "/verify-email"])
+def test_nginx_serves_the_invitation_and_verification_pages_with_the_page_csp(http: httpx.Client, path):
+    page = http.get(path)
+
+    assert page.status_code == 200
+    assert page.headers.get_list("content-security-policy") == [DASHBOARD_CSP]

@@ -25,6 +25,8 @@ SIGN_IN_ROUTES = (
     "/api/v1/auth/me/password",
     "/api/v1/auth/password-reset",
     "/api/v1/auth/password-reset/confirm",
+    "/api/v1/auth/verify-email",
+    "/api/v1/auth/verify-email/resend",
 )
 STRICT_BUDGET = 6  # one request plus a burst of 5
 SIGN_IN_RATE_PER_SECOND = 10 / 60

@@ -25,6 +25,7 @@ from tests.stack.conftest import (
     Stack,
     free_port,
     fresh_client_address,
+    join_by_invitation,
     register_and_sign_in,
     researcher_with_study,
 )
@@ -358,7 +359,7 @@ def read_from_every_worker(stack: Stack, path: str, headers: dict[str, str], *, 
 
 
 def test_a_revoked_session_and_a_removed_member_are_refused_by_every_worker_at_once(
-    client_from, stack: Stack
+    client_from, stack: Stack, stack_smtp
 ):
     """Authorization is never cached across requests: each worker reads session and membership anew,
     so the request right after a revocation is refused whichever worker serves it."""
@@ -366,14 +367,19 @@ def test_a_revoked_session_and_a_removed_member_are_refused_by_every_worker_at_o
     owner, study_path = researcher.headers, researcher.study_url
     member = bearer(register_and_sign_in(client_from(), "workers-member@example.org"))
     http = client_from()
-    added = http.post(
-        f"{study_path}/members", json={"email": "workers-member@example.org", "role": "viewer"}, headers=owner
+    join_by_invitation(
+        http,
+        stack_smtp,
+        study_url=study_path,
+        owner_headers=owner,
+        member_headers=member,
+        email="workers-member@example.org",
+        role="viewer",
     )
-    assert added.status_code == 201, added.text
     assert read_from_every_worker(stack, study_path, member) == {200}
     assert read_from_every_worker(stack, "/api/v1/auth/me", owner) == {200}
 
-    member_id = added.json()["user_id"]
+    member_id = http.get("/api/v1/auth/me", headers=member).json()["id"]
     assert http.delete(f"{study_path}/members/{member_id}", headers=owner).status_code == 204
     assert read_from_every_worker(stack, study_path, member) == {404}
 

@@ -15,16 +15,16 @@ async def entries(client, study, headers, **params) -> list[dict]:
     return response.json()["items"]
 
 
-async def test_every_change_is_logged_newest_first_with_its_actor(client, alice, alice_headers, make_user):
+async def test_every_change_is_logged_newest_first_with_its_actor(
+    client, alice, alice_headers, make_user, join_by_invitation
+):
     grace = await make_user(email="grace@example.org")
     created = await client.post(
         STUDIES, json={"code": "LOG-1", "title": "Old", "sample_fields": FIELDS}, headers=alice_headers
     )
     study = created.json()["id"]
     await client.patch(study_url(study), json={"title": "New"}, headers=alice_headers)
-    await client.post(
-        study_url(study, "members"), json={"email": grace.email, "role": "viewer"}, headers=alice_headers
-    )
+    await join_by_invitation(study, alice, grace, "viewer")
     await client.patch(
         study_url(study, "members", str(grace.id)), json={"role": "editor"}, headers=alice_headers
     )
@@ -55,12 +55,17 @@ async def test_every_change_is_logged_newest_first_with_its_actor(client, alice,
         "sample_fields_changed",
         "member_removed",
         "member_changed",
-        "member_added",
+        "invitation_accepted",
+        "member_invited",
         "study_updated",
         "study_created",
     ]
-    assert {entry["actor"]["email"] for entry in log} == {"alice@example.org"}
-    assert {entry["actor"]["id"] for entry in log} == {str(alice.id)}
+    actors = {entry["action"]: entry["actor"]["email"] for entry in log}
+    assert actors.pop("invitation_accepted") == "grace@example.org"
+    assert set(actors.values()) == {"alice@example.org"}
+    assert {entry["actor"]["id"] for entry in log if entry["action"] != "invitation_accepted"} == {
+        str(alice.id)
+    }
     details = {entry["action"]: entry["details"] for entry in log}
     assert details["study_updated"] == {"old": {"title": "Old"}, "new": {"title": "New"}}
     assert details["status_changed"] == {"old": "draft", "new": "active"}
@@ -70,7 +75,8 @@ async def test_every_change_is_logged_newest_first_with_its_actor(client, alice,
         "old_role": "viewer",
         "new_role": "editor",
     }
-    assert details["member_added"]["role"] == "viewer"
+    assert (details["member_invited"]["email"], details["member_invited"]["role"]) == (grace.email, "viewer")
+    assert details["invitation_accepted"]["user_id"] == str(grace.id)
     assert details["sample_fields_changed"] == {"old": FIELDS, "new": FIELDS[:1]}
     assert details["sample_created"] == {
         "sample_id": "S1",

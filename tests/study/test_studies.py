@@ -770,12 +770,12 @@ async def test_read_only_studies_still_read_and_manage_members(
     newcomer = await make_user()
 
     assert (await client.get(study_url(study), headers=alice_headers)).status_code == 200
-    added = await client.post(
+    invited = await client.post(
         study_url(study, "members"),
-        json={"user_id": str(newcomer.id), "role": "viewer"},
+        json={"email": newcomer.email, "role": "viewer"},
         headers=alice_headers,
     )
-    assert added.status_code == 201
+    assert invited.status_code == 202
 
 
 async def test_delete_study_with_the_current_if_match(client, alice, alice_headers, make_study):

@@ -86,7 +86,8 @@ async function postForTokens(path, init) {
   keepTokens(await response.json());
 }
 
-/** A JSON POST that needs no session (the password-reset routes); throws ApiError unless 2xx. */
+/** A JSON POST that needs no session (password reset, verification, registration, declining with a
+ * mailed token); throws ApiError unless 2xx. */
 async function postAnonymous(path, body) {
   let response;
   try {
@@ -112,6 +113,19 @@ export function requestPasswordReset(email) {
 
 export function confirmPasswordReset(token, newPassword) {
   return postAnonymous("/auth/password-reset/confirm", { token, new_password: newPassword });
+}
+
+/** Registers an account; with `invitation_token`, for the invited address, verified and joined. */
+export function register(body) {
+  return postAnonymous("/auth/register", body);
+}
+
+export function verifyEmail(token) {
+  return postAnonymous("/auth/verify-email", { token });
+}
+
+export function declineInvitation(token) {
+  return postAnonymous("/invitations/decline", { token });
 }
 
 export async function signIn(email, password) {
@@ -194,6 +208,21 @@ export async function request(path, init = {}) {
 
 export async function getJson(path) {
   return (await request(path)).json();
+}
+
+/** A POST with the access token and an optional JSON body; resolves with the answer's JSON, or null. */
+export async function postJson(path, body) {
+  const init = { method: "POST" };
+  if (body !== undefined) {
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(body);
+  }
+  const response = await request(path, init);
+  return response.status === 204 ? null : response.json();
+}
+
+export function acceptInvitation(token) {
+  return postJson("/invitations/accept", { token });
 }
 
 /**

@@ -1,8 +1,9 @@
-// The dashboard page: sign-in (and password reset), overview, one study's view and its upload form;
-// polling every 30 s.
+// The dashboard page: sign-in (and password reset), invitations and address verification from their
+// mailed links, overview, one study's view and its upload form; polling every 30 s.
 
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
+import { INVITATIONS_PATH, VERIFY_PATH, loadMyInvitations, startInvitationFromLink, startVerifyFromLink, wireInvitationViews } from "./invitations.js";
 import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
 
@@ -19,7 +20,7 @@ const state = {
 };
 
 function show(view) {
-  for (const id of ["sign-in", "forgot", "reset", "overview", "study"]) {
+  for (const id of ["sign-in", "forgot", "reset", "invitation", "verify", "overview", "study"]) {
     byId(id).hidden = id !== view;
   }
   byId("session").hidden = !["overview", "study"].includes(view);
@@ -149,12 +150,25 @@ function startPolling() {
   }, POLL_MILLISECONDS);
 }
 
-async function enterDashboard() {
+function showNotice(text) {
+  byId("overview-notice").textContent = text;
+  byId("overview-notice").hidden = !text;
+}
+
+/** After an invitation was answered from the overview's list: the studies table changes. */
+function afterInvitationAnswer(notice) {
+  showNotice(notice);
+  return refreshOverview({ force: true });
+}
+
+async function enterDashboard(notice = "") {
   state.summaryEtag = null;
   state.openStudy = null;
+  showNotice(notice);
   show("overview");
   startPolling();
   await refreshOverview({ force: true });
+  await loadMyInvitations(afterInvitationAnswer);
   const session = state.session;
   try {
     const me = await api.getJson("/auth/me");
@@ -172,6 +186,9 @@ function toSignIn(message) {
   state.openStudy = null;
   state.summaryEtag = null;
   clearViews();
+  showNotice("");
+  byId("my-invitations").hidden = true;
+  byId("my-invitations-list").replaceChildren();
   show("sign-in");
   showMessage("sign-in-message", message);
   byId("password").value = "";
@@ -279,9 +296,14 @@ function wireEvents() {
 api.whenSignedOut(toSignIn);
 wireEvents();
 wireResetForms({ show, toSignIn });
+wireInvitationViews({ enter: enterDashboard, toSignIn });
 byId("csv-dialect").value = localDialect();
 if (window.location.pathname === RESET_PATH) {
   startFromLink(show);
+} else if (window.location.pathname === INVITATIONS_PATH) {
+  startInvitationFromLink(show);
+} else if (window.location.pathname === VERIFY_PATH) {
+  startVerifyFromLink(show);
 } else if (api.hasSession()) {
   enterDashboard();
 } else {

@@ -45,7 +45,9 @@ function summaryCards(summary) {
 }
 
 function describeActivity(entry) {
-  const who = entry.actor ? entry.actor.email : "a deleted account";
+  // An invitation declined from its mailed link has no signed-in actor: the invited address is who.
+  const declinedByMail = entry.action === "invitation_declined" && entry.details && entry.details.email;
+  const who = entry.actor ? entry.actor.email : declinedByMail || "a deleted account";
   const what = humanize(entry.action).toLowerCase();
   const sample = entry.details && entry.details.sample_id ? ` ${entry.details.sample_id}` : "";
   return `${formatWhen(entry.at)} — ${who}: ${what}${sample}`;

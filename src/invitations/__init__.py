@@ -1,0 +1,1 @@
+"""Study invitations: an owner invites an address, its owner accepts or declines."""
