@@ -1,8 +1,9 @@
 """The job queue: procrastinate on PostgreSQL (its tables come from migration 0012), run by
 `python main.py worker`, as many of them as wanted, on any host that reaches the database.
 
-What it runs today: the periodic prune (src/pruning.py), and its own upkeep: the jobs of a worker
-that died are run again (recover_stalled_jobs). There is no queue on SQLite: the embedded
+What it runs today: the periodic prune (src/pruning.py), outgoing mail with MAIL_SENDER=queue
+(src/mail/jobs.py), and its own upkeep: the jobs of a worker that died are run again
+(recover_stalled_jobs). There is no queue on SQLite: the embedded
 default keeps everything in one process, where `python main.py prune` is the schedule's command.
 """
 
@@ -18,6 +19,7 @@ from src.config import settings
 from src.constants import MAINTENANCE_QUEUE
 from src.database import POSTGRESQL_SESSION_OPTIONS, POSTGRESQL_TCP_ARGS
 from src.logging import configure_logging
+from src.mail.jobs import mail_jobs
 from src.pruning import maintenance_jobs
 
 # On SIGTERM a worker stops taking jobs and lets running ones finish this long, then aborts them
@@ -65,6 +67,7 @@ def job_app() -> procrastinate.App:
     app = procrastinate.App(connector=connector)
     app.add_tasks_from(maintenance_jobs, namespace="maintenance")
     app.add_tasks_from(queue_upkeep, namespace="queue")
+    app.add_tasks_from(mail_jobs, namespace="mail")
     return app
 
 

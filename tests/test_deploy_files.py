@@ -74,6 +74,12 @@ def test_mailpit_catches_mail_in_the_dev_profile_beside_the_database_not_with_it
     assert compose["networks"]["mail"].get("internal") is not True  # the way out to a real SMTP server
 
 
+def test_in_compose_the_workers_send_the_mail_and_have_the_way_out_to_smtp(compose, services):
+    assert compose["x-api-environment"]["MAIL_SENDER"] == "${MAIL_SENDER:-queue}"
+    assert services["worker"]["command"] == ["python", "main.py", "worker"]
+    assert "mail" in services["worker"]["networks"]
+
+
 def test_startup_order_is_db_then_migrate_then_api_then_nginx(services):
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["migrate"]["command"] == ["python", "main.py", "migrate"]

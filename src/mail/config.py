@@ -7,6 +7,7 @@ from pydantic import PositiveFloat, PositiveInt, SecretStr, field_validator, mod
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from src.constants import Environment
+from src.mail.constants import MailDelivery
 from src.third_party.mail import SmtpServer
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
@@ -40,6 +41,11 @@ class MailSettings(BaseSettings):
     MAIL_MAX_ATTEMPTS: PositiveInt = 30
     # Finished outbox rows (sent, failed, dropped) are kept this many days, then pruned.
     MAIL_KEEP_DAYS: PositiveInt = 7
+    # Who sends what the outbox holds: `process`, a sender in each API process (the embedded default,
+    # and one host); `queue`, the job queue's workers (`python main.py worker`, PostgreSQL only): the
+    # API processes send nothing themselves, they queue a `mail:deliver` job after each commit that
+    # queued mail, and the workers also look every minute for mail due again after a failure.
+    MAIL_SENDER: MailDelivery = MailDelivery.PROCESS
 
     @field_validator("SMTP_URL")
     @classmethod

@@ -16,6 +16,13 @@ class MailKind(StrEnum):
     EMAIL_VERIFICATION = "email_verification"
 
 
+class MailDelivery(StrEnum):
+    """MAIL_SENDER: who sends what the outbox holds."""
+
+    PROCESS = "process"  # a sender in each API process (src/mail/jobs.py MailSender)
+    QUEUE = "queue"  # the job queue's workers (`python main.py worker`; PostgreSQL only)
+
+
 class MailStatus(StrEnum):
     PENDING = "pending"  # waiting for its first or next attempt
     SENT = "sent"  # the SMTP server took it
@@ -32,3 +39,10 @@ LAST_ERROR_MAX_LENGTH = 300
 SQLITE_CLAIM_LEASE_SECONDS = 300
 # `python main.py prune`: finished rows deleted per transaction.
 PRUNE_BATCH_ROWS = 1000
+# MAIL_SENDER=queue: the job queue's queue of mail jobs; the workers look for mail due again after a
+# failure this often (a retry's MAIL_RETRY_BASE_SECONDS is then rounded up to the next minute).
+MAIL_QUEUE = "mail"
+MAIL_DUE_AGAIN_CRON = "* * * * *"
+# One delivery job sends rounds of MAIL_BATCH_SIZE until the outbox has nothing due, at most this
+# many rounds (a job stays short; the next job or the schedule goes on).
+MAIL_JOB_MAX_ROUNDS = 50
