@@ -306,27 +306,27 @@ def test_each_round_runs_hello_then_the_floor_with_the_token_then_the_endpoint(m
     calls = []
 
     def fake_wrk(url, *, connections, duration_s, headers=None):
-        calls.append((url, connections, headers))
+        calls.append((url, connections, duration_s, headers))
         return wrk_result(answers[url.split("/api/")[0]].pop(0))
 
     monkeypatch.setattr(wrk, "run_wrk", fake_wrk)
     health = stack.Endpoint("health", "GET /api/v1/health", "/api/v1/health", connections=16)
 
-    row = stack.measure(run, health, token="tok", duration_s=1, rounds=2)
+    row = stack.measure(run, health, token="tok", duration_s=2, rounds=2, floor_duration_s=1)
 
     bearer = {"Authorization": "Bearer tok"}
-    hello = ("http://hello/api/v1/hello", 16, None)
-    floor = ("http://floor" + floor_app.FLOOR_PATH, 16, bearer)
-    assert calls == [
-        hello,
-        floor,
-        ("http://studybase/api/v1/health", 16, {}),
-        hello,
-        floor,
-        ("http://studybase/api/v1/health", 16, {}),
-    ]
+    hello = ("http://hello/api/v1/hello", 16, 2, None)
+    floor = ("http://floor" + floor_app.FLOOR_PATH, 16, 1, bearer)
+    endpoint = ("http://studybase/api/v1/health", 16, 2, {})
+    assert calls == [hello, floor, endpoint, hello, floor, endpoint]
     assert (row.rps, row.ceiling_rps, row.floor_rps) == (105, 950, 250)
     assert (row.ratio, row.floor_ratio, row.floor_failures) == (0.11, 0.42, 0)
+
+
+def test_the_floor_runs_as_long_as_the_rest_but_in_the_quick_version():
+    assert stack.parse_args(["--duration", "5"]).floor_duration == 5
+    quick = stack.parse_args(["--quick"])
+    assert (quick.duration, quick.floor_duration) == (2, 1)
 
 
 def test_the_table_prints_each_route_against_hello_and_the_floor(capsys):
