@@ -1,4 +1,4 @@
-"""The whole stack under load, every figure a ratio to a ceiling measured in the same run.
+"""The whole stack under load, every figure a ratio to a ceiling and a floor measured in the same run.
 
     python -m benchmarks.stack [--duration 10] [--rounds 3] [--quick] [--json PATH]
     python -m benchmarks.stack --only health,auth_me --samples 20000 --no-sign-in --import-rows
@@ -6,10 +6,12 @@
 
 Starts, on this machine: a fresh PostgreSQL database with the migrations, gunicorn with the
 committed `gunicorn.conf.py` and 2 workers, nginx with the committed configuration (rendered as
-the stack tests do), and the ceiling, a bare FastAPI "hello" app behind the same gunicorn flags
-and nginx settings. Seeds a data set, then drives each endpoint with wrk at 64 connections,
-alternating ceiling and endpoint runs, and prints the medians: req/s, p50, p99, the ratio to the
-ceiling, and any non-2xx answers. Also measures sign-in throughput and the p99 of /health while 8
+the stack tests do), and two references behind the same gunicorn flags and nginx settings: the
+ceiling, a bare FastAPI "hello" app (benchmarks/hello_app.py), and the floor, a bare FastAPI route
+doing the API's session check as one raw pooled psycopg query (benchmarks/floor_app.py). Seeds a
+data set, then drives each endpoint with wrk at 64 connections, alternating ceiling, floor and
+endpoint runs, and prints the medians: req/s, p50, p99, the ratios to the ceiling and to the floor,
+and any non-2xx answers. Also measures sign-in throughput and the p99 of /health while 8
 clients sign in. Writes the table as JSON (default `data/benchmarks/stack.json`). With `--profile DIR`,
 records the API's workers with py-spy during each endpoint's last round, the sign-in run and the first
 import, writes the profiles under DIR and prints their summary after the table (`benchmarks.profile`).
@@ -39,7 +41,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from benchmarks import profile, seed, stack_import, wrk
+from benchmarks import floor_app, profile, seed, stack_import, wrk
 from scripts import local_stack
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -48,6 +50,7 @@ DATABASE_PREFIX = os.environ.get("BENCH_DATABASE_PREFIX", "studybase_bench")
 LOAD_ADDRESS = "127.0.0.1"
 WORKERS = 2
 CEILING_PATH = "/api/v1/hello"
+FLOOR_PATH = floor_app.FLOOR_PATH
 BENCH_PASSWORD = "benchmark passphrase"  # noqa: S105 (a throwaway account in a throwaway database)
 DEFAULT_JSON = Path("data/benchmarks/stack.json")
 MAX_UPLOAD_MB = 256  # room for the 1,000,000-row CSV (~110 MB)
@@ -71,18 +74,24 @@ class Row:
     p99_ms: float
     ceiling_rps: float
     ceiling_p99_ms: float
+    floor_rps: float
+    floor_p99_ms: float
     non_2xx: int
     errors: int
-    ratio: float = field(init=False)
+    floor_failures: int  # non-2xx answers and socket errors of the floor: any makes its figures suspect
+    ratio: float = field(init=False)  # to the ceiling
+    floor_ratio: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.ratio = round(self.rps / self.ceiling_rps, 2) if self.ceiling_rps else 0.0
+        self.floor_ratio = round(self.rps / self.floor_rps, 2) if self.floor_rps else 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class RunningStack:
     api_url: str  # through nginx
     ceiling_url: str  # through an nginx with the same configuration
+    floor_url: str  # likewise
     database_url: str
     work_dir: Path
     api_gunicorn_pid: int  # the master: its children are the workers whose memory an import costs
@@ -108,9 +117,18 @@ def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def served(
-    work_dir: Path, name: str, env: dict[str, str], app: str | None, health_path: str
+    work_dir: Path,
+    name: str,
+    env: dict[str, str],
+    app: str | None,
+    health_path: str,
+    *,
+    ready_status: int = 200,
 ) -> Iterator[tuple[str, int]]:
-    """gunicorn (the committed config, `app` or Studybase) behind nginx (the committed config)."""
+    """gunicorn (the committed config, `app` or Studybase) behind nginx (the committed config).
+
+    Ready once `health_path` answers `ready_status` through both.
+    """
     api_port, nginx_port = _free_port(), _free_port()
     config = local_stack.render_nginx_config(
         work_dir / f"nginx-{name}",
@@ -124,9 +142,13 @@ def served(
     )
     nginx = None
     try:
-        local_stack.wait_until_answering(f"http://127.0.0.1:{api_port}{health_path}", process=gunicorn)
+        local_stack.wait_until_answering(
+            f"http://127.0.0.1:{api_port}{health_path}", process=gunicorn, status=ready_status
+        )
         nginx = local_stack.start_nginx(config)
-        local_stack.wait_until_answering(f"http://127.0.0.1:{nginx_port}{health_path}", process=nginx)
+        local_stack.wait_until_answering(
+            f"http://127.0.0.1:{nginx_port}{health_path}", process=nginx, status=ready_status
+        )
         yield f"http://127.0.0.1:{nginx_port}", gunicorn.pid
     finally:
         if nginx is not None:
@@ -148,8 +170,13 @@ def running_stack() -> Iterator[RunningStack]:
                     ceiling_url,
                     _,
                 ),
+                # Without a token the floor answers 401: up, its pool open (lifespan runs first).
+                served(work_dir, "floor", env, "benchmarks.floor_app:app", FLOOR_PATH, ready_status=401) as (
+                    floor_url,
+                    _,
+                ),
             ):
-                yield RunningStack(api_url, ceiling_url, database_url, work_dir, api_pid)
+                yield RunningStack(api_url, ceiling_url, floor_url, database_url, work_dir, api_pid)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -199,18 +226,30 @@ def measure(
     token: str,
     duration_s: float,
     rounds: int,
+    floor_duration_s: float | None = None,
     profiler: profile.Profiler | None = None,
 ) -> Row:
-    """Ceiling and endpoint in turns, so a noisy patch of a shared machine hits both alike.
+    """Ceiling, floor and endpoint in turns, so a noisy patch of a shared machine hits all alike.
 
-    With a profiler, the endpoint's last run is recorded.
+    The floor always sends the token (its one route is the session check), at the endpoint's
+    connections, for `floor_duration_s` (default: as long as the others). With a profiler, the
+    endpoint's last run is recorded.
     """
-    headers = {"Authorization": f"Bearer {token}"} if endpoint.authenticated else {}
-    ceiling, measured = [], []
+    bearer = {"Authorization": f"Bearer {token}"}
+    headers = bearer if endpoint.authenticated else {}
+    ceiling, floor, measured = [], [], []
     for round_number in range(1, rounds + 1):
         ceiling.append(
             wrk.run_wrk(
                 run.ceiling_url + CEILING_PATH, connections=endpoint.connections, duration_s=duration_s
+            )
+        )
+        floor.append(
+            wrk.run_wrk(
+                run.floor_url + FLOOR_PATH,
+                connections=endpoint.connections,
+                duration_s=floor_duration_s or duration_s,
+                headers=bearer,
             )
         )
         last = profiler if round_number == rounds else None
@@ -231,8 +270,11 @@ def measure(
         p99_ms=round(statistics.median(r.p99_ms for r in measured), 2),
         ceiling_rps=round(statistics.median(r.requests_per_second for r in ceiling)),
         ceiling_p99_ms=round(statistics.median(r.p99_ms for r in ceiling), 2),
+        floor_rps=round(statistics.median(r.requests_per_second for r in floor)),
+        floor_p99_ms=round(statistics.median(r.p99_ms for r in floor), 2),
         non_2xx=sum(r.non_2xx for r in measured),
         errors=sum(r.socket_errors for r in measured),
+        floor_failures=sum(r.non_2xx + r.socket_errors for r in floor),
     )
 
 
@@ -274,15 +316,19 @@ def measure_sign_in(
 def print_table(rows: list[Row], sign_in: dict[str, float]) -> None:
     header = (
         f"{'endpoint':<44} {'conn':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
-        f"{'ceiling':>7} {'ratio':>5} {'non-2xx':>7}"
+        f"{'hello':>6} {'/hello':>6} {'floor':>6} {'/floor':>6} {'non-2xx':>7}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
             f"{row.endpoint:<44} {row.connections:>4} {row.rps:>7} {row.p50_ms:>7.2f} {row.p99_ms:>8.2f} "
-            f"{row.ceiling_rps:>7} {row.ratio:>5.2f} {row.non_2xx + row.errors:>7}"
+            f"{row.ceiling_rps:>6} {row.ratio:>6.2f} {row.floor_rps:>6} {row.floor_ratio:>6.2f} "
+            f"{row.non_2xx + row.errors:>7}"
         )
+    failed = [row.endpoint.strip() for row in rows if row.floor_failures]
+    if failed:
+        print(f"warning: the floor answered non-2xx or failed during: {', '.join(failed)}")
     if not sign_in:
         return
     print()
@@ -349,6 +395,7 @@ def write_json(
         "samples": options.samples,
         "workers": WORKERS,
         "duration_s": options.duration,
+        "floor_duration_s": options.floor_duration,
         "rounds": options.rounds,
         "endpoints": [asdict(row) for row in rows],
         "sign_in": sign_in,
@@ -405,7 +452,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per run (default 10)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating ceiling/endpoint rounds (default 3)"
+        "--rounds", type=int, default=3, help="alternating ceiling/floor/endpoint rounds (default 3)"
     )
     parser.add_argument(
         "--samples",
@@ -416,7 +463,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="CI's short version: 2 s runs, 1 round, 50k samples, small imports",
+        help="CI's short version: 2 s runs (the floor's 1 s), 1 round, 50k samples, small imports",
     )
     parser.add_argument(
         "--import-rows",
@@ -447,11 +494,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "the first import; write <key>.txt and <key>.speedscope.json under DIR and print a summary",
     )
     options = parser.parse_args(argv)
+    options.floor_duration = options.duration
     unknown = set(options.only or ()) - set(ENDPOINT_KEYS)
     if unknown:
         parser.error(f"unknown endpoint(s) for --only: {', '.join(sorted(unknown))}")
     if options.quick:
         options.duration, options.rounds, options.samples = 2.0, 1, 50_000
+        # CI's run would grow by ~40% with 2 s floor runs; 1 s is still thousands of requests.
+        options.floor_duration = 1.0
         options.import_rows = [10_000, 50_000]
     return options
 
@@ -486,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
                 token=token,
                 duration_s=options.duration,
                 rounds=options.rounds,
+                floor_duration_s=options.floor_duration,
                 profiler=profiler,
             )
             for endpoint in selected_endpoints(str(seeded.big_study_id), options.only)

@@ -1,15 +1,30 @@
 """The benchmark command's own pieces: reading wrk's output, its request scripts, the data set's shape,
 the hostile files and their verdicts."""
 
+import contextlib
 import io
+import os
 import re
 import struct
+import uuid
 import zipfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import openpyxl
+import psycopg
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
-from benchmarks import hostile_files, profile, seed, stack, wrk
+from benchmarks import floor_app, hostile_files, profile, seed, stack, wrk
+from main import migrate
+from scripts import local_stack
+from src.auth.constants import Role
+from src.auth.jwt import create_access_token
+from src.auth.models import AuthSession, User
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8080/api/v1/health
   2 threads and 64 connections
@@ -274,3 +289,221 @@ def test_only_takes_the_hostile_files_by_name(capsys):
         hostile_files.parse_args(["--only", "endless-rows,nonsense"])
 
     assert "nonsense" in capsys.readouterr().err
+
+
+# The stack benchmark's references: every endpoint against the hello ceiling and the one-query floor.
+
+
+def wrk_result(rps: float) -> wrk.WrkResult:
+    return wrk.WrkResult(
+        requests_per_second=rps, p50_ms=1.0, p99_ms=10.0, requests=100, non_2xx=0, socket_errors=0
+    )
+
+
+def test_each_round_runs_hello_then_the_floor_with_the_token_then_the_endpoint(monkeypatch, tmp_path):
+    run = stack.RunningStack("http://studybase", "http://hello", "http://floor", "postgresql://", tmp_path, 1)
+    answers = {"http://hello": [1000, 900], "http://floor": [300, 200], "http://studybase": [150, 60]}
+    calls = []
+
+    def fake_wrk(url, *, connections, duration_s, headers=None):
+        calls.append((url, connections, duration_s, headers))
+        return wrk_result(answers[url.split("/api/")[0]].pop(0))
+
+    monkeypatch.setattr(wrk, "run_wrk", fake_wrk)
+    health = stack.Endpoint("health", "GET /api/v1/health", "/api/v1/health", connections=16)
+
+    row = stack.measure(run, health, token="tok", duration_s=2, rounds=2, floor_duration_s=1)
+
+    bearer = {"Authorization": "Bearer tok"}
+    hello = ("http://hello/api/v1/hello", 16, 2, None)
+    floor = ("http://floor" + floor_app.FLOOR_PATH, 16, 1, bearer)
+    endpoint = ("http://studybase/api/v1/health", 16, 2, {})
+    assert calls == [hello, floor, endpoint, hello, floor, endpoint]
+    assert (row.rps, row.ceiling_rps, row.floor_rps) == (105, 950, 250)
+    assert (row.ratio, row.floor_ratio, row.floor_failures) == (0.11, 0.42, 0)
+
+
+def test_the_floor_runs_as_long_as_the_rest_but_in_the_quick_version():
+    assert stack.parse_args(["--duration", "5"]).floor_duration == 5
+    quick = stack.parse_args(["--quick"])
+    assert (quick.duration, quick.floor_duration) == (2, 1)
+
+
+def test_the_table_prints_each_route_against_hello_and_the_floor(capsys):
+    row = stack.Row(
+        endpoint="GET /api/v1/auth/me",
+        connections=64,
+        rps=900,
+        p50_ms=50.0,
+        p99_ms=300.0,
+        ceiling_rps=9000,
+        ceiling_p99_ms=20.0,
+        floor_rps=3000,
+        floor_p99_ms=60.0,
+        non_2xx=0,
+        errors=0,
+        floor_failures=0,
+    )
+
+    stack.print_table([row], {})
+
+    header, _, line = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "endpoint",
+        "conn",
+        "req/s",
+        "p50",
+        "ms",
+        "p99",
+        "ms",
+        "hello",
+        "/hello",
+        "floor",
+        "/floor",
+        "non-2xx",
+    ]
+    assert line.split()[-5:] == ["9000", "0.10", "3000", "0.30", "0"]
+
+
+def test_a_floor_that_failed_is_called_out_under_the_table(capsys):
+    figures = {"connections": 64, "rps": 10, "p50_ms": 1.0, "p99_ms": 2.0, "ceiling_p99_ms": 1.0}
+    rows = [
+        stack.Row(
+            endpoint="a",
+            ceiling_rps=100,
+            floor_rps=50,
+            floor_p99_ms=1.0,
+            non_2xx=0,
+            errors=0,
+            floor_failures=0,
+            **figures,
+        ),
+        stack.Row(
+            endpoint="  b",
+            ceiling_rps=100,
+            floor_rps=0,
+            floor_p99_ms=1.0,
+            non_2xx=0,
+            errors=0,
+            floor_failures=3,
+            **figures,
+        ),
+    ]
+
+    stack.print_table(rows, {})
+
+    output = capsys.readouterr().out
+    assert "warning: the floor answered non-2xx or failed during: b" in output
+    assert rows[1].floor_ratio == 0.0
+
+
+# The floor app itself, in process against a migrated PostgreSQL database: it accepts what the API
+# accepts (the API's own access tokens) and refuses what the API's session check refuses.
+
+
+@pytest.fixture(scope="module")
+def floor_database() -> Iterator[str]:
+    try:
+        psycopg.connect(stack.POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the floor app's tests need PostgreSQL under CI: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable at {stack.POSTGRES_URL}: {exc}")
+    with local_stack.throwaway_database(stack.POSTGRES_URL, prefix=stack.DATABASE_PREFIX) as url:
+        migrate(url)
+        yield url
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    token: str
+
+
+def new_caller(database_url: str) -> Caller:
+    """A user and a live session straight in the database, and an access token of theirs."""
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        user = User(
+            email=f"floor-{uuid.uuid4().hex}@example.org",
+            full_name="Floor Tester",
+            password_hash="not used",
+            role=Role.RESEARCHER,
+        )
+        session.add(user)
+        session.flush()
+        auth_session = AuthSession(user_id=user.id, expires_at=now + timedelta(hours=1))
+        session.add(auth_session)
+        session.flush()
+        user_id, session_id = user.id, auth_session.id
+    engine.dispose()
+    token = create_access_token(
+        user_id=user_id, session_id=session_id, issued_at=now, lifetime=timedelta(minutes=15)
+    )
+    return Caller(user_id, session_id, token)
+
+
+def run_sql(database_url: str, statement: str, *parameters: object) -> None:
+    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as db:
+        db.execute(statement, parameters)
+
+
+@contextlib.asynccontextmanager
+async def floor_client(database_url: str, monkeypatch) -> AsyncIterator[httpx.AsyncClient]:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "1")
+    async with floor_app.lifespan(floor_app.app):
+        transport = httpx.ASGITransport(app=floor_app.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://floor") as http:
+            yield http
+
+
+async def test_the_floor_answers_the_apis_token_and_refuses_a_request_without_one(
+    floor_database, monkeypatch
+):
+    caller = new_caller(floor_database)
+
+    async with floor_client(floor_database, monkeypatch) as http:
+        signed_in = await http.get(floor_app.FLOOR_PATH, headers={"Authorization": f"Bearer {caller.token}"})
+        anonymous = await http.get(floor_app.FLOOR_PATH)
+
+    assert signed_in.status_code == 200
+    assert signed_in.json()["id"] == str(caller.user_id)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("UPDATE auth_sessions SET revoked_at = now() WHERE id = %s", id="revoked session"),
+        pytest.param(
+            "UPDATE auth_sessions SET expires_at = now() - interval '1 second' WHERE id = %s",
+            id="expired session",
+        ),
+        pytest.param(
+            "UPDATE users SET is_active = false WHERE id = (SELECT user_id FROM auth_sessions WHERE id = %s)",
+            id="deactivated user",
+        ),
+    ],
+)
+async def test_the_floor_refuses_what_the_session_check_refuses(floor_database, monkeypatch, statement):
+    caller = new_caller(floor_database)
+    run_sql(floor_database, statement, caller.session_id)
+    another_session = create_access_token(
+        user_id=caller.user_id,
+        session_id=uuid.uuid4(),
+        issued_at=datetime.now(UTC),
+        lifetime=timedelta(minutes=1),
+    )
+
+    async with floor_client(floor_database, monkeypatch) as http:
+        refused = await http.get(floor_app.FLOOR_PATH, headers={"Authorization": f"Bearer {caller.token}"})
+        unknown_session = await http.get(
+            floor_app.FLOOR_PATH, headers={"Authorization": f"Bearer {another_session}"}
+        )
+        garbage = await http.get(floor_app.FLOOR_PATH, headers={"Authorization": "Bearer not.a.token"})
+
+    assert (refused.status_code, unknown_session.status_code, garbage.status_code) == (401, 401, 401)
