@@ -24,12 +24,12 @@ from src.database import count_up_to, utcnow
 from src.exceptions import ResourceBusy
 from src.invitations.constants import (
     INVITATION_KEEP_DAYS,
-    INVITATION_LIFETIME_DAYS,
     PRUNE_BATCH_ROWS,
     InvitationStatus,
 )
 from src.invitations.exceptions import InvitationForAnotherAddress, InvitationNotFound, InvitationTokenInvalid
 from src.invitations.models import Invitation
+from src.invitations.utils import activity_details, invitation_lifetime
 from src.mail import service as mail_service
 from src.mail.constants import MailKind
 from src.schemas import PageParams
@@ -55,16 +55,8 @@ class ReceivedInvitation:
     inviter_name: str | None
 
 
-def invitation_lifetime() -> timedelta:
-    return timedelta(days=INVITATION_LIFETIME_DAYS)
-
-
 def _live(now: datetime) -> ColumnElement[bool]:
     return (Invitation.status == InvitationStatus.PENDING) & (Invitation.expires_at > now)
-
-
-def _details(invitation: Invitation, **more: object) -> dict[str, object]:
-    return {"invitation_id": str(invitation.id), "email": invitation.email, "role": invitation.role, **more}
 
 
 # The owner's side
@@ -150,7 +142,7 @@ async def invite(session: AsyncSession, *, access: StudyAccess, email: str, role
         study_id=study_id,
         actor=access.user,
         action=ActivityAction.MEMBER_INVITED,
-        details=_details(invitation),
+        details=activity_details(invitation),
     )
     try:
         await session.commit()
@@ -201,7 +193,7 @@ async def resend(session: AsyncSession, *, access: StudyAccess, invitation: Invi
         study_id=access.study.id,
         actor=access.user,
         action=ActivityAction.MEMBER_INVITED,
-        details=_details(renewed, resent=True),
+        details=activity_details(renewed, resent=True),
     )
     await session.commit()
     return renewed
@@ -214,7 +206,7 @@ async def revoke(session: AsyncSession, *, access: StudyAccess, invitation: Invi
         study_id=access.study.id,
         actor=access.user,
         action=ActivityAction.INVITATION_REVOKED,
-        details=_details(invitation),
+        details=activity_details(invitation),
     )
     await session.commit()
 
@@ -271,7 +263,7 @@ async def accept(session: AsyncSession, *, invitation: Invitation, user: User) -
         study_id=invitation.study_id,
         actor=user,
         action=ActivityAction.INVITATION_ACCEPTED,
-        details=_details(invitation, user_id=str(user.id)),
+        details=activity_details(invitation, user_id=str(user.id)),
     )
     try:
         await session.commit()
@@ -289,7 +281,7 @@ async def decline(session: AsyncSession, *, invitation: Invitation, user: User |
         study_id=invitation.study_id,
         actor=user,
         action=ActivityAction.INVITATION_DECLINED,
-        details=_details(invitation),
+        details=activity_details(invitation),
     )
     await session.commit()
 
