@@ -45,9 +45,11 @@ def queue_password_changed_notice(session: AsyncSession, *, user: User, now: dat
     )
 
 
-async def _newer_reset_queued(session: AsyncSession, mail: OutboxMail) -> bool:
+async def _newer_link_queued(session: AsyncSession, mail: OutboxMail) -> bool:
+    """Whether a newer mail of the same kind waits for the same address: its link would kill this
+    mail's at once (a newer link token replaces the older), so this one is not sent."""
     newer = exists().where(
-        OutboxMail.kind == MailKind.PASSWORD_RESET,
+        OutboxMail.kind == mail.kind,
         OutboxMail.recipient == mail.recipient,
         OutboxMail.status == MailStatus.PENDING,
         OutboxMail.created_at > mail.created_at,
@@ -61,7 +63,7 @@ async def compose_password_reset(
     """Nothing for an address without an active account, nor when a newer request for the same
     address waits (its mail would kill this one's link at once)."""
     user = await session.scalar(select(User).where(User.email == mail.recipient))
-    if user is None or not user.is_active or await _newer_reset_queued(session, mail):
+    if user is None or not user.is_active or await _newer_link_queued(session, mail):
         return None
     token = link_tokens.new_link_token()
     content = render(
@@ -112,16 +114,6 @@ def queue_verification_mail(session: AsyncSession, user: User) -> None:
     )
 
 
-async def _newer_verification_queued(session: AsyncSession, mail: OutboxMail) -> bool:
-    newer = exists().where(
-        OutboxMail.kind == MailKind.EMAIL_VERIFICATION,
-        OutboxMail.recipient == mail.recipient,
-        OutboxMail.status == MailStatus.PENDING,
-        OutboxMail.created_at > mail.created_at,
-    )
-    return bool(await session.scalar(select(newer)))
-
-
 async def compose_email_verification(
     session: AsyncSession, mail: OutboxMail, now: datetime
 ) -> Composition | None:
@@ -131,7 +123,7 @@ async def compose_email_verification(
         user is None
         or not user.is_active
         or user.email_verified_at is not None
-        or await _newer_verification_queued(session, mail)
+        or await _newer_link_queued(session, mail)
     ):
         return None
     token = link_tokens.new_link_token()

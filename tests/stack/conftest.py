@@ -21,11 +21,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from scripts import local_stack
 from scripts.local_stack import free_port
 from tests.conftest import bearer
 from tests.smtp_server import Delivered, SmtpTestServer, running_smtp_server
+from tests.stack.links import CuttableLink
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 STACK_POSTGRES_URL = os.environ.get("STACK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -152,6 +154,17 @@ def stack_database() -> Iterator[str]:
         pytest.skip(problem)
     with local_stack.throwaway_database(STACK_POSTGRES_URL, prefix="studybase_stack") as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def database_link(stack_database: str) -> Iterator[CuttableLink]:
+    """A TCP relay to the stack's PostgreSQL that a test can cut or black-hole (tests/stack/links.py);
+    one per test module, for the stack of its own that module starts through it."""
+    url = make_url(stack_database)
+    link = CuttableLink(url.host or "127.0.0.1", url.port or 5432)
+    link.start()
+    yield link
+    link.close()
 
 
 def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:

@@ -142,15 +142,6 @@ def wait_until_importing(database_url: str, *, timeout: float = 20) -> None:
 
 
 @pytest.fixture(scope="module")
-def database_link(stack_database: str) -> Iterator[CuttableLink]:
-    url = make_url(stack_database)
-    link = CuttableLink(url.host or "127.0.0.1", url.port or 5432)
-    link.start()
-    yield link
-    link.close()
-
-
-@pytest.fixture(scope="module")
 def linked_stack(stack_database: str, database_link: CuttableLink) -> Iterator[Stack]:
     """A stack of its own whose database is reached through the link, and whose API (and so nginx)
     allows one browser origin."""

@@ -120,17 +120,8 @@ def timed(
 
 
 @pytest.fixture(scope="module")
-def link(stack_database: str) -> Iterator[CuttableLink]:
-    url = make_url(stack_database)
-    relay = CuttableLink(url.host or "127.0.0.1", url.port or 5432)
-    relay.start()
-    yield relay
-    relay.close()
-
-
-@pytest.fixture(scope="module")
-def hung_stack(stack_database: str, link: CuttableLink) -> Iterator[Stack]:
-    through_link = make_url(stack_database).set(host="127.0.0.1", port=link.port)
+def hung_stack(stack_database: str, database_link: CuttableLink) -> Iterator[Stack]:
+    through_link = make_url(stack_database).set(host="127.0.0.1", port=database_link.port)
     with running_stack(
         through_link.render_as_string(hide_password=False),
         settings={"REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS)},
@@ -151,16 +142,18 @@ def log_lines(stack: Stack) -> list[dict]:
     return lines
 
 
-def test_a_black_holed_database_costs_bounded_waits_and_honest_answers(hung_stack, link, stack_database):
+def test_a_black_holed_database_costs_bounded_waits_and_honest_answers(
+    hung_stack, database_link, stack_database
+):
     transport = httpx.HTTPTransport(local_address=fresh_client_address())
     with httpx.Client(base_url=hung_stack.base_url, transport=transport, timeout=30) as http:
         researcher = researcher_with_study(http, "blackhole")
         with Traffic(hung_stack.base_url, researcher.headers) as traffic:
             time.sleep(1.5)
-            link.black_hole()
+            database_link.black_hole()
             hole_started = time.monotonic()
             time.sleep(BLACK_HOLE_SECONDS)
-            link.restore()
+            database_link.restore()
             restored = time.monotonic()
             time.sleep(4)
 
