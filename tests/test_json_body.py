@@ -100,7 +100,7 @@ async def test_a_body_within_the_limits_still_reaches_the_route(client):
         REGISTER, json={"email": "ada@example.org", "password": "a good long password", "full_name": "Ada"}
     )
 
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
 
 
 async def test_the_problem_schema_documents_the_capped_errors(client):

@@ -35,6 +35,10 @@ class AuthSettings(BaseSettings):
     # Verification mails an account may ask for again within LOGIN_LOCKOUT_MINUTES of the last one;
     # past that 429 VERIFICATION_MAIL_LIMITED.
     EMAIL_VERIFICATION_MAX_REQUESTS: PositiveInt = 3
+    # Self-registrations one email address (new or already taken, alike) may make within
+    # LOGIN_LOCKOUT_MINUTES of the last one; past that 429 REGISTRATION_LIMITED, whoever asks. Each
+    # mails the address (a verification link, or "someone tried to create an account").
+    REGISTRATION_MAX_REQUESTS: PositiveInt = 3
     # argon2 hashes one worker process runs at once; the default shares the cores among the workers.
     PASSWORD_HASH_CONCURRENCY: PositiveInt = Field(default_factory=cores_per_worker)
 

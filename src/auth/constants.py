@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     EMAIL_ALREADY_VERIFIED = "EMAIL_ALREADY_VERIFIED"
     VERIFICATION_TOKEN_INVALID = "VERIFICATION_TOKEN_INVALID"
     VERIFICATION_MAIL_LIMITED = "VERIFICATION_MAIL_LIMITED"
+    REGISTRATION_LIMITED = "REGISTRATION_LIMITED"
 
 
 class Role(StrEnum):
@@ -68,11 +69,19 @@ REFRESH_TOKEN_BYTES = 32
 LINK_TOKEN_BYTES = 32
 LINK_TOKEN_MAX_LENGTH = 128
 LINK_TOKEN_PURPOSE_MAX_LENGTH = 30
+# The page's sign-in form (nginx/html, src/page.py).
+SIGN_IN_PAGE = "/"
 # The page that reads a reset token from its fragment (nginx/html, src/page.py).
 RESET_PASSWORD_PAGE = "/reset-password"
 # The page that reads a verification token from its fragment.
 VERIFY_EMAIL_PAGE = "/verify-email"
 VERIFICATION_MAIL_REQUESTED = "A new verification link is on its way to your address."
+# The one answer to every self-registration, whether the address was new or already had an account:
+# its mailbox gets a verification link, or its owner a note that someone tried.
+REGISTRATION_REQUESTED = (
+    "Check your mail: a message to this address says how to go on (a link to verify a new account, "
+    "or, if the address already has one, how to sign in to it). Then sign in."
+)
 # The one answer to every reset request, whether or not the address has an account.
 PASSWORD_RESET_REQUESTED = (
     "If an account has this email address, a link to choose a new password is on its way to it."
@@ -85,6 +94,8 @@ LOGIN_THROTTLE_ACCOUNT_SCOPE = "account"
 PASSWORD_RESET_THROTTLE_SCOPE = "password-reset"
 # ... and verification mails asked for again per account.
 VERIFICATION_THROTTLE_SCOPE = "verify-email"
+# ... and self-registrations per email (new or taken alike).
+REGISTRATION_THROTTLE_SCOPE = "register"
 LOGIN_THROTTLE_SCOPE_MAX_LENGTH = 72
 
 # `python main.py prune`: rows deleted per transaction (short locks), and at most this many per

@@ -131,3 +131,8 @@ class VerificationTokenInvalid(UnprocessableEntity):
 class VerificationMailLimited(TooManyRequests):
     code = ErrorCode.VERIFICATION_MAIL_LIMITED
     detail = "Too many verification mails asked for; try again after Retry-After."
+
+
+class RegistrationLimited(TooManyRequests):
+    code = ErrorCode.REGISTRATION_LIMITED
+    detail = "Too many registrations for this email; try again after Retry-After."

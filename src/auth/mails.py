@@ -2,7 +2,8 @@
 
 A reset mail is queued for any address that asks (so asking costs the same whether or not it
 has an account); its composer finds the account when the mail is due, and only then makes the
-token, whose hash is stored just before the mail is handed to the SMTP server.
+token, whose hash is stored just before the mail is handed to the SMTP server. A registration of an
+address that already has an account queues a note to it instead of a second account.
 """
 
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.auth import link_tokens
 from src.auth.config import auth_settings
-from src.auth.constants import RESET_PASSWORD_PAGE, VERIFY_EMAIL_PAGE, LinkTokenPurpose
+from src.auth.constants import RESET_PASSWORD_PAGE, SIGN_IN_PAGE, VERIFY_EMAIL_PAGE, LinkTokenPurpose
 from src.auth.models import User
 from src.database import utcnow
 from src.mail import service as mail_service
@@ -147,3 +148,25 @@ async def compose_email_verification(
         )
 
     return Composition(content=content, keep_before_sending=keep_token)
+
+
+def queue_registration_attempt_notice(session: AsyncSession, *, email: str) -> None:
+    """To the owner of an address someone tried to register again: the caller is told nothing."""
+    mail_service.enqueue_mail(session, kind=MailKind.REGISTRATION_ATTEMPT, recipient=email)
+
+
+async def compose_registration_attempt(
+    session: AsyncSession, mail: OutboxMail, _now: datetime
+) -> Composition | None:
+    """Nothing for an inactive account: signing in or resetting would not help it."""
+    user = await session.scalar(select(User).where(User.email == mail.recipient))
+    if user is None or not user.is_active:
+        return None
+    content = render(
+        "registration_attempt",
+        full_name=user.full_name,
+        email=user.email,
+        sign_in_page=page_url(SIGN_IN_PAGE),
+        reset_page=page_url(RESET_PASSWORD_PAGE),
+    )
+    return Composition(content=content)

@@ -2,9 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Response, status
+from fastapi import APIRouter, Depends, Form, Query, status
+from fastapi.responses import JSONResponse
 
-from src.auth import password_reset, service
+from src.auth import password_reset, registration, service
 from src.auth.constants import Role, UserSort
 from src.auth.dependencies import (
     AdminUser,
@@ -29,6 +30,7 @@ from src.auth.exceptions import (
     PasswordResetLimited,
     RefreshTokenReused,
     RegistrationClosed,
+    RegistrationLimited,
     ResetTokenInvalid,
     SessionNotFound,
     SessionRevoked,
@@ -47,6 +49,7 @@ from src.auth.schemas import (
     PasswordResetRequested,
     RefreshRequest,
     RegisterRequest,
+    RegistrationRequested,
     SessionRead,
     TokenForm,
     TokenPair,
@@ -74,32 +77,49 @@ BODY = (MalformedBody, BodyTooComplex)
 
 @router.post(
     "/register",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RegistrationRequested,
     summary="Create an account",
-    description="Self-registration (when `OPEN_REGISTRATION` is on). New accounts get the `researcher` role. "
-    "Emails are trimmed and compared case-insensitively. The address is mailed a verification link "
-    "(`{PUBLIC_URL}/verify-email#token=...`). With `invitation_token` (from an invitation's mailed link; "
-    "registration closed or not) the account is made for the invited address, verified, and joins the "
-    "study: a dead token is 422 `INVITATION_TOKEN_INVALID`, another address 403 "
-    "`INVITATION_FOR_ANOTHER_ADDRESS`.",
-    responses=problem_responses(
-        *BODY,
-        RegistrationClosed,
-        EmailTaken,
-        ValidationFailed,
-        InvitationTokenInvalid,
-        InvitationForAnotherAddress,
-    ),
+    description="Self-registration (when `OPEN_REGISTRATION` is on; else 403 for every address). Always 202 "
+    "with the same body, headers and about the same time, whether or not the address already has an account: "
+    "nothing here says who is registered, and there is no user id or `Location` to read. A new address gets "
+    "an account (role `researcher`, address unverified) and a verification link "
+    "(`{PUBLIC_URL}/verify-email#token=...`); an address that has an account gets no second one, and its "
+    "owner is mailed that someone tried (with links to sign in and to reset the password). Then sign in with "
+    "`POST /auth/token`. Emails are trimmed and compared case-insensitively. An address may be registered "
+    "`REGISTRATION_MAX_REQUESTS` times within `LOGIN_LOCKOUT_MINUTES` (then 429 `REGISTRATION_LIMITED` for "
+    "any address); 503 `MAIL_NOT_CONFIGURED` where the server sends no mail. With `invitation_token` (from "
+    "an invitation's mailed link; registration closed or not) the answer is 201 with the account and its "
+    "`Location`: the account is made for the invited address, verified, and joins the study; the link's "
+    "holder owns that mailbox, so an address with an account is 409 `EMAIL_TAKEN`, a dead token 422 "
+    "`INVITATION_TOKEN_INVALID`, another address 403 `INVITATION_FOR_ANOTHER_ADDRESS`.",
+    responses={
+        status.HTTP_201_CREATED: {
+            "model": UserRead,
+            "description": "Registered with `invitation_token`: the account (its `Location` header names it)",
+        },
+        **problem_responses(
+            *BODY,
+            RegistrationClosed,
+            EmailTaken,
+            ValidationFailed,
+            InvitationTokenInvalid,
+            InvitationForAnotherAddress,
+            RegistrationLimited,
+            MailNotConfigured,
+        ),
+    },
 )
-async def register(data: RegisterRequest, db: DbSession, response: Response) -> User:
+async def register(data: RegisterRequest, db: DbSession) -> RegistrationRequested | JSONResponse:
     if data.invitation_token is not None:
         user = await invitation_service.register_invitee(db, data=data, token=data.invitation_token)
-    else:
-        service.check_registration_open()
-        user = await service.register_user(db, data=data)
-    response.headers["Location"] = f"{API_PREFIX}/auth/users/{user.id}"
-    return user
+        return JSONResponse(
+            UserRead.model_validate(user).model_dump(mode="json"),
+            status_code=status.HTTP_201_CREATED,
+            headers={"Location": f"{API_PREFIX}/auth/users/{user.id}"},
+        )
+    await registration.register(db, data=data)
+    return RegistrationRequested()
 
 
 @router.post(

@@ -24,6 +24,7 @@ from src.auth.constants import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     PASSWORD_RESET_REQUESTED,
+    REGISTRATION_REQUESTED,
     VERIFICATION_MAIL_REQUESTED,
     Role,
 )
@@ -261,6 +262,14 @@ class PasswordResetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"email": "ada@example.org"}})
 
     email: Email
+
+
+class RegistrationRequested(BaseModel):
+    """The one answer to every self-registration, whether the address was new or already taken."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"detail": REGISTRATION_REQUESTED}})
+
+    detail: str = REGISTRATION_REQUESTED
 
 
 class PasswordResetRequested(BaseModel):

@@ -33,6 +33,7 @@ from src.auth.constants import (
     PRUNE_BATCH_ROWS,
     PRUNE_MAX_ROWS_PER_TABLE,
     REFRESH_TOKEN_BYTES,
+    REGISTRATION_THROTTLE_SCOPE,
     USER_AGENT_MAX_LENGTH,
     VERIFICATION_THROTTLE_SCOPE,
     LinkTokenPurpose,
@@ -51,6 +52,7 @@ from src.auth.exceptions import (
     PasswordResetLimited,
     RefreshTokenReused,
     RegistrationClosed,
+    RegistrationLimited,
     SessionRevoked,
     VerificationMailLimited,
     VerificationTokenInvalid,
@@ -119,21 +121,49 @@ async def create_user(
     full_name: str,
     role: Role,
     email_verified: bool = False,
+) -> User:
+    """An account for an address its maker may know to be taken (an operator, the holder of an
+    invitation's mailed link): EmailTaken says so. `email_verified`: the address is known to be its
+    owner's."""
+    email = utils.normalize_email(email)
+    if await email_is_taken(session, email=email):
+        raise EmailTaken
+    return await insert_user(
+        session,
+        email=email,
+        password_hash=await hash_password(password),
+        full_name=full_name,
+        role=role,
+        email_verified=email_verified,
+    )
+
+
+async def email_is_taken(session: AsyncSession, *, email: str) -> bool:
+    """Whether the normalized `email` has an account. Commits: no connection is held afterwards
+    (while a password hashes)."""
+    taken = await _user_with_normalized_email(session, email) is not None
+    await session.commit()
+    return taken
+
+
+async def insert_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    password_hash: str,
+    full_name: str,
+    role: Role,
+    email_verified: bool = False,
     queue_mails: Callable[[AsyncSession, User], None] | None = None,
 ) -> User:
-    """`email_verified`: the address is known to be its owner's (an operator made the account, or
-    the invitation link it came with was mailed there). `queue_mails` adds the mails the new
-    account causes to its transaction."""
-    email = utils.normalize_email(email)
-    taken = await _user_with_normalized_email(session, email) is not None
-    await session.commit()  # ends the read: no connection is held while the password hashes
-    if taken:
-        raise EmailTaken
+    """Adds and commits the account (normalized `email`); `queue_mails` adds the mails it causes to
+    the same transaction. EmailTaken when a concurrent registration of the address won the race
+    (the unique index), with nothing written."""
     user = User(
         id=uuid.uuid4(),
         email=email,
         full_name=full_name,
-        password_hash=await hash_password(password),
+        password_hash=password_hash,
         role=role,
         email_verified_at=utcnow() if email_verified else None,
     )
@@ -145,24 +175,21 @@ async def create_user(
     except IntegrityError:
         await session.rollback()
         if await _user_with_normalized_email(session, email) is not None:
-            raise EmailTaken from None  # a concurrent registration won the race for this email
+            raise EmailTaken from None
         raise
     return user
 
 
-async def register_user(
-    session: AsyncSession, *, data: RegisterRequest, email_verified: bool = False
-) -> User:
-    """A researcher's account. Its address is mailed a verification link unless `email_verified`
-    (registered through an invitation's link: the mail reached that address)."""
+async def register_invited_user(session: AsyncSession, *, data: RegisterRequest) -> User:
+    """A researcher's account made through an invitation's mailed link: the mail reached the
+    address, so it is verified, and the link's holder may learn that it is taken (EmailTaken)."""
     return await create_user(
         session,
         email=data.email,
         password=data.password,
         full_name=data.full_name,
         role=Role.RESEARCHER,
-        email_verified=email_verified,
-        queue_mails=None if email_verified else mails.queue_verification_mail,
+        email_verified=True,
     )
 
 
@@ -497,12 +524,18 @@ async def clear_login_throttles(session: AsyncSession, *, user: User) -> None:
 
 
 async def _count_mail_request(
-    session: AsyncSession, *, email: str, now: datetime, scope: str, max_requests: int
-) -> datetime | None:
+    session: AsyncSession,
+    *,
+    email: str,
+    now: datetime,
+    scope: str,
+    max_requests: int,
+    limited: type[TooManyRequests],
+) -> None:
     """Counts a request for a mail to the (normalized) email in the throttle `scope`: the same
     statement whether or not the address has an account. Past `max_requests` within
-    LOGIN_LOCKOUT_MINUTES of the last counted one it is not counted, and the last one's time is
-    returned (None: counted). Commits."""
+    LOGIN_LOCKOUT_MINUTES of the last counted one it is not counted and `limited` is raised, with
+    the time until that window ends. Commits."""
     throttle = LoginThrottle
     key = utils.login_throttle_key(email)
     window_over = throttle.last_attempt_at < now - _lockout()
@@ -528,39 +561,48 @@ async def _count_mail_request(
         )
     )
     await session.commit()
-    return None if counted else (last or now)
-
-
-def _limited_until(last: datetime, now: datetime) -> int:
-    return _retry_after(last + _lockout(), now=now, default=_lockout())
+    if not counted:
+        window_ends = (last or now) + _lockout()
+        raise limited(retry_after_seconds=_retry_after(window_ends, now=now, default=_lockout()))
 
 
 async def count_password_reset_request(session: AsyncSession, *, email: str, now: datetime) -> None:
     """Counts a reset request for the (normalized) email, known or not. Past
     PASSWORD_RESET_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, PasswordResetLimited. Commits."""
-    last = await _count_mail_request(
+    await _count_mail_request(
         session,
         email=email,
         now=now,
         scope=PASSWORD_RESET_THROTTLE_SCOPE,
         max_requests=auth_settings.PASSWORD_RESET_MAX_REQUESTS,
+        limited=PasswordResetLimited,
     )
-    if last is not None:
-        raise PasswordResetLimited(retry_after_seconds=_limited_until(last, now))
 
 
 async def count_verification_request(session: AsyncSession, *, user: User, now: datetime) -> None:
     """Counts a verification mail asked for again by the account. Past
     EMAIL_VERIFICATION_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, VerificationMailLimited. Commits."""
-    last = await _count_mail_request(
+    await _count_mail_request(
         session,
         email=user.email,
         now=now,
         scope=VERIFICATION_THROTTLE_SCOPE,
         max_requests=auth_settings.EMAIL_VERIFICATION_MAX_REQUESTS,
+        limited=VerificationMailLimited,
     )
-    if last is not None:
-        raise VerificationMailLimited(retry_after_seconds=_limited_until(last, now))
+
+
+async def count_registration(session: AsyncSession, *, email: str, now: datetime) -> None:
+    """Counts a self-registration of the (normalized) email, new or taken alike. Past
+    REGISTRATION_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, RegistrationLimited. Commits."""
+    await _count_mail_request(
+        session,
+        email=email,
+        now=now,
+        scope=REGISTRATION_THROTTLE_SCOPE,
+        max_requests=auth_settings.REGISTRATION_MAX_REQUESTS,
+        limited=RegistrationLimited,
+    )
 
 
 async def clear_login_throttles_by_email(session: AsyncSession, *, email: str) -> User | None:

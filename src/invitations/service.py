@@ -347,7 +347,7 @@ async def register_invitee(session: AsyncSession, *, data: RegisterRequest, toke
     if invitation.email != data.email:
         raise InvitationForAnotherAddress
     await session.commit()  # ends the read: no connection is held while the password hashes
-    user = await auth_service.register_user(session, data=data, email_verified=True)
+    user = await auth_service.register_invited_user(session, data=data)
     try:
         await accept(session, invitation=invitation, user=user)
     except (InvitationNotFound, AlreadyAMember):

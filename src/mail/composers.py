@@ -12,4 +12,5 @@ COMPOSERS: Mapping[str, Composer] = {
     MailKind.PASSWORD_CHANGED: auth_mails.compose_password_changed,
     MailKind.INVITATION: invitation_mails.compose_invitation,
     MailKind.EMAIL_VERIFICATION: auth_mails.compose_email_verification,
+    MailKind.REGISTRATION_ATTEMPT: auth_mails.compose_registration_attempt,
 }

@@ -14,6 +14,7 @@ class MailKind(StrEnum):
     PASSWORD_CHANGED = "password_changed"
     INVITATION = "invitation"
     EMAIL_VERIFICATION = "email_verification"
+    REGISTRATION_ATTEMPT = "registration_attempt"
 
 
 class MailDelivery(StrEnum):

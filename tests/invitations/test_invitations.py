@@ -595,16 +595,16 @@ async def test_an_invitation_revoked_while_its_invitee_registers_leaves_a_verifi
 ):
     study = await make_study(owner=alice)
     token = await mailed_token(client, study, alice_headers, "grace@example.org")
-    register_user = auth_service.register_user
+    register_invited_user = auth_service.register_invited_user
 
     async def revoked_meanwhile(session, **kwargs):
-        user = await register_user(session, **kwargs)
+        user = await register_invited_user(session, **kwargs)
         async with SessionFactory() as other:
             await other.execute(update(Invitation).values(status=InvitationStatus.REVOKED, token_hash=None))
             await other.commit()
         return user
 
-    monkeypatch.setattr(auth_service, "register_user", revoked_meanwhile)
+    monkeypatch.setattr(auth_service, "register_invited_user", revoked_meanwhile)
     response = await client.post(
         "/api/v1/auth/register",
         json={
