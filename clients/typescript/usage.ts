@@ -90,3 +90,16 @@ type Dashboard = operations["study_figures"]["responses"][200]["content"]["appli
 export function samplesPerStatus(dashboard: Dashboard): [string, number][] {
   return Object.entries(dashboard.samples.by_status);
 }
+
+// Self-registration answers the same 202 for any address, taken or not (nobody learns who is
+// registered): no account to read, only where to go on (the mailbox, then sign-in). Registering
+// through an invitation's mailed link answers 201 with the account.
+type Register = paths["/api/v1/auth/register"]["post"]["responses"];
+type Registered = Register[202]["content"]["application/json"];
+type RegisteredByInvitation = Register[201]["content"]["application/json"];
+export function afterRegistering(answer: Registered): string {
+  return answer.detail ?? "Check your mail, then sign in.";
+}
+// @ts-expect-error self-registration answers no account
+export const registeredAccountId = (answer: Registered): string => answer.id;
+export const invitedAccountId = (answer: RegisteredByInvitation): string => answer.id;
