@@ -25,11 +25,13 @@ from sqlalchemy.engine import make_url
 
 from scripts import local_stack
 from tests.conftest import assert_problem
+from tests.smtp_server import SmtpTestServer
 from tests.stack.conftest import (
     TRUSTED_CLIENT_ADDRESS,
     Stack,
     free_port,
     fresh_client_address,
+    mail_settings_for,
     researcher_with_study,
     running_stack,
 )
@@ -142,20 +144,24 @@ def wait_until_importing(database_url: str, *, timeout: float = 20) -> None:
 
 
 @pytest.fixture(scope="module")
-def linked_stack(stack_database: str, database_link: CuttableLink) -> Iterator[Stack]:
+def linked_stack(
+    stack_database: str, database_link: CuttableLink, stack_smtp: SmtpTestServer
+) -> Iterator[Stack]:
     """A stack of its own whose database is reached through the link, and whose API (and so nginx)
     allows one browser origin."""
     through_link = make_url(stack_database).set(host="127.0.0.1", port=database_link.port)
     with running_stack(
-        through_link.render_as_string(hide_password=False), cors_origins=[ALLOWED_ORIGIN]
+        through_link.render_as_string(hide_password=False),
+        cors_origins=[ALLOWED_ORIGIN],
+        settings=mail_settings_for(stack_smtp),
     ) as started:
         yield started
 
 
 @pytest.fixture
-def spare_stack(stack_database: str) -> Iterator[Stack]:
+def spare_stack(stack_database: str, stack_smtp: SmtpTestServer) -> Iterator[Stack]:
     """A stack for one test that stops or kills its gunicorn."""
-    with running_stack(stack_database) as started:
+    with running_stack(stack_database, settings=mail_settings_for(stack_smtp)) as started:
         yield started
 
 

@@ -11,7 +11,7 @@ than it should be, the runaway import dies with this stack instead of loading th
 import httpx
 import pytest
 
-from tests.stack.conftest import fresh_client_address, running_stack
+from tests.stack.conftest import fresh_client_address, mail_settings_for, running_stack
 from tests.upload_under_load import (
     POSTGRESQL_WRITE_BOUND_SECONDS,
     REQUEST_TIMEOUT_SECONDS,
@@ -22,8 +22,8 @@ from tests.upload_under_load import (
 pytestmark = pytest.mark.stack
 
 
-def test_an_endless_rows_workbook_is_refused_while_writes_polls_and_sign_in_go_on(stack_database):
-    with running_stack(stack_database) as stack:
+def test_an_endless_rows_workbook_is_refused_while_writes_polls_and_sign_in_go_on(stack_database, stack_smtp):
+    with running_stack(stack_database, settings=mail_settings_for(stack_smtp)) as stack:
 
         def new_client() -> httpx.Client:
             transport = httpx.HTTPTransport(local_address=fresh_client_address())

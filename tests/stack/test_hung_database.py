@@ -18,10 +18,12 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.smtp_server import SmtpTestServer
 from tests.stack.conftest import (
     TRUSTED_CLIENT_ADDRESS,
     Stack,
     fresh_client_address,
+    mail_settings_for,
     researcher_with_study,
     running_stack,
 )
@@ -120,11 +122,13 @@ def timed(
 
 
 @pytest.fixture(scope="module")
-def hung_stack(stack_database: str, database_link: CuttableLink) -> Iterator[Stack]:
+def hung_stack(
+    stack_database: str, database_link: CuttableLink, stack_smtp: SmtpTestServer
+) -> Iterator[Stack]:
     through_link = make_url(stack_database).set(host="127.0.0.1", port=database_link.port)
     with running_stack(
         through_link.render_as_string(hide_password=False),
-        settings={"REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS)},
+        settings={**mail_settings_for(stack_smtp), "REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS)},
     ) as started:
         yield started
 

@@ -10,12 +10,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from src.auth.constants import PASSWORD_RESET_REQUESTED
+from src.auth.constants import PASSWORD_RESET_REQUESTED, REGISTRATION_REQUESTED
 from src.middleware import DASHBOARD_CSP
 from tests.conftest import assert_problem, bearer
 from tests.smtp_server import Delivered, SmtpTestServer
 from tests.stack.conftest import (
     INVITATION_SUBJECT,
+    REGISTRATION_ATTEMPT_SUBJECT,
     RESET_SUBJECT,
     STACK_MAIL_FROM,
     STACK_PASSWORD,
@@ -40,6 +41,7 @@ from tests.stack.test_dashboard_page import (
 pytestmark = pytest.mark.stack
 
 NEW_PASSWORD = "a new stack passphrase"
+CALLER_PASSWORD = "a caller's stack passphrase"
 
 
 @pytest.fixture
@@ -160,6 +162,79 @@ async def test_in_the_browser_forgot_password_then_the_mailed_link_signs_you_bac
         page.locator("#reset-message"),
         "This password-reset link is no longer valid (used, replaced or expired); ask for a new one.",
     )
+
+
+# Registration says nothing about who is registered; the mailbox does
+
+
+def test_registering_a_taken_address_through_nginx_answers_as_a_new_one_and_mails_its_owner(
+    http: httpx.Client, smtp: SmtpTestServer
+):
+    taken, new = (f"{kind}-{uuid.uuid4().hex[:8]}@example.org" for kind in ("taken", "new"))
+    register_and_sign_in(http, taken)
+
+    def registering(email: str) -> httpx.Response:
+        body = {"email": email, "password": CALLER_PASSWORD, "full_name": "Caller"}
+        return http.post("/api/v1/auth/register", json=body)
+
+    again, fresh = registering(taken), registering(new)
+
+    assert again.status_code == fresh.status_code == 202
+    assert again.json() == fresh.json() == {"detail": REGISTRATION_REQUESTED}
+    per_response = {"x-request-id", "date"}
+    assert {k: v for k, v in again.headers.items() if k not in per_response} == {
+        k: v for k, v in fresh.headers.items() if k not in per_response
+    }
+    (note,) = mails_to(smtp, taken, 1, about=REGISTRATION_ATTEMPT_SUBJECT)
+    text = note.message.get_body(("plain",)).get_content()
+    assert f"{STACK_PUBLIC_URL}/reset-password" in text
+    mails_to(smtp, new, 1, about=VERIFICATION_SUBJECT)
+    # No second account: the caller's password does not open the owner's.
+    refused = http.post("/api/v1/auth/token", data={"username": taken, "password": CALLER_PASSWORD})
+    assert_problem(refused, 401, "INVALID_CREDENTIALS")
+
+
+async def test_in_the_browser_creating_an_account_sends_you_to_your_mail_then_to_sign_in(
+    page, http: httpx.Client, smtp: SmtpTestServer
+):
+    email = f"register-page-{uuid.uuid4().hex[:8]}@example.org"
+
+    await page.goto("/")
+    await page.get_by_role("button", name="Create an account").click()
+    await expect_text(page.locator("#register-title"), "Create an account")
+    await page.get_by_label("Email for the new account").fill(email)
+    await page.get_by_label("Full name").fill("Page Registrant")
+    await page.get_by_label("Password for the new account").fill(STACK_PASSWORD)
+    await page.get_by_role("button", name="Create account", exact=True).click()
+
+    await expect_text(page.locator("#register-done"), REGISTRATION_REQUESTED)
+    assert await page.locator("#register-form").is_hidden()
+    (mail,) = mails_to(smtp, email, 1, about=VERIFICATION_SUBJECT)
+    await page.get_by_role("button", name="Back to sign-in").click()
+    assert await page.get_by_label("Email", exact=True).input_value() == email
+    await page.get_by_label("Password", exact=True).fill(STACK_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect_text(page.locator("#signed-in-as"), email)
+    await page.goto(page_link(mail, "/verify-email"))
+    await expect_text(page.locator("#verify-done"), "Your email address is verified. Thank you!")
+
+
+async def test_in_the_browser_registering_a_taken_address_looks_the_same_and_mails_its_owner(
+    page, http: httpx.Client, smtp: SmtpTestServer
+):
+    email = f"taken-page-{uuid.uuid4().hex[:8]}@example.org"
+    register_and_sign_in(http, email)
+
+    await page.goto("/")
+    await page.get_by_role("button", name="Create an account").click()
+    await page.get_by_label("Email for the new account").fill(email)
+    await page.get_by_label("Full name").fill("Someone Else")
+    await page.get_by_label("Password for the new account").fill("someone else's passphrase")
+    await page.get_by_role("button", name="Create account", exact=True).click()
+
+    await expect_text(page.locator("#register-done"), REGISTRATION_REQUESTED)
+    assert await page.locator("#register-message").text_content() == ""
+    mails_to(smtp, email, 1, about=REGISTRATION_ATTEMPT_SUBJECT)
 
 
 # Invitations and verification, from the mailed links, in the browser

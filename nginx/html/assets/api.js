@@ -115,7 +115,9 @@ export function confirmPasswordReset(token, newPassword) {
   return postAnonymous("/auth/password-reset/confirm", { token, new_password: newPassword });
 }
 
-/** Registers an account; with `invitation_token`, for the invited address, verified and joined. */
+/** Registers an account. Without `invitation_token` the answer is the same for a new address and a
+ * taken one (`{detail}`: check your mail, then sign in); with it, the account (made for the invited
+ * address, verified and joined). */
 export function register(body) {
   return postAnonymous("/auth/register", body);
 }

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
 import { INVITATIONS_PATH, VERIFY_PATH, loadMyInvitations, startInvitationFromLink, startVerifyFromLink, wireInvitationViews } from "./invitations.js";
 import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
+import { wireRegistration } from "./register.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
 
 const POLL_MILLISECONDS = 30000;
@@ -20,7 +21,7 @@ const state = {
 };
 
 function show(view) {
-  for (const id of ["sign-in", "forgot", "reset", "invitation", "verify", "overview", "study"]) {
+  for (const id of ["sign-in", "forgot", "register", "reset", "invitation", "verify", "overview", "study"]) {
     byId(id).hidden = id !== view;
   }
   byId("session").hidden = !["overview", "study"].includes(view);
@@ -296,6 +297,7 @@ function wireEvents() {
 api.whenSignedOut(toSignIn);
 wireEvents();
 wireResetForms({ show, toSignIn });
+wireRegistration({ show });
 wireInvitationViews({ enter: enterDashboard, toSignIn });
 byId("csv-dialect").value = localDialect();
 if (window.location.pathname === RESET_PATH) {
