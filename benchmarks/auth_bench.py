@@ -75,7 +75,7 @@ async def run(rounds: int) -> None:
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         body = {"email": "a@example.org", "password": PASSWORD, "full_name": "Bench"}
-        assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
+        assert (await client.post("/api/v1/auth/register", json=body)).status_code == 202
 
         def login(email: str, password: str):
             return lambda: client.post("/api/v1/auth/token", data={"username": email, "password": password})

@@ -43,6 +43,7 @@ import httpx
 
 from benchmarks import floor_app, profile, seed, stack_import, wrk
 from scripts import local_stack
+from tests.smtp_server import running_smtp_server
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The throwaway database's name starts with this (a shared server tells whose run it is).
@@ -51,6 +52,7 @@ LOAD_ADDRESS = "127.0.0.1"
 WORKERS = 2
 CEILING_PATH = "/api/v1/hello"
 FLOOR_PATH = floor_app.FLOOR_PATH
+BENCH_PUBLIC_URL = "https://bench.example.org"
 BENCH_PASSWORD = "benchmark passphrase"  # noqa: S105 (a throwaway account in a throwaway database)
 DEFAULT_JSON = Path("data/benchmarks/stack.json")
 MAX_UPLOAD_MB = 256  # room for the 1,000,000-row CSV (~110 MB)
@@ -100,9 +102,12 @@ class RunningStack:
 # The stack.
 
 
-def stack_environment(database_url: str, work_dir: Path) -> dict[str, str]:
+def stack_environment(database_url: str, work_dir: Path, smtp_url: str) -> dict[str, str]:
     return dict(os.environ) | {
         "ENVIRONMENT": "production",
+        # Self-registration needs mail: the stack sends its one verification mail to a local sink.
+        "SMTP_URL": smtp_url,
+        "PUBLIC_URL": BENCH_PUBLIC_URL,
         "DATABASE_URL": database_url,
         "SECRET_KEY": "benchmark-secret-" + uuid.uuid4().hex,
         "UPLOAD_DIR": str(work_dir / "uploads"),
@@ -161,8 +166,11 @@ def running_stack() -> Iterator[RunningStack]:
     work_dir = Path(tempfile.mkdtemp(prefix="studybase-bench-"))
     work_dir.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
     try:
-        with local_stack.throwaway_database(POSTGRES_URL, prefix=DATABASE_PREFIX) as database_url:
-            env = stack_environment(database_url, work_dir)
+        with (
+            local_stack.throwaway_database(POSTGRES_URL, prefix=DATABASE_PREFIX) as database_url,
+            running_smtp_server() as smtp,
+        ):
+            env = stack_environment(database_url, work_dir, smtp.url())
             local_stack.migrate(env)
             with (
                 served(work_dir, "api", env, None, "/api/v1/health") as (api_url, api_pid),
@@ -199,6 +207,7 @@ def sign_in(api_url: str, email: str) -> str:
 
 
 def register(api_url: str, email: str) -> None:
+    """A new account: registration answers the same 202 for any address, so that is all it says."""
     response = httpx.post(
         f"{api_url}/api/v1/auth/register",
         json={"email": email, "password": BENCH_PASSWORD, "full_name": "Benchmark User"},
