@@ -1,9 +1,10 @@
-"""Sign-in costs, measured in-process on a throwaway SQLite database.
+"""Sign-in and registration costs, measured in-process on a throwaway SQLite database.
 
     python -m benchmarks.auth_bench [--rounds 15]
 
 Prints medians and ratios measured in the same run (these machines are shared and noisy):
 - unknown email vs wrong password: near 1.0 means timing does not reveal who has an account;
+- registering a taken address vs a new one: the same, for registration;
 - /health while sign-ins run vs /health alone: password hashing runs in worker threads, so
   other requests on the same event loop keep answering.
 """
@@ -25,6 +26,7 @@ os.environ.update(
         "LOG_LEVEL": "WARNING",
         "LOGIN_MAX_FAILURES": "1000000",
         "LOGIN_ACCOUNT_MAX_FAILURES": "1000000",
+        "REGISTRATION_MAX_REQUESTS": "1000000",
     }
 )
 
@@ -71,6 +73,19 @@ async def health_latency_during_logins(client: httpx.AsyncClient, rounds: int) -
     return statistics.median(samples)
 
 
+async def registration_medians_ms(client: httpx.AsyncClient, rounds: int) -> list[float]:
+    """Registering the one taken address again and again vs a new address each time."""
+    new_addresses = (f"new{n}@example.org" for n in range(rounds))
+
+    def registering(email: str):
+        body = {"email": email, "password": PASSWORD, "full_name": "Bench"}
+        return lambda: client.post("/api/v1/auth/register", json=body)
+
+    return await interleaved_medians_ms(
+        [registering("a@example.org"), lambda: registering(next(new_addresses))()], rounds
+    )
+
+
 async def run(rounds: int) -> None:
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -88,6 +103,7 @@ async def run(rounds: int) -> None:
             ],
             rounds,
         )
+        taken_registration, new_registration = await registration_medians_ms(client, rounds)
         idle_health = await median_ms(lambda: client.get("/api/v1/health"), rounds * 4)
         busy_health = await health_latency_during_logins(client, rounds)
 
@@ -95,6 +111,10 @@ async def run(rounds: int) -> None:
     print(f"wrong password           median {wrong:8.2f} ms")
     print(f"unknown email            median {unknown:8.2f} ms")
     print(f"unknown / wrong-password ratio  {unknown / wrong:8.2f}   (1.00 = indistinguishable)")
+    print(f"register a new address   median {new_registration:8.2f} ms")
+    print(f"register a taken address median {taken_registration:8.2f} ms")
+    registration_ratio = taken_registration / new_registration
+    print(f"taken / new ratio               {registration_ratio:8.2f}   (1.00 = indistinguishable)")
     print(f"/health idle             median {idle_health:8.2f} ms")
     print(f"/health during sign-ins  median {busy_health:8.2f} ms")
     print(f"/health busy / sign-in success  {busy_health / success:8.2f}   (far below 1 = not blocked)")
