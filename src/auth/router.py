@@ -79,6 +79,8 @@ BODY = (MalformedBody, BodyTooComplex)
     "/register",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RegistrationRequested,
+    response_description="The one answer to every self-registration, for a new and a taken address "
+    "alike: check your mail, then sign in",
     summary="Create an account",
     description="Self-registration (when `OPEN_REGISTRATION` is on; else 403 for every address). Always 202 "
     "with the same body, headers and about the same time, whether or not the address already has an account: "
