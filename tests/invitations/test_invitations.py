@@ -620,6 +620,29 @@ async def test_an_invitation_revoked_while_its_invitee_registers_leaves_a_verifi
     assert len(await members_of(study)) == 1
 
 
+async def test_registering_through_the_link_with_an_address_that_has_an_account_is_409(
+    client, alice, alice_headers, make_study, make_user
+):
+    """The link's holder has the invited mailbox: being told it has an account reveals nothing to them
+    (self-registration, without a link, answers the same 202 either way)."""
+    study = await make_study(owner=alice)
+    await make_user(email="grace@example.org")
+    token = await mailed_token(client, study, alice_headers, "grace@example.org")
+
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "grace@example.org",
+            "password": "a long passphrase",
+            "full_name": "G",
+            "invitation_token": token,
+        },
+    )
+
+    assert_problem(response, 409, "EMAIL_TAKEN")
+    assert len(await members_of(study)) == 1
+
+
 # Pruning
 
 
