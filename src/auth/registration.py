@@ -5,6 +5,7 @@ limit, looks the address up, hashes the password, then writes and commits once. 
 its (unverified) account and a verification mail; an address that already has an account (found by
 the lookup, or by the unique index when a concurrent registration wins the race) gets no second
 account, and its owner is mailed that someone tried. The caller learns which only from the mailbox.
+Registering through an invitation's mailed link is the exception: its holder has the mailbox.
 """
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.auth import mails, service
 from src.auth.constants import Role
 from src.auth.exceptions import EmailTaken
+from src.auth.models import User
 from src.auth.schemas import RegisterRequest
 from src.database import utcnow
 from src.mail import service as mail_service
@@ -50,3 +52,16 @@ async def _made_account(
     except EmailTaken:
         return False
     return True
+
+
+async def register_invited_user(session: AsyncSession, *, data: RegisterRequest) -> User:
+    """A researcher's account made through an invitation's mailed link: the mail reached the
+    address, so it is verified, and the link's holder may learn that it is taken (EmailTaken)."""
+    return await service.create_user(
+        session,
+        email=data.email,
+        password=data.password,
+        full_name=data.full_name,
+        role=Role.RESEARCHER,
+        email_verified=True,
+    )

@@ -59,7 +59,7 @@ from src.auth.exceptions import (
     WrongPassword,
 )
 from src.auth.models import AuthSession, LinkToken, LoginThrottle, RefreshToken, User
-from src.auth.schemas import MeUpdate, PasswordChange, RegisterRequest, TokenPair, UserUpdate
+from src.auth.schemas import MeUpdate, PasswordChange, TokenPair, UserUpdate
 from src.database import count_up_to, escape_like, insert_for, utcnow
 from src.exceptions import TooManyRequests
 from src.mail import service as mail_service
@@ -178,19 +178,6 @@ async def insert_user(
             raise EmailTaken from None
         raise
     return user
-
-
-async def register_invited_user(session: AsyncSession, *, data: RegisterRequest) -> User:
-    """A researcher's account made through an invitation's mailed link: the mail reached the
-    address, so it is verified, and the link's holder may learn that it is taken (EmailTaken)."""
-    return await create_user(
-        session,
-        email=data.email,
-        password=data.password,
-        full_name=data.full_name,
-        role=Role.RESEARCHER,
-        email_verified=True,
-    )
 
 
 def check_registration_open() -> None:

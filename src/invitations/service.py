@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from src.auth import service as auth_service
+from src.auth import registration as auth_registration
 from src.auth.models import User
 from src.auth.schemas import RegisterRequest
 from src.auth.utils import hash_secret_token
@@ -347,7 +347,7 @@ async def register_invitee(session: AsyncSession, *, data: RegisterRequest, toke
     if invitation.email != data.email:
         raise InvitationForAnotherAddress
     await session.commit()  # ends the read: no connection is held while the password hashes
-    user = await auth_service.register_invited_user(session, data=data)
+    user = await auth_registration.register_invited_user(session, data=data)
     try:
         await accept(session, invitation=invitation, user=user)
     except (InvitationNotFound, AlreadyAMember):

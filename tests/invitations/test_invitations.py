@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from src.auth import service as auth_service
+from src.auth import registration as auth_registration
 from src.auth.utils import hash_secret_token
 from src.constants import Environment
 from src.database import SessionFactory, utcnow
@@ -595,7 +595,7 @@ async def test_an_invitation_revoked_while_its_invitee_registers_leaves_a_verifi
 ):
     study = await make_study(owner=alice)
     token = await mailed_token(client, study, alice_headers, "grace@example.org")
-    register_invited_user = auth_service.register_invited_user
+    register_invited_user = auth_registration.register_invited_user
 
     async def revoked_meanwhile(session, **kwargs):
         user = await register_invited_user(session, **kwargs)
@@ -604,7 +604,7 @@ async def test_an_invitation_revoked_while_its_invitee_registers_leaves_a_verifi
             await other.commit()
         return user
 
-    monkeypatch.setattr(auth_service, "register_invited_user", revoked_meanwhile)
+    monkeypatch.setattr(auth_registration, "register_invited_user", revoked_meanwhile)
     response = await client.post(
         "/api/v1/auth/register",
         json={
