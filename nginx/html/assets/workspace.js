@@ -1,0 +1,70 @@
+// One study in the workspace: its heading, its tabs (overview, samples, files, members, settings;
+// a sample's detail under samples) and which view each route draws. The study itself is read by
+// app.js; each view's module fetches and draws its own data.
+
+import { byId } from "./dom.js";
+import { loadMembers } from "./members.js";
+import { mayEdit } from "./roles.js";
+import { studyPath } from "./router.js";
+import { loadSample } from "./sample.js";
+import { loadSamples } from "./samples.js";
+import { renderSettings, standing } from "./settings.js";
+
+/** The title, the status and role line, the tabs' links and whether uploads are offered. */
+export function drawStudyHeading(study) {
+  byId("study-title").textContent = `${study.code} — ${study.title}`;
+  byId("study-standing").textContent = standing(study);
+  for (const link of byId("study-tabs").querySelectorAll("a")) {
+    link.href = studyPath(study.id, link.dataset.tab);
+  }
+  const uploads = mayEdit(study);
+  byId("upload-form").hidden = !uploads;
+  byId("upload-read-only").hidden = uploads;
+  byId("upload-read-only").textContent = uploads
+    ? ""
+    : "Uploading needs the editor or owner role in a draft or active study; the files and downloads below are yours to read.";
+}
+
+function selectTab(tab) {
+  const shown = tab === "sample" ? "samples" : tab;
+  for (const part of byId("study").querySelectorAll("[data-tabs]")) {
+    part.hidden = !part.dataset.tabs.split(" ").includes(tab);
+  }
+  for (const link of byId("study-tabs").querySelectorAll("a")) {
+    if (link.dataset.tab === shown) {
+      link.setAttribute("aria-current", "page");
+    } else {
+      link.removeAttribute("aria-current");
+    }
+  }
+}
+
+/**
+ * Draws `route`'s tab of `study`. `app` gives `refreshFigures()` (overview and files), `readStudy()`
+ * (the study as it is now), `onStudy(study)` and `onDeleted(study)`, and `isCurrent()`: false once
+ * the user went elsewhere, so that a late answer is dropped.
+ */
+export async function showStudyTab(study, route, app) {
+  selectTab(route.tab);
+  switch (route.tab) {
+    case "home":
+    case "files":
+      return app.refreshFigures();
+    case "samples":
+      return loadSamples(study, app.isCurrent);
+    case "sample":
+      return loadSample(study, route.sampleId, app.isCurrent);
+    case "members":
+      return loadMembers(study, app.isCurrent);
+    case "settings": {
+      // Read again: its version and sample count decide what may be sent.
+      const fresh = await app.readStudy();
+      if (fresh && app.isCurrent()) {
+        renderSettings(fresh, app);
+      }
+      return undefined;
+    }
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,286 @@
+"""The workspace in a real browser (Chromium through nginx and gunicorn): each view's own URL (deep
+links, reload, Back), creating a study with its fields and activating it, the server's messages
+next to the control they name, and a viewer who sees no control they may not use.
+
+The browser, its console-error check (a CSP refusal or script error fails the test) and the
+researcher with a three-sample study are test_dashboard_page.py's fixtures, imported.
+"""
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from src.middleware import API_CSP, DASHBOARD_CSP
+from src.page import PAGE_DIR
+from tests.conftest import assert_problem, bearer
+from tests.stack import test_dashboard_page as dashboard_page
+from tests.stack.conftest import STACK_PASSWORD, join_by_invitation, register_and_sign_in
+from tests.stack.test_dashboard_page import FIELDS, WAIT_MS, Researcher, expect_text, save_screenshot, sign_in
+
+pytestmark = pytest.mark.stack
+
+# The dashboard tests' fixtures, used here by name: the browser, a tab whose console errors fail the
+# test, a researcher owning a study of three samples.
+browser = dashboard_page.browser
+page = dashboard_page.page
+researcher = dashboard_page.researcher
+
+# Transferred JS and CSS of the page (gzipped by nginx): the budget the issue sets.
+PAGE_WEIGHT_BUDGET = 100 * 1024
+
+
+def study_url(study_id: str, tail: str = "") -> str:
+    return f"/studies/{study_id}{tail}"
+
+
+async def expect_url(page, path: str) -> None:
+    from playwright.async_api import expect
+
+    await expect(page).to_have_url(re.compile(re.escape(path) + r"(\?.*)?$"), timeout=WAIT_MS)
+
+
+def visible_buttons(page, scope: str):
+    return page.locator(f"{scope} button:visible")
+
+
+async def test_a_deep_link_survives_reload_and_back_and_forward(page, researcher: Researcher, capsys):
+    study_id = researcher.study["id"]
+    loaded: list = []
+    page.on("response", lambda response: loaded.append(response) if "/assets/" in response.url else None)
+    await sign_in(page, researcher.email)
+    await print_page_weight(loaded, capsys)  # read before any reload: the bodies go with their page
+    await page.get_by_role("button", name=researcher.study["code"]).click()
+    await expect_url(page, study_url(study_id))
+    await page.locator("#study-tabs").get_by_role("link", name="Samples").click()
+    await expect_url(page, study_url(study_id, "/samples"))
+    rows = page.locator("#samples-table tbody tr")
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+
+    async with page.expect_response(re.compile(r"/api/v1/auth/refresh$")) as refreshed:
+        await page.reload()
+    assert (await refreshed.value).status == 200  # the session, from the refresh token
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    assert await rows.count() == 3
+    tab = page.locator("#study-tabs a[aria-current=page]")
+    await expect_text(tab, "Samples")
+
+    await page.get_by_role("link", name="S-1").click()
+    sample = researcher.api.get(
+        f"/api/v1/studies/{study_id}/samples?q=S-1", headers=researcher.headers
+    ).json()["items"][0]
+    await expect_url(page, study_url(study_id, f"/samples/{sample['id']}"))
+    await expect_text(page.locator("#sample-title"), "Sample S-1")
+    await page.go_back()
+    await expect_url(page, study_url(study_id, "/samples"))
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    await page.go_back()
+    await expect_url(page, study_url(study_id))
+    await page.locator("#study-cards").first.wait_for()
+    await page.go_back()
+    await expect_url(page, "/")
+    await page.locator("#overview").wait_for()
+    assert await page.locator("#study").is_hidden()
+    await page.go_forward()
+    await expect_url(page, study_url(study_id))
+    await expect_text(
+        page.locator("#study-title"), f"{researcher.study['code']} — {researcher.study['title']}"
+    )
+
+    await save_screenshot(page, "workspace-study.png", capsys)
+
+
+async def print_page_weight(responses, capsys) -> None:
+    """What the page's scripts and styles cost to transfer (bodies as sent: gzipped), first load only."""
+    first = {}
+    for response in responses:
+        if response.url.endswith((".js", ".css")) and response.status == 200:
+            first.setdefault(response.url, response)
+    assert len(first) >= 10  # every module of the page, and its style
+    sizes = [(await response.request.sizes())["responseBodySize"] for response in first.values()]
+    plain = [len(await response.body()) for response in first.values()]  # unpacked
+    encodings = {response.headers.get("content-encoding") for response in first.values()}
+    with capsys.disabled():
+        print(
+            f"\n[page weight] {len(first)} JS/CSS files: {sum(sizes) / 1024:.1f} KB transferred "
+            f"({sum(plain) / 1024:.1f} KB unpacked), content-encoding {sorted(map(str, encodings))}"
+        )
+    assert "gzip" in encodings
+    assert sum(sizes) < PAGE_WEIGHT_BUDGET
+
+
+async def test_a_deep_link_opened_signed_out_lands_there_after_sign_in(page, researcher: Researcher):
+    settings = study_url(researcher.study["id"], "/settings")
+    await page.goto(settings)
+    await page.get_by_label("Email", exact=True).fill(researcher.email)
+    await page.get_by_label("Password", exact=True).fill(STACK_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+
+    await page.locator("#study-settings").wait_for()
+    await expect_url(page, settings)
+    await expect_text(page.locator("#lifecycle-now"), re.compile(r"^Draft:"))
+
+
+async def test_a_link_to_a_study_that_is_not_yours_says_so_on_the_overview(page, researcher: Researcher):
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(str(uuid.uuid4()), "/samples"))
+
+    await expect_text(page.locator("#overview-message"), re.compile(r"No such study"))
+    await expect_url(page, "/")
+
+
+async def fill_field(page, index: int, **values) -> None:
+    row = page.locator("#new-study-fields fieldset").nth(index)
+    for key, value in values.items():
+        control = row.locator(f'[data-key="{key}"]')
+        if key == "type":
+            await control.select_option(value)
+        elif key == "required":
+            await control.set_checked(value)
+        else:
+            await control.fill(value)
+
+
+async def described_by(control) -> str:
+    """The text of the messages a control is described by (aria-describedby), as a screen reader reads it."""
+    ids = (await control.get_attribute("aria-describedby") or "").split()
+    return " ".join([await control.page.locator(f"#{note}").inner_text() for note in ids])
+
+
+async def test_a_researcher_creates_a_study_with_fields_and_activates_it(page, http: httpx.Client, capsys):
+    email = f"creator-{uuid.uuid4().hex[:8]}@example.org"
+    creator = Researcher(email=email, api=http, headers=bearer(register_and_sign_in(http, email)), study={})
+    code = f"WS-{uuid.uuid4().hex[:8]}"
+    await sign_in(page, email)
+    await page.get_by_role("link", name="New study").click()
+    await expect_url(page, "/studies/new")
+    form = page.locator("#new-study")
+    await form.get_by_label("Code (2 to 32 letters, digits and hyphens)").fill(code)
+    await form.get_by_label("Title", exact=True).fill("Workspace study")
+    await form.get_by_label("Description").fill("Made in the browser.")
+    for _ in range(3):
+        await page.get_by_role("button", name="Add field").click()
+    await fill_field(page, 0, name="tissue", type="choice", required=True, choices="blood\nsaliva")
+    await fill_field(page, 1, name="volume", type="number", unit="mL", min="10", max="1")
+    await fill_field(page, 2, name="label", type="text", pattern="[A-Z]+", max_length="20")
+
+    await page.get_by_role("button", name="Create study").click()
+
+    # The server's own message, beside the control it names; nothing was created.
+    volume_name = page.locator("#new-study-fields fieldset").nth(1).locator('[data-key="name"]')
+    await expect_text(page.locator("#new-study-fields .field-error"), "volume: min must not be above max")
+    assert await described_by(volume_name) == "volume: min must not be above max"
+    assert await volume_name.get_attribute("aria-invalid") == "true"
+    assert creator.get("/studies")["total"] == 0
+
+    await fill_field(page, 1, min="0", max="100")
+    await page.get_by_role("button", name="Create study").click()
+    await page.locator("#study-settings").wait_for()
+    (created,) = creator.get("/studies")["items"]
+    await expect_url(page, study_url(created["id"], "/settings"))
+    study = creator.get(f"/studies/{created['id']}")
+    assert study["description"] == "Made in the browser."
+    assert study["sample_fields"] == [
+        {"name": "tissue", "type": "choice", "required": True, "choices": ["blood", "saliva"]},
+        {"name": "volume", "type": "number", "required": False, "unit": "mL", "min": 0, "max": 100},
+        {"name": "label", "type": "text", "required": False, "max_length": 20, "pattern": "[A-Z]+"},
+    ]
+
+    await page.get_by_role("button", name="Activate").click()
+    dialog = page.locator("#confirm")
+    await expect_text(
+        dialog.locator("#confirm-text"),
+        re.compile(r"^Active: editors and owners add, edit and upload samples"),
+    )
+    await dialog.get_by_role("button", name="Activate").click()
+    await expect_text(page.locator("#study-standing"), "Active · your role: Owner")
+    assert creator.get(f"/studies/{created['id']}")["status"] == "active"
+    await save_screenshot(page, "workspace-settings.png", capsys)
+
+    await page.get_by_role("button", name="← All studies").click()
+    await expect_url(page, "/")
+    row = page.locator(f'#studies-table tbody tr[data-study-id="{created["id"]}"]')
+    await expect_text(row.locator("td").nth(2), "Active")
+
+
+async def test_incompatible_field_changes_show_the_servers_messages_beside_each_field(
+    page, researcher: Researcher
+):
+    """The study has samples: removing a choice they use is refused (409), each change's message next
+    to its field, and nothing changed."""
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(researcher.study["id"], "/settings"))
+    tissue = page.locator("#fields-editor fieldset").nth(0)
+    await tissue.locator('[data-key="choices"]').fill("saliva")
+    volume = page.locator("#fields-editor fieldset").nth(1)
+    await volume.locator('[data-key="min"]').fill("2")
+
+    await page.get_by_role("button", name="Save fields").click()
+
+    tissue_name = tissue.locator('[data-key="name"]')
+    await expect_text(tissue.locator(".field-error"), "tissue: choice blood removed")
+    assert await described_by(tissue_name) == "tissue: choice blood removed"
+    await expect_text(volume.locator(".field-error"), "volume: min raised to 2")
+    assert researcher.get(f"/studies/{researcher.study['id']}")["sample_fields"] == FIELDS
+
+
+async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
+    page, researcher: Researcher, stack_smtp, capsys
+):
+    http = researcher.api
+    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
+    viewer_headers = bearer(register_and_sign_in(http, viewer))
+    join_by_invitation(
+        http,
+        stack_smtp,
+        study_url=f"/api/v1/studies/{researcher.study['id']}",
+        owner_headers=researcher.headers,
+        member_headers=viewer_headers,
+        email=viewer,
+        role="viewer",
+    )
+    activated = http.post(
+        f"/api/v1/studies/{researcher.study['id']}/status",
+        json={"status": "active"},
+        headers=researcher.headers,
+    )
+    assert activated.status_code == 200, activated.text
+    await sign_in(page, viewer)
+    await page.goto(study_url(researcher.study["id"], "/settings"))
+    await expect_text(page.locator("#study-standing"), "Active · your role: Viewer · read-only for you")
+
+    # The facts and the fields, read; not one button or form control in the whole settings view.
+    await expect_text(page.locator("#details-facts dd").first, researcher.study["code"])
+    await expect_text(page.locator("#fields-table tbody tr").first.locator("td").first, "tissue")
+    assert await page.locator("#study-settings :is(button, input, select, textarea):visible").count() == 0
+    await save_screenshot(page, "workspace-viewer-settings.png", capsys)
+
+    await page.locator("#study-tabs").get_by_role("link", name="Overview").click()
+    await page.locator('[data-figure="study-samples"]').wait_for()
+    assert await page.locator("#upload-form").is_hidden()
+    await expect_text(
+        page.locator("#upload-read-only"), re.compile(r"^Uploading needs the editor or owner role")
+    )
+    buttons = await visible_buttons(page, "#study").all_inner_texts()
+    assert set(buttons) <= {"← All studies", "Template (CSV)", "Template (XLSX)", "Export samples (CSV)"}
+
+    await page.locator("#study-tabs").get_by_role("link", name="Samples").click()
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    await page.locator("#study-tabs").get_by_role("link", name="Members").click()
+    await expect_text(page.locator("#members-table tbody tr", has_text=viewer).locator("td").nth(2), "Viewer")
+
+
+@pytest.mark.parametrize("tail", ["", "/samples", "/samples/0d8e7f6a-5b4c", "/settings"])
+def test_nginx_serves_the_page_at_each_view_and_keeps_the_apis_404_beside_them(http: httpx.Client, tail):
+    study = "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70"
+    view = http.get(f"{study}{tail}")
+    beside = http.get(f"{study}{tail}/no/view")
+    api_missing = http.get(f"/api/v1/nothing{study}{tail}")
+
+    assert view.status_code == 200
+    assert view.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    assert view.headers.get_list("content-security-policy") == [DASHBOARD_CSP]
+    for missing in (beside, api_missing):
+        assert_problem(missing, 404, "NOT_FOUND")
+        assert missing.headers["content-security-policy"] == API_CSP
