@@ -16,8 +16,21 @@ from src.middleware import API_CSP, DASHBOARD_CSP
 from src.page import PAGE_DIR
 from tests.conftest import assert_problem, bearer
 from tests.stack import test_dashboard_page as dashboard_page
-from tests.stack.conftest import STACK_PASSWORD, join_by_invitation, register_and_sign_in
-from tests.stack.test_dashboard_page import FIELDS, WAIT_MS, Researcher, expect_text, save_screenshot, sign_in
+from tests.stack.conftest import (
+    STACK_PASSWORD,
+    join_by_invitation,
+    register_and_sign_in,
+    researcher_with_study,
+)
+from tests.stack.test_dashboard_page import (
+    FIELDS,
+    HEADER,
+    WAIT_MS,
+    Researcher,
+    expect_text,
+    save_screenshot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -267,6 +280,10 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
 
     await page.locator("#study-tabs").get_by_role("link", name="Samples").click()
     await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    await page.get_by_role("link", name="S-2").click()
+    await expect_text(page.locator("#sample-facts dt:has-text('tissue') + dd"), "blood")
+    assert await visible_buttons(page, "#study-sample").count() == 0
+    assert await page.locator("#study-sample :is(input, select, textarea):visible").count() == 0
     await page.locator("#study-tabs").get_by_role("link", name="Members").click()
     await expect_text(page.locator("#members-table tbody tr", has_text=viewer).locator("td").nth(2), "Viewer")
 
@@ -284,3 +301,149 @@ def test_nginx_serves_the_page_at_each_view_and_keeps_the_apis_404_beside_them(h
     for missing in (beside, api_missing):
         assert_problem(missing, 404, "NOT_FOUND")
         assert missing.headers["content-security-policy"] == API_CSP
+
+
+def add_samples(researcher: Researcher, rows: list[str]) -> None:
+    """Samples through an upload (one request for many), as `sample_id,tissue,volume [mL]` rows."""
+    uploaded = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/sample-files",
+        files={"file": ("more.csv", (HEADER + "".join(f"{row}\r\n" for row in rows)).encode(), "text/csv")},
+        headers=researcher.headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+
+
+def first_cells(page):
+    return page.locator("#samples-table tbody tr td:first-child")
+
+
+async def test_the_samples_table_pages_sorts_searches_and_filters_on_the_server(page, researcher: Researcher):
+    add_samples(researcher, [f"T-{n:03},{'saliva' if n % 3 == 0 else 'blood'},{n}" for n in range(57)])
+    samples = f"/api/v1/studies/{researcher.study['id']}/samples"
+    stored = researcher.api.get(f"{samples}?q=T-010", headers=researcher.headers).json()["items"][0]
+    moved = researcher.api.patch(
+        f"{samples}/{stored['id']}", json={"status": "stored"}, headers=researcher.headers
+    )
+    assert moved.status_code == 200, moved.text
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(researcher.study["id"], "/samples"))
+    position = page.locator("#samples-position")
+    await expect_text(position, "Page 1 of 2 (60 samples)")
+    assert await first_cells(page).count() == 50
+    assert await first_cells(page).first.inner_text() == "S-0"
+
+    async with page.expect_response(re.compile(r"/samples\?.*page=2")) as second:
+        await page.get_by_role("button", name="Next page").click()
+    assert (await second.value).status == 200
+    await expect_text(position, "Page 2 of 2 (60 samples)")
+    assert await first_cells(page).count() == 10
+    assert "page=2" in page.url
+
+    await page.get_by_role("button", name="Sample id").click()
+    await expect_text(first_cells(page).first, "T-056")
+    assert await page.locator("#samples-table th[aria-sort]").get_attribute("aria-sort") == "descending"
+    await expect_text(position, "Page 1 of 2 (60 samples)")  # a new order starts at page 1
+
+    await page.get_by_label("Sample id starts with").fill("t-05")
+    await expect_text(position, "Page 1 of 1 (7 samples)")
+    await page.get_by_label("Sample id starts with").fill("")
+    await expect_text(position, "Page 1 of 2 (60 samples)")
+
+    await page.get_by_label("Show").select_option("stored")
+    await expect_text(position, re.compile(r"^Page 1 \((at least )?1 samples\)$|^Page 1 of 1 \(1 samples\)$"))
+    await expect_text(first_cells(page).first, "T-010")
+    await page.get_by_label("Show").select_option("")
+
+    await page.get_by_label("Field", exact=True).select_option("tissue")
+    await page.get_by_label("equals").fill("saliva")
+    await page.get_by_role("button", name="Add filter").click()
+    await expect_text(page.locator("#samples-filters li"), "tissue = saliva remove")
+    expected = researcher.get(f"/studies/{researcher.study['id']}/samples?field.tissue=saliva")["total"]
+    await expect_text(position, re.compile(rf"\b{expected} samples\)$"))
+    assert "field.tissue=saliva" in page.url
+
+    await page.reload()  # the filters live in the URL
+    await expect_text(page.locator("#samples-filters li"), "tissue = saliva remove")
+    await expect_text(position, re.compile(rf"\b{expected} samples\)$"))
+
+    await page.get_by_label("Field", exact=True).select_option("volume")
+    await page.get_by_label("equals").fill("a lot")
+    await page.get_by_role("button", name="Add filter").click()
+    await expect_text(
+        page.locator("#samples-message"), re.compile(r"field\.volume: volume must be a finite number$")
+    )
+
+
+async def test_an_edit_that_lost_a_race_shows_their_version_and_reapplies_mine(page, researcher: Researcher):
+    samples = f"/api/v1/studies/{researcher.study['id']}/samples"
+    (sample,) = researcher.api.get(f"{samples}?q=S-1", headers=researcher.headers).json()["items"]
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(researcher.study["id"], f"/samples/{sample['id']}"))
+    volume = page.get_by_label("volume [mL]")
+    await volume.fill("-5")
+    await page.get_by_role("button", name="Save sample").click()
+    await expect_text(page.locator("#sample-form .field-error"), "must be at least 0")
+    assert await described_by(volume) == "must be at least 0"
+
+    await volume.fill("7")
+    theirs = researcher.api.patch(
+        f"{samples}/{sample['id']}", json={"values": {"tissue": "saliva"}}, headers=researcher.headers
+    )
+    assert theirs.status_code == 200, theirs.text
+    await page.get_by_role("button", name="Save sample").click()
+
+    conflict = page.locator("#sample-conflict")
+    await conflict.wait_for()
+    await expect_text(page.locator("#sample-mine li"), "volume → 7")
+    facts = page.locator("#sample-facts")
+    await expect_text(facts.locator("dt:has-text('tissue') + dd"), "saliva")  # theirs, as it is now
+    await expect_text(facts.locator("dt:has-text('volume') + dd"), "1")
+    await page.get_by_role("button", name="Apply my changes to their version").click()
+
+    await expect_text(facts.locator("dt:has-text('volume') + dd"), "7")
+    assert await conflict.is_hidden()
+    now = researcher.get(f"/studies/{researcher.study['id']}/samples/{sample['id']}")
+    assert (now["values"], now["version"]) == ({"tissue": "saliva", "volume": 7}, 3)
+
+
+async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_samples(
+    page, researcher: Researcher
+):
+    http = researcher.api
+    study_id = researcher.study["id"]
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(study_id, "/settings"))
+    details = page.locator("#details-form")
+    await details.get_by_label("Title").fill("Renamed in the browser")
+    await page.get_by_role("button", name="Save details").click()
+    await expect_text(page.locator("#study-title"), f"{researcher.study['code']} — Renamed in the browser")
+    assert researcher.get(f"/studies/{study_id}")["title"] == "Renamed in the browser"
+
+    # Someone renames it meanwhile: mine is refused (412), theirs shown.
+    theirs = http.patch(f"/api/v1/studies/{study_id}", json={"title": "Theirs"}, headers=researcher.headers)
+    assert theirs.status_code == 200, theirs.text
+    await details.get_by_label("Title").fill("Mine")
+    await page.get_by_role("button", name="Save details").click()
+    await expect_text(page.locator("#details-message"), re.compile(r"^Someone changed this study meanwhile"))
+    assert await details.get_by_label("Title").input_value() == "Theirs"
+    assert researcher.get(f"/studies/{study_id}")["title"] == "Theirs"
+
+    # A draft with samples cannot be deleted: the server's reason, beside the button.
+    await page.get_by_role("button", name="Delete this draft").click()
+    await page.locator("#confirm").get_by_role("button", name="Delete").click()
+    not_deletable = re.compile(r"^Only a draft study without samples can be deleted")
+    await expect_text(page.locator("#lifecycle-message"), not_deletable)
+    assert http.get(f"/api/v1/studies/{study_id}", headers=researcher.headers).status_code == 200
+
+    empty = researcher_with_study(http, "emptydraft")
+    other = Researcher(email=empty.email, api=http, headers=empty.headers, study=empty.study)
+    await page.get_by_role("button", name="Sign out").click()
+    await sign_in(page, other.email)
+    await page.goto(study_url(other.study["id"], "/settings"))
+    await page.get_by_role("button", name="Delete this draft").click()
+    await expect_text(page.locator("#confirm-text"), re.compile(r"cannot be undone"))
+    await page.locator("#confirm").get_by_role("button", name="Delete").click()
+
+    await expect_text(page.locator("#overview-notice"), f"The draft {other.study['code']} was deleted.")
+    await expect_url(page, "/")
+    assert http.get(f"/api/v1/studies/{other.study['id']}", headers=other.headers).status_code == 404

@@ -8,6 +8,7 @@ import { INVITATIONS_PATH, VERIFY_PATH, loadMyInvitations, startInvitationFromLi
 import { showNewStudy, wireNewStudy } from "./newstudy.js";
 import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
 import { currentRoute, go, parseRoute, startRouter, studyPath } from "./router.js";
+import { wireSample } from "./sample.js";
 import { wireSamples } from "./samples.js";
 import { wireSettings } from "./settings.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
@@ -387,6 +388,7 @@ api.whenSignedOut(toSignIn);
 wireEvents();
 wireSettings();
 wireSamples();
+wireSample();
 wireNewStudy((study) => {
   state.summaryEtag = null;
   go(studyPath(study.id, "settings"), { replace: true });  // Back skips the filled-in form
