@@ -85,6 +85,22 @@ class Researcher:
         return response.json()
 
 
+def new_viewer(researcher: Researcher, smtp) -> tuple[str, dict[str, str]]:
+    """A new account that joined the researcher's study as a viewer (by invitation): email, headers."""
+    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
+    viewer_headers = bearer(register_and_sign_in(researcher.api, viewer))
+    join_by_invitation(
+        researcher.api,
+        smtp,
+        study_url=f"/api/v1/studies/{researcher.study['id']}",
+        owner_headers=researcher.headers,
+        member_headers=viewer_headers,
+        email=viewer,
+        role="viewer",
+    )
+    return viewer, viewer_headers
+
+
 @pytest.fixture
 def researcher(http: httpx.Client) -> Researcher:
     """A new account with one study holding three samples, made through the API (through nginx)."""
@@ -752,18 +768,8 @@ async def test_a_member_removed_while_viewing_a_study_is_taken_off_its_figures(
 ):
     """The study's figures stay on screen no longer than the next refresh after the removal."""
     http = researcher.api
-    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
-    viewer_headers = bearer(register_and_sign_in(http, viewer))
+    viewer, viewer_headers = new_viewer(researcher, stack_smtp)
     members = f"/api/v1/studies/{researcher.study['id']}/members"
-    join_by_invitation(
-        http,
-        stack_smtp,
-        study_url=f"/api/v1/studies/{researcher.study['id']}",
-        owner_headers=researcher.headers,
-        member_headers=viewer_headers,
-        email=viewer,
-        role="viewer",
-    )
     viewer_id = http.get("/api/v1/auth/me", headers=viewer_headers).json()["id"]
     await sign_in(page, viewer)
     await open_study(page, researcher)

@@ -18,7 +18,6 @@ from tests.conftest import assert_problem, bearer
 from tests.stack import test_dashboard_page as dashboard_page
 from tests.stack.conftest import (
     STACK_PASSWORD,
-    join_by_invitation,
     register_and_sign_in,
     researcher_with_study,
 )
@@ -28,6 +27,7 @@ from tests.stack.test_dashboard_page import (
     WAIT_MS,
     Researcher,
     expect_text,
+    new_viewer,
     save_screenshot,
     sign_in,
 )
@@ -242,17 +242,7 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
     page, researcher: Researcher, stack_smtp, capsys
 ):
     http = researcher.api
-    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
-    viewer_headers = bearer(register_and_sign_in(http, viewer))
-    join_by_invitation(
-        http,
-        stack_smtp,
-        study_url=f"/api/v1/studies/{researcher.study['id']}",
-        owner_headers=researcher.headers,
-        member_headers=viewer_headers,
-        email=viewer,
-        role="viewer",
-    )
+    viewer, _ = new_viewer(researcher, stack_smtp)
     activated = http.post(
         f"/api/v1/studies/{researcher.study['id']}/status",
         json={"status": "active"},
@@ -447,3 +437,23 @@ async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_sampl
     await expect_text(page.locator("#overview-notice"), f"The draft {other.study['code']} was deleted.")
     await expect_url(page, "/")
     assert http.get(f"/api/v1/studies/{other.study['id']}", headers=other.headers).status_code == 404
+
+
+async def test_the_workspace_views_fit_a_phone_screen(browser, stack, researcher: Researcher):
+    """Wide tables scroll inside their box; nothing makes the page itself wider than the screen."""
+    context = await browser.new_context(base_url=stack.base_url, viewport={"width": 375, "height": 740})
+    try:
+        phone = await context.new_page()
+        phone.set_default_timeout(WAIT_MS)
+        await sign_in(phone, researcher.email)
+        views = {"/samples": "#samples-table tbody tr", "/settings": "#fields-editor fieldset"}
+        for tail, ready in views.items():
+            await phone.goto(study_url(researcher.study["id"], tail))
+            await phone.locator(ready).first.wait_for()
+            assert await phone.evaluate("document.documentElement.scrollWidth") <= 375, tail
+        await phone.goto("/studies/new")
+        await phone.get_by_role("button", name="Add field").click()
+        await phone.locator("#new-study-fields fieldset").wait_for()
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
+    finally:
+        await context.close()

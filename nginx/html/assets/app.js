@@ -363,7 +363,11 @@ const csvParams = () => ({ format: "csv", dialect: byId("csv-dialect").value });
 function wireEvents() {
   byId("sign-in-form").addEventListener("submit", submitSignIn);
   byId("sign-out").addEventListener("click", signOut);
-  byId("refresh-now").addEventListener("click", () => refreshVisibleView());
+  byId("refresh-now").addEventListener("click", () => {
+    // The figures poll by themselves; a study's other tabs are drawn again only when asked.
+    const route = currentRoute();
+    return route.view === "study" && !["home", "files"].includes(route.tab) ? renderRoute(route) : refreshVisibleView();
+  });
   byId("back-to-overview").addEventListener("click", () => go("/"));
   byId("upload-form").addEventListener("submit", submitUpload);
   byId("template-csv").addEventListener("click", studyDownload("/sample-template", "template.csv", csvParams));

@@ -120,6 +120,11 @@ export function fieldEditor(container, fields) {
   };
 }
 
+/** A field's name as a column heading: with its unit, as the templates and exports write it. */
+export function fieldLabel(field) {
+  return field.unit ? `${field.name} [${field.unit}]` : field.name;
+}
+
 /** What a field allows beyond its type, in words. */
 export function describeConstraints(field) {
   const parts = [];

@@ -5,20 +5,19 @@
 
 import * as api from "./api.js";
 import { byId, el, formatWhen, humanize, showMessage } from "./dom.js";
+import { fieldLabel } from "./fields.js";
 import { clearErrors, showProblem, whileSending } from "./forms.js";
 import { mayEdit } from "./roles.js";
 import { studyPath } from "./router.js";
-import { formatValue } from "./samples.js";
+import { addStatusOptions, formatValue } from "./samples.js";
 
 let current = null;  // { study, sample, isCurrent, pending }
-
-const label = (field) => (field.unit ? `${field.name} [${field.unit}]` : field.name);
 
 function facts(study, sample) {
   const pairs = [
     ["Sample id", sample.sample_id],
     ["Status", humanize(sample.status)],
-    ...study.sample_fields.map((field) => [label(field), formatValue(sample.values[field.name])]),
+    ...study.sample_fields.map((field) => [fieldLabel(field), formatValue(sample.values[field.name])]),
     ["Created", formatWhen(sample.created_at)],
     ["Last changed", `${formatWhen(sample.updated_at)} (version ${sample.version})`],
     ["From a file", sample.source_file_id ? "yes" : "no, entered directly"],
@@ -38,7 +37,7 @@ function valueControl(field, value) {
   }
   control.dataset.field = field.name;
   control.value = value === null || value === undefined ? "" : String(value);
-  return el("div", { className: "constraint" }, [el("label", { text: label(field), attributes: { for: id } }), control]);
+  return el("div", { className: "constraint" }, [el("label", { text: fieldLabel(field), attributes: { for: id } }), control]);
 }
 
 function fillForm(study, sample) {
@@ -165,6 +164,7 @@ export async function loadSample(study, sampleId, isCurrent) {
 }
 
 export function wireSample() {
+  addStatusOptions(byId("sample-edit-status"));
   byId("sample-form").addEventListener("submit", save);
   byId("sample-reapply").addEventListener("click", () => send(current.pending));
   byId("sample-discard").addEventListener("click", () => {

@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { byId, el, humanize, showMessage } from "./dom.js";
+import { fieldLabel } from "./fields.js";
 import { keepQuery, studyPath } from "./router.js";
 
 const FIELD_PREFIX = "field.";
@@ -11,6 +12,8 @@ const DEFAULT_SORT = "sample_id";
 const DEFAULT_PAGE_SIZE = "50";
 const SEARCH_DELAY_MILLISECONDS = 250;
 const SORTABLE = { sample_id: "Sample id", status: "Status", updated_at: "Updated" };
+// A sample's statuses (src/study/constants.py's SampleStatus), in the order a sample moves through them.
+const SAMPLE_STATUSES = ["registered", "received", "stored", "consumed", "discarded"];
 
 let current = null;  // { study, isCurrent, last }
 let searchTimer = null;
@@ -42,7 +45,7 @@ function sortHeader(key, label, sort) {
 
 function drawHead(study, sort) {
   const fields = study.sample_fields.map((field) =>
-    el("th", { text: field.unit ? `${field.name} [${field.unit}]` : field.name, attributes: { scope: "col" } }),
+    el("th", { text: fieldLabel(field), attributes: { scope: "col" } }),
   );
   byId("samples-table").tHead.rows[0].replaceChildren(
     sortHeader("sample_id", SORTABLE.sample_id, sort),
@@ -143,7 +146,13 @@ function turnPage(step) {
   update({ page: page > 1 ? String(page) : null });
 }
 
+/** The statuses as options of `select` (after the options it already has). */
+export function addStatusOptions(select) {
+  select.append(...SAMPLE_STATUSES.map((status) => el("option", { text: humanize(status), attributes: { value: status } })));
+}
+
 export function wireSamples() {
+  addStatusOptions(byId("samples-status"));
   byId("samples-search").addEventListener("input", () => {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => update({ q: byId("samples-search").value.trim() }), SEARCH_DELAY_MILLISECONDS);
