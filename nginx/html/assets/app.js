@@ -186,7 +186,8 @@ async function showStudyRoute(route) {
     onDeleted: (study) => {
       state.openStudy = null;
       state.summaryEtag = null;
-      go("/").then(() => showNotice(`The draft ${study.code} was deleted.`));
+      // Replaced, not pushed: Back must not lead to the study that is gone.
+      go("/", { replace: true }).then(() => showNotice(`The draft ${study.code} was deleted.`));
     },
   });
 }
