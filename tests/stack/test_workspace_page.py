@@ -457,3 +457,37 @@ async def test_the_workspace_views_fit_a_phone_screen(browser, stack, researcher
         assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         await context.close()
+
+
+async def test_an_editor_adds_a_sample_and_deletes_it(page, researcher: Researcher):
+    study_id = researcher.study["id"]
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(study_id, "/samples"))
+    await page.get_by_text("Add a sample").click()
+    form = page.locator("#sample-new-form")
+    await form.get_by_label("Id of the new sample").fill("s-1")  # taken, compared case-insensitively
+    await form.get_by_label("tissue").select_option("saliva")
+    await form.get_by_label("volume [mL]").fill("-3")
+    await page.get_by_role("button", name="Add sample").click()
+    await expect_text(form.locator(".field-error"), "must be at least 0")
+    assert await described_by(form.get_by_label("volume [mL]")) == "must be at least 0"
+
+    await form.get_by_label("volume [mL]").fill("2,5")  # the server reads a decimal comma
+    await page.get_by_role("button", name="Add sample").click()
+    taken = re.compile(r"^The study already has a sample with this sample_id")
+    await expect_text(form.locator(".field-error"), taken)
+    assert re.match(taken, await described_by(form.get_by_label("Id of the new sample")))
+
+    await form.get_by_label("Id of the new sample").fill("N-1")
+    await page.get_by_role("button", name="Add sample").click()
+    await expect_text(page.locator("#sample-title"), "Sample N-1")
+    (added,) = researcher.get(f"/studies/{study_id}/samples?q=N-1")["items"]
+    assert added["values"] == {"tissue": "saliva", "volume": 2.5}
+    await expect_url(page, study_url(study_id, f"/samples/{added['id']}"))
+
+    await page.get_by_role("button", name="Delete this sample").click()
+    await expect_text(page.locator("#confirm-text"), re.compile(r"activity log keeps a record"))
+    await page.locator("#confirm").get_by_role("button", name="Delete").click()
+    await expect_url(page, study_url(study_id, "/samples"))
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    assert researcher.get(f"/studies/{study_id}/samples?q=N-1")["total"] == 0

@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
 import { INVITATIONS_PATH, VERIFY_PATH, loadMyInvitations, startInvitationFromLink, startVerifyFromLink, wireInvitationViews } from "./invitations.js";
+import { wireNewSample } from "./newsample.js";
 import { showNewStudy, wireNewStudy } from "./newstudy.js";
 import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
 import { currentRoute, go, parseRoute, startRouter, studyPath } from "./router.js";
@@ -394,6 +395,7 @@ wireEvents();
 wireSettings();
 wireSamples();
 wireSample();
+wireNewSample();
 wireNewStudy((study) => {
   state.summaryEtag = null;
   go(studyPath(study.id, "settings"), { replace: true });  // Back skips the filled-in form

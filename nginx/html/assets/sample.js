@@ -6,10 +6,10 @@
 import * as api from "./api.js";
 import { byId, el, formatWhen, humanize, showMessage } from "./dom.js";
 import { fieldLabel } from "./fields.js";
-import { clearErrors, showProblem, whileSending } from "./forms.js";
+import { clearErrors, confirmChange, showProblem, whileSending } from "./forms.js";
 import { mayEdit } from "./roles.js";
-import { studyPath } from "./router.js";
-import { addStatusOptions, formatValue } from "./samples.js";
+import { go, studyPath } from "./router.js";
+import { addStatusOptions, drawValueControls, enteredValues, formatValue, sampleErrorControl } from "./values.js";
 
 let current = null;  // { study, sample, isCurrent, pending }
 
@@ -25,28 +25,14 @@ function facts(study, sample) {
   return pairs.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value || "—" })]);
 }
 
-/** The control for one field's value, as the type reads best; the server checks and normalises it. */
-function valueControl(field, value) {
-  const id = `sample-value-${field.name}`;
-  let control;
-  if (field.type === "choice" || field.type === "boolean") {
-    const options = field.type === "choice" ? field.choices.map((choice) => [choice, choice]) : [["true", "yes"], ["false", "no"]];
-    control = el("select", { attributes: { id } }, [["", "—"], ...options].map(([key, text]) => el("option", { text, attributes: { value: key } })));
-  } else {
-    control = el("input", { attributes: { id, type: field.type === "date" ? "date" : "text" } });
-  }
-  control.dataset.field = field.name;
-  control.value = value === null || value === undefined ? "" : String(value);
-  return el("div", { className: "constraint" }, [el("label", { text: fieldLabel(field), attributes: { for: id } }), control]);
-}
-
 function fillForm(study, sample) {
   const form = byId("sample-form");
   form.hidden = !mayEdit(study);
+  byId("sample-delete-row").hidden = form.hidden;
   clearErrors(form, "sample-form-message");
   byId("sample-edit-id").value = sample.sample_id;
   byId("sample-edit-status").value = sample.status;
-  byId("sample-edit-values").replaceChildren(...study.sample_fields.map((field) => valueControl(field, sample.values[field.name])));
+  drawValueControls(byId("sample-edit-values"), study, sample.values, "sample-value");
 }
 
 function drawSample(study, sample) {
@@ -66,14 +52,7 @@ function changes() {
   if (byId("sample-edit-status").value !== sample.status) {
     body.status = byId("sample-edit-status").value;
   }
-  const values = {};
-  for (const control of byId("sample-edit-values").querySelectorAll("[data-field]")) {
-    const before = sample.values[control.dataset.field];
-    const shown = before === null || before === undefined ? "" : String(before);
-    if (control.value.trim() !== shown) {
-      values[control.dataset.field] = control.value.trim() === "" ? null : control.value.trim();
-    }
-  }
+  const values = enteredValues(byId("sample-edit-values"), sample.values);
   if (Object.keys(values).length) {
     body.values = values;
   }
@@ -81,13 +60,7 @@ function changes() {
 }
 
 function locate(loc) {
-  if (loc[0] !== "body") {
-    return null;
-  }
-  if (loc[1] === "values" && loc[2] !== undefined) {
-    return byId("sample-edit-values").querySelector(`[data-field="${CSS.escape(String(loc[2]))}"]`);
-  }
-  return { sample_id: byId("sample-edit-id"), status: byId("sample-edit-status") }[loc[1]] || null;
+  return sampleErrorControl(loc, byId("sample-edit-values"), { sample_id: byId("sample-edit-id"), status: byId("sample-edit-status") });
 }
 
 function describeChanges(body) {
@@ -123,6 +96,7 @@ async function send(body) {
       byId("sample-mine").replaceChildren(...describeChanges(body));
       byId("sample-conflict").hidden = false;
       byId("sample-form").hidden = true;
+      byId("sample-delete-row").hidden = true;
     } else if (error.status !== 401) {
       showProblem(error, "sample-form-message", locate);
     }
@@ -147,6 +121,7 @@ export async function loadSample(study, sampleId, isCurrent) {
   byId("sample-title").textContent = "";
   byId("sample-facts").replaceChildren();
   byId("sample-form").hidden = true;
+  byId("sample-delete-row").hidden = true;
   byId("sample-conflict").hidden = true;
   showMessage("sample-message", "");
   try {
@@ -163,7 +138,32 @@ export async function loadSample(study, sampleId, isCurrent) {
   }
 }
 
+async function deleteSample() {
+  const { study, sample } = current;
+  const confirmed = await confirmChange({
+    title: `Delete sample ${sample.sample_id}?`,
+    text: "The sample and its values are deleted; the study's activity log keeps a record of it.",
+    action: "Delete",
+  });
+  if (!confirmed) {
+    return;
+  }
+  try {
+    await api.sendJson("DELETE", `/studies/${study.id}/samples/${sample.id}`, undefined, { version: sample.version });
+    await go(studyPath(study.id, "samples"), { replace: true });  // Back must not lead to it
+  } catch (error) {
+    if (error.status === 412) {
+      showMessage("sample-message", "Someone changed this sample meanwhile; it is shown as it is now. Delete it again if you still want to.");
+      drawSample(study, await api.getJson(`/studies/${study.id}/samples/${sample.id}`));
+      fillForm(study, current.sample);
+    } else if (error.status !== 401) {
+      showMessage("sample-message", error.message);
+    }
+  }
+}
+
 export function wireSample() {
+  byId("sample-delete").addEventListener("click", deleteSample);
   addStatusOptions(byId("sample-edit-status"));
   byId("sample-form").addEventListener("submit", save);
   byId("sample-reapply").addEventListener("click", () => send(current.pending));

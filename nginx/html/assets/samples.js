@@ -6,29 +6,18 @@ import * as api from "./api.js";
 import { byId, el, humanize, showMessage } from "./dom.js";
 import { fieldLabel } from "./fields.js";
 import { keepQuery, studyPath } from "./router.js";
+import { addStatusOptions, formatValue } from "./values.js";
 
 const FIELD_PREFIX = "field.";
 const DEFAULT_SORT = "sample_id";
 const DEFAULT_PAGE_SIZE = "50";
 const SEARCH_DELAY_MILLISECONDS = 250;
 const SORTABLE = { sample_id: "Sample id", status: "Status", updated_at: "Updated" };
-// A sample's statuses (src/study/constants.py's SampleStatus), in the order a sample moves through them.
-const SAMPLE_STATUSES = ["registered", "received", "stored", "consumed", "discarded"];
 
 let current = null;  // { study, isCurrent, last }
 let searchTimer = null;
 
 const query = () => new URLSearchParams(window.location.search);
-
-export function formatValue(value) {
-  if (value === null || value === undefined) {
-    return "";
-  }
-  if (typeof value === "boolean") {
-    return value ? "yes" : "no";
-  }
-  return typeof value === "number" ? value.toLocaleString("en", { maximumFractionDigits: 20 }) : String(value);
-}
 
 function sortHeader(key, label, sort) {
   const th = el("th", { attributes: { scope: "col" } });
@@ -144,11 +133,6 @@ export function loadSamples(study, isCurrent) {
 function turnPage(step) {
   const page = current.last ? current.last.page + step : 1;
   update({ page: page > 1 ? String(page) : null });
-}
-
-/** The statuses as options of `select` (after the options it already has). */
-export function addStatusOptions(select) {
-  select.append(...SAMPLE_STATUSES.map((status) => el("option", { text: humanize(status), attributes: { value: status } })));
 }
 
 export function wireSamples() {

@@ -4,6 +4,7 @@
 
 import { byId } from "./dom.js";
 import { loadMembers } from "./members.js";
+import { showNewSample } from "./newsample.js";
 import { mayEdit } from "./roles.js";
 import { studyPath } from "./router.js";
 import { loadSample } from "./sample.js";
@@ -51,6 +52,7 @@ export async function showStudyTab(study, route, app) {
     case "files":
       return app.refreshFigures();
     case "samples":
+      showNewSample(study);
       return loadSamples(study, app.isCurrent);
     case "sample":
       return loadSample(study, route.sampleId, app.isCurrent);
