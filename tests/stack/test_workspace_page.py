@@ -491,3 +491,34 @@ async def test_an_editor_adds_a_sample_and_deletes_it(page, researcher: Research
     await expect_url(page, study_url(study_id, "/samples"))
     await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
     assert researcher.get(f"/studies/{study_id}/samples?q=N-1")["total"] == 0
+
+
+async def test_an_owner_changes_a_members_role_removes_them_and_cannot_demote_the_last_owner(
+    page, researcher: Researcher, stack_smtp
+):
+    viewer, _ = new_viewer(researcher, stack_smtp)
+    members = f"/studies/{researcher.study['id']}/members"
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(researcher.study["id"], "/members"))
+    await expect_text(page.locator("#members-rule"), re.compile(r"^A study keeps at least one owner"))
+    theirs = page.locator("#members-table tbody tr", has_text=viewer)
+
+    await theirs.get_by_role("combobox").select_option("editor")
+    async with page.expect_response(re.compile(r"/members\?page_size=")):  # drawn again
+        await theirs.get_by_role("button", name="Change role").click()
+    roles = {member["email"]: member["role"] for member in researcher.get(members)["items"]}
+    assert roles == {researcher.email: "owner", viewer: "editor"}
+
+    mine = page.locator("#members-table tbody tr", has_text=researcher.email)
+    await mine.get_by_role("combobox").select_option("viewer")
+    await mine.get_by_role("button", name="Change role").click()
+    await expect_text(mine.locator(".field-error"), re.compile(r"^A study must keep at least one owner"))
+    assert researcher.get(members)["total"] == 2
+
+    await theirs.get_by_role("button", name="Remove").click()
+    await expect_text(page.locator("#confirm-text"), re.compile(r"will no longer see this study"))
+    await page.locator("#confirm").get_by_role("button", name="Remove").click()
+    await theirs.wait_for(state="detached")
+    emails = page.locator("#members-table tbody tr td:nth-child(2)")
+    assert await emails.all_inner_texts() == [researcher.email]
+    assert [member["email"] for member in researcher.get(members)["items"]] == [researcher.email]
