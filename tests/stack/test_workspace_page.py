@@ -522,3 +522,37 @@ async def test_an_owner_changes_a_members_role_removes_them_and_cannot_demote_th
     emails = page.locator("#members-table tbody tr td:nth-child(2)")
     assert await emails.all_inner_texts() == [researcher.email]
     assert [member["email"] for member in researcher.get(members)["items"]] == [researcher.email]
+
+
+async def test_the_files_view_lists_every_upload_by_name_and_deletes_what_may_go(page, researcher):
+    add_samples(researcher, ["F-1,blood,1"])
+    rejected = researcher.api.post(
+        f"/api/v1/studies/{researcher.study['id']}/sample-files",
+        files={"file": ("bad.csv", (HEADER + "F-2,saliva,-1\r\n").encode(), "text/csv")},
+        headers=researcher.headers,
+    )
+    assert rejected.status_code == 422, rejected.text
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(researcher.study["id"], "/files"))
+    rows = page.locator("#files-table tbody tr")
+    await expect_text(page.locator("#files-position"), "Page 1 of 1 (2 files)")
+    assert await cells_of(rows.nth(0)) == ["bad.csv", "Rejected", "insert", "Stack Tester"]
+    assert await cells_of(rows.nth(1)) == ["more.csv", "Imported", "insert", "Stack Tester"]
+    assert await page.locator("#uploads-table").is_hidden()  # the overview's recent uploads
+    assert await page.locator("#upload-form").is_visible()
+
+    await rows.nth(1).get_by_role("button", name="Delete").click()
+    await page.locator("#confirm").get_by_role("button", name="Delete").click()
+    refused = re.compile(r"^Only a rejected file, or an imported one whose samples have all been deleted")
+    await expect_text(rows.nth(1).locator(".field-error"), refused)
+
+    await rows.nth(0).get_by_role("button", name="Delete").click()
+    await page.locator("#confirm").get_by_role("button", name="Delete").click()
+    await expect_text(page.locator("#files-position"), "Page 1 of 1 (1 files)")
+    files = researcher.get(f"/studies/{researcher.study['id']}/sample-files")["items"]
+    assert [item["filename"] for item in files] == ["more.csv"]
+
+
+async def cells_of(row) -> list[str]:
+    """The first four cells of a files row: name, status, mode, who."""
+    return (await row.locator("td").all_inner_texts())[:4]

@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
 import { INVITATIONS_PATH, VERIFY_PATH, loadMyInvitations, startInvitationFromLink, startVerifyFromLink, wireInvitationViews } from "./invitations.js";
+import { reloadFiles, wireFiles } from "./files.js";
 import { wireNewSample } from "./newsample.js";
 import { showNewStudy, wireNewStudy } from "./newstudy.js";
 import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
@@ -176,6 +177,7 @@ async function showStudyRoute(route) {
   await showStudyTab(state.openStudy, route, {
     isCurrent,
     refreshFigures: () => refreshStudy({ force: state.studyEtag === null }),
+    uploadActions,
     readStudy: async () => {
       const study = await readStudy(route.studyId);
       if (study && isCurrent()) {
@@ -344,6 +346,9 @@ async function submitUpload(event) {
     });
     renderReport(answer, uploadActions.downloadErrors);
     await refreshStudy();  // at once, not at the next tick: the figures just changed
+    if (currentRoute().tab === "files") {
+      await reloadFiles();
+    }
     state.summaryEtag = null;
   } catch (error) {
     reportError("study-message", error);
@@ -396,6 +401,7 @@ wireSettings();
 wireSamples();
 wireSample();
 wireNewSample();
+wireFiles();
 wireNewStudy((study) => {
   state.summaryEtag = null;
   go(studyPath(study.id, "settings"), { replace: true });  // Back skips the filled-in form

@@ -3,7 +3,7 @@
 // same query, so a filtered, sorted page can be linked and survives a reload.
 
 import * as api from "./api.js";
-import { byId, el, humanize, showMessage } from "./dom.js";
+import { byId, drawPager, el, humanize, showMessage } from "./dom.js";
 import { fieldLabel } from "./fields.js";
 import { keepQuery, studyPath } from "./router.js";
 import { addStatusOptions, formatValue } from "./values.js";
@@ -54,14 +54,6 @@ function sampleRow(study, sample) {
   ]);
 }
 
-function drawPager(page) {
-  const pages = Math.max(1, Math.ceil(page.total / page.page_size));
-  const count = `${page.total_is_exact ? "" : "at least "}${page.total.toLocaleString("en")} samples`;
-  byId("samples-position").textContent = page.total_is_exact ? `Page ${page.page} of ${pages} (${count})` : `Page ${page.page} (${count})`;
-  byId("samples-previous").disabled = page.page <= 1;
-  byId("samples-next").disabled = page.total_is_exact ? page.page >= pages : page.items.length < page.page_size;
-}
-
 function drawFilterChips(params) {
   const chips = [];
   for (const [name, value] of params) {
@@ -92,7 +84,7 @@ async function fetchPage() {
     showMessage("samples-message", "");
     byId("samples-table").tBodies[0].replaceChildren(...page.items.map((sample) => sampleRow(study, sample)));
     byId("samples-empty").hidden = page.items.length > 0;
-    drawPager(page);
+    drawPager(page, "samples");
   } catch (error) {
     if (error.status !== 401 && isCurrent()) {
       showMessage("samples-message", error.message);

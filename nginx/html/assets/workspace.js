@@ -3,6 +3,7 @@
 // app.js; each view's module fetches and draws its own data.
 
 import { byId } from "./dom.js";
+import { loadFiles } from "./files.js";
 import { loadMembers } from "./members.js";
 import { showNewSample } from "./newsample.js";
 import { mayEdit } from "./roles.js";
@@ -41,7 +42,8 @@ function selectTab(tab) {
 }
 
 /**
- * Draws `route`'s tab of `study`. `app` gives `refreshFigures()` (overview and files), `readStudy()`
+ * Draws `route`'s tab of `study`. `app` gives `refreshFigures()` (overview and files), `uploadActions`
+ * (a file's downloads), `readStudy()`
  * (the study as it is now), `onStudy(study)` and `onDeleted(study)`, and `isCurrent()`: false once
  * the user went elsewhere, so that a late answer is dropped.
  */
@@ -49,8 +51,10 @@ export async function showStudyTab(study, route, app) {
   selectTab(route.tab);
   switch (route.tab) {
     case "home":
-    case "files":
       return app.refreshFigures();
+    case "files":
+      // The figures too: the upload form's panel shares them (and they notice a lost membership).
+      return Promise.all([app.refreshFigures(), loadFiles(study, app.isCurrent, app.uploadActions)]);
     case "samples":
       showNewSample(study);
       return loadSamples(study, app.isCurrent);
