@@ -556,3 +556,27 @@ async def test_the_files_view_lists_every_upload_by_name_and_deletes_what_may_go
 async def cells_of(row) -> list[str]:
     """The first four cells of a files row: name, status, mode, who."""
     return (await row.locator("td").all_inner_texts())[:4]
+
+
+async def test_sign_out_leaves_nothing_of_the_workspace_in_the_page(page, researcher: Researcher):
+    study_id = researcher.study["id"]
+    await sign_in(page, researcher.email)
+    for tail, ready in [
+        ("/settings", "#fields-editor fieldset"),
+        ("/members", "#members-table tbody tr"),
+        ("/samples", "#samples-table tbody tr"),
+    ]:
+        await page.goto(study_url(study_id, tail))
+        await page.locator(ready).first.wait_for()
+    await page.get_by_role("link", name="S-0").click()
+    await expect_text(page.locator("#sample-title"), "Sample S-0")
+
+    await page.get_by_role("button", name="Sign out").click()
+
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    body = await page.locator("body").text_content()
+    for left in (researcher.study["code"], researcher.email, "S-0", "tissue"):
+        assert left not in body, left
+    values = await page.evaluate("[...document.querySelectorAll('input, textarea')].map((box) => box.value)")
+    assert researcher.study["code"] not in values
+    await expect_url(page, "/")

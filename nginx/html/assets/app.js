@@ -14,7 +14,7 @@ import { wireSample } from "./sample.js";
 import { wireSamples } from "./samples.js";
 import { wireSettings } from "./settings.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
-import { drawStudyHeading, showStudyTab } from "./workspace.js";
+import { clearWorkspace, drawStudyHeading, showStudyTab } from "./workspace.js";
 
 const POLL_MILLISECONDS = 30000;
 const SEARCH_DELAY_MILLISECONDS = 250;
@@ -279,6 +279,7 @@ function toSignIn(message) {
   state.openStudy = null;
   state.summaryEtag = null;
   clearViews();
+  clearWorkspace();
   showNotice("");
   byId("my-invitations").hidden = true;
   byId("new-study-link").hidden = true;

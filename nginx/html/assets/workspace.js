@@ -74,3 +74,21 @@ export async function showStudyTab(study, route, app) {
       return undefined;
   }
 }
+
+/** Nothing of the last user stays in the workspace's views after sign-out, not even hidden. */
+export function clearWorkspace() {
+  for (const id of ["study-standing", "sample-title", "lifecycle-now", "samples-position", "files-position", "members-rule"]) {
+    byId(id).textContent = "";
+  }
+  for (const id of ["samples-filters", "samples-filter-field", "sample-facts", "sample-edit-values", "sample-mine", "sample-new-values", "details-facts", "fields-editor", "fields-view", "lifecycle-moves", "new-study-fields"]) {
+    byId(id).replaceChildren();
+  }
+  byId("samples-table").tHead.rows[0].replaceChildren();  // the study's field names
+  for (const id of ["samples-table", "members-table", "files-table"]) {
+    byId(id).tBodies[0].replaceChildren();
+  }
+  for (const id of ["samples-filter", "samples-field-filter", "sample-form", "sample-new-form", "details-form", "new-study-form"]) {
+    byId(id).reset();
+  }
+  byId("sample-conflict").hidden = true;
+}
