@@ -293,22 +293,13 @@ def test_nginx_serves_the_page_at_each_view_and_keeps_the_apis_404_beside_them(h
         assert missing.headers["content-security-policy"] == API_CSP
 
 
-def add_samples(researcher: Researcher, rows: list[str]) -> None:
-    """Samples through an upload (one request for many), as `sample_id,tissue,volume [mL]` rows."""
-    uploaded = researcher.api.post(
-        f"/api/v1/studies/{researcher.study['id']}/sample-files",
-        files={"file": ("more.csv", (HEADER + "".join(f"{row}\r\n" for row in rows)).encode(), "text/csv")},
-        headers=researcher.headers,
-    )
-    assert uploaded.status_code == 201, uploaded.text
-
-
 def first_cells(page):
     return page.locator("#samples-table tbody tr td:first-child")
 
 
 async def test_the_samples_table_pages_sorts_searches_and_filters_on_the_server(page, researcher: Researcher):
-    add_samples(researcher, [f"T-{n:03},{'saliva' if n % 3 == 0 else 'blood'},{n}" for n in range(57)])
+    rows = [f"T-{n:03},{'saliva' if n % 3 == 0 else 'blood'},{n}\r\n" for n in range(57)]
+    researcher.upload("more.csv", HEADER + "".join(rows), 201)
     samples = f"/api/v1/studies/{researcher.study['id']}/samples"
     stored = researcher.api.get(f"{samples}?q=T-010", headers=researcher.headers).json()["items"][0]
     moved = researcher.api.patch(
@@ -525,13 +516,8 @@ async def test_an_owner_changes_a_members_role_removes_them_and_cannot_demote_th
 
 
 async def test_the_files_view_lists_every_upload_by_name_and_deletes_what_may_go(page, researcher):
-    add_samples(researcher, ["F-1,blood,1"])
-    rejected = researcher.api.post(
-        f"/api/v1/studies/{researcher.study['id']}/sample-files",
-        files={"file": ("bad.csv", (HEADER + "F-2,saliva,-1\r\n").encode(), "text/csv")},
-        headers=researcher.headers,
-    )
-    assert rejected.status_code == 422, rejected.text
+    researcher.upload("more.csv", HEADER + "F-1,blood,1\r\n", 201)
+    researcher.upload("bad.csv", HEADER + "F-2,saliva,-1\r\n", 422)
     await sign_in(page, researcher.email)
     await page.goto(study_url(researcher.study["id"], "/files"))
     rows = page.locator("#files-table tbody tr")
