@@ -17,7 +17,9 @@ from src.page import PAGE_DIR
 from tests.conftest import assert_problem, bearer
 from tests.stack import test_dashboard_page as dashboard_page
 from tests.stack.conftest import (
+    INVITATION_SUBJECT,
     STACK_PASSWORD,
+    mails_to,
     register_and_sign_in,
     researcher_with_study,
 )
@@ -566,3 +568,33 @@ async def test_sign_out_leaves_nothing_of_the_workspace_in_the_page(page, resear
     values = await page.evaluate("[...document.querySelectorAll('input, textarea')].map((box) => box.value)")
     assert researcher.study["code"] not in values
     await expect_url(page, "/")
+
+
+async def test_an_owner_invites_resends_and_revokes_from_the_members_view(
+    page, researcher: Researcher, stack_smtp
+):
+    invited = f"invited-{uuid.uuid4().hex[:8]}@example.org"
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(researcher.study["id"], "/members"))
+    panel = page.locator("#invitations-panel")
+    await panel.get_by_label("Invite by email").fill(researcher.email)  # a member already
+    await panel.get_by_role("button", name="Send invitation").click()
+    already = re.compile(r"^This user is already a member of the study")
+    await expect_text(panel.locator("#invite-form .field-error"), already)
+
+    await panel.get_by_label("Invite by email").fill(invited)
+    await panel.get_by_label("with the role").select_option("viewer")
+    await panel.get_by_role("button", name="Send invitation").click()
+    await expect_text(page.locator("#invite-done"), f"{invited} was mailed an invitation as viewer.")
+    row = page.locator("#invitations-table tbody tr", has_text=invited)
+    await expect_text(row.locator("td").nth(1), "Viewer")
+    assert len(mails_to(stack_smtp, invited, 1, about=INVITATION_SUBJECT)) == 1
+
+    await row.get_by_role("button", name="Send again").click()
+    await expect_text(page.locator("#invite-done"), re.compile(r"was mailed again"))
+    assert len(mails_to(stack_smtp, invited, 2, about=INVITATION_SUBJECT)) == 2
+
+    await row.get_by_role("button", name="Revoke").click()
+    await page.locator("#confirm").get_by_role("button", name="Revoke").click()
+    await row.wait_for(state="detached")
+    assert researcher.get(f"/studies/{researcher.study['id']}/invitations")["total"] == 0

@@ -13,6 +13,7 @@ import { currentRoute, go, parseRoute, startRouter, studyPath } from "./router.j
 import { wireSample } from "./sample.js";
 import { wireSamples } from "./samples.js";
 import { wireSettings } from "./settings.js";
+import { wireStudyInvitations } from "./studyinvitations.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
 import { clearWorkspace, drawStudyHeading, showStudyTab } from "./workspace.js";
 
@@ -403,6 +404,7 @@ wireSamples();
 wireSample();
 wireNewSample();
 wireFiles();
+wireStudyInvitations();
 wireNewStudy((study) => {
   state.summaryEtag = null;
   go(studyPath(study.id, "settings"), { replace: true });  // Back skips the filled-in form

@@ -6,11 +6,12 @@ import { byId } from "./dom.js";
 import { loadFiles } from "./files.js";
 import { loadMembers } from "./members.js";
 import { showNewSample } from "./newsample.js";
-import { mayEdit } from "./roles.js";
+import { isOwner, mayEdit } from "./roles.js";
 import { studyPath } from "./router.js";
 import { loadSample } from "./sample.js";
 import { loadSamples } from "./samples.js";
 import { renderSettings, standing } from "./settings.js";
+import { loadStudyInvitations } from "./studyinvitations.js";
 
 /** The title, the status and role line, the tabs' links and whether uploads are offered. */
 export function drawStudyHeading(study) {
@@ -61,7 +62,7 @@ export async function showStudyTab(study, route, app) {
     case "sample":
       return loadSample(study, route.sampleId, app.isCurrent);
     case "members":
-      return loadMembers(study, app.isCurrent);
+      return Promise.all([loadMembers(study, app.isCurrent), loadStudyInvitations(study, app.isCurrent, isOwner(study))]);
     case "settings": {
       // Read again: its version and sample count decide what may be sent.
       const fresh = await app.readStudy();
@@ -84,11 +85,13 @@ export function clearWorkspace() {
     byId(id).replaceChildren();
   }
   byId("samples-table").tHead.rows[0].replaceChildren();  // the study's field names
-  for (const id of ["samples-table", "members-table", "files-table"]) {
+  for (const id of ["samples-table", "members-table", "files-table", "invitations-table"]) {
     byId(id).tBodies[0].replaceChildren();
   }
-  for (const id of ["samples-filter", "samples-field-filter", "sample-form", "sample-new-form", "details-form", "new-study-form"]) {
+  for (const id of ["samples-filter", "samples-field-filter", "sample-form", "sample-new-form", "details-form", "new-study-form", "invite-form"]) {
     byId(id).reset();
   }
   byId("sample-conflict").hidden = true;
+  byId("invite-done").hidden = true;
+  byId("invite-done").textContent = "";
 }
