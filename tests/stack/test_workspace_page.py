@@ -598,3 +598,94 @@ async def test_an_owner_invites_resends_and_revokes_from_the_members_view(
     await page.locator("#confirm").get_by_role("button", name="Revoke").click()
     await row.wait_for(state="detached")
     assert researcher.get(f"/studies/{researcher.study['id']}/invitations")["total"] == 0
+
+
+# The accessible name of the focused element, as near as the page needs it: its aria-label, its
+# label's text, or its own text.
+FOCUSED_NAME = """(() => {
+  const focused = document.activeElement;
+  if (!focused || focused === document.body) return "";
+  const label = focused.getAttribute("aria-label") || (focused.labels?.[0]?.textContent);
+  return (label || focused.textContent || "").trim();
+})()"""
+
+
+async def tab_to(page, name: str) -> None:
+    """Presses Tab until the element named `name` has the focus (as a keyboard user would)."""
+    for _ in range(200):
+        await page.keyboard.press("Tab")
+        if await page.evaluate(FOCUSED_NAME) == name:
+            return
+    raise AssertionError(f"Tab never reached {name!r}")
+
+
+async def test_the_main_flow_works_with_the_keyboard_alone(page, http: httpx.Client, stack_smtp):
+    """Sign in, create a study with a field, activate it, add a sample and invite someone: Tab,
+    typing, Space and Enter only."""
+    email = f"keys-{uuid.uuid4().hex[:8]}@example.org"
+    owner = Researcher(email=email, api=http, headers=bearer(register_and_sign_in(http, email)), study={})
+    code = f"KEY-{uuid.uuid4().hex[:6]}"
+    keys = page.keyboard
+    await page.goto("/")
+    await page.locator("#sign-in").wait_for()
+    await tab_to(page, "Email")
+    await keys.type(email)
+    await tab_to(page, "Password")
+    await keys.type(STACK_PASSWORD)
+    await keys.press("Enter")
+    await expect_text(page.locator("#signed-in-as"), email)
+
+    await tab_to(page, "New study")
+    await keys.press("Enter")
+    await page.locator("#new-study").wait_for()
+    await tab_to(page, "Code (2 to 32 letters, digits and hyphens)")
+    await keys.type(code)
+    await tab_to(page, "Title")
+    await keys.type("Typed study")
+    await tab_to(page, "Add field")
+    await keys.press("Enter")  # the new field's name box takes the focus
+    await keys.type("tissue")
+    await tab_to(page, "Type")
+    await keys.type("c")  # a closed select picks the first option starting with the letter: choice
+    await tab_to(page, "Required")
+    await keys.press("Space")
+    await tab_to(page, "Choices, one per line")
+    await keys.type("blood")
+    await keys.press("Enter")
+    await keys.type("saliva")
+    await tab_to(page, "Create study")
+    await keys.press("Enter")
+    await page.locator("#study-settings").wait_for()
+    (study,) = owner.get("/studies")["items"]
+    assert owner.get(f"/studies/{study['id']}")["sample_fields"] == [
+        {"name": "tissue", "type": "choice", "required": True, "choices": ["blood", "saliva"]}
+    ]
+
+    await tab_to(page, "Activate")
+    await keys.press("Enter")
+    await page.locator("#confirm").wait_for()
+    await keys.press("Enter")  # the dialog's first button: the confirmation
+    await expect_text(page.locator("#study-standing"), "Active · your role: Owner")
+
+    await tab_to(page, "Samples")
+    await keys.press("Enter")
+    await tab_to(page, "Add a sample")
+    await keys.press("Enter")
+    await tab_to(page, "Id of the new sample")
+    await keys.type("K-1")
+    await tab_to(page, "tissue")
+    await keys.type("s")
+    await tab_to(page, "Add sample")
+    await keys.press("Enter")
+    await expect_text(page.locator("#sample-title"), "Sample K-1")
+    (sample,) = owner.get(f"/studies/{study['id']}/samples")["items"]
+    assert sample["values"] == {"tissue": "saliva"}
+
+    await tab_to(page, "Members")
+    await keys.press("Enter")
+    invited = f"invited-{uuid.uuid4().hex[:8]}@example.org"
+    await tab_to(page, "Invite by email")
+    await keys.type(invited)
+    await keys.press("Enter")
+    await expect_text(page.locator("#invite-done"), f"{invited} was mailed an invitation as editor.")
+    assert len(mails_to(stack_smtp, invited, 1, about=INVITATION_SUBJECT)) == 1
