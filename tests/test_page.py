@@ -200,3 +200,4 @@ async def test_the_page_is_not_in_the_openapi_document(client):
 
     assert "/" not in paths
     assert "/reset-password" not in paths
+    assert not [path for path in paths if path.startswith("/studies")]  # the API's are under /api/v1

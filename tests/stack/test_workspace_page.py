@@ -28,6 +28,7 @@ from tests.stack.test_dashboard_page import (
     HEADER,
     WAIT_MS,
     Researcher,
+    cells,
     expect_text,
     new_viewer,
     save_screenshot,
@@ -528,6 +529,15 @@ async def test_the_files_view_lists_every_upload_by_name_and_deletes_what_may_go
     assert await cells_of(rows.nth(1)) == ["more.csv", "Imported", "insert", "Stack Tester"]
     assert await page.locator("#uploads-table").is_hidden()  # the overview's recent uploads
     assert await page.locator("#upload-form").is_visible()
+
+    await rows.nth(0).get_by_role("button", name="Report").click()  # the rejected file's errors
+    errors = page.locator("#report-errors tbody tr")
+    await errors.first.wait_for()
+    assert await cells(errors.first) == ["2", "volume [mL]", "-1", "must be at least 0"]
+    headline = page.locator("#upload-result p").first
+    await expect_text(headline, "Nothing was imported: 1 of 1 rows have errors.")
+    await rows.nth(1).get_by_role("button", name="Report").click()
+    await expect_text(headline, re.compile(r"^Imported more\.csv: 1 created"))
 
     await rows.nth(1).get_by_role("button", name="Delete").click()
     await page.locator("#confirm").get_by_role("button", name="Delete").click()

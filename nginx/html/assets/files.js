@@ -6,7 +6,7 @@ import * as api from "./api.js";
 import { byId, drawPager, el, formatWhen, humanize, numberCell, showMessage } from "./dom.js";
 import { confirmChange, placeError } from "./forms.js";
 import { isOwner, mayEdit } from "./roles.js";
-import { actionButton } from "./views.js";
+import { actionButton, renderReport } from "./views.js";
 
 const FILES_PAGE_SIZE = 50;
 const MEMBERS_PAGE_SIZE = 100;
@@ -15,7 +15,9 @@ let current = null;  // { study, isCurrent, actions, page }
 
 function fileRow(item, names, deletable) {
   const { downloadOriginal, downloadErrors } = current.actions;
-  const actions = el("td", { className: "actions" }, [actionButton("File", () => downloadOriginal(item))]);
+  const report = actionButton("Report", () => showReport(item));
+  report.setAttribute("aria-label", `Report of ${item.filename}`);
+  const actions = el("td", { className: "actions" }, [report, actionButton("File", () => downloadOriginal(item))]);
   if (item.status === "rejected") {
     actions.append(actionButton("errors.csv", () => downloadErrors(item.id)));
   }
@@ -58,6 +60,25 @@ async function fetchFiles() {
     showMessage("files-message", "");
   } catch (error) {
     if (error.status !== 401 && isCurrent()) {
+      showMessage("files-message", error.message);
+    }
+  }
+}
+
+/**
+ * A file's import report (its errors row by row), drawn where an upload's report is, above: the
+ * same headline and table as right after the upload.
+ */
+async function showReport(item) {
+  try {
+    const file = await api.getJson(`/sample-files/${item.id}`);
+    // As the upload answered: a rejected file's answer (422) names it for its errors.csv.
+    const rejected = file.status === "rejected";
+    const body = { ...file, sample_file_id: rejected ? file.id : null };
+    renderReport({ status: rejected ? 422 : 201, body }, current.actions.downloadErrors);
+    byId("upload-result").scrollIntoView({ block: "nearest" });
+  } catch (error) {
+    if (error.status !== 401) {
       showMessage("files-message", error.message);
     }
   }
