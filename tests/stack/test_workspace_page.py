@@ -8,6 +8,7 @@ researcher with a three-sample study are test_dashboard_page.py's fixtures, impo
 
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -260,6 +261,7 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
     await expect_text(page.locator("#details-facts dd").first, researcher.study["code"])
     await expect_text(page.locator("#fields-table tbody tr").first.locator("td").first, "tissue")
     assert await page.locator("#study-settings :is(button, input, select, textarea):visible").count() == 0
+    assert await serious_violations(page) == []
     await save_screenshot(page, "workspace-viewer-settings.png", capsys)
 
     await page.locator("#study-tabs").get_by_role("link", name="Overview").click()
@@ -699,3 +701,53 @@ async def test_the_main_flow_works_with_the_keyboard_alone(page, http: httpx.Cli
     await keys.press("Enter")
     await expect_text(page.locator("#invite-done"), f"{invited} was mailed an invitation as editor.")
     assert len(mails_to(stack_smtp, invited, 1, about=INVITATION_SUBJECT)) == 1
+
+
+AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+# The serious and critical violations axe-core finds in what the page shows now (hidden views are
+# not checked: axe skips what is not displayed).
+AXE_SERIOUS = """async () => {
+  const found = await axe.run(document, { resultTypes: ["violations"] });
+  return found.violations
+    .filter((violation) => ["serious", "critical"].includes(violation.impact))
+    .map((violation) => `${violation.id}: ${violation.nodes.map((node) => node.target.join(" "))}`);
+}"""
+
+
+async def serious_violations(page) -> list[str]:
+    if not await page.evaluate("typeof axe !== 'undefined'"):
+        await page.evaluate(AXE_SCRIPT.read_text(encoding="utf-8") + "\n;null")
+    return await page.evaluate(AXE_SERIOUS)
+
+
+async def test_every_view_has_no_serious_accessibility_violation(page, researcher: Researcher):
+    """axe-core (vendored into the tests, never served) on each view as its owner sees it."""
+    study_id = researcher.study["id"]
+    found: dict[str, list[str]] = {}
+    await page.goto("/")
+    await page.locator("#sign-in").wait_for()
+    found["sign-in"] = await serious_violations(page)
+    await sign_in(page, researcher.email)
+    await page.locator("#cards article").first.wait_for()
+    found["overview"] = await serious_violations(page)
+    views = {
+        "/studies/new": "#new-study-form",
+        study_url(study_id): "#study-cards article",
+        study_url(study_id, "/samples"): "#samples-table tbody tr",
+        study_url(study_id, "/files"): "#files-position",
+        study_url(study_id, "/members"): "#members-table tbody tr",
+        study_url(study_id, "/settings"): "#fields-editor fieldset",
+    }
+    for path, ready in views.items():
+        await page.goto(path)
+        await page.locator(ready).first.wait_for()
+        found[path] = await serious_violations(page)
+    await page.goto(study_url(study_id, "/samples"))
+    await page.get_by_role("link", name="S-1").click()
+    await page.locator("#sample-form").wait_for()
+    found["a sample"] = await serious_violations(page)
+
+    assert {view: problems for view, problems in found.items() if problems} == {}
+    # The check is live: a control without a label is caught.
+    await page.evaluate("document.querySelector('main').append(document.createElement('input'))")
+    assert [problem for problem in await serious_violations(page) if problem.startswith("label:")]
