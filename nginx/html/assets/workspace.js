@@ -44,9 +44,9 @@ function selectTab(tab) {
 
 /**
  * Draws `route`'s tab of `study`. `app` gives `refreshFigures()` (overview and files), `uploadActions`
- * (a file's downloads), `readStudy()`
- * (the study as it is now), `onStudy(study)` and `onDeleted(study)`, and `isCurrent()`: false once
- * the user went elsewhere, so that a late answer is dropped.
+ * (a file's downloads), `readStudy()` (the study as it is now), `onStudy(study)` and
+ * `onDeleted(study)`, and `isCurrent()`: false once the user went elsewhere, so that a late answer
+ * is dropped.
  */
 export async function showStudyTab(study, route, app) {
   selectTab(route.tab);
