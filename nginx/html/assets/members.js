@@ -1,6 +1,6 @@
 // A study's members view: who is in it, with which role. Owners change a member's role or remove
 // them (after a confirmation); the last owner can be neither, which the view says beforehand and the
-// server's refusal, should it come, says beside the row. Invitations come with their own step.
+// server's refusal, should it come, says beside the row. The invitations are studyinvitations.js's.
 
 import * as api from "./api.js";
 import { byId, el, formatWhen, humanize, showMessage } from "./dom.js";
