@@ -6,7 +6,8 @@ from html.parser import HTMLParser
 import pytest
 
 from src.middleware import API_CSP, DASHBOARD_CSP
-from src.page import PAGE_DIR
+from src.page import PAGE_DIR, WORKSPACE_PATH
+from tests.conftest import assert_problem
 
 JS_IMPORT = re.compile(r'^import .* from "\./([^"]+)";$', re.MULTILINE)
 JS_TYPES = ("text/javascript", "application/javascript")
@@ -77,6 +78,55 @@ async def test_a_mailed_link_opens_the_page_with_its_own_csp(client, path):
     assert response.headers["content-security-policy"] == DASHBOARD_CSP
     assert response.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
     assert (await client.get(f"{path}/x")).status_code == 404
+
+
+WORKSPACE_PAGES = [
+    "/studies/new",
+    "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70",
+    "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70/samples",
+    "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70/samples/0d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a",
+    "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70/files",
+    "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70/members",
+    "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70/settings",
+]
+
+
+@pytest.mark.parametrize("path", WORKSPACE_PAGES)
+async def test_each_workspace_view_has_a_url_that_opens_the_page(client, path):
+    """A linked or reloaded view: the page, with its CSP; it reads its place from the path."""
+    response = await client.get(path)
+    head = await client.head(path)
+
+    assert response.status_code == head.status_code == 200
+    assert response.headers["content-security-policy"] == DASHBOARD_CSP
+    assert response.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    assert WORKSPACE_PATH.match(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/studies",
+        "/studies/x/nothing",
+        "/studies/x/samples/y/more",
+        "/studies/x/files/y",
+        "/api/v1/studies/x/settings",
+        "/studiesx/y",
+    ],
+)
+async def test_paths_beside_the_workspace_views_stay_the_apis_404(client, path):
+    response = await client.get(path)
+
+    assert_problem(response, 404, "NOT_FOUND")
+    assert response.headers["content-security-policy"] == API_CSP
+    assert not WORKSPACE_PATH.match(path)
+
+
+def test_nginx_serves_the_page_at_the_same_workspace_paths():
+    """nginx/default.conf's location for the views is src/page.py's pattern, character for character."""
+    config = (PAGE_DIR.parent / "default.conf").read_text(encoding="utf-8")
+
+    assert f"location ~ {WORKSPACE_PATH.pattern} {{" in config
 
 
 async def test_the_page_has_no_inline_script_style_or_event_handler(client):
@@ -150,3 +200,4 @@ async def test_the_page_is_not_in_the_openapi_document(client):
 
     assert "/" not in paths
     assert "/reset-password" not in paths
+    assert not [path for path in paths if path.startswith("/studies")]  # the API's are under /api/v1

@@ -84,6 +84,32 @@ class Researcher:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def upload(self, name: str, content: str, status: int) -> dict:
+        """A CSV file uploaded to the study through the API, answered with `status` (201, 422...)."""
+        uploaded = self.api.post(
+            f"/api/v1/studies/{self.study['id']}/sample-files",
+            files={"file": (name, content.encode(), "text/csv")},
+            headers=self.headers,
+        )
+        assert uploaded.status_code == status, uploaded.text
+        return uploaded.json()
+
+
+def new_viewer(researcher: Researcher, smtp) -> tuple[str, dict[str, str]]:
+    """A new account that joined the researcher's study as a viewer (by invitation): email, headers."""
+    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
+    viewer_headers = bearer(register_and_sign_in(researcher.api, viewer))
+    join_by_invitation(
+        researcher.api,
+        smtp,
+        study_url=f"/api/v1/studies/{researcher.study['id']}",
+        owner_headers=researcher.headers,
+        member_headers=viewer_headers,
+        email=viewer,
+        role="viewer",
+    )
+    return viewer, viewer_headers
+
 
 @pytest.fixture
 def researcher(http: httpx.Client) -> Researcher:
@@ -290,12 +316,7 @@ async def downloaded(page, button) -> tuple[str, str]:
 
 async def test_a_dry_run_imports_nothing_and_downloads_carry_the_token(page, researcher: Researcher):
     content = HEADER + "S-40,saliva,4\r\n"
-    uploaded = researcher.api.post(
-        f"/api/v1/studies/{researcher.study['id']}/sample-files",
-        files={"file": ("first.csv", content.encode(), "text/csv")},
-        headers=researcher.headers,
-    )
-    assert uploaded.status_code == 201, uploaded.text
+    researcher.upload("first.csv", content, 201)
     await sign_in(page, researcher.email)
     await open_study(page, researcher)
     await expect_text(figure_of(page, "study-samples"), "4")
@@ -360,12 +381,7 @@ async def test_the_upload_form_sends_the_date_order_and_decimal_mark_chosen(page
 
 
 async def test_the_csv_downloads_carry_the_dialect_chosen(page, researcher: Researcher):
-    rejected = researcher.api.post(
-        f"/api/v1/studies/{researcher.study['id']}/sample-files",
-        files={"file": ("bad.csv", (HEADER + "S-11,saliva,-1\r\n").encode(), "text/csv")},
-        headers=researcher.headers,
-    )
-    assert rejected.status_code == 422, rejected.text
+    researcher.upload("bad.csv", HEADER + "S-11,saliva,-1\r\n", 422)
     await sign_in(page, researcher.email)
     await open_study(page, researcher)
     errors_csv = page.locator("#uploads-table tbody tr", has_text="bad.csv").get_by_role(
@@ -752,18 +768,8 @@ async def test_a_member_removed_while_viewing_a_study_is_taken_off_its_figures(
 ):
     """The study's figures stay on screen no longer than the next refresh after the removal."""
     http = researcher.api
-    viewer = f"viewer-{uuid.uuid4().hex[:8]}@example.org"
-    viewer_headers = bearer(register_and_sign_in(http, viewer))
+    viewer, viewer_headers = new_viewer(researcher, stack_smtp)
     members = f"/api/v1/studies/{researcher.study['id']}/members"
-    join_by_invitation(
-        http,
-        stack_smtp,
-        study_url=f"/api/v1/studies/{researcher.study['id']}",
-        owner_headers=researcher.headers,
-        member_headers=viewer_headers,
-        email=viewer,
-        role="viewer",
-    )
     viewer_id = http.get("/api/v1/auth/me", headers=viewer_headers).json()["id"]
     await sign_in(page, viewer)
     await open_study(page, researcher)

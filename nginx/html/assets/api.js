@@ -223,6 +223,24 @@ export async function postJson(path, body) {
   return response.status === 204 ? null : response.json();
 }
 
+/**
+ * A write with the access token: `method` and an optional JSON body; with `version`, sent as
+ * `If-Match` so that it applies only if nobody changed the resource meanwhile (else 412).
+ * Resolves with the answer's JSON, or null for 204.
+ */
+export async function sendJson(method, path, body, { version = null } = {}) {
+  const headers = {};
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+  }
+  if (version !== null) {
+    headers["If-Match"] = `"${version}"`;
+  }
+  const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
+  const response = await request(path, init);
+  return response.status === 204 ? null : response.json();
+}
+
 export function acceptInvitation(token) {
   return postJson("/invitations/accept", { token });
 }

@@ -1,15 +1,28 @@
-// The dashboard page: sign-in (and password reset), invitations and address verification from their
-// mailed links, overview, one study's view and its upload form; polling every 30 s.
+// The page: sign-in (and password reset), invitations and address verification from their mailed
+// links, and the workspace: the overview, a new study, one study's tabs (router.js gives each view
+// its URL; workspace.js draws a study's tabs); the figures poll every 30 s.
 
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
 import { INVITATIONS_PATH, VERIFY_PATH, loadMyInvitations, startInvitationFromLink, startVerifyFromLink, wireInvitationViews } from "./invitations.js";
+import { reloadFiles, wireFiles } from "./files.js";
+import { wireNewSample } from "./newsample.js";
+import { showNewStudy, wireNewStudy } from "./newstudy.js";
 import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
 import { wireRegistration } from "./register.js";
+import { currentRoute, go, parseRoute, startRouter, studyPath } from "./router.js";
+import { wireSample } from "./sample.js";
+import { wireSamples } from "./samples.js";
+import { wireSettings } from "./settings.js";
+import { wireStudyInvitations } from "./studyinvitations.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
+import { clearWorkspace, drawStudyHeading, showStudyTab } from "./workspace.js";
 
 const POLL_MILLISECONDS = 30000;
 const SEARCH_DELAY_MILLISECONDS = 250;
+
+// Who may create studies (the account's global role, from /auth/me).
+const STUDY_CREATORS = ["researcher", "admin"];
 
 const state = {
   summaryEtag: null,
@@ -21,10 +34,10 @@ const state = {
 };
 
 function show(view) {
-  for (const id of ["sign-in", "forgot", "register", "reset", "invitation", "verify", "overview", "study"]) {
+  for (const id of ["sign-in", "forgot", "register", "reset", "invitation", "verify", "overview", "study", "new-study"]) {
     byId(id).hidden = id !== view;
   }
-  byId("session").hidden = !["overview", "study"].includes(view);
+  byId("session").hidden = !["overview", "study", "new-study"].includes(view);
 }
 
 function reportError(messageBox, error) {
@@ -105,12 +118,102 @@ async function refreshStudy({ force = false } = {}) {
   } catch (error) {
     if (error.status === 404 && state.openStudy === study) {
       // No longer a member (removed, or the study is gone): its figures leave the screen.
-      await backToOverview();
-      showMessage("overview-message", error.message);
+      await leaveStudy(error);
       return;
     }
     reportError("study-message", error);
   }
+}
+
+/** Back to the overview (the study's URL rewritten: it leads nowhere now), saying why. */
+async function leaveStudy(error) {
+  state.openStudy = null;
+  await go("/", { replace: true });
+  showMessage("overview-message", error.message);
+}
+
+/** The study as it is now (its role, status, version and fields); null when it cannot be read. */
+async function readStudy(studyId) {
+  const session = state.session;
+  try {
+    const study = await api.getJson(`/studies/${encodeURIComponent(studyId)}`);
+    return session === state.session ? study : null;
+  } catch (error) {
+    if (session !== state.session || error.status === 401) {
+      return null;
+    }
+    if (error.status === 404 || error.status === 422) {
+      await leaveStudy(error);
+    } else {
+      showMessage("study-message", error.message);
+    }
+    return null;
+  }
+}
+
+function enterStudy(study) {
+  state.openStudy = study;
+  state.studyEtag = null;
+  byId("upload-result").replaceChildren();
+  byId("upload-form").reset();
+  showMessage("study-message", "");
+  drawStudyHeading(study);
+}
+
+/** A study's route: the study is read when it is not the one open, then the route's tab drawn. */
+async function showStudyRoute(route) {
+  const isCurrent = () => state.openStudy !== null && currentRoute().studyId === state.openStudy.id;
+  if (!state.openStudy || state.openStudy.id !== route.studyId) {
+    state.openStudy = null;
+    const study = await readStudy(route.studyId);
+    if (!study || currentRoute().studyId !== study.id) {
+      return;
+    }
+    enterStudy(study);
+  }
+  show("study");
+  const keep = (study) => {
+    state.openStudy = study;
+    drawStudyHeading(study);
+  };
+  await showStudyTab(state.openStudy, route, {
+    isCurrent,
+    refreshFigures: () => refreshStudy({ force: state.studyEtag === null }),
+    uploadActions,
+    readStudy: async () => {
+      const study = await readStudy(route.studyId);
+      if (study && isCurrent()) {
+        keep(study);
+      }
+      return study;
+    },
+    onStudy: keep,
+    onDeleted: (study) => {
+      state.openStudy = null;
+      state.summaryEtag = null;
+      // Replaced, not pushed: Back must not lead to the study that is gone.
+      go("/", { replace: true }).then(() => showNotice(`The draft ${study.code} was deleted.`));
+    },
+  });
+}
+
+/** Draws the view of `route` (router.js): the URL is the one truth of where the user is. */
+function renderRoute(route) {
+  if (!api.hasSession()) {
+    toSignIn("");
+    return undefined;
+  }
+  if (route.view === "study") {
+    return showStudyRoute(route);
+  }
+  state.openStudy = null;
+  if (route.view === "new-study") {
+    show("new-study");
+    showNewStudy();
+    return undefined;
+  }
+  show("overview");
+  return refreshOverview();
 }
 
 function refreshVisibleView(options) {
@@ -118,19 +221,7 @@ function refreshVisibleView(options) {
 }
 
 function openStudy(study) {
-  state.openStudy = study;
-  state.studyEtag = null;
-  byId("upload-result").replaceChildren();
-  byId("upload-form").reset();
-  showMessage("study-message", "");
-  show("study");
-  refreshStudy({ force: true });
-}
-
-function backToOverview() {
-  state.openStudy = null;
-  show("overview");
-  return refreshOverview();
+  return go(studyPath(study.id));
 }
 
 async function saveFile(path, fallbackName) {
@@ -166,14 +257,17 @@ async function enterDashboard(notice = "") {
   state.summaryEtag = null;
   state.openStudy = null;
   showNotice(notice);
-  show("overview");
+  if (!parseRoute(window.location.pathname)) {
+    history.replaceState(null, "", "/");  // a mailed link's page, done with
+  }
   startPolling();
-  await refreshOverview({ force: true });
+  await renderRoute(currentRoute());
   await loadMyInvitations(afterInvitationAnswer);
   const session = state.session;
   try {
     const me = await api.getJson("/auth/me");
     if (session === state.session) {
+      byId("new-study-link").hidden = !STUDY_CREATORS.includes(me.role);
       byId("signed-in-as").textContent = me.email;
     }
   } catch (error) {
@@ -187,8 +281,10 @@ function toSignIn(message) {
   state.openStudy = null;
   state.summaryEtag = null;
   clearViews();
+  clearWorkspace();
   showNotice("");
   byId("my-invitations").hidden = true;
+  byId("new-study-link").hidden = true;
   byId("my-invitations-list").replaceChildren();
   show("sign-in");
   showMessage("sign-in-message", message);
@@ -214,6 +310,7 @@ async function submitSignIn(event) {
 
 async function signOut() {
   await api.signOut();
+  history.replaceState(null, "", "/");  // the next user starts at the overview, not at this one's study
   toSignIn("You are signed out.");
 }
 
@@ -252,6 +349,9 @@ async function submitUpload(event) {
     });
     renderReport(answer, uploadActions.downloadErrors);
     await refreshStudy();  // at once, not at the next tick: the figures just changed
+    if (currentRoute().tab === "files") {
+      await reloadFiles();
+    }
     state.summaryEtag = null;
   } catch (error) {
     reportError("study-message", error);
@@ -273,8 +373,12 @@ const csvParams = () => ({ format: "csv", dialect: byId("csv-dialect").value });
 function wireEvents() {
   byId("sign-in-form").addEventListener("submit", submitSignIn);
   byId("sign-out").addEventListener("click", signOut);
-  byId("refresh-now").addEventListener("click", () => refreshVisibleView());
-  byId("back-to-overview").addEventListener("click", backToOverview);
+  byId("refresh-now").addEventListener("click", () => {
+    // The figures poll by themselves; a study's other tabs are drawn again only when asked.
+    const route = currentRoute();
+    return route.view === "study" && !["home", "files"].includes(route.tab) ? renderRoute(route) : refreshVisibleView();
+  });
+  byId("back-to-overview").addEventListener("click", () => go("/"));
   byId("upload-form").addEventListener("submit", submitUpload);
   byId("template-csv").addEventListener("click", studyDownload("/sample-template", "template.csv", csvParams));
   byId("template-xlsx").addEventListener("click", studyDownload("/sample-template", "template.xlsx", () => ({ format: "xlsx" })));
@@ -296,6 +400,17 @@ function wireEvents() {
 
 api.whenSignedOut(toSignIn);
 wireEvents();
+wireSettings();
+wireSamples();
+wireSample();
+wireNewSample();
+wireFiles();
+wireStudyInvitations();
+wireNewStudy((study) => {
+  state.summaryEtag = null;
+  go(studyPath(study.id, "settings"), { replace: true });  // Back skips the filled-in form
+});
+startRouter(renderRoute);
 wireResetForms({ show, toSignIn });
 wireRegistration({ show });
 wireInvitationViews({ enter: enterDashboard, toSignIn });

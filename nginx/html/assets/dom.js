@@ -66,3 +66,15 @@ export function humanize(word) {
   const spaced = String(word).replaceAll("_", " ");
   return spaced.charAt(0).toUpperCase() + spaced.slice(1);
 }
+
+/**
+ * Where a paged list stands, in `${prefix}-position`, and whether `${prefix}-previous` and
+ * `${prefix}-next` can move (a total counted only up to a cap: next while a page comes back full).
+ */
+export function drawPager(page, prefix, noun = "samples") {
+  const pages = Math.max(1, Math.ceil(page.total / page.page_size));
+  const count = `${page.total_is_exact ? "" : "at least "}${page.total.toLocaleString("en")} ${noun}`;
+  byId(`${prefix}-position`).textContent = page.total_is_exact ? `Page ${page.page} of ${pages} (${count})` : `Page ${page.page} (${count})`;
+  byId(`${prefix}-previous`).disabled = page.page <= 1;
+  byId(`${prefix}-next`).disabled = page.total_is_exact ? page.page >= pages : page.items.length < page.page_size;
+}

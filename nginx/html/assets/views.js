@@ -136,7 +136,7 @@ export function renderStudyFigures(study, figures, uploadActions) {
   byId("uploads-table").tBodies[0].replaceChildren(...figures.uploads.recent.map((item) => uploadRow(item, uploadActions)));
 }
 
-function actionButton(text, action) {
+export function actionButton(text, action) {
   const button = el("button", { className: "link", text, attributes: { type: "button" } });
   button.addEventListener("click", action);
   return button;
