@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -18,15 +19,7 @@ from src.health import router as health_router
 from src.invitations.router import router as invitations_router
 from src.logging import configure_logging
 from src.mail.jobs import mail_sender_running
-from src.middleware import (
-    ControlCharacterPathMiddleware,
-    IdempotencyMiddleware,
-    JsonBodyLimitsMiddleware,
-    ProblemCORSMiddleware,
-    RequestContextMiddleware,
-    RequestDeadlineMiddleware,
-    SecurityHeadersMiddleware,
-)
+from src.middleware import RequestMiddleware
 from src.page import add_page
 from src.sampleFileUpload.router import router as sample_file_router
 from src.schemas import has_null_branch, without_null
@@ -49,29 +42,29 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 
 def add_middleware(app: FastAPI, config: Settings) -> None:
-    # Added innermost first: security headers wrap everything, including the last-resort 500.
-    app.add_middleware(JsonBodyLimitsMiddleware)
-    if config.CORS_ORIGINS:
-        app.add_middleware(
-            ProblemCORSMiddleware,
-            allow_origins=config.CORS_ORIGINS,
-            allow_credentials="*" not in config.CORS_ORIGINS,
-            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "X-Request-ID",
-                "If-Match",
-                "If-None-Match",
-                "Idempotency-Key",
-            ],
-            expose_headers=["X-Request-ID", "Location", "Retry-After", "ETag", "Idempotent-Replayed"],
-        )
-    app.add_middleware(ControlCharacterPathMiddleware)
-    app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(RequestDeadlineMiddleware, seconds=config.REQUEST_TIMEOUT_SECONDS)
-    app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        RequestMiddleware, deadline_seconds=config.REQUEST_TIMEOUT_SECONDS, cors=cors_options(config)
+    )
+
+
+def cors_options(config: Settings) -> dict[str, Any] | None:
+    """Starlette's CORS settings for the CORS_ORIGINS allowed, or None when none is."""
+    if not config.CORS_ORIGINS:
+        return None
+    return {
+        "allow_origins": config.CORS_ORIGINS,
+        "allow_credentials": "*" not in config.CORS_ORIGINS,
+        "allow_methods": ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+        "allow_headers": [
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "If-Match",
+            "If-None-Match",
+            "Idempotency-Key",
+        ],
+        "expose_headers": ["X-Request-ID", "Location", "Retry-After", "ETag", "Idempotent-Replayed"],
+    }
 
 
 def document_errors_as_problems(app: FastAPI) -> None:
