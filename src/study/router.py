@@ -9,6 +9,7 @@ from src.constants import API_PREFIX
 from src.database import DbSession
 from src.dependencies import CurrentUser, IdempotentCreate, IfMatch, Pagination, etag
 from src.exceptions import IDEMPOTENCY_ERRORS, PreconditionFailed, problem_responses
+from src.responses import json_response
 from src.sampleFileUpload import service as sample_file_service
 from src.sampleFileUpload.dependencies import FileStorage
 from src.schemas import Page, SingleLineText, page_of
@@ -333,11 +334,12 @@ async def list_samples(
     status: SampleStatus | None = None,
     q: Annotated[SingleLineText | None, Query(max_length=100, description="sample_id prefix")] = None,
     sort: SampleSort = SampleSort.SAMPLE_ID,
-) -> dict:
-    found = await service.list_samples(
+) -> Response:
+    rows, total, total_is_exact = await service.list_samples(
         db, study=access.study, page=page, status=status, sample_id_prefix=q, field_filters=filters, sort=sort
     )
-    return page_of([SampleRead.model_validate(sample) for sample in found[0]], *found[1:], page)
+    # The rows are already SampleRead's fields, of its types: serialised once, straight to bytes.
+    return json_response(page_of([row._asdict() for row in rows], total, total_is_exact, page))
 
 
 @router.get(

@@ -3,7 +3,7 @@
 import functools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -13,6 +13,7 @@ import anyio
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Row,
     Select,
     and_,
     bindparam,
@@ -1084,6 +1085,23 @@ def _value_equals(session: AsyncSession, name: str, value: object) -> ColumnElem
     return func.json_extract(Sample.values, f"$.{name}") == value
 
 
+# What a samples page shows of each sample, in the order of its JSON (the router's SampleRead):
+# read as plain rows, not ORM objects, since a page only serialises them (a tenth of its CPU went on
+# building 50 objects nothing changes).
+LISTED_SAMPLE_COLUMNS = (
+    Sample.id,
+    Sample.study_id,
+    Sample.sample_id,
+    Sample.status,
+    Sample.values,
+    Sample.source_file_id,
+    Sample.created_by,
+    Sample.created_at,
+    Sample.updated_at,
+    Sample.version,
+)
+
+
 async def list_samples(
     session: AsyncSession,
     *,
@@ -1093,20 +1111,21 @@ async def list_samples(
     sample_id_prefix: str | None,
     field_filters: list[tuple[str, str]],
     sort: SampleSort,
-) -> tuple[list[Sample], int, bool]:
-    """Unfiltered, the total is the study's maintained count; filtered, it is counted up to the cap."""
+) -> tuple[Sequence[Row[Any]], int, bool]:
+    """A page of samples as rows of LISTED_SAMPLE_COLUMNS. Unfiltered, the total is the study's
+    maintained count; filtered, it is counted up to the cap."""
     conditions = field_filter_conditions(session, study=study, filters=field_filters)
     if status is not None:
         conditions.append(Sample.status == status)
     if sample_id_prefix:
         prefix = escape_like(sample_validation.normalize_sample_id(sample_id_prefix))
         conditions.append(Sample.sample_id_normalized.like(f"{prefix}%", escape="\\"))
-    query = select(Sample).where(Sample.study_id == study.id, *conditions)
+    query = select(*LISTED_SAMPLE_COLUMNS).where(Sample.study_id == study.id, *conditions)
     if conditions:
         total, total_is_exact = await count_up_to(session, query)
     else:
         total, total_is_exact = study.sample_count, True
-    rows = await session.scalars(
+    result = await session.execute(
         query.order_by(_SAMPLE_SORT_COLUMNS[sort], Sample.id).offset(page.offset).limit(page.page_size)
     )
-    return list(rows), total, total_is_exact
+    return result.all(), total, total_is_exact

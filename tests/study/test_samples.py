@@ -10,7 +10,7 @@ from src.exceptions import PreconditionFailed
 from src.study import service as study_service
 from src.study.constants import StudyRole, StudyStatus
 from src.study.models import Sample
-from src.study.schemas import SampleUpdate
+from src.study.schemas import SampleRead, SampleUpdate
 from tests.conftest import TEST_DATABASE_URL, assert_problem
 from tests.study.conftest import FIELDS, StatementCounter, sample_url, study_url
 
@@ -423,6 +423,16 @@ async def test_list_samples_defaults_to_sample_id_order_with_the_maintained_tota
     assert ids_of(response) == ["a-1", "AB_9", "B-2", "C-3"]
     assert (response.json()["total"], response.json()["total_is_exact"]) == (4, True)
     assert not any("count(" in statement.lower() for statement in sql.statements)
+
+
+async def test_a_listed_sample_is_exactly_the_sample_as_read_alone(client, alice_headers, listed):
+    """The page is serialised from plain rows, the single read from the SampleRead model: the same JSON."""
+    items = (await client.get(samples_url(listed), headers=alice_headers)).json()["items"]
+
+    for item in items:
+        alone = await client.get(study_url(str(listed.id), "samples", item["id"]), headers=alice_headers)
+        assert item == alone.json()
+    assert [list(item) for item in items] == [list(SampleRead.model_fields)] * 4
 
 
 @pytest.mark.parametrize(
