@@ -322,8 +322,9 @@ async def create_sample(
     "field as `field.<name>=<value>` (e.g. `?field.tissue=blood`; several are combined with AND, at most "
     "20; an unknown field, a value of the wrong type or two different values for one field is 422). "
     "`sort` by `sample_id`, `status`, `created_at` "
-    "or `updated_at` (prefix `-` for descending). Without filters `total` is exact; with filters it "
-    "is counted up to 10,000 (`total_is_exact: false` beyond).",
+    "or `updated_at` (prefix `-` for descending). Without filters `total` is exact, and so it is with one "
+    "filter on a `choice` field alone (a maintained count); with other filters it is counted up to 10,000 "
+    "(`total_is_exact: false` beyond).",
     responses=problem_responses(*IN_STUDY, InvalidFieldFilter),
 )
 async def list_samples(
