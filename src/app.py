@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from src.auth.router import router as auth_router
@@ -31,6 +31,17 @@ Studybase keeps research studies, the samples in them and the sample files they 
 Sign in with **Authorize** (email and password); every error is `application/problem+json`
 with a stable `code`.
 """
+
+
+API_ROUTERS = (
+    health_router,
+    auth_router,
+    # Before the study routes: /studies/{id}/samples/export is not /studies/{id}/samples/{sample_pk}.
+    sample_file_router,
+    study_router,
+    dashboard_router,
+    invitations_router,
+)
 
 
 @asynccontextmanager
@@ -114,15 +125,10 @@ def create_app(config: Settings = settings) -> FastAPI:
     )
     add_middleware(app, config)
     register_exception_handlers(app)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(check_query_string)])
-    api.include_router(health_router)
-    api.include_router(auth_router)
-    # Before the study routes: /studies/{id}/samples/export is not /studies/{id}/samples/{sample_pk}.
-    api.include_router(sample_file_router)
-    api.include_router(study_router)
-    api.include_router(dashboard_router)
-    api.include_router(invitations_router)
-    app.include_router(api)
+    # Each module's router straight under the app, not inside one API router: FastAPI matches an
+    # included router's routes once to know it matches and again to pick the route, at every level.
+    for router in API_ROUTERS:
+        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(check_query_string)])
     add_docs(app)
     add_page(app)
     document_errors_as_problems(app)
