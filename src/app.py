@@ -2,8 +2,9 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from src.auth.router import router as auth_router
@@ -18,15 +19,7 @@ from src.health import router as health_router
 from src.invitations.router import router as invitations_router
 from src.logging import configure_logging
 from src.mail.jobs import mail_sender_running
-from src.middleware import (
-    ControlCharacterPathMiddleware,
-    IdempotencyMiddleware,
-    JsonBodyLimitsMiddleware,
-    ProblemCORSMiddleware,
-    RequestContextMiddleware,
-    RequestDeadlineMiddleware,
-    SecurityHeadersMiddleware,
-)
+from src.middleware import RequestMiddleware
 from src.page import add_page
 from src.sampleFileUpload.router import router as sample_file_router
 from src.schemas import has_null_branch, without_null
@@ -40,6 +33,17 @@ with a stable `code`.
 """
 
 
+API_ROUTERS = (
+    health_router,
+    auth_router,
+    # Before the study routes: /studies/{id}/samples/export is not /studies/{id}/samples/{sample_pk}.
+    sample_file_router,
+    study_router,
+    dashboard_router,
+    invitations_router,
+)
+
+
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Each process sends what the outbox holds (src/mail/jobs.py); stopped before the engine goes.
@@ -49,29 +53,29 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 
 def add_middleware(app: FastAPI, config: Settings) -> None:
-    # Added innermost first: security headers wrap everything, including the last-resort 500.
-    app.add_middleware(JsonBodyLimitsMiddleware)
-    if config.CORS_ORIGINS:
-        app.add_middleware(
-            ProblemCORSMiddleware,
-            allow_origins=config.CORS_ORIGINS,
-            allow_credentials="*" not in config.CORS_ORIGINS,
-            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "X-Request-ID",
-                "If-Match",
-                "If-None-Match",
-                "Idempotency-Key",
-            ],
-            expose_headers=["X-Request-ID", "Location", "Retry-After", "ETag", "Idempotent-Replayed"],
-        )
-    app.add_middleware(ControlCharacterPathMiddleware)
-    app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(RequestDeadlineMiddleware, seconds=config.REQUEST_TIMEOUT_SECONDS)
-    app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        RequestMiddleware, deadline_seconds=config.REQUEST_TIMEOUT_SECONDS, cors=cors_options(config)
+    )
+
+
+def cors_options(config: Settings) -> dict[str, Any] | None:
+    """Starlette's CORS settings for the CORS_ORIGINS allowed, or None when none is."""
+    if not config.CORS_ORIGINS:
+        return None
+    return {
+        "allow_origins": config.CORS_ORIGINS,
+        "allow_credentials": "*" not in config.CORS_ORIGINS,
+        "allow_methods": ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+        "allow_headers": [
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "If-Match",
+            "If-None-Match",
+            "Idempotency-Key",
+        ],
+        "expose_headers": ["X-Request-ID", "Location", "Retry-After", "ETag", "Idempotent-Replayed"],
+    }
 
 
 def document_errors_as_problems(app: FastAPI) -> None:
@@ -121,15 +125,10 @@ def create_app(config: Settings = settings) -> FastAPI:
     )
     add_middleware(app, config)
     register_exception_handlers(app)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(check_query_string)])
-    api.include_router(health_router)
-    api.include_router(auth_router)
-    # Before the study routes: /studies/{id}/samples/export is not /studies/{id}/samples/{sample_pk}.
-    api.include_router(sample_file_router)
-    api.include_router(study_router)
-    api.include_router(dashboard_router)
-    api.include_router(invitations_router)
-    app.include_router(api)
+    # Each module's router straight under the app, not inside one API router: FastAPI matches an
+    # included router's routes once to know it matches and again to pick the route, at every level.
+    for router in API_ROUTERS:
+        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(check_query_string)])
     add_docs(app)
     add_page(app)
     document_errors_as_problems(app)

@@ -1,6 +1,6 @@
 """Every request's deadline, and the one rule that keeps writes honest: no commit after it.
 
-RequestDeadlineMiddleware (src/middleware.py) gives each request a RequestDeadline. When it passes
+RequestMiddleware (src/middleware.py) gives each request a RequestDeadline. When it passes
 before the response has begun, the client gets 503 REQUEST_TIMED_OUT at once and the request's
 work is cancelled behind it: nothing awaits a database that hangs. A commit is refused once the
 deadline has passed or the client has gone (the client was, or will be, told it failed); the

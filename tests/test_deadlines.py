@@ -29,8 +29,8 @@ STUDY = {"code": "DL-1", "title": "Deadlines"}
 @pytest.fixture
 def short_deadline(app, monkeypatch):
     """The app's request deadline set to 0.3 s for the test (the middleware reads it per request)."""
-    middleware = next(m for m in app.user_middleware if m.cls.__name__ == "RequestDeadlineMiddleware")
-    monkeypatch.setitem(middleware.kwargs, "seconds", 0.3)
+    middleware = next(m for m in app.user_middleware if m.cls.__name__ == "RequestMiddleware")
+    monkeypatch.setitem(middleware.kwargs, "deadline_seconds", 0.3)
     app.middleware_stack = None  # rebuilt with the new value on the next request
     yield 0.3
     app.middleware_stack = None

@@ -27,7 +27,7 @@ from src.dependencies import (
     page_params,
 )
 from src.exceptions import register_exception_handlers
-from src.middleware import RequestContextMiddleware
+from src.middleware import RequestMiddleware
 from tests.conftest import TEST_SECRET_KEY, assert_problem, bearer
 
 USERS = "/api/v1/auth/users"
@@ -37,7 +37,7 @@ LOGOUT = "/api/v1/auth/logout"
 def build_probe_app() -> FastAPI:
     """A bare app whose routes only return what each dependency hands them."""
     probe = FastAPI()
-    probe.add_middleware(RequestContextMiddleware)  # request ids, as in the real app
+    probe.add_middleware(RequestMiddleware)  # request ids, as in the real app
     register_exception_handlers(probe)
 
     @probe.get("/page")

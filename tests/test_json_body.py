@@ -5,7 +5,7 @@ import json
 import pytest
 
 from src.constants import MAX_BODY_BYTES, MAX_JSON_ARRAY_ITEMS, MAX_JSON_DEPTH, MAX_PROBLEM_ERRORS
-from src.middleware import JsonBodyLimitsMiddleware
+from src.middleware import RequestMiddleware
 from tests.conftest import assert_problem
 
 REFRESH = "/api/v1/auth/refresh"
@@ -130,7 +130,7 @@ async def test_a_client_gone_before_its_body_ended_reaches_no_route():
     async def send(message):
         sent.append(message)
 
-    await JsonBodyLimitsMiddleware(route)(JSON_SCOPE, receive, send)
+    await RequestMiddleware(route)(JSON_SCOPE, receive, send)
 
     assert called == []
     assert sent == []
@@ -155,7 +155,7 @@ async def test_the_route_gets_the_body_read_once_then_what_the_server_sends_next
     async def send(message):
         raise AssertionError(message)
 
-    await JsonBodyLimitsMiddleware(route)(JSON_SCOPE, receive, send)
+    await RequestMiddleware(route)(JSON_SCOPE, receive, send)
 
     assert received == [
         {"type": "http.request", "body": b'{"a": 1}', "more_body": False},

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from src.app import create_app
 from src.config import Settings
 from src.logging import JsonFormatter, bind_request_id, current_request_id, unbind_request_id
-from src.middleware import DOCS_CSP, REDOC_CSP, RequestContextMiddleware
+from src.middleware import DOCS_CSP, REDOC_CSP, RequestMiddleware
 from tests import asgi
 from tests.asgi import OneRequest, assert_logged_as_a_hang_up
 from tests.conftest import assert_problem
@@ -533,7 +533,7 @@ async def send_fails(_scope, _receive, send) -> None:
 async def test_client_disconnect_raised_by_the_app_is_logged_as_a_hang_up(request_log, inner_app):
     request = OneRequest(body_pieces=[b"{"], hang_up_after_body=True)
 
-    await request(RequestContextMiddleware(inner_app), "POST", "/x", headers={"X-Request-ID": "left"})
+    await request(RequestMiddleware(inner_app), "POST", "/x", headers={"X-Request-ID": "left"})
 
     assert request.sent == []
     assert_logged_as_a_hang_up(request_log, "left")
@@ -543,7 +543,7 @@ async def test_a_send_that_fails_because_the_client_left_is_logged_as_a_hang_up(
     request = OneRequest(spec_version="2.4")
     request.gone.set()  # before the response: an ASGI 2.4 server's send raises OSError
 
-    await request(RequestContextMiddleware(send_fails), "GET", "/x", headers={"X-Request-ID": "left"})
+    await request(RequestMiddleware(send_fails), "GET", "/x", headers={"X-Request-ID": "left"})
 
     assert request.sent == []
     assert_logged_as_a_hang_up(request_log, "left")
@@ -557,7 +557,7 @@ async def test_a_crash_after_the_client_left_is_still_an_error(request_log):
 
     request = OneRequest(body_pieces=[b"{"], hang_up_after_body=True)
 
-    await request(RequestContextMiddleware(crashes_after_the_hang_up), "POST", "/x")
+    await request(RequestMiddleware(crashes_after_the_hang_up), "POST", "/x")
 
     records = [(record.name, record.levelname, record.getMessage()) for record in request_log.records]
     assert ("studybase.errors", "ERROR", "unhandled error") in records

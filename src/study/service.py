@@ -3,7 +3,7 @@
 import functools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -13,6 +13,7 @@ import anyio
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Row,
     Select,
     and_,
     bindparam,
@@ -95,6 +96,7 @@ from src.study.utils import (
     ValuesChange,
     bounded_details,
     changed_values,
+    choice_field_names,
     field_value_deltas,
     normalize_code,
 )
@@ -1048,11 +1050,9 @@ _SAMPLE_SORT_COLUMNS = {
 }
 
 
-def field_filter_conditions(
-    session: AsyncSession, *, study: Study, filters: list[tuple[str, str]]
-) -> list[ColumnElement[bool]]:
-    """`field.<name>=<value>` filters as conditions on `values`: JSONB containment on PostgreSQL
-    (answered by the GIN index), json_extract on SQLite. Unknown names and bad values are 422."""
+def field_filter_values(*, study: Study, filters: list[tuple[str, str]]) -> dict[str, object]:
+    """`field.<name>=<value>` filters as {field name: the stored JSON value it must equal}.
+    Unknown names and bad values are 422."""
     if len(filters) > MAX_FIELD_FILTERS:
         raise InvalidFieldFilter(f"At most {MAX_FIELD_FILTERS} `field.<name>` filters.")
     validator = validator_of(study)
@@ -1073,15 +1073,55 @@ def field_filter_conditions(
             )
     if errors:
         raise InvalidFieldFilter(errors=errors)
-    return [_value_equals(session, name, value) for name, value in wanted.items()]
+    return wanted
 
 
 def _value_equals(session: AsyncSession, name: str, value: object) -> ColumnElement[bool]:
+    """A field filter as a condition on `values`: JSONB containment on PostgreSQL (answered by the
+    GIN index), json_extract on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         # type_coerce, not CAST: the column already is JSONB, and a bare `values @>` uses the GIN index.
         return type_coerce(Sample.values, JSONB).contains({name: value})
     # Field names are letters, digits and `_` (checked when the schema is set): safe in a JSON path.
     return func.json_extract(Sample.values, f"$.{name}") == value
+
+
+def _is_one_choice(study: Study, wanted: Mapping[str, object]) -> bool:
+    return len(wanted) == 1 and next(iter(wanted)) in choice_field_names(study.sample_fields)
+
+
+# Built once: a filtered samples page asks it on every request.
+_SAMPLES_WITH_CHOICE = select(StudyFieldValueCount.count).where(
+    StudyFieldValueCount.study_id == bindparam("study_id"),
+    StudyFieldValueCount.field == bindparam("field"),
+    StudyFieldValueCount.value == bindparam("value"),
+)
+
+
+async def _samples_with_choice(
+    session: AsyncSession, *, study_id: uuid.UUID, name: str, choice: object
+) -> int:
+    """The study's samples whose choice field `name` holds `choice`: its maintained counter, exact
+    and one row (counting them reads every match, ~40,000 rows of the big study to stop at the cap)."""
+    params = {"study_id": study_id, "field": name, "value": str(choice)}
+    return await session.scalar(_SAMPLES_WITH_CHOICE, params) or 0
+
+
+# What a samples page shows of each sample, in the order of its JSON (the router's SampleRead):
+# read as plain rows, not ORM objects, since a page only serialises them (a tenth of its CPU went on
+# building 50 objects nothing changes).
+LISTED_SAMPLE_COLUMNS = (
+    Sample.id,
+    Sample.study_id,
+    Sample.sample_id,
+    Sample.status,
+    Sample.values,
+    Sample.source_file_id,
+    Sample.created_by,
+    Sample.created_at,
+    Sample.updated_at,
+    Sample.version,
+)
 
 
 async def list_samples(
@@ -1093,20 +1133,29 @@ async def list_samples(
     sample_id_prefix: str | None,
     field_filters: list[tuple[str, str]],
     sort: SampleSort,
-) -> tuple[list[Sample], int, bool]:
-    """Unfiltered, the total is the study's maintained count; filtered, it is counted up to the cap."""
-    conditions = field_filter_conditions(session, study=study, filters=field_filters)
+) -> tuple[Sequence[Row[Any]], int, bool]:
+    """A page of samples as rows of LISTED_SAMPLE_COLUMNS. Unfiltered, the total is the study's
+    maintained count, and so is it filtered on one choice field alone (its maintained per-choice
+    count); otherwise it is counted up to the cap."""
+    wanted = field_filter_values(study=study, filters=field_filters)
+    conditions = [_value_equals(session, name, value) for name, value in wanted.items()]
     if status is not None:
         conditions.append(Sample.status == status)
     if sample_id_prefix:
         prefix = escape_like(sample_validation.normalize_sample_id(sample_id_prefix))
         conditions.append(Sample.sample_id_normalized.like(f"{prefix}%", escape="\\"))
-    query = select(Sample).where(Sample.study_id == study.id, *conditions)
-    if conditions:
-        total, total_is_exact = await count_up_to(session, query)
-    else:
+    query = select(*LISTED_SAMPLE_COLUMNS).where(Sample.study_id == study.id, *conditions)
+    if not conditions:
         total, total_is_exact = study.sample_count, True
-    rows = await session.scalars(
+    elif len(conditions) == 1 and _is_one_choice(study, wanted):
+        ((name, choice),) = wanted.items()
+        total, total_is_exact = (
+            await _samples_with_choice(session, study_id=study.id, name=name, choice=choice),
+            True,
+        )
+    else:
+        total, total_is_exact = await count_up_to(session, query)
+    result = await session.execute(
         query.order_by(_SAMPLE_SORT_COLUMNS[sort], Sample.id).offset(page.offset).limit(page.page_size)
     )
-    return list(rows), total, total_is_exact
+    return result.all(), total, total_is_exact

@@ -47,6 +47,11 @@ def changed_values(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, 
 ValuesChange = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
 
 
+def choice_field_names(fields: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The names of a study's `choice` fields, of its sample_fields."""
+    return frozenset(field["name"] for field in fields if field["type"] == FieldType.CHOICE)
+
+
 def field_value_deltas(
     fields: Iterable[Mapping[str, Any]], changes: Iterable[ValuesChange]
 ) -> Counter[tuple[str, str]]:
@@ -56,7 +61,7 @@ def field_value_deltas(
     Counted a field at a time over all the rows (a list of its values, C-level counting), not a
     row at a time: an import batch of 10,000 rows took 59 ms the row-wise way on the shared machine.
     """
-    choice_fields = {field["name"] for field in fields if field["type"] == FieldType.CHOICE}
+    choice_fields = choice_field_names(fields)
     pairs = list(changes)
     deltas: Counter[tuple[str, str]] = Counter()
     for rows, sign in (([old for old, _ in pairs if old], -1), ([new for _, new in pairs if new], 1)):

@@ -10,7 +10,7 @@ from src.exceptions import PreconditionFailed
 from src.study import service as study_service
 from src.study.constants import StudyRole, StudyStatus
 from src.study.models import Sample
-from src.study.schemas import SampleUpdate
+from src.study.schemas import SampleRead, SampleUpdate
 from tests.conftest import TEST_DATABASE_URL, assert_problem
 from tests.study.conftest import FIELDS, StatementCounter, sample_url, study_url
 
@@ -425,6 +425,16 @@ async def test_list_samples_defaults_to_sample_id_order_with_the_maintained_tota
     assert not any("count(" in statement.lower() for statement in sql.statements)
 
 
+async def test_a_listed_sample_is_exactly_the_sample_as_read_alone(client, alice_headers, listed):
+    """The page is serialised from plain rows, the single read from the SampleRead model: the same JSON."""
+    items = (await client.get(samples_url(listed), headers=alice_headers)).json()["items"]
+
+    for item in items:
+        alone = await client.get(study_url(str(listed.id), "samples", item["id"]), headers=alice_headers)
+        assert item == alone.json()
+    assert [list(item) for item in items] == [list(SampleRead.model_fields)] * 4
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
@@ -468,6 +478,43 @@ async def test_list_samples_refuses_unknown_fields_and_bad_filter_values(
 
     body = assert_problem(response, 422, "INVALID_FIELD_FILTER")
     assert body["errors"][0]["loc"] == loc
+
+
+def blood_total(response) -> tuple[int, bool]:
+    assert response.status_code == 200, response.text
+    return response.json()["total"], response.json()["total_is_exact"]
+
+
+async def test_one_choice_filter_takes_its_total_from_the_maintained_counter_not_a_count(
+    client, alice_headers, listed
+):
+    url = samples_url(listed)
+    with StatementCounter() as sql:
+        response = await client.get(
+            url, params={"field.tissue": "blood", "page_size": 1}, headers=alice_headers
+        )
+
+    assert blood_total(response) == (2, True)
+    assert len(ids_of(response)) == 1
+    assert not any("count(" in statement.lower() for statement in sql.statements)
+    with StatementCounter() as sql:  # any other filter is still counted (up to the cap)
+        await client.get(url, params={"field.age": "30"}, headers=alice_headers)
+    assert any("count(" in statement.lower() for statement in sql.statements)
+
+
+async def test_the_choice_filters_total_follows_changes_and_deletions(client, alice_headers, listed):
+    url, blood = samples_url(listed), {"field.tissue": "blood"}
+    items = (await client.get(url, params=blood, headers=alice_headers)).json()["items"]
+    first, second = (study_url(listed, "samples", item["id"]) for item in items)
+
+    await client.patch(first, json={"values": {"tissue": "saliva"}}, headers=alice_headers)
+    assert blood_total(await client.get(url, params=blood, headers=alice_headers)) == (1, True)
+    await client.delete(second, headers=alice_headers)
+    assert blood_total(await client.get(url, params=blood, headers=alice_headers)) == (0, True)
+    assert blood_total(await client.get(url, params={"field.tissue": "saliva"}, headers=alice_headers)) == (
+        2,
+        True,
+    )
 
 
 async def test_a_field_filtered_on_twice_with_one_value_is_one_condition(client, alice_headers, listed):
