@@ -3,18 +3,20 @@
 A reset mail is queued for any address that asks (so asking costs the same whether or not it
 has an account); its composer finds the account when the mail is due, and only then makes the
 token, whose hash is stored just before the mail is handed to the SMTP server. A registration of an
-address that already has an account queues a note to it instead of a second account.
+address that already has an account queues a note to it instead of a second account; where addresses
+must be verified, a new address's registration waits (a pending registration) for the link that
+makes its account.
 """
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.auth import link_tokens
+from src.auth import link_tokens, utils
 from src.auth.config import auth_settings
 from src.auth.constants import RESET_PASSWORD_PAGE, SIGN_IN_PAGE, VERIFY_EMAIL_PAGE, LinkTokenPurpose
-from src.auth.models import User
+from src.auth.models import PendingRegistration, User
 from src.database import utcnow
 from src.mail import service as mail_service
 from src.mail.constants import MailKind, MailStatus
@@ -170,3 +172,51 @@ async def compose_registration_attempt(
         reset_page=page_url(RESET_PASSWORD_PAGE),
     )
     return Composition(content=content)
+
+
+def queue_registration_link(session: AsyncSession, *, email: str, now: datetime) -> None:
+    """The link that makes a pending registration's account; not sent within its lifetime, dropped."""
+    mail_service.enqueue_mail(
+        session,
+        kind=MailKind.REGISTRATION_LINK,
+        recipient=email,
+        discard_after=now + verification_token_lifetime(),
+    )
+
+
+async def compose_registration_link(
+    session: AsyncSession, mail: OutboxMail, now: datetime
+) -> Composition | None:
+    """Nothing once the registration is gone (followed, expired), when the address got an account
+    meanwhile (its link would be dead), or when a newer registration's mail waits."""
+    pending = await session.scalar(
+        select(PendingRegistration).where(
+            PendingRegistration.email == mail.recipient, PendingRegistration.expires_at > now
+        )
+    )
+    if (
+        pending is None
+        or await session.scalar(select(exists().where(User.email == mail.recipient)))
+        or await _newer_link_queued(session, mail)
+    ):
+        return None
+    token = link_tokens.new_link_token()
+    content = render(
+        "registration_link",
+        full_name=pending.full_name,
+        email=pending.email,
+        hours=str(auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS),
+        link=page_link(VERIFY_EMAIL_PAGE, token=token),
+    )
+    pending_id = pending.id
+
+    async def keep_token(keeping: AsyncSession) -> None:
+        # By id: a newer registration of the address (a new row) never gets this mail's token.
+        await keeping.execute(
+            update(PendingRegistration)
+            .where(PendingRegistration.id == pending_id)
+            .values(token_hash=utils.hash_secret_token(token))
+            .execution_options(synchronize_session=False)
+        )
+
+    return Composition(content=content, keep_before_sending=keep_token)
