@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import psycopg
@@ -274,10 +273,7 @@ REGISTRATION_ATTEMPT_SUBJECT = "Someone tried to create a Studybase account with
 
 def mailed_link_token(delivered: Delivered, page: str) -> str:
     """The token of the mail's one link to `page` (`/invitations`, `/verify-email`...)."""
-    text = delivered.message.get_body(("plain",)).get_content()
-    (link,) = [word for word in text.split() if word.startswith(f"{STACK_PUBLIC_URL}{page}#token=")]
-    (token,) = parse_qs(urlsplit(link).fragment)["token"]
-    return token
+    return delivered.link_token(f"{STACK_PUBLIC_URL}{page}")
 
 
 def join_by_invitation(
