@@ -22,7 +22,7 @@ from src.mail import service as mail_service
 from src.mail.constants import MailKind, MailStatus
 from src.mail.models import OutboxMail
 from src.mail.service import Composition
-from src.mail.templates import page_link, page_url, render
+from src.mail.templates import MailContent, page_link, page_url, render
 
 CHANGED_AT_FORMAT = "%Y-%m-%d %H:%M"
 
@@ -107,6 +107,17 @@ def verification_token_lifetime() -> timedelta:
     return timedelta(hours=auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS)
 
 
+def _verification_link_mail(template: str, *, full_name: str, email: str, token: str) -> MailContent:
+    """A mail with a link to the verification page (an account's, or a pending registration's)."""
+    return render(
+        template,
+        full_name=full_name,
+        email=email,
+        hours=str(auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS),
+        link=page_link(VERIFY_EMAIL_PAGE, token=token),
+    )
+
+
 def queue_verification_mail(session: AsyncSession, user: User) -> None:
     """A link to verify the account's address; not sent within the link's lifetime, dropped."""
     mail_service.enqueue_mail(
@@ -130,12 +141,8 @@ async def compose_email_verification(
     ):
         return None
     token = link_tokens.new_link_token()
-    content = render(
-        "email_verification",
-        full_name=user.full_name,
-        email=user.email,
-        hours=str(auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS),
-        link=page_link(VERIFY_EMAIL_PAGE, token=token),
+    content = _verification_link_mail(
+        "email_verification", full_name=user.full_name, email=user.email, token=token
     )
     user_id = user.id
 
@@ -201,12 +208,8 @@ async def compose_registration_link(
     ):
         return None
     token = link_tokens.new_link_token()
-    content = render(
-        "registration_link",
-        full_name=pending.full_name,
-        email=pending.email,
-        hours=str(auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS),
-        link=page_link(VERIFY_EMAIL_PAGE, token=token),
+    content = _verification_link_mail(
+        "registration_link", full_name=pending.full_name, email=pending.email, token=token
     )
     pending_id = pending.id
 
