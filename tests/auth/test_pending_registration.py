@@ -16,6 +16,7 @@ from src.auth.config import auth_settings
 from src.auth.models import PendingRegistration, User
 from src.database import SessionFactory, utcnow
 from src.mail.constants import MailKind, MailStatus
+from tests.auth.test_email_verification import invitation_for
 from tests.auth.test_register import deliver, outbox, register, sign_in, users
 from tests.auth.test_register import registration as registration_body
 from tests.conftest import DEFAULT_PASSWORD, assert_problem, link_token
@@ -163,6 +164,27 @@ async def test_an_account_made_meanwhile_kills_the_link_like_any_dead_token(clie
     assert problem_without_request_id(refused) == problem_without_request_id(dead)
     assert [user.id for user in await users()] == [admin_made.id]
     assert await pending_rows() == []  # the dead registration went with the refusal
+
+
+async def test_an_account_registered_meanwhile_through_an_invitation_kills_the_link(
+    client, smtp_server, make_user, make_study, auth_headers
+):
+    await register(client, email="grace@example.org", password="pending passphrase")
+    token = await mailed_token(smtp_server, "grace@example.org")
+    _, invitation = await invitation_for(client, make_user, make_study, auth_headers, "grace@example.org")
+    body = registration_body(
+        email="grace@example.org", password=DEFAULT_PASSWORD, invitation_token=invitation
+    )
+    assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
+
+    assert_problem(await client.post(VERIFY, json={"token": token}), 422, "VERIFICATION_TOKEN_INVALID")
+    assert [user.email for user in await users() if user.email == "grace@example.org"] == [
+        "grace@example.org"
+    ]
+    assert (await sign_in(client, "grace@example.org", DEFAULT_PASSWORD)).status_code == 200
+    assert_problem(
+        await sign_in(client, "grace@example.org", "pending passphrase"), 401, "INVALID_CREDENTIALS"
+    )
 
 
 async def test_the_unique_index_refuses_an_account_that_appears_at_the_last_moment(
