@@ -4,7 +4,9 @@
 
 Prints medians and ratios measured in the same run (these machines are shared and noisy):
 - unknown email vs wrong password: near 1.0 means timing does not reveal who has an account;
-- registering a taken address vs a new one: the same, for registration;
+- registering a taken address vs a new one: the same, for registration, with addresses verified
+  later (test's default: a new address gets its account at once) and verified first (staging and
+  production: a new address gets a pending registration until its link is followed);
 - /health while sign-ins run vs /health alone: password hashing runs in worker threads, so
   other requests on the same event loop keep answering.
 """
@@ -34,6 +36,7 @@ import httpx  # noqa: E402
 
 from main import migrate  # noqa: E402
 from src.app import create_app  # noqa: E402
+from src.auth.config import auth_settings  # noqa: E402
 from src.database import run_async  # noqa: E402
 
 PASSWORD = "benchmark passphrase"  # noqa: S105 (a throwaway account in a temp database)
@@ -73,9 +76,9 @@ async def health_latency_during_logins(client: httpx.AsyncClient, rounds: int) -
     return statistics.median(samples)
 
 
-async def registration_medians_ms(client: httpx.AsyncClient, rounds: int) -> list[float]:
-    """Registering the one taken address again and again vs a new address each time."""
-    new_addresses = (f"new{n}@example.org" for n in range(rounds))
+async def registration_medians_ms(client: httpx.AsyncClient, rounds: int, *, new: str) -> list[float]:
+    """Registering the one taken address again and again vs a new address (`{new}{n}@…`) each time."""
+    new_addresses = (f"{new}{n}@example.org" for n in range(rounds))
 
     def registering(email: str):
         body = {"email": email, "password": PASSWORD, "full_name": "Bench"}
@@ -103,7 +106,9 @@ async def run(rounds: int) -> None:
             ],
             rounds,
         )
-        taken_registration, new_registration = await registration_medians_ms(client, rounds)
+        taken_registration, new_registration = await registration_medians_ms(client, rounds, new="new")
+        auth_settings.REQUIRE_EMAIL_VERIFICATION = True  # from here on, as in staging and production
+        taken_pending, new_pending = await registration_medians_ms(client, rounds, new="pending")
         idle_health = await median_ms(lambda: client.get("/api/v1/health"), rounds * 4)
         busy_health = await health_latency_during_logins(client, rounds)
 
@@ -115,6 +120,9 @@ async def run(rounds: int) -> None:
     print(f"register a taken address median {taken_registration:8.2f} ms")
     registration_ratio = taken_registration / new_registration
     print(f"taken / new ratio               {registration_ratio:8.2f}   (1.00 = indistinguishable)")
+    print(f"verification required: new      {new_pending:8.2f} ms   (a pending registration, no account)")
+    print(f"verification required: taken    {taken_pending:8.2f} ms")
+    print(f"taken / new ratio               {taken_pending / new_pending:8.2f}   (1.00 = indistinguishable)")
     print(f"/health idle             median {idle_health:8.2f} ms")
     print(f"/health during sign-ins  median {busy_health:8.2f} ms")
     print(f"/health busy / sign-in success  {busy_health / success:8.2f}   (far below 1 = not blocked)")

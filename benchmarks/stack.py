@@ -43,7 +43,7 @@ import httpx
 
 from benchmarks import floor_app, profile, seed, stack_import, wrk
 from scripts import local_stack
-from tests.smtp_server import running_smtp_server
+from tests.smtp_server import SmtpTestServer, running_smtp_server
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The throwaway database's name starts with this (a shared server tells whose run it is).
@@ -97,6 +97,7 @@ class RunningStack:
     database_url: str
     work_dir: Path
     api_gunicorn_pid: int  # the master: its children are the workers whose memory an import costs
+    mailbox: SmtpTestServer | None = None  # where the API's mail goes (registration's link)
 
 
 # The stack.
@@ -105,7 +106,8 @@ class RunningStack:
 def stack_environment(database_url: str, work_dir: Path, smtp_url: str) -> dict[str, str]:
     return dict(os.environ) | {
         "ENVIRONMENT": "production",
-        # Self-registration needs mail: the stack sends its one verification mail to a local sink.
+        # Self-registration needs mail: the stack sends its registration link to a local sink, and
+        # the benchmark's account follows it (production's default: no account until then).
         "SMTP_URL": smtp_url,
         "PUBLIC_URL": BENCH_PUBLIC_URL,
         "DATABASE_URL": database_url,
@@ -113,7 +115,6 @@ def stack_environment(database_url: str, work_dir: Path, smtp_url: str) -> dict[
         "UPLOAD_DIR": str(work_dir / "uploads"),
         "CORS_ORIGINS": "",
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
-        "REQUIRE_EMAIL_VERIFICATION": "false",  # the benchmark's account registers and goes to work
         "ACCESS_TOKEN_EXPIRE_MINUTES": "240",  # outlives the run: no refresh in the middle of a measurement
         "LOG_LEVEL": "WARNING",
         "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
@@ -184,7 +185,7 @@ def running_stack() -> Iterator[RunningStack]:
                     _,
                 ),
             ):
-                yield RunningStack(api_url, ceiling_url, floor_url, database_url, work_dir, api_pid)
+                yield RunningStack(api_url, ceiling_url, floor_url, database_url, work_dir, api_pid, smtp)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -206,14 +207,19 @@ def sign_in(api_url: str, email: str) -> str:
     return response.json()["access_token"]
 
 
-def register(api_url: str, email: str) -> None:
-    """A new account: registration answers the same 202 for any address, so that is all it says."""
+def register(api_url: str, email: str, mailbox: SmtpTestServer) -> None:
+    """A new account: registration answers the same 202 for any address, so that is all it says;
+    the account exists once the mailed link is followed (the address must be verified)."""
     response = httpx.post(
         f"{api_url}/api/v1/auth/register",
         json={"email": email, "password": BENCH_PASSWORD, "full_name": "Benchmark User"},
         timeout=30,
     )
     response.raise_for_status()
+    (mail,) = [item for item in mailbox.wait_for(1, timeout=30) if item.rcpt_tos == [email]]
+    token = mail.link_token(f"{BENCH_PUBLIC_URL}/verify-email")
+    verified = httpx.post(f"{api_url}/api/v1/auth/verify-email", json={"token": token}, timeout=30)
+    verified.raise_for_status()
 
 
 # Measurements.
@@ -534,7 +540,8 @@ def main(argv: list[str] | None = None) -> None:
     with running_stack() as run:
         profiler = profile.Profiler(options.profile, run.api_gunicorn_pid) if options.profile else None
         email = "bench@example.org"
-        register(run.api_url, email)
+        assert run.mailbox is not None
+        register(run.api_url, email, run.mailbox)
         token = sign_in(run.api_url, email)
         seeded = seed.seed(run.database_url, owner_email=email, samples=options.samples)
         print(f"seeded {seeded.samples:,} samples in {seeded.seconds:.1f} s", flush=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from procrastinate import Blueprint, JobContext
 
 from src import idempotency
+from src.auth import registration
 from src.auth import service as auth_service
 from src.auth.constants import PRUNE_BATCH_ROWS, PRUNE_MAX_ROWS_PER_TABLE
 from src.config import settings
@@ -24,6 +25,7 @@ logger = logging.getLogger("studybase.pruning")
 @dataclass(frozen=True, slots=True)
 class Pruned:
     auth: auth_service.PruneCounts
+    expired_registrations: int
     orphan_files: int | None  # None: the file store (STORAGE_URL) did not answer; the rest was pruned
     idempotency_keys: int
     finished_mails: int
@@ -33,6 +35,7 @@ class Pruned:
         summary = (
             f"Pruned {self.auth.login_throttles} sign-in throttles, {self.auth.sessions} ended sessions, "
             f"{self.auth.refresh_tokens} refresh tokens, {self.auth.link_tokens} expired link tokens, "
+            f"{self.expired_registrations} expired pending registrations, "
             f"{self.orphan_files or 0} orphan files, {self.idempotency_keys} expired idempotency keys, "
             f"{self.finished_mails} finished mails and {self.finished_invitations} finished invitations."
         )
@@ -42,10 +45,14 @@ class Pruned:
 
 
 async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
-    """Stale sign-in rows (auth_service.prune_auth_rows), files no record names (prune_orphan_files),
-    expired idempotency keys, finished mails and finished invitations: at most `max_rows` of each kind."""
+    """Stale sign-in rows (auth_service.prune_auth_rows), expired pending registrations, files no
+    record names (prune_orphan_files), expired idempotency keys, finished mails and finished
+    invitations: at most `max_rows` of each kind."""
     async with SessionFactory() as session:
         auth = await auth_service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
+        registrations = await registration.prune_expired_registrations(
+            session, max_rows=max_rows, batch_rows=batch_rows
+        )
         try:
             files: int | None = await sample_file_service.prune_orphan_files(
                 session, storage=get_storage(), max_files=max_rows
@@ -59,6 +66,7 @@ async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
         )
     return Pruned(
         auth=auth,
+        expired_registrations=registrations,
         orphan_files=files,
         idempotency_keys=keys,
         finished_mails=mails,

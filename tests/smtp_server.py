@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -31,6 +32,14 @@ class Delivered:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+
+    def link_token(self, link_start: str) -> str:
+        """The token in the fragment of the text's one link that starts with `link_start`
+        (`https://host/verify-email`), read as the page reads it."""
+        text = self.message.get_body(("plain",)).get_content()
+        (link,) = [word for word in text.split() if word.startswith(f"{link_start}#token=")]
+        (token,) = parse_qs(urlsplit(link).fragment)["token"]
+        return token
 
 
 @dataclass

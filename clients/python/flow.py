@@ -116,6 +116,9 @@ def signed_in(base_url: str) -> tuple[AuthenticatedClient, AuthenticatedClient, 
     for address in (email, colleague):
         body = RegisterRequest(email=address, password=PASSWORD, full_name="Client Check")
         # The same 202 for any address (nobody learns who is registered): no account in the answer.
+        # This check's server runs in development, where the account is made at once; where
+        # addresses must be verified (staging, production) it exists only once the mailed link's
+        # token is sent to POST /auth/verify-email, and signing in before that is 401.
         registered = register.sync_detailed(client=anonymous, body=body)
         answered(registered, 202, RegistrationRequested, f"register {address}")
     clients = []

@@ -77,10 +77,16 @@ RESET_PASSWORD_PAGE = "/reset-password"
 VERIFY_EMAIL_PAGE = "/verify-email"
 VERIFICATION_MAIL_REQUESTED = "A new verification link is on its way to your address."
 # The one answer to every self-registration, whether the address was new or already had an account:
-# its mailbox gets a verification link, or its owner a note that someone tried.
+# its mailbox gets the link that creates (or verifies) the account, or its owner a note that someone
+# tried. Where addresses must be verified a new account exists only once its link is followed.
 REGISTRATION_REQUESTED = (
-    "Check your mail: a message to this address says how to go on (a link to verify a new account, "
-    "or, if the address already has one, how to sign in to it). Then sign in."
+    "Check your mail and follow the link in it, then sign in. (If the address already has an account, "
+    "the message says how to sign in to it.)"
+)
+# What the page says once a mailed verification link worked (nginx/html/assets/invitations.js).
+EMAIL_VERIFIED_NOTICE = (
+    "Your email address is verified. Thank you! If you just created your account, sign in with the "
+    "password you chose."
 )
 # The one answer to every reset request, whether or not the address has an account.
 PASSWORD_RESET_REQUESTED = (

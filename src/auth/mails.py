@@ -3,24 +3,26 @@
 A reset mail is queued for any address that asks (so asking costs the same whether or not it
 has an account); its composer finds the account when the mail is due, and only then makes the
 token, whose hash is stored just before the mail is handed to the SMTP server. A registration of an
-address that already has an account queues a note to it instead of a second account.
+address that already has an account queues a note to it instead of a second account; where addresses
+must be verified, a new address's registration waits (a pending registration) for the link that
+makes its account.
 """
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.auth import link_tokens
+from src.auth import link_tokens, utils
 from src.auth.config import auth_settings
 from src.auth.constants import RESET_PASSWORD_PAGE, SIGN_IN_PAGE, VERIFY_EMAIL_PAGE, LinkTokenPurpose
-from src.auth.models import User
+from src.auth.models import PendingRegistration, User
 from src.database import utcnow
 from src.mail import service as mail_service
 from src.mail.constants import MailKind, MailStatus
 from src.mail.models import OutboxMail
 from src.mail.service import Composition
-from src.mail.templates import page_link, page_url, render
+from src.mail.templates import MailContent, page_link, page_url, render
 
 CHANGED_AT_FORMAT = "%Y-%m-%d %H:%M"
 
@@ -105,6 +107,17 @@ def verification_token_lifetime() -> timedelta:
     return timedelta(hours=auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS)
 
 
+def _verification_link_mail(template: str, *, full_name: str, email: str, token: str) -> MailContent:
+    """A mail with a link to the verification page (an account's, or a pending registration's)."""
+    return render(
+        template,
+        full_name=full_name,
+        email=email,
+        hours=str(auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS),
+        link=page_link(VERIFY_EMAIL_PAGE, token=token),
+    )
+
+
 def queue_verification_mail(session: AsyncSession, user: User) -> None:
     """A link to verify the account's address; not sent within the link's lifetime, dropped."""
     mail_service.enqueue_mail(
@@ -128,12 +141,8 @@ async def compose_email_verification(
     ):
         return None
     token = link_tokens.new_link_token()
-    content = render(
-        "email_verification",
-        full_name=user.full_name,
-        email=user.email,
-        hours=str(auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS),
-        link=page_link(VERIFY_EMAIL_PAGE, token=token),
+    content = _verification_link_mail(
+        "email_verification", full_name=user.full_name, email=user.email, token=token
     )
     user_id = user.id
 
@@ -170,3 +179,47 @@ async def compose_registration_attempt(
         reset_page=page_url(RESET_PASSWORD_PAGE),
     )
     return Composition(content=content)
+
+
+def queue_registration_link(session: AsyncSession, *, email: str, now: datetime) -> None:
+    """The link that makes a pending registration's account; not sent within its lifetime, dropped."""
+    mail_service.enqueue_mail(
+        session,
+        kind=MailKind.REGISTRATION_LINK,
+        recipient=email,
+        discard_after=now + verification_token_lifetime(),
+    )
+
+
+async def compose_registration_link(
+    session: AsyncSession, mail: OutboxMail, now: datetime
+) -> Composition | None:
+    """Nothing once the registration is gone (followed, expired), when the address got an account
+    meanwhile (its link would be dead), or when a newer registration's mail waits."""
+    pending = await session.scalar(
+        select(PendingRegistration).where(
+            PendingRegistration.email == mail.recipient, PendingRegistration.expires_at > now
+        )
+    )
+    if (
+        pending is None
+        or await session.scalar(select(exists().where(User.email == mail.recipient)))
+        or await _newer_link_queued(session, mail)
+    ):
+        return None
+    token = link_tokens.new_link_token()
+    content = _verification_link_mail(
+        "registration_link", full_name=pending.full_name, email=pending.email, token=token
+    )
+    pending_id = pending.id
+
+    async def keep_token(keeping: AsyncSession) -> None:
+        # By id: a newer registration of the address (a new row) never gets this mail's token.
+        await keeping.execute(
+            update(PendingRegistration)
+            .where(PendingRegistration.id == pending_id)
+            .values(token_hash=utils.hash_secret_token(token))
+            .execution_options(synchronize_session=False)
+        )
+
+    return Composition(content=content, keep_before_sending=keep_token)

@@ -84,10 +84,14 @@ BODY = (MalformedBody, BodyTooComplex)
     summary="Create an account",
     description="Self-registration (when `OPEN_REGISTRATION` is on; else 403 for every address). Always 202 "
     "with the same body, headers and about the same time, whether or not the address already has an account: "
-    "nothing here says who is registered, and there is no user id or `Location` to read. A new address gets "
-    "an account (role `researcher`, address unverified) and a verification link "
-    "(`{PUBLIC_URL}/verify-email#token=...`); an address that has an account gets no second one, and its "
-    "owner is mailed that someone tried (with links to sign in and to reset the password). Then sign in with "
+    "nothing here says who is registered, and there is no user id or `Location` to read. A new address is "
+    "mailed a link (`{PUBLIC_URL}/verify-email#token=...`): where addresses must be verified "
+    "(`REQUIRE_EMAIL_VERIFICATION`, the default in staging and production) the account does not exist "
+    "until the link is followed (`POST /auth/verify-email` makes it, role `researcher`, verified; signing "
+    "in before that is 401 `INVALID_CREDENTIALS`, as for a taken address with another password; a newer "
+    "registration of the address replaces the older and kills its link); otherwise the account (address "
+    "unverified) is made at once. An address that has an account gets no second one, and its owner is "
+    "mailed that someone tried (with links to sign in and to reset the password). Then sign in with "
     "`POST /auth/token`. Emails are trimmed and compared case-insensitively. An address may be registered "
     "`REGISTRATION_MAX_REQUESTS` times within `LOGIN_LOCKOUT_MINUTES` (then 429 `REGISTRATION_LIMITED` for "
     "any address); 503 `MAIL_NOT_CONFIGURED` where the server sends no mail. With `invitation_token` (from "
@@ -275,12 +279,15 @@ async def confirm_password_reset(data: PasswordResetConfirm, db: DbSession) -> N
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Verify your address with a mailed token",
     description="`token` is the `token` of the mailed link's fragment (`/verify-email#token=...`); no "
-    "sign-in needed. The link works once, for `EMAIL_VERIFICATION_TOKEN_HOURS`, and only while it is the "
-    "newest one mailed; a dead one is 422 `VERIFICATION_TOKEN_INVALID`.",
+    "sign-in needed; 204 with no body. A registration's link (where addresses must be verified) creates "
+    "the account, verified, then sign in; a link mailed to an account marks its address verified. The "
+    "link works once, for `EMAIL_VERIFICATION_TOKEN_HOURS`, and only while it is the newest one mailed "
+    "for the address; a dead one (also a registration's link once the address has an account some other "
+    "way) is 422 `VERIFICATION_TOKEN_INVALID`.",
     responses=problem_responses(*BODY, ValidationFailed, VerificationTokenInvalid),
 )
 async def verify_email(data: VerifyEmailRequest, db: DbSession) -> None:
-    await service.verify_email(db, token=data.token)
+    await registration.verify_email(db, token=data.token)
 
 
 @router.post(

@@ -859,7 +859,7 @@ async def _prune_link_token_batch(session: AsyncSession, *, now: datetime, limit
     return max(result.rowcount, 0)
 
 
-async def _in_batches(prune_batch: Any, *, batch_rows: int, max_rows: int) -> int:
+async def in_batches(prune_batch: Any, *, batch_rows: int, max_rows: int) -> int:
     """Calls `prune_batch(limit)` until a batch finds fewer rows than asked or max_rows are gone."""
     total = 0
     while total < max_rows:
@@ -882,7 +882,7 @@ async def prune_auth_rows(
     refresh tokens and expired link tokens; at most `max_rows` of each kind, `batch_rows` per
     transaction."""
     now = now or utcnow()
-    throttles = await _in_batches(
+    throttles = await in_batches(
         lambda limit: _prune_throttle_batch(session, now=now, limit=limit),
         batch_rows=batch_rows,
         max_rows=max_rows,
@@ -895,13 +895,13 @@ async def prune_auth_rows(
         session_tokens += tokens
         return sessions
 
-    sessions = await _in_batches(sessions_batch, batch_rows=batch_rows, max_rows=max_rows)
-    rotated = await _in_batches(
+    sessions = await in_batches(sessions_batch, batch_rows=batch_rows, max_rows=max_rows)
+    rotated = await in_batches(
         lambda limit: _prune_token_batch(session, now=now, limit=limit),
         batch_rows=batch_rows,
         max_rows=max_rows,
     )
-    expired_links = await _in_batches(
+    expired_links = await in_batches(
         lambda limit: _prune_link_token_batch(session, now=now, limit=limit),
         batch_rows=batch_rows,
         max_rows=max_rows,

@@ -13,4 +13,5 @@ COMPOSERS: Mapping[str, Composer] = {
     MailKind.INVITATION: invitation_mails.compose_invitation,
     MailKind.EMAIL_VERIFICATION: auth_mails.compose_email_verification,
     MailKind.REGISTRATION_ATTEMPT: auth_mails.compose_registration_attempt,
+    MailKind.REGISTRATION_LINK: auth_mails.compose_registration_link,
 }

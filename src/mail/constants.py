@@ -15,6 +15,8 @@ class MailKind(StrEnum):
     INVITATION = "invitation"
     EMAIL_VERIFICATION = "email_verification"
     REGISTRATION_ATTEMPT = "registration_attempt"
+    # The link that makes a pending registration's account (addresses must be verified).
+    REGISTRATION_LINK = "registration_link"
 
 
 class MailDelivery(StrEnum):

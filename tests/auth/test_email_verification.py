@@ -105,8 +105,10 @@ async def test_registration_mails_a_link_that_verifies_the_address(client, smtp_
 async def test_an_unverified_account_reads_but_neither_creates_nor_accepts(
     client, verification_required, make_user, make_study, auth_headers
 ):
-    await register(client)
+    """An account made before addresses had to be verified (registration no longer makes one)."""
+    await make_user(email="ada@example.org", password=DEFAULT_PASSWORD, verified=False)
     headers = await sign_in(client, "ada@example.org")
+    assert (await client.post(RESEND, headers=headers)).status_code == 202
     owner = await make_user()
     study = await make_study(owner=owner)
     await client.post(

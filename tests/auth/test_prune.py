@@ -220,6 +220,7 @@ async def test_the_prune_command_reports_what_it_deleted(make_user):
 
     assert message == (
         "Pruned 1 sign-in throttles, 1 ended sessions, 1 refresh tokens, 1 expired link tokens, "
+        "0 expired pending registrations, "
         "0 orphan files, 0 expired idempotency keys, 1 finished mails and 0 finished invitations."
     )
     assert await count_of(LoginThrottle) == 0

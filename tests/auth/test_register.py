@@ -157,10 +157,17 @@ async def test_an_inactive_account_gets_no_note(client, make_user, smtp_server):
     assert [row.status for row in await outbox()] == [MailStatus.DROPPED]
 
 
-# Nothing says who is registered
+# Nothing says who is registered: with verification required (a pending registration for a new
+# address) or not (the account at once), the answer, the hashing and the time are the same.
 
 
-async def test_new_and_taken_addresses_get_identical_status_body_and_headers(client, make_user):
+@pytest.fixture(params=[False, True], ids=["verification-off", "verification-required"])
+def verification(request, monkeypatch) -> bool:
+    monkeypatch.setattr(auth_settings, "REQUIRE_EMAIL_VERIFICATION", request.param)
+    return request.param
+
+
+async def test_new_and_taken_addresses_get_identical_status_body_and_headers(client, make_user, verification):
     await make_user(email="taken@example.org")
 
     taken = await register(client, email="taken@example.org")
@@ -169,7 +176,9 @@ async def test_new_and_taken_addresses_get_identical_status_body_and_headers(cli
     same_answer(taken, new)
 
 
-async def test_new_and_taken_addresses_cost_one_password_hash_each(client, make_user, monkeypatch):
+async def test_new_and_taken_addresses_cost_one_password_hash_each(
+    client, make_user, monkeypatch, verification
+):
     """The slowest step runs for both: skipping it for a taken address would show in the time."""
     await make_user(email="taken@example.org")
     hashed = []
@@ -182,7 +191,7 @@ async def test_new_and_taken_addresses_cost_one_password_hash_each(client, make_
     assert hashed == ["first passphrase", "second passphrase"]
 
 
-async def test_new_and_taken_addresses_take_about_the_same_time(client, make_user):
+async def test_new_and_taken_addresses_take_about_the_same_time(client, make_user, verification):
     """Medians over a few tries each, interleaved, as for password reset; the bound is generous (a
     shared machine), the point is that no step (a hash, a write) runs for one kind only."""
     tries = 7
@@ -199,7 +208,9 @@ async def test_new_and_taken_addresses_take_about_the_same_time(client, make_use
     assert max(taken, new) < 1.5 * min(taken, new) + 0.005, (taken, new)
 
 
-async def test_registration_holds_no_database_connection_while_hashing(client, make_user, monkeypatch):
+async def test_registration_holds_no_database_connection_while_hashing(
+    client, make_user, monkeypatch, verification
+):
     await make_user(email="taken@example.org")
     held = []
     real_hash = utils.hash_password

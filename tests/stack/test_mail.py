@@ -4,19 +4,20 @@ gets back in from the mail alone, by API and in the browser; the page answers at
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from src.auth.constants import PASSWORD_RESET_REQUESTED, REGISTRATION_REQUESTED
+from src.auth.constants import EMAIL_VERIFIED_NOTICE, PASSWORD_RESET_REQUESTED, REGISTRATION_REQUESTED
 from src.middleware import DASHBOARD_CSP
 from tests.conftest import assert_problem, bearer
 from tests.smtp_server import Delivered, SmtpTestServer
 from tests.stack.conftest import (
     INVITATION_SUBJECT,
     REGISTRATION_ATTEMPT_SUBJECT,
+    REGISTRATION_LINK_SUBJECT,
     RESET_SUBJECT,
     STACK_MAIL_FROM,
     STACK_PASSWORD,
@@ -24,10 +25,13 @@ from tests.stack.conftest import (
     UNDER_CI,
     VERIFICATION_SUBJECT,
     Stack,
+    fresh_client_address,
+    mail_settings_for,
     mailed_link_token,
     mails_to,
     register_and_sign_in,
     researcher_with_study,
+    running_stack,
 )
 from tests.stack.test_dashboard_page import (
     ANSWERED_WITH_AN_ERROR,
@@ -194,6 +198,63 @@ def test_registering_a_taken_address_through_nginx_answers_as_a_new_one_and_mail
     assert_problem(refused, 401, "INVALID_CREDENTIALS")
 
 
+@pytest.fixture(scope="module")
+def verifying_stack(stack_database: str, stack_smtp: SmtpTestServer) -> Iterator[Stack]:
+    """A stack with production's default: addresses must be verified."""
+    settings = mail_settings_for(stack_smtp) | {"REQUIRE_EMAIL_VERIFICATION": "true"}
+    with running_stack(stack_database, settings=settings) as started:
+        yield started
+
+
+def test_where_addresses_must_be_verified_register_then_sign_in_tells_nothing_until_the_link(
+    verifying_stack: Stack, smtp: SmtpTestServer
+):
+    """Register address X with password P and sign in with P: 401 alike whether X was new or taken;
+    the new address's account exists only once its mailed link is followed. (Each party speaks from
+    an address of its own: nginx's strict zone counts registrations and links per client address.)"""
+    taken, new = (f"{kind}-{uuid.uuid4().hex[:8]}@example.org" for kind in ("owned", "pending"))
+    owner, caller, newcomer = (
+        httpx.Client(
+            base_url=verifying_stack.base_url,
+            transport=httpx.HTTPTransport(local_address=fresh_client_address()),
+            timeout=10,
+        )
+        for _ in range(3)
+    )
+
+    def follow_link(http: httpx.Client, email: str) -> httpx.Response:
+        token = mailed_link_token(
+            mails_to(smtp, email, 1, about=REGISTRATION_LINK_SUBJECT)[-1], "/verify-email"
+        )
+        return http.post("/api/v1/auth/verify-email", json={"token": token})
+
+    with owner, caller, newcomer:
+        owner_body = {"email": taken, "password": STACK_PASSWORD, "full_name": "Owner"}
+        assert owner.post("/api/v1/auth/register", json=owner_body).status_code == 202
+        assert follow_link(owner, taken).status_code == 204
+
+        answers = {}
+        for email in (taken, new):
+            body = {"email": email, "password": CALLER_PASSWORD, "full_name": "Caller"}
+            registered = caller.post("/api/v1/auth/register", json=body)
+            form = {"username": email, "password": CALLER_PASSWORD}
+            signed_in = caller.post("/api/v1/auth/token", data=form)
+            assert_problem(signed_in, 401, "INVALID_CREDENTIALS")
+            problem = {k: v for k, v in signed_in.json().items() if k != "request_id"}
+            answers[email] = (registered.status_code, registered.json(), signed_in.status_code, problem)
+        assert answers[taken] == answers[new]
+        assert answers[new][:3] == (202, {"detail": REGISTRATION_REQUESTED}, 401)
+
+        mails_to(smtp, taken, 1, about=REGISTRATION_ATTEMPT_SUBJECT)
+        assert follow_link(newcomer, new).status_code == 204
+        signed_in = newcomer.post("/api/v1/auth/token", data={"username": new, "password": CALLER_PASSWORD})
+        assert signed_in.status_code == 200, signed_in.text
+        me = newcomer.get("/api/v1/auth/me", headers=bearer(signed_in.json())).json()
+        assert (me["email"], me["role"]) == (new, "researcher")
+        assert me["email_verified_at"] is not None
+        assert_problem(follow_link(newcomer, new), 422, "VERIFICATION_TOKEN_INVALID")
+
+
 async def test_in_the_browser_creating_an_account_sends_you_to_your_mail_then_to_sign_in(
     page, http: httpx.Client, smtp: SmtpTestServer
 ):
@@ -216,7 +277,7 @@ async def test_in_the_browser_creating_an_account_sends_you_to_your_mail_then_to
     await page.get_by_role("button", name="Sign in").click()
     await expect_text(page.locator("#signed-in-as"), email)
     await page.goto(page_link(mail, "/verify-email"))
-    await expect_text(page.locator("#verify-done"), "Your email address is verified. Thank you!")
+    await expect_text(page.locator("#verify-done"), EMAIL_VERIFIED_NOTICE)
 
 
 async def test_in_the_browser_registering_a_taken_address_looks_the_same_and_mails_its_owner(
@@ -322,7 +383,7 @@ async def test_in_the_browser_the_verification_link_verifies_the_address(
 
     await page.goto(page_link(mail, "/verify-email"))
 
-    await expect_text(page.locator("#verify-done"), "Your email address is verified. Thank you!")
+    await expect_text(page.locator("#verify-done"), EMAIL_VERIFIED_NOTICE)
     assert "token" not in page.url
     assert verified_at(http, bearer(tokens)) is not None
     await page.goto("/")

@@ -1,8 +1,9 @@
 // Invitations and verified addresses. A mailed invitation opens /invitations#token=...: accept it
 // signed in (or signing in, or registering with the invited address, which verifies it), or decline
-// it. A mailed verification link opens /verify-email#token=... and verifies at once. The signed-in
-// overview lists the invitations to your address, to accept or decline without the mail. Tokens
-// are read once from the fragment (which no server ever sees) and taken out of the address bar.
+// it. A mailed verification link opens /verify-email#token=... and verifies at once (a registration's
+// link, where addresses must be verified, creates the account). The signed-in overview lists the
+// invitations to your address, to accept or decline without the mail. Tokens are read once from the
+// fragment (which no server ever sees) and taken out of the address bar.
 
 import * as api from "./api.js";
 import { byId, el, showMessage } from "./dom.js";
@@ -52,7 +53,9 @@ export async function startVerifyFromLink(show) {
   }
   try {
     await api.verifyEmail(token);
-    byId("verify-done").textContent = "Your email address is verified. Thank you!";
+    // A registration's link (where addresses must be verified) has just created the account.
+    byId("verify-done").textContent =
+      "Your email address is verified. Thank you! If you just created your account, sign in with the password you chose.";
     byId("verify-done").hidden = false;
   } catch (error) {
     showMessage("verify-message", error.message);

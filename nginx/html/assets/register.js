@@ -1,6 +1,7 @@
 // Self-registration: the server answers the same for an address that is new and for one that already
 // has an account (nobody learns who is registered), so the page can only send the user to their
-// mailbox (a verification link, or a note that the address has an account) and then to sign-in.
+// mailbox (the link that creates the account, or a note that the address has one) and then to
+// sign-in. Where addresses must be verified, signing in works only once the mailed link is followed.
 
 import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
