@@ -28,6 +28,7 @@ from src.middleware import (
     SecurityHeadersMiddleware,
 )
 from src.page import add_page
+from src.sampleFileUpload.jobs import imports_running
 from src.sampleFileUpload.router import router as sample_file_router
 from src.schemas import has_null_branch, without_null
 from src.study.router import router as study_router
@@ -43,7 +44,8 @@ with a stable `code`.
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Each process sends what the outbox holds (src/mail/jobs.py); stopped before the engine goes.
-    async with mail_sender_running():
+    # Imports run by this process (IMPORT_RUNNER=process) end before the engine goes.
+    async with mail_sender_running(), imports_running():
         yield
     await engine.dispose()
 

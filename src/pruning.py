@@ -15,6 +15,7 @@ from src.database import SessionFactory
 from src.exceptions import StorageUnavailable
 from src.invitations import service as invitation_service
 from src.mail import service as mail_service
+from src.sampleFileUpload import jobs as sample_file_jobs
 from src.sampleFileUpload import service as sample_file_service
 from src.sampleFileUpload.storage import get_storage
 
@@ -28,6 +29,7 @@ class Pruned:
     idempotency_keys: int
     finished_mails: int
     finished_invitations: int
+    abandoned_imports: int = 0
 
     def summary(self) -> str:
         summary = (
@@ -36,6 +38,8 @@ class Pruned:
             f"{self.orphan_files or 0} orphan files, {self.idempotency_keys} expired idempotency keys, "
             f"{self.finished_mails} finished mails and {self.finished_invitations} finished invitations."
         )
+        if self.abandoned_imports:
+            summary += f" {self.abandoned_imports} imports a stopped API process left unfinished are failed."
         if self.orphan_files is None:
             summary += " Orphan files were not pruned: the file store (STORAGE_URL) is not answering."
         return summary
@@ -43,7 +47,8 @@ class Pruned:
 
 async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
     """Stale sign-in rows (auth_service.prune_auth_rows), files no record names (prune_orphan_files),
-    expired idempotency keys, finished mails and finished invitations: at most `max_rows` of each kind."""
+    expired idempotency keys, finished mails and finished invitations: at most `max_rows` of each kind;
+    and imports a killed API process left unfinished end `failed` (sample_file_jobs)."""
     async with SessionFactory() as session:
         auth = await auth_service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
         try:
@@ -57,12 +62,14 @@ async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
         invitations = await invitation_service.prune_finished_invitations(
             session, max_rows=max_rows, batch_rows=batch_rows
         )
+    abandoned = await sample_file_jobs.fail_abandoned_imports()
     return Pruned(
         auth=auth,
         orphan_files=files,
         idempotency_keys=keys,
         finished_mails=mails,
         finished_invitations=invitations,
+        abandoned_imports=abandoned,
     )
 
 
