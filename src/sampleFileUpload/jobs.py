@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import procrastinate
@@ -150,6 +151,7 @@ async def _queue_job(session: AsyncSession, record: SampleFile) -> None:
     )
     await session.commit()
     priority = max(IMPORT_PRIORITY_FIRST - (waiting or 0), IMPORT_PRIORITY_FLOOR)
+    _queue_app()  # binds this module's tasks to the queue's app
     await import_file.configure(lock=f"study:{record.study_id}", priority=priority).defer_async(
         file_id=str(record.id)
     )
@@ -205,10 +207,27 @@ async def fail_abandoned_imports() -> int:
     return ended
 
 
+def _queue_app() -> procrastinate.App:
+    from src.job_queue import JobQueueUnavailable, job_app  # the queue's app adds this module's jobs
+
+    try:
+        return job_app()
+    except JobQueueUnavailable:
+        raise RuntimeError(
+            "IMPORT_RUNNER=queue needs the job queue, which needs PostgreSQL (DATABASE_URL); "
+            "on SQLite use IMPORT_RUNNER=process"
+        ) from None
+
+
 @contextlib.asynccontextmanager
-async def imports_running():
-    """The app's lifespan: abandoned imports ended at start; at shutdown this process's running
-    imports are stopped (rolled back, their records `failed`) before the engine goes."""
+async def imports_running() -> AsyncIterator[None]:
+    """The app's lifespan. IMPORT_RUNNER=queue: the queue's connections, open to queue jobs.
+    `process`: abandoned imports ended at start; at shutdown this process's running imports are
+    stopped (rolled back, their records `failed`) before the engine goes."""
+    if upload_settings.IMPORT_RUNNER is ImportRunner.QUEUE:
+        async with _queue_app().open_async():
+            yield
+        return
     with contextlib.suppress(Exception):  # the database away at start: prune ends them later
         await fail_abandoned_imports()
     try:

@@ -310,6 +310,8 @@ async def _answer_finished(
 async def list_sample_files(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
     files, total, total_is_exact = await service.list_sample_files(db, study=access.study, page=page)
     items = [SampleFileListed.of(item.file, item.report_counts) for item in files]
+    for item, listed in zip(items, files, strict=True):
+        item.progress.rows_read = jobs.rows_read(listed.file)
     return page_of(items, total, total_is_exact, page)
 
 
