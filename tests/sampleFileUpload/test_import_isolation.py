@@ -26,6 +26,7 @@ from src.study.models import StudyMember
 from tests.conftest import TEST_DATABASE_URL, assert_problem
 from tests.sampleFileUpload.conftest import (
     HEADER,
+    SAMPLE_FILES,
     assert_import_failed,
     files_url,
     good_rows,
@@ -244,9 +245,14 @@ async def test_a_sample_id_created_during_an_import_makes_it_study_busy_with_not
     assert created.status_code == 201, created.text
     paused.resume()
 
-    assert_problem(await asyncio.wait_for(importing, timeout=30), 409, "STUDY_BUSY")
+    refused = await asyncio.wait_for(importing, timeout=30)
+    # Its record says it failed, and why (the created sample is the study's one sample).
+    assert_problem(refused, 409, "STUDY_BUSY")
+    record = (
+        await client.get(f"{SAMPLE_FILES}/{refused.json()['sample_file_id']}", headers=alice_headers)
+    ).json()
+    assert (record["status"], record["failure"]["code"]) == ("failed", "STUDY_BUSY")
     assert (await client.get(study_url(study), headers=alice_headers)).json()["sample_count"] == 1
-    assert (await client.get(files_url(study), headers=alice_headers)).json()["total"] == 0
     await assert_counters_match_recount(study)
 
 
