@@ -66,6 +66,16 @@ class PausedAtProgress:
 
 
 @pytest.fixture
+def jobs_not_started(monkeypatch) -> None:
+    """Uploads are stored and queued, and their jobs wait (a busy queue, or a process killed)."""
+
+    async def not_started(*_args, **_kwargs) -> None:
+        return None
+
+    monkeypatch.setattr(jobs, "start_import", not_started)
+
+
+@pytest.fixture
 def paused(monkeypatch) -> Iterator[PausedAtProgress]:
     imports = PausedAtProgress(monkeypatch)
     yield imports
@@ -151,12 +161,8 @@ async def test_a_job_that_fails_ends_its_record_failed_with_why_and_the_record_r
 
 
 async def test_a_queued_import_is_cancelled_at_once_and_its_job_then_does_nothing(
-    client, alice_headers, study, monkeypatch
+    client, alice_headers, study, jobs_not_started
 ):
-    async def not_started(*_args, **_kwargs) -> None:  # the job waits (a busy queue)
-        return None
-
-    monkeypatch.setattr(jobs, "start_import", not_started)
     response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
     assert response.json()["status"] == "queued"
 
@@ -205,12 +211,8 @@ async def test_a_finished_import_cannot_be_cancelled(client, alice_headers, stud
 
 
 async def test_viewers_may_not_cancel_and_non_members_do_not_learn_the_file_exists(
-    client, alice_headers, study, make_user, add_member, auth_headers, monkeypatch
+    client, alice_headers, study, make_user, add_member, auth_headers, jobs_not_started
 ):
-    async def not_started(*_args, **_kwargs) -> None:
-        return None
-
-    monkeypatch.setattr(jobs, "start_import", not_started)
     queued = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(3))
     cancel_url = f"{queued.headers['location']}/cancel"
     viewer, outsider = await make_user(email="vic@example.org"), await make_user(email="olga@example.org")
@@ -230,12 +232,8 @@ async def test_viewers_may_not_cancel_and_non_members_do_not_learn_the_file_exis
 
 
 async def test_records_left_unfinished_past_any_imports_bounds_are_failed_and_recent_ones_kept(
-    client, alice_headers, study, monkeypatch
+    client, alice_headers, study, jobs_not_started
 ):
-    async def not_started(*_args, **_kwargs) -> None:
-        return None
-
-    monkeypatch.setattr(jobs, "start_import", not_started)
     old = (await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(3))).json()
     recent = (await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(4))).json()
     async with SessionFactory() as session:
