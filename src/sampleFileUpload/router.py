@@ -56,7 +56,7 @@ from src.sampleFileUpload.exceptions import (
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileListed, SampleFileRead
 from src.sampleFileUpload.utils import content_disposition, prefers_respond_async
-from src.schemas import ExactlyOne, Page, page_of
+from src.schemas import SINGLE_LINE_PATTERN, ExactlyOne, Page, page_of
 from src.study import service as study_service
 from src.study.dependencies import ReadableStudy, WritableStudy
 from src.study.exceptions import IN_STUDY, TOKEN_ERRORS, WRITE, StudyRoleRequired
@@ -120,6 +120,7 @@ UPLOAD_BODY = {
                         UPLOAD_FIELD_NA_VALUES: {
                             "type": "string",
                             "maxLength": MAX_FORM_FIELD_BYTES,
+                            "pattern": SINGLE_LINE_PATTERN,  # the server refuses control characters
                             "default": ",".join(DEFAULT_NA_VALUES),
                             "description": "comma-separated cell texts read as empty (compared trimmed, "
                             f"case-sensitive), at most {MAX_FORM_FIELD_BYTES} bytes; absent: "
