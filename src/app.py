@@ -66,8 +66,16 @@ def add_middleware(app: FastAPI, config: Settings) -> None:
                 "If-Match",
                 "If-None-Match",
                 "Idempotency-Key",
+                "Prefer",
             ],
-            expose_headers=["X-Request-ID", "Location", "Retry-After", "ETag", "Idempotent-Replayed"],
+            expose_headers=[
+                "X-Request-ID",
+                "Location",
+                "Retry-After",
+                "ETag",
+                "Idempotent-Replayed",
+                "Preference-Applied",
+            ],
         )
     app.add_middleware(ControlCharacterPathMiddleware)
     app.add_middleware(IdempotencyMiddleware)

@@ -384,7 +384,7 @@ async def download_sample_file(
     if etag_matches(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     media_type = XLSX_MEDIA_TYPE if record.format == "xlsx" else DOWNLOADED_TEXT_MEDIA_TYPE
-    chunks = await anyio.to_thread.run_sync(service.stored_chunks, storage, record.storage_key)
+    chunks = await anyio.to_thread.run_sync(exports.stored_chunks, storage, record.storage_key)
     return StreamingResponse(
         chunks,
         media_type=media_type,
@@ -448,7 +448,7 @@ async def download_errors(
     media_type, extension = _errors_download(style)
     stem = Path(record.filename).stem or "upload"
     chunks = await anyio.to_thread.run_sync(
-        functools.partial(service.errors_csv, storage, record, style=style)
+        functools.partial(exports.errors_csv, storage, record, style=style)
     )
     return StreamingResponse(
         chunks,

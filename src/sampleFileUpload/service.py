@@ -8,17 +8,16 @@ this module keeps the records and the orchestration: slots, locks, deadline, all
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import shutil
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import anyio
 import psycopg
@@ -39,14 +38,11 @@ from src.exceptions import (
     is_lock_wait_failure,
     problem_for_failure,
 )
-from src.sampleFileUpload import writers
 from src.sampleFileUpload.cell_dialect import ReadingOptions
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
     ERRORS_FILE_MIN_BYTES,
     ERRORS_FILE_UPLOAD_MULTIPLE,
-    ERRORS_ROW_COLUMN,
-    ERRORS_TEXT_COLUMN,
     ORPHAN_FILE_GRACE_HOURS,
     UNFINISHED_STATUSES,
     ImportMode,
@@ -824,62 +820,6 @@ async def _delete_stored(storage: Storage, keys: list[str]) -> None:
             await anyio.to_thread.run_sync(storage.delete, key)
         except StorageUnavailable:
             logger.warning("stored_file_left_for_prune", extra={"storage_key": key})
-
-
-# ---------------------------------------------------------------------------------------------
-# Files out: the original and the errors (the template and the export are in exports.py)
-
-
-def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-    """A stored file in chunks (a sync iterator: Starlette runs it in a worker thread). The file is
-    opened at once (call this in a worker thread too), so that a store that is away or a missing
-    file fails the request before its answer has begun, not in the middle of it."""
-    stored = storage.open(key)
-    return _closing(_chunks_of(stored, chunk_size), stored)
-
-
-def _closing(chunks: Iterator[bytes], stored: BinaryIO) -> Iterator[bytes]:
-    """`chunks`, which read `stored`: the file is closed when they are, even if never started (a
-    client gone before its first byte)."""
-    weakref.finalize(chunks, stored.close)
-    return chunks
-
-
-def _chunks_of(stored: BinaryIO, chunk_size: int) -> Iterator[bytes]:
-    with stored:
-        while chunk := stored.read(chunk_size):
-            yield chunk
-
-
-def _error_rows(record: SampleFile, stored: BinaryIO | None) -> Iterator[list[object]]:
-    """The rejected rows as they were in the file, behind their row number and errors; read from
-    the stored error lines one at a time. Column errors are on the header row."""
-    headers = [column["header"] for column in record.report.get("columns", [])]
-    yield [ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN, *headers]
-    if stored is None:
-        return
-    with stored:
-        for line in stored:
-            entry = json.loads(line)
-            # A line stored before rejected rows kept their cells is one error without them.
-            errors = entry.get("errors", [entry])
-            yield [entry["row"], "; ".join(map(_error_text, errors)), *(entry.get("cells") or ())]
-
-
-def _error_text(error: dict[str, Any]) -> str:
-    """`volume [mL]: must be at least 0 (below_min)`: the column, what is wrong, the stable code."""
-    where = f"{error['column']}: " if error["column"] else ""
-    return f"{where}{error['message']} ({error['code']})"
-
-
-def errors_csv(
-    storage: Storage, record: SampleFile, *, style: writers.CsvStyle = writers.EXCEL
-) -> Iterator[bytes]:
-    """The rejected rows in `style` (exports.errors_csv_style: the dialect asked for, or the upload's).
-    The stored errors are opened at once, as by stored_chunks."""
-    stored = storage.open(record.errors_key) if record.errors_key is not None else None
-    chunks = writers.csv_chunks(_error_rows(record, stored), style=style)
-    return _closing(chunks, stored) if stored is not None else chunks
 
 
 # ---------------------------------------------------------------------------------------------

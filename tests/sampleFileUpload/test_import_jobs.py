@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from src.database import SessionFactory, utcnow
+from src.database import SessionFactory, engine, utcnow
 from src.sampleFileUpload import importer, jobs, service
 from src.sampleFileUpload.config import upload_settings
-from src.sampleFileUpload.constants import IMPORT_BATCH_ROWS
+from src.sampleFileUpload.constants import IMPORT_BATCH_ROWS, ImportRunner
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import get_storage
 from src.study.constants import StudyRole
@@ -248,3 +248,12 @@ async def test_records_left_unfinished_past_any_imports_bounds_are_failed_and_re
     assert (await client.get(f"{SAMPLE_FILES}/{recent['id']}", headers=alice_headers)).json()[
         "status"
     ] == "queued"
+
+
+@pytest.mark.skipif(engine.dialect.name == "postgresql", reason="SQLite has no job queue")
+async def test_imports_by_the_queue_on_sqlite_is_a_start_up_error_that_says_why(monkeypatch):
+    monkeypatch.setattr(upload_settings, "IMPORT_RUNNER", ImportRunner.QUEUE)
+
+    with pytest.raises(RuntimeError, match="IMPORT_RUNNER=queue needs the job queue, which needs PostgreSQL"):
+        async with jobs.imports_running():
+            pass
