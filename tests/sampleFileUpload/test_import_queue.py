@@ -4,6 +4,7 @@ worker (`python main.py worker`) imports it, and one killed mid-import leaves no
 the next worker runs the job again from nothing."""
 
 import asyncio
+import signal
 
 import psycopg
 import pytest
@@ -149,3 +150,24 @@ async def test_a_job_run_more_often_than_its_attempts_allow_ends_its_record_fail
     record = (await client.get(response.headers["location"], headers=alice_headers)).json()
     assert (record["status"], record["failure"]["code"]) == ("failed", "IMPORT_FAILED")
     assert await count_of(Sample) == 0
+
+
+async def test_a_worker_stopped_with_sigterm_lets_its_running_import_finish(
+    queued_imports, client, alice_headers, study
+):
+    rows = 40_000  # imported well within the worker's 30 s of grace
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(rows))
+    file_id = response.json()["id"]
+    worker = start_worker(IMPORT_PROGRESS_SECONDS="0.01")
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: record_status(file_id)[1] > 0, seconds=60, what="rows written", worker=worker
+        )
+        worker.send_signal(signal.SIGTERM)  # no new job; the running one may finish
+        await asyncio.to_thread(worker.communicate, timeout=60)
+    finally:
+        await asyncio.to_thread(stopped, worker)
+
+    assert worker.returncode == 0
+    assert record_status(file_id) == ("imported", rows)
+    assert await count_of(Sample) == rows
