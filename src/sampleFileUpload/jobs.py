@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import anyio
 import procrastinate
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -115,7 +116,12 @@ def _writes_progress_to_database() -> bool:
 async def start_import(session: AsyncSession, record: SampleFile, *, storage: Storage) -> None:
     """Runs the queued record's import here (IMPORT_RUNNER=process) or queues its job (`queue`)."""
     if upload_settings.IMPORT_RUNNER is ImportRunner.QUEUE:
-        await _queue_job(session, record)
+        try:
+            await _queue_job(session, record)
+        except BaseException:  # no job will ever import it (the database away, say): it says so
+            with anyio.CancelScope(shield=True):
+                await _end_unfinished(SampleFile.id == record.id)
+            raise
         return
     live = _LIVE[record.id] = LiveImport()
     # A context of its own: the request's (its deadline, its idempotency key) is not the job's.

@@ -6,6 +6,7 @@ the next worker runs the job again from nothing."""
 import asyncio
 import signal
 
+import procrastinate
 import psycopg
 import pytest
 from sqlalchemy import func, select
@@ -171,3 +172,21 @@ async def test_a_worker_stopped_with_sigterm_lets_its_running_import_finish(
     assert worker.returncode == 0
     assert record_status(file_id) == ("imported", rows)
     assert await count_of(Sample) == rows
+
+
+async def test_an_upload_whose_job_cannot_be_queued_ends_its_record_failed(
+    queued_imports, client, alice_headers, study, monkeypatch
+):
+    async def refused(*_args, **_kwargs) -> int:
+        raise psycopg.OperationalError("the queue is away")
+
+    monkeypatch.setattr(procrastinate.jobs.JobDeferrer, "defer_async", refused)
+
+    response = await upload(client, study, alice_headers, sample_csv(3))
+
+    assert response.status_code == 503, response.text
+    [listed] = (await client.get(f"/api/v1/studies/{study.id}/sample-files", headers=alice_headers)).json()[
+        "items"
+    ]
+    assert (listed["status"], listed["failure"]["code"]) == ("failed", "IMPORT_FAILED")
+    assert import_jobs() == []
