@@ -21,6 +21,7 @@ from src.logging import configure_logging
 from src.mail.jobs import mail_sender_running
 from src.middleware import RequestMiddleware
 from src.page import add_page
+from src.sampleFileUpload.jobs import imports_running
 from src.sampleFileUpload.router import router as sample_file_router
 from src.schemas import has_null_branch, without_null
 from src.study.router import router as study_router
@@ -47,7 +48,8 @@ API_ROUTERS = (
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Each process sends what the outbox holds (src/mail/jobs.py); stopped before the engine goes.
-    async with mail_sender_running():
+    # Imports run by this process (IMPORT_RUNNER=process) end before the engine goes.
+    async with mail_sender_running(), imports_running():
         yield
     await engine.dispose()
 
@@ -73,8 +75,16 @@ def cors_options(config: Settings) -> dict[str, Any] | None:
             "If-Match",
             "If-None-Match",
             "Idempotency-Key",
+            "Prefer",
         ],
-        "expose_headers": ["X-Request-ID", "Location", "Retry-After", "ETag", "Idempotent-Replayed"],
+        "expose_headers": [
+            "X-Request-ID",
+            "Location",
+            "Retry-After",
+            "ETag",
+            "Idempotent-Replayed",
+            "Preference-Applied",
+        ],
     }
 
 

@@ -336,6 +336,26 @@ def is_lock_wait_failure(error: BaseException) -> bool:
     return isinstance(cause, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected)
 
 
+# psycopg's own errors reach the handlers unwrapped from the COPY of an import (the raw driver connection).
+DATABASE_FAILURES = (
+    sa_exc.TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def problem_for_failure(exc: BaseException) -> AppError | None:
+    """What the handlers below answer for a failure of the server's conditions, for work done
+    outside a request (an import job keeps it on its record): None for anything else (a 500)."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_FULL_ERRNOS:
+        return InsufficientStorage()
+    if isinstance(exc, DATABASE_FAILURES):
+        return ResourceBusy() if is_lock_wait_failure(exc) else DatabaseUnavailable()
+    return None
+
+
 async def handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """A database that is down, overloaded (pool exhausted) or locked is a 503, not a crash; a lock
     some other transaction holds past the lock timeout is 409 (busy), with Retry-After either way."""
@@ -388,15 +408,7 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IdempotentReplay, handle_replay)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
-    # psycopg's own errors reach here unwrapped from the COPY of an import (the raw driver connection).
-    database_failures = (
-        sa_exc.TimeoutError,
-        sa_exc.OperationalError,
-        sa_exc.InterfaceError,
-        psycopg.OperationalError,
-        psycopg.InterfaceError,
-    )
-    for database_failure in database_failures:
+    for database_failure in DATABASE_FAILURES:
         app.add_exception_handler(database_failure, handle_database_unavailable)
     app.add_exception_handler(OSError, handle_os_error)
 

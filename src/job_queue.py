@@ -2,9 +2,10 @@
 `python main.py worker`, as many of them as wanted, on any host that reaches the database.
 
 What it runs today: the periodic prune (src/pruning.py), outgoing mail with MAIL_SENDER=queue
-(src/mail/jobs.py), and its own upkeep: the jobs of a worker that died are run again
-(recover_stalled_jobs). There is no queue on SQLite: the embedded
-default keeps everything in one process, where `python main.py prune` is the schedule's command.
+(src/mail/jobs.py), sample-file imports with IMPORT_RUNNER=queue (src/sampleFileUpload/jobs.py),
+and its own upkeep: the jobs of a worker that died are run again (recover_stalled_jobs). There is
+no queue on SQLite: the embedded default keeps everything in one process, where `python main.py
+prune` is the schedule's command.
 """
 
 import functools
@@ -21,6 +22,7 @@ from src.database import POSTGRESQL_SESSION_OPTIONS, POSTGRESQL_TCP_ARGS
 from src.logging import configure_logging
 from src.mail.jobs import mail_jobs
 from src.pruning import maintenance_jobs
+from src.sampleFileUpload.jobs import import_jobs
 
 # On SIGTERM a worker stops taking jobs and lets running ones finish this long, then aborts them
 # (and exits); keep it below the orchestrator's kill (compose's stop_grace_period for `worker`).
@@ -68,6 +70,7 @@ def job_app() -> procrastinate.App:
     app.add_tasks_from(maintenance_jobs, namespace="maintenance")
     app.add_tasks_from(queue_upkeep, namespace="queue")
     app.add_tasks_from(mail_jobs, namespace="mail")
+    app.add_tasks_from(import_jobs, namespace="imports")
     return app
 
 

@@ -16,6 +16,7 @@ from src.database import SessionFactory
 from src.exceptions import StorageUnavailable
 from src.invitations import service as invitation_service
 from src.mail import service as mail_service
+from src.sampleFileUpload import jobs as sample_file_jobs
 from src.sampleFileUpload import service as sample_file_service
 from src.sampleFileUpload.storage import get_storage
 
@@ -30,6 +31,7 @@ class Pruned:
     idempotency_keys: int
     finished_mails: int
     finished_invitations: int
+    abandoned_imports: int = 0
 
     def summary(self) -> str:
         summary = (
@@ -39,6 +41,8 @@ class Pruned:
             f"{self.orphan_files or 0} orphan files, {self.idempotency_keys} expired idempotency keys, "
             f"{self.finished_mails} finished mails and {self.finished_invitations} finished invitations."
         )
+        if self.abandoned_imports:
+            summary += f" {self.abandoned_imports} imports a stopped API process left unfinished are failed."
         if self.orphan_files is None:
             summary += " Orphan files were not pruned: the file store (STORAGE_URL) is not answering."
         return summary
@@ -47,7 +51,8 @@ class Pruned:
 async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
     """Stale sign-in rows (auth_service.prune_auth_rows), expired pending registrations, files no
     record names (prune_orphan_files), expired idempotency keys, finished mails and finished
-    invitations: at most `max_rows` of each kind."""
+    invitations: at most `max_rows` of each kind; and imports a killed API process left unfinished
+    end `failed` (sample_file_jobs)."""
     async with SessionFactory() as session:
         auth = await auth_service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
         registrations = await registration.prune_expired_registrations(
@@ -64,6 +69,7 @@ async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
         invitations = await invitation_service.prune_finished_invitations(
             session, max_rows=max_rows, batch_rows=batch_rows
         )
+    abandoned = await sample_file_jobs.fail_abandoned_imports()
     return Pruned(
         auth=auth,
         expired_registrations=registrations,
@@ -71,6 +77,7 @@ async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
         idempotency_keys=keys,
         finished_mails=mails,
         finished_invitations=invitations,
+        abandoned_imports=abandoned,
     )
 
 

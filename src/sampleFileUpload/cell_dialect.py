@@ -31,6 +31,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from src.sampleFileUpload.constants import (
     BOOLEAN_FALSE_SPELLINGS,
@@ -56,6 +57,26 @@ class ReadingOptions:
     date_order: DateOrder | None = None
     decimal_mark: DecimalMark | None = None
     na_values: frozenset[str] = frozenset(DEFAULT_NA_VALUES)
+
+    def as_json(self) -> dict[str, Any]:
+        """As a sample file's record keeps them for its import job."""
+        return {
+            "date_order": self.date_order,
+            "decimal_mark": self.decimal_mark,
+            "na_values": sorted(self.na_values),
+        }
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any] | None) -> "ReadingOptions":
+        """The options a record kept (None, a record made before jobs: the defaults)."""
+        if stored is None:
+            return cls()
+        date_order, decimal_mark = stored.get("date_order"), stored.get("decimal_mark")
+        return cls(
+            date_order=DateOrder(date_order) if date_order else None,
+            decimal_mark=DecimalMark(decimal_mark) if decimal_mark else None,
+            na_values=frozenset(stored.get("na_values", DEFAULT_NA_VALUES)),
+        )
 
 
 class CellRefused(Exception):

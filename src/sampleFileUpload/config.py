@@ -4,6 +4,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from src.config import settings
+from src.sampleFileUpload.constants import ImportRunner
 
 
 class UploadSettings(BaseSettings):
@@ -40,6 +41,19 @@ class UploadSettings(BaseSettings):
     # 2,000,000-row file on a busy machine and stays below nginx's 600 s for the upload route, so the
     # client always gets this answer rather than the proxy's.
     IMPORT_MAX_SECONDS: float = Field(default=540.0, gt=0, le=86_400)
+    # Who runs an upload's import job: `process`, the API process that took the upload, as a task
+    # beside its requests (the embedded default, and SQLite's only choice); `queue`, the job queue's
+    # workers (`python main.py worker`, PostgreSQL only), one import per study at a time.
+    IMPORT_RUNNER: ImportRunner = ImportRunner.PROCESS
+    # How long an upload without `Prefer: respond-async` waits for its import to finish and answers
+    # as it ends (201, 422 with the report, 200 duplicate_of); past it, 202 with the record's Location.
+    IMPORT_WAIT_SECONDS: float = Field(default=20.0, ge=0, le=600)
+    # A running import writes its progress (rows_read) this often, in a short transaction of its own,
+    # and looks then whether its cancel was asked.
+    IMPORT_PROGRESS_SECONDS: float = Field(default=2.0, gt=0, le=60)
+    # A queued import whose worker died is run again (stalled-job recovery) up to this many attempts
+    # in all; after the last its record says `failed`.
+    IMPORT_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=20)
 
     @property
     def max_upload_bytes(self) -> int:

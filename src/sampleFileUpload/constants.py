@@ -17,6 +17,9 @@ class ErrorCode(StrEnum):
     TOO_MANY_IMPORTS = "TOO_MANY_IMPORTS"
     IMPORTS_BUSY = "IMPORTS_BUSY"
     EXPORT_TOO_LARGE = "EXPORT_TOO_LARGE"
+    IMPORT_FINISHED = "IMPORT_FINISHED"
+    IMPORT_FAILED = "IMPORT_FAILED"
+    IMPORT_CANCELLED = "IMPORT_CANCELLED"
 
 
 class ReportCode(StrEnum):
@@ -56,8 +59,24 @@ class ImportMode(StrEnum):
 
 
 class SampleFileStatus(StrEnum):
+    """Where a file's import is: waiting, running, or finished one of four ways."""
+
+    QUEUED = "queued"
+    IMPORTING = "importing"
     IMPORTED = "imported"
     REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+UNFINISHED_STATUSES = frozenset({SampleFileStatus.QUEUED, SampleFileStatus.IMPORTING})
+
+
+class ImportRunner(StrEnum):
+    """IMPORT_RUNNER: who runs the import jobs."""
+
+    PROCESS = "process"  # the API process that took the upload, as a task beside its requests
+    QUEUE = "queue"  # the job queue's workers (`python main.py worker`; PostgreSQL only)
 
 
 class SheetFormat(StrEnum):
@@ -157,3 +176,9 @@ GUARD = "'"
 # worker killed mid-upload (or between storing a file and committing its record) once it is older
 # than this; a live upload's files are always younger.
 ORPHAN_FILE_GRACE_HOURS = 24
+# The job queue's name for import jobs (src/job_queue.py), and its queue of their own.
+IMPORTS_QUEUE = "imports"
+# A queued import's priority in the job queue: highest for a user's first upload waiting, one lower
+# for each upload of theirs already waiting, so one user's burst queues behind everyone else's.
+IMPORT_PRIORITY_FIRST = 0
+IMPORT_PRIORITY_FLOOR = -1000

@@ -36,6 +36,7 @@ def _requiring(role: StudyRole) -> Callable[..., Awaitable[FileAccess]]:
 
 
 valid_sample_file_for_reader = _requiring(StudyRole.VIEWER)
+valid_sample_file_for_editor = _requiring(StudyRole.EDITOR)
 valid_sample_file_for_owner = _requiring(StudyRole.OWNER)
 
 
@@ -49,5 +50,7 @@ async def valid_sample_file_for_deletion(
 
 
 ReadableSampleFile = Annotated[FileAccess, Depends(valid_sample_file_for_reader)]
+# Cancelling an import writes nothing of the study: allowed whatever its status.
+CancellableSampleFile = Annotated[FileAccess, Depends(valid_sample_file_for_editor)]
 DeletableSampleFile = Annotated[FileAccess, Depends(valid_sample_file_for_deletion)]
 FileStorage = Annotated[Storage, Depends(get_storage)]

@@ -24,7 +24,10 @@ class SampleFileNotFound(NotFound):
 
 class SampleFileNotDeletable(Conflict):
     code = ErrorCode.SAMPLE_FILE_NOT_DELETABLE
-    detail = "Only a rejected file, or an imported one whose samples have all been deleted, can be deleted."
+    detail = (
+        "Only a rejected, failed or cancelled file, or an imported one whose samples have all been deleted, "
+        "can be deleted (cancel a queued or running import first)."
+    )
 
 
 class UploadTooLarge(PayloadTooLarge):
@@ -88,3 +91,62 @@ class ImportsBusy(ServiceUnavailable):
     code = ErrorCode.IMPORTS_BUSY
     detail = "Every import slot of the server is busy: nothing was imported. Send the file again shortly."
     headers = MappingProxyType({"Retry-After": "10"})
+
+
+class ImportFinished(Conflict):
+    code = ErrorCode.IMPORT_FINISHED
+    detail = (
+        "The file's import has already finished (imported, rejected, failed or cancelled): nothing to cancel."
+    )
+
+
+class ImportCancelled(Conflict):
+    """Raised at a running import's progress point once its cancel was asked: it rolls back."""
+
+    code = ErrorCode.IMPORT_CANCELLED
+    detail = "The import was cancelled before it finished: nothing was imported."
+
+    @classmethod
+    def of_file(cls, sample_file_id: str) -> "ImportCancelled":
+        cancelled = cls()
+        cancelled.extensions = {"sample_file_id": sample_file_id}
+        return cancelled
+
+
+class ImportFailed(AppError):
+    """A job's import that ended `failed`, answered to the upload that waited for it as the import
+    itself would have answered inside the request (its status, code, detail and errors)."""
+
+    code = ErrorCode.IMPORT_FAILED
+    title = "Import failed"
+    detail = (
+        "The import failed on the server's side: nothing was imported. Send the file again; if it fails "
+        "again, an operator finds the reason in the log (the file's id is in this answer)."
+    )
+
+    @classmethod
+    def problem(cls, error: AppError | None = None) -> dict[str, Any]:
+        """What a record keeps of the error that failed its import (None: one of ours, unforeseen)."""
+        source = error if error is not None else cls()
+        problem = {
+            "status": source.status_code,
+            "code": str(source.code),
+            "title": source.title,
+            "detail": source.detail,
+        }
+        if source.errors:
+            problem["errors"] = [dict(item) for item in source.errors]
+        if source.headers and "Retry-After" in source.headers:
+            problem["retry_after"] = source.headers["Retry-After"]
+        return problem
+
+    @classmethod
+    def of(cls, problem: Mapping[str, Any], *, sample_file_id: str) -> "ImportFailed":
+        failed = cls(problem.get("detail"), errors=problem.get("errors"))
+        failed.status_code = problem.get("status", 500)
+        failed.code = problem.get("code", ErrorCode.IMPORT_FAILED)
+        failed.title = problem.get("title", cls.title)
+        if "retry_after" in problem:
+            failed.headers = {"Retry-After": problem["retry_after"]}
+        failed.extensions = {"sample_file_id": sample_file_id}
+        return failed

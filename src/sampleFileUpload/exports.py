@@ -1,4 +1,5 @@
-"""Sheets out of a study: its template and its samples, as CSV or XLSX, streamed as they are written.
+"""Sheets and files out of a study: its template and its samples, as CSV or XLSX, streamed as they are
+written; and a sample file as uploaded, and its rejected rows (errors.csv).
 
 Stored values are JSON (dates and date-times as ISO text); the export gives them back typed by their
 field, so that a CSV shows them in its dialect and an XLSX workbook holds real dates. The template
@@ -14,9 +15,11 @@ thread, chunk by chunk): a client that goes away is asked for nothing more, so n
 import codecs
 import dataclasses
 import datetime as dt
+import json
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 from sqlalchemy import select
@@ -25,6 +28,8 @@ from src.database import SessionFactory
 from src.sampleFileUpload import readers, writers
 from src.sampleFileUpload.constants import (
     DEFAULT_NA_VALUES,
+    ERRORS_ROW_COLUMN,
+    ERRORS_TEXT_COLUMN,
     EXPORT_PAGE_ROWS,
     SAMPLE_ID_COLUMN,
     SAMPLES_SHEET,
@@ -313,3 +318,59 @@ def _errors_fit(storage: Storage, record: SampleFile, encoding: str) -> bool:
     except (UnicodeError, OSError):
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Files out: the original as uploaded, and its errors
+
+
+def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+    """A stored file in chunks (a sync iterator: Starlette runs it in a worker thread). The file is
+    opened at once (call this in a worker thread too), so that a store that is away or a missing
+    file fails the request before its answer has begun, not in the middle of it."""
+    stored = storage.open(key)
+    return _closing(_chunks_of(stored, chunk_size), stored)
+
+
+def _closing(chunks: Iterator[bytes], stored: BinaryIO) -> Iterator[bytes]:
+    """`chunks`, which read `stored`: the file is closed when they are, even if never started (a
+    client gone before its first byte)."""
+    weakref.finalize(chunks, stored.close)
+    return chunks
+
+
+def _chunks_of(stored: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with stored:
+        while chunk := stored.read(chunk_size):
+            yield chunk
+
+
+def _error_rows(record: SampleFile, stored: BinaryIO | None) -> Iterator[list[object]]:
+    """The rejected rows as they were in the file, behind their row number and errors; read from
+    the stored error lines one at a time. Column errors are on the header row."""
+    headers = [column["header"] for column in record.report.get("columns", [])]
+    yield [ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN, *headers]
+    if stored is None:
+        return
+    with stored:
+        for line in stored:
+            entry = json.loads(line)
+            # A line stored before rejected rows kept their cells is one error without them.
+            errors = entry.get("errors", [entry])
+            yield [entry["row"], "; ".join(map(_error_text, errors)), *(entry.get("cells") or ())]
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    """`volume [mL]: must be at least 0 (below_min)`: the column, what is wrong, the stable code."""
+    where = f"{error['column']}: " if error["column"] else ""
+    return f"{where}{error['message']} ({error['code']})"
+
+
+def errors_csv(
+    storage: Storage, record: SampleFile, *, style: writers.CsvStyle = writers.EXCEL
+) -> Iterator[bytes]:
+    """The rejected rows in `style` (exports.errors_csv_style: the dialect asked for, or the upload's).
+    The stored errors are opened at once, as by stored_chunks."""
+    stored = storage.open(record.errors_key) if record.errors_key is not None else None
+    chunks = writers.csv_chunks(_error_rows(record, stored), style=style)
+    return _closing(chunks, stored) if stored is not None else chunks

@@ -25,7 +25,7 @@ import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -458,9 +458,12 @@ async def _insert_samples(session: AsyncSession, rows: list[tuple[Any, ...]]) ->
         await copy.write(_copy_batch(rows))
 
 
-async def run_pass(sheet: SheetBatches, step: ImportPass) -> None:
+async def run_pass(
+    sheet: SheetBatches, step: ImportPass, *, progress: Callable[[int], Awaitable[None]] | None = None
+) -> None:
     """Reads the next batch in a worker thread while this one is looked up and written; stops with
-    ImportTimedOut at the sheet's deadline (the reading thread checks it between rows too)."""
+    ImportTimedOut at the sheet's deadline (the reading thread checks it between rows too).
+    `progress` is told the rows read after each batch (and may stop the pass by raising)."""
     step.log.add_column_errors(sheet.plan.errors, header_row=sheet.plan.header_row)
     await step.load_known_ids()
     reading = asyncio.ensure_future(read_in_thread(sheet.next_batch))
@@ -470,6 +473,8 @@ async def run_pass(sheet: SheetBatches, step: ImportPass) -> None:
                 check_deadline(sheet.deadline)
             reading = asyncio.ensure_future(read_in_thread(sheet.next_batch))
             await step.take(batch)
+            if progress is not None:
+                await progress(step.counts.rows)
     finally:
         if not reading.done():
             # The thread cannot be interrupted: let it finish before the sheet is closed, also when

@@ -1,10 +1,11 @@
-"""The sample_files table: one row per stored upload, imported or rejected."""
+"""The sample_files table: one row per stored upload, from `queued` to imported, rejected, failed or
+cancelled (the import job's record: its options, progress and outcome)."""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Label, String, text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, Label, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.database import Base, UUIDPrimaryKey, utcnow
@@ -12,6 +13,7 @@ from src.sampleFileUpload.constants import FILENAME_MAX_LENGTH
 
 STATUS_LENGTH = 20
 FIRST_IMPORT_OF_CONTENT = "status = 'imported' AND same_content_as IS NULL"
+UNFINISHED = "status IN ('queued', 'importing')"
 
 
 class SampleFile(UUIDPrimaryKey, Base):
@@ -31,6 +33,20 @@ class SampleFile(UUIDPrimaryKey, Base):
         ),
         # Where an upload finds the imports of the same content before it.
         Index("ix_sample_files_study_id_sha256", "study_id", "sha256"),
+        # The sweep for imports a stopped API process left unfinished (jobs.py), and a user's
+        # uploads waiting in the queue (a new one's priority).
+        Index(
+            "ix_sample_files_unfinished_created_at",
+            "created_at",
+            postgresql_where=text(UNFINISHED),
+            sqlite_where=text(UNFINISHED),
+        ),
+        Index(
+            "ix_sample_files_uploaded_by_unfinished",
+            "uploaded_by",
+            postgresql_where=text(UNFINISHED),
+            sqlite_where=text(UNFINISHED),
+        ),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
@@ -53,6 +69,22 @@ class SampleFile(UUIDPrimaryKey, Base):
     # record may be deleted later (an import that only updated samples can be), and this one still
     # tells what it was; the unique index above must not see this one turn into a first import.
     same_content_as: Mapped[uuid.UUID | None] = mapped_column()
+    # Set when importing this upload would have changed nothing: the earlier import it repeats (its
+    # report is this record's; nothing was written). Not a foreign key, as same_content_as.
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column()
+    # The job: how the upload asked its cells to be read (null for records made before jobs).
+    import_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    rows_read: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    # Why a `failed` import failed: a problem (status, code, detail, errors?) as the upload would answer.
+    failure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    @property
+    def progress(self) -> dict[str, int | None]:
+        return {"rows_read": self.rows_read, "rows_total": self.rows_total}
 
 
 # The counts of a report, read out of it by the database: a listing needs these, not the report's

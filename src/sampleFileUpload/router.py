@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from src.constants import API_PREFIX
@@ -20,7 +20,8 @@ from src.exceptions import (
     StorageUnavailable,
     problem_responses,
 )
-from src.sampleFileUpload import exports, service, writers
+from src.sampleFileUpload import exports, jobs, service, writers
+from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
     DEFAULT_NA_VALUES,
     MAX_FORM_FIELD_BYTES,
@@ -31,10 +32,19 @@ from src.sampleFileUpload.constants import (
     DateOrder,
     DecimalMark,
     ExportFormat,
+    SampleFileStatus,
 )
-from src.sampleFileUpload.dependencies import DeletableSampleFile, FileStorage, ReadableSampleFile
+from src.sampleFileUpload.dependencies import (
+    CancellableSampleFile,
+    DeletableSampleFile,
+    FileStorage,
+    ReadableSampleFile,
+)
 from src.sampleFileUpload.exceptions import (
     ExportTooLarge,
+    ImportCancelled,
+    ImportFailed,
+    ImportFinished,
     MalformedUpload,
     SampleFileNotDeletable,
     SampleFileNotFound,
@@ -43,9 +53,10 @@ from src.sampleFileUpload.exceptions import (
     UnsupportedFileType,
     UploadTooLarge,
 )
+from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileListed, SampleFileRead
-from src.sampleFileUpload.utils import content_disposition
-from src.schemas import ExactlyOne, Page, page_of
+from src.sampleFileUpload.utils import content_disposition, prefers_respond_async
+from src.schemas import SINGLE_LINE_PATTERN, ExactlyOne, Page, page_of
 from src.study import service as study_service
 from src.study.dependencies import ReadableStudy, WritableStudy
 from src.study.exceptions import IN_STUDY, TOKEN_ERRORS, WRITE, StudyRoleRequired
@@ -109,6 +120,7 @@ UPLOAD_BODY = {
                         UPLOAD_FIELD_NA_VALUES: {
                             "type": "string",
                             "maxLength": MAX_FORM_FIELD_BYTES,
+                            "pattern": SINGLE_LINE_PATTERN,  # the server refuses control characters
                             "default": ",".join(DEFAULT_NA_VALUES),
                             "description": "comma-separated cell texts read as empty (compared trimmed, "
                             f"case-sensitive), at most {MAX_FORM_FIELD_BYTES} bytes; absent: "
@@ -137,10 +149,26 @@ def file_url(file_id: object) -> str:
     return f"{API_PREFIX}/sample-files/{file_id}"
 
 
-def file_read(outcome: service.ImportOutcome) -> SampleFileRead:
-    read = SampleFileRead.model_validate(outcome.record)
-    read.duplicate_of = outcome.duplicate_of
+def file_read(record: SampleFile) -> SampleFileRead:
+    """The record as the API shows it, with this process's newest count of an import it runs."""
+    read = SampleFileRead.model_validate(record)
+    read.progress.rows_read = jobs.rows_read(record)
     return read
+
+
+PreferHeader = Annotated[
+    str | None,
+    Header(
+        max_length=200,
+        description="`respond-async` (RFC 7240): answer 202 as soon as the file is stored and queued, "
+        "with `Location` of its record (whose `status` and `progress` say where its import is)",
+    ),
+]
+ACCEPTED_DESCRIPTION = (
+    "The file is stored and its import queued or running (asked for with `Prefer: respond-async`, or "
+    "still running after IMPORT_WAIT_SECONDS): the body is its record, `Location` names it; follow its "
+    "`status` and `progress` there"
+)
 
 
 def upload_responses() -> dict:
@@ -164,6 +192,19 @@ def upload_responses() -> dict:
         "description": "A dry run's report, or the file was already imported (`duplicate_of` is set)",
         "model": Annotated[DryRunRead | SampleFileRead, ExactlyOne()],
     }
+    responses[202] = {
+        "description": ACCEPTED_DESCRIPTION,
+        "model": SampleFileRead,
+        "headers": {
+            "Location": {"description": "the record", "schema": {"type": "string"}},
+            "Preference-Applied": {
+                "description": "`respond-async` when asked for",
+                "schema": {"type": "string"},
+            },
+        },
+    }
+    for problem in (ImportFailed, ImportCancelled):
+        responses.setdefault(problem.status_code, problem_responses(problem)[problem.status_code])
     return responses
 
 
@@ -175,12 +216,16 @@ def upload_responses() -> dict:
     description="Editors and owners, while the study is `draft` or `active`. Multipart with `file` (CSV, TSV "
     "or XLSX, at most MAX_UPLOAD_MB), `mode`, `dry_run`, and how its cells are written: `date_order`, "
     "`decimal_mark`, `na_values` (dates, numbers, booleans, choices and missing values as Excel and "
-    "LibreOffice save them in most locales; the JSON API stays strict). All or nothing: if any cell is "
-    "invalid nothing is imported and the answer is 422 with the full `report` (row and column of each "
-    "error, the first 1,000) and `sample_file_id`, the rejected file's record (its `errors.csv` has every "
-    "error). The same content already imported into the study answers 200 with that record and "
-    "`duplicate_of` when importing it again would change nothing; else it is imported again, its record "
-    "naming the earlier one in `same_content_as`.",
+    "LibreOffice save them in most locales; the JSON API stays strict). The file is stored and its record "
+    "`queued`; its import runs as a job, and the upload waits for it up to IMPORT_WAIT_SECONDS (20 s by "
+    "default) and answers as it ended. All or nothing: if any cell is invalid nothing is imported and the "
+    "answer is 422 with the full `report` (row and column of each error, the first 1,000) and "
+    "`sample_file_id`, the rejected file's record (its `errors.csv` has every error). The same content "
+    "already imported into the study answers 200 with that record and `duplicate_of` when importing it "
+    "again would change nothing; else it is imported again, its record naming the earlier one in "
+    "`same_content_as`. An import that failed answers its problem (409 STUDY_BUSY, 422 IMPORT_TIMED_OUT, "
+    "...) with `sample_file_id`: its record says `failed` and why. With `Prefer: respond-async`, or when "
+    "the wait runs out, 202 with `Location` of the record. A dry run is answered in the request.",
     responses=upload_responses(),
     openapi_extra=UPLOAD_BODY,
 )
@@ -191,6 +236,7 @@ async def upload_sample_file(
     storage: FileStorage,
     response: Response,
     idempotency_key: IdempotencyKey = None,
+    prefer: PreferHeader = None,
 ) -> SampleFileRead | JSONResponse:
     outcome = await service.import_sample_file(
         db,
@@ -213,11 +259,45 @@ async def upload_sample_file(
             same_content_as=outcome.same_content_as,
         )
         return JSONResponse(dry_run.model_dump(mode="json"), status_code=status.HTTP_200_OK)
-    read = file_read(outcome)
-    if outcome.duplicate_of is not None:
+    record = outcome.record
+    await jobs.start_import(db, record, storage=storage)
+    respond_async = prefers_respond_async(prefer)
+    finished = (
+        None if respond_async else await jobs.wait_for_import(record.id, upload_settings.IMPORT_WAIT_SECONDS)
+    )
+    if finished is None:
+        return await _accepted(record, respond_async=respond_async)
+    return await _answer_finished(db, finished, response)
+
+
+async def _accepted(record: SampleFile, *, respond_async: bool) -> JSONResponse:
+    """202: the record as it is now, and where to follow it."""
+    current = await jobs.load_record(record.id) or record
+    headers = {"Location": file_url(record.id)}
+    if respond_async:
+        headers["Preference-Applied"] = "respond-async"
+    body = file_read(current).model_dump(mode="json")
+    return JSONResponse(body, status_code=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+async def _answer_finished(
+    db: DbSession, record: SampleFile, response: Response
+) -> SampleFileRead | JSONResponse:
+    """What the upload answered before imports were jobs, from how its import ended."""
+    if record.status == SampleFileStatus.REJECTED:
+        raise SampleFileRejected(sample_file_id=str(record.id), report=record.report)
+    if record.status == SampleFileStatus.FAILED:
+        raise ImportFailed.of(record.failure or ImportFailed.problem(), sample_file_id=str(record.id))
+    if record.status == SampleFileStatus.CANCELLED:
+        raise ImportCancelled.of_file(str(record.id))
+    if record.duplicate_of is not None:
+        # The import it repeats, as the upload of the same content answered before (if still there).
+        earlier = await service.get_sample_file(db, file_id=record.duplicate_of) or record
+        read = file_read(earlier)
+        read.duplicate_of = record.duplicate_of
         return JSONResponse(read.model_dump(mode="json"), status_code=status.HTTP_200_OK)
-    response.headers["Location"] = file_url(read.id)
-    return read
+    response.headers["Location"] = file_url(record.id)
+    return file_read(record)
 
 
 @router.get(
@@ -231,6 +311,8 @@ async def upload_sample_file(
 async def list_sample_files(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
     files, total, total_is_exact = await service.list_sample_files(db, study=access.study, page=page)
     items = [SampleFileListed.of(item.file, item.report_counts) for item in files]
+    for item, listed in zip(items, files, strict=True):
+        item.progress.rows_read = jobs.rows_read(listed.file)
     return page_of(items, total, total_is_exact, page)
 
 
@@ -242,7 +324,30 @@ async def list_sample_files(access: ReadableStudy, page: Pagination, db: DbSessi
     responses=problem_responses(*IN_FILE),
 )
 async def read_sample_file(found: ReadableSampleFile) -> SampleFileRead:
-    return SampleFileRead.model_validate(found.file)
+    return file_read(found.file)
+
+
+@router.post(
+    "/sample-files/{file_id}/cancel",
+    response_model=SampleFileRead,
+    summary="Cancel a file's import",
+    description="Editors and owners of its study. A queued import is cancelled at once; a running one stops "
+    "at its next progress point (within IMPORT_PROGRESS_SECONDS) and rolls back: nothing of the file is "
+    "imported. Answers the record, `cancelled`; or 202 with the record still `importing` and "
+    "`cancel_requested` if it has not stopped within a few seconds. 409 IMPORT_FINISHED when the import "
+    "had already finished (imported, rejected, failed or cancelled).",
+    responses={
+        202: {"description": "the cancel is asked; the import has not stopped yet", "model": SampleFileRead},
+        **problem_responses(*IN_FILE, StudyRoleRequired, ImportFinished),
+    },
+)
+async def cancel_sample_file_import(
+    found: CancellableSampleFile, db: DbSession
+) -> SampleFileRead | JSONResponse:
+    record = await jobs.cancel_import(db, found.file)
+    if record.status != SampleFileStatus.CANCELLED:
+        return JSONResponse(file_read(record).model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+    return file_read(record)
 
 
 def _etag_of(sha256: str) -> str:
@@ -279,7 +384,7 @@ async def download_sample_file(
     if etag_matches(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     media_type = XLSX_MEDIA_TYPE if record.format == "xlsx" else DOWNLOADED_TEXT_MEDIA_TYPE
-    chunks = await anyio.to_thread.run_sync(service.stored_chunks, storage, record.storage_key)
+    chunks = await anyio.to_thread.run_sync(exports.stored_chunks, storage, record.storage_key)
     return StreamingResponse(
         chunks,
         media_type=media_type,
@@ -343,7 +448,7 @@ async def download_errors(
     media_type, extension = _errors_download(style)
     stem = Path(record.filename).stem or "upload"
     chunks = await anyio.to_thread.run_sync(
-        functools.partial(service.errors_csv, storage, record, style=style)
+        functools.partial(exports.errors_csv, storage, record, style=style)
     )
     return StreamingResponse(
         chunks,

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from src.sampleFileUpload.constants import (
     ERRORS_FILE_UPLOAD_MULTIPLE,
@@ -117,6 +117,31 @@ class ReportCounts(BaseModel):
     column_errors: int = 0
 
 
+class ImportProgress(BaseModel):
+    rows_read: int = Field(
+        description="data rows read so far (written at least every IMPORT_PROGRESS_SECONDS)"
+    )
+    rows_total: int | None = Field(
+        description="the file's data rows, once known (at the latest when the import has finished)"
+    )
+
+
+class ImportFailure(BaseModel):
+    """Why an import failed: the problem the upload would have answered had it waited for it."""
+
+    status: int = Field(description="the HTTP status that problem has")
+    code: str = Field(description="its stable code (`STUDY_BUSY`, `IMPORT_TIMED_OUT`, `IMPORT_FAILED`, ...)")
+    title: str
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(default=None, description="its per-item errors, if any")
+
+
+STATUS_DESCRIPTION = (
+    "`queued` (stored, waiting for its import), `importing`, then one of: `imported`, `rejected` (nothing "
+    "imported; `report` says why), `failed` (nothing imported; `failure` says why), `cancelled`"
+)
+
+
 class SampleFileFields(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -127,10 +152,17 @@ class SampleFileFields(BaseModel):
     sha256: str
     format: SheetFormat
     encoding: str | None = Field(description="the text encoding a CSV or TSV file was read in")
-    status: SampleFileStatus
+    status: SampleFileStatus = Field(description=STATUS_DESCRIPTION)
     mode: ImportMode
     uploaded_by: uuid.UUID | None
     created_at: datetime
+    progress: ImportProgress
+    started_at: datetime | None = Field(default=None, description="when its import began (the last attempt)")
+    finished_at: datetime | None = Field(default=None, description="when its import ended, whichever way")
+    failure: ImportFailure | None = Field(default=None, description="set when `status` is `failed`")
+    cancel_requested: bool = Field(
+        default=False, description="a cancel was asked; a running import stops at its next progress point"
+    )
     duplicate_of: uuid.UUID | None = Field(
         default=None,
         description="set when this upload had the same content as a file already imported into the study "
@@ -146,7 +178,12 @@ class SampleFileFields(BaseModel):
 
 
 class SampleFileRead(SampleFileFields):
-    report: ImportReport
+    report: ImportReport | None = Field(description="null until the import has read the whole file")
+
+    @field_validator("report", mode="before")
+    @classmethod
+    def no_report_yet(cls, value: Any) -> Any:
+        return value or None  # a queued, running, failed or cancelled import's record keeps {}
 
 
 class SampleFileListed(SampleFileFields):

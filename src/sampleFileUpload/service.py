@@ -8,20 +8,20 @@ this module keeps the records and the orchestration: slots, locks, deadline, all
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
+import shutil
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import anyio
 import psycopg
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -29,21 +29,29 @@ from sqlalchemy.orm import defer
 from src import idempotency
 from src.auth.models import User
 from src.constants import LockNamespace
-from src.database import LockBusy, NamedLock, count_up_to, named_lock, utcnow
+from src.database import LockBusy, NamedLock, SessionFactory, count_up_to, named_lock, utcnow
 from src.deadlines import CommitRefused, lift_request_deadline
-from src.exceptions import PreconditionFailed, StorageUnavailable, is_lock_wait_failure
-from src.sampleFileUpload import writers
+from src.exceptions import (
+    AppError,
+    PreconditionFailed,
+    StorageUnavailable,
+    is_lock_wait_failure,
+    problem_for_failure,
+)
+from src.sampleFileUpload.cell_dialect import ReadingOptions
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
     ERRORS_FILE_MIN_BYTES,
     ERRORS_FILE_UPLOAD_MULTIPLE,
-    ERRORS_ROW_COLUMN,
-    ERRORS_TEXT_COLUMN,
     ORPHAN_FILE_GRACE_HOURS,
+    UNFINISHED_STATUSES,
+    ImportMode,
     ReportCode,
     SampleFileStatus,
 )
 from src.sampleFileUpload.exceptions import (
+    ImportCancelled,
+    ImportFailed,
     ImportsBusy,
     ImportTimedOut,
     SampleFileNotDeletable,
@@ -107,42 +115,76 @@ async def import_sample_file(
     storage: Storage,
     idempotency_key: str | None = None,
 ) -> ImportOutcome:
-    """Receive, check and (unless a dry run) import a file; SampleFileRejected when any cell is wrong.
+    """Receive and check an upload. A dry run is answered here (it writes nothing). An import is
+    stored and recorded `queued` (the outcome's record) for its job to import (jobs.start_import):
+    a file no reader takes (415, 422 UNREADABLE_FILE at its start) is refused before that.
 
-    Every wait is bounded: for a worker's import slot (IMPORT_SLOT_WAIT_SECONDS, then 503), for one
-    of the user's (none: 429), for the study (DATABASE_LOCK_TIMEOUT_SECONDS, then 409 STUDY_BUSY);
-    and the work itself stops at IMPORT_MAX_SECONDS from the end of the upload (422).
+    Every wait of a dry run is bounded: for a worker's import slot (IMPORT_SLOT_WAIT_SECONDS, then
+    503), for one of the user's (none: 429); and its work stops at IMPORT_MAX_SECONDS (422).
     """
     lift_request_deadline()  # an upload's bounds are its own: nginx's for the body, then the import's
     await _release_connection(session)
-    with storage.temp_file() as upload_path, storage.temp_file() as errors_path:
+    with storage.temp_file() as upload_path:
         upload = await receive_upload(
             stream, content_type=content_type, into=upload_path, max_bytes=upload_settings.max_upload_bytes
         )
         if idempotency_key is not None:
             await _take_idempotency_key(session, access, upload, idempotency_key)
         validator = study_service.validator_of(access.study)
-        sheet = SheetBatches(
-            upload_path,
-            filename=upload.filename,
-            validator=validator,
-            mode=upload.mode,
-            deadline=time.monotonic() + upload_settings.IMPORT_MAX_SECONDS,
-            options=upload.options,
-        )
+        sheet = _sheet_of(upload_path, upload.filename, validator, upload.mode, upload.options)
         try:
-            async with _worker_import_slot(), _user_import_slot(session, access.user):
-                await _confirm_still_editor(session, access)
-                await read_in_thread(sheet.open)
-                if upload.dry_run:
+            if upload.dry_run:
+                async with _worker_import_slot(), _user_import_slot(session, access.user):
+                    await _confirm_still_editor(session, access)
+                    await read_in_thread(sheet.open)
                     return await _dry_run(session, access, sheet, upload, validator)
-                return await _import(
-                    session, access, sheet, upload, validator, storage, upload_path, errors_path
-                )
+            await read_in_thread(sheet.open)  # its format and encoding, for the record
+            await _confirm_still_editor(session, access)
+            record = await _queue_import(session, access, upload, sheet, storage, upload_path)
+            return ImportOutcome(
+                report={}, upload=upload, format=sheet.format, encoding=sheet.encoding, record=record
+            )
         finally:
             # Shielded: a cancelled request still closes the sheet and its sample_id table's files.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(sheet.close)
+
+
+def _sheet_of(
+    path: Path, filename: str, validator: SampleValidator, mode: ImportMode, options: ReadingOptions
+) -> SheetBatches:
+    """The sheet to read, against a deadline IMPORT_MAX_SECONDS from now."""
+    return SheetBatches(
+        path,
+        filename=filename,
+        validator=validator,
+        mode=mode,
+        deadline=time.monotonic() + upload_settings.IMPORT_MAX_SECONDS,
+        options=options,
+    )
+
+
+async def _queue_import(
+    session: AsyncSession,
+    access: StudyAccess,
+    upload: ReceivedUpload,
+    sheet: SheetBatches,
+    storage: Storage,
+    upload_path: Path,
+) -> SampleFile:
+    """The file stored and its record `queued`, with what its job needs to read it as asked."""
+    record = _new_record(access, upload, sheet, SampleFileStatus.QUEUED)
+    record.import_options = upload.options.as_json()
+    record.storage_key = await anyio.to_thread.run_sync(storage.save, upload_path)
+    session.add(record)
+    try:
+        await session.commit()
+    except BaseException:
+        with anyio.CancelScope(shield=True):  # a cancelled request too must not leave the file
+            await session.rollback()
+            await anyio.to_thread.run_sync(storage.delete, record.storage_key)
+        raise
+    return record
 
 
 async def _take_idempotency_key(
@@ -295,11 +337,12 @@ _FIELDS_CHANGED = (
 )
 
 
-async def _roll_back(session: AsyncSession, access: StudyAccess) -> None:
-    """Undoes the import's writes and reloads the study and the caller, which a rollback expires."""
+async def _roll_back(session: AsyncSession, access: StudyAccess, record: SampleFile) -> None:
+    """Undoes the import's writes and reloads the study, the caller and the record, which a
+    rollback expires."""
     await session.rollback()
-    await session.refresh(access.study)
-    await session.refresh(access.user)
+    for loaded in (access.study, access.user, record):
+        await session.refresh(loaded)
 
 
 async def _earlier_import(session: AsyncSession, study_id: uuid.UUID, sha256: str) -> SampleFile | None:
@@ -310,6 +353,7 @@ async def _earlier_import(session: AsyncSession, study_id: uuid.UUID, sha256: st
             SampleFile.study_id == study_id,
             SampleFile.sha256 == sha256,
             SampleFile.status == SampleFileStatus.IMPORTED,
+            SampleFile.duplicate_of.is_(None),  # a repeat imported nothing: the import it repeats
         )
         .order_by(SampleFile.created_at.desc(), SampleFile.id.desc())
         .limit(1)
@@ -342,85 +386,243 @@ def _new_record(
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The import job: a queued record's file read from storage and imported, all or nothing
+
+
+class ImportProgress(Protocol):
+    """Told the rows read after each batch (jobs.py writes them, and raises ImportCancelled once
+    the import's cancel was asked); known to the import only through this."""
+
+    async def rows_read(self, rows: int) -> None: ...
+
+
+async def import_queued_file(
+    file_id: uuid.UUID, *, storage: Storage, progress: ImportProgress, take_user_slot: bool
+) -> SampleFileStatus | None:
+    """The job: imports the file a `queued` (or, run again after its worker died, `importing`)
+    record names, in a session of its own, and leaves the record finished whatever happens:
+    imported, rejected, cancelled (rolled back), or failed with the problem the upload would have
+    answered. None when there was nothing to do (cancelled before it started, or finished)."""
+    async with SessionFactory() as session:
+        record = await _claim(session, file_id)
+        if record is None:
+            return None
+        try:
+            return await _import_claimed(session, record, storage, progress, take_user_slot)
+        except SampleFileRejected:
+            return SampleFileStatus.REJECTED
+        except ImportCancelled:
+            await _finish_unimported(session, file_id, SampleFileStatus.CANCELLED)
+            return SampleFileStatus.CANCELLED
+        except AppError as refused:
+            await _finish_unimported(session, file_id, SampleFileStatus.FAILED, ImportFailed.problem(refused))
+            return SampleFileStatus.FAILED
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):  # the process stopping: the record says so
+                await _finish_unimported(session, file_id, SampleFileStatus.FAILED, ImportFailed.problem())
+            raise
+        except Exception as error:
+            known = problem_for_failure(error)
+            if known is None:
+                logger.exception("import_failed", extra={"sample_file_id": str(file_id)})
+            else:
+                logger.warning("import_failed", extra={"sample_file_id": str(file_id), "code": known.code})
+            await _finish_unimported(session, file_id, SampleFileStatus.FAILED, ImportFailed.problem(known))
+            return SampleFileStatus.FAILED
+
+
+async def _claim(session: AsyncSession, file_id: uuid.UUID) -> SampleFile | None:
+    """Marks the record `importing` in a short transaction of its own; None when it is not waiting
+    (finished, or cancelled meanwhile). A record already `importing` is a job run again after its
+    worker died: what that worker wrote died with its transaction, so it starts from nothing."""
+    claimed = await session.scalars(
+        update(SampleFile)
+        .where(
+            SampleFile.id == file_id,
+            SampleFile.status.in_(UNFINISHED_STATUSES),
+            SampleFile.cancel_requested.is_(False),
+        )
+        .values(status=SampleFileStatus.IMPORTING, started_at=utcnow(), rows_read=0, rows_total=None)
+        .returning(SampleFile)
+    )
+    record = claimed.one_or_none()
+    await session.commit()  # no connection held while the job waits for a slot
+    if record is None:
+        # Its cancel was asked before it started: cancelled, if nobody said so yet.
+        await _finish_unimported(session, file_id, SampleFileStatus.CANCELLED, only_if_asked=True)
+    return record
+
+
+async def _finish_unimported(
+    session: AsyncSession,
+    file_id: uuid.UUID,
+    status: SampleFileStatus,
+    failure: dict[str, Any] | None = None,
+    *,
+    only_if_asked: bool = False,
+) -> None:
+    """Rolls back what the import wrote, then ends its record `failed` (with why) or `cancelled`.
+    A record finished already stays as it is."""
+    await session.rollback()
+    condition = SampleFile.status.in_(UNFINISHED_STATUSES)
+    if only_if_asked:
+        condition &= SampleFile.cancel_requested.is_(True)
+    cancelled = status is SampleFileStatus.CANCELLED
+    await session.execute(
+        update(SampleFile)
+        .where(SampleFile.id == file_id, condition)
+        .values(status=status, failure=failure, finished_at=utcnow(), cancel_requested=cancelled)
+    )
+    await session.commit()
+
+
+async def ask_cancel(session: AsyncSession, *, file_id: uuid.UUID) -> None:
+    """A queued import is cancelled at once; a running one's record is flagged: its job looks at
+    the flag at its progress points, rolls back and ends it `cancelled`."""
+    queued = await session.execute(
+        update(SampleFile)
+        .where(SampleFile.id == file_id, SampleFile.status == SampleFileStatus.QUEUED)
+        .values(status=SampleFileStatus.CANCELLED, cancel_requested=True, finished_at=utcnow())
+    )
+    if not queued.rowcount:
+        await session.execute(
+            update(SampleFile)
+            .where(SampleFile.id == file_id, SampleFile.status == SampleFileStatus.IMPORTING)
+            .values(cancel_requested=True)
+        )
+    await session.commit()
+
+
+async def _uploader_access(session: AsyncSession, record: SampleFile) -> StudyAccess:
+    """The uploader's access to the study now: still an editor (or owner), else 404/403."""
+    study = await session.get(Study, record.study_id)
+    user = await session.get(User, record.uploaded_by) if record.uploaded_by is not None else None
+    if study is None or user is None:
+        raise StudyNotFound
+    access = StudyAccess(study=study, user=user, role=StudyRole.EDITOR)
+    await _confirm_still_editor(session, access)
+    return access
+
+
+def _fetch_stored(storage: Storage, key: str, into: Path) -> None:
+    with storage.open(key) as stored, into.open("wb") as copy:
+        shutil.copyfileobj(stored, copy, 1024 * 1024)
+
+
+async def _import_claimed(
+    session: AsyncSession,
+    record: SampleFile,
+    storage: Storage,
+    progress: ImportProgress,
+    take_user_slot: bool,
+) -> SampleFileStatus:
+    """The claimed record's import. It waits for a worker slot holding no connection (the claim
+    committed), then checks that the uploader may still import into the study."""
+    with storage.temp_file() as upload_path, storage.temp_file() as errors_path:
+        await anyio.to_thread.run_sync(_fetch_stored, storage, record.storage_key, upload_path)
+        async with _worker_import_slot():
+            access = await _uploader_access(session, record)
+            validator = study_service.validator_of(access.study)
+            options = ReadingOptions.from_json(record.import_options)
+            sheet = _sheet_of(upload_path, record.filename, validator, ImportMode(record.mode), options)
+            try:
+                async with _maybe_user_slot(session, access.user, take_user_slot):
+                    await read_in_thread(sheet.open)
+                    return await _import(
+                        session, access, sheet, record, validator, storage, errors_path, progress
+                    )
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(sheet.close)
+
+
+@contextlib.asynccontextmanager
+async def _maybe_user_slot(session: AsyncSession, user: User, take: bool) -> AsyncIterator[None]:
+    """In the API process, a user's imports take their slots (IMPORTS_PER_USER) as a dry run does;
+    the job queue orders them instead (a user's later uploads wait behind everyone's first)."""
+    if not take:
+        yield
+        return
+    async with _user_import_slot(session, user):
+        yield
+
+
 async def _import(
     session: AsyncSession,
     access: StudyAccess,
     sheet: SheetBatches,
-    upload: ReceivedUpload,
+    record: SampleFile,
     validator: SampleValidator,
     storage: Storage,
-    upload_path: Path,
     errors_path: Path,
-) -> ImportOutcome:
+    progress: ImportProgress,
+) -> SampleFileStatus:
     """Imports into one study take turns (its import lock, held to the commit): which also makes two
     identical uploads at once import once (the second finds the first, and nothing to change). The
     study's row is not held meanwhile: edits of its samples go on beside the import; changes of its
-    fields or status wait for it (STUDY_BUSY)."""
+    fields or status wait for it (STUDY_BUSY). The record's row is changed only at the end, so the
+    progress written beside the import (in transactions of its own) never waits for it."""
     async with study_service.holding_study(session, access.study.id, for_import=True):
-        earlier = await _earlier_import(session, access.study.id, upload.sha256)
+        earlier = await _earlier_import(session, access.study.id, record.sha256)
         await _confirm_study_unchanged(session, access)
-        same_content_as = earlier.id if earlier is not None else None
-        record = _new_record(
-            access, upload, sheet, SampleFileStatus.IMPORTED, same_content_as=same_content_as
-        )
-        session.add(record)
-        await session.flush()  # the samples point at it
         with errors_path.open("wb") as errors_sink:
             log = ErrorLog(
-                errors_sink, max_bytes=ERRORS_FILE_UPLOAD_MULTIPLE * upload.size_bytes + ERRORS_FILE_MIN_BYTES
+                errors_sink, max_bytes=ERRORS_FILE_UPLOAD_MULTIPLE * record.size_bytes + ERRORS_FILE_MIN_BYTES
             )
-            step = ImportPass(session, access, validator, upload.mode, log, file_id=record.id)
+            step = ImportPass(session, access, validator, ImportMode(record.mode), log, file_id=record.id)
             async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
-                await run_pass(sheet, step)
+                await run_pass(sheet, step, progress=progress.rows_read)
         if earlier is not None and _changes_nothing(step, log):
-            return await _duplicate(session, access, upload, earlier)
+            await _duplicate(session, access, record, earlier, step)
+            return SampleFileStatus.IMPORTED
         report = report_of(sheet, step.counts, log)
+        same_content_as = earlier.id if earlier is not None else None
         if log.total:
-            await _roll_back(session, access)
-            rejected = await _store_rejected(
-                session, access, sheet, upload, report, storage, upload_path, errors_path, same_content_as
-            )
-            raise SampleFileRejected(sample_file_id=str(rejected.id), report=report)
+            await _roll_back(session, access, record)
+            await _store_rejected(session, access, record, report, storage, errors_path, same_content_as)
+            raise SampleFileRejected(sample_file_id=str(record.id), report=report)
         async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
-            await _commit_imported(session, access, record, report, step, storage, upload_path)
-    return ImportOutcome(
-        report=report, upload=upload, format=sheet.format, encoding=sheet.encoding, record=record
-    )
+            await _commit_imported(session, access, record, report, step, same_content_as)
+    return SampleFileStatus.IMPORTED
+
+
+def _finished(record: SampleFile, status: SampleFileStatus, report: dict[str, Any], rows: int) -> None:
+    record.status, record.report = status, report
+    record.rows_read = record.rows_total = rows
+    record.finished_at = utcnow()
 
 
 async def _duplicate(
-    session: AsyncSession, access: StudyAccess, upload: ReceivedUpload, earlier: SampleFile
-) -> ImportOutcome:
-    """The answer to content imported before that changed nothing: the earlier record, nothing kept
-    of this upload (its record, flushed for the pass, is rolled back)."""
-    await _roll_back(session, access)
+    session: AsyncSession, access: StudyAccess, record: SampleFile, earlier: SampleFile, step: ImportPass
+) -> None:
+    """Content imported before that changed nothing: nothing is written (what the pass flushed is
+    rolled back); the record says which import it repeats, with that import's report."""
+    await _roll_back(session, access, record)
     await session.refresh(earlier)
-    return ImportOutcome(
-        report=earlier.report,
-        upload=upload,
-        format=earlier.format,
-        encoding=earlier.encoding,
-        record=earlier,
-        duplicate_of=earlier.id,
-    )
+    _finished(record, SampleFileStatus.IMPORTED, earlier.report, step.counts.rows)
+    record.duplicate_of = record.same_content_as = earlier.id
+    await session.commit()
 
 
 @contextlib.asynccontextmanager
 async def _logged_if_cut(record: SampleFile, step: ImportPass) -> AsyncIterator[None]:
-    """An import stopped by its deadline, a shutdown or its client leaving is rolled back: one ERROR
-    line says which file and what was undone, so an operator can tell the uploader."""
+    """An import stopped by its deadline, a cancel or a shutdown is rolled back: one ERROR line says
+    which file and what was undone, so an operator can tell the uploader."""
     try:
         yield
-    except (ImportTimedOut, CommitRefused, asyncio.CancelledError) as stop:
+    except (ImportTimedOut, ImportCancelled, CommitRefused, asyncio.CancelledError) as stop:
         logger.error(
             "import_stopped",
             extra={
                 "sample_file_id": str(record.id),
                 "study_id": str(record.study_id),
                 "sample_filename": record.filename,
-                "why": {ImportTimedOut: "deadline", CommitRefused: "client_gone_or_late"}.get(
-                    type(stop), "cancelled"
-                ),
+                "why": {
+                    ImportTimedOut: "deadline",
+                    ImportCancelled: "cancel_asked",
+                    CommitRefused: "client_gone_or_late",
+                }.get(type(stop), "cancelled"),
                 "rows_read": step.counts.rows,
                 "rolled_back": {"created": step.counts.created, "updated": step.counts.updated},
             },
@@ -459,8 +661,7 @@ async def _commit_imported(
     record: SampleFile,
     report: dict[str, Any],
     step: ImportPass,
-    storage: Storage,
-    upload_path: Path,
+    same_content_as: uuid.UUID | None,
 ) -> None:
     fields = await study_service.apply_count_changes(
         session, study_id=access.study.id, changes=step.count_changes
@@ -468,7 +669,8 @@ async def _commit_imported(
     if fields != access.study.sample_fields:  # only if changed by a path that skipped the import lock
         await session.rollback()
         raise PreconditionFailed(_FIELDS_CHANGED)
-    record.report = report
+    _finished(record, SampleFileStatus.IMPORTED, report, step.counts.rows)
+    record.same_content_as = same_content_as
     study_service.record_activity(
         session,
         study_id=access.study.id,
@@ -480,31 +682,21 @@ async def _commit_imported(
             **{key: report[key] for key in ("rows", "created", "updated", "unchanged")},
         },
     )
-    record.storage_key = await anyio.to_thread.run_sync(storage.save, upload_path)
-    try:
-        await session.commit()
-    except BaseException:
-        with anyio.CancelScope(shield=True):  # a cancelled request too must not leave the file
-            await session.rollback()
-            await anyio.to_thread.run_sync(storage.delete, record.storage_key)
-        raise
+    await session.commit()
 
 
 async def _store_rejected(
     session: AsyncSession,
     access: StudyAccess,
-    sheet: SheetBatches,
-    upload: ReceivedUpload,
+    record: SampleFile,
     report: dict[str, Any],
     storage: Storage,
-    upload_path: Path,
     errors_path: Path,
     same_content_as: uuid.UUID | None,
-) -> SampleFile:
-    """Keeps the file, its report and every error, so the user can fetch them later."""
-    record = _new_record(access, upload, sheet, SampleFileStatus.REJECTED, same_content_as=same_content_as)
-    record.report = report
-    session.add(record)
+) -> None:
+    """Keeps the report and every error, so the user can fetch them later (the file is stored already)."""
+    _finished(record, SampleFileStatus.REJECTED, report, report["rows"])
+    record.same_content_as = same_content_as
     study_service.record_activity(
         session,
         study_id=access.study.id,
@@ -516,19 +708,15 @@ async def _store_rejected(
             **{key: report[key] for key in ("rows", "rejected", "errors_total")},
         },
     )
+    errors_key = await anyio.to_thread.run_sync(storage.save, errors_path)
+    record.errors_key = errors_key
     try:
-        # Inside the try: when the second file cannot be stored (a full disk), the first goes too.
-        record.storage_key = await anyio.to_thread.run_sync(storage.save, upload_path)
-        record.errors_key = await anyio.to_thread.run_sync(storage.save, errors_path)
         await session.commit()
     except BaseException:
-        with anyio.CancelScope(shield=True):  # a cancelled request too must not leave the files
+        with anyio.CancelScope(shield=True):  # a cancelled job too must not leave the file
             await session.rollback()
-            for key in (record.storage_key, record.errors_key):
-                if key:
-                    await anyio.to_thread.run_sync(storage.delete, key)
+            await anyio.to_thread.run_sync(storage.delete, errors_key)
         raise
-    return record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,6 +752,10 @@ async def list_sample_files(
     return listed, total, total_is_exact
 
 
+async def get_sample_file(session: AsyncSession, *, file_id: uuid.UUID) -> SampleFile | None:
+    return await session.get(SampleFile, file_id)
+
+
 async def get_file_access(session: AsyncSession, *, file_id: uuid.UUID, user: User) -> FileAccess | None:
     """The file, its study and the caller's role in it, in one query; None when they may not see it."""
     membership = (StudyMember.study_id == Study.id) & (StudyMember.user_id == user.id)
@@ -583,8 +775,11 @@ async def get_file_access(session: AsyncSession, *, file_id: uuid.UUID, user: Us
 
 
 async def delete_sample_file(session: AsyncSession, *, file_access: FileAccess, storage: Storage) -> None:
-    """Rejected files, or imported ones none of whose samples are left; the stored files go too."""
+    """Rejected, failed or cancelled files, or imported ones none of whose samples are left; the
+    stored files go too. A file whose import is queued or running is cancelled first."""
     record = file_access.file
+    if record.status in UNFINISHED_STATUSES:
+        raise SampleFileNotDeletable
     if record.status == SampleFileStatus.IMPORTED:
         still_there = await session.scalar(select(exists().where(Sample.source_file_id == record.id)))
         if still_there:
@@ -625,62 +820,6 @@ async def _delete_stored(storage: Storage, keys: list[str]) -> None:
             await anyio.to_thread.run_sync(storage.delete, key)
         except StorageUnavailable:
             logger.warning("stored_file_left_for_prune", extra={"storage_key": key})
-
-
-# ---------------------------------------------------------------------------------------------
-# Files out: the original and the errors (the template and the export are in exports.py)
-
-
-def stored_chunks(storage: Storage, key: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-    """A stored file in chunks (a sync iterator: Starlette runs it in a worker thread). The file is
-    opened at once (call this in a worker thread too), so that a store that is away or a missing
-    file fails the request before its answer has begun, not in the middle of it."""
-    stored = storage.open(key)
-    return _closing(_chunks_of(stored, chunk_size), stored)
-
-
-def _closing(chunks: Iterator[bytes], stored: BinaryIO) -> Iterator[bytes]:
-    """`chunks`, which read `stored`: the file is closed when they are, even if never started (a
-    client gone before its first byte)."""
-    weakref.finalize(chunks, stored.close)
-    return chunks
-
-
-def _chunks_of(stored: BinaryIO, chunk_size: int) -> Iterator[bytes]:
-    with stored:
-        while chunk := stored.read(chunk_size):
-            yield chunk
-
-
-def _error_rows(record: SampleFile, stored: BinaryIO | None) -> Iterator[list[object]]:
-    """The rejected rows as they were in the file, behind their row number and errors; read from
-    the stored error lines one at a time. Column errors are on the header row."""
-    headers = [column["header"] for column in record.report.get("columns", [])]
-    yield [ERRORS_ROW_COLUMN, ERRORS_TEXT_COLUMN, *headers]
-    if stored is None:
-        return
-    with stored:
-        for line in stored:
-            entry = json.loads(line)
-            # A line stored before rejected rows kept their cells is one error without them.
-            errors = entry.get("errors", [entry])
-            yield [entry["row"], "; ".join(map(_error_text, errors)), *(entry.get("cells") or ())]
-
-
-def _error_text(error: dict[str, Any]) -> str:
-    """`volume [mL]: must be at least 0 (below_min)`: the column, what is wrong, the stable code."""
-    where = f"{error['column']}: " if error["column"] else ""
-    return f"{where}{error['message']} ({error['code']})"
-
-
-def errors_csv(
-    storage: Storage, record: SampleFile, *, style: writers.CsvStyle = writers.EXCEL
-) -> Iterator[bytes]:
-    """The rejected rows in `style` (exports.errors_csv_style: the dialect asked for, or the upload's).
-    The stored errors are opened at once, as by stored_chunks."""
-    stored = storage.open(record.errors_key) if record.errors_key is not None else None
-    chunks = writers.csv_chunks(_error_rows(record, stored), style=style)
-    return _closing(chunks, stored) if stored is not None else chunks
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Pure helpers of the sample-file module: file names as stored and as served."""
+"""Pure helpers of the sample-file module: file names as stored and as served, and what an upload's
+`Prefer` header asks."""
 
 import re
 import unicodedata
@@ -39,3 +40,13 @@ def content_disposition(filename: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
     ascii_name = _UNSAFE_ASCII.sub("_", ascii_name).strip() or "download"
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def prefers_respond_async(prefer: str | None) -> bool:
+    """Whether a `Prefer` header (RFC 7240: comma-separated preferences, each `name[=value]` with
+    `;` parameters, names case-insensitive) asks for `respond-async`."""
+    for preference in (prefer or "").split(","):
+        name = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
+        if name == "respond-async":
+            return True
+    return False

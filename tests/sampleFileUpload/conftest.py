@@ -8,6 +8,7 @@ import pytest
 
 from src.config import settings
 from src.study.constants import StudyStatus
+from tests.conftest import assert_problem
 from tests.sampleFileUpload.files import csv_bytes
 from tests.study import conftest as study_fixtures
 from tests.study.conftest import FIELDS, study_url
@@ -74,3 +75,19 @@ def empty_upload_dir():
 @pytest.fixture
 async def study(alice, make_study):
     return await make_study(owner=alice, sample_fields=FIELDS, status=StudyStatus.ACTIVE)
+
+
+async def assert_import_failed(
+    client: httpx.AsyncClient, headers: dict[str, str], response: httpx.Response, status: int, code: str
+) -> dict:
+    """An upload whose import job failed: answered with the problem the import met (as when imports
+    ran in the request), with `sample_file_id`, whose record says `failed` and why; the upload is
+    the only file kept (with its record), and no sample was written."""
+    body = assert_problem(response, status, code)
+    record = (await client.get(f"{SAMPLE_FILES}/{body['sample_file_id']}", headers=headers)).json()
+    assert (record["status"], record["failure"]["code"], record["report"]) == ("failed", code, None)
+    assert record["finished_at"] is not None
+    assert len(stored_files()) == 1
+    samples = await client.get(f"/api/v1/studies/{record['study_id']}/samples", headers=headers)
+    assert samples.json()["total"] == 0
+    return body

@@ -1,6 +1,7 @@
 """Faults while a file is stored or imported: a full disk (507) and a transaction that fails midway.
 Either way nothing is left: no samples, no sample-file record, no activity, no file in UPLOAD_DIR."""
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -24,6 +25,7 @@ from tests.conftest import assert_problem
 from tests.sampleFileUpload.conftest import (
     HEADER,
     SAMPLE_FILES,
+    assert_import_failed,
     csv_bytes,
     good_rows,
     sample_csv,
@@ -118,10 +120,11 @@ async def test_a_disk_full_when_a_rejected_file_is_kept_is_507_and_writes_nothin
     await assert_nothing_written(client, alice_headers, study)
 
 
-async def test_a_disk_full_when_a_rejected_files_errors_are_kept_removes_its_stored_upload_too(
+async def test_a_disk_full_when_a_rejected_files_errors_are_kept_fails_the_import_and_keeps_no_errors_file(
     client, alice_headers, study, monkeypatch
 ):
-    # The upload is stored first, then its errors: the second store failing leaves no stored file.
+    # The upload is stored first (its record queued), then its errors by the import: the second
+    # store failing fails the import; the upload stays with its record, the errors file is gone.
     rows = good_rows(10)
     rows[3][4] = "many"
     fsync = storage_module.os.fsync
@@ -137,9 +140,12 @@ async def test_a_disk_full_when_a_rejected_files_errors_are_kept_removes_its_sto
 
     response = await upload(client, study, alice_headers, csv_bytes([HEADER, *rows]))
 
-    assert_problem(response, 507, "INSUFFICIENT_STORAGE")
+    body = await assert_import_failed(client, alice_headers, response, 507, "INSUFFICIENT_STORAGE")
     assert len(calls) == 3
-    await assert_nothing_written(client, alice_headers, study)
+    assert (
+        await client.get(f"{SAMPLE_FILES}/{body['sample_file_id']}/errors.csv", headers=alice_headers)
+    ).text
+    assert await count_of(StudyActivity) == 1  # the study's creation only
 
 
 async def test_another_storage_failure_is_a_plain_500_and_writes_nothing(
@@ -194,9 +200,9 @@ async def test_an_import_whose_transaction_fails_at_row_50000_leaves_nothing(
 
     response = await upload(client, study, alice_headers, content)
 
-    assert_problem(response, 500, "INTERNAL_ERROR")
+    await assert_import_failed(client, alice_headers, response, 500, "IMPORT_FAILED")
     assert "injected" not in response.text
-    await assert_nothing_written(client, alice_headers, study)
+    assert await count_of(StudyActivity) == 1  # the study's creation only
     # The study is not left locked or broken: the next (smaller) file imports.
     again = await upload(client, study, alice_headers, sample_csv(5))
     assert again.status_code == 201, again.text
@@ -267,8 +273,8 @@ async def test_prune_removes_at_most_max_files_a_run():
 async def test_a_cancelled_import_still_closes_its_sheet_and_sample_id_table(
     client, alice_headers, study, monkeypatch
 ):
-    # A request cancelled while it imports (a cancelled scope, as on a shutdown or a timeout):
-    # the cleanup awaits must not be cancelled too, or the SeenIds files stay open.
+    # An import job cancelled while it imports (its process stopping): the cleanup awaits must not
+    # be cancelled too, or the SeenIds files stay open; its record says failed.
     closed = []
     close = sheet_import.SeenIds.close
     take = importer.ImportPass.take
@@ -277,22 +283,20 @@ async def test_a_cancelled_import_still_closes_its_sheet_and_sample_id_table(
         closed.append(seen)
         close(seen)
 
-    with anyio.CancelScope() as scope:
+    async def cancelling_take(step: importer.ImportPass, batch: list) -> None:
+        asyncio.current_task().cancel()
+        await take(step, batch)
 
-        async def cancelling_take(step: importer.ImportPass, batch: list) -> None:
-            scope.cancel()
-            await take(step, batch)
+    monkeypatch.setattr(sheet_import.SeenIds, "close", recording_close)
+    monkeypatch.setattr(importer.ImportPass, "take", cancelling_take)
+    # The cancellation lands on the batch's look-up (a SQLAlchemy statement): a cancelled COPY
+    # makes psycopg close the connection, and the job then ends as a 503, not cancelled.
+    monkeypatch.setattr(importer.ImportPass, "ids_in_memory_up_to", -1)
+    response = await upload(client, study, alice_headers, sample_csv(10))
 
-        monkeypatch.setattr(sheet_import.SeenIds, "close", recording_close)
-        monkeypatch.setattr(importer.ImportPass, "take", cancelling_take)
-        # The cancellation lands on the batch's look-up (a SQLAlchemy statement): a cancelled COPY
-        # makes psycopg close the connection, and the request then ends as a 503, not cancelled.
-        monkeypatch.setattr(importer.ImportPass, "ids_in_memory_up_to", -1)
-        await upload(client, study, alice_headers, sample_csv(10))
-
-    assert scope.cancelled_caught
-    assert len(closed) == 1
-    await assert_nothing_written(client, alice_headers, study)
+    await assert_import_failed(client, alice_headers, response, 500, "IMPORT_FAILED")
+    assert len(closed) == 2  # the request's, which read the file's start, and the job's
+    assert await count_of(StudyActivity) == 1  # the study's creation only
 
 
 @pytest.mark.parametrize("rejected", [False, True])

@@ -11,7 +11,15 @@ from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.models import SampleFile
 from src.study.models import Sample
 from tests.conftest import assert_problem
-from tests.sampleFileUpload.conftest import HEADER, csv_bytes, files_url, good_rows, stored_files, upload
+from tests.sampleFileUpload.conftest import (
+    HEADER,
+    assert_import_failed,
+    csv_bytes,
+    files_url,
+    good_rows,
+    stored_files,
+    upload,
+)
 from tests.sampleFileUpload.files import ole2_bytes, xlsx_bytes, zip_bomb_xlsx
 from tests.study.conftest import study_url
 
@@ -163,9 +171,10 @@ async def test_more_rows_than_the_limit_is_422_and_nothing_is_written(
 
     response = await upload(client, study, alice_headers, csv_bytes([HEADER, *good_rows(6)]))
 
-    assert "more than 5" in assert_problem(response, 422, "UNREADABLE_FILE")["detail"]
+    # Found by the import job, as it reads the rows: its record says failed, and why.
+    body = await assert_import_failed(client, alice_headers, response, 422, "UNREADABLE_FILE")
+    assert "more than 5" in body["detail"]
     assert await values_by_id(study) == {}
-    assert stored_files() == []
 
 
 async def test_a_file_past_the_size_limit_is_413_while_streaming_and_leaves_no_file(

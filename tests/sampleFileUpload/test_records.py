@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 
 from src.config import settings
 from src.database import SessionFactory
-from src.sampleFileUpload import service
+from src.sampleFileUpload import exports, service
 from src.sampleFileUpload.constants import ERRORS_FILE_UPLOAD_MULTIPLE, HEADER_MAX_LENGTH, MAX_REPORT_TEXT
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import LocalStorage
@@ -351,7 +351,7 @@ def test_errors_csv_reads_an_error_file_stored_before_rows_kept_their_cells(tmp_
         key = storage.save(path)
     record = SampleFile(report={"columns": [{"header": "sample_id"}, {"header": "age"}]}, errors_key=key)
 
-    text = b"".join(service.errors_csv(storage, record)).decode("utf-8-sig")
+    text = b"".join(exports.errors_csv(storage, record)).decode("utf-8-sig")
 
     assert text.splitlines() == ["# row,# errors,sample_id,age", "3,age: must be whole (not_an_integer)"]
 

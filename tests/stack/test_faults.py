@@ -275,7 +275,9 @@ def test_a_post_in_flight_on_a_dying_worker_gets_a_clean_503_never_a_hang(
         assert wait_for(lambda: http.get(STUDIES, headers=headers).status_code == 200, timeout=20)
         files = http.get(f"{STUDIES}/{study_id}/sample-files", headers=headers).json()
         samples = http.get(f"{STUDIES}/{study_id}", headers=headers).json()
-    assert files["total"] == 0
+    # Its record stays as the killed process left it (ended `failed` by the next API process to start
+    # once past any import's bounds, or by prune); nothing of the file was imported.
+    assert [item["status"] for item in files["items"]] in ([], ["queued"], ["importing"])
     assert samples["sample_count"] == 0
 
 

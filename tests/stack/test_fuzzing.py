@@ -98,6 +98,8 @@ BUSINESS_RULES = {
         "UNREADABLE_FILE",
         "SAMPLE_FILE_REJECTED",
     },
+    # The world's file was imported: its import has finished.
+    ("POST", "/api/v1/sample-files/{file_id}/cancel"): {"IMPORT_FINISHED"},
 }
 # An Idempotency-Key's first request is stored data: the fuzzer draws few keys and many bodies, so the
 # same key comes again with another request (422), or while the first runs (409).

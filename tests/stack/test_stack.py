@@ -182,6 +182,27 @@ def test_a_csv_uploaded_through_nginx_is_imported_and_downloads_byte_for_byte(ht
     assert again.status_code == 304
 
 
+def test_prefer_respond_async_reaches_the_api_through_nginx_and_the_record_follows_the_import(http):
+    fields = [{"name": "volume", "type": "number", "unit": "mL", "required": True}]
+    researcher = researcher_with_study(http, "async-uploader", fields=fields)
+    content = ("sample_id,volume [mL]\r\n" + "".join(f"S-{n},{n}.5\r\n" for n in range(5_000))).encode()
+
+    accepted = http.post(
+        f"{researcher.study_url}/sample-files",
+        files={"file": ("samples.csv", content, "text/csv")},
+        headers={**researcher.headers, "Prefer": "respond-async"},
+    )
+
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.headers["preference-applied"] == "respond-async"
+    for _ in range(300):  # 30 s at most
+        record = http.get(accepted.headers["location"], headers=researcher.headers).json()
+        if record["status"] not in ("queued", "importing"):
+            break
+        time.sleep(0.1)
+    assert (record["status"], record["progress"]["rows_read"]) == ("imported", 5_000)
+
+
 def test_security_headers_appear_exactly_once_on_proxied_and_nginx_responses(http):
     proxied_ok = http.get("/api/v1/health")
     proxied_error = http.get("/api/v1/no-such-route")

@@ -1,0 +1,259 @@
+"""Imports as jobs (IMPORT_RUNNER=process here): 202 and the record's progress, cancel, failure, and
+the records an API process that was killed left unfinished."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from src.database import SessionFactory, engine, utcnow
+from src.sampleFileUpload import importer, jobs, service
+from src.sampleFileUpload.config import upload_settings
+from src.sampleFileUpload.constants import IMPORT_BATCH_ROWS, ImportRunner
+from src.sampleFileUpload.models import SampleFile
+from src.sampleFileUpload.storage import get_storage
+from src.study.constants import StudyRole
+from src.study.models import Sample
+from tests.conftest import assert_problem
+from tests.sampleFileUpload.conftest import SAMPLE_FILES, files_url, sample_csv, upload
+
+RESPOND_ASYNC = {"Prefer": "respond-async"}
+THREE_BATCHES = 2 * IMPORT_BATCH_ROWS + 500
+
+
+async def samples_in_database() -> int:
+    async with SessionFactory() as session:
+        return await session.scalar(select(func.count()).select_from(Sample))
+
+
+async def record_until(client, headers, url: str, *, statuses: set[str], seconds: float = 20) -> dict:
+    """The record once its status is one of `statuses` (polled as a client would)."""
+    for _ in range(int(seconds / 0.05)):
+        record = (await client.get(url, headers=headers)).json()
+        if record["status"] in statuses:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still {record['status']}")
+
+
+class PausedAtProgress:
+    """Each import stops at its first progress point (after its first batch is written and its
+    progress is written) until `resume()`."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.paused = asyncio.Event()
+        self.resumed = asyncio.Event()
+        rows_read = jobs.JobProgress.rows_read
+
+        async def pausing(progress: jobs.JobProgress, rows: int) -> None:
+            await rows_read(progress, rows)
+            if rows == IMPORT_BATCH_ROWS:
+                self.paused.set()
+                await self.resumed.wait()
+
+        monkeypatch.setattr(jobs.JobProgress, "rows_read", pausing)
+        # Progress is written at every batch here (at least every IMPORT_PROGRESS_SECONDS in general).
+        monkeypatch.setattr(upload_settings, "IMPORT_PROGRESS_SECONDS", 0.001)
+
+    async def wait_until_paused(self) -> None:
+        await asyncio.wait_for(self.paused.wait(), timeout=20)
+
+    def resume(self) -> None:
+        self.resumed.set()
+
+
+@pytest.fixture
+def jobs_not_started(monkeypatch) -> None:
+    """Uploads are stored and queued, and their jobs wait (a busy queue, or a process killed)."""
+
+    async def not_started(*_args, **_kwargs) -> None:
+        return None
+
+    monkeypatch.setattr(jobs, "start_import", not_started)
+
+
+@pytest.fixture
+def paused(monkeypatch) -> Iterator[PausedAtProgress]:
+    imports = PausedAtProgress(monkeypatch)
+    yield imports
+    imports.resume()
+
+
+async def test_respond_async_answers_202_with_the_queued_record_and_it_is_imported_later(
+    client, alice_headers, study
+):
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
+
+    assert response.status_code == 202, response.text
+    assert response.headers["preference-applied"] == "respond-async"
+    body = response.json()
+    assert response.headers["location"] == f"{SAMPLE_FILES}/{body['id']}"
+    assert body["status"] in {"queued", "importing"}
+    assert (body["report"], body["finished_at"], body["failure"]) == (None, None, None)
+    record = await record_until(client, alice_headers, response.headers["location"], statuses={"imported"})
+    assert record["report"]["created"] == 5
+    assert record["progress"] == {"rows_read": 5, "rows_total": 5}
+    assert record["finished_at"] is not None
+    assert await samples_in_database() == 5
+
+
+async def test_an_import_outlasting_the_wait_answers_202_without_preference_applied(
+    client, alice_headers, study, paused, monkeypatch
+):
+    monkeypatch.setattr(upload_settings, "IMPORT_WAIT_SECONDS", 0.2)
+
+    response = await upload(client, study, alice_headers, sample_csv(THREE_BATCHES))
+
+    assert response.status_code == 202, response.text
+    assert "preference-applied" not in response.headers
+    paused.resume()
+    record = await record_until(client, alice_headers, response.headers["location"], statuses={"imported"})
+    assert record["report"]["created"] == THREE_BATCHES
+
+
+async def test_a_running_import_shows_its_progress_on_its_record(client, alice_headers, study, paused):
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(THREE_BATCHES))
+    await paused.wait_until_paused()
+
+    running = (await client.get(response.headers["location"], headers=alice_headers)).json()
+
+    assert running["status"] == "importing"
+    assert running["progress"] == {"rows_read": IMPORT_BATCH_ROWS, "rows_total": None}
+    assert running["started_at"] is not None
+    # In the listing too; nothing is visible in the study before the import commits.
+    [listed] = (await client.get(files_url(study), headers=alice_headers)).json()["items"]
+    assert (listed["status"], listed["progress"]["rows_read"]) == ("importing", IMPORT_BATCH_ROWS)
+    assert (await client.get(f"/api/v1/studies/{study.id}/samples", headers=alice_headers)).json()[
+        "total"
+    ] == 0
+    paused.resume()
+    done = await record_until(client, alice_headers, response.headers["location"], statuses={"imported"})
+    assert done["progress"] == {"rows_read": THREE_BATCHES, "rows_total": THREE_BATCHES}
+
+
+async def test_a_job_that_fails_ends_its_record_failed_with_why_and_the_record_reads_fine(
+    client, alice_headers, study, monkeypatch
+):
+    async def broken_take(step: importer.ImportPass, batch: list) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(importer.ImportPass, "take", broken_take)
+
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
+
+    record = await record_until(client, alice_headers, response.headers["location"], statuses={"failed"})
+    assert record["failure"]["code"] == "IMPORT_FAILED"
+    assert record["failure"]["status"] == 500
+    assert "a bug" not in str(record)
+    assert await samples_in_database() == 0
+    # Its file is kept, and may be deleted by the owner.
+    assert (
+        await client.get(f"{response.headers['location']}/content", headers=alice_headers)
+    ).status_code == 200
+    deleted = await client.delete(response.headers["location"], headers=alice_headers)
+    assert deleted.status_code == 204
+
+
+# Cancel
+
+
+async def test_a_queued_import_is_cancelled_at_once_and_its_job_then_does_nothing(
+    client, alice_headers, study, jobs_not_started
+):
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
+    assert response.json()["status"] == "queued"
+
+    cancelled = await client.post(f"{response.headers['location']}/cancel", headers=alice_headers)
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["cancel_requested"]) == ("cancelled", True)
+    progress = jobs.JobProgress(uuid.UUID(response.json()["id"]), live=None, to_database=False)
+    ran = await service.import_queued_file(
+        uuid.UUID(response.json()["id"]), storage=get_storage(), progress=progress, take_user_slot=True
+    )
+    assert ran is None
+    assert await samples_in_database() == 0
+
+
+async def test_a_running_import_is_cancelled_at_its_next_progress_point_with_nothing_written(
+    client, alice_headers, study, paused
+):
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(THREE_BATCHES))
+    await paused.wait_until_paused()  # its first batch is written, in its transaction
+
+    cancelling = asyncio.create_task(
+        client.post(f"{response.headers['location']}/cancel", headers=alice_headers)
+    )
+    await asyncio.sleep(0.2)
+    paused.resume()
+    cancelled = await asyncio.wait_for(cancelling, timeout=20)
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert await samples_in_database() == 0
+    assert (await client.get(f"/api/v1/studies/{study.id}", headers=alice_headers)).json()[
+        "sample_count"
+    ] == 0
+    # The study is free for the next import.
+    assert (await upload(client, study, alice_headers, sample_csv(3))).status_code == 201
+
+
+async def test_a_finished_import_cannot_be_cancelled(client, alice_headers, study):
+    imported = await upload(client, study, alice_headers, sample_csv(3))
+
+    response = await client.post(f"{SAMPLE_FILES}/{imported.json()['id']}/cancel", headers=alice_headers)
+
+    assert_problem(response, 409, "IMPORT_FINISHED")
+    assert await samples_in_database() == 3
+
+
+async def test_viewers_may_not_cancel_and_non_members_do_not_learn_the_file_exists(
+    client, alice_headers, study, make_user, add_member, auth_headers, jobs_not_started
+):
+    queued = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(3))
+    cancel_url = f"{queued.headers['location']}/cancel"
+    viewer, outsider = await make_user(email="vic@example.org"), await make_user(email="olga@example.org")
+    await add_member(study, viewer, StudyRole.VIEWER)
+
+    assert_problem(
+        await client.post(cancel_url, headers=await auth_headers(viewer)), 403, "STUDY_ROLE_REQUIRED"
+    )
+    assert_problem(
+        await client.post(cancel_url, headers=await auth_headers(outsider)), 404, "SAMPLE_FILE_NOT_FOUND"
+    )
+    assert_problem(await client.post(cancel_url), 401, "NOT_AUTHENTICATED")
+    assert (await client.get(queued.headers["location"], headers=alice_headers)).json()["status"] == "queued"
+
+
+# Records an API process that was killed left unfinished (IMPORT_RUNNER=process)
+
+
+async def test_records_left_unfinished_past_any_imports_bounds_are_failed_and_recent_ones_kept(
+    client, alice_headers, study, jobs_not_started
+):
+    old = (await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(3))).json()
+    recent = (await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(4))).json()
+    async with SessionFactory() as session:
+        record = await session.get(SampleFile, uuid.UUID(old["id"]))
+        record.created_at = utcnow() - jobs.abandoned_after() - timedelta(minutes=1)
+        await session.commit()
+
+    assert await jobs.fail_abandoned_imports() == 1
+
+    ended = (await client.get(f"{SAMPLE_FILES}/{old['id']}", headers=alice_headers)).json()
+    assert (ended["status"], ended["failure"]["code"]) == ("failed", "IMPORT_FAILED")
+    assert (await client.get(f"{SAMPLE_FILES}/{recent['id']}", headers=alice_headers)).json()[
+        "status"
+    ] == "queued"
+
+
+@pytest.mark.skipif(engine.dialect.name == "postgresql", reason="SQLite has no job queue")
+async def test_imports_by_the_queue_on_sqlite_is_a_start_up_error_that_says_why(monkeypatch):
+    monkeypatch.setattr(upload_settings, "IMPORT_RUNNER", ImportRunner.QUEUE)
+
+    with pytest.raises(RuntimeError, match="IMPORT_RUNNER=queue needs the job queue, which needs PostgreSQL"):
+        async with jobs.imports_running():
+            pass
