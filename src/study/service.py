@@ -158,7 +158,6 @@ def record_activity(
     whatever values the change carried. `sample_pk` puts the entry in that sample's own log; a
     `sample_file_id` in the details (the sample-file module's entries) is kept in its own column too,
     so the log names the file by a join."""
-    file_id = details.get(SAMPLE_FILE_ID_DETAIL)
     session.add(
         StudyActivity(
             study_id=study_id,
@@ -167,9 +166,18 @@ def record_activity(
             at=utcnow(),
             details=bounded_details(details),
             sample_pk=sample_pk,
-            sample_file_id=uuid.UUID(str(file_id)) if file_id is not None else None,
+            sample_file_id=_file_id_of(details),
         )
     )
+
+
+def _file_id_of(details: Mapping[str, Any]) -> uuid.UUID | None:
+    """The sample file the details name, if any; a value that is no id names none (the log then
+    shows the details alone) rather than failing the change being recorded."""
+    try:
+        return uuid.UUID(str(details[SAMPLE_FILE_ID_DETAIL]))
+    except (KeyError, ValueError):
+        return None
 
 
 ACTIVITY_NEWEST_FIRST = (StudyActivity.at.desc(), StudyActivity.id.desc())
