@@ -65,9 +65,19 @@ SUMMARY_EXAMPLE = {
         {
             "id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d",
             "action": "sample_file_imported",
-            "actor": {"id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90", "email": "ada@example.org"},
+            "actor": {
+                "id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90",
+                "email": "ada@example.org",
+                "full_name": "Ada Lovelace",
+            },
             "at": "2026-11-22T10:05:00Z",
             "details": {"sample_file_id": "0e1d2c3b-4a59-4867-9b8a-7c6d5e4f3a2b", "filename": "week47.csv"},
+            "file": {
+                "id": "0e1d2c3b-4a59-4867-9b8a-7c6d5e4f3a2b",
+                "filename": "week47.csv",
+                "deleted": False,
+            },
+            "study": {"id": _STUDY_ID, "code": "ONC-2026-01", "title": "Tumour markers in blood"},
         }
     ],
     "top_studies": [

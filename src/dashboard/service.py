@@ -140,13 +140,13 @@ def _top_studies_query(*, admin: bool) -> Select:
     )
 
 
-_NEWEST_FIRST = (StudyActivity.at.desc(), StudyActivity.id.desc())
+_NEWEST_FIRST = study_service.ACTIVITY_NEWEST_FIRST
 
 
 def _recent_activity_query(scope: ColumnElement[bool]) -> Select:
+    """Each entry with its actor, file and study, in the one statement (the page names all three)."""
     return (
-        select(StudyActivity, User)
-        .outerjoin(User, User.id == StudyActivity.actor_id)
+        study_service.activity_query(with_study=True)
         .where(scope)
         .order_by(*_NEWEST_FIRST)
         .limit(RECENT_ACTIVITY_LIMIT)
@@ -235,7 +235,7 @@ async def _recent_activity(session: AsyncSession, *, user: User) -> list[study_s
         lateral = session.get_bind().dialect.name == "postgresql"
         query = _MEMBERS_RECENT_ACTIVITY_LATERAL if lateral else _MEMBERS_RECENT_ACTIVITY
         rows = await session.execute(query, {"user_id": user.id})
-    return [study_service.ActivityEntry(entry, actor) for entry, actor in rows]
+    return study_service.activity_entries(rows)
 
 
 def _user_figures(rows: Iterable[tuple[str, str, int, int]]) -> dict[str, Any]:

@@ -112,6 +112,10 @@ class SampleSort(StrEnum):
     RECENTLY_UPDATED = "-updated_at"
 
 
+# The details key by which an entry names its sample file (the sample-file module's entries).
+SAMPLE_FILE_ID_DETAIL = "sample_file_id"
+
+
 class ActivityAction(StrEnum):
     STUDY_CREATED = "study_created"
     STUDY_UPDATED = "study_updated"

@@ -163,6 +163,8 @@ class StudyActivity(UUIDPrimaryKey, Base):
         Index("ix_study_activity_study_id_at_id", "study_id", "at", "id"),
         # The dashboard's newest entries across every study (an administrator's): read from the top.
         Index("ix_study_activity_at_id", "at", "id"),
+        # A sample's own log (its detail view): one index read however long the study's log is.
+        Index("ix_study_activity_study_id_sample_pk_at_id", "study_id", "sample_pk", "at", "id"),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
@@ -170,3 +172,9 @@ class StudyActivity(UUIDPrimaryKey, Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The sample the entry is about (its key: stable when the sample id is renamed), None for other
+    # entries. No foreign key: the entry outlives the sample (its `sample_deleted` entry too).
+    sample_pk: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # The sample file the entry is about (`details.sample_file_id`), which the log joins to name the
+    # file as it is now. No foreign key either: the entry outlives the file.
+    sample_file_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

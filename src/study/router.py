@@ -406,3 +406,22 @@ async def delete_sample(
 async def list_activity(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
     entries, total, total_is_exact = await service.list_activity(db, study=access.study, page=page)
     return page_of([ActivityRead.of(entry) for entry in entries], total, total_is_exact, page)
+
+
+@router.get(
+    "/{study_id}/samples/{sample_pk}/activity",
+    response_model=Page[ActivityRead],
+    summary="A sample's activity log",
+    description="The study's log narrowed to one sample, newest first: its creation and every edit "
+    "(old and new values), by whom. Addressed by the sample's `id`, like the sample itself, so a "
+    "changed sample id keeps its history. Entries of imports are the study's (one per file, not per "
+    "sample). Any member may read it; 404 for a sample of another study.",
+    responses=problem_responses(*IN_STUDY, SampleNotFound),
+)
+async def list_sample_activity(
+    sample: ReadableSample, access: ReadableStudy, page: Pagination, db: DbSession
+) -> dict:
+    entries, total, total_is_exact = await service.list_activity(
+        db, study=access.study, page=page, sample=sample
+    )
+    return page_of([ActivityRead.of(entry) for entry in entries], total, total_is_exact, page)

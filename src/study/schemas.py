@@ -585,37 +585,88 @@ ACTIVITY_DETAILS_DESCRIPTION = (
 class ActivityActor(BaseModel):
     id: uuid.UUID
     email: str
+    full_name: str | None = Field(default=None, description="the account's name as it is now")
+
+
+class ActivityStudy(BaseModel):
+    id: uuid.UUID
+    code: str
+    title: str
+
+
+class ActivityFile(BaseModel):
+    id: uuid.UUID
+    filename: str = Field(description="the file's name; the one the entry recorded once the file is deleted")
+    deleted: bool = Field(description="true once the file's record is gone (deleted, or its study)")
+
+
+ACTIVITY_EXAMPLE = {
+    "id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d",
+    "action": "sample_updated",
+    "actor": {
+        "id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90",
+        "email": "ada@example.org",
+        "full_name": "Ada Lovelace",
+    },
+    "at": "2026-11-22T10:05:00Z",
+    "details": {
+        "sample_id": "S-0001",
+        "old": {"values": {"volume": 4.5, "note": "Spun twice, then kept at -80 °C …"}},
+        "new": {"values": {"volume": 4.0, "note": None}},
+        "truncated": ["/old/values/note"],
+    },
+    "sample_pk": "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a",
+}
 
 
 class ActivityRead(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d",
-                "action": "sample_updated",
-                "actor": {"id": "3f2b8c1e-7d4a-4e8b-9a61-0c5d2e7f1a90", "email": "ada@example.org"},
-                "at": "2026-11-22T10:05:00Z",
-                "details": {
-                    "sample_id": "S-0001",
-                    "old": {"values": {"volume": 4.5, "note": "Spun twice, then kept at -80 °C …"}},
-                    "new": {"values": {"volume": 4.0, "note": None}},
-                    "truncated": ["/old/values/note"],
-                },
-            }
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"example": ACTIVITY_EXAMPLE})
 
     id: uuid.UUID
     action: str
     actor: ActivityActor | None = Field(description="null when the account no longer exists")
     at: datetime
     details: dict[str, Any] = Field(description=ACTIVITY_DETAILS_DESCRIPTION)
+    sample_pk: uuid.UUID | None = Field(
+        default=None,
+        description="the sample the entry is about (its `id`, stable when the sample id changes); "
+        "absent for other entries and for entries written before migration 0016 whose sample was "
+        "renamed or deleted since",
+    )
+    file: ActivityFile | None = Field(default=None, description="the sample file the entry is about")
+    study: ActivityStudy | None = Field(
+        default=None, description="the entry's study, where entries of several studies are listed (dashboard)"
+    )
 
     @classmethod
     def of(cls, entry: Any) -> Self:
-        """From the service's ActivityEntry: the entry and its actor (None once the account is gone)."""
+        """From the service's ActivityEntry: the entry, its actor (None once the account is gone), the
+        file's name now (None once its record is gone) and, on lists across studies, its study."""
         activity, actor = entry.activity, entry.actor
-        who = ActivityActor(id=actor.id, email=actor.email) if actor is not None else None
+        who = (
+            ActivityActor(id=actor.id, email=actor.email, full_name=actor.full_name)
+            if actor is not None
+            else None
+        )
+        file = None
+        if activity.sample_file_id is not None:
+            recorded = activity.details.get("filename", "")
+            file = ActivityFile(
+                id=activity.sample_file_id,
+                filename=entry.filename if entry.filename is not None else recorded,
+                deleted=entry.filename is None,
+            )
+        study = None
+        if entry.study is not None:
+            study_id, code, title = entry.study
+            study = ActivityStudy(id=study_id, code=code, title=title)
         return cls(
-            id=activity.id, action=activity.action, actor=who, at=activity.at, details=activity.details
+            id=activity.id,
+            action=activity.action,
+            actor=who,
+            at=activity.at,
+            details=activity.details,
+            sample_pk=activity.sample_pk,
+            file=file,
+            study=study,
         )

@@ -393,6 +393,48 @@ async def test_an_edit_that_lost_a_race_shows_their_version_and_reapplies_mine(p
     assert (now["values"], now["version"]) == ({"tissue": "saliva", "volume": 7}, 3)
 
 
+async def test_a_sample_lists_its_own_activity_by_full_name_and_the_overview_names_the_study(
+    page, researcher: Researcher
+):
+    """The sample's view lists its entries only, newest first, five at a time; the editor is named by
+    full name (the address as the tooltip). The overview's recent activity names the study."""
+    renamed = researcher.api.patch(
+        "/api/v1/auth/me", json={"full_name": "Ada Lovelace"}, headers=researcher.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    study_id = researcher.study["id"]
+    (sample,) = researcher.get(f"/studies/{study_id}/samples?q=S-1")["items"]
+    for volume in (2, 3, 4, 5, 6):  # with its creation, six entries: a first page of five and "More"
+        edited = researcher.api.patch(
+            f"/api/v1/studies/{study_id}/samples/{sample['id']}",
+            json={"values": {"volume": volume}},
+            headers=researcher.headers,
+        )
+        assert edited.status_code == 200, edited.text
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(study_id, f"/samples/{sample['id']}"))
+    await page.get_by_label("volume [mL]").fill("7")
+    await page.locator("#sample-edit-status").select_option("received")
+    await page.get_by_role("button", name="Save sample").click()
+
+    entries = page.locator("#sample-activity li")
+    newest = entries.first
+    await expect_text(newest, re.compile(r"— Ada Lovelace: sample updated S-1 \(status, volume\)$"))
+    assert await newest.locator(".who").get_attribute("title") == researcher.email
+    assert await entries.count() == 5
+    await page.get_by_role("button", name="More", exact=True).click()
+    await expect_text(entries.last, re.compile(r"Ada Lovelace: sample created S-1$"))
+    assert await entries.count() == 7  # this sample's only: the study's other samples are not listed
+    assert await page.get_by_role("button", name="More", exact=True).is_hidden()
+
+    await page.goto("/")
+    first = page.locator("#activity li").first
+    await expect_text(
+        first, re.compile(rf"Ada Lovelace: sample updated S-1 in {re.escape(researcher.study['code'])}$")
+    )
+    assert await first.locator(".study").get_attribute("title") == researcher.study["title"]
+
+
 async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_samples(
     page, researcher: Researcher
 ):

@@ -173,3 +173,4 @@ async def test_record_activity_bounds_what_any_module_writes(alice, make_study, 
         "errors_total": 3,
         "truncated": ["/filename"],
     }
+    assert entry["file"] is None  # "0e1d2c3b" is no file's id: the entry names none, and is still written

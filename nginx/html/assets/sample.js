@@ -1,8 +1,10 @@
 // One sample's detail: its id, status, every field's value (with its unit) and when it changed; for
 // editors of a writable study, a form that sends only what changed, with the version read
 // (If-Match). When someone else changed the sample meanwhile (412), their version is shown and the
-// user chooses: apply their own changes to it, or drop them.
+// user chooses: apply their own changes to it, or drop them. Below, the sample's own activity, newest
+// first, a few at a time ("More" reads the next page).
 
+import { activityItem, nothingYet } from "./activity.js";
 import * as api from "./api.js";
 import { byId, el, formatWhen, humanize, showMessage } from "./dom.js";
 import { fieldLabel } from "./fields.js";
@@ -11,7 +13,9 @@ import { mayEdit } from "./roles.js";
 import { go, studyPath } from "./router.js";
 import { addStatusOptions, drawValueControls, enteredValues, formatValue, sampleErrorControl } from "./values.js";
 
-let current = null;  // { study, sample, isCurrent, pending }
+let current = null;  // { study, sample, isCurrent, pending, activityPage }
+
+const ACTIVITY_PAGE_SIZE = 5;
 
 function facts(study, sample) {
   const pairs = [
@@ -23,6 +27,34 @@ function facts(study, sample) {
     ["From a file", sample.source_file_id ? "yes" : "no, entered directly"],
   ];
   return pairs.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value || "—" })]);
+}
+
+/** The sample's activity: page 1 replaces the list (after an edit, the edit is on top), later pages add. */
+async function loadActivity(page = 1) {
+  const { study, sample, isCurrent } = current;
+  const list = byId("sample-activity");
+  const more = byId("sample-activity-more");
+  showMessage("sample-activity-message", "");
+  try {
+    const answer = await api.getJson(
+      `/studies/${study.id}/samples/${sample.id}/activity?page=${page}&page_size=${ACTIVITY_PAGE_SIZE}`,
+    );
+    if (!isCurrent() || current.sample?.id !== sample.id) {
+      return;
+    }
+    const items = answer.items.map((entry) => activityItem(entry, { withChanges: true }));
+    if (page === 1) {
+      list.replaceChildren(...(items.length ? items : [nothingYet()]));
+    } else {
+      list.append(...items);
+    }
+    current.activityPage = page;
+    more.hidden = page * ACTIVITY_PAGE_SIZE >= answer.total;
+  } catch (error) {
+    if (error.status !== 401 && isCurrent()) {
+      showMessage("sample-activity-message", error.message);
+    }
+  }
 }
 
 function fillForm(study, sample) {
@@ -87,6 +119,7 @@ async function send(body) {
     drawSample(study, saved);
     fillForm(study, saved);
     showMessage("sample-form-message", "");
+    await loadActivity();
   } catch (error) {
     if (error.status === 412) {
       // Theirs is shown as it is now; mine is kept, to apply on top of it or to drop.
@@ -123,7 +156,10 @@ export async function loadSample(study, sampleId, isCurrent) {
   byId("sample-form").hidden = true;
   byId("sample-delete-row").hidden = true;
   byId("sample-conflict").hidden = true;
+  byId("sample-activity").replaceChildren();
+  byId("sample-activity-more").hidden = true;
   showMessage("sample-message", "");
+  showMessage("sample-activity-message", "");
   try {
     const sample = await api.getJson(`/studies/${study.id}/samples/${encodeURIComponent(sampleId)}`);
     if (!isCurrent()) {
@@ -131,6 +167,7 @@ export async function loadSample(study, sampleId, isCurrent) {
     }
     drawSample(study, sample);
     fillForm(study, sample);
+    await loadActivity();
   } catch (error) {
     if (error.status !== 401 && isCurrent()) {
       showMessage("sample-message", error.message);
@@ -166,6 +203,7 @@ export function wireSample() {
   byId("sample-delete").addEventListener("click", deleteSample);
   addStatusOptions(byId("sample-edit-status"));
   byId("sample-form").addEventListener("submit", save);
+  byId("sample-activity-more").addEventListener("click", () => loadActivity(current.activityPage + 1));
   byId("sample-reapply").addEventListener("click", () => send(current.pending));
   byId("sample-discard").addEventListener("click", () => {
     current.pending = null;

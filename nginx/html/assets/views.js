@@ -1,5 +1,6 @@
 // Rendering of the API's answers into the page. No fetching here: app.js passes the data in.
 
+import { activityItem, nothingYet } from "./activity.js";
 import { drawBarChart } from "./chart.js";
 import { byId, el, formatBytes, formatWhen, humanize, numberCell, row, shortDay, showMessage } from "./dom.js";
 
@@ -44,15 +45,6 @@ function summaryCards(summary) {
   return cards;
 }
 
-function describeActivity(entry) {
-  // An invitation declined from its mailed link has no signed-in actor: the invited address is who.
-  const declinedByMail = entry.action === "invitation_declined" && entry.details && entry.details.email;
-  const who = entry.actor ? entry.actor.email : declinedByMail || "a deleted account";
-  const what = humanize(entry.action).toLowerCase();
-  const sample = entry.details && entry.details.sample_id ? ` ${entry.details.sample_id}` : "";
-  return `${formatWhen(entry.at)} — ${who}: ${what}${sample}`;
-}
-
 /** When the figures shown were last known current: the answer's time, or a 304's (nothing changed). */
 export function renderFiguresAsOf(iso) {
   const generated = byId("generated-at");
@@ -69,8 +61,8 @@ export function renderSummary(summary) {
     yTitle: "Samples",
     description: `Samples created per day over the last ${days.length} days`,
   });
-  const activity = summary.recent_activity.map((entry) => el("li", { text: describeActivity(entry) }));
-  byId("activity").replaceChildren(...(activity.length ? activity : [el("li", { className: "muted", text: "Nothing yet." })]));
+  const activity = summary.recent_activity.map((entry) => activityItem(entry, { withStudy: true }));
+  byId("activity").replaceChildren(...(activity.length ? activity : [nothingYet()]));
 }
 
 /** One page of the study list; when there are more, says so (the search and filter narrow it). */

@@ -81,7 +81,7 @@ export function clearWorkspace() {
   for (const id of ["study-standing", "sample-title", "lifecycle-now", "samples-position", "files-position", "members-rule"]) {
     byId(id).textContent = "";
   }
-  for (const id of ["samples-filters", "samples-filter-field", "sample-facts", "sample-edit-values", "sample-mine", "sample-new-values", "details-facts", "fields-editor", "fields-view", "lifecycle-moves", "new-study-fields"]) {
+  for (const id of ["samples-filters", "samples-filter-field", "sample-facts", "sample-edit-values", "sample-mine", "sample-activity", "sample-new-values", "details-facts", "fields-editor", "fields-view", "lifecycle-moves", "new-study-fields"]) {
     byId(id).replaceChildren();
   }
   byId("samples-table").tHead.rows[0].replaceChildren();  // the study's field names
@@ -92,6 +92,7 @@ export function clearWorkspace() {
     byId(id).reset();
   }
   byId("sample-conflict").hidden = true;
+  byId("sample-activity-more").hidden = true;
   byId("invite-done").hidden = true;
   byId("invite-done").textContent = "";
 }
