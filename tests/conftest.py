@@ -48,6 +48,7 @@ from src.mail.composers import COMPOSERS  # noqa: E402
 from src.mail.config import mail_settings  # noqa: E402
 from src.mail.service import deliver_due_mails  # noqa: E402
 from src.models import import_all_models  # noqa: E402
+from src.study import samples as study_samples  # noqa: E402
 from src.study import service as study_service  # noqa: E402
 from src.study.constants import SampleStatus, StudyRole, StudyStatus  # noqa: E402
 from src.study.models import Sample, Study, StudyMember  # noqa: E402
@@ -237,7 +238,7 @@ def make_sample() -> Callable[..., Awaitable[Sample]]:
             data = SampleCreate(
                 sample_id=sample_id or f"S-{next(_sample_counter)}", status=status, values=values or {}
             )
-            return await study_service.create_sample(session, access=access, data=data)
+            return await study_samples.create_sample(session, access=access, data=data)
 
     return make
 

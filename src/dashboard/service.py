@@ -41,7 +41,7 @@ from src.dashboard.utils import daily_series, first_day, first_week, monday_of, 
 from src.database import utcnow
 from src.sampleFileUpload.constants import SampleFileStatus
 from src.sampleFileUpload.models import SampleFile, report_count_columns
-from src.study import service as study_service
+from src.study import activity as study_activity
 from src.study.constants import FIELD_FILLED, FieldType, SampleStatus, StudyStatus
 from src.study.models import (
     Study,
@@ -140,13 +140,13 @@ def _top_studies_query(*, admin: bool) -> Select:
     )
 
 
-_NEWEST_FIRST = study_service.ACTIVITY_NEWEST_FIRST
+_NEWEST_FIRST = study_activity.ACTIVITY_NEWEST_FIRST
 
 
 def _recent_activity_query(scope: ColumnElement[bool]) -> Select:
     """Each entry with its actor, file and study, in the one statement (the page names all three)."""
     return (
-        study_service.activity_query(with_study=True)
+        study_activity.activity_query(with_study=True)
         .where(scope)
         .order_by(*_NEWEST_FIRST)
         .limit(RECENT_ACTIVITY_LIMIT)
@@ -221,7 +221,7 @@ async def summary(session: AsyncSession, *, user: User, days: int) -> dict[str, 
     return body
 
 
-async def _recent_activity(session: AsyncSession, *, user: User) -> list[study_service.ActivityEntry]:
+async def _recent_activity(session: AsyncSession, *, user: User) -> list[study_activity.ActivityEntry]:
     """The newest entries across the caller's studies. An administrator's walk the (at, id) index
     from the newest. A member's, on PostgreSQL, are the newest few of each of their studies (each an
     index read of (study_id, at, id)) merged: the plain IN query read every entry of those studies
@@ -235,7 +235,7 @@ async def _recent_activity(session: AsyncSession, *, user: User) -> list[study_s
         lateral = session.get_bind().dialect.name == "postgresql"
         query = _MEMBERS_RECENT_ACTIVITY_LATERAL if lateral else _MEMBERS_RECENT_ACTIVITY
         rows = await session.execute(query, {"user_id": user.id})
-    return study_service.activity_entries(rows)
+    return study_activity.activity_entries(rows)
 
 
 def _user_figures(rows: Iterable[tuple[str, str, int, int]]) -> dict[str, Any]:

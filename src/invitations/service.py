@@ -33,6 +33,7 @@ from src.invitations.utils import activity_details, invitation_lifetime
 from src.mail import service as mail_service
 from src.mail.constants import MailKind
 from src.schemas import PageParams
+from src.study import activity as study_activity
 from src.study import service as study_service
 from src.study.constants import ActivityAction, StudyRole
 from src.study.exceptions import AlreadyAMember
@@ -137,7 +138,7 @@ async def invite(session: AsyncSession, *, access: StudyAccess, email: str, role
             await session.rollback()
             raise ResourceBusy
         invitation = renewed
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=study_id,
         actor=access.user,
@@ -188,7 +189,7 @@ async def resend(session: AsyncSession, *, access: StudyAccess, invitation: Invi
     if renewed is None:
         await session.rollback()
         raise InvitationNotFound
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=access.study.id,
         actor=access.user,
@@ -201,7 +202,7 @@ async def resend(session: AsyncSession, *, access: StudyAccess, invitation: Invi
 
 async def revoke(session: AsyncSession, *, access: StudyAccess, invitation: Invitation) -> None:
     await _answer(session, invitation, status=InvitationStatus.REVOKED, now=utcnow(), live_only=False)
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=access.study.id,
         actor=access.user,
@@ -258,7 +259,7 @@ async def accept(session: AsyncSession, *, invitation: Invitation, user: User) -
     except AlreadyAMember:
         await session.rollback()
         raise
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=invitation.study_id,
         actor=user,
@@ -276,7 +277,7 @@ async def accept(session: AsyncSession, *, invitation: Invitation, user: User) -
 async def decline(session: AsyncSession, *, invitation: Invitation, user: User | None) -> None:
     """`user` is None when declined from the mailed link without signing in."""
     await _answer(session, invitation, status=InvitationStatus.DECLINED, now=utcnow(), live_only=True)
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=invitation.study_id,
         actor=user,

@@ -6,7 +6,7 @@ row in a worker thread, a batch of IMPORT_BATCH_ROWS rows at a time, the next ba
 one is written; each batch is checked (one compiled schema per file), looked up in the study (one
 `IN (...)` query, or a small study's ids held in memory) and written with COPY on PostgreSQL (one
 multi-row INSERT elsewhere), all in one transaction. The study's counters move once, at the commit
-(study_service.CountChanges), so the import holds no row that sample edits need while it writes.
+(study_counters.CountChanges), so the import holds no row that sample edits need while it writes.
 
 One pass, not two: rows are written while no error has been seen; after the first error the pass
 goes on checking (so the report is complete) but writes nothing more, and the transaction is
@@ -50,9 +50,10 @@ from src.sampleFileUpload.exceptions import ImportTimedOut, UnreadableFile, Unsu
 from src.sampleFileUpload.reading_errors import TimeLimitReached, check_deadline
 from src.sampleFileUpload.sheet_import import CellError, CheckedRow, ColumnPlan
 from src.study.constants import SampleStatus
+from src.study.counters import CountChanges
 from src.study.models import Sample
 from src.study.sample_validation import SampleValidator
-from src.study.service import CountChanges, StudyAccess
+from src.study.service import StudyAccess
 
 _SAMPLES = Sample.__table__
 

@@ -57,7 +57,7 @@ from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.schemas import REPORT_EXAMPLE, DryRunRead, SampleFileListed, SampleFileRead
 from src.sampleFileUpload.utils import content_disposition, prefers_respond_async
 from src.schemas import SINGLE_LINE_PATTERN, ExactlyOne, Page, page_of
-from src.study import service as study_service
+from src.study import samples as study_samples
 from src.study.dependencies import ReadableStudy, WritableStudy
 from src.study.exceptions import IN_STUDY, TOKEN_ERRORS, WRITE, StudyRoleRequired
 
@@ -502,7 +502,7 @@ async def sample_template(
     sheet_format: FormatQuery = ExportFormat.CSV,
     dialect: DialectQuery = CsvDialect.EXCEL,
 ) -> Response:
-    validator = study_service.validator_of(access.study)
+    validator = study_samples.validator_of(access.study)
     name = f"{access.study.code}-template"
     if sheet_format is ExportFormat.XLSX:
         return _sheet_response(
@@ -532,7 +532,7 @@ async def export_samples(
     dialect: DialectQuery = CsvDialect.EXCEL,
 ) -> Response:
     study = access.study
-    validator = study_service.validator_of(study)
+    validator = study_samples.validator_of(study)
     name = f"{study.code}-samples"
     if sheet_format is ExportFormat.XLSX:
         exports.check_fits_a_worksheet(study)

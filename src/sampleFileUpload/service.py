@@ -70,6 +70,9 @@ from src.sampleFileUpload.models import REPORT_COUNTS, SampleFile, report_count_
 from src.sampleFileUpload.receiving import ReceivedUpload, receive_upload
 from src.sampleFileUpload.storage import Storage
 from src.schemas import PageParams
+from src.study import activity as study_activity
+from src.study import counters as study_counters
+from src.study import samples as study_samples
 from src.study import service as study_service
 from src.study.constants import ROLE_RANK, WRITABLE_STATUSES, ActivityAction, StudyRole
 from src.study.exceptions import StudyBusy, StudyNotFound, StudyReadOnly, StudyRoleRequired
@@ -130,7 +133,7 @@ async def import_sample_file(
         )
         if idempotency_key is not None:
             await _take_idempotency_key(session, access, upload, idempotency_key)
-        validator = study_service.validator_of(access.study)
+        validator = study_samples.validator_of(access.study)
         sheet = _sheet_of(upload_path, upload.filename, validator, upload.mode, upload.options)
         try:
             if upload.dry_run:
@@ -523,7 +526,7 @@ async def _import_claimed(
         await anyio.to_thread.run_sync(_fetch_stored, storage, record.storage_key, upload_path)
         async with _worker_import_slot():
             access = await _uploader_access(session, record)
-            validator = study_service.validator_of(access.study)
+            validator = study_samples.validator_of(access.study)
             options = ReadingOptions.from_json(record.import_options)
             sheet = _sheet_of(upload_path, record.filename, validator, ImportMode(record.mode), options)
             try:
@@ -663,7 +666,7 @@ async def _commit_imported(
     step: ImportPass,
     same_content_as: uuid.UUID | None,
 ) -> None:
-    fields = await study_service.apply_count_changes(
+    fields = await study_counters.apply_count_changes(
         session, study_id=access.study.id, changes=step.count_changes
     )
     if fields != access.study.sample_fields:  # only if changed by a path that skipped the import lock
@@ -671,7 +674,7 @@ async def _commit_imported(
         raise PreconditionFailed(_FIELDS_CHANGED)
     _finished(record, SampleFileStatus.IMPORTED, report, step.counts.rows)
     record.same_content_as = same_content_as
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=access.study.id,
         actor=access.user,
@@ -697,7 +700,7 @@ async def _store_rejected(
     """Keeps the report and every error, so the user can fetch them later (the file is stored already)."""
     _finished(record, SampleFileStatus.REJECTED, report, report["rows"])
     record.same_content_as = same_content_as
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=access.study.id,
         actor=access.user,
@@ -785,7 +788,7 @@ async def delete_sample_file(session: AsyncSession, *, file_access: FileAccess, 
         if still_there:
             raise SampleFileNotDeletable
     await session.execute(delete(SampleFile).where(SampleFile.id == record.id))
-    study_service.record_activity(
+    study_activity.record_activity(
         session,
         study_id=record.study_id,
         actor=file_access.access.user,

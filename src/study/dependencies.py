@@ -14,7 +14,7 @@ from src.auth.constants import Role
 from src.auth.models import User
 from src.database import DbSession
 from src.dependencies import CurrentUser, VerifiedUser
-from src.study import service
+from src.study import samples, service
 from src.study.constants import FIELD_FILTER_PREFIX, ROLE_RANK, WRITABLE_STATUSES, StudyRole
 from src.study.exceptions import (
     MemberNotFound,
@@ -76,7 +76,7 @@ WritableStudy = Annotated[StudyAccess, Depends(valid_study_for_writing)]
 
 
 async def _sample_of(access: StudyAccess, sample_pk: uuid.UUID, db: DbSession) -> Sample:
-    sample = await service.get_sample(db, study=access.study, sample_pk=sample_pk)
+    sample = await samples.get_sample(db, study=access.study, sample_pk=sample_pk)
     if sample is None:
         raise SampleNotFound
     return sample
@@ -120,7 +120,7 @@ async def sample_fields_compiled_off_the_loop(request: Request) -> None:
         body = await request.json()  # read once: the route's body parameter gets the same parsed JSON
     except ValueError:
         return  # not JSON: the route answers that itself
-    await service.compile_patterns_off_the_loop(body.get("sample_fields") if isinstance(body, dict) else body)
+    await samples.compile_patterns_off_the_loop(body.get("sample_fields") if isinstance(body, dict) else body)
 
 
 # After the caller's dependency in a route's signature: only a caller allowed to write pays for it.

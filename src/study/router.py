@@ -13,7 +13,7 @@ from src.responses import json_response
 from src.sampleFileUpload import service as sample_file_service
 from src.sampleFileUpload.dependencies import FileStorage
 from src.schemas import Page, SingleLineText, page_of
-from src.study import service
+from src.study import activity, samples, service
 from src.study.constants import SampleSort, SampleStatus, StudySort, StudyStatus
 from src.study.dependencies import (
     FieldFilters,
@@ -309,7 +309,7 @@ async def remove_member(member: StudyMemberOf, access: OwnedStudy, db: DbSession
 async def create_sample(
     data: SampleCreate, access: WritableStudy, _: IdempotentCreate, db: DbSession, response: Response
 ) -> SampleRead:
-    sample = await service.create_sample(db, access=access, data=data)
+    sample = await samples.create_sample(db, access=access, data=data)
     response.headers["Location"] = f"{API_PREFIX}/studies/{access.study.id}/samples/{sample.id}"
     return sample_read(sample, response)
 
@@ -336,7 +336,7 @@ async def list_samples(
     q: Annotated[SingleLineText | None, Query(max_length=100, description="sample_id prefix")] = None,
     sort: SampleSort = SampleSort.SAMPLE_ID,
 ) -> Response:
-    rows, total, total_is_exact = await service.list_samples(
+    rows, total, total_is_exact = await samples.list_samples(
         db, study=access.study, page=page, status=status, sample_id_prefix=q, field_filters=filters, sort=sort
     )
     # The rows are already SampleRead's fields, of its types: serialised once, straight to bytes.
@@ -372,7 +372,7 @@ async def update_sample(
     db: DbSession,
     response: Response,
 ) -> SampleRead:
-    updated = await service.update_sample(
+    updated = await samples.update_sample(
         db, access=access, sample=sample, data=data, expected_version=expected_version
     )
     return sample_read(updated, response)
@@ -388,7 +388,7 @@ async def update_sample(
 async def delete_sample(
     sample: WritableSample, access: WritableStudy, expected_version: IfMatch, db: DbSession
 ) -> None:
-    await service.delete_sample(db, access=access, sample=sample, expected_version=expected_version)
+    await samples.delete_sample(db, access=access, sample=sample, expected_version=expected_version)
 
 
 # Activity
@@ -404,7 +404,7 @@ async def delete_sample(
     responses=problem_responses(*IN_STUDY),
 )
 async def list_activity(access: ReadableStudy, page: Pagination, db: DbSession) -> dict:
-    entries, total, total_is_exact = await service.list_activity(db, study=access.study, page=page)
+    entries, total, total_is_exact = await activity.list_activity(db, study=access.study, page=page)
     return page_of([ActivityRead.of(entry) for entry in entries], total, total_is_exact, page)
 
 
@@ -421,7 +421,7 @@ async def list_activity(access: ReadableStudy, page: Pagination, db: DbSession) 
 async def list_sample_activity(
     sample: ReadableSample, access: ReadableStudy, page: Pagination, db: DbSession
 ) -> dict:
-    entries, total, total_is_exact = await service.list_activity(
+    entries, total, total_is_exact = await activity.list_activity(
         db, study=access.study, page=page, sample=sample
     )
     return page_of([ActivityRead.of(entry) for entry in entries], total, total_is_exact, page)

@@ -7,7 +7,7 @@ import pytest
 
 from src.dashboard.schemas import DashboardSummary, StudyDashboard
 from src.database import utcnow
-from src.study import service as study_service
+from src.study import samples as study_samples
 from src.study.constants import StudyRole, StudyStatus
 from tests.conftest import assert_problem
 from tests.dashboard.conftest import SUMMARY, study_dashboard_url
@@ -97,7 +97,7 @@ async def test_samples_created_counts_per_utc_day_within_the_window(
 ):
     now = utcnow()
     for days_ago, sample_id in ((40, "OLD-1"), (2, "E-1")):
-        monkeypatch.setattr(study_service, "utcnow", lambda days_ago=days_ago: now - timedelta(days=days_ago))
+        monkeypatch.setattr(study_samples, "utcnow", lambda days_ago=days_ago: now - timedelta(days=days_ago))
         await post_sample(client, study, alice_headers, sample_id)
     monkeypatch.undo()
     await post_sample(client, study, alice_headers, "N-1")

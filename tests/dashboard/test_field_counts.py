@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import delete, select, text
 
 from src.database import SessionFactory
+from src.study import samples as study_samples
 from src.study import service as study_service
 from src.study.constants import FIELD_FILLED, StudyStatus
 from src.study.models import StudyFieldValueCount
@@ -245,7 +246,7 @@ async def test_a_delete_counts_off_what_the_sample_held_when_deleted(client, stu
     created = await post_sample(client, study, alice_headers, "R-1", volume=1.0)
     async with SessionFactory() as session:
         access = await study_service.get_study_access(session, study_id=study.id, user=alice)
-        stale = await study_service.get_sample(
+        stale = await study_samples.get_sample(
             session, study=access.study, sample_pk=uuid.UUID(created["id"])
         )
         await session.commit()  # the read is over; the sample object keeps what it read
@@ -255,7 +256,7 @@ async def test_a_delete_counts_off_what_the_sample_held_when_deleted(client, stu
             headers=alice_headers,
         )
         assert patched.status_code == 200, patched.text
-        await study_service.delete_sample(session, access=access, sample=stale, expected_version=None)
+        await study_samples.delete_sample(session, access=access, sample=stale, expected_version=None)
 
     body = await assert_figures_match_a_recount(client, study, alice_headers)
     assert body["samples"]["total"] == 0

@@ -8,7 +8,7 @@ import pytest
 
 from src.dashboard.utils import monday_of
 from src.database import utcnow
-from src.study import service as study_service
+from src.study import samples as study_samples
 from src.study.constants import StudyStatus
 from tests.dashboard.conftest import SUMMARY, study_dashboard_url
 from tests.dashboard.test_dashboard import post_sample
@@ -23,7 +23,7 @@ async def study(alice, make_study):
 
 
 async def post_sample_at(client, study, headers, sample_id, at: datetime, monkeypatch) -> None:
-    monkeypatch.setattr(study_service, "utcnow", lambda: at)
+    monkeypatch.setattr(study_samples, "utcnow", lambda: at)
     await post_sample(client, study, headers, sample_id)
     monkeypatch.undo()
 

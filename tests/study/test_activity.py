@@ -3,7 +3,7 @@
 import pytest
 
 from src.database import SessionFactory
-from src.study import service as study_service
+from src.study import activity as study_activity
 from src.study.constants import ActivityAction, StudyRole
 from tests.conftest import assert_problem
 from tests.study.conftest import FIELDS, STUDIES, StatementCounter, study_url
@@ -128,7 +128,7 @@ async def test_other_modules_record_activity_in_their_own_transaction(
 ):
     study = await make_study(owner=alice)
     async with SessionFactory() as session:
-        study_service.record_activity(
+        study_activity.record_activity(
             session,
             study_id=study.id,
             actor=alice,
@@ -136,7 +136,7 @@ async def test_other_modules_record_activity_in_their_own_transaction(
             details={"why": "rolled back"},
         )
         await session.rollback()
-        study_service.record_activity(
+        study_activity.record_activity(
             session,
             study_id=study.id,
             actor=None,

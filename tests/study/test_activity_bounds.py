@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from src.database import SessionFactory
-from src.study import service as study_service
+from src.study import activity as study_activity
 from src.study.constants import (
     ACTIVITY_CUT_MARK,
     ACTIVITY_DETAILS_MAX_BYTES,
@@ -155,7 +155,7 @@ def test_any_details_are_kept_within_the_bounds_and_name_each_cut(seed):
 async def test_record_activity_bounds_what_any_module_writes(alice, make_study, client, alice_headers):
     study = await make_study(owner=alice)
     async with SessionFactory() as session:
-        study_service.record_activity(
+        study_activity.record_activity(
             session,
             study_id=study.id,
             actor=alice,

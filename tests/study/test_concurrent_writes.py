@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, text, update
 
 from src import database
 from src.database import SessionFactory
+from src.study import samples as study_samples
 from src.study import service as study_service
 from src.study.constants import StudyStatus
 from src.study.exceptions import SampleNotFound, StudyNotDeletable, StudyReadOnly
@@ -50,7 +51,7 @@ async def test_a_sample_added_to_a_study_locked_since_it_was_read_is_409(alice, 
         await _lock(study)
 
         with pytest.raises(StudyReadOnly):
-            await study_service.create_sample(session, access=stale, data=SampleCreate(sample_id="S1"))
+            await study_samples.create_sample(session, access=stale, data=SampleCreate(sample_id="S1"))
 
     async with SessionFactory() as session:
         assert await session.scalar(select(Study.sample_count).where(Study.id == study.id)) == 0
@@ -87,12 +88,12 @@ async def test_a_sample_edited_or_deleted_in_a_study_locked_since_it_was_read_is
     sample = await make_sample(study, sample_id="A", values={"n": 1})
     async with SessionFactory() as session:
         stale = await study_service.get_study_access(session, study_id=study.id, user=alice)
-        loaded = await study_service.get_sample(session, study=stale.study, sample_pk=sample.id)
+        loaded = await study_samples.get_sample(session, study=stale.study, sample_pk=sample.id)
         await session.commit()
         await _lock(study)
 
         with pytest.raises(StudyReadOnly):
-            await study_service.update_sample(
+            await study_samples.update_sample(
                 session,
                 access=stale,
                 sample=loaded,
@@ -100,9 +101,9 @@ async def test_a_sample_edited_or_deleted_in_a_study_locked_since_it_was_read_is
                 expected_version=None,
             )
         stale = await study_service.get_study_access(session, study_id=study.id, user=alice)
-        loaded = await study_service.get_sample(session, study=stale.study, sample_pk=sample.id)
+        loaded = await study_samples.get_sample(session, study=stale.study, sample_pk=sample.id)
         with pytest.raises(StudyReadOnly):
-            await study_service.delete_sample(session, access=stale, sample=loaded, expected_version=None)
+            await study_samples.delete_sample(session, access=stale, sample=loaded, expected_version=None)
 
     async with SessionFactory() as session:
         current = await session.get(Sample, sample.id)
@@ -114,7 +115,7 @@ async def test_a_patch_merges_into_the_values_as_committed_not_as_read(alice, st
     sample = await make_sample(study, sample_id="A", values={"n": 1, "m": "old"})
     async with SessionFactory() as session:
         access = await study_service.get_study_access(session, study_id=study.id, user=alice)
-        loaded = await study_service.get_sample(session, study=access.study, sample_pk=sample.id)
+        loaded = await study_samples.get_sample(session, study=access.study, sample_pk=sample.id)
         await session.commit()
         async with SessionFactory() as other:  # another editor's PATCH {"values": {"m": "new"}}
             await other.execute(
@@ -124,7 +125,7 @@ async def test_a_patch_merges_into_the_values_as_committed_not_as_read(alice, st
             )
             await other.commit()
 
-        updated = await study_service.update_sample(
+        updated = await study_samples.update_sample(
             session, access=access, sample=loaded, data=SampleUpdate(values={"n": 2}), expected_version=None
         )
 
@@ -135,15 +136,15 @@ async def test_a_sample_deleted_since_it_was_read_is_404_to_a_second_delete(alic
     sample = await make_sample(study, sample_id="A", values={"n": 1})
     async with SessionFactory() as session:
         access = await study_service.get_study_access(session, study_id=study.id, user=alice)
-        loaded = await study_service.get_sample(session, study=access.study, sample_pk=sample.id)
+        loaded = await study_samples.get_sample(session, study=access.study, sample_pk=sample.id)
         await session.commit()
         async with SessionFactory() as other:
             first = await study_service.get_study_access(other, study_id=study.id, user=alice)
-            mine = await study_service.get_sample(other, study=first.study, sample_pk=sample.id)
-            await study_service.delete_sample(other, access=first, sample=mine, expected_version=None)
+            mine = await study_samples.get_sample(other, study=first.study, sample_pk=sample.id)
+            await study_samples.delete_sample(other, access=first, sample=mine, expected_version=None)
 
         with pytest.raises(SampleNotFound):
-            await study_service.delete_sample(session, access=access, sample=loaded, expected_version=1)
+            await study_samples.delete_sample(session, access=access, sample=loaded, expected_version=1)
 
     async with SessionFactory() as session:
         assert await session.scalar(select(Study.sample_count).where(Study.id == study.id)) == 0
@@ -153,14 +154,14 @@ async def test_a_sample_deleted_since_it_was_read_is_404_to_a_patch(alice, study
     sample = await make_sample(study, sample_id="A", values={"n": 1})
     async with SessionFactory() as session:
         access = await study_service.get_study_access(session, study_id=study.id, user=alice)
-        loaded = await study_service.get_sample(session, study=access.study, sample_pk=sample.id)
+        loaded = await study_samples.get_sample(session, study=access.study, sample_pk=sample.id)
         await session.commit()
         async with SessionFactory() as other:
             await other.execute(delete(Sample).where(Sample.id == sample.id))
             await other.commit()
 
         with pytest.raises(SampleNotFound):
-            await study_service.update_sample(
+            await study_samples.update_sample(
                 session,
                 access=access,
                 sample=loaded,

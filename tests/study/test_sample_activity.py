@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from src.database import SessionFactory
-from src.study import service as study_service
+from src.study import activity as study_activity
 from src.study.constants import StudyRole, StudyStatus
 from src.study.models import Sample, StudyActivity
 from tests.conftest import assert_problem
@@ -130,9 +130,9 @@ async def test_the_sample_filter_reads_its_index(client, study, alice_headers):
     async with SessionFactory() as session:
         row = await session.get(Sample, uuid.UUID(sample["id"]))
         query = (
-            study_service.activity_query()
+            study_activity.activity_query()
             .where(StudyActivity.study_id == study.id, StudyActivity.sample_pk == row.id)
-            .order_by(*study_service.ACTIVITY_NEWEST_FIRST)
+            .order_by(*study_activity.ACTIVITY_NEWEST_FIRST)
             .limit(20)
         )
         dialect = session.get_bind().dialect

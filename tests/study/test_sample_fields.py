@@ -4,6 +4,7 @@ import pytest
 
 from src.database import SessionFactory
 from src.exceptions import PreconditionFailed
+from src.study import samples as study_samples
 from src.study import service as study_service
 from src.study.models import Study
 from src.study.schemas import SampleCreate, SampleFieldDefinition
@@ -152,7 +153,7 @@ async def test_a_sample_validated_against_fields_that_changed_meanwhile_is_not_w
         assert changed.status_code == 200
 
         with pytest.raises(PreconditionFailed):
-            await study_service.create_sample(
+            await study_samples.create_sample(
                 session, access=stale, data=SampleCreate(sample_id="S1", values={"tissue": "blood"})
             )
 

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from src.database import SessionFactory
 from src.exceptions import PreconditionFailed
+from src.study import samples as study_samples
 from src.study import service as study_service
 from src.study.constants import StudyRole, StudyStatus
 from src.study.models import Sample
@@ -613,11 +614,11 @@ async def test_the_version_check_is_inside_the_update_so_a_stale_loaded_sample_c
     async with SessionFactory() as first, SessionFactory() as second:
         access_first = await study_service.get_study_access(first, study_id=study.id, user=alice)
         access_second = await study_service.get_study_access(second, study_id=study.id, user=alice)
-        loaded_first = await study_service.get_sample(first, study=study, sample_pk=sample.id)
-        loaded_second = await study_service.get_sample(second, study=study, sample_pk=sample.id)
+        loaded_first = await study_samples.get_sample(first, study=study, sample_pk=sample.id)
+        loaded_second = await study_samples.get_sample(second, study=study, sample_pk=sample.id)
         await second.commit()  # both read version 1; the second holds no lock while the first writes
 
-        await study_service.update_sample(
+        await study_samples.update_sample(
             first,
             access=access_first,
             sample=loaded_first,
@@ -625,7 +626,7 @@ async def test_the_version_check_is_inside_the_update_so_a_stale_loaded_sample_c
             expected_version=1,
         )
         with pytest.raises(PreconditionFailed):
-            await study_service.update_sample(
+            await study_samples.update_sample(
                 second,
                 access=access_second,
                 sample=loaded_second,
@@ -673,7 +674,7 @@ async def test_a_sample_id_taken_by_a_concurrent_insert_is_409_not_500(
     async def looks_free(*_args, **_kwargs) -> bool:
         return False  # as if the other insert committed just after this request's check
 
-    monkeypatch.setattr(study_service, "_sample_id_taken", looks_free)
+    monkeypatch.setattr(study_samples, "_sample_id_taken", looks_free)
     response = await client.post(
         samples_url(study), json={"sample_id": "race", "values": {"tissue": "blood"}}, headers=alice_headers
     )

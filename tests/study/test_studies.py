@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from src.auth.constants import Role
 from src.study import sample_validation
+from src.study import samples as study_samples
 from src.study import schemas as study_schemas
 from src.study import service as study_service
 from src.study.constants import ALLOWED_TRANSITIONS, StudyRole, StudyStatus
@@ -171,9 +172,9 @@ async def test_a_studys_validator_is_compiled_once_per_version(
     )
 
     for _ in range(3):
-        assert study_service.validator_of(study) is study_service.validator_of(study)
+        assert study_samples.validator_of(study) is study_samples.validator_of(study)
     study.version += 1
-    study_service.validator_of(study)
+    study_samples.validator_of(study)
 
     assert len(compiled) == 2
 
