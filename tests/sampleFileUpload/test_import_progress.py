@@ -88,37 +88,30 @@ async def test_an_xlsx_import_shows_the_rows_its_dimension_claims(
     assert done == {"rows_read": THREE_BATCHES, "rows_total": THREE_BATCHES}
 
 
-async def test_a_csv_import_counts_records_not_the_line_ends_in_quoted_cells(
-    client,
-    alice_headers,
-    study,
-    paused,
-):
+def csv_with_line_breaks_in_cells() -> bytes:
     rows = good_rows(THREE_BATCHES)
     for row in rows[::100]:
         row[2] = "blood\nsecond line\r\nthird"  # no tissue's name: the file is rejected, after a full read
-    content = csv_bytes([HEADER, *rows], newline="\n")
-
-    running, done = await progress_while_running(
-        client, alice_headers, study, paused, content, ending="rejected"
-    )
-
-    assert running == {"rows_read": IMPORT_BATCH_ROWS, "rows_total": THREE_BATCHES}
-    assert done == {"rows_read": THREE_BATCHES, "rows_total": THREE_BATCHES}
+    return csv_bytes([HEADER, *rows], newline="\n")
 
 
-async def test_a_utf16_csv_import_leaves_its_rows_unknown_until_the_end(
-    client,
-    alice_headers,
-    study,
-    paused,
+@pytest.mark.parametrize(
+    ("content", "ending", "while_running"),
+    [
+        # Records counted, not the line ends in quoted cells.
+        (csv_with_line_breaks_in_cells(), "rejected", THREE_BATCHES),
+        # UTF-16 line ends are not single bytes: not counted, known at the end.
+        (csv_bytes([HEADER, *good_rows(THREE_BATCHES)], encoding="utf-16"), "imported", None),
+    ],
+    ids=["line-breaks-in-cells", "utf-16"],
+)
+async def test_a_csv_import_shows_its_records_counted_before_reading(
+    client, alice_headers, study, paused, content, ending, while_running
 ):
-    content = csv_bytes([HEADER, *good_rows(THREE_BATCHES)], encoding="utf-16")
+    running, done = await progress_while_running(client, alice_headers, study, paused, content, ending=ending)
 
-    running, done = await progress_while_running(client, alice_headers, study, paused, content)
-
-    assert running == {"rows_read": IMPORT_BATCH_ROWS, "rows_total": None}
-    assert done["rows_total"] == THREE_BATCHES
+    assert running == {"rows_read": IMPORT_BATCH_ROWS, "rows_total": while_running}
+    assert done == {"rows_read": THREE_BATCHES, "rows_total": THREE_BATCHES}
 
 
 @pytest.mark.parametrize(
