@@ -83,10 +83,12 @@ class SheetBatches:
         self.encoding: str | None = None
         self.plan = ColumnPlan(columns=[], errors=[])
         self.cells: FileCells | None = None  # once open
+        self.data_rows_claimed: Callable[[], int | None] = lambda: None  # once open (readers.Sheet)
 
     def open(self) -> None:
         sheet = self._stack.enter_context(self._open_sheet())
         self.format, self.encoding = sheet.format, sheet.encoding
+        self.data_rows_claimed = sheet.data_rows_claimed
         self.plan = sheet_import.plan_columns(sheet.headers, self._validator, header_row=sheet.header_row)
         self.cells = FileCells(self._options, delimiter=sheet.delimiter, rows_again=self._rows_again)
         checker = sheet_import.RowChecker(

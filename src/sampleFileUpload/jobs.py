@@ -59,6 +59,7 @@ class LiveImport:
     """An import this process runs: its progress, its cancel, its end."""
 
     rows_read: int = 0
+    rows_total: int | None = None
     cancel: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -68,36 +69,43 @@ _TASKS: set[asyncio.Task[None]] = set()
 
 
 class JobProgress:
-    """service.ImportProgress: the rows read, at most every IMPORT_PROGRESS_SECONDS written to the
-    record in a short transaction of its own (where the database has more than one writer), which
-    also reads whether the import's cancel was asked; ImportCancelled then."""
+    """service.ImportProgress: the rows read, written to the record after the first batch (with the
+    file's rows as far as they are known, readers.Sheet.data_rows_claimed) and then at most every
+    IMPORT_PROGRESS_SECONDS, in a short transaction of its own (where the database has more than one
+    writer), which also reads whether the import's cancel was asked; ImportCancelled then."""
 
     def __init__(self, file_id: uuid.UUID, *, live: LiveImport | None, to_database: bool) -> None:
         self.file_id, self.live, self.to_database = file_id, live, to_database
-        self._written_at = time.monotonic()
+        self.total: int | None = None
+        self._written_at: float | None = None
+
+    def rows_total(self, rows: int | None) -> None:
+        self.total = rows
+        if self.live is not None:
+            self.live.rows_total = rows
 
     async def rows_read(self, rows: int) -> None:
         if self.live is not None:
             self.live.rows_read = rows
             if self.live.cancel.is_set():
                 raise ImportCancelled
-        if (
-            not self.to_database
-            or time.monotonic() - self._written_at < upload_settings.IMPORT_PROGRESS_SECONDS
+        if not self.to_database or (
+            self._written_at is not None
+            and time.monotonic() - self._written_at < upload_settings.IMPORT_PROGRESS_SECONDS
         ):
             return
         self._written_at = time.monotonic()
-        if await _write_progress(self.file_id, rows):
+        if await _write_progress(self.file_id, rows, self.total):
             raise ImportCancelled
 
 
-async def _write_progress(file_id: uuid.UUID, rows: int) -> bool:
-    """Writes the rows read; whether the import's cancel was asked."""
+async def _write_progress(file_id: uuid.UUID, rows: int, total: int | None) -> bool:
+    """Writes the rows read (and the file's, as far as known); whether the import's cancel was asked."""
     async with SessionFactory() as session:
         asked = await session.scalar(
             update(SampleFile)
             .where(SampleFile.id == file_id)
-            .values(rows_read=rows)
+            .values(rows_read=rows, rows_total=total)
             .returning(SampleFile.cancel_requested)
         )
         await session.commit()
@@ -270,11 +278,14 @@ async def load_record(file_id: uuid.UUID) -> SampleFile | None:
         return await session.get(SampleFile, file_id)
 
 
-def rows_read(record: SampleFile) -> int:
-    """The record's rows read, or this process's newer count of an import it runs (on SQLite the
-    only one: progress there is not written until the import ends)."""
+def progress_of(record: SampleFile) -> tuple[int, int | None]:
+    """The record's rows read and total, or this process's newer ones for an import it runs (on
+    SQLite the only one: progress there is not written until the import ends)."""
     live = _LIVE.get(record.id)
-    return max(record.rows_read, live.rows_read) if live is not None else record.rows_read
+    if live is None or record.status not in UNFINISHED_STATUSES:
+        return record.rows_read, record.rows_total
+    total = record.rows_total if record.rows_total is not None else live.rows_total
+    return max(record.rows_read, live.rows_read), total
 
 
 async def cancel_import(session: AsyncSession, record: SampleFile) -> SampleFile:

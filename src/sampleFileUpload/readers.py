@@ -33,7 +33,7 @@ import csv
 import dataclasses
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -83,6 +83,10 @@ class Sheet:
     header_row: int = 1
     # A CSV or TSV file's delimiter (which decides its default decimal mark); None for a workbook.
     delimiter: str | None = None
+    # Blocking: the rows after the header row the file has (blank ones too) as far as it can be told
+    # cheaply, at most max_rows; None when it cannot (see data_rows_of_workbook, data_rows_of_text).
+    # For showing an import's progress only: the rows read decide everything else.
+    data_rows_claimed: Callable[[], int | None] = lambda: None
 
 
 @contextmanager
@@ -118,14 +122,20 @@ def open_sheet(
             _check_claims_workbook(extension)
             with xlsx_reading.workbook_records(
                 file, max_rows=max_rows, max_columns=max_columns, deadline=deadline
-            ) as records:
-                yield _sheet_of("xlsx", None, records, max_rows=max_rows, deadline=deadline)
+            ) as workbook:
+                sheet = _sheet_of("xlsx", None, workbook.rows, max_rows=max_rows, deadline=deadline)
+                claimed = workbook.claimed_last_row()  # read with the header row: it comes before
+                yield dataclasses.replace(
+                    sheet, data_rows_claimed=lambda: _rows_after(sheet.header_row, claimed, max_rows)
+                )
             return
         _check_claims_text(extension)
         with _text_sheet(
             file, extension=extension, max_rows=max_rows, max_columns=max_columns, deadline=deadline
         ) as sheet:
-            yield sheet
+            yield dataclasses.replace(
+                sheet, data_rows_claimed=lambda: _counted_data_rows(path, sheet, max_rows, deadline)
+            )
 
 
 def _extension_of(filename: str | None) -> str | None:
@@ -450,6 +460,45 @@ def unguard_cell(cell: str) -> str:
     if cell[:1] == GUARD and len(cell) > 1 and (cell[1] in FORMULA_TRIGGERS or cell[1] == GUARD):
         return cell[1:]
     return cell
+
+
+def _counted_data_rows(path: Path, sheet: Sheet, max_rows: int, deadline: float | None) -> int | None:
+    """A text file's data rows (blank ones too) counted in one quick pass over its bytes (a few ms
+    for 100,000 rows, against seconds for their import): None when its encoding does not write line
+    ends and quotes as ASCII does (UTF-16), or its quotes do not pair up."""
+    assert sheet.encoding is not None
+    if not _LINE_END_AND_QUOTE.encode(sheet.encoding).endswith(_LINE_END_AND_QUOTE.encode("ascii")):
+        return None
+    with path.open("rb") as file:
+        records = count_records(file, deadline=deadline)
+    return _rows_after(sheet.header_row, records, max_rows)
+
+
+_LINE_END_AND_QUOTE = '\r\n"'
+
+
+def count_records(file: BinaryIO, *, deadline: float | None = None) -> int | None:
+    """The CSV records in `file`: its line ends (CRLF, LF or a lone CR) outside quoted cells, and a
+    last line without one. A line end inside quotes is a cell's: a cell `""` quotes nothing, so
+    splitting at every quote leaves the text outside quotes in the even pieces. None when the quotes
+    do not pair up (a quote inside an unquoted cell, which the CSV reader takes as text)."""
+    records, quoted, last = 0, False, b""
+    while chunk := file.read(SCAN_CHUNK_BYTES):
+        check_deadline(deadline)
+        while chunk.endswith(b"\r") and (more := file.read(1)):  # a CRLF is never split
+            chunk += more
+        pieces = chunk.split(b'"')
+        for outside in pieces[1 if quoted else 0 :: 2]:
+            records += outside.count(b"\n") + outside.count(b"\r") - outside.count(b"\r\n")
+        quoted ^= (len(pieces) - 1) % 2 == 1
+        last = chunk[-1:]
+    if quoted:
+        return None
+    return records + (last not in (b"", b"\n", b"\r"))
+
+
+def _rows_after(header_row: int, last_row: int | None, max_rows: int) -> int | None:
+    return None if last_row is None else min(max(last_row - header_row, 0), max_rows)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def file_url(file_id: object) -> str:
 def file_read(record: SampleFile) -> SampleFileRead:
     """The record as the API shows it, with this process's newest count of an import it runs."""
     read = SampleFileRead.model_validate(record)
-    read.progress.rows_read = jobs.rows_read(record)
+    read.progress.rows_read, read.progress.rows_total = jobs.progress_of(record)
     return read
 
 
@@ -312,7 +312,7 @@ async def list_sample_files(access: ReadableStudy, page: Pagination, db: DbSessi
     files, total, total_is_exact = await service.list_sample_files(db, study=access.study, page=page)
     items = [SampleFileListed.of(item.file, item.report_counts) for item in files]
     for item, listed in zip(items, files, strict=True):
-        item.progress.rows_read = jobs.rows_read(listed.file)
+        item.progress.rows_read, item.progress.rows_total = jobs.progress_of(listed.file)
     return page_of(items, total, total_is_exact, page)
 
 

@@ -122,7 +122,9 @@ class ImportProgress(BaseModel):
         description="data rows read so far (written at least every IMPORT_PROGRESS_SECONDS)"
     )
     rows_total: int | None = Field(
-        description="the file's data rows, once known (at the latest when the import has finished)"
+        description="for display only: while importing, the file's rows after its header (blank ones too) "
+        "as far as known before reading it (an XLSX sheet's dimension, a CSV/TSV file's records counted), "
+        "at most MAX_UPLOAD_ROWS, else null; once finished, the data rows read"
     )
 
 

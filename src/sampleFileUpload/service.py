@@ -394,8 +394,11 @@ def _new_record(
 
 
 class ImportProgress(Protocol):
-    """Told the rows read after each batch (jobs.py writes them, and raises ImportCancelled once
-    the import's cancel was asked); known to the import only through this."""
+    """Told the file's rows as far as they are known before it is read, then the rows read after
+    each batch (jobs.py writes them, and raises ImportCancelled once the import's cancel was asked);
+    known to the import only through this."""
+
+    def rows_total(self, rows: int | None) -> None: ...
 
     async def rows_read(self, rows: int) -> None: ...
 
@@ -532,6 +535,7 @@ async def _import_claimed(
             try:
                 async with _maybe_user_slot(session, access.user, take_user_slot):
                     await read_in_thread(sheet.open)
+                    progress.rows_total(await read_in_thread(sheet.data_rows_claimed))
                     return await _import(
                         session, access, sheet, record, validator, storage, errors_path, progress
                     )

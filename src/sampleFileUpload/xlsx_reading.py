@@ -71,6 +71,7 @@ _SEPARATOR = "}"  # expat reports a namespaced name as "<namespace>}<name>"
 _MAIN = SHEET_MAIN_NS + _SEPARATOR
 SHEET_DATA, ROW, CELL, VALUE, INLINE_STRING = (_MAIN + name for name in ("sheetData", "row", "c", "v", "is"))
 TEXT, RUN, STRING_ENTRY = _MAIN + "t", _MAIN + "r", _MAIN + "si"
+DIMENSION = _MAIN + "dimension"
 CELL_FORMATS, CELL_FORMAT, NUMBER_FORMATS, NUMBER_FORMAT = (
     _MAIN + name for name in ("cellXfs", "xf", "numFmts", "numFmt")
 )
@@ -87,10 +88,22 @@ SAMPLES_SHEET_NAME = "samples"
 _CELL_REFERENCE = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d+)$")
 
 
+@dataclass(slots=True)
+class WorkbookRows:
+    """The samples sheet's rows, and the last row its `<dimension>` claims (None without one, or
+    until the rows are read into: it comes before them). A claim of the file: for display only."""
+
+    rows: Iterator[tuple[int, list[object]]]
+    reader: "_SheetReader"
+
+    def claimed_last_row(self) -> int | None:
+        return self.reader.claimed_last_row
+
+
 @contextmanager
 def workbook_records(
     file: BinaryIO, *, max_rows: int, max_columns: int, deadline: float | None
-) -> Iterator[Iterator[tuple[int, list[object]]]]:
+) -> Iterator[WorkbookRows]:
     """The rows of the workbook's samples sheet (the one named "samples", else the first) as
     (row number, values); SheetError when the file is not a workbook we read or goes past a limit.
 
@@ -109,7 +122,7 @@ def workbook_records(
             max_rows=max_rows,
             max_columns=max_columns,
         )
-        yield _sheet_rows(archive, book.sheet_part, reader, deadline)
+        yield WorkbookRows(_sheet_rows(archive, book.sheet_part, reader, deadline), reader)
 
 
 def _damaged(after_row: int = 0) -> SheetError:
@@ -599,6 +612,7 @@ class _SheetReader(_Handler):
         self.text_parts: list[str] | None = None  # where character data goes now
         self.text_depth = 0
         self.run = False  # in an <is>'s <r> (its <t> is text), not its <rPh> (a phonetic guide)
+        self.claimed_last_row: int | None = None  # the sheet's <dimension ref="A1:K1001">, if any
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
         self.tags += 1
@@ -610,6 +624,8 @@ class _SheetReader(_Handler):
                 self._start_row(attributes)
             elif depth == 2 and name == SHEET_DATA:
                 self.in_data = True
+            elif depth == 2 and name == DIMENSION:
+                self.claimed_last_row = _claimed_last_row(attributes.get("ref", ""))
             return
         self.elements += 1
         if self.elements > MAX_ELEMENTS_PER_RECORD:
@@ -743,6 +759,12 @@ class _SheetReader(_Handler):
         if kind == "d":
             return from_ISO8601(text)
         return text  # "str" (a formula's text), "e" (an error value such as #N/A)
+
+
+def _claimed_last_row(ref: str) -> int | None:
+    """The last row of a dimension's range ("A1:K1001" → 1001, "A1" → 1); None if it is not one."""
+    match = _CELL_REFERENCE.match(ref.rpartition(":")[2][:20])
+    return int(match.group(2)) if match is not None else None
 
 
 def _row_number(reference: str) -> int:

@@ -45,10 +45,11 @@ def import_jobs() -> list[tuple[str, str, str, int, int]]:
         return [tuple(row) for row in rows]
 
 
-def record_status(file_id: str) -> tuple[str, int]:
+def record_status(file_id: str) -> tuple[str, int, int | None]:
+    """The record's status, rows read and rows total, as the database has them."""
     with psycopg.connect(libpq_conninfo(TEST_DATABASE_URL)) as connection:
         return connection.execute(
-            "SELECT status, rows_read FROM sample_files WHERE id = %s", (file_id,)
+            "SELECT status, rows_read, rows_total FROM sample_files WHERE id = %s", (file_id,)
         ).fetchone()
 
 
@@ -110,9 +111,10 @@ async def test_a_worker_killed_mid_import_leaves_nothing_and_the_next_worker_imp
     finally:
         await asyncio.to_thread(stopped, first)
 
-    status, rows_read = record_status(file_id)
+    status, rows_read, rows_total = record_status(file_id)
     assert status == "importing"
     assert 0 < rows_read < ROWS
+    assert rows_total == ROWS  # counted before reading, written by the worker with its first progress
     assert await count_of(Sample) == 0
     activity_before = await count_of(StudyActivity)
 
@@ -170,7 +172,7 @@ async def test_a_worker_stopped_with_sigterm_lets_its_running_import_finish(
         await asyncio.to_thread(stopped, worker)
 
     assert worker.returncode == 0
-    assert record_status(file_id) == ("imported", rows)
+    assert record_status(file_id) == ("imported", rows, rows)
     assert await count_of(Sample) == rows
 
 

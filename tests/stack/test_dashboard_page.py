@@ -306,6 +306,74 @@ async def test_a_good_upload_changes_the_counts_at_once(page, researcher: Resear
     await expect_text(page.locator("#studies-table tbody tr td.number").first, "5")
 
 
+# A file that takes the stack some seconds to import (the stack takes at most STACK_MAX_UPLOAD_MB).
+LONG_IMPORT_ROWS = 120_000
+# Its import's end, on a busy shared machine.
+LONG_IMPORT_WAIT_MS = 120_000
+
+
+def long_import_csv() -> str:
+    return HEADER + "".join(f"L{number:06d},blood,\r\n" for number in range(LONG_IMPORT_ROWS))
+
+
+def import_phase(page, filename: str):
+    return page.locator("#imports-running li", has_text=filename).locator(".import-phase")
+
+
+# "Importing: 4,000 of 120,000": rows read (some already) of the file's rows, from its record.
+IMPORTING = re.compile(rf"^Importing: [1-9][\d,]* of {LONG_IMPORT_ROWS:,}$")
+
+
+async def test_a_long_import_shows_its_progress_after_a_reload_too_and_then_its_counts(
+    page, researcher: Researcher
+):
+    from playwright.async_api import expect
+
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+
+    await upload(page, "long.csv", long_import_csv())
+
+    await expect_text(import_phase(page, "long.csv"), IMPORTING)
+    [record] = [
+        item
+        for item in researcher.get(f"/studies/{researcher.study['id']}/sample-files")["items"]
+        if item["filename"] == "long.csv"
+    ]
+    assert record["status"] == "importing"
+    assert record["progress"]["rows_total"] == LONG_IMPORT_ROWS
+    await page.reload()
+    await expect_text(import_phase(page, "long.csv"), IMPORTING)  # followed again
+    await expect(page.locator("#imports-running progress")).to_have_attribute("max", str(LONG_IMPORT_ROWS))
+
+    await expect(page.locator("#upload-result p").first).to_have_text(
+        f"Imported long.csv: {LONG_IMPORT_ROWS} created, 0 updated, 0 unchanged of {LONG_IMPORT_ROWS} rows.",
+        timeout=LONG_IMPORT_WAIT_MS,
+    )
+    await expect(page.locator("#imports-running li")).to_have_count(0)
+    total = researcher.get(f"/dashboard/studies/{researcher.study['id']}")["samples"]["total"]
+    assert total == 3 + LONG_IMPORT_ROWS
+    await expect_text(figure_of(page, "study-samples"), re.compile(rf"^{total:,}$|^{total}$"))
+
+
+async def test_an_import_cancelled_from_the_page_leaves_no_samples(page, researcher: Researcher):
+    from playwright.async_api import expect
+
+    await sign_in(page, researcher.email)
+    await open_study(page, researcher)
+    await upload(page, "cancelled.csv", long_import_csv())
+    await expect_text(import_phase(page, "cancelled.csv"), IMPORTING)
+
+    await page.get_by_role("button", name="Cancel the import of cancelled.csv").click()
+
+    await expect(page.locator("#upload-result p").first).to_have_text(
+        "The import of cancelled.csv was cancelled, nothing imported.", timeout=LONG_IMPORT_WAIT_MS
+    )
+    assert researcher.get(f"/dashboard/studies/{researcher.study['id']}")["samples"]["total"] == 3
+    [record] = researcher.get(f"/studies/{researcher.study['id']}/sample-files")["items"]
+    assert record["status"] == "cancelled"
+
+
 async def downloaded(page, button) -> tuple[str, str]:
     """Clicks a download button of the page; the saved file's suggested name and text, byte for byte."""
     async with page.expect_download() as started:

@@ -586,7 +586,9 @@ async def test_the_files_view_lists_every_upload_by_name_and_deletes_what_may_go
 
     await rows.nth(1).get_by_role("button", name="Delete").click()
     await page.locator("#confirm").get_by_role("button", name="Delete").click()
-    refused = re.compile(r"^Only a rejected file, or an imported one whose samples have all been deleted")
+    refused = re.compile(
+        r"^Only a rejected, failed or cancelled file, or an imported one whose samples have all"
+    )
     await expect_text(rows.nth(1).locator(".field-error"), refused)
 
     await rows.nth(0).get_by_role("button", name="Delete").click()

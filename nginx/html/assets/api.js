@@ -257,6 +257,11 @@ export async function getIfChanged(path, etag) {
   return { changed: true, etag: response.headers.get("ETag"), body: await response.json() };
 }
 
+/** A `Location` the API answered (`/api/v1/sample-files/…`) as a path for getJson; null if elsewhere. */
+export function apiPath(location) {
+  return location && location.startsWith(`${API}/`) ? location.slice(API.length) : null;
+}
+
 function filenameFrom(response, fallback) {
   const disposition = response.headers.get("Content-Disposition") || "";
   const encoded = disposition.match(/filename\*=UTF-8''([^;]+)/i);
@@ -280,11 +285,15 @@ export async function download(path, fallbackName) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-function sendUpload(path, form, token, { onProgress, onSent }) {
+function sendUpload(path, form, token, { onProgress, onSent, respondAsync = false }) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `${API}${path}`);
     xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    if (respondAsync) {
+      // RFC 7240: answered 202 once the file is stored, with `Location` of its record to follow.
+      xhr.setRequestHeader("Prefer", "respond-async");
+    }
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) {
@@ -292,7 +301,9 @@ function sendUpload(path, form, token, { onProgress, onSent }) {
       }
     });
     xhr.upload.addEventListener("load", onSent);
-    xhr.addEventListener("load", () => resolve({ status: xhr.status, body: xhr.response }));
+    xhr.addEventListener("load", () =>
+      resolve({ status: xhr.status, body: xhr.response, location: xhr.getResponseHeader("Location") }),
+    );
     xhr.addEventListener("error", () =>
       reject(new ApiError("The upload failed: the server cannot be reached.", 0, null)),
     );
@@ -302,7 +313,8 @@ function sendUpload(path, form, token, { onProgress, onSent }) {
 
 /**
  * A multipart upload through XMLHttpRequest, whose upload events (unlike fetch's) report progress.
- * Resolves with `{ status, body }` for answers that carry a report (201, 200, 422 with `report`).
+ * Resolves with `{ status, body, location }` for answers that carry a report (201, 200, 422 with
+ * `report`) or a record whose import goes on (202, with `respondAsync`; see apiPath for `location`).
  */
 export async function upload(path, form, callbacks) {
   let answer = await sendUpload(path, form, await currentToken(), callbacks);

@@ -6,6 +6,7 @@ import * as api from "./api.js";
 import { byId, showMessage } from "./dom.js";
 import { INVITATIONS_PATH, VERIFY_PATH, loadMyInvitations, startInvitationFromLink, startVerifyFromLink, wireInvitationViews } from "./invitations.js";
 import { reloadFiles, wireFiles } from "./files.js";
+import { followImport } from "./imports.js";
 import { wireNewSample } from "./newsample.js";
 import { showNewStudy, wireNewStudy } from "./newstudy.js";
 import { RESET_PATH, startFromLink, wireResetForms } from "./reset.js";
@@ -180,6 +181,7 @@ async function showStudyRoute(route) {
     isCurrent,
     refreshFigures: () => refreshStudy({ force: state.studyEtag === null }),
     uploadActions,
+    afterImport,
     readStudy: async () => {
       const study = await readStudy(route.studyId);
       if (study && isCurrent()) {
@@ -346,19 +348,33 @@ async function submitUpload(event) {
     const answer = await api.upload(`/studies/${study.id}/sample-files`, form, {
       onProgress: uploadProgress,
       onSent: uploadSent,
+      // A dry run's report is its answer; an import goes on as a job, followed beside the form.
+      respondAsync: !byId("upload-dry-run").checked,
     });
-    renderReport(answer, uploadActions.downloadErrors);
-    await refreshStudy();  // at once, not at the next tick: the figures just changed
-    if (currentRoute().tab === "files") {
-      await reloadFiles();
+    if (answer.status === 202) {
+      followImport(answer.body, api.apiPath(answer.location) ?? undefined);
+      if (currentRoute().tab === "files") {
+        await reloadFiles();  // the new file, queued or importing
+      }
+      return;
     }
-    state.summaryEtag = null;
+    renderReport(answer, uploadActions.downloadErrors);
+    await afterImport();
   } catch (error) {
     reportError("study-message", error);
   } finally {
     byId("upload-state").hidden = true;
     byId("upload-submit").disabled = false;
   }
+}
+
+/** An import ended: the figures at once, not at the next tick (they just changed), and the files. */
+async function afterImport() {
+  await refreshStudy();
+  if (currentRoute().tab === "files") {
+    await reloadFiles();
+  }
+  state.summaryEtag = null;
 }
 
 function studyDownload(path, fallbackName, params) {

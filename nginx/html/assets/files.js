@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import { byId, drawPager, el, formatWhen, humanize, numberCell, showMessage } from "./dom.js";
 import { confirmChange, placeError } from "./forms.js";
+import { answerOf } from "./imports.js";
 import { isOwner, mayEdit } from "./roles.js";
 import { actionButton, renderReport } from "./views.js";
 
@@ -12,6 +13,15 @@ const FILES_PAGE_SIZE = 50;
 const MEMBERS_PAGE_SIZE = 100;
 
 let current = null;  // { study, isCurrent, actions, page }
+
+/** Its status; for a running import, its rows read as the list was read (the panel above follows it). */
+function statusText(item) {
+  const { rows_read: read, rows_total: total } = item.progress;
+  if (item.status !== "importing") {
+    return humanize(item.status);
+  }
+  return total === null ? `Importing (${read.toLocaleString()} rows read)` : `Importing (${read.toLocaleString()} of ${total.toLocaleString()})`;
+}
 
 function fileRow(item, names, deletable) {
   const { downloadOriginal, downloadErrors } = current.actions;
@@ -29,7 +39,7 @@ function fileRow(item, names, deletable) {
   const who = item.uploaded_by === null ? "a deleted account" : names.get(item.uploaded_by) || "a former member";
   return el("tr", { attributes: { "data-file-id": item.id } }, [
     el("td", { text: item.filename }),
-    el("td", { text: humanize(item.status) }),
+    el("td", { text: statusText(item) }),
     el("td", { text: item.mode }),
     el("td", { text: who }),
     el("td", { text: formatWhen(item.created_at) }),
@@ -72,10 +82,12 @@ async function fetchFiles() {
 async function showReport(item) {
   try {
     const file = await api.getJson(`/sample-files/${item.id}`);
+    if (!file.report) {
+      showMessage("files-message", `${file.filename} has no report: its import is ${humanize(file.status).toLowerCase()}.`);
+      return;
+    }
     // As the upload answered: a rejected file's answer (422) names it for its errors.csv.
-    const rejected = file.status === "rejected";
-    const body = { ...file, sample_file_id: rejected ? file.id : null };
-    renderReport({ status: rejected ? 422 : 201, body }, current.actions.downloadErrors);
+    renderReport(answerOf(file), current.actions.downloadErrors);
     byId("upload-result").scrollIntoView({ block: "nearest" });
   } catch (error) {
     if (error.status !== 401) {

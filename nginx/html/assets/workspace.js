@@ -4,6 +4,7 @@
 
 import { byId } from "./dom.js";
 import { loadFiles } from "./files.js";
+import { stopImports, watchImports } from "./imports.js";
 import { loadMembers } from "./members.js";
 import { showNewSample } from "./newsample.js";
 import { isOwner, mayEdit } from "./roles.js";
@@ -44,18 +45,20 @@ function selectTab(tab) {
 
 /**
  * Draws `route`'s tab of `study`. `app` gives `refreshFigures()` (overview and files), `uploadActions`
- * (a file's downloads), `readStudy()` (the study as it is now), `onStudy(study)` and
+ * (a file's downloads), `afterImport()` (an import ended: figures and files again), `readStudy()` (the study as it is now), `onStudy(study)` and
  * `onDeleted(study)`, and `isCurrent()`: false once the user went elsewhere, so that a late answer
  * is dropped.
  */
 export async function showStudyTab(study, route, app) {
   selectTab(route.tab);
+  // The upload panel (overview and files) shows the imports still running, after a reload too.
+  const imports = { isCurrent: app.isCurrent, downloadErrors: app.uploadActions.downloadErrors, afterImport: app.afterImport };
   switch (route.tab) {
     case "home":
-      return app.refreshFigures();
+      return Promise.all([app.refreshFigures(), watchImports(study, imports)]);
     case "files":
       // The figures too: the upload form's panel shares them (and they notice a lost membership).
-      return Promise.all([app.refreshFigures(), loadFiles(study, app.isCurrent, app.uploadActions)]);
+      return Promise.all([app.refreshFigures(), loadFiles(study, app.isCurrent, app.uploadActions), watchImports(study, imports)]);
     case "samples":
       showNewSample(study);
       return loadSamples(study, app.isCurrent);
@@ -78,6 +81,7 @@ export async function showStudyTab(study, route, app) {
 
 /** Nothing of the last user stays in the workspace's views after sign-out, not even hidden. */
 export function clearWorkspace() {
+  stopImports();
   for (const id of ["study-standing", "sample-title", "lifecycle-now", "samples-position", "files-position", "members-rule"]) {
     byId(id).textContent = "";
   }
