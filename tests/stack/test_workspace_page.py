@@ -6,6 +6,7 @@ The browser, its console-error check (a CSP refusal or script error fails the te
 researcher with a three-sample study are test_dashboard_page.py's fixtures, imported.
 """
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -667,6 +668,18 @@ FOCUSED_NAME = """(() => {
 })()"""
 
 
+async def expect_sample_values(owner: Researcher, study_id: str, sample_id: str, values: dict) -> None:
+    """The API shows the sample with these values within a few seconds (the page saved it)."""
+    found = None
+    for _ in range(50):
+        items = owner.get(f"/studies/{study_id}/samples?q={sample_id}")["items"]
+        found = next((item["values"] for item in items if item["sample_id"] == sample_id), None)
+        if found == values:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{sample_id} has {found}, not {values}")
+
+
 async def tab_to(page, name: str) -> None:
     """Presses Tab until the element named `name` has the focus (as a keyboard user would)."""
     for _ in range(200):
@@ -676,9 +689,10 @@ async def tab_to(page, name: str) -> None:
     raise AssertionError(f"Tab never reached {name!r}")
 
 
-async def test_the_main_flow_works_with_the_keyboard_alone(page, http: httpx.Client, stack_smtp):
-    """Sign in, create a study with a field, activate it, add a sample and invite someone: Tab,
-    typing, Space and Enter only."""
+async def test_the_main_flow_works_with_the_keyboard_alone(page, http: httpx.Client, stack_smtp, tmp_path):
+    """Sign in, create a study with a field, activate it, upload a sheet, browse the samples, edit
+    one, add one and invite someone: Tab, typing, Space and Enter only (the file is picked in the
+    browser's file chooser, which Space opens on the focused file input)."""
     email = f"keys-{uuid.uuid4().hex[:8]}@example.org"
     owner = Researcher(email=email, api=http, headers=bearer(register_and_sign_in(http, email)), study={})
     code = f"KEY-{uuid.uuid4().hex[:6]}"
@@ -724,6 +738,30 @@ async def test_the_main_flow_works_with_the_keyboard_alone(page, http: httpx.Cli
     await keys.press("Enter")  # the dialog's first button: the confirmation
     await expect_text(page.locator("#study-standing"), "Active · your role: Owner")
 
+    sheet = tmp_path / "typed.csv"
+    sheet.write_text("sample_id,tissue\nU-1,blood\nU-2,saliva\n", encoding="utf-8")
+    await tab_to(page, "Files")
+    await keys.press("Enter")
+    await tab_to(page, "File (CSV, TSV or XLSX)")
+    async with page.expect_file_chooser() as chosen:
+        await keys.press("Space")
+    await (await chosen.value).set_files(sheet)
+    await tab_to(page, "Upload")
+    await keys.press("Enter")
+    imported = "Imported typed.csv: 2 created, 0 updated, 0 unchanged of 2 rows."
+    await expect_text(page.locator("#upload-result"), imported)
+
+    await tab_to(page, "Samples")
+    await keys.press("Enter")
+    await tab_to(page, "U-2")
+    await keys.press("Enter")
+    await expect_text(page.locator("#sample-title"), "Sample U-2")
+    await tab_to(page, "tissue")
+    await keys.type("b")  # saliva becomes blood
+    await tab_to(page, "Save sample")
+    await keys.press("Enter")
+    await expect_sample_values(owner, study["id"], "U-2", {"tissue": "blood"})
+
     await tab_to(page, "Samples")
     await keys.press("Enter")
     await tab_to(page, "Add a sample")
@@ -735,8 +773,7 @@ async def test_the_main_flow_works_with_the_keyboard_alone(page, http: httpx.Cli
     await tab_to(page, "Add sample")
     await keys.press("Enter")
     await expect_text(page.locator("#sample-title"), "Sample K-1")
-    (sample,) = owner.get(f"/studies/{study['id']}/samples")["items"]
-    assert sample["values"] == {"tissue": "saliva"}
+    await expect_sample_values(owner, study["id"], "K-1", {"tissue": "saliva"})
 
     await tab_to(page, "Members")
     await keys.press("Enter")
