@@ -756,6 +756,8 @@ async def test_the_main_flow_works_with_the_keyboard_alone(page, http: httpx.Cli
     await tab_to(page, "U-2")
     await keys.press("Enter")
     await expect_text(page.locator("#sample-title"), "Sample U-2")
+    # Where it came from: the upload that created it, by name (its import is the file's entry).
+    await expect_text(page.locator("#sample-facts dd").last, re.compile(r"^typed\.csv \(uploaded .+\)$"))
     await tab_to(page, "tissue")
     await keys.type("b")  # saliva becomes blood
     await tab_to(page, "Save sample")

@@ -29,6 +29,24 @@ function facts(study, sample) {
   return pairs.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value || "—" })]);
 }
 
+/** Which upload created the sample (imports log one entry per file, not per sample): its name and
+ * when, linked to the study's files; a file deleted since is said so. */
+async function showSourceFile(study, sample) {
+  const value = byId("sample-facts").lastElementChild;
+  try {
+    const file = await api.getJson(`/sample-files/${sample.source_file_id}`);
+    if (current?.sample?.id !== sample.id) {
+      return;
+    }
+    const link = el("a", { text: file.filename, attributes: { href: studyPath(study.id, "files"), "data-route": "" } });
+    value.replaceChildren(link, ` (uploaded ${formatWhen(file.created_at)})`);
+  } catch (error) {
+    if (error.status === 404 && current?.sample?.id === sample.id) {
+      value.textContent = "yes (that file has been deleted since)";
+    }
+  }
+}
+
 /** The sample's activity: page 1 replaces the list (after an edit, the edit is on top), later pages add. */
 async function loadActivity(page = 1) {
   const { study, sample, isCurrent } = current;
@@ -71,6 +89,9 @@ function drawSample(study, sample) {
   current.sample = sample;
   byId("sample-title").textContent = `Sample ${sample.sample_id}`;
   byId("sample-facts").replaceChildren(...facts(study, sample));
+  if (sample.source_file_id) {
+    showSourceFile(study, sample);
+  }
 }
 
 /** What the form changed, as the PATCH's merge body (an emptied value is null: cleared). */
