@@ -149,6 +149,16 @@ async def test_a_link_to_a_study_that_is_not_yours_says_so_on_the_overview(page,
     await expect_url(page, "/")
 
 
+async def test_a_malformed_escape_in_a_study_link_lands_on_the_overview(page, researcher: Researcher):
+    """/studies/%E0 is served the page (it looks like a study's path) but names no view: the page
+    shows the overview instead of stopping on a URIError (any script error fails the test)."""
+    await sign_in(page, researcher.email)
+    await page.goto("/studies/%E0")
+
+    await page.locator("#cards article").first.wait_for()
+    await expect_url(page, "/")
+
+
 async def fill_field(page, index: int, **values) -> None:
     row = page.locator("#new-study-fields fieldset").nth(index)
     for key, value in values.items():

@@ -128,6 +128,9 @@ function forget(fileId) {
 /** The import ended: its outcome drawn where an upload's answer is, the figures and files again. */
 function finish(record) {
   forget(record.id);
+  if (context === null) {
+    return;  // signed out, or another study, while its last read or a cancel was on the way
+  }
   if (record.status === "imported" || record.status === "rejected") {
     renderReport(answerOf(record), context.downloadErrors);
   } else {

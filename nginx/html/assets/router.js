@@ -15,7 +15,12 @@ export function parseRoute(pathname) {
   if (pathname === NEW_STUDY_PATH) {
     return { view: "new-study" };
   }
-  const parts = pathname.split("/").slice(1).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = pathname.split("/").slice(1).map(decodeURIComponent);
+  } catch {
+    return null;  // a malformed %-escape (/studies/%E0) names no view
+  }
   if (parts[0] !== "studies" || !parts[1] || parts.length > 4) {
     return null;
   }
