@@ -133,7 +133,7 @@ class PasswordRequired(UnprocessableEntity):
     the mailbox), so it is refused without one; the link still works."""
 
     code = ErrorCode.PASSWORD_REQUIRED
-    detail = "Choose your account's password: send it with this link's token."
+    detail = "This link creates your account: choose its password (send it with the link's token)."
 
 
 class VerificationMailLimited(TooManyRequests):

@@ -222,16 +222,17 @@ def test_where_addresses_must_be_verified_register_then_sign_in_tells_nothing_un
         for _ in range(3)
     )
 
-    def follow_link(http: httpx.Client, email: str) -> httpx.Response:
+    def follow_link(http: httpx.Client, email: str, password: str) -> httpx.Response:
+        """The newest registration link, followed with the password the account gets."""
         token = mailed_link_token(
             mails_to(smtp, email, 1, about=REGISTRATION_LINK_SUBJECT)[-1], "/verify-email"
         )
-        return http.post("/api/v1/auth/verify-email", json={"token": token})
+        return http.post("/api/v1/auth/verify-email", json={"token": token, "password": password})
 
     with owner, caller, newcomer:
         owner_body = {"email": taken, "password": STACK_PASSWORD, "full_name": "Owner"}
         assert owner.post("/api/v1/auth/register", json=owner_body).status_code == 202
-        assert follow_link(owner, taken).status_code == 204
+        assert follow_link(owner, taken, STACK_PASSWORD).status_code == 204
 
         answers = {}
         for email in (taken, new):
@@ -246,13 +247,13 @@ def test_where_addresses_must_be_verified_register_then_sign_in_tells_nothing_un
         assert answers[new][:3] == (202, {"detail": REGISTRATION_REQUESTED}, 401)
 
         mails_to(smtp, taken, 1, about=REGISTRATION_ATTEMPT_SUBJECT)
-        assert follow_link(newcomer, new).status_code == 204
+        assert follow_link(newcomer, new, CALLER_PASSWORD).status_code == 204
         signed_in = newcomer.post("/api/v1/auth/token", data={"username": new, "password": CALLER_PASSWORD})
         assert signed_in.status_code == 200, signed_in.text
         me = newcomer.get("/api/v1/auth/me", headers=bearer(signed_in.json())).json()
         assert (me["email"], me["role"]) == (new, "researcher")
         assert me["email_verified_at"] is not None
-        assert_problem(follow_link(newcomer, new), 422, "VERIFICATION_TOKEN_INVALID")
+        assert_problem(follow_link(newcomer, new, CALLER_PASSWORD), 422, "VERIFICATION_TOKEN_INVALID")
 
 
 async def test_in_the_browser_creating_an_account_sends_you_to_your_mail_then_to_sign_in(
