@@ -90,13 +90,7 @@ async function submitVerifyPassword(event) {
     showMessage("verify-message", "The two passwords differ.");
     return;
   }
-  const button = event.submitter;
-  button.disabled = true;
-  try {
-    await sendVerification(password);
-  } finally {
-    button.disabled = false;
-  }
+  await withButton(event.submitter, "verify-message", () => sendVerification(password));
 }
 
 /** Runs `work` with the submitting button disabled; its error goes to `messageBox`. */
