@@ -209,7 +209,8 @@ def sign_in(api_url: str, email: str) -> str:
 
 def register(api_url: str, email: str, mailbox: SmtpTestServer) -> None:
     """A new account: registration answers the same 202 for any address, so that is all it says;
-    the account exists once the mailed link is followed (the address must be verified)."""
+    the account exists once the mailed link is followed (the address must be verified), with the
+    password sent there: the link's holder chooses it."""
     response = httpx.post(
         f"{api_url}/api/v1/auth/register",
         json={"email": email, "password": BENCH_PASSWORD, "full_name": "Benchmark User"},
@@ -218,7 +219,9 @@ def register(api_url: str, email: str, mailbox: SmtpTestServer) -> None:
     response.raise_for_status()
     (mail,) = [item for item in mailbox.wait_for(1, timeout=30) if item.rcpt_tos == [email]]
     token = mail.link_token(f"{BENCH_PUBLIC_URL}/verify-email")
-    verified = httpx.post(f"{api_url}/api/v1/auth/verify-email", json={"token": token}, timeout=30)
+    verified = httpx.post(
+        f"{api_url}/api/v1/auth/verify-email", json={"token": token, "password": BENCH_PASSWORD}, timeout=30
+    )
     verified.raise_for_status()
 
 

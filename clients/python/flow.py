@@ -118,7 +118,9 @@ def signed_in(base_url: str) -> tuple[AuthenticatedClient, AuthenticatedClient, 
         # The same 202 for any address (nobody learns who is registered): no account in the answer.
         # This check's server runs in development, where the account is made at once; where
         # addresses must be verified (staging, production) it exists only once the mailed link's
-        # token is sent to POST /auth/verify-email, and signing in before that is 401.
+        # token is sent to POST /auth/verify-email with the account's password (chosen there, by
+        # the mailbox's owner; the one sent here is checked but not kept), and signing in before
+        # that is 401.
         registered = register.sync_detailed(client=anonymous, body=body)
         answered(registered, 202, RegistrationRequested, f"register {address}")
     clients = []

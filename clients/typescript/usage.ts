@@ -93,8 +93,9 @@ export function samplesPerStatus(dashboard: Dashboard): [string, number][] {
 
 // Self-registration answers the same 202 for any address, taken or not (nobody learns who is
 // registered): no account to read, only where to go on (the mailbox and its link, then sign-in; where
-// addresses must be verified, the link's POST /auth/verify-email is what makes the account, and it
-// answers 204 with no body). Registering through an invitation's mailed link answers 201 with the
+// addresses must be verified, the link's POST /auth/verify-email is what makes the account, with the
+// password sent there, since only the mailbox's owner may choose it; without one it is 422
+// PASSWORD_REQUIRED and the link still works; it answers 204 with no body). Registering through an invitation's mailed link answers 201 with the
 // account.
 type Register = paths["/api/v1/auth/register"]["post"]["responses"];
 type Registered = Register[202]["content"]["application/json"];
@@ -103,8 +104,12 @@ export function afterRegistering(answer: Registered): string {
   return answer.detail ?? "Check your mail and follow the link in it, then sign in.";
 }
 type VerifyEmail = paths["/api/v1/auth/verify-email"]["post"];
-export const verifyEmailBody = (token: string): VerifyEmail["requestBody"]["content"]["application/json"] => ({
+export const verifyEmailBody = (
+  token: string,
+  password?: string,
+): VerifyEmail["requestBody"]["content"]["application/json"] => ({
   token,
+  ...(password === undefined ? {} : { password }),
 });
 export type AccountReady = VerifyEmail["responses"][204];
 // @ts-expect-error self-registration answers no account

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED"
     EMAIL_ALREADY_VERIFIED = "EMAIL_ALREADY_VERIFIED"
     VERIFICATION_TOKEN_INVALID = "VERIFICATION_TOKEN_INVALID"
+    PASSWORD_REQUIRED = "PASSWORD_REQUIRED"
     VERIFICATION_MAIL_LIMITED = "VERIFICATION_MAIL_LIMITED"
     REGISTRATION_LIMITED = "REGISTRATION_LIMITED"
 
@@ -84,6 +85,10 @@ REGISTRATION_REQUESTED = (
     "the message says how to sign in to it.)"
 )
 # What the page says once a mailed verification link worked (nginx/html/assets/invitations.js).
+# The page's words once a registration's link, followed with a password, has made the account.
+ACCOUNT_CREATED_NOTICE = (
+    "Your account is created and its address verified. Sign in with the password you just chose."
+)
 EMAIL_VERIFIED_NOTICE = (
     "Your email address is verified. Thank you! If you just created your account, sign in with the "
     "password you chose."

@@ -128,6 +128,14 @@ class VerificationTokenInvalid(UnprocessableEntity):
     detail = "This verification link is no longer valid (used, replaced or expired); ask for a new one."
 
 
+class PasswordRequired(UnprocessableEntity):
+    """A registration's link makes the account with the password sent along (the link's holder owns
+    the mailbox), so it is refused without one; the link still works."""
+
+    code = ErrorCode.PASSWORD_REQUIRED
+    detail = "This link creates your account: choose its password (send it with the link's token)."
+
+
 class VerificationMailLimited(TooManyRequests):
     code = ErrorCode.VERIFICATION_MAIL_LIMITED
     detail = "Too many verification mails asked for; try again after Retry-After."

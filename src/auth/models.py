@@ -105,17 +105,17 @@ class LinkToken(UUIDPrimaryKey, Base):
 
 class PendingRegistration(UUIDPrimaryKey, Base):
     """A self-registration waiting for its mailed link (where addresses must be verified): the
-    account is made only when the link is followed, so until then signing in fails as for any
-    address without an account. One per address: a newer registration replaces it (a new id, its
-    link dead). Its token (the hash) is set when its mail is composed; deleted when the link is
-    followed and (by `python main.py prune`) once expired."""
+        account is made only when the link is followed, so until then signing in fails as for any
+        address without an account. One per address: a newer registration replaces it (a new id, its
+        link dead). Its token (the hash) is set when its mail is composed; deleted when the link is
+        followed and (by `python main.py prune`) once expired. No password: the link's holder chooses it
+    when following the link."""
 
     __tablename__ = "pending_registrations"
 
     # Normalized like User.email.
     email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
     full_name: Mapped[str] = mapped_column(String(FULL_NAME_MAX_LENGTH))
-    password_hash: Mapped[str] = mapped_column(String(255))
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)

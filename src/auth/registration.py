@@ -7,9 +7,12 @@ wins the race) gets no second account, and its owner is mailed that someone trie
 which only from the mailbox.
 
 A new address: where addresses must be verified (REQUIRE_EMAIL_VERIFICATION), no account is made
-yet, only a pending registration (the password's hash, never the password) and a mailed link;
-following the link makes the verified account. Until then signing in fails exactly as with a wrong
-password, so registering and then signing in cannot tell a new address from a taken one either.
+yet, only a pending registration (no password: the body's is checked, hashed like every other
+and dropped) and a mailed link; following the link with a password makes the verified account
+with that password. Whoever registers an address last sends the link, but only the mailbox's owner
+can follow it, so nobody else can choose the password of the account it makes. Until then signing
+in fails exactly as with a wrong password, so registering and then signing in cannot tell a new
+address from a taken one either.
 Where verification is not required, the (unverified) account is made at once and may sign in: that
 setting cannot hide who is registered, since signing in right after registering is its point.
 
@@ -25,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.auth import mails, service, utils
 from src.auth.config import auth_settings
 from src.auth.constants import PRUNE_BATCH_ROWS, Role
-from src.auth.exceptions import EmailTaken, VerificationTokenInvalid
+from src.auth.exceptions import EmailTaken, PasswordRequired, VerificationTokenInvalid
 from src.auth.models import PendingRegistration, User
 from src.auth.schemas import RegisterRequest
 from src.database import insert_for, utcnow
@@ -46,7 +49,7 @@ async def register(session: AsyncSession, *, data: RegisterRequest) -> None:
     password_hash = await service.hash_password(data.password)
     if not taken:
         if auth_settings.requires_email_verification:
-            await _keep_pending(session, email=email, password_hash=password_hash, data=data, now=now)
+            await _keep_pending(session, email=email, data=data, now=now)
             return
         if await _made_account(session, email=email, password_hash=password_hash, data=data):
             return
@@ -54,16 +57,13 @@ async def register(session: AsyncSession, *, data: RegisterRequest) -> None:
     await session.commit()
 
 
-async def _keep_pending(
-    session: AsyncSession, *, email: str, password_hash: str, data: RegisterRequest, now: datetime
-) -> None:
+async def _keep_pending(session: AsyncSession, *, email: str, data: RegisterRequest, now: datetime) -> None:
     """The address's one pending registration, replacing an older one (a new id and no token yet:
     the older link dies), with the mail whose link makes the account. One upsert, so two
     registrations of the address at once leave one row, the later."""
     values = {
         "id": uuid.uuid4(),
         "full_name": data.full_name,
-        "password_hash": password_hash,
         "token_hash": None,
         "created_at": now,
         "expires_at": now + mails.verification_token_lifetime(),
@@ -92,9 +92,10 @@ async def _made_account(
     return True
 
 
-async def verify_email(session: AsyncSession, *, token: str) -> None:
-    """A pending registration's link makes its account; any other verification link verifies the
-    address of the account it was mailed to (service.verify_email). A dead link of either kind is
+async def verify_email(session: AsyncSession, *, token: str, password: str | None) -> None:
+    """A pending registration's link makes its account with `password` (PasswordRequired without
+    one, the link kept); any other verification link verifies the address of the account it was
+    mailed to (service.verify_email), and `password` is ignored. A dead link of either kind is
     VerificationTokenInvalid."""
     now = utcnow()
     pending = await session.scalar(
@@ -106,19 +107,32 @@ async def verify_email(session: AsyncSession, *, token: str) -> None:
     if pending is None:
         await service.verify_email(session, token=token)
         return
-    await _make_pending_account(session, pending=pending, now=now)
+    if password is None:
+        raise PasswordRequired
+    pending_id, email, full_name = pending.id, pending.email, pending.full_name
+    # No connection held while hashing (the slowest step); the delete below re-checks the link.
+    await session.rollback()
+    password_hash = await service.hash_password(password)
+    await _make_pending_account(
+        session, pending_id=pending_id, email=email, full_name=full_name, password_hash=password_hash, now=now
+    )
 
 
 async def _make_pending_account(
-    session: AsyncSession, *, pending: PendingRegistration, now: datetime
+    session: AsyncSession,
+    *,
+    pending_id: uuid.UUID,
+    email: str,
+    full_name: str,
+    password_hash: str,
+    now: datetime,
 ) -> User:
     """The verified researcher's account, made in the transaction that spends the registration. An
     account made meanwhile for the address (by an admin, through an invitation's link) kills the
     link: one account, whatever the order (the unique index decides a race)."""
-    email, full_name, password_hash = pending.email, pending.full_name, pending.password_hash
     spent = await session.execute(
         delete(PendingRegistration)
-        .where(PendingRegistration.id == pending.id, PendingRegistration.expires_at > now)
+        .where(PendingRegistration.id == pending_id, PendingRegistration.expires_at > now)
         .execution_options(synchronize_session=False)
     )
     if spent.rowcount != 1:  # spent by a request that got there first
@@ -144,7 +158,7 @@ async def prune_expired_registrations(
     session: AsyncSession, *, max_rows: int, batch_rows: int = PRUNE_BATCH_ROWS, now: datetime | None = None
 ) -> int:
     """Deletes up to `max_rows` pending registrations whose link has expired (refused anyway, so
-    only clutter, with a password hash in it), `batch_rows` per transaction."""
+    only clutter), `batch_rows` per transaction."""
     now = now or utcnow()
 
     async def prune_batch(limit: int) -> int:

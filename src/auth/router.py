@@ -27,6 +27,7 @@ from src.auth.exceptions import (
     LoginLocked,
     LoginSlowed,
     PasswordChangeLocked,
+    PasswordRequired,
     PasswordResetLimited,
     RefreshTokenReused,
     RegistrationClosed,
@@ -87,8 +88,10 @@ BODY = (MalformedBody, BodyTooComplex)
     "nothing here says who is registered, and there is no user id or `Location` to read. A new address is "
     "mailed a link (`{PUBLIC_URL}/verify-email#token=...`): where addresses must be verified "
     "(`REQUIRE_EMAIL_VERIFICATION`, the default in staging and production) the account does not exist "
-    "until the link is followed (`POST /auth/verify-email` makes it, role `researcher`, verified; signing "
-    "in before that is 401 `INVALID_CREDENTIALS`, as for a taken address with another password; a newer "
+    "until the link is followed (`POST /auth/verify-email` makes it, role `researcher`, verified, with the "
+    "password sent there: `password` here is checked but not kept, so nobody but the mailbox's owner "
+    "sets it; signing in before that is 401 `INVALID_CREDENTIALS`, as for a taken address with another "
+    "password; a newer "
     "registration of the address replaces the older and kills its link); otherwise the account (address "
     "unverified) is made at once. An address that has an account gets no second one, and its owner is "
     "mailed that someone tried (with links to sign in and to reset the password). Then sign in with "
@@ -280,14 +283,16 @@ async def confirm_password_reset(data: PasswordResetConfirm, db: DbSession) -> N
     summary="Verify your address with a mailed token",
     description="`token` is the `token` of the mailed link's fragment (`/verify-email#token=...`); no "
     "sign-in needed; 204 with no body. A registration's link (where addresses must be verified) creates "
-    "the account, verified, then sign in; a link mailed to an account marks its address verified. The "
+    "the account, verified, with `password` (the same rules as registration's; the link's holder owns the "
+    "mailbox, so only they choose it; without it 422 `PASSWORD_REQUIRED` and the link still works), then "
+    "sign in; a link mailed to an account marks its address verified (`password` is ignored). The "
     "link works once, for `EMAIL_VERIFICATION_TOKEN_HOURS`, and only while it is the newest one mailed "
     "for the address; a dead one (also a registration's link once the address has an account some other "
     "way) is 422 `VERIFICATION_TOKEN_INVALID`.",
-    responses=problem_responses(*BODY, ValidationFailed, VerificationTokenInvalid),
+    responses=problem_responses(*BODY, ValidationFailed, VerificationTokenInvalid, PasswordRequired),
 )
 async def verify_email(data: VerifyEmailRequest, db: DbSession) -> None:
-    await registration.verify_email(db, token=data.token)
+    await registration.verify_email(db, token=data.token, password=data.password)
 
 
 @router.post(

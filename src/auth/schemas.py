@@ -300,10 +300,17 @@ class PasswordResetConfirm(BaseModel):
 class VerifyEmailRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"example": {"token": "Xq3v8kq0JmB2s1Yw7c5Zr4tH6nD9pL0aE2fG3hI4jK5"}},
+        json_schema_extra={
+            "example": {
+                "token": "Xq3v8kq0JmB2s1Yw7c5Zr4tH6nD9pL0aE2fG3hI4jK5",
+                "password": "correct horse battery",
+            }
+        },
     )
 
     token: MailedToken
+    # The new account's password for a registration's link (required there); ignored otherwise.
+    password: Password | None = None
 
 
 class VerificationMailRequested(BaseModel):

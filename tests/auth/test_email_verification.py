@@ -102,6 +102,23 @@ async def test_registration_mails_a_link_that_verifies_the_address(client, smtp_
     assert_problem(await client.post(VERIFY, json={"token": token}), 422, "VERIFICATION_TOKEN_INVALID")
 
 
+async def test_an_accounts_link_ignores_a_password_sent_along(client):
+    """Only a registration's link sets a password; an account's link leaves its password alone."""
+    await register(client)
+
+    verified = await client.post(
+        VERIFY, json={"token": await verification_token(), "password": "another passphrase"}
+    )
+
+    assert verified.status_code == 204, verified.text
+    me = (await client.get(ME, headers=await sign_in(client, "ada@example.org"))).json()
+    assert me["email_verified_at"] is not None
+    refused = await client.post(
+        "/api/v1/auth/token", data={"username": "ada@example.org", "password": "another passphrase"}
+    )
+    assert_problem(refused, 401, "INVALID_CREDENTIALS")
+
+
 async def test_an_unverified_account_reads_but_neither_creates_nor_accepts(
     client, verification_required, make_user, make_study, auth_headers
 ):

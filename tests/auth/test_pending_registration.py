@@ -47,6 +47,14 @@ async def mailed_token(smtp, email: str = "ada@example.org") -> str:
     return link_token(delivered.message.get_body(("plain",)).get_content(), PAGE)
 
 
+REGISTERED_PASSWORD = "analytical engine"
+
+
+def link(token: str, password: str = REGISTERED_PASSWORD) -> dict:
+    """A registration link's body: the link's holder chooses the account's password."""
+    return {"token": token, "password": password}
+
+
 def problem_without_request_id(response) -> tuple[int, dict]:
     return response.status_code, {k: v for k, v in response.json().items() if k != "request_id"}
 
@@ -57,8 +65,7 @@ async def test_registering_makes_no_account_only_a_pending_registration_and_its_
     assert await users() == []
     (pending,) = await pending_rows()
     assert (pending.email, pending.full_name) == ("ada@example.org", "Ada Lovelace")
-    assert pending.password_hash.startswith("$argon2id$")
-    assert "analytical engine" not in pending.password_hash
+    assert not hasattr(pending, "password_hash")  # the password is chosen at the link
     assert pending.token_hash is None  # made with its mail, when the mail is sent
     lifetime = pending.expires_at - pending.created_at
     assert lifetime == timedelta(hours=auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS)
@@ -95,7 +102,7 @@ async def test_the_mailed_link_makes_the_verified_account_then_sign_in_works(cli
     assert f"within {auth_settings.EMAIL_VERIFICATION_TOKEN_HOURS} hours" in text
     token = link_token(text, PAGE)
 
-    verified = await client.post(VERIFY, json={"token": token})
+    verified = await client.post(VERIFY, json=link(token))
 
     assert (verified.status_code, verified.content) == (204, b"")
     (user,) = await users()
@@ -110,7 +117,7 @@ async def test_the_mailed_link_makes_the_verified_account_then_sign_in_works(cli
         headers={"Authorization": f"Bearer {signed_in.json()['access_token']}"},
     )
     assert created.status_code == 201, created.text
-    assert_problem(await client.post(VERIFY, json={"token": token}), 422, "VERIFICATION_TOKEN_INVALID")
+    assert_problem(await client.post(VERIFY, json=link(token)), 422, "VERIFICATION_TOKEN_INVALID")
     assert len(await users()) == 1
 
 
@@ -122,12 +129,62 @@ async def test_a_newer_registration_replaces_the_older_and_kills_its_link(client
 
     (pending,) = await pending_rows()
     assert pending.full_name == "Second Ada"
-    assert_problem(await client.post(VERIFY, json={"token": first}), 422, "VERIFICATION_TOKEN_INVALID")
-    assert (await client.post(VERIFY, json={"token": second})).status_code == 204
+    assert_problem(await client.post(VERIFY, json=link(first)), 422, "VERIFICATION_TOKEN_INVALID")
+    assert (await client.post(VERIFY, json=link(second, "link passphrase"))).status_code == 204
     (user,) = await users()
     assert user.full_name == "Second Ada"
-    assert (await sign_in(client, "ada@example.org", "second passphrase")).status_code == 200
-    assert_problem(await sign_in(client, "ada@example.org", "first passphrase"), 401, "INVALID_CREDENTIALS")
+    assert (await sign_in(client, "ada@example.org", "link passphrase")).status_code == 200
+    for registered in ("first passphrase", "second passphrase"):
+        assert_problem(await sign_in(client, "ada@example.org", registered), 401, "INVALID_CREDENTIALS")
+
+
+async def test_whoever_registers_last_cannot_choose_the_password_of_the_owners_account(client, smtp_server):
+    """V registers; A registers V's address with A's password; V follows the newest link with V's
+    password: the account takes V's password, never A's, and V's older link is dead."""
+    await register(client, password="victim passphrase")
+    victims_link = await mailed_token(smtp_server)
+    await register(client, password="attacker passphrase")
+    newest = await mailed_token(smtp_server)
+
+    assert_problem(
+        await client.post(VERIFY, json=link(victims_link, "victim passphrase")),
+        422,
+        "VERIFICATION_TOKEN_INVALID",
+    )
+    assert (await client.post(VERIFY, json=link(newest, "victim passphrase"))).status_code == 204
+
+    assert (await sign_in(client, "ada@example.org", "victim passphrase")).status_code == 200
+    assert_problem(
+        await sign_in(client, "ada@example.org", "attacker passphrase"), 401, "INVALID_CREDENTIALS"
+    )
+
+
+async def test_a_registration_link_without_a_password_is_refused_and_still_works(client, smtp_server):
+    await register(client)
+    token = await mailed_token(smtp_server)
+
+    missing = await client.post(VERIFY, json={"token": token})
+    explicit_null = await client.post(VERIFY, json={"token": token, "password": None})
+
+    assert_problem(missing, 422, "PASSWORD_REQUIRED")
+    assert_problem(explicit_null, 422, "PASSWORD_REQUIRED")
+    assert await users() == []
+    assert (await client.post(VERIFY, json=link(token, "chosen at the link"))).status_code == 204
+    assert (await sign_in(client, "ada@example.org", "chosen at the link")).status_code == 200
+
+
+async def test_a_weak_password_at_the_link_is_refused_by_the_policy_and_the_link_still_works(
+    client, smtp_server
+):
+    await register(client)
+    token = await mailed_token(smtp_server)
+
+    weak = await client.post(VERIFY, json=link(token, "short"))
+
+    assert_problem(weak, 422, "VALIDATION_ERROR")
+    assert any(error["loc"][-1] == "password" for error in weak.json()["errors"])
+    assert await users() == []
+    assert (await client.post(VERIFY, json=link(token))).status_code == 204
 
 
 async def test_an_older_registration_mail_still_waiting_is_not_sent(client, smtp_server):
@@ -156,9 +213,9 @@ async def test_an_account_made_meanwhile_kills_the_link_like_any_dead_token(clie
     await register(client)
     token = await mailed_token(smtp_server)
     admin_made = await make_user(email="ada@example.org")
-    dead = await client.post(VERIFY, json={"token": "x" * 43})
+    dead = await client.post(VERIFY, json=link("x" * 43))
 
-    refused = await client.post(VERIFY, json={"token": token})
+    refused = await client.post(VERIFY, json=link(token))
 
     assert_problem(refused, 422, "VERIFICATION_TOKEN_INVALID")
     assert problem_without_request_id(refused) == problem_without_request_id(dead)
@@ -177,7 +234,7 @@ async def test_an_account_registered_meanwhile_through_an_invitation_kills_the_l
     )
     assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
 
-    assert_problem(await client.post(VERIFY, json={"token": token}), 422, "VERIFICATION_TOKEN_INVALID")
+    assert_problem(await client.post(VERIFY, json=link(token)), 422, "VERIFICATION_TOKEN_INVALID")
     assert [user.email for user in await users() if user.email == "grace@example.org"] == [
         "grace@example.org"
     ]
@@ -199,7 +256,7 @@ async def test_the_unique_index_refuses_an_account_that_appears_at_the_last_mome
         return None
 
     monkeypatch.setattr(auth_service, "get_user_by_email", misses_the_account)
-    refused = await client.post(VERIFY, json={"token": token})
+    refused = await client.post(VERIFY, json=link(token))
     monkeypatch.setattr(auth_service, "get_user_by_email", real_lookup)
 
     assert_problem(refused, 422, "VERIFICATION_TOKEN_INVALID")
@@ -228,7 +285,7 @@ async def test_an_expired_registration_link_is_dead_and_pruned(client, smtp_serv
         )
         await session.commit()
 
-    assert_problem(await client.post(VERIFY, json={"token": token}), 422, "VERIFICATION_TOKEN_INVALID")
+    assert_problem(await client.post(VERIFY, json=link(token)), 422, "VERIFICATION_TOKEN_INVALID")
     assert await users() == []
     async with SessionFactory() as session:
         pruned = await registration.prune_expired_registrations(session, max_rows=10, batch_rows=1)
@@ -267,7 +324,7 @@ async def test_a_registration_link_does_not_verify_another_account(client, smtp_
     await register(client)
     token = await mailed_token(smtp_server)
 
-    assert (await client.post(VERIFY, json={"token": token})).status_code == 204
+    assert (await client.post(VERIFY, json=link(token))).status_code == 204
     async with SessionFactory() as session:
         stored = await session.get(User, other.id)
     assert stored is not None

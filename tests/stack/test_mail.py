@@ -2,6 +2,7 @@
 SMTP server (aiosmtpd on a loopback port, the stack's `stack_smtp`); a user who forgot the password
 gets back in from the mail alone, by API and in the browser; the page answers at the link's path."""
 
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,7 +11,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from src.auth.constants import EMAIL_VERIFIED_NOTICE, PASSWORD_RESET_REQUESTED, REGISTRATION_REQUESTED
+from src.auth.constants import (
+    ACCOUNT_CREATED_NOTICE,
+    EMAIL_VERIFIED_NOTICE,
+    PASSWORD_RESET_REQUESTED,
+    REGISTRATION_REQUESTED,
+)
+from src.auth.exceptions import PasswordRequired
 from src.middleware import DASHBOARD_CSP
 from tests.conftest import assert_problem, bearer
 from tests.smtp_server import Delivered, SmtpTestServer
@@ -109,9 +116,10 @@ async def browser(stack: Stack) -> AsyncIterator:
         await chromium.close()
 
 
-@pytest.fixture
-async def page(browser, stack: Stack) -> AsyncIterator:
-    context = await browser.new_context(base_url=stack.base_url)
+@contextlib.asynccontextmanager
+async def tab_on(browser, started: Stack) -> AsyncIterator:
+    """A browser tab on `started`'s nginx that fails the test on any script error or CSP refusal."""
+    context = await browser.new_context(base_url=started.base_url)
     tab = await context.new_page()
     tab.set_default_timeout(WAIT_MS)
     errors: list[str] = []
@@ -122,6 +130,12 @@ async def page(browser, stack: Stack) -> AsyncIterator:
     # Chromium logs each 4xx the page asked for (the spent link's 422), which the page shows;
     # anything else (a script error, a CSP refusal) is a bug.
     assert [error for error in errors if not error.startswith(ANSWERED_WITH_AN_ERROR)] == []
+
+
+@pytest.fixture
+async def page(browser, stack: Stack) -> AsyncIterator:
+    async with tab_on(browser, stack) as tab:
+        yield tab
 
 
 async def test_in_the_browser_forgot_password_then_the_mailed_link_signs_you_back_in(
@@ -222,16 +236,17 @@ def test_where_addresses_must_be_verified_register_then_sign_in_tells_nothing_un
         for _ in range(3)
     )
 
-    def follow_link(http: httpx.Client, email: str) -> httpx.Response:
+    def follow_link(http: httpx.Client, email: str, password: str) -> httpx.Response:
+        """The newest registration link, followed with the password the account gets."""
         token = mailed_link_token(
             mails_to(smtp, email, 1, about=REGISTRATION_LINK_SUBJECT)[-1], "/verify-email"
         )
-        return http.post("/api/v1/auth/verify-email", json={"token": token})
+        return http.post("/api/v1/auth/verify-email", json={"token": token, "password": password})
 
     with owner, caller, newcomer:
         owner_body = {"email": taken, "password": STACK_PASSWORD, "full_name": "Owner"}
         assert owner.post("/api/v1/auth/register", json=owner_body).status_code == 202
-        assert follow_link(owner, taken).status_code == 204
+        assert follow_link(owner, taken, STACK_PASSWORD).status_code == 204
 
         answers = {}
         for email in (taken, new):
@@ -246,13 +261,53 @@ def test_where_addresses_must_be_verified_register_then_sign_in_tells_nothing_un
         assert answers[new][:3] == (202, {"detail": REGISTRATION_REQUESTED}, 401)
 
         mails_to(smtp, taken, 1, about=REGISTRATION_ATTEMPT_SUBJECT)
-        assert follow_link(newcomer, new).status_code == 204
+        assert follow_link(newcomer, new, CALLER_PASSWORD).status_code == 204
         signed_in = newcomer.post("/api/v1/auth/token", data={"username": new, "password": CALLER_PASSWORD})
         assert signed_in.status_code == 200, signed_in.text
         me = newcomer.get("/api/v1/auth/me", headers=bearer(signed_in.json())).json()
         assert (me["email"], me["role"]) == (new, "researcher")
         assert me["email_verified_at"] is not None
-        assert_problem(follow_link(newcomer, new), 422, "VERIFICATION_TOKEN_INVALID")
+        assert_problem(follow_link(newcomer, new, CALLER_PASSWORD), 422, "VERIFICATION_TOKEN_INVALID")
+
+
+async def test_in_the_browser_a_registration_link_asks_for_the_password_the_account_gets(
+    browser, verifying_stack: Stack, smtp: SmtpTestServer
+):
+    """V registers, then A registers V's address with A's password; V opens the newest link: the
+    page asks for the password (the server's PASSWORD_REQUIRED) and the account gets V's, not A's."""
+    email = f"link-page-{uuid.uuid4().hex[:8]}@example.org"
+    victim, attacker = "the victim's passphrase", "the attacker's passphrase"
+    clients = [
+        httpx.Client(
+            base_url=verifying_stack.base_url,
+            transport=httpx.HTTPTransport(local_address=fresh_client_address()),
+            timeout=10,
+        )
+        for _ in range(2)
+    ]
+    with clients[0] as owner, clients[1] as other:
+        for http, password in ((owner, victim), (other, attacker)):
+            body = {"email": email, "password": password, "full_name": "Link Page"}
+            assert http.post("/api/v1/auth/register", json=body).status_code == 202
+        newest = mails_to(smtp, email, 2, about=REGISTRATION_LINK_SUBJECT)[-1]
+
+        async with tab_on(browser, verifying_stack) as page:
+            await page.goto(page_link(newest, "/verify-email"))
+            await expect_text(page.locator("#verify-message"), PasswordRequired.detail)
+            await page.locator("#verify-password").fill(victim)
+            await page.locator("#verify-repeat-password").fill("something else entirely")
+            await page.get_by_role("button", name="Create account").click()
+            await expect_text(page.locator("#verify-message"), "The two passwords differ.")
+            await page.locator("#verify-repeat-password").fill(victim)
+            await page.get_by_role("button", name="Create account").click()
+            await expect_text(page.locator("#verify-done"), ACCOUNT_CREATED_NOTICE)
+            assert await page.locator("#verify-form").is_hidden()
+            assert "token" not in page.url
+
+        signed_in = owner.post("/api/v1/auth/token", data={"username": email, "password": victim})
+        assert signed_in.status_code == 200, signed_in.text
+        refused = other.post("/api/v1/auth/token", data={"username": email, "password": attacker})
+        assert_problem(refused, 401, "INVALID_CREDENTIALS")
 
 
 async def test_in_the_browser_creating_an_account_sends_you_to_your_mail_then_to_sign_in(

@@ -122,8 +122,9 @@ export function register(body) {
   return postAnonymous("/auth/register", body);
 }
 
-export function verifyEmail(token) {
-  return postAnonymous("/auth/verify-email", { token });
+/** `password` only for a registration's link (the new account's); an account's link needs none. */
+export function verifyEmail(token, password) {
+  return postAnonymous("/auth/verify-email", password === undefined ? { token } : { token, password });
 }
 
 export function declineInvitation(token) {

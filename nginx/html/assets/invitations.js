@@ -1,7 +1,7 @@
 // Invitations and verified addresses. A mailed invitation opens /invitations#token=...: accept it
 // signed in (or signing in, or registering with the invited address, which verifies it), or decline
 // it. A mailed verification link opens /verify-email#token=... and verifies at once (a registration's
-// link, where addresses must be verified, creates the account). The signed-in overview lists the
+// link, where addresses must be verified, creates the account with the password chosen here). The signed-in overview lists the
 // invitations to your address, to accept or decline without the mail. Tokens are read once from the
 // fragment (which no server ever sees) and taken out of the address bar.
 
@@ -11,8 +11,11 @@ import { byId, el, showMessage } from "./dom.js";
 export const INVITATIONS_PATH = "/invitations";
 export const VERIFY_PATH = "/verify-email";
 const EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED";
+const PASSWORD_REQUIRED = "PASSWORD_REQUIRED";
+const VERIFICATION_TOKEN_INVALID = "VERIFICATION_TOKEN_INVALID";
 
 let invitationToken = null;
+let verifyToken = null;
 
 function takeTokenFromAddress(path) {
   const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
@@ -41,25 +44,53 @@ export function startInvitationFromLink(show) {
   show("invitation");
 }
 
-/** Opened from a mailed verification link: verifies at once and says how it went. */
+/** Opened from a mailed verification link: verifies at once and says how it went. A registration's
+ * link answers PASSWORD_REQUIRED instead (the link still works): the account's password is chosen
+ * here, by the link's holder, so the form asks for it. */
 export async function startVerifyFromLink(show) {
-  const token = takeTokenFromAddress(VERIFY_PATH);
+  verifyToken = takeTokenFromAddress(VERIFY_PATH) || null;
   byId("verify-done").hidden = true;
+  byId("verify-form").hidden = true;
   showMessage("verify-message", "");
   show("verify");
-  if (!token) {
+  if (!verifyToken) {
     showMessage("verify-message", "This link carries no verification token; open the one in the mail again.");
     return;
   }
+  await sendVerification();
+}
+
+/** Sends the link's token (and the chosen password, for a registration's link). */
+async function sendVerification(password) {
   try {
-    await api.verifyEmail(token);
-    // A registration's link (where addresses must be verified) has just created the account.
-    byId("verify-done").textContent =
-      "Your email address is verified. Thank you! If you just created your account, sign in with the password you chose.";
-    byId("verify-done").hidden = false;
+    await api.verifyEmail(verifyToken, password);
   } catch (error) {
+    const code = error.problem ? error.problem.code : null;
+    // The form stays while the link still works: a password is asked for, or the chosen one refused.
+    const asking = code === PASSWORD_REQUIRED || (password !== undefined && code !== VERIFICATION_TOKEN_INVALID);
+    byId("verify-form").hidden = !asking;
     showMessage("verify-message", error.message);
+    return;
   }
+  verifyToken = null;
+  byId("verify-form").reset();
+  byId("verify-form").hidden = true;
+  showMessage("verify-message", "");
+  byId("verify-done").textContent =
+    password === undefined
+      ? "Your email address is verified. Thank you! If you just created your account, sign in with the password you chose."
+      : "Your account is created and its address verified. Sign in with the password you just chose.";
+  byId("verify-done").hidden = false;
+}
+
+async function submitVerifyPassword(event) {
+  event.preventDefault();
+  const password = byId("verify-password").value;
+  if (password !== byId("verify-repeat-password").value) {
+    showMessage("verify-message", "The two passwords differ.");
+    return;
+  }
+  await withButton(event.submitter, "verify-message", () => sendVerification(password));
 }
 
 /** Runs `work` with the submitting button disabled; its error goes to `messageBox`. */
@@ -166,6 +197,7 @@ export function wireInvitationViews({ enter, toSignIn }) {
       byId("invitation-done").hidden = false;
     }),
   );
+  byId("verify-form").addEventListener("submit", submitVerifyPassword);
   byId("verify-continue").addEventListener("click", () => {
     history.replaceState(null, "", "/");
     if (api.hasSession()) {

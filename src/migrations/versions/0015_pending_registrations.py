@@ -23,7 +23,6 @@ def upgrade() -> None:
         "pending_registrations",
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("full_name", sa.String(length=200), nullable=False),
-        sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=True),
         sa.Column("created_at", src.database.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", src.database.UTCDateTime(timezone=True), nullable=False),
