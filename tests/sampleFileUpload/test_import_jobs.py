@@ -356,6 +356,46 @@ async def test_a_cancel_asked_after_the_last_progress_point_ends_the_import_canc
     assert await run_job(file_id) is None
 
 
+async def _claimed_again(file_id: uuid.UUID) -> None:
+    async with SessionFactory() as session:
+        await service._claim(session, file_id)
+
+
+async def _cancel_asked(file_id: uuid.UUID) -> None:
+    async with SessionFactory() as session:
+        await service.ask_cancel(session, file_id=file_id)
+
+
+@pytest.mark.skipif(engine.dialect.name != "postgresql", reason="SQLite's one writer is the import")
+@pytest.mark.parametrize(
+    ("meanwhile", "ends"),
+    [
+        (_claimed_again, ("importing", None)),
+        (_cancel_asked, ("cancelled", "cancelled")),
+        (lambda file_id: jobs._end_unfinished(SampleFile.id == file_id), ("failed", None)),
+    ],
+    ids=["claimed_again", "cancel_asked", "swept"],
+)
+async def test_what_another_session_commits_just_before_the_final_write_wins(
+    client, alice_headers, study, jobs_not_started, monkeypatch, meanwhile, ends
+):
+    """Its samples written in its transaction, the import is about to write its outcome when another
+    session re-claims, cancels or sweeps the record: it rolls back, and the record stays theirs."""
+    file_id = await queued_record(client, alice_headers, study)
+    hold_claim = service._hold_claim
+
+    async def interfered(*args, **kwargs) -> None:
+        await meanwhile(file_id)
+        await hold_claim(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_hold_claim", interfered)
+
+    ran = await run_job(file_id)
+    record = await stored_record(file_id)
+    assert (record.status, ran, record.report) == (*ends, {})
+    assert await samples_in_database() == 0
+
+
 # Records an API process that was killed left unfinished (IMPORT_RUNNER=process)
 
 
