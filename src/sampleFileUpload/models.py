@@ -81,6 +81,10 @@ class SampleFile(UUIDPrimaryKey, Base):
     # Why a `failed` import failed: a problem (status, code, detail, errors?) as the upload would answer.
     failure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Which claim of the record runs its import (each claim adds one): a run's final write needs its
+    # own claim still current, so a run whose record was claimed again (its job re-queued while it
+    # still ran) can never write a second outcome.
+    claim: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def progress(self) -> dict[str, int | None]:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import anyio
 import psycopg
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -348,12 +348,16 @@ async def _roll_back(session: AsyncSession, access: StudyAccess, record: SampleF
         await session.refresh(loaded)
 
 
-async def _earlier_import(session: AsyncSession, study_id: uuid.UUID, sha256: str) -> SampleFile | None:
-    """The latest import of this content into the study, if any."""
+async def _earlier_import(
+    session: AsyncSession, study_id: uuid.UUID, sha256: str, *, not_id: uuid.UUID | None = None
+) -> SampleFile | None:
+    """The latest import of this content into the study, if any, other than the record `not_id`
+    (the one importing: never its own earlier import)."""
     return await session.scalar(
         select(SampleFile)
         .where(
             SampleFile.study_id == study_id,
+            SampleFile.id != not_id if not_id is not None else true(),
             SampleFile.sha256 == sha256,
             SampleFile.status == SampleFileStatus.IMPORTED,
             SampleFile.duplicate_of.is_(None),  # a repeat imported nothing: the import it repeats
@@ -414,19 +418,30 @@ async def import_queued_file(
         record = await _claim(session, file_id)
         if record is None:
             return None
+        claim = record.claim  # this run's: the record's may change under it (claimed again)
         try:
-            return await _import_claimed(session, record, storage, progress, take_user_slot)
+            return await _import_claimed(session, record, claim, storage, progress, take_user_slot)
         except SampleFileRejected:
             return SampleFileStatus.REJECTED
+        except ClaimLost:
+            # Claimed again or ended meanwhile (theirs now, left alone), or its cancel was asked.
+            asked = await _finish_unimported(
+                session, file_id, SampleFileStatus.CANCELLED, claim=claim, only_if_asked=True
+            )
+            return SampleFileStatus.CANCELLED if asked else None
         except ImportCancelled:
-            await _finish_unimported(session, file_id, SampleFileStatus.CANCELLED)
+            await _finish_unimported(session, file_id, SampleFileStatus.CANCELLED, claim=claim)
             return SampleFileStatus.CANCELLED
         except AppError as refused:
-            await _finish_unimported(session, file_id, SampleFileStatus.FAILED, ImportFailed.problem(refused))
+            await _finish_unimported(
+                session, file_id, SampleFileStatus.FAILED, ImportFailed.problem(refused), claim=claim
+            )
             return SampleFileStatus.FAILED
         except asyncio.CancelledError:
             with anyio.CancelScope(shield=True):  # the process stopping: the record says so
-                await _finish_unimported(session, file_id, SampleFileStatus.FAILED, ImportFailed.problem())
+                await _finish_unimported(
+                    session, file_id, SampleFileStatus.FAILED, ImportFailed.problem(), claim=claim
+                )
             raise
         except Exception as error:
             known = problem_for_failure(error)
@@ -434,14 +449,17 @@ async def import_queued_file(
                 logger.exception("import_failed", extra={"sample_file_id": str(file_id)})
             else:
                 logger.warning("import_failed", extra={"sample_file_id": str(file_id), "code": known.code})
-            await _finish_unimported(session, file_id, SampleFileStatus.FAILED, ImportFailed.problem(known))
+            await _finish_unimported(
+                session, file_id, SampleFileStatus.FAILED, ImportFailed.problem(known), claim=claim
+            )
             return SampleFileStatus.FAILED
 
 
 async def _claim(session: AsyncSession, file_id: uuid.UUID) -> SampleFile | None:
     """Marks the record `importing` in a short transaction of its own; None when it is not waiting
     (finished, or cancelled meanwhile). A record already `importing` is a job run again after its
-    worker died: what that worker wrote died with its transaction, so it starts from nothing."""
+    worker died (or was taken for dead): what that worker wrote died with its transaction, so it
+    starts from nothing; its new `claim` makes that worker's final write lose, should it live on."""
     claimed = await session.scalars(
         update(SampleFile)
         .where(
@@ -449,7 +467,13 @@ async def _claim(session: AsyncSession, file_id: uuid.UUID) -> SampleFile | None
             SampleFile.status.in_(UNFINISHED_STATUSES),
             SampleFile.cancel_requested.is_(False),
         )
-        .values(status=SampleFileStatus.IMPORTING, started_at=utcnow(), rows_read=0, rows_total=None)
+        .values(
+            status=SampleFileStatus.IMPORTING,
+            started_at=utcnow(),
+            rows_read=0,
+            rows_total=None,
+            claim=SampleFile.claim + 1,
+        )
         .returning(SampleFile)
     )
     record = claimed.one_or_none()
@@ -466,21 +490,52 @@ async def _finish_unimported(
     status: SampleFileStatus,
     failure: dict[str, Any] | None = None,
     *,
+    claim: int | None = None,
     only_if_asked: bool = False,
-) -> None:
-    """Rolls back what the import wrote, then ends its record `failed` (with why) or `cancelled`.
-    A record finished already stays as it is."""
+) -> bool:
+    """Rolls back what the import wrote, then ends its record `failed` (with why) or `cancelled`;
+    whether it did. A record finished already, or claimed again since `claim`, stays as it is."""
     await session.rollback()
     condition = SampleFile.status.in_(UNFINISHED_STATUSES)
+    if claim is not None:
+        condition &= SampleFile.claim == claim
     if only_if_asked:
         condition &= SampleFile.cancel_requested.is_(True)
     cancelled = status is SampleFileStatus.CANCELLED
-    await session.execute(
+    ended = await session.execute(
         update(SampleFile)
         .where(SampleFile.id == file_id, condition)
         .values(status=status, failure=failure, finished_at=utcnow(), cancel_requested=cancelled)
     )
     await session.commit()
+    return bool(ended.rowcount)
+
+
+class ClaimLost(Exception):
+    """The run's record is no longer its to finish: claimed again (its job re-queued while it still
+    ran), ended by the sweep for abandoned imports, or its cancel asked. Its writes are rolled back."""
+
+
+async def _hold_claim(session: AsyncSession, record_id: uuid.UUID, claim: int) -> None:
+    """The outcome's write, first in the transaction that commits it: only while the record is still
+    this run's (`importing` under its claim, no cancel asked). The row's lock (PostgreSQL) or the one
+    writer (SQLite) keeps it so until the commit; else everything is rolled back (ClaimLost)."""
+    held = await session.execute(
+        update(SampleFile)
+        .where(
+            SampleFile.id == record_id,
+            SampleFile.status == SampleFileStatus.IMPORTING,
+            SampleFile.claim == claim,
+            SampleFile.cancel_requested.is_(False),
+        )
+        # Takes the row, writing nothing of the outcome yet: that comes after (status `imported`
+        # before same_content_as would clash with the unique index of first imports).
+        .values(finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if not held.rowcount:
+        await session.rollback()
+        raise ClaimLost
 
 
 async def ask_cancel(session: AsyncSession, *, file_id: uuid.UUID) -> None:
@@ -519,6 +574,7 @@ def _fetch_stored(storage: Storage, key: str, into: Path) -> None:
 async def _import_claimed(
     session: AsyncSession,
     record: SampleFile,
+    claim: int,
     storage: Storage,
     progress: ImportProgress,
     take_user_slot: bool,
@@ -537,7 +593,7 @@ async def _import_claimed(
                     await read_in_thread(sheet.open)
                     progress.rows_total(await read_in_thread(sheet.data_rows_claimed))
                     return await _import(
-                        session, access, sheet, record, validator, storage, errors_path, progress
+                        session, access, sheet, record, claim, validator, storage, errors_path, progress
                     )
             finally:
                 with anyio.CancelScope(shield=True):
@@ -560,6 +616,7 @@ async def _import(
     access: StudyAccess,
     sheet: SheetBatches,
     record: SampleFile,
+    claim: int,
     validator: SampleValidator,
     storage: Storage,
     errors_path: Path,
@@ -571,7 +628,7 @@ async def _import(
     fields or status wait for it (STUDY_BUSY). The record's row is changed only at the end, so the
     progress written beside the import (in transactions of its own) never waits for it."""
     async with study_service.holding_study(session, access.study.id, for_import=True):
-        earlier = await _earlier_import(session, access.study.id, record.sha256)
+        earlier = await _earlier_import(session, access.study.id, record.sha256, not_id=record.id)
         await _confirm_study_unchanged(session, access)
         with errors_path.open("wb") as errors_sink:
             log = ErrorLog(
@@ -581,16 +638,18 @@ async def _import(
             async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
                 await run_pass(sheet, step, progress=progress.rows_read)
         if earlier is not None and _changes_nothing(step, log):
-            await _duplicate(session, access, record, earlier, step)
+            await _duplicate(session, access, record, claim, earlier, step)
             return SampleFileStatus.IMPORTED
         report = report_of(sheet, step.counts, log)
         same_content_as = earlier.id if earlier is not None else None
         if log.total:
             await _roll_back(session, access, record)
-            await _store_rejected(session, access, record, report, storage, errors_path, same_content_as)
+            await _store_rejected(
+                session, access, record, claim, report, storage, errors_path, same_content_as
+            )
             raise SampleFileRejected(sample_file_id=str(record.id), report=report)
         async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
-            await _commit_imported(session, access, record, report, step, same_content_as)
+            await _commit_imported(session, access, record, claim, report, step, same_content_as)
     return SampleFileStatus.IMPORTED
 
 
@@ -601,12 +660,18 @@ def _finished(record: SampleFile, status: SampleFileStatus, report: dict[str, An
 
 
 async def _duplicate(
-    session: AsyncSession, access: StudyAccess, record: SampleFile, earlier: SampleFile, step: ImportPass
+    session: AsyncSession,
+    access: StudyAccess,
+    record: SampleFile,
+    claim: int,
+    earlier: SampleFile,
+    step: ImportPass,
 ) -> None:
     """Content imported before that changed nothing: nothing is written (what the pass flushed is
     rolled back); the record says which import it repeats, with that import's report."""
     await _roll_back(session, access, record)
     await session.refresh(earlier)
+    await _hold_claim(session, record.id, claim)
     _finished(record, SampleFileStatus.IMPORTED, earlier.report, step.counts.rows)
     record.duplicate_of = record.same_content_as = earlier.id
     await session.commit()
@@ -666,10 +731,12 @@ async def _commit_imported(
     session: AsyncSession,
     access: StudyAccess,
     record: SampleFile,
+    claim: int,
     report: dict[str, Any],
     step: ImportPass,
     same_content_as: uuid.UUID | None,
 ) -> None:
+    await _hold_claim(session, record.id, claim)
     fields = await study_counters.apply_count_changes(
         session, study_id=access.study.id, changes=step.count_changes
     )
@@ -696,12 +763,14 @@ async def _store_rejected(
     session: AsyncSession,
     access: StudyAccess,
     record: SampleFile,
+    claim: int,
     report: dict[str, Any],
     storage: Storage,
     errors_path: Path,
     same_content_as: uuid.UUID | None,
 ) -> None:
     """Keeps the report and every error, so the user can fetch them later (the file is stored already)."""
+    await _hold_claim(session, record.id, claim)
     _finished(record, SampleFileStatus.REJECTED, report, report["rows"])
     record.same_content_as = same_content_as
     study_activity.record_activity(

@@ -229,6 +229,173 @@ async def test_viewers_may_not_cancel_and_non_members_do_not_learn_the_file_exis
     assert (await client.get(queued.headers["location"], headers=alice_headers)).json()["status"] == "queued"
 
 
+# One outcome per record: only the run holding the record's current claim writes it
+
+
+async def queued_record(client, headers, study, *, mode: str = "insert") -> uuid.UUID:
+    """An upload stored and queued whose job has not run (jobs_not_started)."""
+    response = await upload(client, study, {**headers, **RESPOND_ASYNC}, sample_csv(5), mode=mode)
+    assert response.json()["status"] == "queued", response.text
+    return uuid.UUID(response.json()["id"])
+
+
+async def run_job(file_id: uuid.UUID):
+    """The record's job run here, as a worker runs it (progress kept in memory: no cancel seen there)."""
+    progress = jobs.JobProgress(file_id, live=None, to_database=False)
+    return await service.import_queued_file(
+        file_id, storage=get_storage(), progress=progress, take_user_slot=False
+    )
+
+
+def once_claimed(monkeypatch, meanwhile) -> None:
+    """The first run, once it claimed its record and before it reads the file, waits for `meanwhile()`
+    (what happens to the record while that run goes on); later runs go straight on."""
+    import_claimed, first = service._import_claimed, []
+
+    async def interrupted(*args, **kwargs):
+        if not first:
+            first.append(True)
+            await meanwhile()
+        return await import_claimed(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_import_claimed", interrupted)
+
+
+async def stored_record(file_id: uuid.UUID) -> SampleFile:
+    async with SessionFactory() as session:
+        return await session.get(SampleFile, file_id)
+
+
+@pytest.mark.parametrize("mode", ["insert", "upsert"])
+async def test_a_run_whose_record_was_claimed_again_and_imported_writes_nothing(
+    client, alice_headers, study, jobs_not_started, monkeypatch, mode
+):
+    """Its job re-queued while it still ran (a worker taken for dead): the second run imports the
+    file; the first, finishing later, neither rejects the record (its samples exist now) nor calls
+    it a duplicate of itself."""
+    file_id = await queued_record(client, alice_headers, study, mode=mode)
+    second: list[object] = []
+
+    async def second_run() -> None:
+        second.append(await run_job(file_id))
+
+    once_claimed(monkeypatch, second_run)
+
+    assert await run_job(file_id) is None
+    assert second == ["imported"]
+    record = await stored_record(file_id)
+    assert (record.status, record.duplicate_of, record.same_content_as, record.claim) == (
+        "imported",
+        None,
+        None,
+        2,
+    )
+    assert (record.report["created"], record.errors_key) == (5, None)
+    assert await samples_in_database() == 5
+
+
+async def test_a_run_whose_record_was_claimed_again_before_its_end_writes_nothing(
+    client, alice_headers, study, jobs_not_started, monkeypatch
+):
+    """Claimed twice: the first claim's run loses its final write and leaves the record to the second."""
+    file_id = await queued_record(client, alice_headers, study)
+
+    async def claimed_again() -> None:
+        async with SessionFactory() as session:
+            assert (await service._claim(session, file_id)).claim == 2
+
+    once_claimed(monkeypatch, claimed_again)
+
+    assert await run_job(file_id) is None
+    record = await stored_record(file_id)
+    assert (record.status, record.claim, record.finished_at) == ("importing", 2, None)
+    assert await samples_in_database() == 0
+    # The job run again (the second claim's worker gone too) imports it once.
+    assert await run_job(file_id) == "imported"
+    assert await samples_in_database() == 5
+
+
+async def test_an_import_ended_by_the_sweep_while_it_runs_does_not_commit_over_it(
+    client, alice_headers, study, jobs_not_started, monkeypatch
+):
+    """IMPORT_RUNNER=process: a slow import taken for abandoned is ended `failed`; it writes nothing."""
+    file_id = await queued_record(client, alice_headers, study)
+
+    async def swept() -> None:
+        async with SessionFactory() as session:
+            record = await session.get(SampleFile, file_id)
+            record.created_at = utcnow() - jobs.abandoned_after() - timedelta(minutes=1)
+            await session.commit()
+        assert await jobs.fail_abandoned_imports() == 1
+
+    once_claimed(monkeypatch, swept)
+
+    assert await run_job(file_id) is None
+    record = await stored_record(file_id)
+    assert (record.status, record.failure["code"], record.report) == ("failed", "IMPORT_FAILED", {})
+    assert await samples_in_database() == 0
+
+
+async def test_a_cancel_asked_after_the_last_progress_point_ends_the_import_cancelled(
+    client, alice_headers, study, jobs_not_started, monkeypatch
+):
+    """The flag set while the import runs and no progress point looks at it any more: its final
+    write sees it, the import rolls back and its record ends `cancelled`."""
+    file_id = await queued_record(client, alice_headers, study)
+
+    async def cancel_asked() -> None:
+        async with SessionFactory() as session:
+            await service.ask_cancel(session, file_id=file_id)
+
+    once_claimed(monkeypatch, cancel_asked)
+
+    assert await run_job(file_id) == "cancelled"
+    record = await stored_record(file_id)
+    assert (record.status, record.cancel_requested, record.report) == ("cancelled", True, {})
+    assert await samples_in_database() == 0
+    assert await run_job(file_id) is None
+
+
+async def _claimed_again(file_id: uuid.UUID) -> None:
+    async with SessionFactory() as session:
+        await service._claim(session, file_id)
+
+
+async def _cancel_asked(file_id: uuid.UUID) -> None:
+    async with SessionFactory() as session:
+        await service.ask_cancel(session, file_id=file_id)
+
+
+@pytest.mark.skipif(engine.dialect.name != "postgresql", reason="SQLite's one writer is the import")
+@pytest.mark.parametrize(
+    ("meanwhile", "ends"),
+    [
+        (_claimed_again, ("importing", None)),
+        (_cancel_asked, ("cancelled", "cancelled")),
+        (lambda file_id: jobs._end_unfinished(SampleFile.id == file_id), ("failed", None)),
+    ],
+    ids=["claimed_again", "cancel_asked", "swept"],
+)
+async def test_what_another_session_commits_just_before_the_final_write_wins(
+    client, alice_headers, study, jobs_not_started, monkeypatch, meanwhile, ends
+):
+    """Its samples written in its transaction, the import is about to write its outcome when another
+    session re-claims, cancels or sweeps the record: it rolls back, and the record stays theirs."""
+    file_id = await queued_record(client, alice_headers, study)
+    hold_claim = service._hold_claim
+
+    async def interfered(*args, **kwargs) -> None:
+        await meanwhile(file_id)
+        await hold_claim(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_hold_claim", interfered)
+
+    ran = await run_job(file_id)
+    record = await stored_record(file_id)
+    assert (record.status, ran, record.report) == (*ends, {})
+    assert await samples_in_database() == 0
+
+
 # Records an API process that was killed left unfinished (IMPORT_RUNNER=process)
 
 

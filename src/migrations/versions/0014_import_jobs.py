@@ -7,7 +7,8 @@ Create Date: 2026-12-06 23:50:00.000000
 An upload is stored and recorded `queued`, then imported by a job (in the API process, or by the
 job queue's workers): the record keeps what the job needs (the upload's reading options), where it
 is (`rows_read`, `rows_total`, `started_at`, `finished_at`), why it failed (`failure`, a problem),
-whether its cancel was asked (`cancel_requested`), and, for an upload that would have changed
+whether its cancel was asked (`cancel_requested`), which claim of it runs the import (`claim`:
+only that run may write the outcome), and, for an upload that would have changed
 nothing, the earlier import it repeats (`duplicate_of`). Status is now one of queued, importing,
 imported, rejected, failed, cancelled; the records before this revision (imported or rejected)
 stay valid, finished when they were made.
@@ -40,6 +41,7 @@ def upgrade() -> None:
             sa.Column("cancel_requested", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("duplicate_of", sa.Uuid(), nullable=True))
+        batch_op.add_column(sa.Column("claim", sa.Integer(), server_default="0", nullable=False))
         # The sweep for imports a stopped API process left unfinished, and a user's place in the queue.
         batch_op.create_index(
             "ix_sample_files_unfinished_created_at",
@@ -73,6 +75,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_sample_files_uploaded_by_unfinished")
         batch_op.drop_index("ix_sample_files_unfinished_created_at")
         for column in (
+            "claim",
             "duplicate_of",
             "cancel_requested",
             "failure",
