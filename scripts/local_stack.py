@@ -43,8 +43,14 @@ DEFAULT_SERVER_NAMES = "localhost 127.0.0.1"
 # Where docker-compose.yml mounts nginx/html (the dashboard page) in the nginx container.
 COMPOSE_PAGE_ROOT = "/usr/share/nginx/html"
 NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-# default.conf lists gunicorn's address four times, so that nginx can retry an idempotent request.
+# default.conf lists the API's name four times, so that nginx can retry an idempotent request.
 UPSTREAM_ENTRIES = 4
+# One entry of default.conf's upstream: in compose `api` is every replica, found again in Docker's
+# DNS (`resolve`, with the upstream's `resolver`: nginx >= 1.27.3). The local copy lists the given
+# addresses instead, in each entry, and drops the resolver: nothing to look up, and older nginx
+# (Debian's 1.22) cannot read either.
+COMPOSE_UPSTREAM_ENTRY = "    server api:8000 resolve max_fails=0;\n"
+COMPOSE_UPSTREAM_RESOLVER = "    resolver 127.0.0.11 valid=5s ipv6=off;\n"
 
 
 class ConfigDrift(RuntimeError):
@@ -62,7 +68,7 @@ def render_nginx_config(
     target: Path,
     *,
     listen: str,
-    upstream: str,
+    upstream: str | Sequence[str],
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
     server_names: str = DEFAULT_SERVER_NAMES,
     trusted_clients: Sequence[str] = (),
@@ -70,13 +76,15 @@ def render_nginx_config(
 ) -> Path:
     """Writes runnable copies of the committed nginx files into `target`; returns nginx.conf's path.
 
-    `cors_origins` is the API's CORS_ORIGINS, written into cors-origins.conf as compose does.
+    `upstream` is the API's address, or the addresses of several API hosts (each listed in every
+    entry of the upstream, as compose's `api` name stands for every replica). `cors_origins` is the
+    API's CORS_ORIGINS, written into cors-origins.conf as compose does.
     """
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o755)  # nginx workers run as an unprivileged user when started by root
-    server = (NGINX_DIR / "default.conf").read_text(encoding="utf-8")
-    server = replace_once(
-        server, "server api:8000 ", f"server {upstream} ", source="default.conf", times=UPSTREAM_ENTRIES
+    server = local_upstream(
+        (NGINX_DIR / "default.conf").read_text(encoding="utf-8"),
+        [upstream] if isinstance(upstream, str) else list(upstream),
     )
     for old, new in (
         ("listen 80;", f"listen {listen};"),
@@ -113,6 +121,17 @@ def render_nginx_config(
     main = replace_once(main, "http {\n", "http {\n" + temp_paths, source="nginx.conf")
     (target / "nginx.conf").write_text(main, encoding="utf-8")
     return target / "nginx.conf"
+
+
+def local_upstream(server: str, addresses: Sequence[str]) -> str:
+    """default.conf's upstream with `addresses` in place of compose's `api` replicas."""
+    if not addresses:
+        raise ValueError("an upstream needs at least one address")
+    entry = "".join(f"    server {address} max_fails=0;\n" for address in addresses)
+    server = replace_once(
+        server, COMPOSE_UPSTREAM_ENTRY, entry, source="default.conf", times=UPSTREAM_ENTRIES
+    )
+    return replace_once(server, COMPOSE_UPSTREAM_RESOLVER, "", source="default.conf")
 
 
 def write_cors_origins(target: Path, origins: Sequence[str]) -> None:
@@ -190,6 +209,20 @@ def start_gunicorn(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,  # its own process group, so stop() can reach the workers too
+        )
+
+
+def start_worker(*, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python main.py worker`: a job queue worker (imports with IMPORT_RUNNER=queue) on `env`'s
+    DATABASE_URL."""
+    with log.open("wb") as stderr:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "main.py", "worker"],
+            cwd=PROJECT_DIR,
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group, so stop() can reach it whatever it started
         )
 
 

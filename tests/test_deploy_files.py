@@ -4,6 +4,7 @@ import os
 import re
 import runpy
 import shutil
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import yaml
 
 from scripts.local_stack import (
     COMPOSE_PAGE_ROOT,
+    COMPOSE_UPSTREAM_ENTRY,
+    COMPOSE_UPSTREAM_RESOLVER,
+    UPSTREAM_ENTRIES,
     ConfigDrift,
     check_nginx_config,
     render_nginx_config,
@@ -155,12 +159,29 @@ def test_database_and_api_sit_on_an_internal_network(compose, services):
     assert set(services["nginx"]["networks"]) == {"frontend", "backend"}
 
 
-def test_api_keeps_a_fixed_address_nginx_can_find_after_a_recreate(services):
-    api_address = services["api"]["networks"]["backend"]["ipv4_address"]
-
-    assert api_address.startswith("172.28.10.")
-    assert api_address != services["nginx"]["networks"]["backend"]["ipv4_address"]
+def test_api_and_worker_scale_out_with_no_fixed_name_address_or_port(services):
+    for name in ("api", "worker"):
+        service = services[name]
+        assert "container_name" not in service, name
+        assert "ports" not in service, name
+        assert "ipv4_address" not in str(service["networks"]), name
     assert services["nginx"]["depends_on"]["api"]["restart"] is True
+
+
+def test_nginx_alone_has_a_fixed_address_and_no_replica_can_be_given_it(compose, services):
+    fixed = [
+        name
+        for name, service in services.items()
+        if isinstance(service.get("networks"), dict) and "ipv4_address" in str(service["networks"])
+    ]
+    [backend] = compose["networks"]["backend"]["ipam"]["config"]
+    nginx_address = ip_address(services["nginx"]["networks"]["backend"]["ipv4_address"])
+
+    assert fixed == ["nginx"]
+    assert nginx_address in ip_network(backend["subnet"])
+    # Docker hands the other containers addresses from ip_range only.
+    assert ip_network(backend["ip_range"]).subnet_of(ip_network(backend["subnet"]))
+    assert nginx_address not in ip_network(backend["ip_range"])
 
 
 def test_api_gets_longer_to_stop_than_gunicorns_graceful_timeout(services, monkeypatch):
@@ -332,9 +353,11 @@ def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
 
     server = (tmp_path / "nginx" / "default.conf").read_text(encoding="utf-8")
     committed = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
-    assert server == committed.replace("server api:8000 ", "server 127.0.0.1:18000 ").replace(
-        "listen 80", "listen 127.0.0.1:18080"
-    ).replace("${MAX_UPLOAD_MB}", "100").replace("${SERVER_NAMES}", "localhost 127.0.0.1").replace(
+    assert server == committed.replace(
+        "server api:8000 resolve max_fails=0;", "server 127.0.0.1:18000 max_fails=0;"
+    ).replace(COMPOSE_UPSTREAM_RESOLVER, "").replace("listen 80", "listen 127.0.0.1:18080").replace(
+        "${MAX_UPLOAD_MB}", "100"
+    ).replace("${SERVER_NAMES}", "localhost 127.0.0.1").replace(
         f"root {COMPOSE_PAGE_ROOT};", f"root {tmp_path / 'nginx' / 'html'};"
     )
     for page_file in PAGE_DIR.rglob("*.*"):
@@ -344,6 +367,53 @@ def test_rendered_nginx_config_changes_only_addresses_and_paths(tmp_path):
     for name in ("problem-pages.conf", "trusted-clients.conf"):
         copied = (tmp_path / "nginx" / "studybase" / name).read_text(encoding="utf-8")
         assert copied == (PROJECT_DIR / "nginx" / "studybase" / name).read_text(encoding="utf-8")
+
+
+def upstream_block(server: str) -> str:
+    return server.split("upstream studybase_api {", 1)[1].split("\n}", 1)[0]
+
+
+def directives(block: str) -> list[str]:
+    """The block's directives, one a line, without comments."""
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_nginx_finds_every_api_replica_by_name_and_follows_them(services):
+    server = (PROJECT_DIR / "nginx" / "default.conf").read_text(encoding="utf-8")
+    upstream = directives(upstream_block(server))
+    version = re.match(r"nginx:(\d+)\.(\d+)\.(\d+)-", services["nginx"]["image"])
+
+    # `resolve` in an upstream (open-source nginx 1.27.3 and later) needs the shared zone and a
+    # resolver: Docker's own DNS, asked again within seconds rather than its answers' 600 s TTL.
+    assert tuple(int(part) for part in version.groups()) >= (1, 27, 3)
+    assert re.fullmatch(r"zone studybase_api_hosts \d+k;", upstream[0])
+    resolver = re.fullmatch(r"resolver 127\.0\.0\.11 valid=(\d+)s ipv6=off;", upstream[1])
+    assert resolver is not None
+    assert int(resolver.group(1)) <= 10
+    assert COMPOSE_UPSTREAM_RESOLVER.strip() == upstream[1]
+    # Listed several times, so that proxy_next_upstream has a next server to retry a GET on.
+    assert upstream[2 : 2 + UPSTREAM_ENTRIES] == [COMPOSE_UPSTREAM_ENTRY.strip()] * UPSTREAM_ENTRIES
+    assert upstream[2 + UPSTREAM_ENTRIES :] == ["keepalive 32;", "keepalive_timeout 60s;"]
+    assert "proxy_next_upstream error;" in server
+    # One host down holds every entry's address of it: one more try always reaches another host.
+    assert f"proxy_next_upstream_tries {UPSTREAM_ENTRIES + 1};" in server
+
+
+def test_a_local_copy_lists_every_host_in_each_entry_for_an_nginx_without_resolve(tmp_path):
+    config = render_nginx_config(
+        tmp_path / "nginx", listen="127.0.0.1:18080", upstream=["127.0.0.1:18000", "127.0.0.1:18001"]
+    )
+
+    upstream = directives(upstream_block((tmp_path / "nginx" / "default.conf").read_text(encoding="utf-8")))
+    assert upstream == [
+        "zone studybase_api_hosts 256k;",
+        *["server 127.0.0.1:18000 max_fails=0;", "server 127.0.0.1:18001 max_fails=0;"] * UPSTREAM_ENTRIES,
+        "keepalive 32;",
+        "keepalive_timeout 60s;",
+    ]
+    assert config.exists()
+    with pytest.raises(ValueError, match="at least one address"):
+        render_nginx_config(tmp_path / "none", listen="127.0.0.1:18080", upstream=[])
 
 
 def geo_entries(text: str) -> list[str]:
@@ -368,8 +438,9 @@ def test_no_client_is_trusted_unless_the_rendering_is_told(tmp_path):
     shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists() and not UNDER_CI,
     reason="nginx is not installed (CI installs it)",
 )
-def test_nginx_accepts_the_committed_config(tmp_path):
-    config = render_nginx_config(tmp_path / "nginx", listen="127.0.0.1:18080", upstream="127.0.0.1:18000")
+@pytest.mark.parametrize("upstream", ["127.0.0.1:18000", ["127.0.0.1:18000", "127.0.0.1:18001"]])
+def test_nginx_accepts_the_committed_config(tmp_path, upstream):
+    config = render_nginx_config(tmp_path / "nginx", listen="127.0.0.1:18080", upstream=upstream)
 
     checked = check_nginx_config(config)
 

@@ -58,16 +58,20 @@ class Stack:
         return self.work_dir / "nginx" / "access.log"
 
     def access_log_entry(self, request_id: str, timeout: float = 3.0) -> dict:
-        """nginx writes the line after the response is sent: wait for it briefly."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.access_log.read_text().splitlines():
-                entry = json.loads(line)
-                if entry["request_id"] == request_id:
-                    return entry
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no access log line with request id {request_id}")
-            time.sleep(0.05)
+        return access_log_entry(self.access_log, request_id, timeout=timeout)
+
+
+def access_log_entry(access_log: Path, request_id: str, timeout: float = 3.0) -> dict:
+    """nginx's line for the request: nginx writes it after the response is sent, so wait briefly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in access_log.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["request_id"] == request_id:
+                return entry
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no access log line with request id {request_id}")
+        time.sleep(0.05)
 
 
 STACK_PASSWORD = "stack test passphrase"

@@ -60,10 +60,21 @@ class Outcome:
 
 class Load:
     """`threads` clients sending GETs through nginx without pause until the block ends (at most
-    `limit` seconds), from the trusted address so nginx's rate limits stay out of the way."""
+    `limit` seconds), from the trusted address so nginx's rate limits stay out of the way; a GET
+    unanswered after `timeout` seconds counts as failed."""
 
-    def __init__(self, base_url: str, paths: list[str], headers: dict[str, str], *, threads: int = 4) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        paths: list[str],
+        headers: dict[str, str],
+        *,
+        threads: int = 4,
+        limit: float = 60,
+        timeout: float = 10,
+    ) -> None:
         self.base_url, self.paths, self.headers, self.threads = base_url, paths, headers, threads
+        self.limit, self.timeout = limit, timeout
         self.outcomes: list[Outcome] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -77,12 +88,12 @@ class Load:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         for worker in self._workers:
-            worker.join(timeout=30)
+            worker.join(timeout=self.timeout + 20)
 
     def _run(self, number: int) -> None:
         transport = httpx.HTTPTransport(local_address=TRUSTED_CLIENT_ADDRESS)
-        deadline = time.monotonic() + 60
-        with httpx.Client(base_url=self.base_url, transport=transport, timeout=10) as client:
+        deadline = time.monotonic() + self.limit
+        with httpx.Client(base_url=self.base_url, transport=transport, timeout=self.timeout) as client:
             sent = number
             while not self._stop.is_set() and time.monotonic() < deadline:
                 path = self.paths[sent % len(self.paths)]
@@ -111,6 +122,25 @@ def cut_after_its_headers(outcome: Outcome) -> bool:
 
 def sample_csv(rows: int) -> bytes:
     return ("sample_id,volume [mL]\r\n" + "".join(f"S-{n:06d},{n % 90}.5\r\n" for n in range(rows))).encode()
+
+
+def raw_upload(path: str, headers: dict[str, str], content: bytes) -> tuple[bytes, bytes]:
+    """The head and the body of a multipart upload of `content` as `half.csv`, to send by hand
+    (a socket can stop halfway through the body)."""
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.csv"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items()
+    )
+    head += f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode(), body
 
 
 def files_in(directory: Path) -> list[Path]:
@@ -328,20 +358,7 @@ def test_a_client_that_disconnects_halfway_through_an_upload_leaves_nothing(link
     with client_to(linked_stack) as http:
         researcher = researcher_with_study(http, "faults", fields=FIELDS)
         headers, study_id = researcher.headers, researcher.study_id
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.csv"\r\n'
-            f"Content-Type: text/csv\r\n\r\n"
-        ).encode()
-        + sample_csv(30_000)
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    head = (
-        f"POST {STUDIES}/{study_id}/sample-files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: {headers['Authorization']}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head, body = raw_upload(f"{STUDIES}/{study_id}/sample-files", headers, sample_csv(30_000))
     uploads = linked_stack.work_dir / "uploads"
 
     with socket.create_connection(("127.0.0.1", linked_stack.nginx_port), timeout=10) as sock:
