@@ -41,7 +41,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from benchmarks import floor_app, profile, seed, stack_import, wrk
+from benchmarks import floor_app, profile, queue_import, seed, stack_import, wrk
 from scripts import local_stack
 from tests.smtp_server import SmtpTestServer, running_smtp_server
 
@@ -404,6 +404,7 @@ def write_json(
     rows: list[Row],
     sign_in: dict[str, float],
     imports: list[stack_import.ImportFigures],
+    queue_imports: "list[queue_import.QueueImportFigures]",  # a string: queue_import imports this module
     profiles: list[profile.Profile],
     options: argparse.Namespace,
 ) -> None:
@@ -418,6 +419,7 @@ def write_json(
         "endpoints": [asdict(row) for row in rows],
         "sign_in": sign_in,
         "imports": [asdict(figures) for figures in imports],
+        "queue_imports": [asdict(figures) for figures in queue_imports],
         "profiles": profile.as_json(profiles),
     }
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -491,6 +493,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CSV sizes to import through nginx (default 100000 1000000)",
     )
     parser.add_argument(
+        "--queue-import-rows",
+        type=int,
+        nargs="*",
+        default=None,
+        help="CSV sizes to import through the job queue, with 1 and then 2 workers "
+        "(benchmarks.queue_import; default: the --import-rows sizes)",
+    )
+    parser.add_argument(
         "--only",
         type=lambda text: [key.strip() for key in text.split(",") if key.strip()],
         default=None,
@@ -513,6 +523,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     options = parser.parse_args(argv)
     options.floor_duration = options.duration
+    if options.queue_import_rows is None:
+        options.queue_import_rows = options.import_rows
     unknown = set(options.only or ()) - set(ENDPOINT_KEYS)
     if unknown:
         parser.error(f"unknown endpoint(s) for --only: {', '.join(sorted(unknown))}")
@@ -521,6 +533,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         # CI's run would grow by ~40% with 2 s floor runs; 1 s is still thousands of requests.
         options.floor_duration = 1.0
         options.import_rows = [10_000, 50_000]
+        options.queue_import_rows = queue_import.QUICK_ROWS
     return options
 
 
@@ -568,11 +581,19 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         imports = measure_imports(run, token=token, counts=options.import_rows, profiler=profiler)
+        queue_imports = (
+            queue_import.measure_beside(
+                run, email=email, rows=options.queue_import_rows, workers=queue_import.WORKER_COUNTS
+            )
+            if options.queue_import_rows
+            else []
+        )
     profiles = profiler.profiles if profiler else []
     print_table(rows, sign_in_figures)
     print_imports(imports)
+    queue_import.print_table(queue_imports)
     profile.print_summary(profiles)
-    write_json(options.json, rows, sign_in_figures, imports, profiles, options)
+    write_json(options.json, rows, sign_in_figures, imports, queue_imports, profiles, options)
 
 
 if __name__ == "__main__":

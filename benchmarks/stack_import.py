@@ -10,6 +10,7 @@ import csv
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,15 @@ def write_csv(path: Path, rows: int) -> None:
 
 def worker_pids(master_pid: int) -> list[int]:
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
-    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    try:
+        return [int(pid) for pid in children.read_text().split()]
+    except FileNotFoundError:  # gone meanwhile
+        return []
+
+
+def tree_rss_mb(pid: int) -> float:
+    """The resident memory of `pid` and every process below it (a queue worker and what it started)."""
+    return rss_mb(pid) + sum(tree_rss_mb(child) for child in worker_pids(pid))
 
 
 def rss_mb(pid: int) -> float:
@@ -83,11 +92,12 @@ def rss_mb(pid: int) -> float:
 
 
 class PeakMemory:
-    """Samples the workers' RSS in a thread until stopped; the peak is per worker, reported as max."""
+    """Samples the workers' RSS (`measure`: of the process alone, or of its tree) in a thread until
+    stopped; the peak is per worker, reported as max."""
 
-    def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
-        self.before = {pid: rss_mb(pid) for pid in pids}
+    def __init__(self, pids: list[int], measure: Callable[[int], float] = rss_mb) -> None:
+        self.pids, self.measure = pids, measure
+        self.before = {pid: measure(pid) for pid in pids}
         self.peak = dict(self.before)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -95,7 +105,7 @@ class PeakMemory:
     def _sample(self) -> None:
         while not self._stop.wait(RSS_SAMPLE_SECONDS):
             for pid in self.pids:
-                self.peak[pid] = max(self.peak[pid], rss_mb(pid))
+                self.peak[pid] = max(self.peak[pid], self.measure(pid))
 
     def __enter__(self) -> "PeakMemory":
         self._thread.start()

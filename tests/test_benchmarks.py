@@ -6,11 +6,15 @@ import io
 import os
 import re
 import struct
+import subprocess
+import sys
+import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 import openpyxl
@@ -19,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from benchmarks import floor_app, hostile_files, profile, seed, stack, wrk
+from benchmarks import floor_app, hostile_files, profile, queue_import, seed, stack, stack_import, wrk
 from main import migrate
 from scripts import local_stack
 from src.auth.constants import Role
@@ -507,3 +511,56 @@ async def test_the_floor_refuses_what_the_session_check_refuses(floor_database, 
         garbage = await http.get(floor_app.FLOOR_PATH, headers={"Authorization": "Bearer not.a.token"})
 
     assert (refused.status_code, unknown_session.status_code, garbage.status_code) == (401, 401, 401)
+
+
+# Imports through the job queue (benchmarks.queue_import).
+
+
+def followed(started: str, finished: str, *, to_202: float, first_progress: float) -> queue_import._Followed:
+    record = {"status": "imported", "started_at": started, "finished_at": finished}
+    return queue_import._Followed(to_202_s=to_202, first_progress_s=first_progress, record=record)
+
+
+def test_queue_imports_report_the_slowest_upload_and_import_and_all_rows_over_their_span(tmp_path):
+    path = tmp_path / "samples.csv"
+    path.write_bytes(b"x" * 3 * 1_048_576)
+    imports = [
+        followed("2026-12-07T03:00:00+00:00", "2026-12-07T03:00:10+00:00", to_202=0.5, first_progress=1.0),
+        followed("2026-12-07T03:00:02+00:00", "2026-12-07T03:00:22+00:00", to_202=0.7, first_progress=3.0),
+    ]
+    memory = SimpleNamespace(before={1: 110.0, 2: 120.0}, peak={1: 150.04, 2: 130.0})
+
+    figures = queue_import.figures_of(100_000, 2, path, imports, memory)
+
+    assert (figures.to_202_s, figures.first_progress_s, figures.import_s) == (0.7, 3.0, 20.0)
+    assert figures.rows_per_second_each == 7_500  # the mean of 10,000 and 5,000
+    assert figures.rows_per_second_all == 9_091  # 200,000 rows from 03:00:00 to 03:00:22
+    assert (figures.worker_rss_before_mb, figures.worker_rss_peak_mb) == (120.0, 150.0)
+    assert (figures.file_mb, figures.statuses) == (3.0, ["imported", "imported"])
+
+
+def test_the_quick_runs_import_20k_rows_through_the_queue_with_1_and_2_workers():
+    assert stack.parse_args(["--quick"]).queue_import_rows == [20_000]
+    assert stack.parse_args([]).queue_import_rows == [100_000, 1_000_000]
+    assert stack.parse_args(["--import-rows"]).queue_import_rows == []  # a before/after pair: neither
+    assert stack.parse_args(["--import-rows", "--queue-import-rows", "5"]).queue_import_rows == [5]
+    assert queue_import.parse_args(["--quick"]).rows == [20_000]
+    assert (queue_import.parse_args([]).rows, queue_import.parse_args([]).workers) == (
+        [100_000, 1_000_000],
+        [1, 2],
+    )
+
+
+def test_a_workers_memory_is_its_whole_process_tree():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while stack_import.rss_mb(child.pid) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        own, theirs = stack_import.rss_mb(os.getpid()), stack_import.rss_mb(child.pid)
+
+        assert theirs >= 5
+        assert stack_import.tree_rss_mb(os.getpid()) >= own + theirs - 1  # RSS moves a little meanwhile
+    finally:
+        child.kill()
+        child.wait()

@@ -49,7 +49,8 @@ class UploadSettings(BaseSettings):
     # as it ends (201, 422 with the report, 200 duplicate_of); past it, 202 with the record's Location.
     IMPORT_WAIT_SECONDS: float = Field(default=20.0, ge=0, le=600)
     # A running import writes its progress (rows_read) this often, in a short transaction of its own,
-    # and looks then whether its cancel was asked.
+    # and looks then whether its cancel was asked. A cancel waits for that (and 3 s) within its
+    # request's deadline (REQUEST_TIMEOUT_SECONDS, less 1 s to answer 202): jobs.cancel_import.
     IMPORT_PROGRESS_SECONDS: float = Field(default=2.0, gt=0, le=60)
     # A queued import whose worker died is run again (stalled-job recovery) up to this many attempts
     # in all; after the last its record says `failed`.

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src import database
 from src.database import SessionFactory, utcnow
+from src.deadlines import current_deadline
 from src.sampleFileUpload import service
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
@@ -50,8 +51,12 @@ from src.sampleFileUpload.storage import Storage, get_storage
 logger = logging.getLogger("studybase.imports")
 # How often an upload (or a cancel) waiting on another process's job looks at the record.
 POLL_SECONDS = 0.2
-# A cancel waits this long for the running import to stop (it looks at its progress points).
+# A cancel waits IMPORT_PROGRESS_SECONDS and this long for the running import to stop (it looks at
+# its progress points), but leaves at least CANCEL_ANSWER_SECONDS of its request's deadline
+# (REQUEST_TIMEOUT_SECONDS) to answer 202 in: past the deadline it would answer 503 "nothing was
+# changed" for a cancel that was asked.
 CANCEL_WAIT_MARGIN_SECONDS = 3.0
+CANCEL_ANSWER_SECONDS = 1.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -72,44 +77,62 @@ class JobProgress:
     """service.ImportProgress: the rows read, written to the record after the first batch (with the
     file's rows as far as they are known, readers.Sheet.data_rows_claimed) and then at most every
     IMPORT_PROGRESS_SECONDS, in a short transaction of its own (where the database has more than one
-    writer), which also reads whether the import's cancel was asked; ImportCancelled then."""
+    writer), which also reads whether the import's cancel was asked; ImportCancelled then. Written
+    only while the record is still this run's (`importing` under its claim), like the final write:
+    a run that lost it (claimed again, or ended by the sweep) stops there (service.ClaimLost)."""
 
     def __init__(self, file_id: uuid.UUID, *, live: LiveImport | None, to_database: bool) -> None:
         self.file_id, self.live, self.to_database = file_id, live, to_database
+        self.claim: int | None = None
         self.total: int | None = None
         self._written_at: float | None = None
+
+    def claimed(self, claim: int) -> None:
+        self.claim = claim
 
     def rows_total(self, rows: int | None) -> None:
         self.total = rows
         if self.live is not None:
             self.live.rows_total = rows
 
+    def cancel_asked(self) -> bool:
+        """Asked of this process (on SQLite a cancel is told only here: the import holds the one writer)."""
+        return self.live is not None and self.live.cancel.is_set()
+
     async def rows_read(self, rows: int) -> None:
         if self.live is not None:
             self.live.rows_read = rows
-            if self.live.cancel.is_set():
-                raise ImportCancelled
+        if self.cancel_asked():
+            raise ImportCancelled
         if not self.to_database or (
             self._written_at is not None
             and time.monotonic() - self._written_at < upload_settings.IMPORT_PROGRESS_SECONDS
         ):
             return
         self._written_at = time.monotonic()
-        if await _write_progress(self.file_id, rows, self.total):
+        asked = await _write_progress(self.file_id, self.claim, rows, self.total)
+        if asked is None:
+            raise service.ClaimLost
+        if asked:
             raise ImportCancelled
 
 
-async def _write_progress(file_id: uuid.UUID, rows: int, total: int | None) -> bool:
-    """Writes the rows read (and the file's, as far as known); whether the import's cancel was asked."""
+async def _write_progress(file_id: uuid.UUID, claim: int | None, rows: int, total: int | None) -> bool | None:
+    """Writes the rows read (and the file's, as far as known) while the record is the run's under
+    `claim`; whether the import's cancel was asked, None when the record is no longer the run's."""
     async with SessionFactory() as session:
         asked = await session.scalar(
             update(SampleFile)
-            .where(SampleFile.id == file_id)
+            .where(
+                SampleFile.id == file_id,
+                SampleFile.status == SampleFileStatus.IMPORTING,
+                SampleFile.claim == claim,
+            )
             .values(rows_read=rows, rows_total=total)
             .returning(SampleFile.cancel_requested)
         )
         await session.commit()
-    return bool(asked)
+    return asked
 
 
 def _writes_progress_to_database() -> bool:
@@ -299,12 +322,20 @@ async def cancel_import(session: AsyncSession, record: SampleFile) -> SampleFile
     # On SQLite a running import is this process's, and holds the one write lock: told in memory only.
     if live is None or record.status == SampleFileStatus.QUEUED or _writes_progress_to_database():
         await service.ask_cancel(session, file_id=record.id)
-    now = await wait_for_import(
-        record.id, upload_settings.IMPORT_PROGRESS_SECONDS + CANCEL_WAIT_MARGIN_SECONDS
-    )
+    now = await wait_for_import(record.id, _cancel_wait_seconds())
     if now is None:
         refreshed = await load_record(record.id)
         return refreshed if refreshed is not None else record
     if now.status != SampleFileStatus.CANCELLED:  # it finished before it saw the cancel
         raise ImportFinished
     return now
+
+
+def _cancel_wait_seconds() -> float:
+    """Until the import's next progress point and a margin, within the request's deadline."""
+    wait = upload_settings.IMPORT_PROGRESS_SECONDS + CANCEL_WAIT_MARGIN_SECONDS
+    deadline = current_deadline()
+    if deadline is not None:
+        left = deadline.at - asyncio.get_running_loop().time() - CANCEL_ANSWER_SECONDS
+        wait = min(wait, left)
+    return max(wait, 0.0)

@@ -398,13 +398,19 @@ def _new_record(
 
 
 class ImportProgress(Protocol):
-    """Told the file's rows as far as they are known before it is read, then the rows read after
-    each batch (jobs.py writes them, and raises ImportCancelled once the import's cancel was asked);
-    known to the import only through this."""
+    """Told the run's claim, the file's rows as far as they are known before it is read, then the
+    rows read after each batch (jobs.py writes them while the claim is the record's, and raises
+    ImportCancelled once the import's cancel was asked, ClaimLost once the record is not the run's);
+    asked at the final write whether a cancel was told only to this process. Known to the import
+    only through this."""
+
+    def claimed(self, claim: int) -> None: ...
 
     def rows_total(self, rows: int | None) -> None: ...
 
     async def rows_read(self, rows: int) -> None: ...
+
+    def cancel_asked(self) -> bool: ...
 
 
 async def import_queued_file(
@@ -419,6 +425,7 @@ async def import_queued_file(
         if record is None:
             return None
         claim = record.claim  # this run's: the record's may change under it (claimed again)
+        progress.claimed(claim)
         try:
             return await _import_claimed(session, record, claim, storage, progress, take_user_slot)
         except SampleFileRejected:
@@ -516,10 +523,13 @@ class ClaimLost(Exception):
     ran), ended by the sweep for abandoned imports, or its cancel asked. Its writes are rolled back."""
 
 
-async def _hold_claim(session: AsyncSession, record_id: uuid.UUID, claim: int) -> None:
+async def _hold_claim(
+    session: AsyncSession, record_id: uuid.UUID, claim: int, progress: ImportProgress
+) -> None:
     """The outcome's write, first in the transaction that commits it: only while the record is still
     this run's (`importing` under its claim, no cancel asked). The row's lock (PostgreSQL) or the one
-    writer (SQLite) keeps it so until the commit; else everything is rolled back (ClaimLost)."""
+    writer (SQLite) keeps it so until the commit; else everything is rolled back (ClaimLost). A
+    cancel told only to this process (SQLite's, in memory) is caught here too (ImportCancelled)."""
     held = await session.execute(
         update(SampleFile)
         .where(
@@ -536,6 +546,8 @@ async def _hold_claim(session: AsyncSession, record_id: uuid.UUID, claim: int) -
     if not held.rowcount:
         await session.rollback()
         raise ClaimLost
+    if progress.cancel_asked():  # rolled back by import_queued_file, after the stop is logged
+        raise ImportCancelled
 
 
 async def ask_cancel(session: AsyncSession, *, file_id: uuid.UUID) -> None:
@@ -580,10 +592,11 @@ async def _import_claimed(
     take_user_slot: bool,
 ) -> SampleFileStatus:
     """The claimed record's import. It waits for a worker slot holding no connection (the claim
-    committed), then checks that the uploader may still import into the study."""
-    with storage.temp_file() as upload_path, storage.temp_file() as errors_path:
-        await anyio.to_thread.run_sync(_fetch_stored, storage, record.storage_key, upload_path)
-        async with _worker_import_slot():
+    committed) and no copy of the file (so uploads waiting for a slot fill no disk), then copies
+    the stored file here and checks that the uploader may still import into the study."""
+    async with _worker_import_slot():
+        with storage.temp_file() as upload_path, storage.temp_file() as errors_path:
+            await anyio.to_thread.run_sync(_fetch_stored, storage, record.storage_key, upload_path)
             access = await _uploader_access(session, record)
             validator = study_samples.validator_of(access.study)
             options = ReadingOptions.from_json(record.import_options)
@@ -638,18 +651,18 @@ async def _import(
             async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
                 await run_pass(sheet, step, progress=progress.rows_read)
         if earlier is not None and _changes_nothing(step, log):
-            await _duplicate(session, access, record, claim, earlier, step)
+            await _duplicate(session, access, record, claim, earlier, step, progress)
             return SampleFileStatus.IMPORTED
         report = report_of(sheet, step.counts, log)
         same_content_as = earlier.id if earlier is not None else None
         if log.total:
             await _roll_back(session, access, record)
             await _store_rejected(
-                session, access, record, claim, report, storage, errors_path, same_content_as
+                session, access, record, claim, report, storage, errors_path, same_content_as, progress
             )
             raise SampleFileRejected(sample_file_id=str(record.id), report=report)
         async with _logged_if_cut(record, step), _busy_when_samples_collide(session):
-            await _commit_imported(session, access, record, claim, report, step, same_content_as)
+            await _commit_imported(session, access, record, claim, report, step, same_content_as, progress)
     return SampleFileStatus.IMPORTED
 
 
@@ -666,12 +679,13 @@ async def _duplicate(
     claim: int,
     earlier: SampleFile,
     step: ImportPass,
+    progress: ImportProgress,
 ) -> None:
     """Content imported before that changed nothing: nothing is written (what the pass flushed is
     rolled back); the record says which import it repeats, with that import's report."""
     await _roll_back(session, access, record)
     await session.refresh(earlier)
-    await _hold_claim(session, record.id, claim)
+    await _hold_claim(session, record.id, claim, progress)
     _finished(record, SampleFileStatus.IMPORTED, earlier.report, step.counts.rows)
     record.duplicate_of = record.same_content_as = earlier.id
     await session.commit()
@@ -735,8 +749,9 @@ async def _commit_imported(
     report: dict[str, Any],
     step: ImportPass,
     same_content_as: uuid.UUID | None,
+    progress: ImportProgress,
 ) -> None:
-    await _hold_claim(session, record.id, claim)
+    await _hold_claim(session, record.id, claim, progress)
     fields = await study_counters.apply_count_changes(
         session, study_id=access.study.id, changes=step.count_changes
     )
@@ -768,9 +783,10 @@ async def _store_rejected(
     storage: Storage,
     errors_path: Path,
     same_content_as: uuid.UUID | None,
+    progress: ImportProgress,
 ) -> None:
     """Keeps the report and every error, so the user can fetch them later (the file is stored already)."""
-    await _hold_claim(session, record.id, claim)
+    await _hold_claim(session, record.id, claim, progress)
     _finished(record, SampleFileStatus.REJECTED, report, report["rows"])
     record.same_content_as = same_content_as
     study_activity.record_activity(

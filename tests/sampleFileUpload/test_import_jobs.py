@@ -2,6 +2,7 @@
 the records an API process that was killed left unfinished."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -425,3 +426,135 @@ async def test_imports_by_the_queue_on_sqlite_is_a_start_up_error_that_says_why(
     with pytest.raises(RuntimeError, match="IMPORT_RUNNER=queue needs the job queue, which needs PostgreSQL"):
         async with jobs.imports_running():
             pass
+
+
+# A run that lost its record writes no progress either; a cancel answers within its request's
+# deadline; a cancel told only to this process (SQLite) is caught at the final write; an import
+# waiting for a slot keeps no copy of its file.
+
+
+class PausedInSlot:
+    """Each import stops once it holds its worker slot and its copy of the file, before it reads or
+    writes anything (so that, on SQLite too, other requests can write meanwhile), until `resume()`."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.paused = asyncio.Event()
+        self.resumed = asyncio.Event()
+        uploader_access = service._uploader_access
+
+        async def pausing(*args):
+            self.paused.set()
+            await self.resumed.wait()
+            return await uploader_access(*args)
+
+        monkeypatch.setattr(service, "_uploader_access", pausing)
+
+    async def wait_until_paused(self) -> None:
+        await asyncio.wait_for(self.paused.wait(), timeout=20)
+
+    def resume(self) -> None:
+        self.resumed.set()
+
+
+@pytest.fixture
+def paused_in_slot(monkeypatch) -> Iterator[PausedInSlot]:
+    imports = PausedInSlot(monkeypatch)
+    yield imports
+    imports.resume()
+
+
+async def test_a_run_that_lost_its_claim_writes_no_progress_and_stops(
+    client, alice_headers, study, jobs_not_started
+):
+    file_id = await queued_record(client, alice_headers, study)
+    async with SessionFactory() as session:
+        first = (await service._claim(session, file_id)).claim
+        await service._claim(session, file_id)  # its job run again meanwhile (a worker taken for dead)
+    old_run = jobs.JobProgress(file_id, live=None, to_database=True)
+    old_run.claimed(first)
+    new_run = jobs.JobProgress(file_id, live=None, to_database=True)
+    new_run.claimed(first + 1)
+
+    with pytest.raises(service.ClaimLost):
+        await old_run.rows_read(IMPORT_BATCH_ROWS)
+    assert (await stored_record(file_id)).rows_read == 0
+    await new_run.rows_read(3)
+    assert (await stored_record(file_id)).rows_read == 3
+
+
+def request_deadline(app, monkeypatch, seconds: float) -> None:
+    """The app's request deadline (REQUEST_TIMEOUT_SECONDS) set to `seconds` for the test."""
+    middleware = next(m for m in app.user_middleware if m.cls.__name__ == "RequestMiddleware")
+    monkeypatch.setitem(middleware.kwargs, "deadline_seconds", seconds)
+    monkeypatch.setattr(app, "middleware_stack", None)  # rebuilt with the new value on the next request
+
+
+async def test_a_cancel_answers_202_before_its_request_deadline_however_long_progress_points_take(
+    app, client, alice_headers, study, paused_in_slot, monkeypatch
+):
+    monkeypatch.setattr(upload_settings, "IMPORT_PROGRESS_SECONDS", 60.0)  # the longest allowed
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
+    await paused_in_slot.wait_until_paused()
+    request_deadline(app, monkeypatch, 2.5)
+
+    started = time.monotonic()
+    cancelled = await client.post(f"{response.headers['location']}/cancel", headers=alice_headers)
+
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["status"] == "importing"
+    assert time.monotonic() - started < 2.5
+    paused_in_slot.resume()
+    record = await record_until(client, alice_headers, response.headers["location"], statuses={"cancelled"})
+    assert (record["cancel_requested"], record["report"]) == (True, None)
+    assert await samples_in_database() == 0
+
+
+async def test_a_cancel_after_the_last_progress_point_is_caught_at_the_final_write(
+    client, alice_headers, study, monkeypatch
+):
+    """On SQLite the cancel is told to the running import in memory only (it holds the one writer):
+    asked after its last progress point, its final write sees it, as PostgreSQL's sees the flag."""
+    before_final_write, go_on = asyncio.Event(), asyncio.Event()
+    hold_claim = service._hold_claim
+
+    async def paused(*args, **kwargs) -> None:
+        before_final_write.set()
+        await go_on.wait()
+        await hold_claim(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_hold_claim", paused)
+    response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
+    await asyncio.wait_for(before_final_write.wait(), timeout=20)  # its samples written, uncommitted
+
+    cancelling = asyncio.create_task(
+        client.post(f"{response.headers['location']}/cancel", headers=alice_headers)
+    )
+    await asyncio.sleep(0.2)
+    go_on.set()
+    cancelled = await asyncio.wait_for(cancelling, timeout=20)
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert await samples_in_database() == 0
+
+
+async def test_an_import_waiting_for_a_worker_slot_keeps_no_copy_of_its_file(
+    client, alice_headers, study, paused_in_slot, monkeypatch
+):
+    """Many async uploads at once: each is stored once; the copy an import reads is made only once
+    it has a slot, so those waiting for one fill no disk with copies."""
+    monkeypatch.setitem(service._IMPORT_SLOTS, asyncio.get_running_loop(), asyncio.Semaphore(1))
+    temp_dir = get_storage().temp_dir
+    first = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
+    await paused_in_slot.wait_until_paused()  # holds the one slot, with its copy and errors file
+
+    second = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5, start=6))
+    await record_until(client, alice_headers, second.headers["location"], statuses={"importing"})
+    await asyncio.sleep(0.3)  # claimed, and waiting for the slot
+
+    assert len(list(temp_dir.glob("*.part"))) == 2
+    paused_in_slot.resume()
+    for response in (first, second):
+        await record_until(client, alice_headers, response.headers["location"], statuses={"imported"})
+    assert await samples_in_database() == 10
+    assert list(temp_dir.glob("*.part")) == []
