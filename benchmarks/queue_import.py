@@ -90,19 +90,6 @@ class _Followed:
 # The pieces: workers, one upload followed to its end.
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python main.py worker`, as compose's `worker` service runs it."""
-    with log.open("ab") as stderr:  # the child keeps its own copy
-        return subprocess.Popen(
-            [sys.executable, "main.py", "worker"],
-            cwd=local_stack.PROJECT_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,  # its own process group, so stop() reaches whatever it starts
-        )
-
-
 def registered_workers(database_url: str, since: datetime) -> int:
     with psycopg.connect(libpq_conninfo(database_url)) as connection:
         return connection.execute(
@@ -117,7 +104,7 @@ def running_workers(
     """`count` workers, once each has registered in the queue (ready to take jobs); stopped after."""
     with psycopg.connect(libpq_conninfo(database_url)) as connection:
         since = connection.execute("SELECT now()").fetchone()[0]
-    workers = [start_worker(env, log) for _ in range(count)]
+    workers = [local_stack.start_worker(env=env, log=log) for _ in range(count)]
     try:
         deadline = time.monotonic() + WORKERS_READY_SECONDS
         while registered_workers(database_url, since) < count:

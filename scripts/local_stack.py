@@ -214,8 +214,8 @@ def start_gunicorn(
 
 def start_worker(*, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`python main.py worker`: a job queue worker (imports with IMPORT_RUNNER=queue) on `env`'s
-    DATABASE_URL."""
-    with log.open("wb") as stderr:  # the child keeps its own copy
+    DATABASE_URL. Appends to `log`: several workers (or one restarted) can share it."""
+    with log.open("ab") as stderr:  # the child keeps its own copy
         return subprocess.Popen(
             [sys.executable, "main.py", "worker"],
             cwd=PROJECT_DIR,
