@@ -1,13 +1,14 @@
 """Rows per second of readers.open_sheet on CSV and XLSX, and its peak memory as a CSV file grows.
 
-    python -m benchmarks.sheet_reading_bench [--rows 200000] [--memory-rows 100000 1000000] [--rounds 2]
+    python -m benchmarks.sheet_reading_bench [--rows 200000] [--memory-rows 100000 1000000]
+        [--xlsx-memory-rows 10000 100000] [--rounds 2]
 
 The files (10 typed columns, as an export of samples would hold) are written with writers.py into a
 temporary directory and deleted afterwards. Rates are rows per second of CPU time of this process
 (one core), best of a few rounds: these machines are shared, and wall-clock time would count the
 time other processes held the core. Reading means what the importer does before validation:
 detect the format and encoding, then iterate every row. Peak memory is the peak of Python's
-allocations (tracemalloc) while one file is read, which must not grow with the file.
+allocations (tracemalloc) while one file (CSV, then XLSX) is read, which must not grow with the file.
 """
 
 import argparse
@@ -97,6 +98,7 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the rate files")
     parser.add_argument("--memory-rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--xlsx-memory-rows", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=2)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sheet-bench-") as directory:
@@ -113,6 +115,11 @@ def main() -> None:
             path = write_csv(folder / f"memory-{count}.csv", count)
             peak = peak_memory_mb(lambda path=path: read_all(path, "samples.csv"))
             print(f"CSV  {count:>9,} rows: peak traced memory while reading {peak:6.2f} MB")
+            path.unlink()
+        for count in options.xlsx_memory_rows:
+            path = xlsx_file(sample_rows(count), sheet_name="samples", directory=folder)
+            peak = peak_memory_mb(lambda path=path: read_all(path, "samples.xlsx"))
+            print(f"XLSX {count:>9,} rows: peak traced memory while reading {peak:6.2f} MB")
             path.unlink()
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import anyio
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
 from src.database import SessionFactory
 from src.sampleFileUpload import readers, writers
@@ -154,16 +154,18 @@ def _columns_of_type(validator: SampleValidator, field_type: FieldType) -> list[
 # The export
 
 
-async def _export_page(study_id: uuid.UUID, after: str | None) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """One page of a study's samples in sample_id order, read in a short session of its own."""
-    query = select(Sample.sample_id_normalized, Sample.sample_id, Sample.status, Sample.values).where(
-        Sample.study_id == study_id
-    )
+async def _export_page(study_id: uuid.UUID, after: str | None) -> list[tuple[str, str, str, str]]:
+    """One page of a study's samples in sample_id order, read in a short session of its own; the
+    values as their JSON text, decoded by the exporting thread (json.loads on the text is a third
+    of the cost of the driver's JSONB loading, and is not done on the event loop)."""
+    query = select(
+        Sample.sample_id_normalized, Sample.sample_id, Sample.status, cast(Sample.values, Text)
+    ).where(Sample.study_id == study_id)
     if after is not None:
         query = query.where(Sample.sample_id_normalized > after)
     async with SessionFactory() as session:
         rows = await session.execute(query.order_by(Sample.sample_id_normalized).limit(EXPORT_PAGE_ROWS))
-        return [tuple(row) for row in rows]
+        return rows.all()  # type: ignore[return-value]
 
 
 def _stored_date(text: object) -> object:
@@ -204,8 +206,8 @@ def export_rows(
     after: str | None = None
     while True:
         page = anyio.from_thread.run(_export_page, study_id, after)
-        for _normalized, sample_id, status, values in page:
-            row = [sample_id, status, *(values.get(name) for name in names)]
+        for _normalized, sample_id, status, values_json in page:
+            row = [sample_id, status, *map(json.loads(values_json).get, names)]
             for position, read in typed:
                 if row[position] is not None:
                     row[position] = read(row[position])

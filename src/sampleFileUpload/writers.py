@@ -140,14 +140,25 @@ def csv_chunks(rows: Iterable[Sequence[object]], *, style: CsvStyle = EXCEL) -> 
     writer = csv.writer(buffer, delimiter=style.delimiter, lineterminator="\r\n")
     encode = codecs.getincrementalencoder(style.encoding)().encode
     yield encode("")  # the BOM, if the encoding has one, even for no rows
+    cell, unsafe = csv_cell, _UNSAFE_STARTS
     for row in rows:
-        writer.writerow([csv_cell(value, style) for value in row])
+        # A text that starts as no formula does is its own cell (most are): csv_cell for the rest.
+        writer.writerow(
+            [
+                value if value.__class__ is str and value[:1] not in unsafe else cell(value, style)
+                for value in row
+            ]
+        )
         if buffer.tell() >= CSV_CHUNK_CHARS:
             yield encode(buffer.getvalue())
             buffer.seek(0)
             buffer.truncate()
     if buffer.tell():
         yield encode(buffer.getvalue())
+
+
+# The first characters of a text that csv_cell may change (an empty text is in every string).
+_UNSAFE_STARTS = FORMULA_TRIGGERS + GUARD
 
 
 def csv_cell(value: object, style: CsvStyle = EXCEL) -> str:

@@ -23,13 +23,14 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import accumulate, chain, islice
 from typing import Any, BinaryIO
 from xml.parsers import expat
 
 from openpyxl.packaging.relationship import get_rels_path
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
-from openpyxl.utils.cell import column_index_from_string
+from openpyxl.utils.cell import column_index_from_string, get_column_letter
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, WINDOWS_EPOCH, from_excel, from_ISO8601
 from openpyxl.xml.constants import (
     ARC_CONTENT_TYPES,
@@ -162,6 +163,12 @@ class _Handler:
     def text(self, data: str) -> None:
         pass
 
+    def prepare(self, parser: Any) -> None:
+        """Sets any further handlers on the part's parser before it reads anything."""
+
+    def feed(self, parser: Any, chunk: bytes, final: bool) -> None:
+        parser.Parse(chunk, final)
+
     def element(self, depth: int, name: str, attributes: dict[str, str]) -> None:
         raise NotImplementedError
 
@@ -179,13 +186,14 @@ def _fed(archive: zipfile.ZipFile, part: str, handler: _Handler, deadline: float
     parser.EndElementHandler = handler.end
     parser.CharacterDataHandler = handler.text
     parser.StartDoctypeDeclHandler = _refuse_doctype
+    handler.prepare(parser)
     without_tags = 0
     for chunk in chain(_member_chunks(archive, part, XML_CHUNK_BYTES, handler.damaged), (b"",)):
         check_deadline(deadline)
         tags = handler.tags
         failure: SheetError | None = None
         try:
-            parser.Parse(chunk, not chunk)
+            handler.feed(parser, chunk, not chunk)
         except _Done:
             yield
             return
@@ -570,6 +578,98 @@ class _StringsReader(_Handler):
 
 # ---------------------------------------------------------------------------------------------
 # The worksheet
+#
+# Expat calls Python three times a cell (start, end, text), which caps a worksheet near 35,000 rows
+# a second even with handlers that do nothing. So rows written the plain way spreadsheet programs
+# write them are read a run at a time by regular expressions over their bytes (the fast path),
+# while the same bytes still go through expat, without handlers, first: the XML is checked exactly
+# as before, and a row the expressions do not take whole (a formula, a rich text, an entity other
+# than the five named ones, attributes in another order, another namespace prefix...) is read by
+# the handlers, as every row was. The fast path starts only where expat has read exactly up to a
+# row's `</row>` (see _SheetReader.feed), and a row longer than FAST_ROW_BYTES takes the handlers:
+# in a shorter one no more than FAST_ROW_BYTES / 4 elements or characters fit, far below the limits
+# the handlers count to (MAX_ELEMENTS_PER_RECORD, MAX_ROW_CHARS).
+
+_SPACE = rb"[ \t\r\n]"
+
+
+# Another attribute (of a row: spans, ht, x14ac:dyDescent...; of a cell: cm, vm, ph): never one the
+# reader reads, nor a namespace declaration.
+def _other_attribute(read: bytes) -> bytes:
+    return (
+        rb"(?:"
+        + _SPACE
+        + rb"+(?!(?:"
+        + read
+        + rb"|xmlns)[ \t\r\n=:])[A-Za-z_][\w.:-]*"
+        + _SPACE
+        + rb"*="
+        + _SPACE
+        + rb'*"[^"<&]*")'
+    )
+
+
+# A cell as spreadsheet programs write one: r, s and t in this order, each after one space, then its
+# value (<v>) or inline string (<is><t>), or nothing. Its texts are checked by expat (entities,
+# characters) before they are taken, and read by _plain_text.
+_FAST_CELLS = re.compile(
+    rb'(<c(?: r="([A-Z]{1,3})([0-9]{1,10})")?(?: s="([0-9]{1,9})")?(?: t="([A-Za-z]{1,9})")?'
+    rb'(?:/>|>(?:<v>([^<]*)</v>|(<is>)<t(?: xml:space="preserve")?>([^<]*)</t></is>)?</c>))'
+)
+_FAST_ROW_START = re.compile(
+    _SPACE
+    + rb"*<row(?:"
+    + _SPACE
+    + rb'+r="([0-9]{1,15})")?'
+    + _other_attribute(rb"r")
+    + rb"*"
+    + _SPACE
+    + rb"*>"
+)
+_ROW_END = b"</row>"
+# A row of more bytes than this is read by the handlers. Every element of a plain row takes 4 bytes
+# or more (<c/>), every character of its texts 1 or more.
+FAST_ROW_BYTES = min(4 * MAX_ELEMENTS_PER_RECORD, MAX_ROW_CHARS)
+# The references a text may hold once expat has read it (no DOCTYPE, so no entity of its own).
+_REFERENCE = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_UTF8 = frozenset({"utf-8", "utf8"})
+_COLUMNS = {get_column_letter(number).encode(): number for number in range(1, 18_279)}  # A to ZZZ
+_SECONDS_PER_DAY = 86_400
+# The date cells' texts remembered with what they read as, by the fast path (then forgotten at once).
+DATES_REMEMBERED = 4_096
+
+
+def _plain_text(raw: bytes) -> str:
+    """A text's bytes as expat reports them: its line ends as \\n, its references replaced."""
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    text = raw.decode()
+    return _REFERENCE.sub(_referenced, text) if "&" in text else text
+
+
+def _referenced(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name[0] != "#":
+        return _NAMED[name]
+    return chr(int(name[2:], 16) if name[1] == "x" else int(name[1:]))
+
+
+def _number(text: bytes) -> float:
+    return float(text) if b"." in text or b"E" in text or b"e" in text else int(text)
+
+
+def _date_of(number: float, epoch: Any, *, duration: bool) -> object:
+    """A date serial as openpyxl's from_excel reads it; "#VALUE!" out of range, as Excel shows it.
+    A date past the first days of 1900 (the common case) is computed here in one step, as
+    from_excel computes it, at a third of its cost."""
+    try:
+        if duration or number < 61:
+            return from_excel(number, epoch, timedelta=duration)
+        day, fraction = divmod(number, 1)
+        return epoch + timedelta(days=day, milliseconds=round(fraction * _SECONDS_PER_DAY * 1000))
+    except (OverflowError, ValueError):
+        return "#VALUE!"
 
 
 def _sheet_rows(
@@ -613,6 +713,146 @@ class _SheetReader(_Handler):
         self.text_depth = 0
         self.run = False  # in an <is>'s <r> (its <t> is text), not its <rPh> (a phonetic guide)
         self.claimed_last_row: int | None = None  # the sheet's <dimension ref="A1:K1001">, if any
+        # The fast path (see above): whether the part may take it (UTF-8, no namespace declared
+        # inside sheetData), the bytes given to expat so far, where the last row read by the
+        # handlers ended, and the bytes held back until their row is complete.
+        self.fast = True
+        self.parser: Any = None
+        self.fed = 0
+        self.aligned_at = -1
+        self.held = b""
+        self.dates_read: dict[tuple[bytes, bytes], object] = {}
+
+    def prepare(self, parser: Any) -> None:
+        self.parser = parser
+        parser.XmlDeclHandler = self._declaration
+        parser.StartNamespaceDeclHandler = self._namespace
+
+    def _declaration(self, _version: str, encoding: str | None, _standalone: int) -> None:
+        if encoding is not None and encoding.lower() not in _UTF8:
+            self.fast = False
+
+    def _namespace(self, _prefix: str | None, _uri: str) -> None:
+        if self.in_data:
+            self.fast = False
+
+    def feed(self, parser: Any, chunk: bytes, final: bool) -> None:
+        """Rows at the start of the data that the fast path takes (when expat stands right after a
+        row's end), then the rest to the handlers, except a last incomplete row of at most
+        XML_CHUNK_BYTES, held back until the next chunk completes it."""
+        data = self.held + chunk if self.held else chunk
+        self.held = b""
+        if self.fast and self.aligned_at == self.fed and self.values is None and data:
+            data = self._fast_rows(parser, data)
+        if not final and self.fast:
+            cut = data.rfind(_ROW_END)
+            cut = cut + len(_ROW_END) if cut >= 0 else 0
+            if len(data) - cut <= XML_CHUNK_BYTES:
+                data, self.held = data[:cut], data[cut:]
+        if data or final:
+            if not self.fed and data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16
+                self.fast = False
+            self.fed += len(data)
+            parser.Parse(data, final)
+
+    def _fast_rows(self, parser: Any, data: bytes) -> bytes:
+        """Reads the rows at the start of `data` that the fast path takes; returns the rest."""
+        rows: list[tuple[bytes | None, list[tuple[bytes, ...]], int]] = []
+        position = 0
+        while (start := _FAST_ROW_START.match(data, position)) is not None:
+            end = data.find(_ROW_END, start.end())
+            if end < 0 or end - start.end() > FAST_ROW_BYTES:
+                break
+            content = data[start.end() : end]
+            cells = _FAST_CELLS.findall(content)
+            if len(b"".join([cell[0] for cell in cells])) != len(content):
+                break  # not taken whole: the cells found are not all there is
+            position = end + len(_ROW_END)
+            rows.append((start.group(1), cells, position))
+        if not rows:
+            return data
+        start_at = self.fed
+        handlers = parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler
+        parser.StartElementHandler = parser.EndElementHandler = parser.CharacterDataHandler = None
+        try:
+            parser.Parse(data[:position], False)
+        except expat.ExpatError:
+            # The rows before the damage are read, as the handlers would have read them.
+            damaged_at = parser.ErrorByteIndex - start_at
+            self._read_fast_rows([row for row in rows if row[2] <= damaged_at])
+            raise self.damaged() from None
+        finally:
+            parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = handlers
+        self.fed = self.aligned_at = start_at + position
+        self._read_fast_rows(rows)
+        return data[position:]
+
+    def _read_fast_rows(self, rows: list[tuple[bytes | None, list[tuple[bytes, ...]], int]]) -> None:
+        """Rows as the handlers read them, with the same checks in the same order."""
+        strings, dates, durations, epoch = self.strings, self.dates, self.durations, self.epoch
+        max_columns, columns_of, last_row = self.max_columns, _COLUMNS, self.last_row
+        dates_read = self.dates_read
+        for reference, cells, _end in rows:
+            number = self.number + 1 if reference is None else int(reference)
+            if number < 1:
+                raise self.damaged()
+            self._enter_row(number)
+            self.tags += 1
+            values: list[object] = []
+            column = 0
+            for count, (_cell, letters, digits, style, kind, text, inline, inline_text) in enumerate(
+                cells, 1
+            ):
+                if letters:
+                    column = columns_of[letters]
+                    if digits != reference and int(digits) > last_row:
+                        self._check_row(int(digits))
+                else:
+                    column += 1
+                if column > max_columns or count > max_columns:
+                    raise self._beyond_columns(letters, digits, column)
+                value: object
+                if not text:
+                    value = None
+                    if inline and kind == b"inlineStr":
+                        value = _plain_text(inline_text)
+                elif not kind or kind == b"n":
+                    if style and int(style) in dates:
+                        # Dates repeat (a day's samples): each text is converted once per style.
+                        value = dates_read.get((text, style), dates_read)
+                        if value is dates_read:
+                            value = _date_of(_number(text), epoch, duration=int(style) in durations)
+                            if len(dates_read) >= DATES_REMEMBERED:
+                                dates_read.clear()
+                            dates_read[text, style] = value
+                    else:
+                        value = float(text) if b"." in text or b"E" in text or b"e" in text else int(text)
+                elif kind == b"s":
+                    value = strings[int(text)]
+                elif kind == b"b":
+                    value = bool(int(text))
+                elif kind == b"inlineStr":
+                    value = None
+                elif kind == b"d":
+                    value = from_ISO8601(_plain_text(text))
+                else:
+                    value = _plain_text(text)
+                if column == len(values) + 1:
+                    values.append(value)
+                else:
+                    if column > len(values):
+                        values.extend([None] * (column - len(values)))
+                    values[column - 1] = value
+            self.rows.append((number, values))
+            self.completed = number
+
+    def _beyond_columns(self, letters: bytes, digits: bytes, column: int) -> SheetError:
+        place = f"Cell {letters.decode()}{digits.decode()}" if letters and column > self.max_columns else None
+        return SheetError(
+            "too_many_columns",
+            f"{place or f'Row {self.number:,}'} is beyond column {self.max_columns:,}: a file may have at "
+            f"most {self.max_columns:,} columns (MAX_UPLOAD_COLUMNS).",
+        )
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
         self.tags += 1
@@ -663,6 +903,8 @@ class _SheetReader(_Handler):
             self.rows.append((self.number, self.values))
             self.values = None
             self.completed = self.number
+            # Where this end tag would end were it `</row>`: feed() sees whether expat stands there.
+            self.aligned_at = self.parser.CurrentByteIndex + len(_ROW_END)
         elif depth == 6:
             self.run = False
 
@@ -680,7 +922,11 @@ class _SheetReader(_Handler):
 
     def _start_row(self, attributes: dict[str, str]) -> None:
         reference = attributes.get("r")
-        number = self.number + 1 if reference is None else _row_number(reference)
+        self._enter_row(self.number + 1 if reference is None else _row_number(reference))
+        self.values = []
+        self.elements = self.chars = self.cells = self.column = 0
+
+    def _enter_row(self, number: int) -> None:
         if number <= self.number:
             raise SheetError(
                 "unreadable",
@@ -688,8 +934,6 @@ class _SheetReader(_Handler):
             )
         self._check_row(number)
         self.number = number
-        self.values = []
-        self.elements = self.chars = self.cells = self.column = 0
 
     def _check_row(self, number: int) -> None:
         if number > self.last_row:
@@ -748,10 +992,7 @@ class _SheetReader(_Handler):
             number = float(text) if "." in text or "E" in text or "e" in text else int(text)
             if self.style not in self.dates:
                 return number
-            try:
-                return from_excel(number, self.epoch, timedelta=self.style in self.durations)
-            except (OverflowError, ValueError):  # a date serial out of range reads as Excel shows it
-                return "#VALUE!"
+            return _date_of(number, self.epoch, duration=self.style in self.durations)
         if kind == "s":
             return self.strings[int(text)]
         if kind == "b":
