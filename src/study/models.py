@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,6 +38,7 @@ def _string_enum(enum: type, name: str) -> Enum:
 
 # The one unique constraint a sample write can break (an import tells a collision by its name).
 SAMPLE_ID_CONSTRAINT = "uq_samples_study_id_sample_id_normalized"
+NAMES_A_FILE = "sample_file_id IS NOT NULL"
 
 
 class Study(UUIDPrimaryKey, Timestamps, Base):
@@ -165,6 +166,15 @@ class StudyActivity(UUIDPrimaryKey, Base):
         Index("ix_study_activity_at_id", "at", "id"),
         # A sample's own log (its detail view): one index read however long the study's log is.
         Index("ix_study_activity_study_id_sample_pk_at_id", "study_id", "sample_pk", "at", "id"),
+        # The entries of one sample file (a sample's log shows the import that created it): the few
+        # entries that name a file, so the index holds those only.
+        Index(
+            "ix_study_activity_study_id_sample_file_id",
+            "study_id",
+            "sample_file_id",
+            postgresql_where=text(NAMES_A_FILE),
+            sqlite_where=text(NAMES_A_FILE),
+        ),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))

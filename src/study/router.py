@@ -414,8 +414,9 @@ async def list_activity(access: ReadableStudy, page: Pagination, db: DbSession) 
     summary="A sample's activity log",
     description="The study's log narrowed to one sample, newest first: its creation and every edit "
     "(old and new values), by whom. Addressed by the sample's `id`, like the sample itself, so a "
-    "changed sample id keeps its history. Entries of imports are the study's (one per file, not per "
-    "sample). Any member may read it; 404 for a sample of another study.",
+    "changed sample id keeps its history. An import is one entry per file, not per sample: a sample "
+    "an upload created has that file's `sample_file_imported` entry too (an upload that only updated "
+    "it does not). Any member may read it; 404 for a sample of another study.",
     responses=problem_responses(*IN_STUDY, SampleNotFound),
 )
 async def list_sample_activity(

@@ -8,8 +8,9 @@ from sqlalchemy import text
 from src.database import SessionFactory
 from src.study import activity as study_activity
 from src.study.constants import StudyRole, StudyStatus
-from src.study.models import Sample, StudyActivity
+from src.study.models import Sample
 from tests.conftest import assert_problem
+from tests.sampleFileUpload.conftest import sample_csv, upload
 from tests.study.conftest import FIELDS, StatementCounter, study_url
 
 
@@ -124,14 +125,76 @@ async def test_a_samples_log_costs_the_same_statements_whatever_its_length(
     assert len(sql.statements) == 5  # caller, study+role, sample, count, the page joined with what it names
 
 
-async def test_the_sample_filter_reads_its_index(client, study, alice_headers):
-    """The filter is one index read of (study_id, sample_pk, at, id), not the study's whole log."""
-    sample = await post_sample(client, study, alice_headers, "S-0001")
+async def imported_sample(client, study, headers, sample_id: str, *, filename: str, count: int, start: int):
+    """Uploads `count` new samples from `filename` and returns the one named `sample_id`."""
+    response = await upload(client, study, headers, sample_csv(count, start=start), filename=filename)
+    assert response.status_code == 201, response.text
+    found = await client.get(study_url(study, "samples"), params={"q": sample_id}, headers=headers)
+    (sample,) = found.json()["items"]
+    return sample
+
+
+async def test_a_sample_an_upload_created_lists_that_files_import_by_name(
+    client, study, alice, alice_headers, make_user, add_member, auth_headers
+):
+    """Imports are logged once per file: a sample's log shows the entry of the file that created it
+    (the file and the uploader by full name), and no other file's."""
+    grace = await make_user(email="grace@example.org", full_name="Grace Hopper")
+    await add_member(study, grace, StudyRole.EDITOR)
+    grace_headers = await auth_headers(grace)
+    mine = await imported_sample(
+        client, study, grace_headers, "S-000002", filename="week47.csv", count=3, start=1
+    )
+    other = await imported_sample(
+        client, study, alice_headers, "S-000004", filename="week48.csv", count=1, start=4
+    )
+    await edit(client, study, mine, alice_headers, values={"tissue": "saliva"})
+
+    body = (await client.get(activity_url(study, mine["id"]), headers=alice_headers)).json()
+
+    assert (body["total"], body["total_is_exact"]) == (2, True)
+    edited, imported = body["items"]
+    assert (edited["action"], edited["actor"]["full_name"]) == ("sample_updated", alice.full_name)
+    assert (imported["action"], imported["actor"]["full_name"]) == ("sample_file_imported", "Grace Hopper")
+    assert imported["file"] == {"id": mine["source_file_id"], "filename": "week47.csv", "deleted": False}
+    assert imported["details"]["created"] == 3
+    theirs = (await client.get(activity_url(study, other["id"]), headers=alice_headers)).json()["items"]
+    assert [(entry["action"], entry["file"]["filename"]) for entry in theirs] == [
+        ("sample_file_imported", "week48.csv")
+    ]
+    # Entered directly: its own entries only, none of the files'.
+    typed = await post_sample(client, study, alice_headers, "S-0001")
+    log = (await client.get(activity_url(study, typed["id"]), headers=alice_headers)).json()["items"]
+    assert [entry["action"] for entry in log] == ["sample_created"]
+
+
+async def test_a_sample_an_upload_created_costs_no_more_statements(client, study, alice_headers):
+    sample = await imported_sample(
+        client, study, alice_headers, "S-000001", filename="a.csv", count=2, start=1
+    )
+    await edit(client, study, sample, alice_headers, values={"volume": 3})
+
+    with StatementCounter() as sql:
+        response = await client.get(activity_url(study, sample["id"]), headers=alice_headers)
+
+    assert [entry["action"] for entry in response.json()["items"]] == [
+        "sample_updated",
+        "sample_file_imported",
+    ]
+    assert len(sql.statements) == 5  # as for a sample entered directly: the file's entry rides along
+
+
+async def test_the_sample_filter_reads_its_indexes(client, study, alice_headers):
+    """The filter is index reads of (study_id, sample_pk, at, id) and, for a sample an upload created,
+    of (study_id, sample_file_id): not the study's whole log."""
+    sample = await imported_sample(
+        client, study, alice_headers, "S-000001", filename="a.csv", count=1, start=1
+    )
     async with SessionFactory() as session:
         row = await session.get(Sample, uuid.UUID(sample["id"]))
         query = (
             study_activity.activity_query()
-            .where(StudyActivity.study_id == study.id, StudyActivity.sample_pk == row.id)
+            .where(study_activity.sample_entries(study, row))
             .order_by(*study_activity.ACTIVITY_NEWEST_FIRST)
             .limit(20)
         )
@@ -146,3 +209,4 @@ async def test_the_sample_filter_reads_its_index(client, study, alice_headers):
             )
 
     assert "ix_study_activity_study_id_sample_pk_at_id" in plan, plan
+    assert "ix_study_activity_study_id_sample_file_id" in plan, plan
