@@ -408,7 +408,8 @@ async def test_a_sample_lists_its_own_activity_by_full_name_and_the_overview_nam
     page, researcher: Researcher
 ):
     """The sample's view lists its entries only, newest first, five at a time; the editor is named by
-    full name (the address as the tooltip). The overview's recent activity names the study."""
+    full name (the address as the tooltip). A sample an upload created lists that file's import (an
+    import is one entry per file). The overview's recent activity names the study."""
     renamed = researcher.api.patch(
         "/api/v1/auth/me", json={"full_name": "Ada Lovelace"}, headers=researcher.headers
     )
@@ -444,6 +445,12 @@ async def test_a_sample_lists_its_own_activity_by_full_name_and_the_overview_nam
         first, re.compile(rf"Ada Lovelace: sample updated S-1 in {re.escape(researcher.study['code'])}$")
     )
     assert await first.locator(".study").get_attribute("title") == researcher.study["title"]
+
+    researcher.upload("week47.csv", HEADER + "F-1,blood,1\r\nF-2,saliva,2\r\n", 201)
+    (from_file,) = researcher.get(f"/studies/{study_id}/samples?q=F-2")["items"]
+    await page.goto(study_url(study_id, f"/samples/{from_file['id']}"))
+    await expect_text(entries.first, re.compile(r"— Ada Lovelace: sample file imported week47\.csv$"))
+    assert await entries.count() == 1
 
 
 async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_samples(
