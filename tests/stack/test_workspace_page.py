@@ -110,6 +110,69 @@ async def test_a_deep_link_survives_reload_and_back_and_forward(page, researcher
     await save_screenshot(page, "workspace-study.png", capsys)
 
 
+async def expect_arrival(page, heading: str, name: str) -> None:
+    """The focus is on the view's heading (`heading`, an id), and the view's name was announced and
+    is the tab's title."""
+    from playwright.async_api import expect
+
+    await expect(page.locator(f"#{heading}")).to_be_focused(timeout=WAIT_MS)
+    await expect_text(page.locator("#view-announcer"), name)
+    assert await page.title() == f"{name} — Studybase"
+
+
+async def test_a_navigation_moves_the_focus_to_the_new_views_heading_and_says_where(
+    page, researcher: Researcher
+):
+    """After a link, Back or Forward, keyboard and screen-reader users go on from the top of the new
+    view (its heading, announced), not from a link that is gone; a page load leaves the focus alone."""
+    study_id, code = researcher.study["id"], researcher.study["code"]
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(study_id, "/samples"))
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    assert await page.evaluate("document.activeElement === document.body")
+    assert await page.title() == f"Samples — {code} — Studybase"
+
+    await page.get_by_role("link", name="S-1").click()
+    await expect_text(page.locator("#sample-title"), "Sample S-1")
+    await expect_arrival(page, "study-title", f"Sample S-1 — {code}")
+    await page.keyboard.press("Tab")  # on from the heading: the study's tabs come next
+    assert await page.evaluate(FOCUSED_NAME) == "Overview"
+
+    await page.go_back()
+    await expect_url(page, study_url(study_id, "/samples"))
+    await expect_arrival(page, "study-title", f"Samples — {code}")
+
+    # Who moves the focus while the view still loads keeps it there.
+    members, loaded = re.compile(r"/members\?"), asyncio.Event()
+
+    async def held(route) -> None:
+        await loaded.wait()
+        await route.continue_()
+
+    await page.route(members, held)
+    await page.locator("#study-tabs").get_by_role("link", name="Members").click()
+    back = page.get_by_role("button", name="← All studies")
+    await back.focus()
+    loaded.set()
+    await page.locator("#members-table tbody tr").first.wait_for()
+    await expect_text(page.locator("#view-announcer"), f"Members — {code}")
+    assert await page.evaluate(FOCUSED_NAME) == "← All studies"
+    await page.unroute(members, held)
+
+    await back.click()
+    await expect_arrival(page, "overview-title", "Overview")
+    await page.go_back()
+    await expect_arrival(page, "study-title", f"Members — {code}")
+    await page.go_forward()
+    await expect_arrival(page, "overview-title", "Overview")
+    await page.get_by_role("link", name="New study").click()
+    await expect_arrival(page, "new-study-title", "New study")
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    assert (await page.title(), await page.locator("#view-announcer").text_content()) == ("Studybase", "")
+
+
 async def print_page_weight(responses, capsys) -> None:
     """What the page's scripts and styles cost to transfer (bodies as sent: gzipped), first load only."""
     first = {}
