@@ -32,6 +32,7 @@ from tests.stack.test_dashboard_page import (
     WAIT_MS,
     Researcher,
     cells,
+    downloaded,
     expect_text,
     new_viewer,
     save_screenshot,
@@ -322,6 +323,7 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
 ):
     http = researcher.api
     viewer, _ = new_viewer(researcher, stack_smtp)
+    researcher.upload("viewer.csv", HEADER + "V-1,blood,1\r\n", 201)
     activated = http.post(
         f"/api/v1/studies/{researcher.study['id']}/status",
         json={"status": "active"},
@@ -346,10 +348,11 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
         page.locator("#upload-read-only"), re.compile(r"^Uploading needs the editor or owner role")
     )
     buttons = await visible_buttons(page, "#study").all_inner_texts()
-    assert set(buttons) <= {"← All studies", "Template (CSV)", "Template (XLSX)", "Export samples (CSV)"}
+    downloads = {"Template (CSV)", "Template (XLSX)", "Export samples (CSV)", "File"}  # "File": an upload's
+    assert set(buttons) <= {"← All studies", *downloads}
 
     await page.locator("#study-tabs").get_by_role("link", name="Samples").click()
-    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (4 samples)")
     await page.get_by_role("link", name="S-2").click()
     await expect_text(page.locator("#sample-facts dt:has-text('tissue') + dd"), "blood")
     assert await visible_buttons(page, "#study-sample").count() == 0
@@ -357,13 +360,30 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
     await page.locator("#study-tabs").get_by_role("link", name="Members").click()
     await expect_text(page.locator("#members-table tbody tr", has_text=viewer).locator("td").nth(2), "Viewer")
 
+    # The files: read, reports opened, downloads offered; nothing to delete, no upload form.
+    await page.locator("#study-tabs").get_by_role("link", name="Files").click()
+    files = page.locator("#files-table tbody tr")
+    await expect_text(files.first.locator("td").first, "viewer.csv")
+    assert await page.locator("#upload-form").is_hidden()
+    assert set(await files.first.locator("button:visible").all_inner_texts()) == {"Report", "File"}
+    await files.first.get_by_role("button", name="Report").click()
+    await expect_text(page.locator("#upload-result p").first, re.compile(r"^Imported viewer\.csv: 1 created"))
 
-@pytest.mark.parametrize("tail", ["", "/samples", "/samples/0d8e7f6a-5b4c", "/settings"])
-def test_nginx_serves_the_page_at_each_view_and_keeps_the_apis_404_beside_them(http: httpx.Client, tail):
-    study = "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70"
-    view = http.get(f"{study}{tail}")
-    beside = http.get(f"{study}{tail}/no/view")
-    api_missing = http.get(f"/api/v1/nothing{study}{tail}")
+
+@pytest.mark.parametrize(
+    "view_path",
+    [
+        "/studies/new",
+        *(
+            f"/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70{tail}"
+            for tail in ["", "/samples", "/samples/0d8e7f6a-5b4c", "/files", "/members", "/settings"]
+        ),
+    ],
+)
+def test_nginx_serves_the_page_at_each_view_and_keeps_the_apis_404_beside_them(http: httpx.Client, view_path):
+    view = http.get(view_path)
+    beside = http.get(f"{view_path}/no/view")
+    api_missing = http.get(f"/api/v1/nothing{view_path}")
 
     assert view.status_code == 200
     assert view.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
@@ -561,6 +581,10 @@ async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_sampl
 
 async def test_the_workspace_views_fit_a_phone_screen(browser, stack, researcher: Researcher):
     """Wide tables scroll inside their box; nothing makes the page itself wider than the screen."""
+    scrolls_in_its_box = """(table) => {
+      const box = document.querySelector(table).closest(".table-wrap");
+      return [getComputedStyle(box).overflowX, box.scrollWidth > box.clientWidth, box.clientWidth <= 375];
+    }"""
     context = await browser.new_context(base_url=stack.base_url, viewport={"width": 375, "height": 740})
     try:
         phone = await context.new_page()
@@ -571,6 +595,9 @@ async def test_the_workspace_views_fit_a_phone_screen(browser, stack, researcher
             await phone.goto(study_url(researcher.study["id"], tail))
             await phone.locator(ready).first.wait_for()
             assert await phone.evaluate("document.documentElement.scrollWidth") <= 375, tail
+        await phone.goto(study_url(researcher.study["id"], "/samples"))
+        await phone.locator("#samples-table tbody tr").first.wait_for()
+        assert await phone.evaluate(scrolls_in_its_box, "#samples-table") == ["auto", True, True]
         await phone.goto("/studies/new")
         await phone.get_by_role("button", name="Add field").click()
         await phone.locator("#new-study-fields fieldset").wait_for()
@@ -653,8 +680,18 @@ async def test_the_files_view_lists_every_upload_by_name_and_deletes_what_may_go
     await expect_text(page.locator("#files-position"), "Page 1 of 1 (2 files)")
     assert await cells_of(rows.nth(0)) == ["bad.csv", "Rejected", "insert", "Stack Tester"]
     assert await cells_of(rows.nth(1)) == ["more.csv", "Imported", "insert", "Stack Tester"]
+    # When (as the page writes times), then rows, created, updated, rejected.
+    for row, counts in [(rows.nth(0), ["1", "0", "0", "1"]), (rows.nth(1), ["1", "1", "0", "0"])]:
+        cells_text = await row.locator("td").all_inner_texts()
+        assert re.match(r"^\d{1,2} \w{3} \d{4}, \d\d:\d\d$", cells_text[4]), cells_text
+        assert cells_text[5:9] == counts
     assert await page.locator("#uploads-table").is_hidden()  # the overview's recent uploads
     assert await page.locator("#upload-form").is_visible()
+
+    # The rejected file's errors.csv, in the dialect chosen beside the form.
+    await page.get_by_label("errors.csv written").select_option("excel-eu")
+    _, errors_eu = await downloaded(page, rows.nth(0).get_by_role("button", name="errors.csv"))
+    assert errors_eu.splitlines()[-1] == "2;volume [mL]: must be at least 0 (below_min);F-2;saliva;-1"
 
     await rows.nth(0).get_by_role("button", name="Report").click()  # the rejected file's errors
     errors = page.locator("#report-errors tbody tr")
