@@ -8,10 +8,12 @@ researcher with a three-sample study are test_dashboard_page.py's fixtures, impo
 
 import asyncio
 import re
+import time
 import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from src.middleware import API_CSP, DASHBOARD_CSP
@@ -987,3 +989,95 @@ async def test_an_edit_conflict_between_two_browsers(page, browser, stack, resea
     assert now["values"] == {"tissue": "saliva", "volume": 9}
     # A 412 answered to the second browser is logged by Chromium like any 4xx; nothing else may be.
     assert [error for error in errors if not error.startswith(ANSWERED_WITH_AN_ERROR)] == []
+
+
+BIG_STUDY_SAMPLES = 200_000
+
+# B-000001 ... straight into the study (one INSERT ... SELECT): a third saliva, every tenth stored,
+# volumes 0 to 99; then the maintained counts the samples view reads, moved as an import moves them.
+SEED_SAMPLES = """
+INSERT INTO samples (id, study_id, created_at, updated_at, sample_id, sample_id_normalized, status,
+                     "values", version)
+SELECT gen_random_uuid(), %(study)s, now(), now() + make_interval(secs => n),
+       'B-' || lpad(n::text, 6, '0'), 'b-' || lpad(n::text, 6, '0'),
+       CASE WHEN n %% 10 = 0 THEN 'stored' ELSE 'registered' END,
+       jsonb_build_object('tissue', CASE WHEN n %% 3 = 0 THEN 'saliva' ELSE 'blood' END, 'volume', n %% 100),
+       1
+FROM generate_series(1, %(count)s) AS n
+"""
+SEED_COUNTS = [
+    "UPDATE studies SET sample_count = sample_count + %(count)s WHERE id = %(study)s",
+    "INSERT INTO study_sample_counts (study_id, status, count) VALUES"
+    " (%(study)s, 'registered', %(count)s - %(count)s / 10), (%(study)s, 'stored', %(count)s / 10)"
+    " ON CONFLICT (study_id, status) DO UPDATE SET count = study_sample_counts.count + excluded.count",
+    "INSERT INTO study_field_value_counts (study_id, field, value, count) VALUES"
+    " (%(study)s, 'tissue', '', %(count)s), (%(study)s, 'volume', '', %(count)s),"
+    " (%(study)s, 'tissue', 'saliva', %(count)s / 3),"
+    " (%(study)s, 'tissue', 'blood', %(count)s - %(count)s / 3)"
+    " ON CONFLICT (study_id, field, value)"
+    " DO UPDATE SET count = study_field_value_counts.count + excluded.count",
+    "ANALYZE samples",
+]
+
+
+def seed_big_study(database_url: str, study_id: str, count: int) -> float:
+    """Seconds it took to write `count` samples into the study through SQL (see SEED_SAMPLES)."""
+    started = time.perf_counter()
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as db, db.transaction():
+        for statement in [SEED_SAMPLES, *SEED_COUNTS]:
+            db.execute(statement, {"study": study_id, "count": count})
+    return time.perf_counter() - started
+
+
+async def test_the_samples_view_of_a_200000_sample_study_pages_sorts_and_filters(
+    page, researcher: Researcher, stack_database: str, capsys
+):
+    """The view asks the server for one page at a time, whatever the study's size: each step below
+    answers within the test's usual wait, and the time each took is printed ([big study] ...)."""
+    seeded = seed_big_study(stack_database, researcher.study["id"], BIG_STUDY_SAMPLES)
+    total = BIG_STUDY_SAMPLES + 3
+    await sign_in(page, researcher.email)
+    position = page.locator("#samples-position")
+    timings: dict[str, float] = {}
+
+    async def step(name: str, action, first: str, where: str | re.Pattern) -> None:
+        started = time.perf_counter()
+        await action()
+        await expect_text(position, where)
+        await expect_text(first_cells(page).first, first)
+        timings[name] = time.perf_counter() - started
+        assert await first_cells(page).count() <= 50
+
+    async def open_view() -> None:
+        await page.goto(study_url(researcher.study["id"], "/samples"))
+
+    pages = -(-total // 50)
+    everything = f"Page 1 of {pages:,} ({total:,} samples)"
+    await step("open", open_view, "B-000001", everything)
+    next_page = page.get_by_role("button", name="Next page")
+    await step("next page", next_page.click, "B-000051", f"Page 2 of {pages:,} ({total:,} samples)")
+    by_id = page.get_by_role("button", name="Sample id")
+    await step("sample id descending", by_id.click, "S-2", everything)
+    by_change = page.get_by_role("button", name="Updated")
+    await step("oldest change first", by_change.click, "S-0", everything)
+    await step("newest change first", by_change.click, "B-200000", everything)
+    search = page.get_by_label("Sample id starts with")
+    await step("search", lambda: search.fill("b-19999"), "B-199999", "Page 1 of 1 (10 samples)")
+    await step("search cleared", lambda: search.fill(""), "B-200000", everything)
+    status = page.get_by_label("Show")
+    at_least = re.compile(r"^Page 1 \(at least 10,000 samples\)$")
+    await step("status", lambda: status.select_option("stored"), "B-200000", at_least)
+    await step("status cleared", lambda: status.select_option(""), "B-200000", everything)
+
+    async def saliva() -> None:
+        await page.get_by_label("Field", exact=True).select_option("tissue")
+        await page.get_by_label("equals").fill("saliva")
+        await page.get_by_role("button", name="Add filter").click()
+
+    saliva_total = BIG_STUDY_SAMPLES // 3
+    saliva_pages = -(-saliva_total // 50)
+    await step("field filter", saliva, "B-199998", f"Page 1 of {saliva_pages:,} ({saliva_total:,} samples)")
+
+    with capsys.disabled():
+        steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in timings.items())
+        print(f"\n[big study] {BIG_STUDY_SAMPLES:,} samples seeded in {seeded:.1f} s; {steps}")
