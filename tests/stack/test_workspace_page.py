@@ -359,6 +359,7 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
     await expect_text(page.locator("#sample-facts dt:has-text('tissue') + dd"), "blood")
     assert await visible_buttons(page, "#study-sample").count() == 0
     assert await page.locator("#study-sample :is(input, select, textarea):visible").count() == 0
+    assert await serious_violations(page) == []
     await page.locator("#study-tabs").get_by_role("link", name="Members").click()
     await expect_text(page.locator("#members-table tbody tr", has_text=viewer).locator("td").nth(2), "Viewer")
 
@@ -370,6 +371,7 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
     assert set(await files.first.locator("button:visible").all_inner_texts()) == {"Report", "File"}
     await files.first.get_by_role("button", name="Report").click()
     await expect_text(page.locator("#upload-result p").first, re.compile(r"^Imported viewer\.csv: 1 created"))
+    assert await serious_violations(page) == []
 
 
 @pytest.mark.parametrize(
@@ -924,12 +926,28 @@ async def serious_violations(page) -> list[str]:
 
 
 async def test_every_view_has_no_serious_accessibility_violation(page, researcher: Researcher):
-    """axe-core (vendored into the tests, never served) on each view as its owner sees it."""
+    """axe-core (vendored into the tests, never served) on each view as its owner sees it: signed out
+    (sign-in, forgot password, a new account, the mailed links' views), the workspace's views, a
+    file's report, the confirmation dialog and an edit conflict."""
     study_id = researcher.study["id"]
+    researcher.upload("bad.csv", HEADER + "A-1,saliva,-1\r\n", 422)
     found: dict[str, list[str]] = {}
     await page.goto("/")
     await page.locator("#sign-in").wait_for()
     found["sign-in"] = await serious_violations(page)
+    await page.get_by_role("button", name="Forgot password?").click()
+    await page.locator("#forgot").wait_for()
+    found["forgot password"] = await serious_violations(page)
+    await page.goto("/")
+    await page.get_by_role("button", name="Create an account").click()
+    await page.locator("#register").wait_for()
+    found["create an account"] = await serious_violations(page)
+    mailed = {"/reset-password": "#reset", "/invitations": "#invitation", "/verify-email": "#verify-message"}
+    for path, ready in mailed.items():
+        await page.goto(f"{path}#token=not-a-token-of-ours")
+        await expect_text(page.locator(ready), re.compile(r"\w"))
+        found[path] = await serious_violations(page)
+
     await sign_in(page, researcher.email)
     await page.locator("#cards article").first.wait_for()
     found["overview"] = await serious_violations(page)
@@ -937,7 +955,7 @@ async def test_every_view_has_no_serious_accessibility_violation(page, researche
         "/studies/new": "#new-study-form",
         study_url(study_id): "#study-cards article",
         study_url(study_id, "/samples"): "#samples-table tbody tr",
-        study_url(study_id, "/files"): "#files-position",
+        study_url(study_id, "/files"): "#files-table tbody tr",
         study_url(study_id, "/members"): "#members-table tbody tr",
         study_url(study_id, "/settings"): "#fields-editor fieldset",
     }
@@ -945,10 +963,29 @@ async def test_every_view_has_no_serious_accessibility_violation(page, researche
         await page.goto(path)
         await page.locator(ready).first.wait_for()
         found[path] = await serious_violations(page)
+    await page.get_by_role("button", name="Delete this draft").click()
+    await page.locator("#confirm").wait_for()
+    found["the confirmation dialog"] = await serious_violations(page)
+    await page.locator("#confirm").get_by_role("button", name="Cancel").click()
+    await page.goto(study_url(study_id, "/files"))
+    await page.locator("#files-table tbody tr").first.get_by_role("button", name="Report").click()
+    await page.locator("#report-errors tbody tr").first.wait_for()
+    found["a file's report"] = await serious_violations(page)
     await page.goto(study_url(study_id, "/samples"))
     await page.get_by_role("link", name="S-1").click()
     await page.locator("#sample-form").wait_for()
     found["a sample"] = await serious_violations(page)
+    (sample,) = researcher.get(f"/studies/{study_id}/samples?q=S-1")["items"]
+    theirs = researcher.api.patch(
+        f"/api/v1/studies/{study_id}/samples/{sample['id']}",
+        json={"values": {"volume": 8}},
+        headers=researcher.headers,
+    )
+    assert theirs.status_code == 200, theirs.text
+    await page.locator("#sample-form").get_by_label("volume [mL]").fill("9")
+    await page.get_by_role("button", name="Save sample").click()
+    await page.locator("#sample-conflict").wait_for()
+    found["an edit conflict"] = await serious_violations(page)
 
     assert {view: problems for view, problems in found.items() if problems} == {}
     # The check is live: a control without a label is caught.
