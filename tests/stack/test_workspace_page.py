@@ -374,6 +374,48 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
     assert await serious_violations(page) == []
 
 
+async def test_an_editor_sees_the_editors_controls_and_none_of_the_owners(
+    page, researcher: Researcher, stack_smtp
+):
+    """Between the viewer and the owner: samples, uploads, details and fields are the editor's; the
+    lifecycle, the members, the invitations and deleting files are not, so none of those shows."""
+    editor, _ = new_viewer(researcher, stack_smtp)
+    (member,) = [
+        m
+        for m in researcher.get(f"/studies/{researcher.study['id']}/members")["items"]
+        if m["email"] == editor
+    ]
+    promoted = researcher.api.patch(
+        f"/api/v1/studies/{researcher.study['id']}/members/{member['user_id']}",
+        json={"role": "editor"},
+        headers=researcher.headers,
+    )
+    assert promoted.status_code == 200, promoted.text
+    researcher.upload("editor.csv", HEADER + "E-1,blood,1\r\n", 201)
+    await sign_in(page, editor)
+
+    await page.goto(study_url(researcher.study["id"], "/settings"))
+    await expect_text(page.locator("#study-standing"), "Draft · your role: Editor")
+    await page.locator("#fields-editor fieldset").first.wait_for()
+    assert await page.locator("#details-form").is_visible()
+    assert await visible_buttons(page, "#lifecycle-moves").count() == 0
+    assert await page.get_by_role("button", name="Delete this draft").count() == 0
+
+    await page.locator("#study-tabs").get_by_role("link", name="Members").click()
+    await expect_text(page.locator("#members-table tbody tr", has_text=editor).locator("td").nth(2), "Editor")
+    assert await page.locator("#study-members :is(button, select, input):visible").count() == 0
+
+    await page.locator("#study-tabs").get_by_role("link", name="Files").click()
+    await expect_text(page.locator("#files-table tbody tr").first.locator("td").first, "editor.csv")
+    assert await page.locator("#upload-form").is_visible()
+    assert await page.locator("#files-table").get_by_role("button", name=re.compile("^Delete")).count() == 0
+
+    await page.locator("#study-tabs").get_by_role("link", name="Samples").click()
+    await page.get_by_role("link", name="E-1").click()
+    await page.locator("#sample-form").wait_for()
+    assert await page.get_by_role("button", name="Delete this sample").is_visible()
+
+
 @pytest.mark.parametrize(
     "view_path",
     [
