@@ -139,18 +139,21 @@ async def list_activity(
 
 
 def sample_entries(study: Study, sample: Sample) -> ColumnElement[bool]:
-    """A sample's own log: its entries (an index read of (study_id, sample_pk, at, id)) and, when an
-    upload created it, that file's import entry (imports are logged once per file, not per sample: an
-    index read of (study_id, sample_file_id)). The two are a union of ids, not an OR: with an OR,
-    SQLite reads the study's whole log by (study_id, at, id) instead."""
+    """A sample's own log: its entries (an index read of (study_id, sample_pk, at, id)) and the import
+    entries of the file that created it and of the last file whose import changed it (imports are
+    logged once per file, not per sample: an index read of (study_id, sample_file_id)). Only the last
+    updating file is kept on the sample, so an earlier one's import is in the study's log only. The
+    two are a union of ids, not an OR: with an OR, SQLite reads the study's whole log by
+    (study_id, at, id) instead."""
     own = StudyActivity.sample_pk == sample.id
-    if sample.source_file_id is None:
+    files = list(dict.fromkeys(f for f in (sample.source_file_id, sample.updated_by_file_id) if f))
+    if not files:
         return (StudyActivity.study_id == study.id) & own
-    created_it = (StudyActivity.sample_file_id == sample.source_file_id) & (
+    imports = StudyActivity.sample_file_id.in_(files) & (
         StudyActivity.action == ActivityAction.SAMPLE_FILE_IMPORTED
     )
     ids = union_all(
         select(StudyActivity.id).where(StudyActivity.study_id == study.id, own),
-        select(StudyActivity.id).where(StudyActivity.study_id == study.id, created_it),
+        select(StudyActivity.id).where(StudyActivity.study_id == study.id, imports),
     )
     return StudyActivity.id.in_(ids)

@@ -1,4 +1,4 @@
-"""activity subjects: the sample and the sample file an activity entry is about, and a sample's log indexes
+"""activity subjects: the sample and the sample file an activity entry is about, and a sample's log index
 
 Revision ID: 0016
 Revises: 0015
@@ -15,8 +15,6 @@ down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The second index holds only the entries that name a file.
-_NAMES_A_FILE = "sample_file_id IS NOT NULL"
 
 # Entries written before this revision name their sample and file only in `details`. The file by its
 # id; the sample by its sample id as it was then, matched exactly to a sample of the study created no
@@ -57,19 +55,10 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_study_activity_study_id_sample_pk_at_id", ["study_id", "sample_pk", "at", "id"], unique=False
         )
-        # A file's entries (a sample's log shows the import that created it); only entries naming a file.
-        batch_op.create_index(
-            "ix_study_activity_study_id_sample_file_id",
-            ["study_id", "sample_file_id"],
-            unique=False,
-            postgresql_where=sa.text(_NAMES_A_FILE),
-            sqlite_where=sa.text(_NAMES_A_FILE),
-        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("study_activity", schema=None) as batch_op:
-        batch_op.drop_index("ix_study_activity_study_id_sample_file_id")
         batch_op.drop_index("ix_study_activity_study_id_sample_pk_at_id")
         batch_op.drop_column("sample_file_id")
         batch_op.drop_column("sample_pk")
