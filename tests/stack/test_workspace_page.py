@@ -538,7 +538,8 @@ async def test_a_sample_lists_its_own_activity_by_full_name_and_the_overview_nam
 ):
     """The sample's view lists its entries only, newest first, five at a time; the editor is named by
     full name (the address as the tooltip). A sample an upload created lists that file's import (an
-    import is one entry per file). The overview's recent activity names the study."""
+    import is one entry per file), and once an upsert changed it, that file's too. The overview's
+    recent activity names the study."""
     renamed = researcher.api.patch(
         "/api/v1/auth/me", json={"full_name": "Ada Lovelace"}, headers=researcher.headers
     )
@@ -580,6 +581,18 @@ async def test_a_sample_lists_its_own_activity_by_full_name_and_the_overview_nam
     await page.goto(study_url(study_id, f"/samples/{from_file['id']}"))
     await expect_text(entries.first, re.compile(r"— Ada Lovelace: sample file imported week47\.csv$"))
     assert await entries.count() == 1
+    # An upsert that changes it: the log also lists the last file whose import changed it.
+    updated = researcher.api.post(
+        f"/api/v1/studies/{study_id}/sample-files",
+        files={"file": ("week48.csv", (HEADER + "F-2,blood,2\r\n").encode(), "text/csv")},
+        data={"mode": "upsert"},
+        headers=researcher.headers,
+    )
+    assert updated.status_code == 201, updated.text
+    await page.reload()
+    await expect_text(entries.first, re.compile(r"— Ada Lovelace: sample file imported week48\.csv$"))
+    await expect_text(entries.nth(1), re.compile(r"sample file imported week47\.csv$"))
+    assert await entries.count() == 2
 
 
 async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_samples(
