@@ -365,6 +365,7 @@ class ImportPass:
                     status=bindparam("new_status"),
                     version=_SAMPLES.c.version + 1,
                     updated_at=now,
+                    updated_by_file_id=self.file_id,  # the sample's log shows this file's import
                 ),
                 updates,
             )

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Select,
     select,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -123,16 +125,35 @@ def activity_entries(rows: Iterable[Row]) -> list[ActivityEntry]:
 async def list_activity(
     session: AsyncSession, *, study: Study, page: PageParams, sample: Sample | None = None
 ) -> tuple[list[ActivityEntry], int, bool]:
-    """Newest first, the study's or one sample's (an index read of (study_id, sample_pk, at, id))."""
-    scope = [StudyActivity.study_id == study.id]
-    if sample is not None:
-        scope.append(StudyActivity.sample_pk == sample.id)
-    total, total_is_exact = await count_up_to(session, select(StudyActivity).where(*scope))
+    """Newest first, the study's or one sample's (sample_entries)."""
+    scope = StudyActivity.study_id == study.id if sample is None else sample_entries(study, sample)
+    total, total_is_exact = await count_up_to(session, select(StudyActivity).where(scope))
     rows = await session.execute(
         activity_query()
-        .where(*scope)
+        .where(scope)
         .order_by(*ACTIVITY_NEWEST_FIRST)
         .offset(page.offset)
         .limit(page.page_size)
     )
     return activity_entries(rows), total, total_is_exact
+
+
+def sample_entries(study: Study, sample: Sample) -> ColumnElement[bool]:
+    """A sample's own log: its entries (an index read of (study_id, sample_pk, at, id)) and the import
+    entries of the file that created it and of the last file whose import changed it (imports are
+    logged once per file, not per sample: an index read of (study_id, sample_file_id)). Only the last
+    updating file is kept on the sample, so an earlier one's import is in the study's log only. The
+    two are a union of ids, not an OR: with an OR, SQLite reads the study's whole log by
+    (study_id, at, id) instead."""
+    own = StudyActivity.sample_pk == sample.id
+    files = list(dict.fromkeys(f for f in (sample.source_file_id, sample.updated_by_file_id) if f))
+    if not files:
+        return (StudyActivity.study_id == study.id) & own
+    imports = StudyActivity.sample_file_id.in_(files) & (
+        StudyActivity.action == ActivityAction.SAMPLE_FILE_IMPORTED
+    )
+    ids = union_all(
+        select(StudyActivity.id).where(StudyActivity.study_id == study.id, own),
+        select(StudyActivity.id).where(StudyActivity.study_id == study.id, imports),
+    )
+    return StudyActivity.id.in_(ids)

@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,6 +38,9 @@ def _string_enum(enum: type, name: str) -> Enum:
 
 # The one unique constraint a sample write can break (an import tells a collision by its name).
 SAMPLE_ID_CONSTRAINT = "uq_samples_study_id_sample_id_normalized"
+# The partial indexes of migration 0017 hold only the rows that name a file.
+NAMES_A_FILE = "sample_file_id IS NOT NULL"
+UPDATED_BY_A_FILE = "updated_by_file_id IS NOT NULL"
 
 
 class Study(UUIDPrimaryKey, Timestamps, Base):
@@ -91,6 +94,13 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
             "sample_id_normalized",
             postgresql_ops={"sample_id_normalized": "text_pattern_ops"},
         ).ddl_if(dialect="postgresql"),
+        # Deleting a sample file sets its samples' updated_by_file_id to NULL by this index, not a scan.
+        Index(
+            "ix_samples_updated_by_file_id",
+            "updated_by_file_id",
+            postgresql_where=text(UPDATED_BY_A_FILE),
+            sqlite_where=text(UPDATED_BY_A_FILE),
+        ),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
@@ -106,6 +116,12 @@ class Sample(UUIDPrimaryKey, Timestamps, Base):
     # The sample file that created it (src/sampleFileUpload); None when made through the API.
     source_file_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("sample_files.id", ondelete="SET NULL"), index=True
+    )
+    # The last sample file whose import changed it (set by the import's update of the samples it
+    # changes; a manual edit leaves it): its log shows that file's import. None when no import has
+    # changed it, or that file was deleted since.
+    updated_by_file_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("sample_files.id", ondelete="SET NULL")
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(default=1)
@@ -165,6 +181,15 @@ class StudyActivity(UUIDPrimaryKey, Base):
         Index("ix_study_activity_at_id", "at", "id"),
         # A sample's own log (its detail view): one index read however long the study's log is.
         Index("ix_study_activity_study_id_sample_pk_at_id", "study_id", "sample_pk", "at", "id"),
+        # The entries of one sample file (a sample's log shows the imports that created and last
+        # updated it): the few entries that name a file, so the index holds those only (0017).
+        Index(
+            "ix_study_activity_study_id_sample_file_id",
+            "study_id",
+            "sample_file_id",
+            postgresql_where=text(NAMES_A_FILE),
+            sqlite_where=text(NAMES_A_FILE),
+        ),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))

@@ -414,8 +414,11 @@ async def list_activity(access: ReadableStudy, page: Pagination, db: DbSession) 
     summary="A sample's activity log",
     description="The study's log narrowed to one sample, newest first: its creation and every edit "
     "(old and new values), by whom. Addressed by the sample's `id`, like the sample itself, so a "
-    "changed sample id keeps its history. Entries of imports are the study's (one per file, not per "
-    "sample). Any member may read it; 404 for a sample of another study.",
+    "changed sample id keeps its history. An import is one entry per file, not per sample: the log "
+    "also holds the `sample_file_imported` entries of the file whose import created the sample and "
+    "of the last file whose import changed it (values or status; not one that found them as they "
+    "were). Only the last updating file is kept: an earlier one's import is in the study's log only, "
+    "as is one whose file was deleted. Any member may read it; 404 for a sample of another study.",
     responses=problem_responses(*IN_STUDY, SampleNotFound),
 )
 async def list_sample_activity(

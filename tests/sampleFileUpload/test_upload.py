@@ -3,6 +3,7 @@
 import asyncio
 import csv
 import io
+import uuid
 from unittest.mock import ANY
 
 import jsonschema_rs
@@ -273,6 +274,11 @@ async def test_upsert_updates_changed_samples_counts_unchanged_and_creates_new_o
     assert (a.values, a.version, a.status) == ({"tissue": "blood", "age": 41, "volume": 1.0}, 2, "registered")
     assert (b.version, b.source_file_id) == (1, None)
     assert (c.values, c.status) == ({"tissue": "tumour"}, "stored")
+    # The file is the last to have changed A (its log shows the import); B, unchanged, and C, which it
+    # created, are not marked as updated by it.
+    file_id = uuid.UUID(response.json()["id"])
+    assert (a.updated_by_file_id, b.updated_by_file_id, c.updated_by_file_id) == (file_id, None, None)
+    assert c.source_file_id == file_id
 
 
 async def test_upsert_of_a_new_sample_still_needs_its_required_fields(client, alice_headers, study):

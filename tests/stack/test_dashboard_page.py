@@ -280,6 +280,16 @@ async def test_a_file_missing_a_column_says_so_apart_from_its_rows(page, researc
     headline = await page.locator("#upload-result p").first.inner_text()
     assert headline == "Nothing was imported: 1 error of the columns."
 
+    # A file of its header alone, refused for that header: no "0 of 0 rows have errors" either.
+    await upload(page, "header-only.csv", "sample_id,volume [mL]\r\n")
+    await expect_text(page.locator("#upload-result p").first, "Nothing was imported: 1 error of the columns.")
+    assert await cells(page.locator("#report-errors tbody tr").first) == [
+        "1",
+        "tissue",
+        "",
+        "is a required column but the file has no such header",
+    ]
+
 
 async def test_a_good_upload_changes_the_counts_at_once(page, researcher: Researcher):
     await sign_in(page, researcher.email)
@@ -610,15 +620,35 @@ async def test_api_errors_are_shown_as_readable_messages(page, researcher: Resea
     assert await page.locator("#overview").is_hidden()
 
 
+# The labels of a chart (ticks and axis titles) that are not wholly inside its drawing, as shown.
+CUT_CHART_LABELS = """(chart) => {
+  const svg = document.querySelector(`${chart} svg`);
+  const box = svg.getBoundingClientRect();
+  const labels = [...svg.querySelectorAll("text")];
+  if (!labels.length) return ["no labels"];
+  return labels
+    .filter((label) => {
+      const r = label.getBoundingClientRect();
+      const outside = r.left < box.left || r.right > box.right || r.top < box.top || r.bottom > box.bottom;
+      return r.width === 0 || outside;
+    })
+    .map((label) => label.textContent);
+}"""
+
+
 async def test_the_page_fits_a_phone_screen(browser, stack: Stack, researcher: Researcher):
+    """Nothing makes the page wider than the screen, and no label of a chart's axes is cut off."""
     context = await browser.new_context(base_url=stack.base_url, viewport={"width": 375, "height": 740})
     try:
         phone = await context.new_page()
         await sign_in(phone, researcher.email)
         await expect_text(figure_of(phone, "samples"), "3")
         assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
+        assert await phone.evaluate(CUT_CHART_LABELS, "#daily-chart") == []
         await open_study(phone, researcher)
         assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
+        await phone.locator("#weekly-chart svg text").first.wait_for()
+        assert await phone.evaluate(CUT_CHART_LABELS, "#weekly-chart") == []
     finally:
         await context.close()
 

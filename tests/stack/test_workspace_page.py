@@ -8,10 +8,12 @@ researcher with a three-sample study are test_dashboard_page.py's fixtures, impo
 
 import asyncio
 import re
+import time
 import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from src.middleware import API_CSP, DASHBOARD_CSP
@@ -32,6 +34,7 @@ from tests.stack.test_dashboard_page import (
     WAIT_MS,
     Researcher,
     cells,
+    downloaded,
     expect_text,
     new_viewer,
     save_screenshot,
@@ -108,6 +111,69 @@ async def test_a_deep_link_survives_reload_and_back_and_forward(page, researcher
     )
 
     await save_screenshot(page, "workspace-study.png", capsys)
+
+
+async def expect_arrival(page, heading: str, name: str) -> None:
+    """The focus is on the view's heading (`heading`, an id), and the view's name was announced and
+    is the tab's title."""
+    from playwright.async_api import expect
+
+    await expect(page.locator(f"#{heading}")).to_be_focused(timeout=WAIT_MS)
+    await expect_text(page.locator("#view-announcer"), name)
+    assert await page.title() == f"{name} — Studybase"
+
+
+async def test_a_navigation_moves_the_focus_to_the_new_views_heading_and_says_where(
+    page, researcher: Researcher
+):
+    """After a link, Back or Forward, keyboard and screen-reader users go on from the top of the new
+    view (its heading, announced), not from a link that is gone; a page load leaves the focus alone."""
+    study_id, code = researcher.study["id"], researcher.study["code"]
+    await sign_in(page, researcher.email)
+    await page.goto(study_url(study_id, "/samples"))
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    assert await page.evaluate("document.activeElement === document.body")
+    assert await page.title() == f"Samples — {code} — Studybase"
+
+    await page.get_by_role("link", name="S-1").click()
+    await expect_text(page.locator("#sample-title"), "Sample S-1")
+    await expect_arrival(page, "study-title", f"Sample S-1 — {code}")
+    await page.keyboard.press("Tab")  # on from the heading: the study's tabs come next
+    assert await page.evaluate(FOCUSED_NAME) == "Overview"
+
+    await page.go_back()
+    await expect_url(page, study_url(study_id, "/samples"))
+    await expect_arrival(page, "study-title", f"Samples — {code}")
+
+    # Who moves the focus while the view still loads keeps it there.
+    members, loaded = re.compile(r"/members\?"), asyncio.Event()
+
+    async def held(route) -> None:
+        await loaded.wait()
+        await route.continue_()
+
+    await page.route(members, held)
+    await page.locator("#study-tabs").get_by_role("link", name="Members").click()
+    back = page.get_by_role("button", name="← All studies")
+    await back.focus()
+    loaded.set()
+    await page.locator("#members-table tbody tr").first.wait_for()
+    await expect_text(page.locator("#view-announcer"), f"Members — {code}")
+    assert await page.evaluate(FOCUSED_NAME) == "← All studies"
+    await page.unroute(members, held)
+
+    await back.click()
+    await expect_arrival(page, "overview-title", "Overview")
+    await page.go_back()
+    await expect_arrival(page, "study-title", f"Members — {code}")
+    await page.go_forward()
+    await expect_arrival(page, "overview-title", "Overview")
+    await page.get_by_role("link", name="New study").click()
+    await expect_arrival(page, "new-study-title", "New study")
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect_text(page.locator("#sign-in-message"), "You are signed out.")
+    assert (await page.title(), await page.locator("#view-announcer").text_content()) == ("Studybase", "")
 
 
 async def print_page_weight(responses, capsys) -> None:
@@ -259,6 +325,7 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
 ):
     http = researcher.api
     viewer, _ = new_viewer(researcher, stack_smtp)
+    researcher.upload("viewer.csv", HEADER + "V-1,blood,1\r\n", 201)
     activated = http.post(
         f"/api/v1/studies/{researcher.study['id']}/status",
         json={"status": "active"},
@@ -283,24 +350,86 @@ async def test_a_viewer_sees_the_study_but_no_control_to_change_it(
         page.locator("#upload-read-only"), re.compile(r"^Uploading needs the editor or owner role")
     )
     buttons = await visible_buttons(page, "#study").all_inner_texts()
-    assert set(buttons) <= {"← All studies", "Template (CSV)", "Template (XLSX)", "Export samples (CSV)"}
+    downloads = {"Template (CSV)", "Template (XLSX)", "Export samples (CSV)", "File"}  # "File": an upload's
+    assert set(buttons) <= {"← All studies", *downloads}
 
     await page.locator("#study-tabs").get_by_role("link", name="Samples").click()
-    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (3 samples)")
+    await expect_text(page.locator("#samples-position"), "Page 1 of 1 (4 samples)")
     await page.get_by_role("link", name="S-2").click()
     await expect_text(page.locator("#sample-facts dt:has-text('tissue') + dd"), "blood")
     assert await visible_buttons(page, "#study-sample").count() == 0
     assert await page.locator("#study-sample :is(input, select, textarea):visible").count() == 0
+    assert await serious_violations(page) == []
     await page.locator("#study-tabs").get_by_role("link", name="Members").click()
     await expect_text(page.locator("#members-table tbody tr", has_text=viewer).locator("td").nth(2), "Viewer")
 
+    # The files: read, reports opened, downloads offered; nothing to delete, no upload form.
+    await page.locator("#study-tabs").get_by_role("link", name="Files").click()
+    files = page.locator("#files-table tbody tr")
+    await expect_text(files.first.locator("td").first, "viewer.csv")
+    assert await page.locator("#upload-form").is_hidden()
+    assert set(await files.first.locator("button:visible").all_inner_texts()) == {"Report", "File"}
+    await files.first.get_by_role("button", name="Report").click()
+    await expect_text(page.locator("#upload-result p").first, re.compile(r"^Imported viewer\.csv: 1 created"))
+    assert await serious_violations(page) == []
 
-@pytest.mark.parametrize("tail", ["", "/samples", "/samples/0d8e7f6a-5b4c", "/settings"])
-def test_nginx_serves_the_page_at_each_view_and_keeps_the_apis_404_beside_them(http: httpx.Client, tail):
-    study = "/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70"
-    view = http.get(f"{study}{tail}")
-    beside = http.get(f"{study}{tail}/no/view")
-    api_missing = http.get(f"/api/v1/nothing{study}{tail}")
+
+async def test_an_editor_sees_the_editors_controls_and_none_of_the_owners(
+    page, researcher: Researcher, stack_smtp
+):
+    """Between the viewer and the owner: samples, uploads, details and fields are the editor's; the
+    lifecycle, the members, the invitations and deleting files are not, so none of those shows."""
+    editor, _ = new_viewer(researcher, stack_smtp)
+    (member,) = [
+        m
+        for m in researcher.get(f"/studies/{researcher.study['id']}/members")["items"]
+        if m["email"] == editor
+    ]
+    promoted = researcher.api.patch(
+        f"/api/v1/studies/{researcher.study['id']}/members/{member['user_id']}",
+        json={"role": "editor"},
+        headers=researcher.headers,
+    )
+    assert promoted.status_code == 200, promoted.text
+    researcher.upload("editor.csv", HEADER + "E-1,blood,1\r\n", 201)
+    await sign_in(page, editor)
+
+    await page.goto(study_url(researcher.study["id"], "/settings"))
+    await expect_text(page.locator("#study-standing"), "Draft · your role: Editor")
+    await page.locator("#fields-editor fieldset").first.wait_for()
+    assert await page.locator("#details-form").is_visible()
+    assert await visible_buttons(page, "#lifecycle-moves").count() == 0
+    assert await page.get_by_role("button", name="Delete this draft").count() == 0
+
+    await page.locator("#study-tabs").get_by_role("link", name="Members").click()
+    await expect_text(page.locator("#members-table tbody tr", has_text=editor).locator("td").nth(2), "Editor")
+    assert await page.locator("#study-members :is(button, select, input):visible").count() == 0
+
+    await page.locator("#study-tabs").get_by_role("link", name="Files").click()
+    await expect_text(page.locator("#files-table tbody tr").first.locator("td").first, "editor.csv")
+    assert await page.locator("#upload-form").is_visible()
+    assert await page.locator("#files-table").get_by_role("button", name=re.compile("^Delete")).count() == 0
+
+    await page.locator("#study-tabs").get_by_role("link", name="Samples").click()
+    await page.get_by_role("link", name="E-1").click()
+    await page.locator("#sample-form").wait_for()
+    assert await page.get_by_role("button", name="Delete this sample").is_visible()
+
+
+@pytest.mark.parametrize(
+    "view_path",
+    [
+        "/studies/new",
+        *(
+            f"/studies/5b0c6a52-8f0e-4d3a-9b7e-2f1c4d5e6a70{tail}"
+            for tail in ["", "/samples", "/samples/0d8e7f6a-5b4c", "/files", "/members", "/settings"]
+        ),
+    ],
+)
+def test_nginx_serves_the_page_at_each_view_and_keeps_the_apis_404_beside_them(http: httpx.Client, view_path):
+    view = http.get(view_path)
+    beside = http.get(f"{view_path}/no/view")
+    api_missing = http.get(f"/api/v1/nothing{view_path}")
 
     assert view.status_code == 200
     assert view.text == (PAGE_DIR / "index.html").read_text(encoding="utf-8")
@@ -408,7 +537,9 @@ async def test_a_sample_lists_its_own_activity_by_full_name_and_the_overview_nam
     page, researcher: Researcher
 ):
     """The sample's view lists its entries only, newest first, five at a time; the editor is named by
-    full name (the address as the tooltip). The overview's recent activity names the study."""
+    full name (the address as the tooltip). A sample an upload created lists that file's import (an
+    import is one entry per file), and once an upsert changed it, that file's too. The overview's
+    recent activity names the study."""
     renamed = researcher.api.patch(
         "/api/v1/auth/me", json={"full_name": "Ada Lovelace"}, headers=researcher.headers
     )
@@ -444,6 +575,24 @@ async def test_a_sample_lists_its_own_activity_by_full_name_and_the_overview_nam
         first, re.compile(rf"Ada Lovelace: sample updated S-1 in {re.escape(researcher.study['code'])}$")
     )
     assert await first.locator(".study").get_attribute("title") == researcher.study["title"]
+
+    researcher.upload("week47.csv", HEADER + "F-1,blood,1\r\nF-2,saliva,2\r\n", 201)
+    (from_file,) = researcher.get(f"/studies/{study_id}/samples?q=F-2")["items"]
+    await page.goto(study_url(study_id, f"/samples/{from_file['id']}"))
+    await expect_text(entries.first, re.compile(r"— Ada Lovelace: sample file imported week47\.csv$"))
+    assert await entries.count() == 1
+    # An upsert that changes it: the log also lists the last file whose import changed it.
+    updated = researcher.api.post(
+        f"/api/v1/studies/{study_id}/sample-files",
+        files={"file": ("week48.csv", (HEADER + "F-2,blood,2\r\n").encode(), "text/csv")},
+        data={"mode": "upsert"},
+        headers=researcher.headers,
+    )
+    assert updated.status_code == 201, updated.text
+    await page.reload()
+    await expect_text(entries.first, re.compile(r"— Ada Lovelace: sample file imported week48\.csv$"))
+    await expect_text(entries.nth(1), re.compile(r"sample file imported week47\.csv$"))
+    assert await entries.count() == 2
 
 
 async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_samples(
@@ -491,6 +640,10 @@ async def test_an_owner_edits_the_details_and_deletes_only_a_draft_without_sampl
 
 async def test_the_workspace_views_fit_a_phone_screen(browser, stack, researcher: Researcher):
     """Wide tables scroll inside their box; nothing makes the page itself wider than the screen."""
+    scrolls_in_its_box = """(table) => {
+      const box = document.querySelector(table).closest(".table-wrap");
+      return [getComputedStyle(box).overflowX, box.scrollWidth > box.clientWidth, box.clientWidth <= 375];
+    }"""
     context = await browser.new_context(base_url=stack.base_url, viewport={"width": 375, "height": 740})
     try:
         phone = await context.new_page()
@@ -501,6 +654,9 @@ async def test_the_workspace_views_fit_a_phone_screen(browser, stack, researcher
             await phone.goto(study_url(researcher.study["id"], tail))
             await phone.locator(ready).first.wait_for()
             assert await phone.evaluate("document.documentElement.scrollWidth") <= 375, tail
+        await phone.goto(study_url(researcher.study["id"], "/samples"))
+        await phone.locator("#samples-table tbody tr").first.wait_for()
+        assert await phone.evaluate(scrolls_in_its_box, "#samples-table") == ["auto", True, True]
         await phone.goto("/studies/new")
         await phone.get_by_role("button", name="Add field").click()
         await phone.locator("#new-study-fields fieldset").wait_for()
@@ -583,8 +739,18 @@ async def test_the_files_view_lists_every_upload_by_name_and_deletes_what_may_go
     await expect_text(page.locator("#files-position"), "Page 1 of 1 (2 files)")
     assert await cells_of(rows.nth(0)) == ["bad.csv", "Rejected", "insert", "Stack Tester"]
     assert await cells_of(rows.nth(1)) == ["more.csv", "Imported", "insert", "Stack Tester"]
+    # When (as the page writes times), then rows, created, updated, rejected.
+    for row, counts in [(rows.nth(0), ["1", "0", "0", "1"]), (rows.nth(1), ["1", "1", "0", "0"])]:
+        cells_text = await row.locator("td").all_inner_texts()
+        assert re.match(r"^\d{1,2} \w{3} \d{4}, \d\d:\d\d$", cells_text[4]), cells_text
+        assert cells_text[5:9] == counts
     assert await page.locator("#uploads-table").is_hidden()  # the overview's recent uploads
     assert await page.locator("#upload-form").is_visible()
+
+    # The rejected file's errors.csv, in the dialect chosen beside the form.
+    await page.get_by_label("errors.csv written").select_option("excel-eu")
+    _, errors_eu = await downloaded(page, rows.nth(0).get_by_role("button", name="errors.csv"))
+    assert errors_eu.splitlines()[-1] == "2;volume [mL]: must be at least 0 (below_min);F-2;saliva;-1"
 
     await rows.nth(0).get_by_role("button", name="Report").click()  # the rejected file's errors
     errors = page.locator("#report-errors tbody tr")
@@ -815,12 +981,28 @@ async def serious_violations(page) -> list[str]:
 
 
 async def test_every_view_has_no_serious_accessibility_violation(page, researcher: Researcher):
-    """axe-core (vendored into the tests, never served) on each view as its owner sees it."""
+    """axe-core (vendored into the tests, never served) on each view as its owner sees it: signed out
+    (sign-in, forgot password, a new account, the mailed links' views), the workspace's views, a
+    file's report, the confirmation dialog and an edit conflict."""
     study_id = researcher.study["id"]
+    researcher.upload("bad.csv", HEADER + "A-1,saliva,-1\r\n", 422)
     found: dict[str, list[str]] = {}
     await page.goto("/")
     await page.locator("#sign-in").wait_for()
     found["sign-in"] = await serious_violations(page)
+    await page.get_by_role("button", name="Forgot password?").click()
+    await page.locator("#forgot").wait_for()
+    found["forgot password"] = await serious_violations(page)
+    await page.goto("/")
+    await page.get_by_role("button", name="Create an account").click()
+    await page.locator("#register").wait_for()
+    found["create an account"] = await serious_violations(page)
+    mailed = {"/reset-password": "#reset", "/invitations": "#invitation", "/verify-email": "#verify-message"}
+    for path, ready in mailed.items():
+        await page.goto(f"{path}#token=not-a-token-of-ours")
+        await expect_text(page.locator(ready), re.compile(r"\w"))
+        found[path] = await serious_violations(page)
+
     await sign_in(page, researcher.email)
     await page.locator("#cards article").first.wait_for()
     found["overview"] = await serious_violations(page)
@@ -828,7 +1010,7 @@ async def test_every_view_has_no_serious_accessibility_violation(page, researche
         "/studies/new": "#new-study-form",
         study_url(study_id): "#study-cards article",
         study_url(study_id, "/samples"): "#samples-table tbody tr",
-        study_url(study_id, "/files"): "#files-position",
+        study_url(study_id, "/files"): "#files-table tbody tr",
         study_url(study_id, "/members"): "#members-table tbody tr",
         study_url(study_id, "/settings"): "#fields-editor fieldset",
     }
@@ -836,10 +1018,29 @@ async def test_every_view_has_no_serious_accessibility_violation(page, researche
         await page.goto(path)
         await page.locator(ready).first.wait_for()
         found[path] = await serious_violations(page)
+    await page.get_by_role("button", name="Delete this draft").click()
+    await page.locator("#confirm").wait_for()
+    found["the confirmation dialog"] = await serious_violations(page)
+    await page.locator("#confirm").get_by_role("button", name="Cancel").click()
+    await page.goto(study_url(study_id, "/files"))
+    await page.locator("#files-table tbody tr").first.get_by_role("button", name="Report").click()
+    await page.locator("#report-errors tbody tr").first.wait_for()
+    found["a file's report"] = await serious_violations(page)
     await page.goto(study_url(study_id, "/samples"))
     await page.get_by_role("link", name="S-1").click()
     await page.locator("#sample-form").wait_for()
     found["a sample"] = await serious_violations(page)
+    (sample,) = researcher.get(f"/studies/{study_id}/samples?q=S-1")["items"]
+    theirs = researcher.api.patch(
+        f"/api/v1/studies/{study_id}/samples/{sample['id']}",
+        json={"values": {"volume": 8}},
+        headers=researcher.headers,
+    )
+    assert theirs.status_code == 200, theirs.text
+    await page.locator("#sample-form").get_by_label("volume [mL]").fill("9")
+    await page.get_by_role("button", name="Save sample").click()
+    await page.locator("#sample-conflict").wait_for()
+    found["an edit conflict"] = await serious_violations(page)
 
     assert {view: problems for view, problems in found.items() if problems} == {}
     # The check is live: a control without a label is caught.
@@ -880,3 +1081,95 @@ async def test_an_edit_conflict_between_two_browsers(page, browser, stack, resea
     assert now["values"] == {"tissue": "saliva", "volume": 9}
     # A 412 answered to the second browser is logged by Chromium like any 4xx; nothing else may be.
     assert [error for error in errors if not error.startswith(ANSWERED_WITH_AN_ERROR)] == []
+
+
+BIG_STUDY_SAMPLES = 200_000
+
+# B-000001 ... straight into the study (one INSERT ... SELECT): a third saliva, every tenth stored,
+# volumes 0 to 99; then the maintained counts the samples view reads, moved as an import moves them.
+SEED_SAMPLES = """
+INSERT INTO samples (id, study_id, created_at, updated_at, sample_id, sample_id_normalized, status,
+                     "values", version)
+SELECT gen_random_uuid(), %(study)s, now(), now() + make_interval(secs => n),
+       'B-' || lpad(n::text, 6, '0'), 'b-' || lpad(n::text, 6, '0'),
+       CASE WHEN n %% 10 = 0 THEN 'stored' ELSE 'registered' END,
+       jsonb_build_object('tissue', CASE WHEN n %% 3 = 0 THEN 'saliva' ELSE 'blood' END, 'volume', n %% 100),
+       1
+FROM generate_series(1, %(count)s) AS n
+"""
+SEED_COUNTS = [
+    "UPDATE studies SET sample_count = sample_count + %(count)s WHERE id = %(study)s",
+    "INSERT INTO study_sample_counts (study_id, status, count) VALUES"
+    " (%(study)s, 'registered', %(count)s - %(count)s / 10), (%(study)s, 'stored', %(count)s / 10)"
+    " ON CONFLICT (study_id, status) DO UPDATE SET count = study_sample_counts.count + excluded.count",
+    "INSERT INTO study_field_value_counts (study_id, field, value, count) VALUES"
+    " (%(study)s, 'tissue', '', %(count)s), (%(study)s, 'volume', '', %(count)s),"
+    " (%(study)s, 'tissue', 'saliva', %(count)s / 3),"
+    " (%(study)s, 'tissue', 'blood', %(count)s - %(count)s / 3)"
+    " ON CONFLICT (study_id, field, value)"
+    " DO UPDATE SET count = study_field_value_counts.count + excluded.count",
+    "ANALYZE samples",
+]
+
+
+def seed_big_study(database_url: str, study_id: str, count: int) -> float:
+    """Seconds it took to write `count` samples into the study through SQL (see SEED_SAMPLES)."""
+    started = time.perf_counter()
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as db, db.transaction():
+        for statement in [SEED_SAMPLES, *SEED_COUNTS]:
+            db.execute(statement, {"study": study_id, "count": count})
+    return time.perf_counter() - started
+
+
+async def test_the_samples_view_of_a_200000_sample_study_pages_sorts_and_filters(
+    page, researcher: Researcher, stack_database: str, capsys
+):
+    """The view asks the server for one page at a time, whatever the study's size: each step below
+    answers within the test's usual wait, and the time each took is printed ([big study] ...)."""
+    seeded = seed_big_study(stack_database, researcher.study["id"], BIG_STUDY_SAMPLES)
+    total = BIG_STUDY_SAMPLES + 3
+    await sign_in(page, researcher.email)
+    position = page.locator("#samples-position")
+    timings: dict[str, float] = {}
+
+    async def step(name: str, action, first: str, where: str | re.Pattern) -> None:
+        started = time.perf_counter()
+        await action()
+        await expect_text(position, where)
+        await expect_text(first_cells(page).first, first)
+        timings[name] = time.perf_counter() - started
+        assert await first_cells(page).count() <= 50
+
+    async def open_view() -> None:
+        await page.goto(study_url(researcher.study["id"], "/samples"))
+
+    pages = -(-total // 50)
+    everything = f"Page 1 of {pages:,} ({total:,} samples)"
+    await step("open", open_view, "B-000001", everything)
+    next_page = page.get_by_role("button", name="Next page")
+    await step("next page", next_page.click, "B-000051", f"Page 2 of {pages:,} ({total:,} samples)")
+    by_id = page.get_by_role("button", name="Sample id")
+    await step("sample id descending", by_id.click, "S-2", everything)
+    by_change = page.get_by_role("button", name="Updated")
+    await step("oldest change first", by_change.click, "S-0", everything)
+    await step("newest change first", by_change.click, "B-200000", everything)
+    search = page.get_by_label("Sample id starts with")
+    await step("search", lambda: search.fill("b-19999"), "B-199999", "Page 1 of 1 (10 samples)")
+    await step("search cleared", lambda: search.fill(""), "B-200000", everything)
+    status = page.get_by_label("Show")
+    at_least = re.compile(r"^Page 1 \(at least 10,000 samples\)$")
+    await step("status", lambda: status.select_option("stored"), "B-200000", at_least)
+    await step("status cleared", lambda: status.select_option(""), "B-200000", everything)
+
+    async def saliva() -> None:
+        await page.get_by_label("Field", exact=True).select_option("tissue")
+        await page.get_by_label("equals").fill("saliva")
+        await page.get_by_role("button", name="Add filter").click()
+
+    saliva_total = BIG_STUDY_SAMPLES // 3
+    saliva_pages = -(-saliva_total // 50)
+    await step("field filter", saliva, "B-199998", f"Page 1 of {saliva_pages:,} ({saliva_total:,} samples)")
+
+    with capsys.disabled():
+        steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in timings.items())
+        print(f"\n[big study] {BIG_STUDY_SAMPLES:,} samples seeded in {seeded:.1f} s; {steps}")

@@ -17,7 +17,7 @@ import { wireSamples } from "./samples.js";
 import { wireSettings } from "./settings.js";
 import { wireStudyInvitations } from "./studyinvitations.js";
 import { clearViews, renderFiguresAsOf, renderReport, renderStudies, renderStudyFigures, renderSummary } from "./views.js";
-import { clearWorkspace, drawStudyHeading, showStudyTab } from "./workspace.js";
+import { clearWorkspace, drawStudyHeading, showStudyTab, studyViewName } from "./workspace.js";
 
 const POLL_MILLISECONDS = 30000;
 const SEARCH_DELAY_MILLISECONDS = 250;
@@ -218,6 +218,35 @@ function renderRoute(route) {
   return refreshOverview();
 }
 
+/** What the view of `route` is called: the tab's title, and what a navigation announces. */
+function viewName(route) {
+  if (route.view === "new-study") {
+    return "New study";
+  }
+  if (route.view === "study" && state.openStudy) {
+    return `${studyViewName(route)} — ${state.openStudy.code}`;
+  }
+  return "Overview";
+}
+
+/**
+ * After an in-page navigation (a link, Back, Forward): the focus goes to the new view's heading, so
+ * keyboard and screen-reader users go on from the top of what they asked for instead of from a link
+ * that is gone, and the view's name is announced and becomes the tab's title. Not when the user
+ * moved the focus while the view loaded (typing into it already).
+ */
+function arrived(route, { focusUntouched }) {
+  if (byId("session").hidden) {
+    return;  // sign-in took over, and focused its first field
+  }
+  const name = viewName(route);
+  document.title = `${name} — Studybase`;
+  byId("view-announcer").textContent = name;
+  if (focusUntouched) {
+    document.querySelector("main > section:not([hidden]) > h2[tabindex]")?.focus();
+  }
+}
+
 function refreshVisibleView(options) {
   return state.openStudy ? refreshStudy(options) : refreshOverview(options);
 }
@@ -263,7 +292,9 @@ async function enterDashboard(notice = "") {
     history.replaceState(null, "", "/");  // a mailed link's page, done with
   }
   startPolling();
-  await renderRoute(currentRoute());
+  const route = currentRoute();
+  await renderRoute(route);
+  document.title = `${viewName(route)} — Studybase`;  // the focus stays where a page load puts it
   await loadMyInvitations(afterInvitationAnswer);
   const session = state.session;
   try {
@@ -284,6 +315,8 @@ function toSignIn(message) {
   state.summaryEtag = null;
   clearViews();
   clearWorkspace();
+  document.title = "Studybase";
+  byId("view-announcer").textContent = "";
   showNotice("");
   byId("my-invitations").hidden = true;
   byId("new-study-link").hidden = true;
@@ -426,7 +459,7 @@ wireNewStudy((study) => {
   state.summaryEtag = null;
   go(studyPath(study.id, "settings"), { replace: true });  // Back skips the filled-in form
 });
-startRouter(renderRoute);
+startRouter(renderRoute, arrived);
 wireResetForms({ show, toSignIn });
 wireRegistration({ show });
 wireInvitationViews({ enter: enterDashboard, toSignIn });

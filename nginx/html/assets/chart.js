@@ -3,8 +3,10 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 640;
-const HEIGHT = 220;
-const MARGIN = { top: 12, right: 24, bottom: 44, left: 60 };
+const HEIGHT = 240;
+// Room for labels at the phone's larger units too (style.css: 20 of the drawing's 640 wide): the
+// y axis's title above the plot, its six-digit ticks left of it, the x labels and title below.
+const MARGIN = { top: 32, right: 24, bottom: 52, left: 76 };
 
 function svgElement(name, attributes, text) {
   const element = document.createElementNS(SVG, name);
@@ -47,7 +49,7 @@ function drawXLabels(svg, points, slot, plotHeight) {
   points.forEach((point, index) => {
     if ((points.length - 1 - index) % every === 0) {
       const x = MARGIN.left + slot * index + slot / 2;
-      const y = MARGIN.top + plotHeight + 16;
+      const y = MARGIN.top + plotHeight + 20;
       svg.append(svgElement("text", { class: "tick", x, y, "text-anchor": "middle" }, point.label));
     }
   });
@@ -83,13 +85,9 @@ export function drawBarChart(container, points, { xTitle, yTitle, description })
     svg.append(bar);
   });
   drawXLabels(svg, points, slot, plotHeight);
-  svg.append(svgElement("text", { class: "axis-title", x: MARGIN.left + plotWidth / 2, y: HEIGHT - 4, "text-anchor": "middle" }, xTitle));
-  svg.append(
-    svgElement(
-      "text",
-      { class: "axis-title", x: 12, y: MARGIN.top + plotHeight / 2, "text-anchor": "middle", transform: `rotate(-90 12 ${MARGIN.top + plotHeight / 2})` },
-      yTitle,
-    ),
-  );
+  svg.append(svgElement("text", { class: "axis-title", x: MARGIN.left + plotWidth / 2, y: HEIGHT - 6, "text-anchor": "middle" }, xTitle));
+  // Above the plot, not turned along the axis: a turned title's letters stuck out of the drawing's
+  // left edge at phone sizes.
+  svg.append(svgElement("text", { class: "axis-title", x: MARGIN.left, y: 20, "text-anchor": "start" }, yTitle));
   container.replaceChildren(svg);
 }

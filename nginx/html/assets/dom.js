@@ -74,7 +74,8 @@ export function humanize(word) {
 export function drawPager(page, prefix, noun = "samples") {
   const pages = Math.max(1, Math.ceil(page.total / page.page_size));
   const count = `${page.total_is_exact ? "" : "at least "}${page.total.toLocaleString("en")} ${noun}`;
-  byId(`${prefix}-position`).textContent = page.total_is_exact ? `Page ${page.page} of ${pages} (${count})` : `Page ${page.page} (${count})`;
+  const at = page.page.toLocaleString("en");
+  byId(`${prefix}-position`).textContent = page.total_is_exact ? `Page ${at} of ${pages.toLocaleString("en")} (${count})` : `Page ${at} (${count})`;
   byId(`${prefix}-previous`).disabled = page.page <= 1;
   byId(`${prefix}-next`).disabled = page.total_is_exact ? page.page >= pages : page.items.length < page.page_size;
 }

@@ -10,13 +10,13 @@ const CONTROLS = { code: "new-study-code", title: "new-study-name", description:
 
 let editor = null;
 
-/** An empty form; "Add field" adds the fields. */
+/** An empty form; "Add field" adds the fields. The focus goes to the view's heading (router.js), as for
+ * every view, the code box one Tab further. */
 export function showNewStudy() {
   const form = byId("new-study-form");
   form.reset();
   clearErrors(form, "new-study-message");
   editor = fieldEditor(byId("new-study-fields"), []);
-  byId("new-study-code").focus();
 }
 
 /** `["body", "code"]` → its box; `["body", "sample_fields", index, key?]` → that field's control. */

@@ -6,6 +6,9 @@ const STUDY_TABS = ["samples", "files", "members", "settings"];
 export const NEW_STUDY_PATH = "/studies/new";
 
 let render = () => {};
+let arrive = () => {};
+// Counts in-page navigations: only the latest one, once drawn, moves the focus.
+let navigations = 0;
 
 /** The view a path names: `{ view, studyId?, tab?, sampleId? }`, or null for a path of no view. */
 export function parseRoute(pathname) {
@@ -53,7 +56,23 @@ export function go(path, { replace = false } = {}) {
   } else if (path !== window.location.pathname + window.location.search) {
     history.pushState(null, "", path);
   }
-  return render(currentRoute());
+  return navigate();
+}
+
+/**
+ * Draws the current route, then (unless another navigation began meanwhile) `arrive`s there, saying
+ * whether the focus is still where it was (or nowhere): if not, the user went on while the view
+ * loaded, and it is theirs.
+ */
+async function navigate() {
+  navigations += 1;
+  const navigation = navigations;
+  const route = currentRoute();
+  const focused = document.activeElement;
+  await render(route);
+  if (navigation === navigations) {
+    arrive(route, { focusUntouched: [focused, document.body, null].includes(document.activeElement) });
+  }
 }
 
 /** Rewrites the current entry's query (a table's filters), without rendering again. */
@@ -72,9 +91,14 @@ function followLink(event) {
   go(link.getAttribute("href"));
 }
 
-/** `onRoute(route)` draws a route; called on Back/Forward and on every in-page link. */
-export function startRouter(onRoute) {
+/**
+ * `onRoute(route)` draws a route; called on Back/Forward and on every in-page link.
+ * `onArrived(route, { focusUntouched })` follows each of those once the route is drawn (the first
+ * load is not one: the page starts at its top).
+ */
+export function startRouter(onRoute, onArrived) {
   render = onRoute;
-  window.addEventListener("popstate", () => render(currentRoute()));
+  arrive = onArrived;
+  window.addEventListener("popstate", navigate);
   document.addEventListener("click", followLink);
 }

@@ -29,6 +29,15 @@ export function drawStudyHeading(study) {
     : "Uploading needs the editor or owner role in a draft or active study; the files and downloads below are yours to read.";
 }
 
+/** What a study's view is called: its tab's name, or the sample's heading. */
+export function studyViewName(route) {
+  if (route.tab === "sample") {
+    return byId("sample-title").textContent || "Sample";
+  }
+  const link = byId("study-tabs").querySelector(`a[data-tab="${route.tab}"]`);
+  return link ? link.textContent : "";
+}
+
 function selectTab(tab) {
   const shown = tab === "sample" ? "samples" : tab;
   for (const part of byId("study").querySelectorAll("[data-tabs]")) {
