@@ -1,29 +1,47 @@
-"""CPU time per request of the API app in this process: no server, no network, no database.
+"""CPU time per request of the API app in this process: no server, no network.
 
     python -m benchmarks.app_cpu [--path /api/v1/health] [--requests 3000] [--rounds 5] 2>/dev/null
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/x \\
+        python -m benchmarks.app_cpu --routes auth_me,study,samples --samples 50000 2>/dev/null
 
 Calls the ASGI app of `create_app()` directly with one GET, again and again (it must answer the same
 status every time), and prints the best and the median of the rounds' CPU time per request
 (microseconds, this process only: other processes on a shared machine do not count, which makes it
-steadier than the stack's req/s under load). What it
-measures is the app's own cost around a route that needs no database: middleware, routing,
-dependencies, serialisation and the access log line (on stderr: send it to /dev/null). For a
-before/after pair, run it in a checkout of each commit in turn.
+steadier than the stack's req/s under load). Without `--routes`, what it measures is the app's own
+cost around a route that needs no database: middleware, routing, dependencies, serialisation and
+the access log line (on stderr: send it to /dev/null).
+
+With `--routes`, the stack benchmark's authenticated routes on the PostgreSQL database of
+DATABASE_URL (a database of your own: it is migrated, and seeded with `benchmarks/seed.py`'s data
+set on first use, `--samples` of them; a later run reuses it), called with a real access token of
+the seed's owner. The CPU counted is this process's: our code, SQLAlchemy, psycopg's client side,
+not PostgreSQL's work. It also prints the statements each request ran. For a before/after pair,
+run it in an export of each commit in turn, alternating, on the same database.
 """
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
+from typing import Any
 
 from starlette.types import Message
 
-from src.app import create_app
-
 WARM_UP_REQUESTS = 300
+BENCH_EMAIL = "bench@example.org"
+BENCH_PASSWORD = "bench-password-0123"  # noqa: S105 (a throwaway database's)
 
 
-def request_scope(path: str) -> dict:
+def route_paths(big_study: str) -> dict[str, str]:
+    """The stack benchmark's authenticated endpoints (benchmarks/stack.py), path by key."""
+    from benchmarks.stack import endpoints
+
+    return {endpoint.key: endpoint.path for endpoint in endpoints(big_study) if endpoint.authenticated}
+
+
+def request_scope(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict:
+    path, _, query = path.partition("?")
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -33,16 +51,17 @@ def request_scope(path: str) -> dict:
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"bench"), (b"user-agent", b"app_cpu")],
+        "query_string": query.encode(),
+        "headers": [(b"host", b"bench"), (b"user-agent", b"app_cpu"), *(headers or [])],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
     }
 
 
-async def microseconds_per_request(path: str, requests: int, rounds: int) -> tuple[list[float], int]:
-    app = create_app()
-    scope = request_scope(path)
+async def microseconds_per_request(
+    app: Any, path: str, requests: int, rounds: int, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[list[float], int]:
+    scope = request_scope(path, headers)
     statuses: set[int] = set()
 
     async def receive() -> Message:
@@ -65,6 +84,79 @@ async def microseconds_per_request(path: str, requests: int, rounds: int) -> tup
     return per_round, statuses.pop()
 
 
+def _seeded_big_study(database_url: str, samples: int) -> str:
+    """The big study of the seeded data set, seeding it first in an empty database."""
+    import psycopg
+
+    from benchmarks import seed
+    from main import migrate
+
+    migrate(database_url)
+    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT studies.id FROM studies JOIN users ON users.id = studies.created_by "
+            "WHERE users.email = %s ORDER BY studies.sample_count DESC LIMIT 1",
+            (BENCH_EMAIL,),
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        from src.auth.service import hash_password
+        from src.database import run_async
+
+        connection.execute(
+            """INSERT INTO users (id, email, full_name, password_hash, role, is_active, email_verified_at,
+                                  created_at, updated_at)
+               VALUES (gen_random_uuid(), %s, 'Bench', %s, 'researcher', true, now(), now(), now())""",
+            (BENCH_EMAIL, run_async(hash_password(BENCH_PASSWORD))),
+        )
+    seeded = seed.seed(database_url, owner_email=BENCH_EMAIL, samples=samples)
+    print(f"seeded {seeded.samples:,} samples in {seeded.seconds:.1f} s", flush=True)
+    return str(seeded.big_study_id)
+
+
+class StatementCounter:
+    """Counts the statements the engine runs (SQLAlchemy's before_cursor_execute)."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.count = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_: Any) -> None:
+        self.count += 1
+
+
+async def measure_routes(keys: list[str], big_study: str, requests: int, rounds: int) -> None:
+    import httpx
+
+    from src.app import create_app
+    from src.database import engine
+
+    app = create_app()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            signed_in = await client.post(
+                "/api/v1/auth/token", data={"username": BENCH_EMAIL, "password": BENCH_PASSWORD}
+            )
+            signed_in.raise_for_status()
+        bearer = [(b"authorization", f"Bearer {signed_in.json()['access_token']}".encode())]
+        counter = StatementCounter(engine)
+        paths = route_paths(big_study)
+        for key in keys:
+            path = paths[key]
+            before = counter.count
+            per_round, status = await microseconds_per_request(app, path, requests, rounds, bearer)
+            statements = (counter.count - before) / (WARM_UP_REQUESTS + requests * rounds)
+            best, median = min(per_round), statistics.median(per_round)
+            print(
+                f"{key:18} {status}  {best:8.1f} µs best  {median:8.1f} median  {statements:.1f} statements",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -73,10 +165,33 @@ def main() -> None:
         help="a GET that needs no database (`/api/v1/auth/me`: its 401 without a token, the routing and "
         "dependencies of an authenticated route up to the session check)",
     )
+    parser.add_argument(
+        "--routes",
+        help="comma-separated keys of the stack benchmark's authenticated endpoints (auth_me, study, "
+        "samples, ...), called with a token on DATABASE_URL instead",
+    )
+    parser.add_argument("--samples", type=int, default=50_000, help="samples to seed (first use only)")
     parser.add_argument("--requests", type=int, default=3000, help="requests per round (default 3000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     options = parser.parse_args()
-    per_round, status = asyncio.run(microseconds_per_request(options.path, options.requests, options.rounds))
+    if options.routes:
+        keys = options.routes.split(",")
+        unknown = sorted(set(keys) - set(route_paths("{id}")))
+        database_url = os.environ.get("DATABASE_URL", "")
+        if unknown:
+            parser.error(f"unknown routes: {', '.join(unknown)}")
+        if not database_url.startswith("postgresql"):
+            parser.error("--routes needs a PostgreSQL DATABASE_URL")
+        big_study = _seeded_big_study(database_url, options.samples)
+        from src.database import run_async
+
+        run_async(measure_routes(keys, big_study, options.requests, options.rounds))
+        return
+    from src.app import create_app
+
+    per_round, status = asyncio.run(
+        microseconds_per_request(create_app(), options.path, options.requests, options.rounds)
+    )
     print(
         f"GET {options.path} ({status}): {min(per_round):.1f} µs CPU per request (best of {options.rounds}), "
         f"median {statistics.median(per_round):.1f}"

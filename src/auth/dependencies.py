@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from src.auth import service
+from src.auth import jwt, service
 from src.auth.config import auth_settings
 from src.auth.constants import Role
 from src.auth.exceptions import (
@@ -16,42 +16,63 @@ from src.auth.exceptions import (
     SessionNotFound,
     UserNotFound,
 )
+from src.auth.jwt import AccessClaims
 from src.auth.models import AuthSession, User
 from src.auth.service import Authenticated
 from src.constants import API_PREFIX
 from src.database import DbSession
 
 
-class ExactBearerToken(OAuth2PasswordBearer):
-    """The bearer token exactly as sent. FastAPI's own str.strip() also drops Unicode spaces
-    such as U+0085 and U+00A0, which would make `<token>\\x85` another spelling of `<token>`."""
+class AccessTokenClaims(OAuth2PasswordBearer):
+    """The claims of the caller's bearer token, its signature and expiry checked (no database); 401
+    without one. The token is taken exactly as sent: FastAPI's own str.strip() also drops Unicode
+    spaces such as U+0085 and U+00A0, which would make `<token>\\x85` another spelling of `<token>`.
+    One dependency for the OpenAPI security scheme and the token's check: every level of dependency
+    costs every authenticated request."""
 
-    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+    async def __call__(self, request: Request) -> AccessClaims:  # type: ignore[override]
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return token if scheme.lower() == "bearer" else None
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationRequired  # our problem+json 401, not FastAPI's plain one
+        return jwt.decode_access_token(token)
 
 
-# auto_error=False: a missing token gets our problem+json 401, not FastAPI's plain one.
-bearer_token = ExactBearerToken(
+access_token_claims = AccessTokenClaims(
     tokenUrl=f"{API_PREFIX}/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False
 )
+AccessClaimsOf = Annotated[AccessClaims, Depends(access_token_claims)]
 
 
-async def get_authenticated(
-    request: Request, token: Annotated[str | None, Depends(bearer_token)], db: DbSession
-) -> Authenticated:
-    if not token:
-        raise AuthenticationRequired
-    caller = await service.authenticate_access_token(db, token=token)
+def remember_caller(request: Request, caller: Authenticated) -> Authenticated:
+    """The caller, read once for this request: a later dependency of the same request takes it from
+    `request.state` (this request's, never another's) instead of reading it again."""
+    request.state.caller = caller
     request.state.user_id = str(caller.user.id)  # for the access log line
+    return caller
+
+
+def caller_read_in(request: Request) -> Authenticated | None:
+    """The caller if a dependency of this request read it already (with its study, say)."""
+    return getattr(request.state, "caller", None)
+
+
+async def get_authenticated(request: Request, claims: AccessClaimsOf, db: DbSession) -> Authenticated:
+    """The caller: their session and user read from the database once per request, whichever
+    dependency asks first (never from a cache across requests: a revoked session or a deactivated
+    user is refused on the next request, on any worker)."""
+    caller = caller_read_in(request)
+    if caller is None:
+        caller, _ = await service.read_caller(db, claims=claims)
+        remember_caller(request, caller)
     return caller
 
 
 CurrentCaller = Annotated[Authenticated, Depends(get_authenticated)]
 
 
-async def get_current_user(caller: CurrentCaller) -> User:
-    return caller.user
+async def get_current_user(request: Request, claims: AccessClaimsOf, db: DbSession) -> User:
+    # Not a dependency on get_authenticated: one level less for every route that needs only the user.
+    return (await get_authenticated(request, claims, db)).user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

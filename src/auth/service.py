@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 from sqlalchemy import (
     ColumnElement,
+    Row,
     Select,
     and_,
     bindparam,
@@ -718,26 +719,41 @@ async def revoke_sessions(
 
 
 # Built once: building a statement and its cache key cost every authenticated request more CPU than
-# running it. The values are bound per request.
-_CALLER_QUERY = (
+# running it. The values are bound per request. Another module may extend it with outer joins to
+# what the same request reads next (a study and the caller's role in it, by more bound values): the
+# caller and those rows then come in one round trip (see `read_caller`).
+CALLER_QUERY = (
     select(User, AuthSession)
     .join(AuthSession, AuthSession.user_id == User.id)
     .where(AuthSession.id == bindparam("session_id"), User.id == bindparam("user_id"))
 )
 
 
-async def authenticate_access_token(session: AsyncSession, *, token: str) -> Authenticated:
-    """The caller behind an access token: signature and claims, then user and session in one query."""
-    claims = jwt.decode_access_token(token)
-    row = (
-        await session.execute(_CALLER_QUERY, {"session_id": claims.session_id, "user_id": claims.user_id})
-    ).first()
+async def read_caller(
+    session: AsyncSession,
+    *,
+    claims: jwt.AccessClaims,
+    query: Select = CALLER_QUERY,
+    values: dict[str, object] | None = None,
+) -> tuple[Authenticated, Row]:
+    """The caller the claims of a verified access token name, read by `query` (CALLER_QUERY or an
+    extension of it whose first two columns are still user and session), with the row it read.
+    SessionRevoked unless the session is live and its user active: checked on every request, from
+    the database, never from a cache."""
+    params = {"session_id": claims.session_id, "user_id": claims.user_id, **(values or {})}
+    row = (await session.execute(query, params)).first()
     if row is None:
         raise SessionRevoked
-    user, auth_session = row
+    user, auth_session = row[0], row[1]
     if not _session_is_live(auth_session, utcnow()) or not user.is_active:
         raise SessionRevoked
-    return Authenticated(user=user, session=auth_session)
+    return Authenticated(user=user, session=auth_session), row
+
+
+async def authenticate_access_token(session: AsyncSession, *, token: str) -> Authenticated:
+    """The caller behind an access token: signature and claims, then user and session in one query."""
+    caller, _ = await read_caller(session, claims=jwt.decode_access_token(token))
+    return caller
 
 
 async def list_active_sessions(session: AsyncSession, *, user: User) -> list[AuthSession]:

@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from src.auth.constants import Role
+from src.auth.dependencies import AccessClaimsOf, caller_read_in, remember_caller
 from src.auth.models import User
 from src.database import DbSession
-from src.dependencies import CurrentUser, VerifiedUser
+from src.dependencies import VerifiedUser
 from src.study import samples, service
 from src.study.constants import FIELD_FILTER_PREFIX, ROLE_RANK, WRITABLE_STATUSES, StudyRole
 from src.study.exceptions import (
@@ -37,8 +38,18 @@ async def get_study_creator(user: VerifiedUser) -> User:
 StudyCreator = Annotated[User, Depends(get_study_creator)]
 
 
-async def valid_study_for_member(study_id: uuid.UUID, user: CurrentUser, db: DbSession) -> StudyAccess:
-    access = await service.get_study_access(db, study_id=study_id, user=user)
+async def valid_study_for_member(
+    study_id: uuid.UUID, request: Request, claims: AccessClaimsOf, db: DbSession
+) -> StudyAccess:
+    """The study, if the caller may see it. The caller's session and user are read in the same
+    statement as the study and their membership (one round trip), unless a dependency of this
+    request read the caller already."""
+    caller = caller_read_in(request)
+    if caller is None:
+        caller, access = await service.read_caller_and_study_access(db, claims=claims, study_id=study_id)
+        remember_caller(request, caller)
+    else:
+        access = await service.get_study_access(db, study_id=study_id, user=caller.user)
     if access is None:
         raise StudyNotFound
     return access
@@ -57,7 +68,9 @@ def _requiring(role: StudyRole) -> Callable[..., Awaitable[StudyAccess]]:
     return valid_study_for_role
 
 
-valid_study_for_reader = _requiring(StudyRole.VIEWER)
+# Reading needs the least role, which every member has: a reader's dependency is the membership
+# itself, one level less on every read.
+valid_study_for_reader = valid_study_for_member
 valid_study_for_editor = _requiring(StudyRole.EDITOR)
 valid_study_for_owner = _requiring(StudyRole.OWNER)
 ReadableStudy = Annotated[StudyAccess, Depends(valid_study_for_reader)]

@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, defer
 
 from src.auth.constants import Role
+from src.auth.jwt import AccessClaims
 from src.auth.models import User
+from src.auth.service import CALLER_QUERY, Authenticated, read_caller
 from src.constants import LockNamespace
 from src.database import (
     LockBusy,
@@ -112,6 +114,29 @@ _STUDY_WITH_ROLE_QUERY = (
     .outerjoin(StudyMember, _CALLER_MEMBERSHIP)
     .where(Study.id == bindparam("study_id"))
 )
+
+
+# The caller (session and user) and the study with the caller's role in it, in one round trip: the
+# first statement of nearly every study-scoped request. The study and the role are NULL when the
+# study does not exist or the caller is not a member; the caller's row is there if their session is.
+_CALLER_WITH_STUDY_QUERY = (
+    CALLER_QUERY.add_columns(Study, StudyMember.role)
+    .outerjoin(Study, Study.id == bindparam("study_id"))
+    .outerjoin(StudyMember, and_(StudyMember.study_id == Study.id, StudyMember.user_id == User.id))
+)
+
+
+async def read_caller_and_study_access(
+    session: AsyncSession, *, claims: AccessClaims, study_id: uuid.UUID
+) -> tuple[Authenticated, StudyAccess | None]:
+    """The caller behind the claims (SessionRevoked as `read_caller`) and their access to the study
+    (None: it does not exist or they may not see it), read together."""
+    caller, row = await read_caller(
+        session, claims=claims, query=_CALLER_WITH_STUDY_QUERY, values={"study_id": study_id}
+    )
+    study, role = row[2], row[3]
+    access = None if study is None else study_access_as(study=study, user=caller.user, role=role)
+    return caller, access
 
 
 async def get_study_access(session: AsyncSession, *, study_id: uuid.UUID, user: User) -> StudyAccess | None:

@@ -177,5 +177,5 @@ async def test_the_log_pages_and_costs_the_same_statements_whatever_the_page_siz
 
     assert len(response.json()["items"]) == page_size
     assert (response.json()["total"], response.json()["total_is_exact"]) == (4, True)
-    assert len(sql.statements) == 4  # caller, study+role, count, the page joined with the actors
+    assert len(sql.statements) == 3  # caller with study and role, count, the page joined with the actors
     assert response.json()["items"][0]["details"]["new"] == {"title": "three"}

@@ -521,14 +521,15 @@ async def test_read_study_with_a_malformed_id_is_422(client, alice_headers):
     assert_problem(await client.get(f"{STUDIES}/not-a-uuid", headers=alice_headers), 422, "VALIDATION_ERROR")
 
 
-async def test_read_study_is_one_query_after_the_caller(client, alice, alice_headers, make_study):
+async def test_read_study_is_one_query_with_the_caller(client, alice, alice_headers, make_study):
     study = await make_study(owner=alice)
 
     with StatementCounter() as sql:
         assert (await client.get(study_url(study), headers=alice_headers)).status_code == 200
 
-    assert len(sql.statements) == 2  # the caller (user + session), then study + membership
-    assert "study_members" in sql.statements[1]
+    assert len(sql.statements) == 1  # the caller (user + session) with the study and their membership
+    assert "auth_sessions" in sql.statements[0]
+    assert "study_members" in sql.statements[0]
 
 
 # PATCH /studies/{id}
