@@ -188,7 +188,7 @@ async def test_a_sample_an_upload_created_costs_no_more_statements(
     assert sorted(entry["action"] for entry in response.json()["items"]) == sorted(
         ["sample_updated", *imports]
     )
-    assert len(sql.statements) == 5  # as for a sample entered directly: the file's entry rides along
+    assert len(sql.statements) == 4  # as for a sample entered directly: the file's entry rides along
 
 
 def changed_csv(*tissues: str) -> bytes:
