@@ -18,6 +18,7 @@ from src.config import settings
 from src.database import SessionFactory, engine
 from src.sampleFileUpload import importer, service, sheet_import
 from src.sampleFileUpload import storage as storage_module
+from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import LocalStorage, get_storage
 from src.study.models import Sample, StudyActivity
@@ -194,8 +195,11 @@ async def constraint_refusing_row_50000():
 
 
 async def test_an_import_whose_transaction_fails_at_row_50000_leaves_nothing(
-    client, alice_headers, study, constraint_refusing_row_50000
+    client, alice_headers, study, constraint_refusing_row_50000, monkeypatch
 ):
+    # The upload waits for its import's outcome: 60,000 rows take ~8 s on SQLite here, but CI's run
+    # once took past the 20 s default and got a 202 (still importing). The wait is not what is tested.
+    monkeypatch.setattr(upload_settings, "IMPORT_WAIT_SECONDS", 120.0)
     content = csv_bytes([HEADER, *good_rows(60_000)])
 
     response = await upload(client, study, alice_headers, content)
