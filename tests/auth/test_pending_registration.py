@@ -307,7 +307,7 @@ async def test_python_main_prune_counts_expired_registrations(client):
 
 async def test_without_the_requirement_registration_makes_the_account_at_once(client, monkeypatch):
     """Development's default: the point is signing in right after registering, so this setting
-    cannot hide who is registered (README says so)."""
+    cannot hide who is registered (docs/security.md says so)."""
     monkeypatch.setattr(auth_settings, "REQUIRE_EMAIL_VERIFICATION", False)
 
     await register(client)

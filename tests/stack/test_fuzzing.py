@@ -11,7 +11,7 @@ required header or an unsupported method is refused (with `Allow`), a route behi
 call without one, and a deleted resource stays gone.
 
 Examples per operation: FUZZ_EXAMPLES (25 in CI, about a minute on two cores); a longer run is
-`FUZZ_EXAMPLES=500 python -m pytest tests/stack/test_fuzzing.py` (see README, Reliability).
+`FUZZ_EXAMPLES=500 python -m pytest tests/stack/test_fuzzing.py` (docs/reliability.md).
 """
 
 import os

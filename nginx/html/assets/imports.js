@@ -47,7 +47,7 @@ function drawProgress(entry, record) {
   if (total === null || record.status === "queued") {
     entry.bar.removeAttribute("value");  // indeterminate: how many rows the file has is not known
   } else {
-    // rows_total is what the file claims (see README): a file may hold more than it says.
+    // rows_total is what the file claims (docs/api/async-imports.md): a file may hold more than it says.
     entry.bar.max = Math.max(total, read, 1);
     entry.bar.value = read;
   }
