@@ -124,6 +124,8 @@ def _prepare_empty_directory(directory: Path) -> None:
     if directory.exists() and any(directory.iterdir()):
         raise BackupError(f"Not backed up: {directory} is not empty (each backup goes into a new directory).")
     directory.mkdir(parents=True, exist_ok=True)
+    # It holds password hashes and every study's data: for its owner's eyes only.
+    directory.chmod(0o700)
 
 
 @contextlib.contextmanager

@@ -170,6 +170,7 @@ async def test_a_restore_into_a_fresh_database_and_directory_has_every_row_and_f
     restored_files = tmp_path / "restored-files"
 
     main.main(["backup", str(tmp_path / "backup")])
+    assert (tmp_path / "backup").stat().st_mode & 0o777 == 0o700  # for its owner's eyes only
     restore_into(
         monkeypatch, tmp_path / "backup", database_url=fresh_database, storage_url=restored_files.as_uri()
     )
