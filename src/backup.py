@@ -33,6 +33,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from src.exceptions import StorageUnavailable
 from src.sampleFileUpload.storage import Storage
 
 MANIFEST_NAME = "manifest.json"
@@ -109,7 +110,8 @@ def back_up(directory: Path, *, database_url: str, storage: Storage) -> Manifest
             f"--file={directory / DUMP_NAME}",
             database_url=database_url,
         )
-    files = _copy_files_out(storage, keys, directory / FILES_DIR_NAME)
+    with _store_answering():
+        files = _copy_files_out(storage, keys, directory / FILES_DIR_NAME)
     manifest = Manifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         alembic_revision=revision,
@@ -183,7 +185,8 @@ def restore(directory: Path, *, database_url: str, storage: Storage) -> Manifest
     manifest = read_manifest(directory)
     _check_backup_files(directory, manifest)
     _require_empty_database(database_url)
-    _copy_files_in(storage, directory / FILES_DIR_NAME, manifest)
+    with _store_answering():
+        _copy_files_in(storage, directory / FILES_DIR_NAME, manifest)
     _run_client(
         "pg_restore",
         "--no-owner",
@@ -193,7 +196,8 @@ def restore(directory: Path, *, database_url: str, storage: Storage) -> Manifest
         str(directory / DUMP_NAME),
         database_url=database_url,
     )
-    verify(manifest, database_url=database_url, storage=storage)
+    with _store_answering():
+        verify(manifest, database_url=database_url, storage=storage)
     return manifest
 
 
@@ -268,6 +272,18 @@ def _require_postgresql(database_url: str) -> None:
             "Backup and restore need PostgreSQL (DATABASE_URL). For the embedded SQLite database, stop "
             "the app and copy its file and UPLOAD_DIR."
         )
+
+
+@contextlib.contextmanager
+def _store_answering() -> Iterator[None]:
+    """The store's 503 (an app error) as what the command says: it stopped, and why."""
+    try:
+        yield
+    except StorageUnavailable as error:
+        raise BackupError(
+            f"Stopped: the file store (STORAGE_URL) is not answering or refuses us ({error.__cause__}). "
+            "Nothing was verified; run the command again (a restore into a fresh database and store)."
+        ) from None
 
 
 def _libpq_url(database_url: str) -> str:

@@ -315,3 +315,17 @@ def test_backup_refuses_sqlite_and_a_directory_in_use(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="is not empty"):
         backed_up(tmp_path, "used")
     assert (tmp_path / "used" / "something").read_text() == "kept"
+
+
+store_away = test_s3_storage.store_away
+
+
+@on_postgresql
+async def test_a_store_that_is_away_stops_the_backup_with_a_reason(
+    s3_bucket, installation, store_away, tmp_path
+):
+    store_away()
+
+    with pytest.raises(SystemExit, match=r"the file store \(STORAGE_URL\) is not answering"):
+        backed_up(tmp_path)
+    assert not (tmp_path / "backup" / backup.MANIFEST_NAME).exists()
