@@ -5,6 +5,7 @@ app, started as `python main.py`, serves the study and the uploaded file byte fo
 partial backup is refused, and a restore that lost rows or files does not verify."""
 
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -329,3 +330,50 @@ async def test_a_store_that_is_away_stops_the_backup_with_a_reason(
     with pytest.raises(SystemExit, match=r"the file store \(STORAGE_URL\) is not answering"):
         backed_up(tmp_path)
     assert not (tmp_path / "backup" / backup.MANIFEST_NAME).exists()
+
+
+def a_backup_by_hand(
+    directory: Path, content: bytes, *, manifest_format: int = backup.MANIFEST_FORMAT
+) -> str:
+    """A backup directory laid out as `backup` writes one: a file, its manifest entry, a dump."""
+    key = uuid.uuid4().hex
+    stored = directory / "files" / key[:2] / key
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(content)
+    (directory / backup.DUMP_NAME).write_bytes(b"PGDMP")
+    manifest = backup.Manifest(
+        created_at="2026-12-07T02:15:03+00:00",
+        alembic_revision="0017",
+        tables={"users": 1},
+        files={key: backup.StoredFile(hashlib.sha256(content).hexdigest(), len(content))},
+    ).to_json()
+    (directory / backup.MANIFEST_NAME).write_text(json.dumps({**manifest, "format": manifest_format}))
+    return key
+
+
+def test_the_backup_is_checked_against_its_manifest_before_the_database(tmp_path, monkeypatch):
+    """On any database: a backup's files are checked first, and nothing is written to the database
+    (SQLite here: a valid backup gets as far as refusing it) nor to the store."""
+    directory = tmp_path / "backup"
+    key = a_backup_by_hand(directory, b"sample_id\r\nS-1\r\n")
+    restored_files = tmp_path / "restored-files"
+    sqlite_url = f"sqlite+aiosqlite:///{(tmp_path / 'app.db').as_posix()}"
+    stored = directory / "files" / key[:2] / key
+
+    stored.write_bytes(b"sample_id\r\nS-2\r\n")
+    with pytest.raises(SystemExit, match=f"differ from the manifest: {key}"):
+        restore_into(monkeypatch, directory, database_url=sqlite_url, storage_url=restored_files.as_uri())
+    stored.unlink()
+    with pytest.raises(SystemExit, match=f"differ from the manifest: {key}"):
+        restore_into(monkeypatch, directory, database_url=sqlite_url, storage_url=restored_files.as_uri())
+    stored.write_bytes(b"sample_id\r\nS-1\r\n")
+    with pytest.raises(SystemExit, match="need PostgreSQL"):
+        restore_into(monkeypatch, directory, database_url=sqlite_url, storage_url=restored_files.as_uri())
+    assert local_file_hashes(restored_files) == {}
+    assert not (tmp_path / "app.db").exists()
+
+    a_backup_by_hand(tmp_path / "newer", b"x", manifest_format=backup.MANIFEST_FORMAT + 1)
+    with pytest.raises(SystemExit, match="format 2 is not 1"):
+        restore_into(
+            monkeypatch, tmp_path / "newer", database_url=sqlite_url, storage_url=restored_files.as_uri()
+        )
