@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -42,6 +43,8 @@ FILES_DIR_NAME = "files"
 # The manifest's layout; a restore refuses one it does not know.
 MANIFEST_FORMAT = 1
 _CHUNK_BYTES = 1024 * 1024
+# What the store makes its keys of (src/sampleFileUpload/storage.py): 32 hex digits.
+_STORAGE_KEY = re.compile(r"[0-9a-f]{32}")
 # The keys of stored files, as the snapshot sees them (a record not yet stored has "").
 _STORED_KEYS = "SELECT storage_key, errors_key FROM sample_files"
 
@@ -80,15 +83,25 @@ class Manifest:
             raise BackupError(
                 f"Not restored: the manifest's format {data.get('format')!r} is not {MANIFEST_FORMAT}."
             )
-        database = data["database"]
-        return cls(
-            created_at=data["created_at"],
-            alembic_revision=database["alembic_revision"],
-            tables=dict(database["tables"]),
-            files={
-                key: StoredFile(entry["sha256"], entry["size_bytes"]) for key, entry in data["files"].items()
-            },
-        )
+        try:
+            manifest = cls(
+                created_at=data["created_at"],
+                alembic_revision=data["database"]["alembic_revision"],
+                tables=dict(data["database"]["tables"]),
+                files={
+                    key: StoredFile(entry["sha256"], entry["size_bytes"])
+                    for key, entry in data["files"].items()
+                },
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise BackupError(f"Not restored: the manifest is not one `backup` wrote ({error!r}).") from None
+        # Keys name paths in the backup and in the store: only the store's own kind of key.
+        strange = [key for key in manifest.files if not _STORAGE_KEY.fullmatch(key)]
+        if strange:
+            raise BackupError(
+                f"Not restored: the manifest names files that are not storage keys: {strange[:3]}."
+            )
+        return manifest
 
 
 # ---------------------------------------------------------------------------------------------

@@ -377,3 +377,20 @@ def test_the_backup_is_checked_against_its_manifest_before_the_database(tmp_path
         restore_into(
             monkeypatch, tmp_path / "newer", database_url=sqlite_url, storage_url=restored_files.as_uri()
         )
+
+
+@pytest.mark.parametrize(
+    "files", [{"../../etc/passwd": {"sha256": "0" * 64, "size_bytes": 1}}, {"a" * 32: "not an entry"}]
+)
+def test_a_manifest_that_backup_did_not_write_is_refused(files, tmp_path, monkeypatch):
+    a_backup_by_hand(tmp_path / "backup", b"x")
+    manifest = json.loads((tmp_path / "backup" / backup.MANIFEST_NAME).read_text())
+    (tmp_path / "backup" / backup.MANIFEST_NAME).write_text(json.dumps({**manifest, "files": files}))
+
+    with pytest.raises(SystemExit, match="Not restored: the manifest"):
+        restore_into(
+            monkeypatch,
+            tmp_path / "backup",
+            database_url=f"sqlite+aiosqlite:///{(tmp_path / 'app.db').as_posix()}",
+            storage_url=(tmp_path / "restored-files").as_uri(),
+        )
