@@ -1,5 +1,6 @@
 """Run Studybase: `python main.py` serves the API; subcommands migrate, run the job queue's worker,
-add admins, unlock sign-ins, send the mail the outbox holds and prune what only grows."""
+add admins, unlock sign-ins, send the mail the outbox holds, prune what only grows, and back up and
+restore the database with its stored files."""
 
 import argparse
 import getpass
@@ -173,6 +174,33 @@ async def send_mail(*, max_mails: int) -> str:
     )
 
 
+def backup(directory: Path) -> str:
+    """The database (pg_dump) and every file it names, with a manifest, into a new directory."""
+    from src.backup import back_up
+    from src.config import settings
+    from src.sampleFileUpload.storage import get_storage
+
+    manifest = back_up(directory, database_url=settings.DATABASE_URL, storage=get_storage())
+    return (
+        f"Backed up {sum(manifest.tables.values())} rows of {len(manifest.tables)} tables and "
+        f"{len(manifest.files)} files into {directory} (revision {manifest.alembic_revision})."
+    )
+
+
+def restore(directory: Path) -> str:
+    """A backup into the empty database DATABASE_URL and the file store STORAGE_URL, then verified."""
+    from src.backup import restore as restore_backup
+    from src.config import settings
+    from src.sampleFileUpload.storage import get_storage
+
+    manifest = restore_backup(directory, database_url=settings.DATABASE_URL, storage=get_storage())
+    return (
+        f"Restored and verified {sum(manifest.tables.values())} rows of {len(manifest.tables)} tables "
+        f"and {len(manifest.files)} files from {directory} (backup of {manifest.created_at}, "
+        f"revision {manifest.alembic_revision})."
+    )
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -219,6 +247,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=PRUNE_MAX_ROWS_PER_TABLE,
         help="at most this many rows of each kind a run",
     )
+    backup_parser = commands.add_parser(
+        "backup",
+        help="write the database (pg_dump, from one snapshot), every stored file it names and a manifest "
+        "into a new directory (PostgreSQL; needs its client's pg_dump)",
+    )
+    backup_parser.add_argument("directory", type=Path)
+    restore_parser = commands.add_parser(
+        "restore",
+        help="restore a backup directory into an EMPTY database (DATABASE_URL) and file store "
+        "(STORAGE_URL or UPLOAD_DIR), then check every table's row count and every file's sha256",
+    )
+    restore_parser.add_argument("directory", type=Path)
     return parser.parse_args(argv)
 
 
@@ -241,6 +281,16 @@ def run_async_command(command: Coroutine[Any, Any, str]) -> str:
     return run_async(command)
 
 
+def run_backup_command(args: argparse.Namespace) -> None:
+    """No migration first: a backup takes the database as it is, a restore brings its own schema."""
+    from src.backup import BackupError
+
+    try:
+        print(backup(args.directory) if args.command == "backup" else restore(args.directory))
+    except BackupError as error:
+        raise SystemExit(str(error)) from None
+
+
 def run_command(args: argparse.Namespace) -> None:
     if args.command == "migrate":
         migrate()
@@ -261,6 +311,8 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "unlock":
         migrate()
         print(run_async_command(unlock(args.email)))
+    elif args.command in ("backup", "restore"):
+        run_backup_command(args)
     else:
         serve()
 

@@ -33,6 +33,9 @@ class Storage(Protocol):
     def save(self, temp_path: Path) -> str:
         """Stores the (complete) temporary file under a new key and returns the key."""
 
+    def save_as(self, temp_path: Path, key: str) -> None:
+        """Stores the (complete) temporary file under `key`: a restore putting back what it backed up."""
+
     def open(self, key: str) -> BinaryIO:
         """The stored file for reading; FileNotFoundError when there is none."""
 
@@ -82,15 +85,18 @@ class LocalStorage(HostTempFiles):
         self.files_dir = self.root / "files"
 
     def save(self, temp_path: Path) -> str:
-        """fsync, then rename into place: a stored file is complete or absent, never half-written."""
         key = uuid.uuid4().hex
+        self.save_as(temp_path, key)
+        return key
+
+    def save_as(self, temp_path: Path, key: str) -> None:
+        """fsync, then rename into place: a stored file is complete or absent, never half-written."""
         target = self._path_of(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(temp_path, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temp_path, target)
         _fsync_directory(target.parent)
-        return key
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path_of(key), "rb")
@@ -120,9 +126,12 @@ class S3Storage(HostTempFiles):
 
     def save(self, temp_path: Path) -> str:
         key = uuid.uuid4().hex
-        with _unavailable_as_503():
-            self.store.put_file(temp_path, key)
+        self.save_as(temp_path, key)
         return key
+
+    def save_as(self, temp_path: Path, key: str) -> None:
+        with _unavailable_as_503():
+            self.store.put_file(temp_path, _checked(key))
 
     def open(self, key: str) -> BinaryIO:
         with _unavailable_as_503():
