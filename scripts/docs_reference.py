@@ -14,6 +14,7 @@ names at build time, and tests/test_docs_reference.py checks them without mkdocs
 import enum
 import importlib
 import inspect
+import json
 import pkgutil
 import re
 import types
@@ -35,6 +36,7 @@ import src
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SRC_DIR = PROJECT_DIR / "src"
 ENV_SAMPLE = PROJECT_DIR / ".env.sample"
+NGINX_PROBLEMS = PROJECT_DIR / "nginx" / "studybase" / "problem-pages.conf"
 # Not imported while walking src: the Alembic environment runs migrations when it is imported.
 SKIPPED_PACKAGES = ("src.migrations",)
 GENERATED_NOTE = (
@@ -336,9 +338,9 @@ def error_class_description(cls: type) -> str | None:
     """What the class means: its own docstring and the detail it answers by default, if its own."""
     parts = []
     if own_docstring(cls):
-        parts.append(own_docstring(cls))
+        parts.append(one_line(own_docstring(cls)))
     if "detail" in cls.__dict__:
-        parts.append(f"*“{cls.__dict__['detail']}”*")
+        parts.append(f"*“{one_line(cls.__dict__['detail'])}”*")
     return " ".join(parts) or None
 
 
@@ -355,9 +357,12 @@ def undescribed_error_codes() -> list[str]:
     return missing
 
 
+def catalogued_codes() -> set[str]:
+    return {member.value for catalogue in error_code_catalogues() for member in catalogue}
+
+
 def codes_outside_the_catalogues() -> list[str]:
-    known = {member.value for catalogue in error_code_catalogues() for member in catalogue}
-    return sorted({str(cls.code) for cls in error_classes()} - known)
+    return sorted({str(cls.code) for cls in error_classes()} - catalogued_codes())
 
 
 def _common_first(catalogue: type) -> tuple[bool, str]:
@@ -381,10 +386,39 @@ def _error_rows(catalogue: type[enum.StrEnum], classes: list[type]) -> Iterator[
         for cls in answering:
             yield (
                 f"| {code} | {cls.status_code} | {one_line(cls.title)} "
-                f"| {one_line(error_class_description(cls) or '')} "
+                f"| {error_class_description(cls) or ''} "
                 f"| `{cls.__name__}` ({source_path(cls)}) |"
             )
             code = f"`{member.value}`"  # the anchor on the code's first row only
+
+
+@dataclass(frozen=True)
+class NginxProblem:
+    status: int
+    code: str
+    title: str
+    detail: str
+
+
+NGINX_RETURN = re.compile(r"return (\d{3}) '(\{.*\})';")
+
+
+def nginx_problems() -> list[NginxProblem]:
+    """The problem+json answers nginx makes itself (nginx/studybase/problem-pages.conf)."""
+    problems = []
+    for status, body in NGINX_RETURN.findall(NGINX_PROBLEMS.read_text(encoding="utf-8")):
+        problem = json.loads(body.replace("$studybase_request_id", ""))
+        problems.append(NginxProblem(int(status), problem["code"], problem["title"], problem["detail"]))
+    return problems
+
+
+def _nginx_rows(problems: list[NginxProblem], catalogued: set[str]) -> Iterator[str]:
+    yield "| Code | Status | Title | Detail |"
+    yield "|---|---|---|---|"
+    for problem in sorted(problems, key=lambda p: p.code):
+        # Codes the app answers too have their anchor above.
+        code = f"`{problem.code}`" + ("" if problem.code in catalogued else f"{{#{anchor(problem.code)}}}")
+        yield f"| {code} | {problem.status} | {problem.title} | *“{one_line(problem.detail)}”* |"
 
 
 def error_codes_page() -> str:
@@ -412,6 +446,17 @@ def error_codes_page() -> str:
             *_error_rows(catalogue, classes),
             "",
         ]
+    lines += [
+        "## Answered by nginx",
+        "",
+        "Behind nginx (the compose and native stacks), nginx answers these itself, in the same "
+        "problem+json shape, before the request reaches the app: a request it cannot read, one past "
+        "its size or rate limits, a host name it does not serve, or while the app is not answering "
+        "(`nginx/studybase/problem-pages.conf`). Codes the app uses too mean the same.",
+        "",
+        *_nginx_rows(nginx_problems(), catalogued_codes()),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scripts import docs_reference
 from src.config import SAMPLE_SECRET_KEY
+from src.exceptions import Conflict
 
 SRC_DIR = Path(__file__).resolve().parents[1] / "src"
 
@@ -118,6 +119,24 @@ def test_every_error_code_has_a_description():
     assert docs_reference.undescribed_error_codes() == []
 
 
+def test_an_error_class_or_code_without_a_description_is_caught(monkeypatch):
+    class Undescribed(Conflict):
+        code = "NEW_CODE"
+
+    class Described(Conflict):
+        """Says what it means."""
+
+        code = "NEW_CODE"
+
+    monkeypatch.setattr(docs_reference, "error_classes", lambda: [Undescribed, Described])
+
+    missing = docs_reference.undescribed_error_codes()
+
+    assert "Undescribed (NEW_CODE)" in missing
+    assert "Described (NEW_CODE)" not in missing
+    assert "STUDY_BUSY" in missing  # a catalogued code no class answers, and not described otherwise
+
+
 def test_every_code_an_error_class_answers_is_in_a_catalogue():
     assert docs_reference.codes_outside_the_catalogues() == []
 
@@ -148,6 +167,17 @@ def test_a_code_without_a_class_says_where_it_comes_from():
 
     assert "| 400 | Cross-origin request refused |" in page_row_of(page, "CORS_REJECTED")
     assert "(none)" in page_row_of(page, "METHOD_NOT_ALLOWED")
+
+
+def test_the_codes_nginx_answers_itself_are_on_the_error_codes_page():
+    page = docs_reference.error_codes_page()
+    nginx_section = page.split("\n## Answered by nginx\n", 1)[1]
+    in_config = re.findall(r'"code":"([A-Z_]+)"', docs_reference.NGINX_PROBLEMS.read_text())
+
+    assert "UNKNOWN_HOST" in in_config
+    for code in in_config:
+        assert re.search(rf"\| `{code}`(\{{#{code.lower()}\}})? \|", nginx_section), code
+    assert "`UNKNOWN_HOST`{#unknown_host}" in nginx_section
 
 
 def test_every_code_the_source_names_is_in_a_catalogue():
