@@ -178,7 +178,7 @@ def default_text(field: FieldInfo) -> str:
     if value is None:
         return "unset"
     if isinstance(value, SecretStr):
-        return "the sample value of `.env.sample`, refused outside development and test"
+        return "the sample value of `.env.sample` (refused outside development and test)"
     if isinstance(value, enum.Enum):
         value = value.value
     elif isinstance(value, bool):
@@ -217,23 +217,29 @@ def env_sample_entries() -> list[SampleEntry]:
     return entries
 
 
-def _settings_table(settings_class: type[BaseSettings]) -> Iterator[str]:
-    yield "| Variable | Type | Default | Description |"
-    yield "|---|---|---|---|"
+def _definition(name: str, *paragraphs: str) -> list[str]:
+    """One entry of a definition list (the variable's name, the full width for its text): a table's
+    columns would break the long names."""
+    lines = [f"`{name}`{{#{anchor(name)}}}"]
+    for number, paragraph in enumerate(paragraphs):
+        lines.append(f"{':' if number == 0 else ' '}   {paragraph}")
+        lines.append("")
+    return lines
+
+
+def _settings_list(settings_class: type[BaseSettings]) -> Iterator[str]:
     for name, field in settings_class.model_fields.items():
-        variable = environment_name(settings_class, name, field)
-        yield (
-            f"| `{variable}`{{#{anchor(variable)}}} | {type_text(field)} | {default_text(field)} "
-            f"| {one_line(field.description or '')} |"
+        yield from _definition(
+            environment_name(settings_class, name, field),
+            f"*{type_text(field)}; default: {default_text(field)}*",
+            one_line(field.description or ""),
         )
 
 
 def _outside_the_app(entries: Iterable[SampleEntry], app_settings: set[str]) -> Iterator[str]:
-    yield "| Variable | Description |"
-    yield "|---|---|"
     for entry in entries:
         if entry.name not in app_settings:
-            yield f"| `{entry.name}`{{#{anchor(entry.name)}}} | {one_line(entry.comment)} |"
+            yield from _definition(entry.name, one_line(entry.comment))
 
 
 def configuration_page() -> str:
@@ -260,7 +266,7 @@ def configuration_page() -> str:
             "",
             f"`{source_path(settings_class)}`. {own_docstring(settings_class) or ''}".rstrip(),
             "",
-            *_settings_table(settings_class),
+            *_settings_list(settings_class),
             "",
         ]
         seen.update(setting_names(settings_class))
@@ -375,19 +381,19 @@ def _catalogue_title(catalogue: type) -> str:
 
 
 def _error_rows(catalogue: type[enum.StrEnum], classes: list[type]) -> Iterator[str]:
-    yield "| Code | Status | Title | Meaning | Class |"
-    yield "|---|---|---|---|---|"
+    # Four columns (the title leads the meaning): the codes' long names need the width.
+    yield "| Code | Status | Meaning | Class |"
+    yield "|---|---|---|---|"
     for member in sorted(catalogue, key=lambda m: m.value):
         code = f"`{member.value}`{{#{anchor(member.value)}}}"
         answering = [cls for cls in classes if str(cls.code) == member.value]
         if not answering:
             status, title, meaning = CODES_WITHOUT_A_CLASS.get(member.value, ("", "", ""))
-            yield f"| {code} | {status} | {title} | {one_line(meaning)} | (none) |"
+            yield f"| {code} | {status} | **{title}.** {one_line(meaning)} | (none) |"
         for cls in answering:
             yield (
-                f"| {code} | {cls.status_code} | {one_line(cls.title)} "
-                f"| {error_class_description(cls) or ''} "
-                f"| `{cls.__name__}` ({source_path(cls)}) |"
+                f"| {code} | {cls.status_code} | **{one_line(cls.title)}.** "
+                f"{error_class_description(cls) or ''} | `{cls.__name__}` |"
             )
             code = f"`{member.value}`"  # the anchor on the code's first row only
 
@@ -430,8 +436,12 @@ def error_codes_page() -> str:
         "Every error answer is `application/problem+json` with a stable `code` (see [Errors](errors.md) "
         "for the shape of the body). This page lists every code, the HTTP status it comes with, and "
         "what it means; the *quoted* text is the `detail` the answer carries by default (some routes "
-        "say more). A code can come from several classes: each is a row. Branch on `code`, never on "
-        "`title` or `detail`, which may be reworded.",
+        "say more), after the answer's `title` in bold. A code can come from several classes: each is a "
+        "row. Branch on `code`, never on `title` or `detail`, which may be reworded.",
+        "",
+        "The classes are those of "
+        + ", ".join(f"`{path}`" for path in sorted({source_path(cls) for cls in classes}))
+        + "; a code without a class is answered where the table says.",
         "",
         "Per-item problems (the `errors` array of a `VALIDATION_ERROR`, a rejected file's "
         "`report.errors`) have codes of their own, described with uploads.",

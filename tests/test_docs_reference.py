@@ -32,9 +32,13 @@ def settings_classes_in_the_source() -> set[str]:
 
 
 def page_row_of(page: str, name: str) -> str:
+    """The table row (error codes) or definition (settings) of `name` on the page."""
     rows = [line for line in page.splitlines() if line.startswith(f"| `{name}`")]
-    assert rows, f"{name} is not on the page"
-    return rows[0]
+    if rows:
+        return rows[0]
+    definitions = [text for text in re.split(r"\n(?=`)", page) if text.startswith(f"`{name}`")]
+    assert definitions, f"{name} is not on the page"
+    return " ".join(definitions[0].split())
 
 
 # --- Configuration -----------------------------------------------------------------------------
@@ -82,10 +86,10 @@ def test_the_configuration_page_lists_every_setting_with_its_description():
 def test_the_configuration_page_shows_types_and_defaults():
     page = docs_reference.configuration_page()
 
-    assert "| integer (> 0) | `10` |" in page_row_of(page, "DATABASE_POOL_SIZE")
+    assert "*integer (> 0); default: `10`*" in page_row_of(page, "DATABASE_POOL_SIZE")
     assert "`development`, `test`, `staging`, `production`" in page_row_of(page, "ENVIRONMENT")
-    assert "| number (> 0, ≤ 600) | `10.0` |" in page_row_of(page, "IMPORT_SLOT_WAIT_SECONDS")
-    assert "or unset | unset |" in page_row_of(page, "STORAGE_URL")
+    assert "*number (> 0, ≤ 600); default: `10.0`*" in page_row_of(page, "IMPORT_SLOT_WAIT_SECONDS")
+    assert "or unset; default: unset*" in page_row_of(page, "STORAGE_URL")
     assert "computed: " in page_row_of(page, "PASSWORD_HASH_CONCURRENCY")
 
 
@@ -156,7 +160,7 @@ def test_the_error_codes_page_lists_every_code_and_class_with_its_status():
         for member in catalogue:
             assert f"| `{member.value}`{{#{member.value.lower()}}} |" in page
     for cls in docs_reference.error_classes():
-        rows = [line for line in page.splitlines() if f"| `{cls.__name__}` (" in line]
+        rows = [line for line in page.splitlines() if line.endswith(f"| `{cls.__name__}` |")]
         assert len(rows) == 1, cls
         assert f"`{cls.code}`" in rows[0]
         assert f"| {cls.status_code} |" in rows[0]
@@ -165,7 +169,7 @@ def test_the_error_codes_page_lists_every_code_and_class_with_its_status():
 def test_a_code_without_a_class_says_where_it_comes_from():
     page = docs_reference.error_codes_page()
 
-    assert "| 400 | Cross-origin request refused |" in page_row_of(page, "CORS_REJECTED")
+    assert "| 400 | **Cross-origin request refused.** " in page_row_of(page, "CORS_REJECTED")
     assert "(none)" in page_row_of(page, "METHOD_NOT_ALLOWED")
 
 
