@@ -104,6 +104,21 @@ def settings_classes() -> list[type[BaseSettings]]:
     return sorted(classes, key=lambda cls: (source_path(cls) != "src/config.py", source_path(cls)))
 
 
+def settings_title(settings_class: type[BaseSettings]) -> str:
+    """The section's title: what the class's docstring names before its colon ("General: ..."), or
+    the class's name."""
+    title, colon, _rest = (own_docstring(settings_class) or "").partition(":")
+    return title.strip() if colon and title.strip() else settings_class.__name__
+
+
+def settings_summary(settings_class: type[BaseSettings]) -> str:
+    """What the class's docstring says after its title, as a sentence without its full stop."""
+    doc = own_docstring(settings_class) or ""
+    _title, colon, rest = doc.partition(":")
+    summary = (rest if colon else doc).strip().rstrip(".")
+    return summary[:1].upper() + summary[1:]
+
+
 def environment_name(settings_class: type[BaseSettings], name: str, field: FieldInfo) -> str:
     prefix = settings_class.model_config.get("env_prefix", "")
     return f"{prefix}{field.alias or name}".upper()
@@ -262,9 +277,10 @@ def configuration_page() -> str:
     seen: set[str] = set()
     for settings_class in classes:
         lines += [
-            f"## {settings_class.__name__}",
+            f"## {settings_title(settings_class)}",
             "",
-            f"`{source_path(settings_class)}`. {own_docstring(settings_class) or ''}".rstrip(),
+            f"{settings_summary(settings_class)} (`{settings_class.__name__}`, "
+            f"`{source_path(settings_class)}`).".lstrip(),
             "",
             *_settings_list(settings_class),
             "",

@@ -77,7 +77,8 @@ def test_the_configuration_page_lists_every_setting_with_its_description():
     page = docs_reference.configuration_page()
 
     for settings_class in docs_reference.settings_classes():
-        section = page.split(f"\n## {settings_class.__name__}\n", 1)[1].split("\n## ", 1)[0]
+        title = docs_reference.settings_title(settings_class)
+        section = page.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
         for name, field in settings_class.model_fields.items():
             row = page_row_of(section, name)
             assert docs_reference.one_line(field.description) in row
