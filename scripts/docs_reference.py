@@ -52,12 +52,21 @@ GENERATED_NOTE = (
 @cache
 def src_modules() -> tuple[types.ModuleType, ...]:
     """Every module of the application, imported: what defines settings, errors and models."""
-    modules = [src]
-    for info in pkgutil.walk_packages(src.__path__, prefix="src."):
+    return tuple(_modules_of(src))
+
+
+def _modules_of(package: types.ModuleType) -> Iterator[types.ModuleType]:
+    """The package and its modules, depth first; skipped packages are not even imported (walk_packages
+    would import them to look inside)."""
+    yield package
+    for info in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
         if info.name.startswith(SKIPPED_PACKAGES):
             continue
-        modules.append(importlib.import_module(info.name))
-    return tuple(modules)
+        module = importlib.import_module(info.name)
+        if info.ispkg:
+            yield from _modules_of(module)
+        else:
+            yield module
 
 
 def defined_in_src(predicate) -> list[type]:
