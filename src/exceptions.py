@@ -59,6 +59,8 @@ class AppError(Exception):
 
 
 class NotAuthenticated(AppError):
+    """The request needs a signed-in caller and has no valid access token (its subclasses say why)."""
+
     status_code = 401
     code = ErrorCode.NOT_AUTHENTICATED
     title = "Not authenticated"
@@ -66,24 +68,32 @@ class NotAuthenticated(AppError):
 
 
 class PermissionDenied(AppError):
+    """The caller is known but may not do this; the subclasses name the rule."""
+
     status_code = 403
     code = ErrorCode.FORBIDDEN
     title = "Forbidden"
 
 
 class NotFound(AppError):
+    """No such resource (or none the caller may see); an unknown path answers the same code."""
+
     status_code = 404
     code = ErrorCode.NOT_FOUND
     title = "Not found"
 
 
 class Conflict(AppError):
+    """The request cannot be applied to the resource as it stands; the subclasses say what is in the way."""
+
     status_code = 409
     code = ErrorCode.CONFLICT
     title = "Conflict"
 
 
 class BadRequest(AppError):
+    """The request could not be read at all (a body that is not what the route takes, broken multipart)."""
+
     status_code = 400
     code = ErrorCode.MALFORMED_BODY
     title = "Bad request"
@@ -102,6 +112,8 @@ class PreconditionFailed(AppError):
 
 
 class UnprocessableEntity(AppError):
+    """The request was read but its content is refused; the subclasses say which rule it breaks."""
+
     status_code = 422
     code = ErrorCode.VALIDATION_ERROR
     title = "Unprocessable content"
@@ -180,6 +192,8 @@ IDEMPOTENCY_ERRORS = (IdempotencyKeyReused, IdempotentRequestInProgress, Idempot
 
 
 class TooManyRequests(AppError):
+    """A limit on how often something may be done was reached: wait for Retry-After, then try again."""
+
     status_code = 429
     code = ErrorCode.RATE_LIMITED
     title = "Too many requests"
@@ -189,6 +203,8 @@ class TooManyRequests(AppError):
 
 
 class ServiceUnavailable(AppError):
+    """The server cannot serve this right now (something it needs is away, busy or not configured)."""
+
     status_code = 503
     code = ErrorCode.SERVICE_UNAVAILABLE
     title = "Service unavailable"

@@ -162,8 +162,14 @@ def figure_of(page, figure: str, status: str | None = None):
     return page.locator(f'[data-figure="{figure}"] [data-status="{status}"] .count')
 
 
+# The screenshots the docs site shows (docs/assets/screenshots): with DOCS_SCREENSHOTS_DIR set (CI
+# sets it), save_screenshot writes these there too, so the site shows the page as it is today.
+DOCS_SCREENSHOTS = frozenset({"dashboard.png", "study-upload-report.png", "workspace-study.png"})
+
+
 async def save_screenshot(page, name: str, capsys) -> None:
-    """A CI artifact: saved under ARTIFACTS_DIR (or $TMPDIR/studybase-artifacts), its path in the log."""
+    """A CI artifact: saved under ARTIFACTS_DIR (or $TMPDIR/studybase-artifacts), its path in the log;
+    and, for the docs' screenshots, under DOCS_SCREENSHOTS_DIR when it is set."""
     folder = anyio.Path(
         os.environ.get("ARTIFACTS_DIR") or Path(tempfile.gettempdir()) / "studybase-artifacts"
     )
@@ -173,6 +179,17 @@ async def save_screenshot(page, name: str, capsys) -> None:
     with capsys.disabled():  # printed even though pytest captures the test's output
         print(f"\n[artifact] {name}: {screenshot}")
     assert (await screenshot.stat()).st_size > 10_000
+    if name in DOCS_SCREENSHOTS and os.environ.get("DOCS_SCREENSHOTS_DIR"):
+        await save_docs_screenshot(page, anyio.Path(os.environ["DOCS_SCREENSHOTS_DIR"]) / name, capsys)
+
+
+async def save_docs_screenshot(page, path: anyio.Path, capsys) -> None:
+    """What the reader sees in the browser window (the viewport), not the whole scrolled page: a
+    small PNG that shows the part the docs talk about."""
+    await path.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=path, full_page=False)
+    with capsys.disabled():
+        print(f"[docs screenshot] {path.name}: {path} ({(await path.stat()).st_size:,} bytes)")
 
 
 async def open_study(page, researcher: Researcher) -> None:
