@@ -12,6 +12,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 DOCS_DIR = PROJECT_DIR / "docs"
 SCREENSHOTS = ("dashboard.png", "study-upload-report.png", "workspace-study.png")
 MAX_SCREENSHOT_BYTES = 400_000
+README_MAX_BYTES = 12 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -90,3 +91,13 @@ def test_no_page_points_outside_the_repository():
         text = page.read_text(encoding="utf-8")
         assert "shared/DESIGN.md" not in text, page
         assert "](/" not in text, f"{page}: links between pages are relative"
+
+
+def test_the_readme_is_short_and_self_contained():
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+
+    assert len(readme.encode("utf-8")) <= README_MAX_BYTES  # the rest lives in docs/
+    assert "DESIGN.md" not in readme
+    assert "../shared" not in readme
+    for target in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (PROJECT_DIR / target).is_file(), target
