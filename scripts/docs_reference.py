@@ -469,7 +469,8 @@ def error_codes_page() -> str:
         + "; a code without a class is answered where the table says.",
         "",
         "Per-item problems (the `errors` array of a `VALIDATION_ERROR`, a rejected file's "
-        "`report.errors`) have codes of their own, described with uploads.",
+        "`report.errors`) have codes of their own, each with its meaning and its fix in "
+        "[Fixing a rejected file](../user-guide/fixing-a-rejected-file.md#what-each-code-means).",
         "",
     ]
     for catalogue in sorted(error_code_catalogues(), key=_common_first):

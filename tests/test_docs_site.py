@@ -101,3 +101,16 @@ def test_the_readme_is_short_and_self_contained():
     assert "../shared" not in readme
     for target in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (PROJECT_DIR / target).is_file(), target
+
+
+def test_every_report_code_is_explained_for_researchers():
+    """A new per-cell code must reach the table a researcher reads to fix a file."""
+    from src.sampleFileUpload.constants import ReportCode
+    from src.study.constants import ValueErrorCode
+
+    page = (DOCS_DIR / "user-guide" / "fixing-a-rejected-file.md").read_text(encoding="utf-8")
+    table = page.split("## What each code means", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]+)\|", table, re.M)
+    explained = {code for cell in first_cells for code in re.findall(r"`([a-z_]+)`", cell)}
+
+    assert {code.value for code in (*ReportCode, *ValueErrorCode)} <= explained
