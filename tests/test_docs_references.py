@@ -94,3 +94,10 @@ def test_every_repository_path_named_exists(page, text):
 def test_every_test_named_exists(page, text):
     named = set(TEST_NAME.findall(text)) - stems_of_test_files()
     assert named <= defined_tests(), (page, sorted(named - defined_tests()))
+
+
+def test_every_main_py_command_is_in_the_operators_table():
+    page = (DOCS / "operations" / "deploying.md").read_text(encoding="utf-8")
+    table = page.split("## The commands of `main.py`", 1)[1].split("\n## ", 1)[0]
+
+    assert main_subcommands() - {"serve"} <= set(MAIN_COMMAND.findall(table))
