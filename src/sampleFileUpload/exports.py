@@ -194,6 +194,12 @@ def _typed_columns(validator: SampleValidator) -> list[tuple[int, Callable[[obje
     return [(position, _TYPED[field.type]) for position, field in fields if field.type in _TYPED]
 
 
+def _page_values(page: Sequence[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """The samples' values of a page, decoded in one call: the JSON texts of its rows as one array
+    (json.loads row by row spent more in its Python wrapper than in decoding)."""
+    return json.loads("[" + ",".join([values_json for *_columns, values_json in page]) + "]")
+
+
 def export_rows(
     study_id: uuid.UUID, validator: SampleValidator, *, typed_dates: bool = True
 ) -> Iterator[list[object]]:
@@ -206,8 +212,8 @@ def export_rows(
     after: str | None = None
     while True:
         page = anyio.from_thread.run(_export_page, study_id, after)
-        for _normalized, sample_id, status, values_json in page:
-            row = [sample_id, status, *map(json.loads(values_json).get, names)]
+        for (_normalized, sample_id, status, _json), values in zip(page, _page_values(page), strict=True):
+            row = [sample_id, status, *map(values.get, names)]
             for position, read in typed:
                 if row[position] is not None:
                     row[position] = read(row[position])
