@@ -7,11 +7,13 @@ describes each column with the spellings an upload accepts.
 
 An export reads the study's samples a page of EXPORT_PAGE_ROWS at a time, each page in a short
 session of its own, while the sheet is being sent: the first bytes leave before the first page is
-read, memory holds one page and one chunk however large the study, and no connection is held
-between pages. The chunks are pulled by the response (Starlette runs a sync iterator in a worker
-thread, chunk by chunk): a client that goes away is asked for nothing more, so no more pages are read.
+read, memory holds two pages (the one being written, the next one being read meanwhile) and one
+chunk however large the study, and no connection is held between pages. The chunks are pulled by
+the response (Starlette runs a sync iterator in a worker thread, chunk by chunk): a client that goes
+away is asked for nothing more, so no page is read after the one already being read.
 """
 
+import asyncio
 import codecs
 import dataclasses
 import datetime as dt
@@ -22,7 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import anyio
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Select, String, Text, cast, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from src.database import SessionFactory
 from src.sampleFileUpload import readers, writers
@@ -157,15 +160,34 @@ def _columns_of_type(validator: SampleValidator, field_type: FieldType) -> list[
 async def _export_page(study_id: uuid.UUID, after: str | None) -> list[tuple[str, str, str, str]]:
     """One page of a study's samples in sample_id order, read in a short session of its own; the
     values as their JSON text, decoded by the exporting thread (json.loads on the text is a third
-    of the cost of the driver's JSONB loading, and is not done on the event loop)."""
+    of the cost of the driver's JSONB loading, and is not done on the event loop); the status as
+    its text, which is what the sheet shows (not made a SampleStatus, row by row, on the loop)."""
     query = select(
-        Sample.sample_id_normalized, Sample.sample_id, Sample.status, cast(Sample.values, Text)
+        Sample.sample_id_normalized,
+        Sample.sample_id,
+        type_coerce(Sample.status, String),
+        cast(Sample.values, Text),
     ).where(Sample.study_id == study_id)
     if after is not None:
         query = query.where(Sample.sample_id_normalized > after)
+    query = query.order_by(Sample.sample_id_normalized).limit(EXPORT_PAGE_ROWS)
     async with SessionFactory() as session:
-        rows = await session.execute(query.order_by(Sample.sample_id_normalized).limit(EXPORT_PAGE_ROWS))
+        connection = await session.connection()
+        if connection.dialect.name == "postgresql":
+            return await _driver_rows(connection, query)
+        rows = await session.execute(query)
         return rows.all()  # type: ignore[return-value]
+
+
+async def _driver_rows(connection: AsyncConnection, query: Select[Any]) -> list[Any]:
+    """The query's rows as psycopg fetches them: its columns need no conversion, and SQLAlchemy's
+    result rows cost the event loop twice the driver's own fetch (measured: 1.5 s of CPU against
+    0.6 s for a 200,000-sample export), time the exporting thread waits for."""
+    compiled = query.compile(dialect=connection.dialect)
+    driver = (await connection.get_raw_connection()).driver_connection
+    async with driver.cursor() as cursor:  # type: ignore[union-attr]
+        await cursor.execute(str(compiled), compiled.params)
+        return await cursor.fetchall()
 
 
 def _stored_date(text: object) -> object:
@@ -194,27 +216,53 @@ def _typed_columns(validator: SampleValidator) -> list[tuple[int, Callable[[obje
     return [(position, _TYPED[field.type]) for position, field in fields if field.type in _TYPED]
 
 
+def _page_values(page: Sequence[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """The samples' values of a page, decoded in one call: the JSON texts of its rows as one array
+    (json.loads row by row spent more in its Python wrapper than in decoding)."""
+    return json.loads("[" + ",".join([values_json for *_columns, values_json in page]) + "]")
+
+
 def export_rows(
     study_id: uuid.UUID, validator: SampleValidator, *, typed_dates: bool = True
 ) -> Iterator[list[object]]:
     """Header then every sample, a page at a time, dates and date-times as such unless `typed_dates`
     is false (then as their stored ISO text). Runs in a worker thread: each page is read on the event
-    loop (anyio.from_thread), only when the rows before it have been taken."""
+    loop (anyio.from_thread), the next one while this one's rows are taken, so that the database
+    works while the sheet is written; none after the last one a client took rows of."""
     names = validator.field_names
     typed = _typed_columns(validator) if typed_dates else []
     yield headers_of(validator)
-    after: str | None = None
+    page = anyio.from_thread.run(_export_page, study_id, None)
     while True:
-        page = anyio.from_thread.run(_export_page, study_id, after)
-        for _normalized, sample_id, status, values_json in page:
-            row = [sample_id, status, *map(json.loads(values_json).get, names)]
+        full = len(page) == EXPORT_PAGE_ROWS
+        next_page = anyio.from_thread.run_sync(_start_reading, study_id, page[-1][0]) if full else None
+        for (_normalized, sample_id, status, _json), values in zip(page, _page_values(page), strict=True):
+            row = [sample_id, status, *map(values.get, names)]
             for position, read in typed:
                 if row[position] is not None:
                     row[position] = read(row[position])
             yield row
-        if len(page) < EXPORT_PAGE_ROWS:
+        if next_page is None:
             return
-        after = page[-1][0]
+        page = anyio.from_thread.run(_read, next_page)
+
+
+def _start_reading(study_id: uuid.UUID, after: str) -> "asyncio.Task[list[tuple[str, str, str, str]]]":
+    """The page after `after` read on the event loop from now on (called there). A page whose rows
+    are never asked for (the client went away) is read all the same and let go: its failure, if
+    any, is taken here, not left for asyncio to log as never retrieved."""
+    task = asyncio.get_running_loop().create_task(_export_page(study_id, after))
+    task.add_done_callback(_retrieve_outcome)
+    return task
+
+
+def _retrieve_outcome(task: "asyncio.Task[object]") -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _read(task: "asyncio.Task[list[tuple[str, str, str, str]]]") -> list[tuple[str, str, str, str]]:
+    return await task
 
 
 def export_csv(study_id: uuid.UUID, validator: SampleValidator, style: writers.CsvStyle) -> Iterator[bytes]:

@@ -140,12 +140,15 @@ def csv_chunks(rows: Iterable[Sequence[object]], *, style: CsvStyle = EXCEL) -> 
     writer = csv.writer(buffer, delimiter=style.delimiter, lineterminator="\r\n")
     encode = codecs.getincrementalencoder(style.encoding)().encode
     yield encode("")  # the BOM, if the encoding has one, even for no rows
-    cell, unsafe = csv_cell, _UNSAFE_STARTS
+    cell, unsafe, as_is = csv_cell, _UNSAFE_STARTS, _WRITTEN_AS_IS
     for row in rows:
-        # A text that starts as no formula does is its own cell (most are): csv_cell for the rest.
+        # A text that starts as no formula does is its own cell (most are), and so are None and an
+        # int, which the csv module writes as csv_cell does ("" and str()): csv_cell for the rest.
         writer.writerow(
             [
-                value if value.__class__ is str and value[:1] not in unsafe else cell(value, style)
+                value
+                if (value.__class__ is str and value[:1] not in unsafe) or value.__class__ in as_is
+                else cell(value, style)
                 for value in row
             ]
         )
@@ -159,30 +162,48 @@ def csv_chunks(rows: Iterable[Sequence[object]], *, style: CsvStyle = EXCEL) -> 
 
 # The first characters of a text that csv_cell may change (an empty text is in every string).
 _UNSAFE_STARTS = FORMULA_TRIGGERS + GUARD
+# The classes the csv module writes exactly as csv_cell would (not bool: csv writes True).
+_WRITTEN_AS_IS = frozenset({type(None), int})
 
 
 def csv_cell(value: object, style: CsvStyle = EXCEL) -> str:
     """One value as the text of a CSV cell that reads back as the same value."""
+    # Exact classes first, in the order csv_chunks hands them here most (it writes None, ints and
+    # most texts itself); subclasses after them.
+    kind = value.__class__
+    if kind is float:
+        return _float_text(value, style)  # type: ignore[arg-type]
+    if kind is bool:
+        return "true" if value else "false"
     if value is None:
         return ""
-    kind = value.__class__  # exact classes first, in the order an export has most of them
     if kind is str:
         return guard_formula(value)  # type: ignore[arg-type]
-    if value is True or value is False:
-        return "true" if value else "false"
     if kind is int:
         return str(value)
+    if kind is dt.datetime:
+        return _datetime_text(value, day_first=style.day_first_dates)  # type: ignore[arg-type]
+    if kind is dt.date:
+        return _date_text(value, day_first=style.day_first_dates)  # type: ignore[arg-type]
     if isinstance(value, float):
-        text = plain_float(value)
-        return text.replace(".", ",") if style.decimal_mark is _DECIMAL_COMMA else text
+        return _float_text(value, style)
     if isinstance(value, int):  # a subclass of int
         return str(value)
     if isinstance(value, dt.datetime):
         return _datetime_text(value, day_first=style.day_first_dates)
     if isinstance(value, dt.date):
-        iso = value.isoformat()
-        return _day_first(iso) if style.day_first_dates else iso
+        return _date_text(value, day_first=style.day_first_dates)
     return guard_formula(str(value))
+
+
+def _float_text(value: float, style: CsvStyle) -> str:
+    text = plain_float(value)
+    return text.replace(".", ",") if style.decimal_mark is _DECIMAL_COMMA else text
+
+
+def _date_text(value: dt.date, *, day_first: bool) -> str:
+    iso = value.isoformat()
+    return _day_first(iso) if day_first else iso
 
 
 def _datetime_text(moment: dt.datetime, *, day_first: bool) -> str:

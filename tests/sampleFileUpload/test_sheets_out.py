@@ -6,13 +6,12 @@ import io
 import random
 import string
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import event, insert, update
+from sqlalchemy import insert, update
 
-from src.database import SessionFactory, engine, utcnow
+from src.database import SessionFactory, utcnow
 from src.sampleFileUpload import exports, writers
 from src.study.models import Sample, Study
 from src.study.sample_validation import normalize_sample_id
@@ -178,17 +177,19 @@ async def seed_samples(study, count: int) -> None:
 
 
 @pytest.fixture
-def pages_read() -> Iterator[list[str]]:
-    """The export's page queries, as they reach the database."""
-    seen: list[str] = []
+def pages_read(monkeypatch) -> list[str | None]:
+    """The export's page reads as they start (the sample_id each reads after). Counted where the
+    export reads a page, not from SQLAlchemy's statement events: on PostgreSQL a page's query goes
+    through the driver's own cursor."""
+    started: list[str | None] = []
+    read_page = exports._export_page
 
-    def note(_connection, _cursor, statement, *_args) -> None:
-        if "FROM samples" in statement and "ORDER BY samples.sample_id_normalized" in statement:
-            seen.append(statement)
+    async def noted(study_id, after):
+        started.append(after)
+        return await read_page(study_id, after)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", note)
-    yield seen
-    event.remove(engine.sync_engine, "before_cursor_execute", note)
+    monkeypatch.setattr(exports, "_export_page", noted)
+    return started
 
 
 @pytest.fixture
