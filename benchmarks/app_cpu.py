@@ -128,6 +128,27 @@ class StatementCounter:
         self.count += 1
 
 
+FLOOR_KEY = "floor"
+
+
+async def measure_floor(bearer: list[tuple[bytes, bytes]], requests: int, rounds: int) -> None:
+    """The stack benchmark's floor (benchmarks/floor_app.py) in this process, with the same token:
+    what a one-query authenticated route costs at least, beside the routes of the same run."""
+    from benchmarks import floor_app
+    from src.config import settings
+
+    os.environ.setdefault("SECRET_KEY", settings.SECRET_KEY.get_secret_value())
+    async with floor_app.lifespan(floor_app.app):
+        per_round, status = await microseconds_per_request(
+            floor_app.app, floor_app.FLOOR_PATH, requests, rounds, bearer
+        )
+    print(
+        f"{FLOOR_KEY:18} {status}  {min(per_round):8.1f} µs best  {statistics.median(per_round):8.1f} median"
+        "  1.0 statements (raw psycopg)",
+        flush=True,
+    )
+
+
 async def measure_routes(keys: list[str], big_study: str, requests: int, rounds: int) -> None:
     import httpx
 
@@ -146,6 +167,9 @@ async def measure_routes(keys: list[str], big_study: str, requests: int, rounds:
         counter = StatementCounter(engine)
         paths = route_paths(big_study)
         for key in keys:
+            if key == FLOOR_KEY:
+                await measure_floor(bearer, requests, rounds)
+                continue
             path = paths[key]
             before = counter.count
             per_round, status = await microseconds_per_request(app, path, requests, rounds, bearer)
@@ -168,7 +192,8 @@ def main() -> None:
     parser.add_argument(
         "--routes",
         help="comma-separated keys of the stack benchmark's authenticated endpoints (auth_me, study, "
-        "samples, ...), called with a token on DATABASE_URL instead",
+        f"samples, ...), called with a token on DATABASE_URL instead; `{FLOOR_KEY}`: the floor's route "
+        "(benchmarks/floor_app.py) with the same token",
     )
     parser.add_argument("--samples", type=int, default=50_000, help="samples to seed (first use only)")
     parser.add_argument("--requests", type=int, default=3000, help="requests per round (default 3000)")
@@ -176,7 +201,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.routes:
         keys = options.routes.split(",")
-        unknown = sorted(set(keys) - set(route_paths("{id}")))
+        unknown = sorted(set(keys) - set(route_paths("{id}")) - {FLOOR_KEY})
         database_url = os.environ.get("DATABASE_URL", "")
         if unknown:
             parser.error(f"unknown routes: {', '.join(unknown)}")

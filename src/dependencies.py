@@ -62,6 +62,8 @@ async def check_query_string(request: Request) -> None:
     `?page=1&page=2` is ambiguous, and FastAPI would quietly take the last: no route takes a list in
     its query, so a repeated name is a 422 rather than a guess at what the caller meant.
     """
+    if not request.scope["query_string"]:
+        return  # most requests have none: nothing to parse
     errors = [
         _query_error(name, "is not UTF-8 text", "invalid_utf8")
         for name in undecodable_names(request.scope["query_string"])
