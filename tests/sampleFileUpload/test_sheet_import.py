@@ -108,8 +108,10 @@ def test_more_ids_than_its_capacity_is_an_error_not_a_wrong_answer():
 
 
 def test_new_sample_ids_drawn_in_bulk_are_distinct_random_uuids():
-    ids = importer._new_ids(5_000)
+    texts = importer._new_ids(5_000)
+    ids = [uuid.UUID(text) for text in texts]
 
+    assert [str(value) for value in ids] == texts  # the canonical text COPY sends
     assert len(set(ids)) == 5_000
     assert {value.version for value in ids} == {4}
     assert {value.variant for value in ids} == {uuid.RFC_4122}
