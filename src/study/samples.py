@@ -2,7 +2,7 @@
 its counters and activity), and the pages of a study's samples."""
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,7 +10,7 @@ import anyio
 from pydantic_core import from_json
 from sqlalchemy import (
     ColumnElement,
-    Result,
+    Row,
     Select,
     String,
     Text,
@@ -409,11 +409,17 @@ def _page_query(sort: SampleSort) -> Select:
 _PAGES = {sort: _page_query(sort) for sort in SampleSort}
 
 
-def _listed_samples(result: Result[Any]) -> list[dict[str, Any]]:
+# A filtered page's total when the filter is one choice: its counter, read by the page's own
+# statement as one more column (bound as `field` and `value`), not by a round trip of its own.
+_TOTAL_OF_CHOICE = _SAMPLES_WITH_CHOICE.scalar_subquery().label("total_of_choice")
+_LISTED_KEYS = [column.key for column in LISTED_SAMPLE_COLUMNS]
+
+
+def _listed_samples(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     """The page's rows as SampleRead's fields, of its types: the keys taken once, not per row
-    (Row._asdict builds a key view per row), each `values` text parsed."""
-    keys = list(result.keys())
-    items = [dict(zip(keys, row, strict=True)) for row in result.all()]
+    (Row._asdict builds a key view per row), each `values` text parsed. A column after
+    LISTED_SAMPLE_COLUMNS (_TOTAL_OF_CHOICE) is left out."""
+    items = [dict(zip(_LISTED_KEYS, row)) for row in rows]  # noqa: B905 (shorter on purpose)
     for item in items:
         item["values"] = from_json(item["values"])
     return items
@@ -439,21 +445,27 @@ async def list_samples(
     if sample_id_prefix:
         prefix = escape_like(sample_validation.normalize_sample_id(sample_id_prefix))
         conditions.append(Sample.sample_id_normalized.like(f"{prefix}%", escape="\\"))
+    statement = _PAGES[sort].where(*conditions) if conditions else _PAGES[sort]
+    params: dict[str, Any] = {"study_id": study.id, "offset": page.offset, "limit": page.page_size}
+    one_choice = len(conditions) == 1 and _is_one_choice(study, wanted)
+    if one_choice:
+        ((name, choice),) = wanted.items()
+        statement = statement.add_columns(_TOTAL_OF_CHOICE)
+        params |= {"field": name, "value": str(choice)}
+    # On the session's connection, as Core: the rows need none of the ORM's execution and loading.
+    connection = await session.connection()
+    rows = (await connection.execute(statement, params)).all()
     if not conditions:
         total, total_is_exact = study.sample_count, True
-    elif len(conditions) == 1 and _is_one_choice(study, wanted):
-        ((name, choice),) = wanted.items()
-        total, total_is_exact = (
-            await _samples_with_choice(session, study_id=study.id, name=name, choice=choice),
-            True,
+    elif one_choice:
+        # A page past the last sample has no row to bring the count: read on its own then.
+        total = (
+            (rows[0].total_of_choice or 0)
+            if rows
+            else await _samples_with_choice(session, study_id=study.id, name=name, choice=choice)
         )
+        total_is_exact = True
     else:
         counted = select(Sample.id).where(Sample.study_id == study.id, *conditions)
         total, total_is_exact = await count_up_to(session, counted)
-    statement = _PAGES[sort].where(*conditions) if conditions else _PAGES[sort]
-    # On the session's connection, as Core: the rows need none of the ORM's execution and loading.
-    connection = await session.connection()
-    result = await connection.execute(
-        statement, {"study_id": study.id, "offset": page.offset, "limit": page.page_size}
-    )
-    return _listed_samples(result), total, total_is_exact
+    return _listed_samples(rows), total, total_is_exact
