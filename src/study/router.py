@@ -336,11 +336,11 @@ async def list_samples(
     q: Annotated[SingleLineText | None, Query(max_length=100, description="sample_id prefix")] = None,
     sort: SampleSort = SampleSort.SAMPLE_ID,
 ) -> Response:
-    rows, total, total_is_exact = await samples.list_samples(
+    items, total, total_is_exact = await samples.list_samples(
         db, study=access.study, page=page, status=status, sample_id_prefix=q, field_filters=filters, sort=sort
     )
-    # The rows are already SampleRead's fields, of its types: serialised once, straight to bytes.
-    return json_response(page_of([row._asdict() for row in rows], total, total_is_exact, page))
+    # The items are already SampleRead's fields, of its types: serialised once, straight to bytes.
+    return json_response(page_of(items, total, total_is_exact, page))
 
 
 @router.get(

@@ -7,10 +7,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+from pydantic_core import from_json
 from sqlalchemy import (
     ColumnElement,
     Row,
+    Select,
+    String,
+    Text,
     bindparam,
+    cast,
     delete,
     func,
     select,
@@ -369,19 +374,55 @@ async def _samples_with_choice(
 
 # What a samples page shows of each sample, in the order of its JSON (the router's SampleRead):
 # read as plain rows, not ORM objects, since a page only serialises them (a tenth of its CPU went on
-# building 50 objects nothing changes).
+# building 50 objects nothing changes). `values` comes as its JSON text, parsed by pydantic-core's
+# (compiled) parser: the driver's stdlib json.loads of 50 values cost ~370 µs a page, pydantic-core
+# ~110 µs, and both give the same dicts in the same key order.
 LISTED_SAMPLE_COLUMNS = (
     Sample.id,
     Sample.study_id,
     Sample.sample_id,
-    Sample.status,
-    Sample.values,
+    # The status as its text, which is how SampleRead writes it: no enum made of each row's.
+    type_coerce(Sample.status, String).label("status"),
+    cast(Sample.values, Text).label("values"),
     Sample.source_file_id,
     Sample.created_by,
     Sample.created_at,
     Sample.updated_at,
     Sample.version,
 )
+
+
+def _page_query(sort: SampleSort) -> Select:
+    """A study's samples page in `sort`: the study bound as `study_id`, the page as `offset` and
+    `limit`; a filtered page adds its conditions."""
+    return (
+        select(*LISTED_SAMPLE_COLUMNS)
+        .where(Sample.study_id == bindparam("study_id"))
+        .order_by(_SAMPLE_SORT_COLUMNS[sort], Sample.id)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+
+
+# Built once per sort: an unfiltered page, the most asked, only binds its values (building the
+# statement and its cache key was about a sixth of the page's own CPU).
+_PAGES = {sort: _page_query(sort) for sort in SampleSort}
+
+
+# A filtered page's total when the filter is one choice: its counter, read by the page's own
+# statement as one more column (bound as `field` and `value`), not by a round trip of its own.
+_TOTAL_OF_CHOICE = _SAMPLES_WITH_CHOICE.scalar_subquery().label("total_of_choice")
+_LISTED_KEYS = [column.key for column in LISTED_SAMPLE_COLUMNS]
+
+
+def _listed_samples(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """The page's rows as SampleRead's fields, of its types: the keys taken once, not per row
+    (Row._asdict builds a key view per row), each `values` text parsed. A column after
+    LISTED_SAMPLE_COLUMNS (_TOTAL_OF_CHOICE) is left out."""
+    items = [dict(zip(_LISTED_KEYS, row)) for row in rows]  # noqa: B905 (shorter on purpose)
+    for item in items:
+        item["values"] = from_json(item["values"])
+    return items
 
 
 async def list_samples(
@@ -393,10 +434,10 @@ async def list_samples(
     sample_id_prefix: str | None,
     field_filters: list[tuple[str, str]],
     sort: SampleSort,
-) -> tuple[Sequence[Row[Any]], int, bool]:
-    """A page of samples as rows of LISTED_SAMPLE_COLUMNS. Unfiltered, the total is the study's
-    maintained count, and so is it filtered on one choice field alone (its maintained per-choice
-    count); otherwise it is counted up to the cap."""
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """A page of samples as dicts of SampleRead's fields (LISTED_SAMPLE_COLUMNS). Unfiltered, the
+    total is the study's maintained count, and so is it filtered on one choice field alone (its
+    maintained per-choice count); otherwise it is counted up to the cap."""
     wanted = field_filter_values(study=study, filters=field_filters)
     conditions = [_value_equals(session, name, value) for name, value in wanted.items()]
     if status is not None:
@@ -404,18 +445,27 @@ async def list_samples(
     if sample_id_prefix:
         prefix = escape_like(sample_validation.normalize_sample_id(sample_id_prefix))
         conditions.append(Sample.sample_id_normalized.like(f"{prefix}%", escape="\\"))
-    query = select(*LISTED_SAMPLE_COLUMNS).where(Sample.study_id == study.id, *conditions)
+    statement = _PAGES[sort].where(*conditions) if conditions else _PAGES[sort]
+    params: dict[str, Any] = {"study_id": study.id, "offset": page.offset, "limit": page.page_size}
+    one_choice = len(conditions) == 1 and _is_one_choice(study, wanted)
+    if one_choice:
+        ((name, choice),) = wanted.items()
+        statement = statement.add_columns(_TOTAL_OF_CHOICE)
+        params |= {"field": name, "value": str(choice)}
+    # On the session's connection, as Core: the rows need none of the ORM's execution and loading.
+    connection = await session.connection()
+    rows = (await connection.execute(statement, params)).all()
     if not conditions:
         total, total_is_exact = study.sample_count, True
-    elif len(conditions) == 1 and _is_one_choice(study, wanted):
-        ((name, choice),) = wanted.items()
-        total, total_is_exact = (
-            await _samples_with_choice(session, study_id=study.id, name=name, choice=choice),
-            True,
+    elif one_choice:
+        # A page past the last sample has no row to bring the count: read on its own then.
+        total = (
+            (rows[0].total_of_choice or 0)
+            if rows
+            else await _samples_with_choice(session, study_id=study.id, name=name, choice=choice)
         )
+        total_is_exact = True
     else:
-        total, total_is_exact = await count_up_to(session, query)
-    result = await session.execute(
-        query.order_by(_SAMPLE_SORT_COLUMNS[sort], Sample.id).offset(page.offset).limit(page.page_size)
-    )
-    return result.all(), total, total_is_exact
+        counted = select(Sample.id).where(Sample.study_id == study.id, *conditions)
+        total, total_is_exact = await count_up_to(session, counted)
+    return _listed_samples(rows), total, total_is_exact

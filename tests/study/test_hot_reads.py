@@ -27,7 +27,7 @@ async def study(alice, make_study, make_sample):
         ("/api/v1/auth/me", 1),  # the caller
         ("{study}", 1),  # the caller with the study and their role in it
         ("{study}/samples", 2),  # caller and study; the page with its capped count
-        ("{study}/samples?field.tissue=blood", 3),  # + the total from the choice's counter
+        ("{study}/samples?field.tissue=blood", 2),  # the page brings the choice's counter along
         (f"{STUDIES}?page_size=20", 2),  # the caller; the page with its capped count
         ("/api/v1/dashboard/studies/{study_id}", 3),  # caller and study; the figures; the uploads
     ],

@@ -503,6 +503,20 @@ async def test_one_choice_filter_takes_its_total_from_the_maintained_counter_not
     assert any("count(" in statement.lower() for statement in sql.statements)
 
 
+async def test_a_choice_filters_page_past_its_last_sample_still_has_the_exact_total(
+    client, alice_headers, listed
+):
+    # The page's rows bring the counter along; a page with no row reads it on its own.
+    params = {"field.tissue": "blood", "page_size": 1}
+    for page, expected_items in ((2, 1), (3, 0)):
+        response = await client.get(
+            samples_url(listed), params={**params, "page": page}, headers=alice_headers
+        )
+
+        assert blood_total(response) == (2, True)
+        assert len(ids_of(response)) == expected_items
+
+
 async def test_the_choice_filters_total_follows_changes_and_deletions(client, alice_headers, listed):
     url, blood = samples_url(listed), {"field.tissue": "blood"}
     items = (await client.get(url, params=blood, headers=alice_headers)).json()["items"]
