@@ -14,7 +14,7 @@ from src.dashboard.constants import STUDY_DEFAULT_DAYS, SUMMARY_DEFAULT_DAYS
 from src.dashboard.dependencies import StudyDays, SummaryDays
 from src.dashboard.exceptions import STUDY_DASHBOARD_ERRORS, SUMMARY_ERRORS
 from src.dashboard.schemas import DashboardSummary, StudyDashboard
-from src.dashboard.utils import figures_etag
+from src.dashboard.utils import figures_etag, with_generated_at
 from src.database import DbSession
 from src.dependencies import CurrentUser, IfNoneMatch, etag_matches
 from src.exceptions import problem_responses
@@ -31,12 +31,14 @@ def _conditional(body: dict[str, Any], if_none_match: str | None, model: type[Ba
 
     The tag is a hash of the figures themselves (all but `generated_at`), so it changes exactly when
     a figure does, whatever changed it; the figures come from a few counter reads, and a 304 skips
-    only the answer's serialization. Serialized once, by pydantic's (compiled) JSON encoder."""
+    only the answer's serialization. Serialized once, by pydantic's (compiled) JSON encoder: the
+    figures for the tag, then the timestamp appended."""
     answer = model.model_validate(body)
-    tag = figures_etag(answer.model_dump_json(exclude={"generated_at"}, exclude_unset=True).encode())
+    figures = answer.__pydantic_serializer__.to_json(answer, exclude={"generated_at"}, exclude_unset=True)
+    tag = figures_etag(figures)
     if etag_matches(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
-    content = answer.model_dump_json(exclude_unset=True)
+    content = with_generated_at(figures, answer.generated_at)
     return Response(content, media_type="application/json", headers={"ETag": tag})
 
 

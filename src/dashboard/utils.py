@@ -2,8 +2,12 @@
 
 import hashlib
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+
+from pydantic import TypeAdapter
+
+_TIMESTAMP = TypeAdapter(datetime)
 
 
 def first_day(today: date, days: int) -> date:
@@ -46,3 +50,10 @@ def weekly_series(counts: Mapping[date, int], *, first_week: date, last_week: da
 def figures_etag(figures: bytes) -> str:
     """A strong tag over an answer's figures (its JSON without the timestamp): same figures, same tag."""
     return f'"{hashlib.sha256(figures).hexdigest()[:32]}"'
+
+
+def with_generated_at(figures: bytes, generated_at: datetime) -> bytes:
+    """The whole answer from its figures' JSON (an object) and its timestamp, which the answer models
+    hold as their last field: the answer is then serialised once, not once for the tag and again for
+    the body (tests/dashboard/test_etag.py checks the bytes equal pydantic's own dump)."""
+    return b'%s,"generated_at":%s}' % (figures[:-1], _TIMESTAMP.dump_json(generated_at))
