@@ -57,11 +57,6 @@ from tests.smtp_server import running_smtp_server
 QUICK_ROWS = [20_000]
 FULL_ROWS = [100_000, 1_000_000]
 WORKER_COUNTS = [1, 2]
-FINISHED = {"imported", "rejected", "failed", "cancelled"}
-# How often the benchmark looks at a record: often until its first progress, then less (each look
-# is a request through nginx, on the cores the import uses).
-POLL_SECONDS, POLL_SECONDS_AFTER_PROGRESS = 0.1, 0.5
-IMPORT_TIMEOUT_SECONDS = 1800.0
 WORKERS_READY_SECONDS = 60.0
 
 
@@ -129,15 +124,10 @@ def upload_and_follow(api_url: str, headers: dict[str, str], study_id: str, path
         accepted_at = time.perf_counter()
         if accepted.status_code != 202:
             raise RuntimeError(f"upload answered {accepted.status_code}: {accepted.text[:300]}")
-        location, first_progress = accepted.headers["location"], None
-        while time.perf_counter() - accepted_at < IMPORT_TIMEOUT_SECONDS:
-            record = client.get(location).raise_for_status().json()
-            if first_progress is None and (record["progress"]["rows_read"] or record["status"] in FINISHED):
-                first_progress = time.perf_counter() - accepted_at
-            if record["status"] in FINISHED:
-                return _Followed(accepted_at - started, first_progress, record)
-            time.sleep(POLL_SECONDS if first_progress is None else POLL_SECONDS_AFTER_PROGRESS)
-    raise TimeoutError(f"{location} did not finish within {IMPORT_TIMEOUT_SECONDS:.0f} s")
+        followed = stack_import.follow_to_the_end(
+            client, accepted.headers["location"], accepted_at=accepted_at
+        )
+    return _Followed(accepted_at - started, followed.first_progress_s, followed.record)
 
 
 def _at(text: str) -> datetime:

@@ -564,3 +564,68 @@ def test_a_workers_memory_is_its_whole_process_tree():
     finally:
         child.kill()
         child.wait()
+
+
+def _import_server(records: list[dict]) -> httpx.Client:
+    """A client whose upload is accepted (202) and whose record then reads as `records`, in turn."""
+    looks = iter(records)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, headers={"location": "/api/v1/sample-files/1"})
+        return httpx.Response(200, json=next(looks))
+
+    return httpx.Client(base_url="http://stack", transport=httpx.MockTransport(answer))
+
+
+def _record(status: str, rows_read: int, finished_at: str | None = None) -> dict:
+    return {"status": status, "progress": {"rows_read": rows_read}, "finished_at": finished_at}
+
+
+def test_an_import_answered_202_is_timed_to_its_records_end_not_to_the_202(monkeypatch):
+    monkeypatch.setattr(stack_import, "POLL_SECONDS", 0)
+    monkeypatch.setattr(stack_import, "POLL_SECONDS_AFTER_PROGRESS", 0)
+    started_at = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    records = [
+        _record("importing", 0),
+        _record("importing", 400_000),
+        _record("imported", 1_000_000, finished_at="2026-12-07T10:01:15.500000+00:00"),
+    ]
+    with _import_server(records) as client:
+        accepted = client.post("/api/v1/studies/x/sample-files")
+        seconds = stack_import.seconds_to_the_end(accepted, client, time.perf_counter(), started_at)
+
+    assert seconds == 75.5  # to the record's finished_at, three looks later; the 202 came at once
+
+
+def test_an_import_answered_201_is_timed_to_its_answer():
+    response = httpx.Response(201)
+    started = time.perf_counter() - 2.0
+
+    seconds = stack_import.seconds_to_the_end(response, httpx.Client(), started, datetime.now(UTC))
+
+    assert 2.0 <= seconds < 3.0
+
+
+def test_an_import_that_ended_otherwise_than_imported_fails_the_measurement(monkeypatch):
+    monkeypatch.setattr(stack_import, "POLL_SECONDS", 0)
+    with _import_server([_record("failed", 0, finished_at="2026-12-07T10:00:01+00:00")]) as client:
+        accepted = client.post("/api/v1/studies/x/sample-files")
+        with pytest.raises(RuntimeError, match="failed"):
+            stack_import.seconds_to_the_end(accepted, client, time.perf_counter(), datetime.now(UTC))
+
+
+def test_following_a_record_gives_the_seconds_to_its_first_progress(monkeypatch):
+    monkeypatch.setattr(stack_import, "POLL_SECONDS", 0)
+    monkeypatch.setattr(stack_import, "POLL_SECONDS_AFTER_PROGRESS", 0)
+    records = [
+        _record("queued", 0),
+        _record("importing", 10),
+        _record("imported", 20, "2026-12-07T10:00:00+00:00"),
+    ]
+    with _import_server(records) as client:
+        accepted_at = time.perf_counter() - 1.0
+        followed = stack_import.follow_to_the_end(client, "/api/v1/sample-files/1", accepted_at=accepted_at)
+
+    assert followed.record["status"] == "imported"
+    assert 1.0 <= followed.first_progress_s < 2.0
