@@ -17,6 +17,16 @@ set on first use, `--samples` of them; a later run reuses it), called with a rea
 the seed's owner. The CPU counted is this process's: our code, SQLAlchemy, psycopg's client side,
 not PostgreSQL's work. It also prints the statements each request ran. For a before/after pair,
 run it in an export of each commit in turn, alternating, on the same database.
+
+With `--ladder` (PostgreSQL too), what one authenticated one-query route costs, rung by rung, in the
+same process and rounds: FastAPI's bare route (the stack's hello), the floor (benchmarks/floor_app.py:
++ the token check and one raw pooled psycopg query), Studybase's app without a database (`/health`:
++ its middleware, routing and access log), `/auth/me` without a token (+ the dependencies up to the
+token check and the problem answer), `/auth/me` with the floor's own raw query in place of the
+SQLAlchemy caller read (a dependency override, benchmark only), and `/auth/me` as it is; then,
+without HTTP, the floor's query alone, a SQLAlchemy session opened and closed, and the caller read
+through it. Each route's `/floor` is the floor's CPU over its own, which is what the stack's ratio
+to the floor tends to (the stack adds nginx's, wrk's and PostgreSQL's share to both).
 """
 
 import argparse
@@ -24,7 +34,10 @@ import asyncio
 import os
 import statistics
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Annotated, Any
 
 from starlette.types import Message
 
@@ -181,6 +194,174 @@ async def measure_routes(keys: list[str], big_study: str, requests: int, rounds:
             )
 
 
+# The ladder: the rungs in the order they add to each other.
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    key: str
+    adds: str
+    per_round: list[float]
+    over_http: bool = True
+
+    @property
+    def best(self) -> float:
+        return min(self.per_round)
+
+
+def twin_routes(pool: Any) -> Any:
+    """Two copies of `/auth/me` for the ladder, alike but for the caller read (benchmark only): `me-orm`
+    takes `CurrentUser` (the SQLAlchemy session and ORM read, as the API does), `me-raw` the same
+    token check (the same dependency) then the floor's raw query on `pool`, with the columns UserRead
+    shows, as a plain object. Both sit after every API route, so they pay the same routing."""
+    from fastapi import APIRouter, Depends, Request
+
+    from src.auth.dependencies import AccessClaimsOf, CurrentUser
+    from src.auth.exceptions import SessionRevoked
+    from src.auth.schemas import UserRead
+
+    async def raw_current_user(request: Request, claims: AccessClaimsOf) -> SimpleNamespace:
+        async with pool.connection() as connection:
+            cursor = await connection.execute(RAW_CALLER, (claims.session_id, claims.user_id))
+            row = await cursor.fetchone()
+        if row is None:
+            raise SessionRevoked
+        request.state.user_id = str(row[0])  # for the access log line, as remember_caller does
+        return SimpleNamespace(**dict(zip(RAW_CALLER_COLUMNS, row, strict=True)))
+
+    router = APIRouter(prefix="/bench")
+
+    @router.get(TWIN_ORM, response_model=UserRead)
+    async def me_orm(user: CurrentUser) -> object:
+        return user
+
+    @router.get(TWIN_RAW, response_model=UserRead)
+    async def me_raw(user: Annotated[SimpleNamespace, Depends(raw_current_user)]) -> object:
+        return user
+
+    return router
+
+
+TWIN_ORM, TWIN_RAW = "/me-orm", "/me-raw"
+RAW_CALLER_COLUMNS = ("id", "email", "full_name", "role", "is_active", "created_at", "email_verified_at")
+RAW_CALLER = """
+SELECT users.id, users.email, users.full_name, users.role, users.is_active, users.created_at,
+       users.email_verified_at
+FROM auth_sessions JOIN users ON users.id = auth_sessions.user_id
+WHERE auth_sessions.id = %s AND users.id = %s
+  AND auth_sessions.revoked_at IS NULL AND auth_sessions.expires_at > now() AND users.is_active
+"""
+
+
+async def _per_round(call: Callable[[], Awaitable[object]], requests: int, rounds: int) -> list[float]:
+    """CPU µs per call of `call`, each round's, after a warm-up."""
+    for _ in range(WARM_UP_REQUESTS):
+        await call()
+    per_round = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(requests):
+            await call()
+        per_round.append((time.process_time() - started) / requests * 1e6)
+    return per_round
+
+
+async def _http_rung(
+    key: str, adds: str, app: Any, path: str, expected: int, requests: int, rounds: int, headers=None
+) -> Rung:
+    per_round, status = await microseconds_per_request(app, path, requests, rounds, headers)
+    if status != expected:
+        raise SystemExit(f"{key}: {path} answered {status}, not {expected}")
+    return Rung(key, adds, per_round)
+
+
+async def measure_ladder(requests: int, rounds: int) -> list[Rung]:
+    """Every rung of the ladder (see the module's docstring), measured in this process."""
+    from fastapi import Depends
+    from psycopg_pool import AsyncConnectionPool
+
+    from benchmarks import floor_app, hello_app
+    from src.app import create_app
+    from src.auth import jwt
+    from src.auth.service import read_caller
+    from src.config import settings
+    from src.constants import API_PREFIX
+    from src.database import ReadSessionFactory
+    from src.dependencies import check_query_string
+
+    os.environ.setdefault("SECRET_KEY", settings.SECRET_KEY.get_secret_value())
+    app = create_app()
+    async with app.router.lifespan_context(app), floor_app.lifespan(floor_app.app):
+        token = await _signed_in_token(app)
+        bearer = [(b"authorization", f"Bearer {token}".encode())]
+        claims = jwt.decode_access_token(token)
+        pool = AsyncConnectionPool(
+            floor_app._conninfo(settings.DATABASE_URL), min_size=1, max_size=1, kwargs={"autocommit": True}
+        )
+        async with pool:
+            app.include_router(
+                twin_routes(pool), prefix=API_PREFIX, dependencies=[Depends(check_query_string)]
+            )
+
+            async def floor_query() -> None:
+                async with pool.connection() as connection:
+                    cursor = await connection.execute(
+                        floor_app.SESSION_CHECK, (claims.session_id, claims.user_id)
+                    )
+                    await cursor.fetchone()
+
+            async def session_only() -> None:
+                async with ReadSessionFactory() as session:
+                    await session.connection()
+
+            async def sqlalchemy_caller_read() -> None:
+                async with ReadSessionFactory() as session:
+                    await read_caller(session, claims=claims)
+
+            me, twins = f"{API_PREFIX}/auth/me", f"{API_PREFIX}/bench"
+            routes = [  # key, what it adds, app, path, status, headers
+                ("hello", "FastAPI's bare route", hello_app.app, "/api/v1/hello", 200, None),
+                (FLOOR_KEY, "+ token check, one raw query", floor_app.app, floor_app.FLOOR_PATH, 200, bearer),
+                ("health", "Studybase's app, no database", app, f"{API_PREFIX}/health", 200, None),
+                ("auth_me_401", "+ dependencies to the token check", app, me, 401, None),
+                ("auth_me", "as it is: SQLAlchemy session and ORM read", app, me, 200, bearer),
+                ("twin_orm_caller", "its twin after the routes", app, twins + TWIN_ORM, 200, bearer),
+                ("twin_raw_caller", "the twin reading the caller raw", app, twins + TWIN_RAW, 200, bearer),
+            ]
+            rungs = [await _http_rung(*route[:5], requests, rounds, route[5]) for route in routes]
+            reads = [
+                ("floor_query", "the floor's query alone", floor_query),
+                ("sqlalchemy_session", "a session opened and closed", session_only),
+                ("sqlalchemy_caller_read", "the caller read in a session", sqlalchemy_caller_read),
+            ]
+            for key, adds, call in reads:
+                rungs.append(Rung(key, adds, await _per_round(call, requests, rounds), over_http=False))
+            return rungs
+
+
+async def _signed_in_token(app: Any) -> str:
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        signed_in = await client.post(
+            "/api/v1/auth/token", data={"username": BENCH_EMAIL, "password": BENCH_PASSWORD}
+        )
+        signed_in.raise_for_status()
+    return signed_in.json()["access_token"]
+
+
+def print_ladder(rungs: list[Rung]) -> None:
+    floor = next(rung for rung in rungs if rung.key == FLOOR_KEY)
+    print(f"{'rung':24} {'CPU µs best':>11} {'median':>8} {'/floor':>7}  adds")
+    for rung in rungs:
+        ratio = f"{floor.best / rung.best:7.2f}" if rung.over_http else f"{'':7}"
+        print(
+            f"{rung.key:24} {rung.best:11.1f} {statistics.median(rung.per_round):8.1f} {ratio}  {rung.adds}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -198,16 +379,27 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50_000, help="samples to seed (first use only)")
     parser.add_argument("--requests", type=int, default=3000, help="requests per round (default 3000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help="what one authenticated one-query route costs, rung by rung from FastAPI's bare route to "
+        "`/auth/me` (needs a PostgreSQL DATABASE_URL)",
+    )
     options = parser.parse_args()
+    if (options.ladder or options.routes) and not os.environ.get("DATABASE_URL", "").startswith("postgresql"):
+        parser.error("--routes and --ladder need a PostgreSQL DATABASE_URL")
+    if options.ladder:
+        _seeded_big_study(os.environ["DATABASE_URL"], options.samples)
+        from src.database import run_async
+
+        print_ladder(run_async(measure_ladder(options.requests, options.rounds)))
+        return
     if options.routes:
         keys = options.routes.split(",")
         unknown = sorted(set(keys) - set(route_paths("{id}")) - {FLOOR_KEY})
-        database_url = os.environ.get("DATABASE_URL", "")
         if unknown:
             parser.error(f"unknown routes: {', '.join(unknown)}")
-        if not database_url.startswith("postgresql"):
-            parser.error("--routes needs a PostgreSQL DATABASE_URL")
-        big_study = _seeded_big_study(database_url, options.samples)
+        big_study = _seeded_big_study(os.environ["DATABASE_URL"], options.samples)
         from src.database import run_async
 
         run_async(measure_routes(keys, big_study, options.requests, options.rounds))
