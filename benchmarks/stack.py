@@ -365,11 +365,17 @@ def machine() -> dict[str, object]:
     }
 
 
+def _import_end(status: int) -> str:
+    """How an import ended: its 201, or a 202 (running past IMPORT_WAIT_SECONDS) followed to its end."""
+    return "202, then imported" if status == 202 else str(status)
+
+
 def print_imports(imports: list[stack_import.ImportFigures]) -> None:
     print()
     for f in imports:
         print(
-            f"import through nginx: {f.rows:>9,} rows ({f.file_mb} MB CSV) -> {f.status} in {f.seconds} s, "
+            f"import through nginx: {f.rows:>9,} rows ({f.file_mb} MB CSV) -> {_import_end(f.status)} "
+            f"in {f.seconds} s, "
             f"{f.rows_per_second:,} rows/s; worker RSS {f.worker_rss_before_mb} MB before, "
             f"peak {f.worker_rss_peak_mb} MB"
         )

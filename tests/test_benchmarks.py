@@ -629,3 +629,15 @@ def test_following_a_record_gives_the_seconds_to_its_first_progress(monkeypatch)
 
     assert followed.record["status"] == "imported"
     assert 1.0 <= followed.first_progress_s < 2.0
+
+
+def test_the_import_lines_say_when_an_import_was_followed_past_its_202(capsys):
+    figures = [
+        stack_import.ImportFigures(100_000, 7.9, 4.37, 22_883, 201, 148.1, 157.5),
+        stack_import.ImportFigures(1_000_000, 78.8, 49.49, 20_206, 202, 157.5, 158.2),
+    ]
+    stack.print_imports(figures)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert "-> 201 in 4.37 s, 22,883 rows/s" in lines[1]
+    assert "-> 202, then imported in 49.49 s, 20,206 rows/s" in lines[2]
