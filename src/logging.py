@@ -66,6 +66,11 @@ class DatabaseOutageLog:
 database_outage = DatabaseOutageLog(logging.getLogger("studybase.errors"))
 
 
+# One encoder for every line: json.dumps(..., default=str) builds a new JSONEncoder per call, ~2 us
+# of each request's access line.
+_encode_line = json.JSONEncoder(default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -80,7 +85,7 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encode_line(entry)
 
 
 # What every log call would otherwise look up for fields no line of ours shows (JsonFormatter writes

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import uuid
 
 from src.logging import JsonFormatter, bind_request_id, configure_logging, unbind_request_id
 
@@ -37,3 +38,15 @@ def test_logging_skips_the_lookups_no_line_shows_and_a_line_keeps_every_field():
         "status": 200,
         "path": "/x",
     }
+
+
+def test_a_value_json_cannot_hold_is_written_as_its_text():
+    logger = logging.getLogger("studybase.requests")
+    someone = uuid.uuid4()
+    record = logger.makeRecord(
+        logger.name, logging.INFO, "(unknown file)", 0, "x", (), None, extra={"user": someone, "n": 1}
+    )
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert (line["user"], line["n"]) == (str(someone), 1)
