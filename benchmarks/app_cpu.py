@@ -22,11 +22,12 @@ With `--ladder` (PostgreSQL too), what one authenticated one-query route costs, 
 same process and rounds: FastAPI's bare route (the stack's hello), the floor (benchmarks/floor_app.py:
 + the token check and one raw pooled psycopg query), Studybase's app without a database (`/health`:
 + its middleware, routing and access log), `/auth/me` without a token (+ the dependencies up to the
-token check and the problem answer), `/auth/me` with the floor's own raw query in place of the
-SQLAlchemy caller read (a dependency override, benchmark only), and `/auth/me` as it is; then,
-without HTTP, the floor's query alone, a SQLAlchemy session opened and closed, and the caller read
-through it. Each route's `/floor` is the floor's CPU over its own, which is what the stack's ratio
-to the floor tends to (the stack adds nginx's, wrk's and PostgreSQL's share to both).
+token check and the problem answer), `/auth/me` as it is, and two twins of it registered after every
+route (benchmark only): one taking `CurrentUser` as the API does, one reading the caller with the
+floor's own raw query; then, without HTTP, the floor's query alone, a SQLAlchemy session opened and
+closed, and the caller read through it. Each route's `/floor` is the floor's CPU over its own, which
+is what the stack's ratio to the floor tends to (the stack adds nginx's, wrk's and PostgreSQL's share
+to both).
 """
 
 import argparse
@@ -71,6 +72,19 @@ def request_scope(path: str, headers: list[tuple[bytes, bytes]] | None = None) -
     }
 
 
+async def _per_round(call: Callable[[], Awaitable[object]], requests: int, rounds: int) -> list[float]:
+    """CPU µs per call of `call`, each round's, after a warm-up."""
+    for _ in range(WARM_UP_REQUESTS):
+        await call()
+    per_round = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(requests):
+            await call()
+        per_round.append((time.process_time() - started) / requests * 1e6)
+    return per_round
+
+
 async def microseconds_per_request(
     app: Any, path: str, requests: int, rounds: int, headers: list[tuple[bytes, bytes]] | None = None
 ) -> tuple[list[float], int]:
@@ -84,14 +98,10 @@ async def microseconds_per_request(
         if message["type"] == "http.response.start":
             statuses.add(message["status"])
 
-    for _ in range(WARM_UP_REQUESTS):
+    async def call() -> None:
         await app({**scope, "state": {}}, receive, send)
-    per_round = []
-    for _ in range(rounds):
-        started = time.process_time()
-        for _ in range(requests):
-            await app({**scope, "state": {}}, receive, send)
-        per_round.append((time.process_time() - started) / requests * 1e6)
+
+    per_round = await _per_round(call, requests, rounds)
     if len(statuses) != 1:
         raise SystemExit(f"{path} answered {sorted(statuses)}: not one answer, nothing to measure")
     return per_round, statuses.pop()
@@ -163,20 +173,12 @@ async def measure_floor(bearer: list[tuple[bytes, bytes]], requests: int, rounds
 
 
 async def measure_routes(keys: list[str], big_study: str, requests: int, rounds: int) -> None:
-    import httpx
-
     from src.app import create_app
     from src.database import engine
 
     app = create_app()
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            signed_in = await client.post(
-                "/api/v1/auth/token", data={"username": BENCH_EMAIL, "password": BENCH_PASSWORD}
-            )
-            signed_in.raise_for_status()
-        bearer = [(b"authorization", f"Bearer {signed_in.json()['access_token']}".encode())]
+        bearer = [(b"authorization", f"Bearer {await _signed_in_token(app)}".encode())]
         counter = StatementCounter(engine)
         paths = route_paths(big_study)
         for key in keys:
@@ -253,21 +255,15 @@ WHERE auth_sessions.id = %s AND users.id = %s
 """
 
 
-async def _per_round(call: Callable[[], Awaitable[object]], requests: int, rounds: int) -> list[float]:
-    """CPU µs per call of `call`, each round's, after a warm-up."""
-    for _ in range(WARM_UP_REQUESTS):
-        await call()
-    per_round = []
-    for _ in range(rounds):
-        started = time.process_time()
-        for _ in range(requests):
-            await call()
-        per_round.append((time.process_time() - started) / requests * 1e6)
-    return per_round
-
-
 async def _http_rung(
-    key: str, adds: str, app: Any, path: str, expected: int, requests: int, rounds: int, headers=None
+    key: str,
+    adds: str,
+    app: Any,
+    path: str,
+    expected: int,
+    requests: int,
+    rounds: int,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> Rung:
     per_round, status = await microseconds_per_request(app, path, requests, rounds, headers)
     if status != expected:
