@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from openpyxl import load_workbook
 
-from src.sampleFileUpload import exports
+from src.sampleFileUpload import exports, writers
 from src.sampleFileUpload.constants import (
     BOOLEAN_FALSE_SPELLINGS,
     BOOLEAN_TRUE_SPELLINGS,
@@ -444,3 +444,45 @@ async def test_a_dialect_asked_for_wins_over_the_uploads(tmp_path, dialect, styl
     record = SimpleNamespace(report={}, format="tsv", encoding="cp1252", storage_key=key, errors_key=None)
 
     assert await exports.errors_csv_style(storage, record, dialect=dialect) == style
+
+
+# Stored date and date-time values of every shape: the validator's own (taken by the export's
+# shortcut), other ISO forms, texts that are no date or are no real day or time, formula-like text,
+# digits that are not ASCII, and values of other JSON types left by an earlier field type.
+STORED_DATES = [
+    "2025-03-14", "2024-02-29", "0001-01-01", "9999-12-31", "2025-02-30", "2023-02-29", "2025-13-01",
+    "2025-00-10", "20250314", "2025-W11-5", "2025-03-14T10:30:00Z", "2025/03/14", "14.03.2025",
+    "\uff12\uff10\uff12\uff15-03-14", "2025-0\uff13-14", "=2025-03-14", "'2025-03-14", "-2025-03-14",
+    "", " 2025-03-14",
+    "2025-03-1a", 20250314, 3.5, True, None, ["2025-03-14"], {"on": "2025-03-14"},
+]  # fmt: skip
+STORED_DATETIMES = [
+    "2025-03-14T10:30:00Z", "2025-03-14 10:30:00Z", "2025-03-14T23:59:59Z", "2025-03-14T24:00:00Z",
+    "2025-03-14T23:59:60Z", "2025-03-14T23:60:00Z", "2025-02-30T10:30:00Z", "2025-03-14T10:30:00z",
+    "2025-03-14T10:30:00+01:00", "2025-03-14T10:30:00+00:00", "2025-03-14T10:30:00.5Z",
+    "2025-03-14T103000.5Z", "2025-03-14T10:30Z", "2025-03-14T10:30:00", "2025-W11-5T10:30:00Z",
+    "20250314T10:30:00:00Z", "2025-03-14T1\u0660:30:00Z", "0001-01-01T00:00:00Z", "=2025-03-14T10:30:00Z",
+    "2025-03-14", "", 1741948200, 1.5, False, None, ["2025-03-14T10:30:00Z"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shortcut", "long_way", "stored_values"),
+    [
+        (exports._day_first_date, exports._stored_date, STORED_DATES),
+        (exports._day_first_datetime, exports._stored_datetime, STORED_DATETIMES),
+    ],
+    ids=["date", "datetime"],
+)
+def test_a_day_first_csv_writes_every_stored_date_as_parsing_it_would(shortcut, long_way, stored_values):
+    """The excel-eu export turns a stored value of the validator's shape into its cell's text without
+    making a date of it: every stored value, of that shape or not, comes out byte for byte as it did
+    when each was read into a date and written by csv_cell (and a formula-like one guarded once)."""
+    taken = [[shortcut(value)] for value in stored_values]
+    parsed = [[long_way(value)] for value in stored_values]
+    assert b"".join(writers.csv_chunks(taken, style=EXCEL_EU)) == b"".join(
+        writers.csv_chunks(parsed, style=EXCEL_EU)
+    )
+    assert [row[0] for row in taken[:2]] == (
+        ["14.03.2025", "29.02.2024"] if shortcut is exports._day_first_date else ["14.03.2025 10:30:00"] * 2
+    )
