@@ -8,7 +8,7 @@ from procrastinate import Blueprint, JobContext
 
 from src import idempotency
 from src.auth import registration
-from src.auth import service as auth_service
+from src.auth import pruning as auth_pruning
 from src.auth.constants import PRUNE_BATCH_ROWS, PRUNE_MAX_ROWS_PER_TABLE
 from src.config import settings
 from src.constants import MAINTENANCE_QUEUE
@@ -25,7 +25,7 @@ logger = logging.getLogger("studybase.pruning")
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    auth: auth_service.PruneCounts
+    auth: auth_pruning.PruneCounts
     expired_registrations: int
     orphan_files: int | None  # None: the file store (STORAGE_URL) did not answer; the rest was pruned
     idempotency_keys: int
@@ -49,12 +49,12 @@ class Pruned:
 
 
 async def prune_what_only_grows(*, batch_rows: int, max_rows: int) -> Pruned:
-    """Stale sign-in rows (auth_service.prune_auth_rows), expired pending registrations, files no
+    """Stale sign-in rows (auth_pruning.prune_auth_rows), expired pending registrations, files no
     record names (prune_orphan_files), expired idempotency keys, finished mails and finished
     invitations: at most `max_rows` of each kind; and imports a killed API process left unfinished
     end `failed` (sample_file_jobs)."""
     async with SessionFactory() as session:
-        auth = await auth_service.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
+        auth = await auth_pruning.prune_auth_rows(session, batch_rows=batch_rows, max_rows=max_rows)
         registrations = await registration.prune_expired_registrations(
             session, max_rows=max_rows, batch_rows=batch_rows
         )

@@ -7,7 +7,7 @@ account later (src/auth/mails.py). The answer is always the same 202.
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.auth import link_tokens, mails, service
+from src.auth import link_tokens, mails, service, throttles
 from src.auth.constants import LinkTokenPurpose
 from src.auth.exceptions import ResetTokenInvalid
 from src.auth.models import User
@@ -21,7 +21,7 @@ async def request_password_reset(session: AsyncSession, *, email: str) -> None:
     per-address limit, for every address alike."""
     mail_service.require_mail()
     now = utcnow()
-    await service.count_password_reset_request(session, email=email, now=now)
+    await throttles.count_password_reset_request(session, email=email, now=now)
     mails.queue_password_reset_mail(session, email=email, now=now)
     await session.commit()
 
@@ -48,6 +48,6 @@ async def confirm_password_reset(session: AsyncSession, *, data: PasswordResetCo
     user.password_hash = password_hash
     await link_tokens.revoke_link_tokens(session, user_id=user.id, purpose=purpose)
     await service.revoke_sessions(session, user_id=user.id, now=now)
-    await service.forget_login_throttles(session, email=user.email)
+    await throttles.forget_login_throttles(session, email=user.email)
     mails.queue_password_changed_notice(session, user=user, now=now)
     await session.commit()

@@ -25,7 +25,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.auth import mails, service, utils
+from src.auth import mails, pruning, service, throttles, utils
 from src.auth.config import auth_settings
 from src.auth.constants import PRUNE_BATCH_ROWS, Role
 from src.auth.exceptions import EmailTaken, PasswordRequired, VerificationTokenInvalid
@@ -43,7 +43,7 @@ async def register(session: AsyncSession, *, data: RegisterRequest) -> None:
     mail_service.require_mail()
     email = data.email  # normalized by the schema
     now = utcnow()
-    await service.count_registration(session, email=email, now=now)
+    await throttles.count_registration(session, email=email, now=now)
     taken = await service.email_is_taken(session, email=email)
     # Hashed for a taken address too: skipping the slowest step would tell it apart by the time.
     password_hash = await service.hash_password(data.password)
@@ -171,7 +171,7 @@ async def prune_expired_registrations(
         await session.commit()
         return max(result.rowcount or 0, 0)
 
-    return await service.in_batches(prune_batch, batch_rows=batch_rows, max_rows=max_rows)
+    return await pruning.in_batches(prune_batch, batch_rows=batch_rows, max_rows=max_rows)
 
 
 async def register_invited_user(session: AsyncSession, *, data: RegisterRequest) -> User:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, status
 from fastapi.responses import JSONResponse
 
-from src.auth import password_reset, registration, service
+from src.auth import password_reset, registration, service, throttles
 from src.auth.constants import Role, UserSort
 from src.auth.dependencies import (
     AdminUser,
@@ -372,4 +372,4 @@ async def update_user(
     responses=problem_responses(*ADMIN_ERRORS, UserNotFound),
 )
 async def clear_login_lock(user: Annotated[User, Depends(valid_user_for_admin)], db: DbSession) -> None:
-    await service.clear_login_throttles(db, user=user)
+    await throttles.clear_login_throttles(db, user=user)

@@ -1,42 +1,25 @@
-"""Business rules of the auth module: accounts, sign-in, sessions and tokens."""
+"""Business rules of the auth module: accounts, sign-in, sessions and tokens. How often a password
+may be tried or a mail asked for is counted in throttles.py; the rows that only grow are pruned by
+pruning.py."""
 
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import anyio
-from sqlalchemy import (
-    ColumnElement,
-    Row,
-    Select,
-    and_,
-    bindparam,
-    case,
-    delete,
-    exists,
-    or_,
-    select,
-    tuple_,
-    update,
-)
+from sqlalchemy import Row, Select, bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from src.auth import jwt, link_tokens, mails, utils
+from src.auth import jwt, link_tokens, mails, throttles, utils
 from src.auth.config import auth_settings
 from src.auth.constants import (
     IP_ADDRESS_MAX_LENGTH,
     LOGIN_THROTTLE_ACCOUNT_SCOPE,
-    PASSWORD_RESET_THROTTLE_SCOPE,
-    PRUNE_BATCH_ROWS,
-    PRUNE_MAX_ROWS_PER_TABLE,
     REFRESH_TOKEN_BYTES,
-    REGISTRATION_THROTTLE_SCOPE,
     USER_AGENT_MAX_LENGTH,
-    VERIFICATION_THROTTLE_SCOPE,
     LinkTokenPurpose,
     Role,
     UserSort,
@@ -47,22 +30,16 @@ from src.auth.exceptions import (
     InvalidCredentials,
     InvalidRefreshToken,
     LastAdmin,
-    LoginLocked,
-    LoginSlowed,
     PasswordChangeLocked,
-    PasswordResetLimited,
     RefreshTokenReused,
     RegistrationClosed,
-    RegistrationLimited,
     SessionRevoked,
-    VerificationMailLimited,
     VerificationTokenInvalid,
     WrongPassword,
 )
-from src.auth.models import AuthSession, LinkToken, LoginThrottle, RefreshToken, User
+from src.auth.models import AuthSession, RefreshToken, User
 from src.auth.schemas import MeUpdate, PasswordChange, TokenPair, UserUpdate
-from src.database import count_up_to, escape_like, insert_for, utcnow
-from src.exceptions import TooManyRequests
+from src.database import count_up_to, escape_like, utcnow
 from src.mail import service as mail_service
 from src.schemas import PageParams
 
@@ -195,7 +172,7 @@ async def request_verification_mail(session: AsyncSession, *, user: User) -> Non
         raise EmailAlreadyVerified
     mail_service.require_mail()
     now = utcnow()
-    await count_verification_request(session, user=user, now=now)
+    await throttles.count_verification_request(session, user=user, now=now)
     mails.queue_verification_mail(session, user)
     await session.commit()
 
@@ -309,171 +286,7 @@ async def _update_unless_last_admin(session: AsyncSession, *, user: User, change
         raise LastAdmin
 
 
-# Sign-in throttling, per email (known or not, so a throttle says nothing about who has an account):
-# - per (email, client address): LOGIN_MAX_FAILURES failures lock that address out of that email,
-#   so an attacker locks out only themselves, never the owner elsewhere;
-# - per email across all addresses: past LOGIN_ACCOUNT_MAX_FAILURES, addresses that have not signed
-#   in to the account recently get one attempt per LOGIN_SLOWDOWN_SECONDS between them, so many
-#   addresses guess slowly while the owner's usual devices are not slowed at all;
-# - per session, for wrong current passwords at the password change: a lock of that session only.
-
-
-def _lockout() -> timedelta:
-    return timedelta(minutes=auth_settings.LOGIN_LOCKOUT_MINUTES)
-
-
-def _retry_after(until: datetime | None, *, now: datetime, default: timedelta) -> int:
-    return int(((until or now + default) - now).total_seconds()) + 1
-
-
-async def _reserve_password_attempt(
-    session: AsyncSession, *, key: str, scope: str, now: datetime, locked: type[TooManyRequests]
-) -> int:
-    """Counts an attempt before its password is checked, so parallel guesses cannot outrun the limit.
-
-    Returns the attempt's number in the current run of attempts; raises `locked` while the scope
-    is locked or its attempts are used up. Commits, which also frees the connection for the hash.
-    """
-    throttle = LoginThrottle
-    starts_afresh = or_(throttle.last_attempt_at < now - _lockout(), throttle.locked_until <= now)
-    reserve = (
-        insert_for(session, LoginThrottle)
-        .values(email_hash=key, scope=scope, attempt_count=1, last_attempt_at=now)
-        .on_conflict_do_update(
-            index_elements=[throttle.email_hash, throttle.scope],
-            set_={
-                "attempt_count": case((starts_afresh, 1), else_=throttle.attempt_count + 1),
-                "last_attempt_at": now,
-                "locked_until": None,
-            },
-            where=or_(throttle.locked_until.is_(None), throttle.locked_until <= now),
-        )
-        .returning(throttle.attempt_count)
-    )
-    attempt = (await session.execute(reserve)).scalar_one_or_none()
-    locked_until = None
-    if attempt is None:
-        locked_until = await _locked_until(session, key=key, scope=scope)
-    await session.commit()
-    if attempt is None:
-        raise locked(retry_after_seconds=_retry_after(locked_until, now=now, default=_lockout()))
-    if attempt > auth_settings.LOGIN_MAX_FAILURES:
-        # Not locked: the run's other attempts are still in flight and may yet succeed (a script
-        # signing in from several threads), so this one is told to retry in a second, not in 15 min.
-        raise locked(retry_after_seconds=1)
-    return attempt
-
-
-async def _locked_until(session: AsyncSession, *, key: str, scope: str) -> datetime | None:
-    return await session.scalar(
-        select(LoginThrottle.locked_until).where(
-            LoginThrottle.email_hash == key, LoginThrottle.scope == scope
-        )
-    )
-
-
-async def _reserve_account_attempt(session: AsyncSession, *, key: str, now: datetime) -> datetime | None:
-    """Counts an attempt against the email's budget across all addresses, before its password is checked.
-
-    Within the budget nothing is slowed; past it each attempt that gets through holds back the
-    next one for LOGIN_SLOWDOWN_SECONDS. Returns None when the attempt was counted, else when
-    the next one may come. The budget renews once no attempt came for LOGIN_LOCKOUT_MINUTES. Commits.
-    """
-    throttle = LoginThrottle
-    slowdown = timedelta(seconds=auth_settings.LOGIN_SLOWDOWN_SECONDS)
-    count = case((throttle.last_attempt_at < now - _lockout(), 1), else_=throttle.attempt_count + 1)
-    reserve = (
-        insert_for(session, LoginThrottle)
-        .values(email_hash=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE, attempt_count=1, last_attempt_at=now)
-        .on_conflict_do_update(
-            index_elements=[throttle.email_hash, throttle.scope],
-            set_={
-                "attempt_count": count,
-                "last_attempt_at": now,
-                "locked_until": case((count > auth_settings.LOGIN_ACCOUNT_MAX_FAILURES, now + slowdown)),
-            },
-            where=or_(throttle.locked_until.is_(None), throttle.locked_until <= now),
-        )
-        .returning(throttle.attempt_count)
-    )
-    if (await session.execute(reserve)).scalar_one_or_none() is not None:
-        await session.commit()
-        return None
-    locked_until = await _locked_until(session, key=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE)
-    await session.commit()
-    return locked_until or now + slowdown
-
-
-async def _release_attempt(session: AsyncSession, *, key: str, scope: str) -> None:
-    """Uncounts a reserved attempt that turned out not to be a failure (refused unchecked, or right)."""
-    await session.execute(
-        update(LoginThrottle)
-        .where(LoginThrottle.email_hash == key, LoginThrottle.scope == scope, LoginThrottle.attempt_count > 0)
-        .values(attempt_count=LoginThrottle.attempt_count - 1)
-    )
-    await session.commit()
-
-
-async def _record_failed_attempt(
-    session: AsyncSession, *, key: str, scope: str, attempt: int, now: datetime
-) -> None:
-    """The failure was counted when the attempt was reserved; the last allowed one locks the scope."""
-    if attempt >= auth_settings.LOGIN_MAX_FAILURES:
-        await session.execute(
-            update(LoginThrottle)
-            .where(LoginThrottle.email_hash == key, LoginThrottle.scope == scope)
-            .values(attempt_count=0, locked_until=now + _lockout())
-        )
-        await session.commit()
-
-
-async def _clear_attempts(session: AsyncSession, *, key: str, scope: str) -> None:
-    await session.execute(
-        delete(LoginThrottle).where(LoginThrottle.email_hash == key, LoginThrottle.scope == scope)
-    )
-
-
-async def _signed_in_recently_from(
-    session: AsyncSession, *, email: str, ip_address: str | None, now: datetime
-) -> bool:
-    """Whether the account with this email signed in from this address within a refresh-token lifetime.
-
-    The same query whether the email has an account or not, so it costs the same either way.
-    """
-    since = now - timedelta(days=auth_settings.REFRESH_TOKEN_EXPIRE_DAYS)
-    signed_in = exists().where(
-        AuthSession.user_id == User.id,
-        User.email == email,
-        AuthSession.ip_address == utils.storable_text(ip_address, IP_ADDRESS_MAX_LENGTH),
-        AuthSession.created_at > since,
-    )
-    return bool(await session.scalar(select(signed_in)))
-
-
-@dataclass(frozen=True, slots=True)
-class _SignInAttempt:
-    number: int  # in the current run of attempts from this address
-    counted_for_account: bool
-
-
-async def _reserve_sign_in_attempt(
-    session: AsyncSession, *, key: str, address_scope: str, known_address: bool, now: datetime
-) -> _SignInAttempt:
-    """Reserves the attempt for the address (a hard lock) and for the account (a slowdown).
-
-    Both are reserved whoever asks, so a known and an unknown email cost the same work; only an
-    address the account signed in from recently may go on when the account is slowed. An attempt
-    the slowdown refuses is uncounted for the address again: it was never checked, so no guess.
-    """
-    number = await _reserve_password_attempt(
-        session, key=key, scope=address_scope, now=now, locked=LoginLocked
-    )
-    slowed_until = await _reserve_account_attempt(session, key=key, now=now)
-    if slowed_until is not None and not known_address:
-        await _release_attempt(session, key=key, scope=address_scope)
-        slowdown = timedelta(seconds=auth_settings.LOGIN_SLOWDOWN_SECONDS)
-        raise LoginSlowed(retry_after_seconds=_retry_after(slowed_until, now=now, default=slowdown))
-    return _SignInAttempt(number=number, counted_for_account=slowed_until is None)
+# Sign-in and the password change, throttled by src/auth/throttles.py.
 
 
 async def authenticate(session: AsyncSession, *, email: str, password: str, ip_address: str | None) -> User:
@@ -482,121 +295,30 @@ async def authenticate(session: AsyncSession, *, email: str, password: str, ip_a
     email = utils.normalize_email(email)  # once: email-validator is not free on this hot path
     key, address_scope = utils.login_throttle_key(email), utils.address_throttle_scope(ip_address)
     user = await _user_with_normalized_email(session, email)
-    known_address = await _signed_in_recently_from(session, email=email, ip_address=ip_address, now=now)
-    attempt = await _reserve_sign_in_attempt(
+    known_address = await throttles.signed_in_recently_from(
+        session, email=email, ip_address=ip_address, now=now
+    )
+    attempt = await throttles.reserve_sign_in_attempt(
         session, key=key, address_scope=address_scope, known_address=known_address, now=now
     )
     matches, upgraded_hash = await verify_password(password, user.password_hash if user else None)
     if user is None or not matches or not user.is_active:
-        await _record_failed_attempt(session, key=key, scope=address_scope, attempt=attempt.number, now=now)
+        await throttles.record_failed_attempt(
+            session, key=key, scope=address_scope, attempt=attempt.number, now=now
+        )
         raise InvalidCredentials
     if upgraded_hash is not None:
         user.password_hash = upgraded_hash
-    await _clear_attempts(session, key=key, scope=address_scope)
+    await throttles.clear_attempts(session, key=key, scope=address_scope)
     if attempt.counted_for_account:  # a success is no failure: it does not spend the budget
-        await _release_attempt(session, key=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE)
+        await throttles.release_attempt(session, key=key, scope=LOGIN_THROTTLE_ACCOUNT_SCOPE)
     return user
-
-
-async def forget_login_throttles(session: AsyncSession, *, email: str) -> None:
-    """Every throttle of the (normalized) email, all scopes, inside the caller's transaction."""
-    await session.execute(
-        delete(LoginThrottle).where(LoginThrottle.email_hash == utils.login_throttle_key(email))
-    )
-
-
-async def clear_login_throttles(session: AsyncSession, *, user: User) -> None:
-    """Lifts every lock and slowdown on the user's email: all addresses, the account and sessions."""
-    await forget_login_throttles(session, email=user.email)
-    await session.commit()
-
-
-async def _count_mail_request(
-    session: AsyncSession,
-    *,
-    email: str,
-    now: datetime,
-    scope: str,
-    max_requests: int,
-    limited: type[TooManyRequests],
-) -> None:
-    """Counts a request for a mail to the (normalized) email in the throttle `scope`: the same
-    statement whether or not the address has an account. Past `max_requests` within
-    LOGIN_LOCKOUT_MINUTES of the last counted one it is not counted and `limited` is raised, with
-    the time until that window ends. Commits."""
-    throttle = LoginThrottle
-    key = utils.login_throttle_key(email)
-    window_over = throttle.last_attempt_at < now - _lockout()
-    count = (
-        insert_for(session, LoginThrottle)
-        .values(email_hash=key, scope=scope, attempt_count=1, last_attempt_at=now)
-        .on_conflict_do_update(
-            index_elements=[throttle.email_hash, throttle.scope],
-            set_={
-                "attempt_count": case((window_over, 1), else_=throttle.attempt_count + 1),
-                "last_attempt_at": now,
-            },
-            where=or_(window_over, throttle.attempt_count < max_requests),
-        )
-        .returning(throttle.attempt_count)
-    )
-    counted = (await session.execute(count)).scalar_one_or_none() is not None
-    last = (
-        None
-        if counted
-        else await session.scalar(
-            select(throttle.last_attempt_at).where(throttle.email_hash == key, throttle.scope == scope)
-        )
-    )
-    await session.commit()
-    if not counted:
-        window_ends = (last or now) + _lockout()
-        raise limited(retry_after_seconds=_retry_after(window_ends, now=now, default=_lockout()))
-
-
-async def count_password_reset_request(session: AsyncSession, *, email: str, now: datetime) -> None:
-    """Counts a reset request for the (normalized) email, known or not. Past
-    PASSWORD_RESET_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, PasswordResetLimited. Commits."""
-    await _count_mail_request(
-        session,
-        email=email,
-        now=now,
-        scope=PASSWORD_RESET_THROTTLE_SCOPE,
-        max_requests=auth_settings.PASSWORD_RESET_MAX_REQUESTS,
-        limited=PasswordResetLimited,
-    )
-
-
-async def count_verification_request(session: AsyncSession, *, user: User, now: datetime) -> None:
-    """Counts a verification mail asked for again by the account. Past
-    EMAIL_VERIFICATION_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, VerificationMailLimited. Commits."""
-    await _count_mail_request(
-        session,
-        email=user.email,
-        now=now,
-        scope=VERIFICATION_THROTTLE_SCOPE,
-        max_requests=auth_settings.EMAIL_VERIFICATION_MAX_REQUESTS,
-        limited=VerificationMailLimited,
-    )
-
-
-async def count_registration(session: AsyncSession, *, email: str, now: datetime) -> None:
-    """Counts a self-registration of the (normalized) email, new or taken alike. Past
-    REGISTRATION_MAX_REQUESTS within LOGIN_LOCKOUT_MINUTES, RegistrationLimited. Commits."""
-    await _count_mail_request(
-        session,
-        email=email,
-        now=now,
-        scope=REGISTRATION_THROTTLE_SCOPE,
-        max_requests=auth_settings.REGISTRATION_MAX_REQUESTS,
-        limited=RegistrationLimited,
-    )
 
 
 async def clear_login_throttles_by_email(session: AsyncSession, *, email: str) -> User | None:
     user = await get_user_by_email(session, email=email)
     if user is not None:
-        await clear_login_throttles(session, user=user)
+        await throttles.clear_login_throttles(session, user=user)
     return user
 
 
@@ -609,15 +331,15 @@ async def change_password(session: AsyncSession, *, caller: Authenticated, data:
     user = caller.user
     now = utcnow()
     key, scope = utils.login_throttle_key(user.email), utils.session_throttle_scope(caller.session.id)
-    attempt = await _reserve_password_attempt(
+    attempt = await throttles.reserve_password_attempt(
         session, key=key, scope=scope, now=now, locked=PasswordChangeLocked
     )
     matches, _ = await verify_password(data.current_password, user.password_hash)
     if not matches:
-        await _record_failed_attempt(session, key=key, scope=scope, attempt=attempt, now=now)
+        await throttles.record_failed_attempt(session, key=key, scope=scope, attempt=attempt, now=now)
         raise WrongPassword
     user.password_hash = await hash_password(data.new_password)
-    await _clear_attempts(session, key=key, scope=scope)
+    await throttles.clear_attempts(session, key=key, scope=scope)
     await revoke_sessions(session, user_id=user.id, now=now, keep=caller.session.id)
     await link_tokens.revoke_link_tokens(session, user_id=user.id, purpose=LinkTokenPurpose.PASSWORD_RESET)
     mails.queue_password_changed_notice(session, user=user, now=now)
@@ -780,151 +502,3 @@ async def get_active_session(
     ):
         return None
     return auth_session
-
-
-# Pruning: rows that only grow and no longer change any answer. Each kind is deleted in batches,
-# one transaction a batch, the condition checked again by the DELETE itself (a row touched since
-# it was picked is kept), at most `max_rows` a kind per run.
-
-
-@dataclass(frozen=True, slots=True)
-class PruneCounts:
-    login_throttles: int
-    sessions: int
-    refresh_tokens: int
-    link_tokens: int
-
-
-def _stale_throttle(now: datetime) -> ColumnElement[bool]:
-    """A throttle whose run of attempts is over and that holds no lock: the next attempt starts
-    afresh at 1 whether the row is there or not (see _reserve_password_attempt)."""
-    throttle = LoginThrottle
-    return and_(
-        throttle.last_attempt_at < now - _lockout(),
-        or_(throttle.locked_until.is_(None), throttle.locked_until <= now),
-    )
-
-
-def _prunable_session(now: datetime) -> ColumnElement[bool]:
-    """Ended (expired or revoked) longer than a refresh-token lifetime ago: no token of it works, and
-    it is too old to count as a recent sign-in from its address (_signed_in_recently_from)."""
-    cutoff = now - timedelta(days=auth_settings.REFRESH_TOKEN_EXPIRE_DAYS)
-    return or_(AuthSession.expires_at < cutoff, AuthSession.revoked_at < cutoff)
-
-
-def _prunable_rotated_token(now: datetime) -> ColumnElement[bool]:
-    """Rotated longer than a refresh-token lifetime ago. Shown again it is still refused, only as
-    unknown: theft of a rotated token is detected (the session ended) within that lifetime."""
-    cutoff = now - timedelta(days=auth_settings.REFRESH_TOKEN_EXPIRE_DAYS)
-    return RefreshToken.rotated_at < cutoff
-
-
-async def _prune_throttle_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
-    keys = (
-        await session.execute(
-            select(LoginThrottle.email_hash, LoginThrottle.scope).where(_stale_throttle(now)).limit(limit)
-        )
-    ).all()
-    if not keys:
-        return 0
-    result = await session.execute(
-        delete(LoginThrottle).where(
-            tuple_(LoginThrottle.email_hash, LoginThrottle.scope).in_([tuple(key) for key in keys]),
-            _stale_throttle(now),
-        )
-    )
-    await session.commit()
-    return max(result.rowcount, 0)
-
-
-async def _prune_session_batch(session: AsyncSession, *, now: datetime, limit: int) -> tuple[int, int]:
-    """A batch of ended sessions and their refresh tokens (deleted first, not left to the cascade,
-    so they are counted)."""
-    ids = list(await session.scalars(select(AuthSession.id).where(_prunable_session(now)).limit(limit)))
-    if not ids:
-        return 0, 0
-    tokens = await session.execute(delete(RefreshToken).where(RefreshToken.session_id.in_(ids)))
-    sessions = await session.execute(
-        delete(AuthSession).where(AuthSession.id.in_(ids), _prunable_session(now))
-    )
-    await session.commit()
-    return max(sessions.rowcount, 0), max(tokens.rowcount, 0)
-
-
-async def _prune_token_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
-    picked = select(RefreshToken.id).where(_prunable_rotated_token(now)).limit(limit)
-    ids = list(await session.scalars(picked))
-    if not ids:
-        return 0
-    result = await session.execute(
-        delete(RefreshToken).where(RefreshToken.id.in_(ids), _prunable_rotated_token(now))
-    )
-    await session.commit()
-    return max(result.rowcount, 0)
-
-
-async def _prune_link_token_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
-    """Expired mailed tokens: refused anyway (find_link_token checks the expiry), so only clutter."""
-    ids = list(await session.scalars(select(LinkToken.id).where(LinkToken.expires_at <= now).limit(limit)))
-    if not ids:
-        return 0
-    result = await session.execute(
-        delete(LinkToken).where(LinkToken.id.in_(ids), LinkToken.expires_at <= now)
-    )
-    await session.commit()
-    return max(result.rowcount, 0)
-
-
-async def in_batches(prune_batch: Any, *, batch_rows: int, max_rows: int) -> int:
-    """Calls `prune_batch(limit)` until a batch finds fewer rows than asked or max_rows are gone."""
-    total = 0
-    while total < max_rows:
-        limit = min(batch_rows, max_rows - total)
-        deleted = await prune_batch(limit)
-        total += deleted
-        if deleted < limit:
-            break
-    return total
-
-
-async def prune_auth_rows(
-    session: AsyncSession,
-    *,
-    now: datetime | None = None,
-    batch_rows: int = PRUNE_BATCH_ROWS,
-    max_rows: int = PRUNE_MAX_ROWS_PER_TABLE,
-) -> PruneCounts:
-    """Deletes stale sign-in throttles, long-ended sessions (with their tokens), long-rotated
-    refresh tokens and expired link tokens; at most `max_rows` of each kind, `batch_rows` per
-    transaction."""
-    now = now or utcnow()
-    throttles = await in_batches(
-        lambda limit: _prune_throttle_batch(session, now=now, limit=limit),
-        batch_rows=batch_rows,
-        max_rows=max_rows,
-    )
-    session_tokens = 0
-
-    async def sessions_batch(limit: int) -> int:
-        nonlocal session_tokens
-        sessions, tokens = await _prune_session_batch(session, now=now, limit=limit)
-        session_tokens += tokens
-        return sessions
-
-    sessions = await in_batches(sessions_batch, batch_rows=batch_rows, max_rows=max_rows)
-    rotated = await in_batches(
-        lambda limit: _prune_token_batch(session, now=now, limit=limit),
-        batch_rows=batch_rows,
-        max_rows=max_rows,
-    )
-    expired_links = await in_batches(
-        lambda limit: _prune_link_token_batch(session, now=now, limit=limit),
-        batch_rows=batch_rows,
-        max_rows=max_rows,
-    )
-    return PruneCounts(
-        login_throttles=throttles,
-        sessions=sessions,
-        refresh_tokens=session_tokens + rotated,
-        link_tokens=expired_links,
-    )

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 import main
-from src.auth import service as auth_service
+from src.auth import pruning as auth_pruning
 from src.auth.config import auth_settings
 from src.auth.constants import LinkTokenPurpose
 from src.auth.models import AuthSession, LinkToken, LoginThrottle, RefreshToken, User
@@ -81,9 +81,9 @@ async def count_of(model) -> int:
         return await session.scalar(select(func.count()).select_from(model))
 
 
-async def prune(**bounds) -> auth_service.PruneCounts:
+async def prune(**bounds) -> auth_pruning.PruneCounts:
     async with SessionFactory() as session:
-        return await auth_service.prune_auth_rows(session, **bounds)
+        return await auth_pruning.prune_auth_rows(session, **bounds)
 
 
 async def test_only_throttles_whose_run_is_over_and_hold_no_lock_are_pruned():
