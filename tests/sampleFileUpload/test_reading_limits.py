@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from src.sampleFileUpload import readers, reading_errors, xlsx_archive, xlsx_reading
+from src.sampleFileUpload import readers, reading_errors, xlsx_archive, xlsx_parts, xlsx_reading, xlsx_xml
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.readers import SheetError, TimeLimitReached, detect_delimiter, open_sheet
 from tests.sampleFileUpload import files
@@ -226,7 +226,7 @@ def test_a_header_cell_longer_than_any_field_name_is_refused(tmp_path):
 
 
 def test_xml_without_a_tag_for_more_than_the_token_bound_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(xlsx_reading, "MAX_XML_TOKEN_BYTES", 100_000)
+    monkeypatch.setattr(xlsx_xml, "MAX_XML_TOKEN_BYTES", 100_000)
     content = files.with_sheet_xml(
         files.xlsx_bytes([["sample_id"], ["S1"]]),
         lambda xml: xml.replace(b"<sheetData>", b"<sheetData><!--" + b"x" * 300_000 + b"-->"),
@@ -294,7 +294,7 @@ def test_a_cell_referring_past_the_shared_strings_is_damaged(tmp_path):
 def test_a_shared_strings_table_over_the_entry_limit_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
     monkeypatch.setattr(upload_settings, "MAX_XLSX_SHARED_STRINGS", 1_000)
     parsed = []
-    monkeypatch.setattr(xlsx_reading.SharedStrings, "extend", lambda table, texts: parsed.extend(texts))
+    monkeypatch.setattr(xlsx_parts.SharedStrings, "extend", lambda table, texts: parsed.extend(texts))
 
     error = refusal(tmp_path, files.shared_strings_xlsx(1_001), "s.xlsx")
 
@@ -544,7 +544,7 @@ def late_only_inside(function_name: str):
             "s.xlsx",
         ),
         ("_counted_entries", files.shared_strings_xlsx(100_000), "s.xlsx"),
-        ("_fed", files.xlsx_bytes([["sample_id"], ["S1"]]), "s.xlsx"),
+        ("fed", files.xlsx_bytes([["sample_id"], ["S1"]]), "s.xlsx"),
         ("_first_undecodable_offset", files.csv_bytes([HEADER, ["S1", "1", "x"]]), "s.csv"),
         ("_mostly_utf8", files.csv_bytes([HEADER, ["S1", "1", "é"]], encoding="cp1252"), "s.csv"),
     ],

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from src.sampleFileUpload import xlsx_reading
+from src.sampleFileUpload import xlsx_reading, xlsx_xml
 from src.sampleFileUpload.reading_errors import SheetError
 from tests.sampleFileUpload import files
 
@@ -25,7 +25,8 @@ BASE = files.xlsx_bytes(
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(xlsx_reading, "XML_CHUNK_BYTES", 512)
+    monkeypatch.setattr(xlsx_xml, "XML_CHUNK_BYTES", 512)  # the chunks fed to expat
+    monkeypatch.setattr(xlsx_reading, "XML_CHUNK_BYTES", 512)  # the incomplete row held back
 
 
 def workbook(rows_xml: bytes, *, declaration: bytes = b"", prefix: bytes = b"") -> bytes:
