@@ -1,7 +1,7 @@
 """From a stored sample file to its header and rows, streamed: CSV/TSV in any common encoding, XLSX.
 
 The format is read from the content, never trusted from the client: a ZIP is read as an XLSX workbook
-(xlsx_reading.py checks it is not a bomb, macro-enabled or no workbook first); an OLE2 file is a legacy
+(xlsx_archive.py checks it is not a bomb, macro-enabled or no workbook first); an OLE2 file is a legacy
 .xls or a password-protected workbook; anything else is text. The filename's extension is a hint and a
 consistency check only: a .csv that holds a workbook, or a .xlsx that holds text, is refused.
 

@@ -1,7 +1,8 @@
 """What stops the reading of a sample file: a file we do not read (SheetError), or its deadline.
 
-Both readers (readers.py for text and the format, xlsx_reading.py for workbooks) raise these; the
-service turns a SheetError into a 415 or 422 that carries its code, and decides what a deadline means.
+Both readers (readers.py for text and the format; xlsx_reading.py, xlsx_parts.py and xlsx_xml.py for
+workbooks) raise these; the service turns a SheetError into a 415 or 422 that carries its code, and
+decides what a deadline means.
 """
 
 from time import monotonic
