@@ -12,7 +12,7 @@ from src.dependencies import if_match_version
 from src.exceptions import InvalidIfMatch, PreconditionFailed
 from src.invitations.schemas import InvitationCreate
 from src.schemas import SingleLineText
-from src.study import sample_validation
+from src.study import sample_schema
 from src.study.constants import CODE_MAX_LENGTH, SAMPLE_ID_MAX_LENGTH, TITLE_MAX_LENGTH, FieldType
 from src.study.schemas import Description, SampleId, StudyCode, Title
 
@@ -233,9 +233,9 @@ def test_the_documented_invitation_names_one_address_and_a_role_as_the_server_re
 def test_the_documented_sample_field_is_what_the_server_reads(definition):
     validator = documented_body("SampleFieldDefinition")
     try:
-        sample_validation.read_sample_field(definition)
+        sample_schema.read_sample_field(definition)
         read = True
-    except sample_validation.SampleSchemaError:
+    except sample_schema.SampleSchemaError:
         read = False
     assert validator.is_valid(definition) == read
 
@@ -323,8 +323,8 @@ def test_each_shape_lists_its_own_constraints_and_the_others_only_as_null(field_
 
 def reads(definition: dict) -> bool:
     try:
-        sample_validation.read_sample_field(definition)
-    except sample_validation.SampleSchemaError:
+        sample_schema.read_sample_field(definition)
+    except sample_schema.SampleSchemaError:
         return False
     return True
 

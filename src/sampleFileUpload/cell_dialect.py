@@ -42,7 +42,8 @@ from src.sampleFileUpload.constants import (
     ReportCode,
 )
 from src.study.constants import FieldType
-from src.study.sample_validation import MAX_NUMERIC_TEXT_LENGTH, SampleField
+from src.study.sample_schema import SampleField
+from src.study.sample_validation import MAX_NUMERIC_TEXT_LENGTH
 
 # A reader: the text of a cell (trimmed, not empty) → the value the validator takes; CellRefused if none.
 CellReader = Callable[[str], object]

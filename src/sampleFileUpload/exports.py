@@ -48,7 +48,8 @@ from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import Storage
 from src.study.constants import FieldType, SampleStatus
 from src.study.models import Sample, Study
-from src.study.sample_validation import SampleField, SampleValidator
+from src.study.sample_schema import SampleField
+from src.study.sample_validation import SampleValidator
 
 # ---------------------------------------------------------------------------------------------
 # The template

@@ -32,7 +32,7 @@ from src.database import (
 )
 from src.exceptions import PreconditionFailed, is_lock_wait_failure
 from src.schemas import PageParams
-from src.study import sample_validation
+from src.study import sample_schema, sample_validation
 from src.study.activity import record_activity
 from src.study.constants import (
     FIELD_FILTER_PREFIX,
@@ -78,7 +78,7 @@ from src.study.versions import check_version, why_not_written, write_versioned
 async def compile_patterns_off_the_loop(fields: object) -> None:
     """Compiles the text patterns of a submitted (still unchecked) schema in a worker thread: each
     may take milliseconds, and the schema's check on the event loop then finds them compiled."""
-    await anyio.to_thread.run_sync(sample_validation.compile_schema_patterns, fields)
+    await anyio.to_thread.run_sync(sample_schema.compile_schema_patterns, fields)
 
 
 def validator_of(study: Study) -> sample_validation.SampleValidator:

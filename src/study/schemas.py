@@ -31,7 +31,7 @@ from src.schemas import (
     no_control_characters,
     null_properties,
 )
-from src.study import sample_validation
+from src.study import sample_schema
 from src.study.constants import (
     ACTIVITY_CUT_MARK,
     ACTIVITY_DETAILS_MAX_BYTES,
@@ -59,7 +59,7 @@ from src.study.constants import (
     StudyRole,
     StudyStatus,
 )
-from src.study.sample_validation import SampleSchemaError
+from src.study.sample_schema import SampleSchemaError
 from src.study.utils import without_nul
 
 StudyCode = Annotated[
@@ -93,13 +93,13 @@ Bound = Annotated[
     int | float,
     Field(allow_inf_nan=False),
     WithJsonSchema(
-        {"type": "number", "minimum": -sample_validation.MAX_BOUND, "maximum": sample_validation.MAX_BOUND}
+        {"type": "number", "minimum": -sample_schema.MAX_BOUND, "maximum": sample_schema.MAX_BOUND}
     ),
 ]
 
 
 def trimmed_line(max_length: int) -> Any:
-    """One-line text of 1 to max_length characters that must come trimmed (sample_validation's rule)."""
+    """One-line text of 1 to max_length characters that must come trimmed (sample_schema's rule)."""
     return Annotated[
         str, Field(min_length=1, max_length=max_length), DocumentedPattern(STRICTLY_TRIMMED_LINE_PATTERN)
     ]
@@ -132,7 +132,7 @@ FIELD_EXAMPLES = [
 
 # Each type of field as the document states it: a discriminated union (`oneOf` one object per `type`,
 # with `discriminator`), the shape client generators read as one class per type. Checking stays
-# sample_validation's alone: these shapes are the contract, never the validator.
+# sample_schema's alone: these shapes are the contract, never the validator.
 _CONSTRAINTS = ("max_length", "pattern", "min", "max", "choices")
 FieldName = Annotated[
     str,
@@ -241,7 +241,7 @@ class SampleFieldDefinition(BaseModel):
     """One typed field of a study's samples, as checked. Serialised without the constraints it does not
     set: `{name, type, required, ...}`, the JSON a study stores.
 
-    Documented as the union of each type's shape above; the checking is `sample_validation`'s alone,
+    Documented as the union of each type's shape above; the checking is `sample_schema`'s alone,
     the same that compiles stored schemas, so that whatever is accepted here compiles there.
     """
 
@@ -266,9 +266,9 @@ class SampleFieldDefinition(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def read_by_sample_validation(cls, data: Any) -> Any:
+    def read_by_sample_schema(cls, data: Any) -> Any:
         try:
-            sample_validation.read_sample_field(data)
+            sample_schema.read_sample_field(data)
         except SampleSchemaError as error:
             raise _validation_error(error) from None
         return data
@@ -294,11 +294,11 @@ def _validation_error(error: SampleSchemaError) -> ValidationError:
     )
 
 
-def _read_by_sample_validation(fields: Any, handler: Any) -> list[SampleFieldDefinition]:
+def _read_by_sample_schema(fields: Any, handler: Any) -> list[SampleFieldDefinition]:
     if not isinstance(fields, list):
         return handler(fields)  # pydantic's own "must be a list"
     try:
-        sample_validation.read_sample_schema(fields)
+        sample_schema.read_sample_schema(fields)
     except SampleSchemaError as error:
         raise _validation_error(error) from None
     return [SampleFieldDefinition._of_checked(definition) for definition in fields]
@@ -307,7 +307,7 @@ def _read_by_sample_validation(fields: Any, handler: Any) -> list[SampleFieldDef
 SampleFields = Annotated[
     list[SampleFieldDefinition],
     Field(max_length=MAX_SAMPLE_FIELDS),
-    WrapValidator(_read_by_sample_validation),
+    WrapValidator(_read_by_sample_schema),
 ]
 
 

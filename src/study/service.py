@@ -43,7 +43,7 @@ from src.database import (
 )
 from src.exceptions import AppError, PreconditionFailed
 from src.schemas import PageParams
-from src.study import sample_validation
+from src.study import sample_schema
 from src.study.activity import record_activity
 from src.study.constants import (
     ALLOWED_TRANSITIONS,
@@ -432,7 +432,7 @@ async def replace_sample_fields(
     check_version(study, expected_version)
     old_fields, new_fields = study.sample_fields, _stored_fields(fields)
     if study.sample_count:
-        changes = sample_validation.incompatible_schema_changes(old_fields, new_fields)
+        changes = sample_schema.incompatible_schema_changes(old_fields, new_fields)
         if changes:
             raise IncompatibleSampleFields(
                 errors=[{"loc": ["body"], "msg": change, "code": "incompatible_change"} for change in changes]

@@ -17,14 +17,8 @@ from src.study.constants import (
     TEXT_MAX_LENGTH_LIMIT,
     ValueErrorCode,
 )
-from src.study.sample_validation import (
-    SampleSchemaError,
-    ValueIssue,
-    compile_sample_schema,
-    compile_text_pattern,
-    incompatible_schema_changes,
-    normalize_sample_id,
-)
+from src.study.sample_schema import SampleSchemaError, compile_text_pattern, incompatible_schema_changes
+from src.study.sample_validation import ValueIssue, compile_sample_schema, normalize_sample_id
 
 Code = ValueErrorCode
 

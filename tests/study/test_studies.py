@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from src.auth.constants import Role
-from src.study import sample_validation
+from src.study import sample_schema, sample_validation
 from src.study import samples as study_samples
 from src.study import schemas as study_schemas
 from src.study import service as study_service
@@ -66,8 +66,9 @@ async def test_a_study_is_answered_without_checking_or_compiling_its_fields_agai
     def refuse(*_args):
         raise AssertionError("a read compiled a pattern")
 
+    monkeypatch.setattr(sample_schema, "compile_text_pattern", refuse)
     monkeypatch.setattr(sample_validation, "compile_text_pattern", refuse)
-    monkeypatch.setattr(sample_validation, "read_sample_field", refuse)
+    monkeypatch.setattr(sample_schema, "read_sample_field", refuse)
     monkeypatch.setattr(study_schemas, "compile_text_pattern", refuse, raising=False)
     one = await client.get(f"{STUDIES}/{study.id}", headers=alice_headers)
     listed = await client.get(STUDIES, headers=alice_headers)
@@ -128,7 +129,7 @@ async def test_a_study_body_that_is_not_json_is_refused_by_the_route_not_a_500(c
     assert_problem(response, 422, "VALIDATION_ERROR")
 
 
-def test_one_field_definition_is_checked_by_sample_validation_with_its_loc():
+def test_one_field_definition_is_checked_by_sample_schema_with_its_loc():
     with pytest.raises(ValidationError) as raised:
         study_schemas.SampleFieldDefinition.model_validate({"name": "f", "type": "integer", "max": 2**1023})
 
