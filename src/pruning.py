@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from procrastinate import Blueprint, JobContext
 
 from src import idempotency
-from src.auth import registration
 from src.auth import pruning as auth_pruning
+from src.auth import registration
 from src.auth.constants import PRUNE_BATCH_ROWS, PRUNE_MAX_ROWS_PER_TABLE
 from src.config import settings
 from src.constants import MAINTENANCE_QUEUE
