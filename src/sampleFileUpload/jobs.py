@@ -1,7 +1,7 @@
 """The import as a job (IMPORT_RUNNER), and how an upload waits for it.
 
 An upload is stored and recorded `queued` (service.import_sample_file); its job
-(service.import_queued_file) imports it and leaves the record finished. Who runs that job:
+(import_runs.import_queued_file) imports it and leaves the record finished. Who runs that job:
 
 `process` (the default, and SQLite's only choice): the API process that took the upload, as a task
 beside its requests, so `python main.py` alone imports files. Progress goes to the record every
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src import database
 from src.database import SessionFactory, utcnow
 from src.deadlines import current_deadline
-from src.sampleFileUpload import service
+from src.sampleFileUpload import import_runs
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import (
     IMPORT_PRIORITY_FIRST,
@@ -74,12 +74,12 @@ _TASKS: set[asyncio.Task[None]] = set()
 
 
 class JobProgress:
-    """service.ImportProgress: the rows read, written to the record after the first batch (with the
+    """import_runs.ImportProgress: the rows read, written to the record after the first batch (with the
     file's rows as far as they are known, readers.Sheet.data_rows_claimed) and then at most every
     IMPORT_PROGRESS_SECONDS, in a short transaction of its own (where the database has more than one
     writer), which also reads whether the import's cancel was asked; ImportCancelled then. Written
     only while the record is still this run's (`importing` under its claim), like the final write:
-    a run that lost it (claimed again, or ended by the sweep) stops there (service.ClaimLost)."""
+    a run that lost it (claimed again, or ended by the sweep) stops there (import_runs.ClaimLost)."""
 
     def __init__(self, file_id: uuid.UUID, *, live: LiveImport | None, to_database: bool) -> None:
         self.file_id, self.live, self.to_database = file_id, live, to_database
@@ -112,7 +112,7 @@ class JobProgress:
         self._written_at = time.monotonic()
         asked = await _write_progress(self.file_id, self.claim, rows, self.total)
         if asked is None:
-            raise service.ClaimLost
+            raise import_runs.ClaimLost
         if asked:
             raise ImportCancelled
 
@@ -166,7 +166,7 @@ async def start_import(session: AsyncSession, record: SampleFile, *, storage: St
 async def _run_here(file_id: uuid.UUID, storage: Storage, live: LiveImport) -> None:
     try:
         progress = JobProgress(file_id, live=live, to_database=_writes_progress_to_database())
-        await service.import_queued_file(file_id, storage=storage, progress=progress, take_user_slot=True)
+        await import_runs.import_queued_file(file_id, storage=storage, progress=progress, take_user_slot=True)
     except Exception as error:  # its record could not be ended (the database away): the sweep ends it
         logger.error("import_not_ended", extra={"sample_file_id": str(file_id), "error": repr(error)[:300]})
     finally:
@@ -207,7 +207,7 @@ async def import_file(context: procrastinate.JobContext, file_id: str) -> None:
         await _end_unfinished(SampleFile.id == record_id)
         return
     progress = JobProgress(record_id, live=None, to_database=True)
-    await service.import_queued_file(
+    await import_runs.import_queued_file(
         record_id, storage=get_storage(), progress=progress, take_user_slot=False
     )
 
@@ -321,7 +321,7 @@ async def cancel_import(session: AsyncSession, record: SampleFile) -> SampleFile
         live.cancel.set()
     # On SQLite a running import is this process's, and holds the one write lock: told in memory only.
     if live is None or record.status == SampleFileStatus.QUEUED or _writes_progress_to_database():
-        await service.ask_cancel(session, file_id=record.id)
+        await import_runs.ask_cancel(session, file_id=record.id)
     now = await wait_for_import(record.id, _cancel_wait_seconds())
     if now is None:
         refreshed = await load_record(record.id)

@@ -397,7 +397,7 @@ async def test_a_dry_run_by_an_editor_removed_while_the_body_arrives_reveals_not
     erin = await make_user(email="erin@example.org")
     await add_member(study, erin, StudyRole.EDITOR)
     erin_headers = await auth_headers(erin)
-    check_role = service._confirm_still_editor
+    check_role = service.confirm_still_editor
 
     async def removed_just_before(session, access) -> None:
         # The body has arrived; the owner removes Erin just before the dry run checks her role again.
@@ -408,7 +408,7 @@ async def test_a_dry_run_by_an_editor_removed_while_the_body_arrives_reveals_not
             await other.commit()
         await check_role(session, access)
 
-    monkeypatch.setattr(service, "_confirm_still_editor", removed_just_before)
+    monkeypatch.setattr(service, "confirm_still_editor", removed_just_before)
 
     response = await upload(client, study, erin_headers, sample_csv(3), dry_run=True)
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from src.database import SessionFactory, engine, utcnow
-from src.sampleFileUpload import importer, jobs, service
+from src.sampleFileUpload import import_runs, importer, jobs, service
 from src.sampleFileUpload.config import upload_settings
 from src.sampleFileUpload.constants import IMPORT_BATCH_ROWS, ImportRunner
 from src.sampleFileUpload.models import SampleFile
@@ -173,7 +173,7 @@ async def test_a_queued_import_is_cancelled_at_once_and_its_job_then_does_nothin
     assert cancelled.status_code == 200, cancelled.text
     assert (cancelled.json()["status"], cancelled.json()["cancel_requested"]) == ("cancelled", True)
     progress = jobs.JobProgress(uuid.UUID(response.json()["id"]), live=None, to_database=False)
-    ran = await service.import_queued_file(
+    ran = await import_runs.import_queued_file(
         uuid.UUID(response.json()["id"]), storage=get_storage(), progress=progress, take_user_slot=True
     )
     assert ran is None
@@ -243,7 +243,7 @@ async def queued_record(client, headers, study, *, mode: str = "insert") -> uuid
 async def run_job(file_id: uuid.UUID):
     """The record's job run here, as a worker runs it (progress kept in memory: no cancel seen there)."""
     progress = jobs.JobProgress(file_id, live=None, to_database=False)
-    return await service.import_queued_file(
+    return await import_runs.import_queued_file(
         file_id, storage=get_storage(), progress=progress, take_user_slot=False
     )
 
@@ -251,7 +251,7 @@ async def run_job(file_id: uuid.UUID):
 def once_claimed(monkeypatch, meanwhile) -> None:
     """The first run, once it claimed its record and before it reads the file, waits for `meanwhile()`
     (what happens to the record while that run goes on); later runs go straight on."""
-    import_claimed, first = service._import_claimed, []
+    import_claimed, first = import_runs._import_claimed, []
 
     async def interrupted(*args, **kwargs):
         if not first:
@@ -259,7 +259,7 @@ def once_claimed(monkeypatch, meanwhile) -> None:
             await meanwhile()
         return await import_claimed(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_import_claimed", interrupted)
+    monkeypatch.setattr(import_runs, "_import_claimed", interrupted)
 
 
 async def stored_record(file_id: uuid.UUID) -> SampleFile:
@@ -303,7 +303,7 @@ async def test_a_run_whose_record_was_claimed_again_before_its_end_writes_nothin
 
     async def claimed_again() -> None:
         async with SessionFactory() as session:
-            assert (await service._claim(session, file_id)).claim == 2
+            assert (await import_runs._claim(session, file_id)).claim == 2
 
     once_claimed(monkeypatch, claimed_again)
 
@@ -346,7 +346,7 @@ async def test_a_cancel_asked_after_the_last_progress_point_ends_the_import_canc
 
     async def cancel_asked() -> None:
         async with SessionFactory() as session:
-            await service.ask_cancel(session, file_id=file_id)
+            await import_runs.ask_cancel(session, file_id=file_id)
 
     once_claimed(monkeypatch, cancel_asked)
 
@@ -359,12 +359,12 @@ async def test_a_cancel_asked_after_the_last_progress_point_ends_the_import_canc
 
 async def _claimed_again(file_id: uuid.UUID) -> None:
     async with SessionFactory() as session:
-        await service._claim(session, file_id)
+        await import_runs._claim(session, file_id)
 
 
 async def _cancel_asked(file_id: uuid.UUID) -> None:
     async with SessionFactory() as session:
-        await service.ask_cancel(session, file_id=file_id)
+        await import_runs.ask_cancel(session, file_id=file_id)
 
 
 @pytest.mark.skipif(engine.dialect.name != "postgresql", reason="SQLite's one writer is the import")
@@ -383,13 +383,13 @@ async def test_what_another_session_commits_just_before_the_final_write_wins(
     """Its samples written in its transaction, the import is about to write its outcome when another
     session re-claims, cancels or sweeps the record: it rolls back, and the record stays theirs."""
     file_id = await queued_record(client, alice_headers, study)
-    hold_claim = service._hold_claim
+    hold_claim = import_runs._hold_claim
 
     async def interfered(*args, **kwargs) -> None:
         await meanwhile(file_id)
         await hold_claim(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_hold_claim", interfered)
+    monkeypatch.setattr(import_runs, "_hold_claim", interfered)
 
     ran = await run_job(file_id)
     record = await stored_record(file_id)
@@ -440,14 +440,14 @@ class PausedInSlot:
     def __init__(self, monkeypatch) -> None:
         self.paused = asyncio.Event()
         self.resumed = asyncio.Event()
-        uploader_access = service._uploader_access
+        uploader_access = import_runs._uploader_access
 
         async def pausing(*args):
             self.paused.set()
             await self.resumed.wait()
             return await uploader_access(*args)
 
-        monkeypatch.setattr(service, "_uploader_access", pausing)
+        monkeypatch.setattr(import_runs, "_uploader_access", pausing)
 
     async def wait_until_paused(self) -> None:
         await asyncio.wait_for(self.paused.wait(), timeout=20)
@@ -468,14 +468,14 @@ async def test_a_run_that_lost_its_claim_writes_no_progress_and_stops(
 ):
     file_id = await queued_record(client, alice_headers, study)
     async with SessionFactory() as session:
-        first = (await service._claim(session, file_id)).claim
-        await service._claim(session, file_id)  # its job run again meanwhile (a worker taken for dead)
+        first = (await import_runs._claim(session, file_id)).claim
+        await import_runs._claim(session, file_id)  # its job run again meanwhile (a worker taken for dead)
     old_run = jobs.JobProgress(file_id, live=None, to_database=True)
     old_run.claimed(first)
     new_run = jobs.JobProgress(file_id, live=None, to_database=True)
     new_run.claimed(first + 1)
 
-    with pytest.raises(service.ClaimLost):
+    with pytest.raises(import_runs.ClaimLost):
         await old_run.rows_read(IMPORT_BATCH_ROWS)
     assert (await stored_record(file_id)).rows_read == 0
     await new_run.rows_read(3)
@@ -515,14 +515,14 @@ async def test_a_cancel_after_the_last_progress_point_is_caught_at_the_final_wri
     """On SQLite the cancel is told to the running import in memory only (it holds the one writer):
     asked after its last progress point, its final write sees it, as PostgreSQL's sees the flag."""
     before_final_write, go_on = asyncio.Event(), asyncio.Event()
-    hold_claim = service._hold_claim
+    hold_claim = import_runs._hold_claim
 
     async def paused(*args, **kwargs) -> None:
         before_final_write.set()
         await go_on.wait()
         await hold_claim(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_hold_claim", paused)
+    monkeypatch.setattr(import_runs, "_hold_claim", paused)
     response = await upload(client, study, {**alice_headers, **RESPOND_ASYNC}, sample_csv(5))
     await asyncio.wait_for(before_final_write.wait(), timeout=20)  # its samples written, uncommitted
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 
 from src.config import settings
 from src.database import SessionFactory
-from src.sampleFileUpload import exports, service
+from src.sampleFileUpload import exports, import_runs
 from src.sampleFileUpload.constants import ERRORS_FILE_UPLOAD_MULTIPLE, HEADER_MAX_LENGTH, MAX_REPORT_TEXT
 from src.sampleFileUpload.models import SampleFile
 from src.sampleFileUpload.storage import LocalStorage
@@ -385,7 +385,7 @@ async def test_the_stored_report_cuts_long_cells_and_headers_and_errors_csv_keep
 async def test_the_errors_file_stops_at_a_multiple_of_the_upload_and_the_report_says_so(
     client, alice_headers, study, monkeypatch
 ):
-    monkeypatch.setattr(service, "ERRORS_FILE_MIN_BYTES", 0)
+    monkeypatch.setattr(import_runs, "ERRORS_FILE_MIN_BYTES", 0)
     # Every cell wrong: each error line is many times the bytes of its row.
     rows = [[f"S-{n}", "plasma", "-1", "x", "maybe", "soon"] for n in range(2_000)]
     content = csv_bytes([["sample_id", "tissue", "volume [mL]", "age", "fasting", "collected_on"], *rows])
