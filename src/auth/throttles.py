@@ -171,14 +171,14 @@ async def signed_in_recently_from(
 
 
 @dataclass(frozen=True, slots=True)
-class _SignInAttempt:
+class SignInAttempt:
     number: int  # in the current run of attempts from this address
     counted_for_account: bool
 
 
 async def reserve_sign_in_attempt(
     session: AsyncSession, *, key: str, address_scope: str, known_address: bool, now: datetime
-) -> _SignInAttempt:
+) -> SignInAttempt:
     """Reserves the attempt for the address (a hard lock) and for the account (a slowdown).
 
     Both are reserved whoever asks, so a known and an unknown email cost the same work; only an
@@ -193,7 +193,7 @@ async def reserve_sign_in_attempt(
         await release_attempt(session, key=key, scope=address_scope)
         slowdown = timedelta(seconds=auth_settings.LOGIN_SLOWDOWN_SECONDS)
         raise LoginSlowed(retry_after_seconds=_retry_after(slowed_until, now=now, default=slowdown))
-    return _SignInAttempt(number=number, counted_for_account=slowed_until is None)
+    return SignInAttempt(number=number, counted_for_account=slowed_until is None)
 
 
 async def forget_login_throttles(session: AsyncSession, *, email: str) -> None:

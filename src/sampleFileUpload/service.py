@@ -325,8 +325,6 @@ def _new_record(
     upload: ReceivedUpload,
     sheet: SheetBatches,
     status: SampleFileStatus,
-    *,
-    same_content_as: uuid.UUID | None = None,
 ) -> SampleFile:
     return SampleFile(
         id=uuid.uuid4(),
@@ -342,7 +340,6 @@ def _new_record(
         created_at=utcnow(),
         report={},
         storage_key="",
-        same_content_as=same_content_as,
     )
 
 

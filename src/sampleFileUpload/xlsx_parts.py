@@ -101,13 +101,13 @@ def _member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Workbook:
+class Workbook:
     sheet_part: str
     strings_part: str | None
     epoch: Any  # the datetime day 0 of the workbook's date serials
 
 
-def workbook_of(archive: zipfile.ZipFile, deadline: float | None) -> _Workbook:
+def workbook_of(archive: zipfile.ZipFile, deadline: float | None) -> Workbook:
     types = _ContentTypes()
     _read_whole(archive, ARC_CONTENT_TYPES, types, deadline)
     if types.macros:
@@ -132,7 +132,7 @@ def workbook_of(archive: zipfile.ZipFile, deadline: float | None) -> _Workbook:
         (part for title, part in parts if title.strip().casefold() == SAMPLES_SHEET_NAME), parts[0][1]
     )
     epoch = CALENDAR_MAC_1904 if sheets.date1904 else WINDOWS_EPOCH
-    return _Workbook(sheet_part=chosen, strings_part=types.strings_part, epoch=epoch)
+    return Workbook(sheet_part=chosen, strings_part=types.strings_part, epoch=epoch)
 
 
 class _ContentTypes(Handler):
